@@ -1,0 +1,1 @@
+"""CLI verbs beyond the core ones: each module has ``add_parser(subparsers)``; see ``mvlpt.cli``."""

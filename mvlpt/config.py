@@ -1,0 +1,135 @@
+"""Typed run configuration: training hyperparameters (protocol defaults) and one run's specification."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from .errors import MvlptError
+
+HEADS = ("union", "per_task")
+MODES = ("single", "joint", "sequential")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyperparameters; defaults are the reference runs' (see the protocol)."""
+
+    epochs: int = 200
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    batch_size: int = 32  # single task
+    batch_size_multitask: int = 64  # joint runs
+    eval_batch_size: int = 100
+    head: str = "union"  # joint runs: one softmax over all classes, or a per-task head (other tasks masked)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    cache_features: bool = True  # frozen image features (CoOp) / text features (VPT) computed once
+    checkpoint_every: int = 10  # epochs between resumable state saves (0: never)
+    workers: int = 0  # image decoding processes for test evaluation
+
+    # options that do not change results, left out of the config hash
+    RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features")
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.warmup_epochs < max(self.epochs, 1) or self.warmup_epochs == 0,
+             f"warmup_epochs must be smaller than epochs, got {self.warmup_epochs}"),
+            (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
+            (self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}"),
+            (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise MvlptError(msg + ".")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise MvlptError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}.")
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                want = type(f.default)
+                v = d[f.name]
+                if want is float and isinstance(v, int) and not isinstance(v, bool):
+                    v = float(v)
+                if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                    raise MvlptError(f"training option {f.name} must be a {want.__name__}, got {v!r}.")
+                d[f.name] = v
+        return cls(**d).validate()
+
+    def hashable(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One training process: a method on one or more tasks, evaluated on each target."""
+
+    method: str
+    tasks: list[str]
+    seed: int = 1
+    shots: int = 5
+    method_options: dict = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model: str = "mvlpt-tiny"
+    pretrained: str | None = None
+    init_seed: int = 0
+    split_files: dict[str, str] = dataclasses.field(default_factory=dict)  # task -> few-shot split file
+    data_dir: str | None = None
+    cache_dir: str | None = None  # frozen-feature caches
+    init_from: str | None = None  # sequential mode: the source's prompt checkpoint
+    source: str | None = None  # sequential mode: the source task's name
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)  # target task -> result JSON
+    save_prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # task -> best prompt (safetensors)
+    state_path: str | None = None  # resumable state; removed when the run completes
+    device: str = "auto"
+
+    def validate(self) -> "RunSpec":
+        if not self.tasks:
+            raise MvlptError("a run needs at least one task.")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise MvlptError(f"a run's tasks must be distinct, got {', '.join(self.tasks)}.")
+        if self.shots < 1:
+            raise MvlptError(f"shots must be at least 1, got {self.shots}.")
+        for t in self.outputs:
+            if t not in self.tasks:
+                raise MvlptError(f"an output is requested for task {t!r}, which this run does not train on.")
+        if self.init_from and len(self.tasks) != 1:
+            raise MvlptError("a sequential (initialised) run trains on exactly one target task.")
+        self.train.validate()
+        return self
+
+    @property
+    def mode(self) -> str:
+        if self.init_from:
+            return "sequential"
+        return "joint" if len(self.tasks) > 1 else "single"
+
+    def config_hash(self) -> str:
+        """Hash of everything that determines the results (not paths, devices or runtime knobs)."""
+        key: dict[str, Any] = {
+            "method": self.method,
+            "options": self.method_options,
+            "tasks": self.tasks,
+            "seed": self.seed,
+            "shots": self.shots,
+            "train": self.train.hashable(),
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "init_seed": self.init_seed if not self.pretrained else None,
+            "init_from": bool(self.init_from),
+            "source": self.source,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

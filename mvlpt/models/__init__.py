@@ -1,0 +1,1 @@
+"""Frozen CLIP loading and the prompt methods (CoOp, VPT, UPT)."""

@@ -1,0 +1,201 @@
+"""Load an open_clip model, frozen and in eval mode.
+
+* Any open_clip model name + pretrained tag (the paper: ``ViT-B-16-quickgelu`` / ``openai``), or a
+  local weights file as ``pretrained``.
+* ``mvlpt-tiny``: a tiny config shipped in ``mvlpt/models/configs``, randomly initialised from
+  ``init_seed``, for tests and the offline demo.
+
+Weights are looked up in the Hugging Face cache first. When they are not there and cannot be
+downloaded (no network, ``HF_HUB_OFFLINE=1``), :func:`load_clip` stops at once with one sentence
+saying which weights, where they were looked for and how to provide them; it never hangs in
+retries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import MvlptError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+TINY = "mvlpt-tiny"
+_configs_added = False
+
+
+def _open_clip():
+    global _configs_added
+    import open_clip
+
+    if not _configs_added:
+        open_clip.add_model_config(CONFIG_DIR)
+        _configs_added = True
+    return open_clip
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -> str:
+    """Return a local path to the weights of ``model``/``pretrained``, downloading them if possible."""
+    if Path(pretrained).expanduser().is_file():
+        return str(Path(pretrained).expanduser())
+    open_clip = _open_clip()
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        tags = [t for m, t in open_clip.list_pretrained() if m == model]
+        raise MvlptError(
+            f"open_clip has no pretrained tag {pretrained!r} for model {model!r}"
+            + (f" (known tags: {', '.join(tags)})" if tags else " (and no weights file exists at that path)")
+            + "."
+        )
+    hub = cfg.get("hf_hub", "")
+    where = cache_dir or os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    if hub:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo_id, filename = os.path.split(hub)
+        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth", ".pt")):
+            candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+        for name in candidates:
+            try:
+                return hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=True)
+            except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+                continue
+        if not _hub_reachable():
+            raise MvlptError(
+                f"the weights {model}/{pretrained} (hub repo {repo_id}) are not in the Hugging Face cache "
+                f"({where}) and cannot be downloaded from here (no network or HF_HUB_OFFLINE=1): download them "
+                f"on a machine with network (`hf download {repo_id}`) into that cache, or pass "
+                f"the weights file itself as the pretrained value."
+            )
+        last: Exception | None = None
+        for name in candidates:
+            try:
+                return hf_hub_download(repo_id, name, cache_dir=cache_dir)
+            except Exception as e:  # noqa: BLE001 - reported below
+                last = e
+        raise MvlptError(f"downloading the weights {model}/{pretrained} from hub repo {repo_id} failed: {last}.")
+    url = cfg.get("url", "")
+    raise MvlptError(
+        f"the weights {model}/{pretrained} are only available from {url}, which mvlpt does not download; "
+        f"download the file yourself and pass its path as the pretrained value."
+    )
+
+
+@dataclasses.dataclass
+class FrozenCLIP:
+    """An open_clip CLIP model with everything frozen, plus its tokenizer and image transform."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    pretrained: str | None
+    init_seed: int
+    device: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def key(self) -> str:
+        """A filesystem-safe identifier of model + weights, for caches."""
+        tag = self.pretrained or f"random{self.init_seed}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{self.name}_{Path(tag).name}")
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        """ELEVATER preprocessing, first half: RGB, plain resize to SxS (bicubic), no crop: (3, S, S) uint8."""
+        img = image.convert("RGB")
+        if img.size != (self.image_size, self.image_size):
+            img = img.resize((self.image_size, self.image_size), Image.BICUBIC)
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Second half: uint8 (B, 3, S, S) -> float, CLIP mean/std, on the model's device."""
+        x = batch.to(self.device, non_blocking=True).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> normalised float tensor (3, S, S) (on the CPU)."""
+        return self.normalize(self.to_uint8(image).unsqueeze(0))[0].cpu()
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.model.encode_image(images.to(self.device))
+        return F.normalize(feats.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        feats = self.model.encode_text(self.tokenize(texts).to(self.device))
+        return F.normalize(feats.float(), dim=-1)
+
+
+def load_clip(
+    model: str = TINY,
+    pretrained: str | None = None,
+    *,
+    cache_dir: str | None = None,
+    device: str = "cpu",
+    init_seed: int = 0,
+) -> FrozenCLIP:
+    """Load ``model`` with ``pretrained`` weights (None: random init from ``init_seed``), frozen, in eval mode."""
+    open_clip = _open_clip()
+    if model not in open_clip.list_models():
+        raise MvlptError(
+            f"unknown open_clip model {model!r}; use {TINY!r} for the offline tiny model or one of "
+            f"open_clip.list_models() (for the paper: ViT-B-16-quickgelu)."
+        )
+    if pretrained in ("", "none", "None"):
+        pretrained = None
+    weights = resolve_weights(model, pretrained, cache_dir) if pretrained else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        logging.disable(logging.WARNING)  # open_clip warns on every random init, which is intended here
+        try:
+            net = open_clip.create_model(model, pretrained=weights, device="cpu")
+        finally:
+            logging.disable(logging.NOTSET)
+    if not hasattr(net, "token_embedding") or not hasattr(net, "visual"):
+        raise MvlptError(f"model {model!r} is not a plain CLIP (separate text tower); mvlpt's prompts need one.")
+    net.eval().requires_grad_(False)
+    net.to(device)
+    pp = net.visual.preprocess_cfg if hasattr(net.visual, "preprocess_cfg") else {}
+    size = net.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
+    std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+    return FrozenCLIP(
+        model=net,
+        tokenizer=open_clip.get_tokenizer(model),
+        name=model,
+        pretrained=pretrained,
+        init_seed=init_seed,
+        device=str(device),
+        image_size=size,
+        mean=mean,
+        std=std,
+    )

@@ -1,0 +1,80 @@
+"""UPT: unified prompts, text context and deep visual prompts generated from shared parameters.
+
+Parameters: text context ``(n, W_t)`` and visual prompts ``(layers, n, W_v)`` are projected to a
+width-128 space (Linear W_t->128, Linear W_v->128), pass one CLIP residual attention block of width
+128 (1 head), and are projected back (Linear 128->W_t, 128->W_v). The text part becomes CoOp-style
+context (class token at the end), the visual part deep VPT prompts.
+
+``mix`` chooses what the block attends over:
+
+* ``"all"`` (default, the presumably intended behaviour): one sequence of all ``(1 + layers) * n``
+  tokens, so text and visual prompts inform each other.
+* ``"per_token"``: the reference code's behaviour. It feeds a (1, 13n, 128) tensor to a
+  sequence-first block, so attention runs over a length-1 sequence per token and nothing is mixed.
+"""
+
+from __future__ import annotations
+
+import torch
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock
+from torch import nn
+
+from ...errors import MvlptError
+from .base import PromptLearner
+from .text import TokenLayout, encode_prompted_text, normalize
+from .vision import encode_prompted_image
+
+MIX_MODES = ("all", "per_token")
+
+
+class UPT(PromptLearner):
+    method = "upt"
+    learns_text = True
+    learns_image = True
+
+    def __init__(self, clip, classnames, n_ctx: int = 4, hidden: int = 128, mix: str = "all", position: str = "end",
+                 generator: torch.Generator | None = None):
+        super().__init__(clip, classnames)
+        if mix not in MIX_MODES:
+            raise MvlptError(f"UPT mix must be one of {', '.join(MIX_MODES)}, got {mix!r}.")
+        model = clip.model
+        w_t = model.token_embedding.weight.shape[1]
+        w_v = model.visual.conv1.weight.shape[0]
+        layers = len(model.visual.transformer.resblocks)
+        device = model.token_embedding.weight.device
+        self.text_ctx = nn.Parameter(torch.empty(n_ctx, w_t).normal_(0, 0.02, generator=generator))
+        self.visual_ctx = nn.Parameter(torch.empty(layers, n_ctx, w_v).normal_(0, 0.02, generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            self.down_t = nn.Linear(w_t, hidden)
+            self.down_v = nn.Linear(w_v, hidden)
+            self.block = ResidualAttentionBlock(hidden, 1, mlp_ratio=4.0, act_layer=QuickGELU, batch_first=True)
+            self.up_t = nn.Linear(hidden, w_t)
+            self.up_v = nn.Linear(hidden, w_v)
+        self.to(device)
+        self.layout = TokenLayout(clip, classnames, n_ctx, position)
+        self.n_ctx, self.hidden, self.mix, self.position, self.layers = n_ctx, hidden, mix, position, layers
+
+    def options(self) -> dict:
+        return {"n_ctx": self.n_ctx, "hidden": self.hidden, "mix": self.mix, "position": self.position}
+
+    def generate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text context (n, W_t) and the deep visual prompts (layers, n, W_v)."""
+        n = self.n_ctx
+        tokens = torch.cat([self.down_t(self.text_ctx), self.down_v(self.visual_ctx.reshape(-1, self.visual_ctx.shape[-1]))])
+        if self.mix == "all":
+            out = self.block(tokens.unsqueeze(0))[0]  # one sequence of (1 + layers) * n tokens
+        else:
+            out = self.block(tokens.unsqueeze(1))[:, 0]  # (1+layers)*n sequences of length 1
+        text = self.up_t(out[:n])
+        visual = self.up_v(out[n:]).reshape(self.layers, n, -1)
+        return text, visual
+
+    def text_features(self, generated=None) -> torch.Tensor:
+        text, _ = generated if generated is not None else self.generate()
+        return normalize(encode_prompted_text(self.clip.model, self.layout.fill(text), self.layout.eot_pos))
+
+    def image_features(self, images: torch.Tensor, generated=None) -> torch.Tensor:
+        _, visual = generated if generated is not None else self.generate()
+        return normalize(encode_prompted_image(self.clip.model.visual, images, visual, deep=True))

@@ -1,0 +1,44 @@
+"""Image side with prompt tokens (VPT): prompts inserted right after [CLS], deep or shallow.
+
+``conv1 -> [CLS] + patches -> + pos -> ln_pre`` (open_clip's ``VisionTransformer._embeds``), then the
+prompt tokens of layer 0 are inserted after [CLS]. In deep mode, before every later layer ``l``
+those positions are replaced by layer ``l``'s prompts; in shallow mode they flow on. The prompt
+positions are removed before pooling, then ``ln_post`` and the projection give the feature.
+With zero prompt tokens this is exactly ``encode_image`` (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True) -> torch.Tensor:
+    """``prompts``: (layers, n, width) for deep (layer 0 = the inserted prompt) or (1, n, width)."""
+    x = visual._embeds(images)
+    n = 0 if prompts is None else prompts.shape[1]
+    B = x.shape[0]
+    if n:
+        p = prompts.to(x.dtype)
+        x = torch.cat([x[:, :1], p[0].unsqueeze(0).expand(B, -1, -1), x[:, 1:]], dim=1)
+    transformer = visual.transformer
+    batch_first = getattr(transformer, "batch_first", True)
+    for i, block in enumerate(transformer.resblocks):
+        if n and deep and 0 < i < p.shape[0]:
+            x = torch.cat([x[:, :1], p[i].unsqueeze(0).expand(B, -1, -1), x[:, 1 + n :]], dim=1)
+        if batch_first:
+            x = block(x, attn_mask=None)
+        else:
+            x = block(x.transpose(0, 1), attn_mask=None).transpose(0, 1)
+    if n:
+        x = torch.cat([x[:, :1], x[:, 1 + n :]], dim=1)
+    pooled, _ = visual._pool(x)
+    if visual.proj is not None:
+        pooled = pooled @ visual.proj
+    return pooled
+
+
+def vpt_uniform_init(shape: tuple[int, ...], patch_size: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """VPT's init: uniform(-v, v), v = sqrt(6 / (3 * patch * patch + width))."""
+    v = (6.0 / (3 * patch_size * patch_size + width)) ** 0.5
+    return torch.empty(shape).uniform_(-v, v, generator=generator)

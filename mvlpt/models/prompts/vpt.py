@@ -1,0 +1,47 @@
+"""VPT: learned visual prompt tokens, frozen text side (Jia et al., 2022).
+
+Deep (default): prompts ``(layers, n, W)``, layer 0 inserted after [CLS], layers 1.. replace those
+positions before each later block. Shallow: ``(1, n, W)``, inserted once. Text side: the fixed
+prompt ``"a photo of a {class}."``, computed once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import PromptLearner
+from .text import normalize
+from .vision import encode_prompted_image, vpt_uniform_init
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+
+class VPT(PromptLearner):
+    method = "vpt"
+    learns_text = False
+    learns_image = True
+
+    def __init__(self, clip, classnames, n_tokens: int = 16, deep: bool = True, template: str = DEFAULT_TEMPLATE,
+                 generator: torch.Generator | None = None):
+        super().__init__(clip, classnames)
+        visual = clip.model.visual
+        width = visual.conv1.weight.shape[0]
+        patch = visual.conv1.weight.shape[-1]
+        layers = len(visual.transformer.resblocks) if deep else 1
+        init = vpt_uniform_init((layers, n_tokens, width), patch, width, generator)
+        self.prompts = nn.Parameter(init.to(visual.conv1.weight.device))
+        self.n_tokens, self.deep, self.template = n_tokens, deep, template
+        with torch.no_grad():
+            feats = clip.encode_texts([template.format(c) for c in classnames])
+        self.register_buffer("_text", feats, persistent=False)
+
+    def options(self) -> dict:
+        return {"n_tokens": self.n_tokens, "deep": self.deep}
+
+    def text_features(self) -> torch.Tensor:
+        return self._text
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        prompts = self.prompts if self.n_tokens else None
+        return normalize(encode_prompted_image(self.clip.model.visual, images, prompts, self.deep))

@@ -1,0 +1,124 @@
+"""Task registry: a task name maps to its class names, prompt templates, metric and loader.
+
+A *task* is an image-classification problem. Its data comes as splits ("train", "test" and, where
+the task has one, "val"); the few-shot protocol samples from "train" only (see :mod:`mvlpt.tasks.fewshot`).
+
+Loaders are lazy: :meth:`Task.load` returns a :class:`TaskSplit`, whose images are decoded one at a
+time, so a 262k-image split costs only its index in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import MvlptError
+
+METRICS = ("accuracy", "mean_per_class_accuracy", "roc_auc", "map_11point")
+SPLITS = ("train", "val", "test")
+
+
+class TaskSplit(Protocol):
+    """One split of a task: stable sample ids, labels, and images decoded on demand.
+
+    ``labels`` is ``(N,)`` int64 for multiclass tasks and ``(N, C)`` uint8 multi-hot for multi-label ones.
+    ``image(i)`` returns an RGB ``PIL.Image``.
+    """
+
+    ids: Sequence[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def image(self, i: int) -> Image.Image: ...
+
+
+@dataclasses.dataclass
+class ArraySplit:
+    """A split held in memory: uint8 images ``(N, H, W, 3)`` (or a list of PIL images)."""
+
+    ids: list[str]
+    labels: np.ndarray
+    images: object  # np.ndarray (N, H, W, 3) uint8, or a list of PIL images
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image(self, i: int) -> Image.Image:
+        img = self.images[i]
+        if isinstance(img, Image.Image):
+            return img.convert("RGB")
+        return Image.fromarray(np.asarray(img, dtype=np.uint8)).convert("RGB")
+
+
+Loader = Callable[..., TaskSplit]  # loader(split: str, data_dir: str | None) -> TaskSplit
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What the study needs to know about a task."""
+
+    name: str
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    metric: str
+    loader: Loader
+    multilabel: bool = False
+    splits: tuple[str, ...] = ("train", "test")
+    domain: str = ""
+    description: str = ""
+    source: str = "synthetic"  # "synthetic" (offline suite) or "elevater"
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"task {self.name!r}: unknown metric {self.metric!r}; expected one of {METRICS}")
+        if len(set(self.classnames)) != len(self.classnames):
+            raise ValueError(f"task {self.name!r}: class names are not unique")
+        if not self.templates or any("{}" not in t for t in self.templates):
+            raise ValueError(f"task {self.name!r}: every template needs a '{{}}' for the class name")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def load(self, split: str, data_dir: str | None = None) -> TaskSplit:
+        if split not in self.splits:
+            raise MvlptError(f"task {self.name!r} has no {split!r} split (it has: {', '.join(self.splits)}).")
+        return self.loader(split, data_dir)
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task, *, replace: bool = False) -> Task:
+    if task.name in _REGISTRY and not replace:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def _ensure_builtin() -> None:
+    # Import the modules that register the built-in tasks (lazy, so importing the registry is cheap).
+    from . import synthetic  # noqa: F401
+
+    try:
+        from . import elevater  # noqa: F401
+    except ImportError:  # the ELEVATER suite is optional until its module exists
+        pass
+
+
+def get_task(name: str) -> Task:
+    _ensure_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise MvlptError(f"unknown task {name!r}; known tasks are: {known}.") from None
+
+
+def list_tasks(source: str | None = None) -> list[str]:
+    _ensure_builtin()
+    return sorted(n for n, t in _REGISTRY.items() if source is None or t.source == source)

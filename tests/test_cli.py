@@ -1,0 +1,64 @@
+"""The command line: help for every verb, one-sentence errors with exit status 2, results on success."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mvlpt.cli import build_parser, main
+
+
+def mvlpt(*args, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "mvlpt.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "verb")
+    assert {"tasks", "split", "features", "train", "info"} <= set(sub.choices)
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        for action in p._actions:
+            for opt in action.option_strings:
+                assert opt in text, (name, opt)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--method", "coop", "--task", "nope", "--output", "nope=x.json"], "unknown task 'nope'"),
+        (["train", "--method", "coopp", "--task", "shapes", "--output", "shapes=x.json"], "unknown prompt method 'coopp'"),
+        (["train", "--method", "coop", "--task", "shapes", "--task", "shapes", "--output", "shapes=x.json"], "must be distinct"),
+        (["train", "--method", "coop", "--task", "shapes", "--train-options", "{epochs: 3}", "--output", "shapes=x.json"], "not valid JSON"),
+        (["train", "--method", "coop", "--task", "shapes", "--output", "x.json"], "TASK=PATH"),
+        (["train", "--method", "coop", "--task", "shapes"], "nothing to write"),
+        (["train", "--method", "coop", "--task", "shapes", "--output", "textures=x.json"], "does not train on"),
+        (["train", "--method", "coop", "--task", "shapes", "--shots", "0", "--output", "shapes=x.json"], "shots must be at least 1"),
+        (["train", "--method", "coop", "--task", "shapes", "--method-options", '{"n_ctxx": 3}', "--output", "shapes=x.json"], "bad options"),
+        (["split", "--task", "shapes", "--seed", "1", "--shots", "100000", "--out", "s.json"], "fewer than shots"),
+        (["train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16-quickgelu", "--pretrained", "openai", "--output", "shapes=x.json"], "cannot be downloaded"),
+    ],
+)
+def test_user_errors_are_one_sentence_with_status_2(tmp_path, args, needle):
+    r = mvlpt(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("mvlpt: error:")]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_split_and_train_write_their_files(tmp_path):
+    split = tmp_path / "split.json"
+    assert main(["split", "--task", "shapes", "--seed", "2", "--shots", "5", "--out", str(split)]) == 0
+    out = tmp_path / "res" / "shapes__shapes" / "seed2.json"
+    rc = main(["train", "--method", "coop", "--task", "shapes", "--seed", "2", "--shots", "5", "--split", f"shapes={split}",
+               "--epochs", "2", "--output", f"shapes={out}", "--device", "cpu"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert (res["method"], res["source"], res["target"], res["seed"], res["epochs"]) == ("coop", "shapes", "shapes", 2, 2)
+    assert not list(Path(out.parent).glob("*.tmp"))
