@@ -102,12 +102,7 @@ def register(task: Task, *, replace: bool = False) -> Task:
 
 def _ensure_builtin() -> None:
     # Import the modules that register the built-in tasks (lazy, so importing the registry is cheap).
-    from . import synthetic  # noqa: F401
-
-    try:
-        from . import elevater  # noqa: F401
-    except ImportError:  # the ELEVATER suite is optional until its module exists
-        pass
+    from . import elevater, synthetic  # noqa: F401
 
 
 def get_task(name: str) -> Task:
