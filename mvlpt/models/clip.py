@@ -3,7 +3,9 @@
 * Any open_clip model name + pretrained tag (the paper: ``ViT-B-16-quickgelu`` / ``openai``), or a
   local weights file as ``pretrained``.
 * ``mvlpt-tiny``: a tiny config shipped in ``mvlpt/models/configs``, randomly initialised from
-  ``init_seed``, for tests and the offline demo.
+  ``init_seed`` (``pretrained=None``), or with ``pretrained="synthetic"``: weights shipped in
+  ``mvlpt/models/weights``, contrastively pre-trained on captioned images of the offline suite's
+  renderers (``mvlpt.models.pretrain_tiny``), for tests and the offline demo.
 
 Weights are looked up in the Hugging Face cache first. When they are not there and cannot be
 downloaded (no network, ``HF_HUB_OFFLINE=1``), :func:`load_clip` stops at once with one sentence
@@ -30,6 +32,8 @@ from ..errors import MvlptError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TINY = "mvlpt-tiny"
+# pretrained tags of mvlpt-tiny shipped in the package (made by mvlpt/models/pretrain_tiny.py)
+TINY_WEIGHTS = {"synthetic": Path(__file__).parent / "weights" / "mvlpt-tiny-synthetic.safetensors"}
 _configs_added = False
 
 
@@ -55,6 +59,8 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -> str:
     """Return a local path to the weights of ``model``/``pretrained``, downloading them if possible."""
+    if model == TINY and pretrained in TINY_WEIGHTS:
+        return str(TINY_WEIGHTS[pretrained])
     if Path(pretrained).expanduser().is_file():
         return str(Path(pretrained).expanduser())
     open_clip = _open_clip()

@@ -1,0 +1,57 @@
+"""Each prompt method demonstrably learns on an offline task with the tiny model.
+
+``mvlpt-tiny`` with the shipped ``synthetic`` weights (a randomly initialised CLIP has collapsed
+features on which prompt tuning mostly measures noise). For every method, the demo's training
+configuration on one synthetic task, averaged over three seeds: the test metric of the
+best-validation prompt after training must be clearly above the test metric of the prompt at
+initialisation, and above chance. A learning rate of ~0 fails this test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.train import Trainer
+
+TASK = "glyph-letters"  # 8 classes, chance 0.125; untrained prompts ~0.6, trained ~0.75-0.95
+SEEDS = (1, 2, 3)
+MARGIN = 0.08  # mean gain over the untrained prompt; measured gains are 0.12 (vpt) to 0.3 (coop, upt)
+DEMO_TRAIN = dict(epochs=10, lr=0.01, batch_size=8, warmup_epochs=0)  # config/config.yaml's train section
+SHOTS = 10
+
+
+def untrained_and_trained(method: str, seed: int, tmp_path, **train) -> tuple[float, float]:
+    spec = RunSpec(
+        method=method, tasks=[TASK], seed=seed, shots=SHOTS, pretrained="synthetic",
+        train=TrainConfig(**{**DEMO_TRAIN, **train}), outputs={TASK: str(tmp_path / f"{method}{seed}.json")},
+    )
+    trainer = Trainer(spec)
+    before, _ = trainer.test(trainer.data[0])
+    (result,) = trainer.run()
+    return before, result["test"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
+def test_prompt_tuning_learns(method, tmp_path):
+    pairs = np.array([untrained_and_trained(method, s, tmp_path) for s in SEEDS])
+    before, after = pairs.mean(0)
+    chance = 1 / 8
+    assert after > before + MARGIN, f"{method}: untrained {before:.3f} -> trained {after:.3f} per seed {pairs.tolist()}"
+    assert after > chance + 0.3, f"{method}: trained {after:.3f} is near chance {chance:.3f}"
+
+
+def test_no_learning_rate_no_gain(tmp_path):
+    """The check above can fail: with lr ~0 the trained prompt is the untrained one."""
+    before, after = untrained_and_trained("coop", 1, tmp_path, lr=1e-12)
+    assert abs(after - before) < 0.02
