@@ -4,7 +4,7 @@
   options in the safetensors metadata. Loading is strict: another method, a missing or unexpected
   key, or another shape is an error that names it.
 * A *state* file holds what a run needs to resume bit-for-bit: the current parameters, SGD momentum
-  buffers, the best parameters per task, and (in metadata) the epoch and best metrics.
+  buffers and best parameters of every prompt set, and (in metadata) the epoch and best metrics.
 """
 
 from __future__ import annotations
@@ -64,32 +64,18 @@ def load_prompt(learner, path, allow_class_mismatch: bool = False) -> dict:
     return meta
 
 
-def save_state(path, params: dict, momentum: dict, best: dict, meta: dict) -> None:
-    tensors = {f"param/{k}": v for k, v in params.items()}
-    tensors.update({f"momentum/{k}": v for k, v in momentum.items()})
-    for task, entry in best.items():
-        if entry.get("state") is not None:
-            tensors.update({f"best/{task}/{k}": v for k, v in entry["state"].items()})
+def save_state(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Resumable training state: named tensors plus JSON metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    best_meta = {t: {k: v for k, v in e.items() if k != "state"} for t, e in best.items()}
-    m = {"format": FORMAT, "kind": "train-state", "meta": json.dumps(meta, sort_keys=True), "best": json.dumps(best_meta)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=m)
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": "train-state", "meta": json.dumps(meta, sort_keys=True)})
 
 
-def load_state(path) -> tuple[dict, dict, dict, dict]:
+def load_state(path) -> tuple[dict[str, torch.Tensor], dict]:
     meta = _open_meta(path, "training state")
     if meta.get("kind") != "train-state":
         raise MvlptError(f"{path} is not an mvlpt training state file.")
-    tensors = load_file(str(path))
-    params = {k[6:]: v for k, v in tensors.items() if k.startswith("param/")}
-    momentum = {k[9:]: v for k, v in tensors.items() if k.startswith("momentum/")}
-    best = json.loads(meta["best"])
-    for task, entry in best.items():
-        prefix = f"best/{task}/"
-        st = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        entry["state"] = st or None
-    return params, momentum, best, json.loads(meta["meta"])
+    return load_file(str(path)), json.loads(meta["meta"])
 
 
 def remove(path) -> None:

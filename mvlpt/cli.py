@@ -97,7 +97,7 @@ def cmd_train(args) -> int:
     spec = RunSpec(
         method=args.method,
         tasks=list(args.task),
-        seed=args.seed,
+        seeds=args.seed or [1],
         shots=args.shots,
         method_options=_json_arg(args.method_options, "--method-options"),
         train=TrainConfig.from_dict(train_opts),
@@ -121,7 +121,8 @@ def cmd_train(args) -> int:
         get_task(name)  # an unknown task fails here, before any device is leased
     if not spec.outputs and not spec.save_prompts:
         raise MvlptError("nothing to write: give --output TASK=FILE and/or --save-prompt TASK=FILE.")
-    with lease_device(args.device, label=f"{args.method}:{'+'.join(args.task)}:seed{args.seed}") as lease:
+    label = f"{args.method}:{'+'.join(args.task)}:seed{','.join(map(str, spec.seeds))}"
+    with lease_device(args.device, label=label) as lease:
         if lease.index is not None:
             import torch
 
@@ -187,12 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", required=True, help="coop, vpt or upt")
     p.add_argument("--task", action="append", required=True, help="training task (repeat for a joint run)")
-    p.add_argument("--seed", type=int, default=1, help="fixes the few-shot subset and the prompt init (default: %(default)s)")
+    p.add_argument("--seed", type=int, action="append",
+                   help="fixes the few-shot subset and the prompt init (default: 1); repeat to train several seeds "
+                        "stacked in one process (paths then need a {seed} placeholder)")
     p.add_argument("--shots", type=int, default=5, help="images per class, train + val (default: %(default)s)")
     p.add_argument("--split", action="append", help="TASK=FILE: a pinned few-shot split (default: sampled from the seed)")
-    p.add_argument("--output", action="append", help="TASK=FILE: result JSON of that target task")
-    p.add_argument("--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors)")
-    p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint")
+    p.add_argument("--output", action="append", help="TASK=FILE: result JSON of that target task ({seed} is replaced)")
+    p.add_argument("--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors; {seed} is replaced)")
+    p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
     p.add_argument("--source", default=None, help="sequential mode: the source task's name (for the result file)")
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
     p.add_argument("--train-options", default=None, help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'')

@@ -79,7 +79,7 @@ class RunSpec:
 
     method: str
     tasks: list[str]
-    seed: int = 1
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [1])  # several: stacked prompt sets, one pass
     shots: int = 5
     method_options: dict = dataclasses.field(default_factory=dict)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -91,6 +91,7 @@ class RunSpec:
     cache_dir: str | None = None  # frozen-feature caches
     init_from: str | None = None  # sequential mode: the source's prompt checkpoint
     source: str | None = None  # sequential mode: the source task's name
+    # Paths may contain "{seed}" (required when the run has several seeds).
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)  # target task -> result JSON
     save_prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # task -> best prompt (safetensors)
     state_path: str | None = None  # resumable state; removed when the run completes
@@ -103,6 +104,14 @@ class RunSpec:
             raise MvlptError(f"a run's tasks must be distinct, got {', '.join(self.tasks)}.")
         if self.shots < 1:
             raise MvlptError(f"shots must be at least 1, got {self.shots}.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise MvlptError(f"a run needs one or more distinct seeds, got {self.seeds}.")
+        if len(self.seeds) > 1:
+            templates = [*self.outputs.values(), *self.save_prompts.values(), *self.split_files.values()]
+            templates += [self.init_from] if self.init_from else []
+            for t in templates:
+                if "{seed}" not in t:
+                    raise MvlptError(f"with several seeds every output, prompt, split and init path needs a {{seed}} placeholder; {t!r} has none.")
         for t in self.outputs:
             if t not in self.tasks:
                 raise MvlptError(f"an output is requested for task {t!r}, which this run does not train on.")
@@ -117,13 +126,17 @@ class RunSpec:
             return "sequential"
         return "joint" if len(self.tasks) > 1 else "single"
 
-    def config_hash(self) -> str:
-        """Hash of everything that determines the results (not paths, devices or runtime knobs)."""
+    def path(self, template: str | None, seed: int) -> str | None:
+        return None if template is None else template.replace("{seed}", str(seed))
+
+    def config_hash(self, seed: int) -> str:
+        """Hash of everything that determines one seed's results (not paths, devices, runtime knobs,
+        nor how many seeds share the process: a stacked run equals separate runs)."""
         key: dict[str, Any] = {
             "method": self.method,
             "options": self.method_options,
             "tasks": self.tasks,
-            "seed": self.seed,
+            "seed": seed,
             "shots": self.shots,
             "train": self.train.hashable(),
             "model": self.model,

@@ -5,8 +5,15 @@ serves every direction: the best-validation checkpoint is tracked *per task*), o
 initialised from a source task's prompt (sequential). Each requested target gets a result JSON with
 its test metric, evaluated with the checkpoint that was best on that task's validation set.
 
-Determinism: the prompt init comes from a generator seeded with the run's seed and each epoch's
-order from a generator seeded with (seed, epoch), so a run resumed from its saved state computes
+Several seeds can share one process (``RunSpec.seeds``): each seed is a *member* with its own
+few-shot data, prompt parameters, shuffling, loss and best checkpoints, but every step stacks all
+members' batches into one forward pass of the frozen towers (text prompts of all members in one
+text-encoder batch, images of all members with per-image prompts in one image-encoder batch).
+Plain SGD updates every parameter element on its own, so a stacked run computes what separate
+runs compute (tested), while the GPU sees K times larger batches and the model is loaded once.
+
+Determinism: each member's prompt init comes from a generator seeded with its seed and each
+epoch's order from one seeded with (seed, epoch), so a run resumed from its saved state computes
 exactly what an uninterrupted one computes (tested on the CPU).
 """
 
@@ -15,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +40,8 @@ from .features import image_features
 from .metrics import compute_metric
 from .models.clip import load_clip
 from .models.prompts import build_prompt_learner
+from .models.prompts.text import encode_prompted_text, normalize
+from .models.prompts.vision import encode_prompted_image
 from .results import write_result
 from .tasks import get_task
 from .tasks.fewshot import indices_of, make_split, read_split
@@ -39,11 +49,10 @@ from .tasks.fewshot import indices_of, make_split, read_split
 
 @dataclass
 class TaskData:
-    """One task inside a run: its few-shot train/val sets and its place among the run's classes."""
+    """One task of one member: its few-shot train/val sets and its place among the run's classes."""
 
     task: object
     offset: int
-    train_split: object
     train_idx: list[int]
     val_idx: list[int]
     train_x: torch.Tensor | None  # uint8 images, or None when features are cached
@@ -56,6 +65,27 @@ class TaskData:
     @property
     def classes(self) -> slice:
         return slice(self.offset, self.offset + self.task.num_classes)
+
+    def inputs(self, which: str, idx) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(uint8 images, None) or (None, cached features) of samples ``idx`` of train or val."""
+        x, f = (self.train_x, self.train_f) if which == "train" else (self.val_x, self.val_f)
+        return (None, f[idx]) if f is not None else (x[idx], None)
+
+
+@dataclass
+class Member:
+    """One prompt set (one seed) of a run."""
+
+    seed: int
+    learner: object
+    data: list[TaskData]
+    best: dict = field(default_factory=dict)  # task -> {"metric", "epoch", "state"}
+
+    def union(self) -> tuple[np.ndarray, np.ndarray]:
+        """(owner task position, index within that task) of every few-shot train sample."""
+        owners = np.concatenate([np.full(len(td.train_idx), k) for k, td in enumerate(self.data)])
+        local = np.concatenate([np.arange(len(td.train_idx)) for td in self.data])
+        return owners, local
 
 
 def lr_at(epoch: int, cfg) -> float:
@@ -87,50 +117,52 @@ class Trainer:
         if self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.startswith("cuda")):
             self.autocast_dtype = torch.bfloat16
         self.tasks = [get_task(n) for n in spec.tasks]
-        classnames, offset = [], 0
-        for t in self.tasks:
-            classnames += list(t.classnames)
-        gen = torch.Generator().manual_seed(spec.seed)
-        self.learner = build_prompt_learner(spec.method, self.clip, classnames, spec.method_options, generator=gen)
-        if spec.init_from:
-            load_prompt(self.learner, spec.init_from)
-        self.data: list[TaskData] = []
-        for t in self.tasks:
-            self.data.append(self._load_task(t, offset))
-            offset += t.num_classes
-        self.n_classes = offset
-        self.params = {k: p for k, p in self.learner.named_parameters() if p.requires_grad}
-        self.optimizer = torch.optim.SGD(
-            list(self.params.values()), lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
-        )
+        classnames = [c for t in self.tasks for c in t.classnames]
+        self.n_classes = len(classnames)
+        self._train_splits = {t.name: t.load("train", spec.data_dir) for t in self.tasks}
+        self.members: list[Member] = []
+        for seed in spec.seeds:
+            gen = torch.Generator().manual_seed(seed)
+            learner = build_prompt_learner(spec.method, self.clip, classnames, spec.method_options, generator=gen)
+            if spec.init_from:
+                load_prompt(learner, spec.path(spec.init_from, seed))
+            self.members.append(Member(seed, learner, []))
+        self.proto = self.members[0].learner  # all members share method, classes and options
+        self.cache_images = not self.proto.learns_image and self.cfg.cache_features
+        for m in self.members:
+            offset = 0
+            for t in self.tasks:
+                m.data.append(self._load_task(t, offset, m.seed))
+                offset += t.num_classes
+        params = [p for m in self.members for p in m.learner.parameters() if p.requires_grad]
+        # One SGD over every member's parameters: its update is elementwise, so members stay independent.
+        self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
         self.fixed_text = None
-        if not self.learner.learns_text and self.cfg.cache_features:
+        if not self.proto.learns_text:
             with torch.no_grad():
-                self.fixed_text = self.learner.text_features().detach()
+                self.fixed_text = self.proto.fixed_text_features().detach()
 
     # ------------------------------------------------------------------ data
-    def _load_task(self, task, offset: int) -> TaskData:
+    def _load_task(self, task, offset: int, seed: int) -> TaskData:
         spec = self.spec
-        train_split = task.load("train", spec.data_dir)
+        train_split = self._train_splits[task.name]
         if task.name in spec.split_files:
-            split = read_split(spec.split_files[task.name], task.name)
+            path = spec.path(spec.split_files[task.name], seed)
+            split = read_split(path, task.name)
             if split["shots"] != spec.shots:
-                raise MvlptError(
-                    f"few-shot split file {spec.split_files[task.name]} has {split['shots']} shots, the run asks for {spec.shots}."
-                )
+                raise MvlptError(f"few-shot split file {path} has {split['shots']} shots, the run asks for {spec.shots}.")
         else:
-            split = make_split(task, spec.seed, spec.shots, spec.data_dir, split_data=train_split)
+            split = make_split(task, seed, spec.shots, spec.data_dir, split_data=train_split)
         tr, va = indices_of(train_split, split["train"]), indices_of(train_split, split["val"])
-        cached = not self.learner.learns_image and self.cfg.cache_features
-        name = f"shots{spec.shots}_seed{split['seed']}"
-        if cached:
+        if self.cache_images:
+            name = f"shots{spec.shots}_seed{split['seed']}"
             tf = image_features(self.clip, task.name, train_split, tr, f"{name}_train", spec.cache_dir)
             vf = image_features(self.clip, task.name, train_split, va, f"{name}_val", spec.cache_dir)
             tx = vx = None
         else:
             tx, vx = load_images(self.clip, train_split, tr), load_images(self.clip, train_split, va)
             tf = vf = None
-        return TaskData(task, offset, train_split, tr, va, tx, vx, tf, vf, labels_of(train_split, tr), labels_of(train_split, va))
+        return TaskData(task, offset, tr, va, tx, vx, tf, vf, labels_of(train_split, tr), labels_of(train_split, va))
 
     # ----------------------------------------------------------------- model
     def _autocast(self):
@@ -138,214 +170,241 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
 
-    def _logits(self, images=None, feats=None, text=None) -> torch.Tensor:
-        learner = self.learner
-        with self._autocast():
-            if text is None:
-                text = self.fixed_text if self.fixed_text is not None else None
-            if learner.method == "upt":
-                generated = learner.generate()
-                img = learner.image_features(images, generated) if feats is None else feats
-                txt = learner.text_features(generated) if text is None else text
-            else:
-                img = learner.image_features(images) if feats is None else feats.to(self.device)
-                txt = learner.text_features() if text is None else text
-        scale = self.clip.model.logit_scale.exp().float()
-        return scale * img.float() @ txt.float().t()
+    def _logits(self, members: list[Member], images: list, feats: list) -> list[torch.Tensor]:
+        """Logits over the run's classes for each member's batch, in one pass of each frozen tower.
 
-    def _batch_inputs(self, td: TaskData, which: str, idx) -> dict:
-        if which == "train":
-            x, f = td.train_x, td.train_f
-        else:
-            x, f = td.val_x, td.val_f
-        if f is not None:
-            return {"feats": f[idx]}
-        return {"images": self.clip.normalize(x[idx])}
+        ``images[k]`` (uint8) or ``feats[k]`` (cached features) is member k's batch.
+        """
+        proto, model = self.proto, self.clip.model
+        with self._autocast():
+            prompts = [m.learner.current_prompts() for m in members]
+            if proto.learns_text:
+                emb = torch.cat([m.learner.text_embeddings(p) for m, p in zip(members, prompts)])
+                eot = proto.layout.eot_pos.repeat(len(members))
+                text = normalize(encode_prompted_text(model, emb, eot)).split(self.n_classes)
+            else:
+                text = [self.fixed_text] * len(members)
+            if feats[0] is not None:
+                img = [f.to(self.device) for f in feats]
+            else:
+                sizes = [len(x) for x in images]
+                x = self.clip.normalize(torch.cat(images))
+                if proto.learns_image:
+                    visual = torch.cat([p["visual"].unsqueeze(0).expand(n, *p["visual"].shape) for p, n in zip(prompts, sizes)])
+                    img = normalize(encode_prompted_image(model.visual, x, visual, proto.deep)).split(sizes)
+                else:
+                    with torch.no_grad():
+                        img = normalize(encode_prompted_image(model.visual, x, None)).split(sizes)
+        scale = model.logit_scale.exp().float()
+        return [scale * i.float() @ t.float().t() for i, t in zip(img, text)]
 
     # -------------------------------------------------------------- training
     def train_epoch(self, epoch: int) -> float:
         cfg = self.cfg
         for g in self.optimizer.param_groups:
             g["lr"] = lr_at(epoch, cfg)
-        # the union of all tasks' few-shot train sets, shuffled by (seed, epoch)
-        owners = np.concatenate([np.full(len(td.train_idx), k) for k, td in enumerate(self.data)])
-        local = np.concatenate([np.arange(len(td.train_idx)) for td in self.data])
-        gen = torch.Generator().manual_seed(self.spec.seed * 100_003 + epoch)
-        order = torch.randperm(len(owners), generator=gen).numpy()
-        bs = cfg.batch_size if len(self.data) == 1 else cfg.batch_size_multitask
-        self.learner.train()
-        total, steps = 0.0, 0
-        for start in range(0, len(order), bs):
-            chunk = order[start : start + bs]
-            logits_parts, target_parts, masks = [], [], []
-            inputs = {"images": [], "feats": []}
-            for k, td in enumerate(self.data):
-                sel = local[chunk[owners[chunk] == k]]
-                if len(sel) == 0:
-                    continue
-                inp = self._batch_inputs(td, "train", torch.as_tensor(sel))
-                for key, v in inp.items():
-                    inputs[key].append(v)
-                target_parts.append(_targets(td.train_y[sel], td.offset, self.n_classes, td.task.multilabel))
-                m = torch.zeros(len(sel), self.n_classes, dtype=torch.bool)
-                m[:, td.classes] = True
-                masks.append(m)
-            kw = {key: torch.cat(v) for key, v in inputs.items() if v}
-            logits = self._logits(**kw)
-            target = torch.cat(target_parts).to(logits.device)
-            if cfg.head == "per_task":
-                logits = logits.masked_fill(~torch.cat(masks).to(logits.device), float("-inf"))
-            logp = F.log_softmax(logits, dim=-1)
-            loss = -(target * logp.masked_fill(target == 0, 0)).sum(1).mean()
-            if not torch.isfinite(loss):
-                raise MvlptError(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {steps + 1} "
-                    f"(method {self.spec.method}, tasks {', '.join(self.spec.tasks)}, lr {self.optimizer.param_groups[0]['lr']:g}); "
-                    f"lower the learning rate or check the data."
-                )
+        bs = cfg.batch_size if len(self.tasks) == 1 else cfg.batch_size_multitask
+        plans = []
+        for m in self.members:  # each member's own order of the union of its tasks' few-shot sets
+            owners, local = m.union()
+            gen = torch.Generator().manual_seed(m.seed * 100_003 + epoch)
+            plans.append((m, owners, local, torch.randperm(len(owners), generator=gen).numpy()))
+        n_steps = max(math.ceil(len(order) / bs) for *_, order in plans)
+        for m in self.members:
+            m.learner.train()
+        total = 0.0
+        for step in range(n_steps):
+            active, images, feats, targets, masks = [], [], [], [], []
+            for m, owners, local, order in plans:
+                chunk = order[step * bs : (step + 1) * bs]
+                if len(chunk) == 0:
+                    continue  # this member's epoch is over: its parameters get no gradient, hence no update
+                xs, fs, ts, ms = [], [], [], []
+                for k, td in enumerate(m.data):
+                    sel = local[chunk[owners[chunk] == k]]
+                    if len(sel) == 0:
+                        continue
+                    x, f = td.inputs("train", torch.as_tensor(sel))
+                    xs.append(x), fs.append(f)
+                    ts.append(_targets(td.train_y[sel], td.offset, self.n_classes, td.task.multilabel))
+                    mask = torch.zeros(len(sel), self.n_classes, dtype=torch.bool)
+                    mask[:, td.classes] = True
+                    ms.append(mask)
+                active.append(m)
+                images.append(torch.cat(xs) if xs[0] is not None else None)
+                feats.append(torch.cat(fs) if fs[0] is not None else None)
+                targets.append(torch.cat(ts))
+                masks.append(torch.cat(ms))
+            losses = []
+            for m, logits, target, mask in zip(active, self._logits(active, images, feats), targets, masks):
+                if cfg.head == "per_task":
+                    logits = logits.masked_fill(~mask.to(logits.device), float("-inf"))
+                target = target.to(logits.device)
+                logp = F.log_softmax(logits, dim=-1)
+                loss = -(target * logp.masked_fill(target == 0, 0)).sum(1).mean()
+                if not torch.isfinite(loss):
+                    raise MvlptError(
+                        f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(method {self.spec.method}, tasks {', '.join(self.spec.tasks)}, seed {m.seed}, "
+                        f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data."
+                    )
+                losses.append(loss)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.stack(losses).sum().backward()  # members share no parameters: each gets its own gradient
             self.optimizer.step()
-            total += loss.item()
-            steps += 1
-        return total / max(steps, 1)
+            total += float(sum(loss.item() for loss in losses)) / len(losses)
+        return total / max(n_steps, 1)
 
     @torch.no_grad()
-    def _scores(self, td: TaskData, which: str) -> np.ndarray:
-        self.learner.eval()
-        text = None
-        if self.learner.learns_text or self.fixed_text is None:
-            if self.learner.method == "upt":
-                text = None  # generated inside _logits
-            else:
-                with self._autocast():
-                    text = self.learner.text_features()
-        n = len(td.val_idx)
-        out = []
-        for s in range(0, n, self.cfg.eval_batch_size):
-            idx = torch.arange(s, min(n, s + self.cfg.eval_batch_size))
-            out.append(self._logits(text=text, **self._batch_inputs(td, which, idx))[:, td.classes].float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, td.task.num_classes))
-
-    def validate(self) -> dict[str, float]:
-        return {td.task.name: compute_metric(td.task.metric, self._scores(td, "val"), td.val_y) for td in self.data}
+    def validate(self) -> list[dict[str, float]]:
+        """Per member, per task: the validation metric (all members' val batches in one pass)."""
+        for m in self.members:
+            m.learner.eval()
+        out = [{} for _ in self.members]
+        for k in range(len(self.tasks)):
+            sizes = [len(m.data[k].val_idx) for m in self.members]
+            scores = [[] for _ in self.members]
+            for s in range(0, max(sizes), self.cfg.eval_batch_size):
+                active = [j for j, size in enumerate(sizes) if s < size]
+                idx = [torch.arange(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
+                batch = [self.members[j].data[k].inputs("val", i) for j, i in zip(active, idx)]
+                logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch])
+                for j, lg in zip(active, logits):
+                    scores[j].append(lg[:, self.members[j].data[k].classes].float().cpu())
+            for j, m in enumerate(self.members):
+                td = m.data[k]
+                sc = torch.cat(scores[j]).numpy() if scores[j] else np.zeros((0, td.task.num_classes))
+                out[j][td.task.name] = compute_metric(td.task.metric, sc, td.val_y)
+        return out
 
     @torch.no_grad()
-    def test(self, td: TaskData) -> tuple[float, int]:
-        """The test metric of ``td``'s task with the current prompts."""
-        self.learner.eval()
-        task, spec = td.task, self.spec
+    def test(self, k: int, members: list[Member] | None = None) -> tuple[list[float], int]:
+        """Test metric of task ``k`` for each member with its current prompts (one pass over the test set)."""
+        members = self.members if members is None else members
+        for m in members:
+            m.learner.eval()
+        task, spec, bs = self.tasks[k], self.spec, self.cfg.eval_batch_size
         split = task.load("test", spec.data_dir)
         y = labels_of(split)
-        if not self.learner.learns_image and self.cfg.cache_features:
-            all_feats = image_features(self.clip, task.name, split, None, "test", spec.cache_dir, workers=self.cfg.workers)
-            bs = self.cfg.eval_batch_size
-            batches = ((None, all_feats[s : s + bs]) for s in range(0, len(all_feats), bs))
+        if self.cache_images:
+            feats = image_features(self.clip, task.name, split, None, "test", spec.cache_dir, workers=self.cfg.workers)
+            batches = ((None, feats[s : s + bs]) for s in range(0, len(feats), bs))
         else:
-            batches = ((self.clip.normalize(x), None) for x, _ in iter_image_batches(self.clip, split, None, self.cfg.eval_batch_size, self.cfg.workers))
-        text = None
-        if self.learner.method != "upt":
-            with self._autocast():
-                text = self.fixed_text if self.fixed_text is not None else self.learner.text_features()
-        scores = []
-        for images, feats in batches:
-            scores.append(self._logits(images=images, feats=feats, text=text)[:, td.classes].float().cpu())
-        scores = torch.cat(scores).numpy()
-        return compute_metric(task.metric, scores, y), len(y)
+            batches = ((x, None) for x, _ in iter_image_batches(self.clip, split, None, bs, self.cfg.workers))
+        scores = [[] for _ in members]
+        cls = members[0].data[k].classes
+        for x, f in batches:
+            for j, lg in enumerate(self._logits(members, [x] * len(members), [f] * len(members))):
+                scores[j].append(lg[:, cls].float().cpu())
+        return [compute_metric(task.metric, torch.cat(s).numpy(), y) for s in scores], len(y)
 
     # ------------------------------------------------------------------- run
     def run(self) -> list[dict]:
         spec, cfg = self.spec, self.cfg
         t0 = time.time()
-        best = {td.task.name: {"metric": -math.inf, "epoch": -1, "state": None} for td in self.data}
-        start = 0
-        if spec.state_path:
-            start = self._resume(best)
-        bar = tqdm(range(start, cfg.epochs), desc=f"{spec.method} {'+'.join(spec.tasks)} seed{spec.seed}",
+        for m in self.members:
+            m.best = {t.name: {"metric": -math.inf, "epoch": -1, "state": None} for t in self.tasks}
+        start = self._resume() if spec.state_path else 0
+        seeds = ",".join(map(str, spec.seeds))
+        bar = tqdm(range(start, cfg.epochs), desc=f"{spec.method} {'+'.join(spec.tasks)} seed {seeds}",
                    initial=start, total=cfg.epochs, disable=None, leave=False)
         for epoch in bar:
             loss = self.train_epoch(epoch)
-            for name, value in self.validate().items():
-                if value > best[name]["metric"]:
-                    best[name] = {"metric": value, "epoch": epoch, "state": {k: v.detach().clone() for k, v in self.learner.state_dict().items()}}
+            for m, values in zip(self.members, self.validate()):
+                for name, value in values.items():
+                    if value > m.best[name]["metric"]:
+                        state = {k: v.detach().clone() for k, v in m.learner.state_dict().items()}
+                        m.best[name] = {"metric": value, "epoch": epoch, "state": state}
             bar.set_postfix(loss=f"{loss:.3f}")
             if spec.state_path and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
-                self._save_state(epoch + 1, best)
-        return self._finish(best, time.time() - t0)
+                self._save_state(epoch + 1)
+        return self._finish(time.time() - t0)
 
-    def _finish(self, best: dict, elapsed: float) -> list[dict]:
+    def _finish(self, elapsed: float) -> list[dict]:
         spec = self.spec
         results = []
-        final = {k: v.detach().clone() for k, v in self.learner.state_dict().items()}
-        for td in self.data:
-            name = td.task.name
+        for k, task in enumerate(self.tasks):
+            name = task.name
             if name not in spec.outputs and name not in spec.save_prompts:
                 continue
-            self.learner.load_state_dict(best[name]["state"] or final)
-            if name in spec.save_prompts:
-                save_prompt(self.learner, spec.save_prompts[name], extra={"task": name, "seed": spec.seed, "best_epoch": best[name]["epoch"] + 1})
+            for m in self.members:  # every member takes the checkpoint that was best on this task
+                m.learner.load_state_dict(m.best[name]["state"] or m.learner.state_dict())
+                if name in spec.save_prompts:
+                    extra = {"task": name, "seed": m.seed, "best_epoch": m.best[name]["epoch"] + 1}
+                    save_prompt(m.learner, spec.path(spec.save_prompts[name], m.seed), extra=extra)
             if name not in spec.outputs:
                 continue
-            value, n_test = self.test(td)
+            values, n_test = self.test(k)
             others = [t for t in spec.tasks if t != name]
-            result = {
-                "method": spec.method,
-                "source": spec.source or ("+".join(others) if others else name),
-                "target": name,
-                "mode": spec.mode,
-                "seed": spec.seed,
-                "shots": spec.shots,
-                "metric": td.task.metric,
-                "test": value,
-                "val": best[name]["metric"],
-                "best_epoch": best[name]["epoch"] + 1,
-                "epochs": self.cfg.epochs,
-                "wall_time_s": round(elapsed + 0.0, 3),
-                "device": self.device,
-                "model": spec.model,
-                "pretrained": spec.pretrained,
-                "mvlpt_version": __version__,
-                "config_hash": spec.config_hash(),
-                "n_train": len(td.train_idx),
-                "n_val": len(td.val_idx),
-                "n_test": n_test,
-                "method_options": self.learner.options(),
-            }
-            if self.device.startswith("cuda"):
-                result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            results.append(result)
-        for result in results:  # written only once every target is evaluated
-            write_result(result, spec.outputs[result["target"]])
+            for m, value in zip(self.members, values):
+                result = {
+                    "method": spec.method,
+                    "source": spec.source or ("+".join(others) if others else name),
+                    "target": name,
+                    "mode": spec.mode,
+                    "seed": m.seed,
+                    "shots": spec.shots,
+                    "metric": task.metric,
+                    "test": value,
+                    "val": m.best[name]["metric"],
+                    "best_epoch": m.best[name]["epoch"] + 1,
+                    "epochs": self.cfg.epochs,
+                    "wall_time_s": round(elapsed, 3),
+                    "seeds_in_process": len(self.members),
+                    "device": self.device,
+                    "model": spec.model,
+                    "pretrained": spec.pretrained,
+                    "mvlpt_version": __version__,
+                    "config_hash": spec.config_hash(m.seed),
+                    "n_train": len(m.data[k].train_idx),
+                    "n_val": len(m.data[k].val_idx),
+                    "n_test": n_test,
+                    "method_options": m.learner.options(),
+                }
+                if self.device.startswith("cuda"):
+                    result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                results.append(result)
+        for result in results:  # written only once every target of every member is evaluated
+            write_result(result, spec.path(spec.outputs[result["target"]], result["seed"]))
         remove(spec.state_path)
         return results
 
-    def _save_state(self, next_epoch: int, best: dict) -> None:
-        momentum = {}
-        for k, p in self.params.items():
-            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                momentum[k] = buf
-        meta = {"next_epoch": next_epoch, "config_hash": self.spec.config_hash()}
-        save_state(self.spec.state_path, self.learner.state_dict(), momentum, best, meta)
+    # ---------------------------------------------------------------- resume
+    def _save_state(self, next_epoch: int) -> None:
+        tensors, best_meta = {}, {}
+        for m in self.members:
+            tensors.update({f"{m.seed}/param/{k}": v for k, v in m.learner.state_dict().items()})
+            for k, p in m.learner.named_parameters():
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    tensors[f"{m.seed}/momentum/{k}"] = buf
+            best_meta[str(m.seed)] = {}
+            for task, entry in m.best.items():
+                best_meta[str(m.seed)][task] = {"metric": entry["metric"], "epoch": entry["epoch"]}
+                for k, v in (entry["state"] or {}).items():
+                    tensors[f"{m.seed}/best/{task}/{k}"] = v
+        meta = {"next_epoch": next_epoch, "config_hashes": [self.spec.config_hash(s) for s in self.spec.seeds], "best": best_meta}
+        save_state(self.spec.state_path, tensors, meta)
 
-    def _resume(self, best: dict) -> int:
-        from pathlib import Path
-
+    def _resume(self) -> int:
         if not Path(self.spec.state_path).exists():
             return 0
-        params, momentum, saved_best, meta = load_state(self.spec.state_path)
-        if meta.get("config_hash") != self.spec.config_hash():
-            raise MvlptError(
-                f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over."
-            )
-        self.learner.load_state_dict(params, strict=True)
-        for k, p in self.params.items():
-            if k in momentum:
-                self.optimizer.state[p]["momentum_buffer"] = momentum[k].to(p.device)
-        for name, entry in saved_best.items():
-            if entry.get("state") is not None:
-                entry["state"] = {k: v.to(self.device) for k, v in entry["state"].items()}
-            best[name] = entry
+        tensors, meta = load_state(self.spec.state_path)
+        if meta.get("config_hashes") != [self.spec.config_hash(s) for s in self.spec.seeds]:
+            raise MvlptError(f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over.")
+
+        def part(prefix):
+            return {k[len(prefix):]: v.to(self.device) for k, v in tensors.items() if k.startswith(prefix)}
+
+        for m in self.members:
+            m.learner.load_state_dict(part(f"{m.seed}/param/"), strict=True)
+            momentum = part(f"{m.seed}/momentum/")
+            for k, p in m.learner.named_parameters():
+                if k in momentum:
+                    self.optimizer.state[p]["momentum_buffer"] = momentum[k]
+            for task, entry in meta["best"][str(m.seed)].items():
+                state = part(f"{m.seed}/best/{task}/")
+                m.best[task] = {"metric": entry["metric"], "epoch": entry["epoch"], "state": state or None}
         return int(meta["next_epoch"])
 
 

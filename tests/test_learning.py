@@ -23,15 +23,16 @@ DEMO_TRAIN = dict(epochs=10, lr=0.01, batch_size=8, warmup_epochs=0)  # config/c
 SHOTS = 10
 
 
-def untrained_and_trained(method: str, seed: int, tmp_path, **train) -> tuple[float, float]:
+def untrained_and_trained(method: str, seeds, tmp_path, **train) -> np.ndarray:
+    """(seeds, 2): test metric of the untrained and of the trained prompt, all seeds stacked in one run."""
     spec = RunSpec(
-        method=method, tasks=[TASK], seed=seed, shots=SHOTS, pretrained="synthetic",
-        train=TrainConfig(**{**DEMO_TRAIN, **train}), outputs={TASK: str(tmp_path / f"{method}{seed}.json")},
+        method=method, tasks=[TASK], seeds=list(seeds), shots=SHOTS, pretrained="synthetic",
+        train=TrainConfig(**{**DEMO_TRAIN, **train}), outputs={TASK: str(tmp_path / f"{method}" "{seed}.json")},
     )
     trainer = Trainer(spec)
-    before, _ = trainer.test(trainer.data[0])
-    (result,) = trainer.run()
-    return before, result["test"]
+    before, _ = trainer.test(0)
+    after = [r["test"] for r in trainer.run()]
+    return np.array([before, after]).T
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def _one_thread():
 
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_prompt_tuning_learns(method, tmp_path):
-    pairs = np.array([untrained_and_trained(method, s, tmp_path) for s in SEEDS])
+    pairs = untrained_and_trained(method, SEEDS, tmp_path)
     before, after = pairs.mean(0)
     chance = 1 / 8
     assert after > before + MARGIN, f"{method}: untrained {before:.3f} -> trained {after:.3f} per seed {pairs.tolist()}"
@@ -53,5 +54,5 @@ def test_prompt_tuning_learns(method, tmp_path):
 
 def test_no_learning_rate_no_gain(tmp_path):
     """The check above can fail: with lr ~0 the trained prompt is the untrained one."""
-    before, after = untrained_and_trained("coop", 1, tmp_path, lr=1e-12)
+    ((before, after),) = untrained_and_trained("coop", [1], tmp_path, lr=1e-12)
     assert abs(after - before) < 0.02

@@ -17,7 +17,8 @@ A, B = "shape-colours", "shapes"
 def spec(tmp_path, method="coop", tasks=(A,), **kw):
     train = kw.pop("train", TrainConfig(epochs=4, lr=0.01, checkpoint_every=2))
     outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    return RunSpec(method=method, tasks=list(tasks), seed=1, shots=5, train=train, outputs=outputs, **kw)
+    kw.setdefault("pretrained", "synthetic")
+    return RunSpec(method=method, tasks=list(tasks), seeds=kw.pop("seeds", [1]), shots=5, train=train, outputs=outputs, **kw)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -85,7 +86,7 @@ def test_sequential_mode_initialises_from_source_prompt(tmp_path):
     assert out["mode"] == "sequential" and out["source"] == A and out["target"] == B
     # the init really comes from the file: a zero-epoch-like check on the loaded parameters
     t = Trainer(spec(tmp_path / "x", "coop", (B,), init_from=str(prompt), source=A))
-    assert torch.equal(t.learner.ctx.detach().cpu(), load_file(prompt)["ctx"])
+    assert torch.equal(t.members[0].learner.ctx.detach().cpu(), load_file(prompt)["ctx"])
 
 
 def test_prompt_of_another_method_or_shape_is_refused(tmp_path):
@@ -118,3 +119,28 @@ def test_bad_training_options_are_clear():
         TrainConfig.from_dict({"epochs": "ten"})
     with pytest.raises(MvlptError, match="head must be"):
         TrainConfig.from_dict({"head": "both"})
+
+
+@pytest.mark.parametrize("method,tasks", [("coop", (A,)), ("vpt", (A, B)), ("upt", (A,))])
+def test_stacked_seeds_equal_separate_runs(tmp_path, method, tasks):
+    """K prompt sets in one forward pass give the results of K separate runs."""
+    seeds = [1, 2, 3]
+    outputs = {t: str(tmp_path / "stacked" / f"{t}_{{seed}}.json") for t in tasks}
+    prompts = {tasks[0]: str(tmp_path / "stacked" / "p{seed}.safetensors")}
+    stacked = run(spec(tmp_path, method, tasks, seeds=seeds, outputs=outputs, save_prompts=prompts))
+    assert len(stacked) == len(seeds) * len(tasks)
+    for seed in seeds:
+        alone_prompt = tmp_path / f"alone{seed}.safetensors"
+        alone = run(spec(tmp_path / f"alone{seed}", method, tasks, seeds=[seed], save_prompts={tasks[0]: str(alone_prompt)}))
+        for a in alone:
+            s = next(r for r in stacked if r["seed"] == seed and r["target"] == a["target"])
+            assert (s["test"], s["val"], s["best_epoch"], s["config_hash"]) == pytest.approx((a["test"], a["val"], a["best_epoch"], a["config_hash"]), abs=1e-9)
+        x, y = load_file(tmp_path / "stacked" / f"p{seed}.safetensors"), load_file(alone_prompt)
+        assert all(torch.allclose(x[k], y[k], atol=1e-5) for k in x)
+    p1, p2 = (load_file(tmp_path / "stacked" / f"p{s}.safetensors") for s in seeds[:2])
+    assert any(not torch.allclose(p1[k], p2[k]) for k in p1), "seeds must differ"
+
+
+def test_several_seeds_need_a_seed_placeholder(tmp_path):
+    with pytest.raises(MvlptError, match="placeholder"):
+        spec(tmp_path, "coop", (A,), seeds=[1, 2]).validate()

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...errors import MvlptError
 from .base import PromptLearner
-from .text import TokenLayout, encode_prompted_text, normalize, phrase_embeddings
+from .text import TokenLayout, phrase_embeddings
 
 
 class CoOp(PromptLearner):
@@ -40,10 +40,5 @@ class CoOp(PromptLearner):
     def options(self) -> dict:
         return {"n_ctx": self.n_ctx, "position": self.position, "csc": self.csc}
 
-    def text_features(self) -> torch.Tensor:
-        x = self.layout.fill(self.ctx)
-        return normalize(encode_prompted_text(self.clip.model, x, self.layout.eot_pos))
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return normalize(self.clip.model.encode_image(images))
+    def current_prompts(self) -> dict:
+        return {"text": self.ctx, "visual": None}

@@ -21,8 +21,7 @@ from torch import nn
 
 from ...errors import MvlptError
 from .base import PromptLearner
-from .text import TokenLayout, encode_prompted_text, normalize
-from .vision import encode_prompted_image
+from .text import TokenLayout
 
 MIX_MODES = ("all", "per_token")
 
@@ -71,10 +70,6 @@ class UPT(PromptLearner):
         visual = self.up_v(out[n:]).reshape(self.layers, n, -1)
         return text, visual
 
-    def text_features(self, generated=None) -> torch.Tensor:
-        text, _ = generated if generated is not None else self.generate()
-        return normalize(encode_prompted_text(self.clip.model, self.layout.fill(text), self.layout.eot_pos))
-
-    def image_features(self, images: torch.Tensor, generated=None) -> torch.Tensor:
-        _, visual = generated if generated is not None else self.generate()
-        return normalize(encode_prompted_image(self.clip.model.visual, images, visual, deep=True))
+    def current_prompts(self) -> dict:
+        text, visual = self.generate()
+        return {"text": text, "visual": visual}

@@ -14,18 +14,24 @@ from torch import nn
 
 
 def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True) -> torch.Tensor:
-    """``prompts``: (layers, n, width) for deep (layer 0 = the inserted prompt) or (1, n, width)."""
+    """Unnormalised image features (B, D).
+
+    ``prompts``: ``(layers, n, width)`` shared by the batch (deep: layer 0 is the inserted prompt;
+    shallow: ``layers == 1``), or ``(B, layers, n, width)``, one prompt set per image: several prompt
+    sets (seeds) then share one forward pass.
+    """
     x = visual._embeds(images)
-    n = 0 if prompts is None else prompts.shape[1]
     B = x.shape[0]
+    n = 0 if prompts is None else prompts.shape[-2]
     if n:
         p = prompts.to(x.dtype)
-        x = torch.cat([x[:, :1], p[0].unsqueeze(0).expand(B, -1, -1), x[:, 1:]], dim=1)
+        p = p.unsqueeze(0).expand(B, *p.shape) if p.dim() == 3 else p
+        x = torch.cat([x[:, :1], p[:, 0], x[:, 1:]], dim=1)
     transformer = visual.transformer
     batch_first = getattr(transformer, "batch_first", True)
     for i, block in enumerate(transformer.resblocks):
-        if n and deep and 0 < i < p.shape[0]:
-            x = torch.cat([x[:, :1], p[i].unsqueeze(0).expand(B, -1, -1), x[:, 1 + n :]], dim=1)
+        if n and deep and 0 < i < p.shape[1]:
+            x = torch.cat([x[:, :1], p[:, i], x[:, 1 + n :]], dim=1)
         if batch_first:
             x = block(x, attn_mask=None)
         else:

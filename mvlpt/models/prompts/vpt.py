@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from .base import PromptLearner
-from .text import normalize
-from .vision import encode_prompted_image, vpt_uniform_init
+from .vision import vpt_uniform_init
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -39,9 +38,8 @@ class VPT(PromptLearner):
     def options(self) -> dict:
         return {"n_tokens": self.n_tokens, "deep": self.deep}
 
-    def text_features(self) -> torch.Tensor:
-        return self._text
+    def current_prompts(self) -> dict:
+        return {"text": None, "visual": self.prompts if self.n_tokens else None}
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        prompts = self.prompts if self.n_tokens else None
-        return normalize(encode_prompted_image(self.clip.model.visual, images, prompts, self.deep))
+    def fixed_text_features(self) -> torch.Tensor:
+        return self._text
