@@ -1,0 +1,370 @@
+"""CLI verbs of the analysis: collect, embed, similarity, correlate, plot, figures.
+
+Each verb reads files and writes files (paths on the command line), so Snakemake rules can call it:
+
+    mvlpt collect    --results-dir results --out-dir results/tables [--methods ..] [--tasks ..] [--seeds ..]
+    mvlpt embed      --task NAME --kind images|labels --out CACHE/similarity/NAME.images.npz [model/selection options]
+    mvlpt similarity --measure visual_cosine --embeddings A.images.npz B.images.npz ... --out results/similarity/visual_cosine.csv
+    mvlpt correlate  --pairs results/tables/pairs.parquet --similarity results/similarity/*.csv --out results/tables/correlations.csv
+    mvlpt plot gain-heatmap|similarity-heatmap|scatter|summary ... --out results/figures/NAME.png   (writes .png and .pdf)
+    mvlpt figures    --results-dir results [--out-dir results/figures]   (every figure from the results that exist)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import MvlptError
+
+log = logging.getLogger("mvlpt.analysis")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _int_list(values):
+    try:
+        return [int(v) for v in values] if values else None
+    except ValueError:
+        raise MvlptError(f"seeds must be integers, got {' '.join(values)}.") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# collect
+# --------------------------------------------------------------------------------------------------
+def run_collect(args) -> int:
+    from .. import analysis as A
+
+    seeds = _int_list(args.seeds)
+    runs = A.load_results(args.results_dir, args.methods, args.tasks, seeds)
+    if runs.empty:
+        raise MvlptError(f"no result files found under {args.results_dir}; run the study first or check --results-dir.")
+    if args.methods and args.tasks and seeds:
+        missing = A.expected_missing(runs, args.methods, args.tasks, seeds)
+        if missing:
+            msg = f"{len(missing)} of {len(args.methods) * len(args.tasks) ** 2 * len(seeds)} expected results are missing, e.g. {missing[0]}"
+            if args.strict:
+                raise MvlptError(msg + "; finish those runs or drop --strict.")
+            _say("warning: " + msg)
+    written = A.write_collected(runs, args.out_dir, args.methods, args.tasks)
+    _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# embed
+# --------------------------------------------------------------------------------------------------
+def run_embed(args) -> int:
+    from .. import similarity as S
+    from ..devices import describe_lease, lease_device
+    from ..models.clip import load_clip
+    from ..tasks import get_task
+
+    task = get_task(args.task)
+    with lease_device(args.device, label=f"embed {args.task} {args.kind}") as lease:
+        _say(f"device: {describe_lease(lease)}")
+        clip = load_clip(args.model, args.pretrained, cache_dir=args.weights_cache_dir, device=lease.device,
+                         init_seed=args.init_seed)
+        if args.kind == "images":
+            sel = S.ImageSelection(
+                fewshot_seeds=tuple(_int_list(args.fewshot_seeds) or ()),
+                shots=args.shots,
+                sample_size=args.sample_size,
+                sample_seed=args.sample_seed,
+                split_files=tuple(args.split_files or ()),
+            )
+            emb = S.encode_task_images(clip, task, sel, data_dir=args.data_dir, batch_size=args.batch_size)
+        else:
+            emb = S.encode_task_labels(clip, task, args.templates)
+    S.save_embeddings(emb, args.out)
+    _say(f"{args.task}: {len(emb.names)} {args.kind} embeddings of dim {emb.features.shape[1]} -> {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# similarity
+# --------------------------------------------------------------------------------------------------
+def run_similarity(args) -> int:
+    from .. import similarity as S
+    from ..analysis import write_table
+
+    embs = [S.load_embeddings(p) for p in args.embeddings]
+    if args.tasks:
+        by = {e.task: e for e in embs}
+        missing = [t for t in args.tasks if t not in by]
+        if missing:
+            raise MvlptError(f"no embeddings given for task(s) {', '.join(missing)}; pass their .npz files.")
+        embs = [by[t] for t in args.tasks]
+    m = S.similarity_matrix(embs, args.measure, shrinkage=args.shrinkage, ridge=args.ridge)
+    written = write_table(S.matrix_to_long(m, args.measure), args.out)
+    _say(f"{args.measure} over {len(embs)} tasks -> {', '.join(map(str, written))}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# correlate
+# --------------------------------------------------------------------------------------------------
+def _read_similarities(paths):
+    from ..analysis import read_table, similarity_long
+
+    return similarity_long(read_table(p) for p in paths)
+
+
+def run_correlate(args) -> int:
+    from .. import analysis as A
+
+    pairs = A.read_table(args.pairs)
+    sims = _read_similarities(args.similarity)
+    model = None if args.model_measures == ["none"] else args.model_measures
+    corr = A.correlate(pairs, sims, measures=args.measures, model_measures=model, methods=args.methods, y=args.y,
+                       n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed)
+    written = A.write_table(corr, args.out)
+    _say(f"{len(corr)} correlation rows -> {', '.join(map(str, written))}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# plot
+# --------------------------------------------------------------------------------------------------
+def run_plot_gain(args) -> int:
+    from .. import analysis as A, plots as P
+
+    if args.matrix:
+        m = A.read_matrix(args.matrix)
+    elif args.pairs:
+        m = A.matrix(A.read_table(args.pairs), args.method, args.stat, args.tasks)
+    else:
+        raise MvlptError("give --matrix (a matrix table) or --pairs (the pairs table) to plot.")
+    if args.tasks:
+        m = m.reindex(index=args.tasks, columns=args.tasks)
+    fig = P.gain_heatmap(m, args.method, stat=args.stat, cluster=args.cluster)
+    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    return 0
+
+
+def run_plot_similarity(args) -> int:
+    from .. import plots as P
+    from ..similarity import long_to_matrix
+
+    sims = _read_similarities([args.similarity])
+    measure = args.measure or (sims["measure"].iloc[0] if sims["measure"].nunique() == 1 else None)
+    m = long_to_matrix(sims, measure, args.tasks)
+    fig = P.similarity_heatmap(m, measure, cluster=args.cluster)
+    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    return 0
+
+
+def run_plot_scatter(args) -> int:
+    from .. import analysis as A, plots as P
+
+    data = A.pairs_with_similarity(A.read_table(args.pairs), _read_similarities(args.similarity))
+    measures = args.measures or A.measure_order(
+        c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
+    fig = P.scatter_gain_vs_similarity(data, args.method, measures, y=args.y)
+    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    return 0
+
+
+def run_plot_summary(args) -> int:
+    from .. import analysis as A, plots as P
+
+    corr = A.read_table(args.correlations) if args.correlations else None
+    fig = P.summary_panel(A.read_table(args.pairs), corr, analysis=args.analysis)
+    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# figures: everything from what exists
+# --------------------------------------------------------------------------------------------------
+def make_all_figures(results_dir, out_dir=None, *, similarity_dir=None, methods=None, tasks=None, seeds=None,
+                     cluster: bool = False, n_boot: int = 1000, n_perm: int = 1000, seed: int = 0) -> list[Path]:
+    """Every figure from the result files (and similarity tables) that exist now; returns the files written."""
+    import pandas as pd
+
+    from .. import analysis as A, plots as P
+    from ..similarity import MEASURES, long_to_matrix
+
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir else results_dir / "figures"
+    sim_dir = Path(similarity_dir) if similarity_dir else results_dir / "similarity"
+    runs = A.load_results(results_dir, methods, tasks, seeds)
+    if runs.empty:
+        raise MvlptError(f"no result files found under {results_dir}; run the study first or check --results-dir.")
+    pairs = A.pair_table(runs)
+    written: list[Path] = []
+    order = A.task_order(pairs, tasks)
+    for method in P.method_order(pairs["method"].unique()):
+        fig = P.gain_heatmap(A.matrix(pairs, method, "gain", order), method, cluster=cluster)
+        written += P.save_figure(fig, out_dir / f"gain_{method}")
+    sim_files = [sim_dir / f"{m}.parquet" if (sim_dir / f"{m}.parquet").exists() else sim_dir / f"{m}.csv" for m in MEASURES]
+    sim_files = [p for p in sim_files if p.exists()]
+    corr = None
+    if sim_files:
+        sims = _read_similarities(sim_files)
+        sim_tasks = [t for t in order if t in set(sims["task_a"])]
+        for m in sims["measure"].unique():
+            fig = P.similarity_heatmap(long_to_matrix(sims, m, sim_tasks), m, cluster=cluster)
+            written += P.save_figure(fig, out_dir / f"similarity_{m}")
+        data = A.pairs_with_similarity(pairs, sims)
+        measures = [m for m in MEASURES if m in data.columns]
+        for method in P.method_order(pairs["method"].unique()):
+            fig = P.scatter_gain_vs_similarity(data, method, measures)
+            written += P.save_figure(fig, out_dir / f"scatter_{method}")
+        corr = A.correlate(pairs, sims, measures=measures,
+                           model_measures=A.DEFAULT_MODEL_MEASURES if set(A.DEFAULT_MODEL_MEASURES) <= set(measures) else None,
+                           n_boot=n_boot, n_perm=n_perm, seed=seed)
+    else:
+        _say(f"no similarity tables in {sim_dir}: similarity heatmaps and scatters skipped")
+    if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
+        written += P.save_figure(P.summary_panel(pairs, corr if corr is not None else pd.DataFrame()), out_dir / "summary")
+    return written
+
+
+def run_figures(args) -> int:
+    from ..io import atomic_path
+
+    written = make_all_figures(args.results_dir, args.out_dir, similarity_dir=args.similarity_dir, methods=args.methods,
+                               tasks=args.tasks, seeds=_int_list(args.seeds), cluster=args.cluster,
+                               n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed)
+    for p in written:
+        _say(f"wrote {p}")
+    if args.manifest:
+        with atomic_path(args.manifest) as tmp:
+            tmp.write_text("".join(f"{p}\n" for p in written))
+    _say(f"{len(written)} figure files written")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# argparse
+# --------------------------------------------------------------------------------------------------
+def _selection_args(p) -> None:
+    p.add_argument("--methods", nargs="+", help="methods to include (default: every method found)")
+    p.add_argument("--tasks", nargs="+", help="tasks to include, in this order (default: every task found, sorted)")
+    p.add_argument("--seeds", nargs="+", help="seeds to include (default: every seed found)")
+
+
+def add_parser(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = subparsers.add_parser(
+        "collect", help="tables of the study from the result JSON files", formatter_class=fmt,
+        description="Read results/{method}/{source}__{target}/seed{seed}.json and write, as CSV and parquet: runs "
+                    "(tidy), pairs (mean/std over seeds, gain, relative gain), best_source, source_gain, "
+                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns).")
+    p.add_argument("--results-dir", default="results", help="folder holding the result files")
+    p.add_argument("--out-dir", default="results/tables", help="folder for the tables")
+    _selection_args(p)
+    p.add_argument("--strict", action="store_true", help="fail when results of the selected study are missing")
+    p.set_defaults(func=run_collect)
+
+    p = subparsers.add_parser(
+        "embed", help="encode one task's images or class names with the frozen CLIP (for `similarity`)",
+        formatter_class=fmt,
+        description="Encode the images (few-shot train ids of --fewshot-seeds plus --sample-size random train "
+                    "images) or the class names (in --templates) of one task and write them to an .npz file.")
+    p.add_argument("--task", required=True)
+    p.add_argument("--kind", choices=("images", "labels"), required=True)
+    p.add_argument("--out", required=True, help=".npz file to write")
+    p.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
+    p.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
+    p.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
+    p.add_argument("--weights-cache-dir", default=None, help="Hugging Face cache folder for the weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-dir", default=None, help="data folder of the task (ELEVATER)")
+    p.add_argument("--fewshot-seeds", nargs="*", default=["1"], help="few-shot splits whose train images are used")
+    p.add_argument("--shots", type=int, default=5, help="shots of those few-shot splits")
+    p.add_argument("--split-files", nargs="*", help="few-shot split files to use instead of recomputing the splits")
+    p.add_argument("--sample-size", type=int, default=256, help="extra random train images (0: none)")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--templates", default="default",
+                   help="'default' (\"a photo of a {}.\"), 'task' (the task's templates, averaged) or a template with {}")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.set_defaults(func=run_embed)
+
+    from ..similarity import MEASURES, SHRINKAGES
+
+    p = subparsers.add_parser(
+        "similarity", help="one task-similarity measure between tasks, from their embeddings", formatter_class=fmt,
+        description="Compute one measure (visual_cosine, visual_frechet [a distance], label_match, label_cosine) "
+                    "for every ordered pair of the given tasks and write a long table task_a, task_b, measure, "
+                    "value as CSV and parquet.")
+    p.add_argument("--measure", choices=list(MEASURES), required=True)
+    p.add_argument("--embeddings", nargs="+", required=True, help=".npz files from `mvlpt embed` (one per task)")
+    p.add_argument("--tasks", nargs="+", help="task order (default: the order of --embeddings)")
+    p.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
+    p.add_argument("--shrinkage", choices=SHRINKAGES, default="ledoit_wolf", help="covariance estimate for visual_frechet")
+    p.add_argument("--ridge", type=float, default=1e-3, help="ridge, as a fraction of the mean variance (shrinkage=ridge)")
+    p.set_defaults(func=run_similarity)
+
+    p = subparsers.add_parser(
+        "correlate", help="correlations of transfer gain with task similarity", formatter_class=fmt,
+        description="Per method over the off-diagonal pairs: Pearson and Spearman with p-values and bootstrap CIs, "
+                    "within-target Spearman (permutation p-value), linear model of gain on two similarities "
+                    "(R^2, coefficients). Distances are negated. One long table as CSV and parquet.")
+    p.add_argument("--pairs", required=True, help="pairs table from `mvlpt collect` (csv or parquet)")
+    p.add_argument("--similarity", nargs="+", required=True, help="similarity tables from `mvlpt similarity`")
+    p.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
+    p.add_argument("--methods", nargs="+")
+    p.add_argument("--measures", nargs="+", help="measures to correlate (default: all in the tables)")
+    p.add_argument("--model-measures", nargs="+", default=["visual_cosine", "label_match"],
+                   help="predictors of the linear model ('none': no model)")
+    p.add_argument("--y", choices=("gain", "gain_rel"), default="gain")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--n-perm", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_correlate)
+
+    p = subparsers.add_parser("plot", help="one figure (PNG and PDF)", description="Draw one figure; writes <out>.png and <out>.pdf.")
+    sub = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    q = sub.add_parser("gain-heatmap", help="source x target gain of one method", formatter_class=fmt)
+    q.add_argument("--matrix", help="matrix table from `mvlpt collect` (matrices/{method}_gain.csv)")
+    q.add_argument("--pairs", help="or the pairs table")
+    q.add_argument("--method", required=True)
+    q.add_argument("--stat", default="gain", choices=("gain", "gain_rel", "mean", "std"))
+    q.add_argument("--tasks", nargs="+", help="task order")
+    q.add_argument("--cluster", action="store_true", help="order tasks by hierarchical clustering")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=run_plot_gain)
+    q = sub.add_parser("similarity-heatmap", help="task x task similarity", formatter_class=fmt)
+    q.add_argument("--similarity", required=True, help="similarity table")
+    q.add_argument("--measure", help="measure (default: the table's only one)")
+    q.add_argument("--tasks", nargs="+", help="task order")
+    q.add_argument("--cluster", action="store_true")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=run_plot_similarity)
+    q = sub.add_parser("scatter", help="gain vs each similarity for one method", formatter_class=fmt)
+    q.add_argument("--pairs", required=True)
+    q.add_argument("--similarity", nargs="+", required=True)
+    q.add_argument("--method", required=True)
+    q.add_argument("--measures", nargs="+")
+    q.add_argument("--y", choices=("gain", "gain_rel"), default="gain")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=run_plot_scatter)
+    q = sub.add_parser("summary", help="methods compared: gains, positive transfers, correlations", formatter_class=fmt)
+    q.add_argument("--pairs", required=True)
+    q.add_argument("--correlations", help="correlation table (adds the correlation panel)")
+    q.add_argument("--analysis", default="spearman", help="which correlation to show")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=run_plot_summary)
+
+    p = subparsers.add_parser(
+        "figures", help="every figure from the results that exist now", formatter_class=fmt,
+        description="Regenerate every figure (gain heatmaps, similarity heatmaps, scatters, summary) from the result "
+                    "files under --results-dir and the similarity tables under --similarity-dir, without "
+                    "training or encoding anything.")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--out-dir", default=None, help="default: <results-dir>/figures")
+    p.add_argument("--similarity-dir", default=None, help="default: <results-dir>/similarity")
+    _selection_args(p)
+    p.add_argument("--cluster", action="store_true")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-perm", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--manifest", help="also write the list of figure files here")
+    p.set_defaults(func=run_figures)

@@ -1,0 +1,311 @@
+"""Figures of the transfer study (seaborn/matplotlib), one style, saved as PNG and PDF.
+
+Every function returns the matplotlib ``Figure`` (tests read cells and labels back from it);
+:func:`save_figure` writes ``<stem>.png`` and ``<stem>.pdf``. Gains are shown in percentage points.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .analysis import DISTANCE_MEASURES
+from .errors import MvlptError
+from .similarity import MEASURES
+
+FORMATS = ("png", "pdf")
+DPI = 200
+ANNOTATE_MAX = 20  # annotate heatmap cells up to this many tasks
+DIVERGING = "RdBu_r"  # gains: red = positive transfer, blue = negative, white = 0
+SEQUENTIAL = "YlGnBu"  # similarities: dark = similar (distances use the reversed map)
+METHOD_ORDER = ("coop", "vpt", "upt")
+STYLE_RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": DPI,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "pdf.fonttype": 42,  # editable text in the PDFs
+}
+LABELS = {
+    "gain": "gain over baseline (points)",
+    "gain_rel": "relative gain over baseline (%)",
+    "mean": "target test metric (%)",
+    "std": "std over seeds (points)",
+}
+SCALE = {"gain": 100.0, "gain_rel": 100.0, "mean": 100.0, "std": 100.0}
+
+
+def _quiet(fn):
+    """Silence deprecation chatter that seaborn 0.13 triggers inside newer matplotlib."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
+            warnings.filterwarnings("ignore", message=".*vert: bool was deprecated.*")
+            warnings.filterwarnings("ignore", message=".*set_bad function will be deprecated.*")
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def set_style() -> None:
+    """The one style of every figure (seaborn "ticks", paper context, fixed font sizes)."""
+    sns.set_theme(context="paper", style="ticks", rc=STYLE_RC)
+
+
+def method_palette(methods: Sequence[str]) -> dict[str, tuple]:
+    """Fixed colours per method (coop, vpt, upt first), colour-blind safe."""
+    ordered = [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
+    colours = sns.color_palette("colorblind", max(len(ordered), 3))
+    fixed = {m: colours[i] for i, m in enumerate(METHOD_ORDER)}
+    extra = iter(colours[len(METHOD_ORDER):] if len(colours) > len(METHOD_ORDER) else sns.color_palette("dark", 10))
+    return {m: fixed.get(m) or next(extra) for m in ordered}
+
+
+def method_order(methods: Sequence[str]) -> list[str]:
+    return list(method_palette(list(methods)))
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike, formats: Sequence[str] = FORMATS, close: bool = True) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (``path``'s own suffix is replaced)."""
+    from .io import atomic_path
+
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".pdf", ".svg") else path
+    out = []
+    for fmt in formats:
+        dest = stem.with_name(stem.name + "." + fmt)
+        with atomic_path(dest) as tmp:
+            fig.savefig(tmp, format=fmt)
+        out.append(dest)
+    if close:
+        plt.close(fig)
+    return out
+
+
+def cluster_order(m: pd.DataFrame) -> list[str]:
+    """One task order for both axes from average-linkage clustering of the rows+columns profile."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    a = m.to_numpy(float)
+    if len(a) < 3:
+        return list(m.index)
+    a = np.where(np.isfinite(a), a, np.nanmean(a) if np.isfinite(a).any() else 0.0)
+    feats = np.hstack([a, a.T])  # a task's profile as a source and as a target
+    z = linkage(feats, method="average", metric="euclidean", optimal_ordering=True)
+    return [m.index[i] for i in leaves_list(z)]
+
+
+@_quiet
+def heatmap(
+    m: pd.DataFrame,
+    *,
+    title: str = "",
+    cbar_label: str = "",
+    diverging: bool = True,
+    cmap: str | None = None,
+    annotate: bool | None = None,
+    fmt: str = ".1f",
+    cluster: bool = False,
+    xlabel: str = "target",
+    ylabel: str = "source",
+    mask_diagonal: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """Heatmap of a square task x task matrix, task names on both axes.
+
+    Diverging maps are centred at 0 with symmetric limits; cells are annotated when N <=
+    :data:`ANNOTATE_MAX` (or as ``annotate`` says). ``cluster`` reorders both axes alike.
+    """
+    set_style()
+    if list(m.index) != list(m.columns):
+        raise MvlptError("heatmap needs a square matrix with the same tasks as rows and columns.")
+    if cluster:
+        order = cluster_order(m)
+        m = m.reindex(index=order, columns=order)
+    n = len(m)
+    annotate = n <= ANNOTATE_MAX if annotate is None else annotate
+    data = m.to_numpy(float).copy()
+    mask = ~np.isfinite(data)
+    if mask_diagonal:
+        mask |= np.eye(n, dtype=bool)
+    if ax is None:
+        side = min(max(3.2, 0.42 * n + 2.2), 16)
+        fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    else:
+        fig = ax.figure
+    finite = data[~mask]
+    kw: dict = {}
+    if diverging:
+        lim = float(np.nanmax(np.abs(finite))) if finite.size else 1.0
+        lim = lim if lim > 0 else 1.0
+        kw.update(center=0.0, vmin=-lim if vmin is None else vmin, vmax=lim if vmax is None else vmax, cmap=cmap or DIVERGING)
+    else:
+        kw.update(cmap=cmap or SEQUENTIAL, vmin=vmin, vmax=vmax)
+    annot_size = max(5.0, min(8.0, 110.0 / max(n, 1)))
+    sns.heatmap(
+        pd.DataFrame(data, index=m.index, columns=m.columns),
+        mask=mask,
+        annot=annotate,
+        fmt=fmt,
+        annot_kws={"size": annot_size},
+        linewidths=0.4,
+        linecolor="white",
+        square=True,
+        xticklabels=True,
+        yticklabels=True,
+        cbar_kws={"label": cbar_label, "shrink": 0.8},
+        ax=ax,
+        **kw,
+    )
+    ax.set_facecolor("#d9d9d9")  # masked cells (diagonal, missing) in light grey
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster: bool = False,
+                 annotate: bool | None = None, ax=None) -> plt.Figure:
+    """Gain matrix (source rows x target columns) of one method, in points; diagonal = baseline, greyed."""
+    scale = SCALE.get(stat, 1.0)
+    off = gain.to_numpy(float).copy()
+    np.fill_diagonal(off, np.nan)
+    mean_off = np.nanmean(off) * scale if np.isfinite(off).any() else np.nan
+    title = f"{method}: transfer {'gain' if stat == 'gain' else stat.replace('_', ' ')}"
+    if np.isfinite(mean_off):
+        title += f" (mean off-diagonal {mean_off:+.1f})"
+    return heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
+                   annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
+
+
+def similarity_heatmap(m: pd.DataFrame, measure: str, *, cluster: bool = False, annotate: bool | None = None, ax=None) -> plt.Figure:
+    """Similarity (or distance) matrix; dark = similar for both kinds."""
+    meas = MEASURES.get(measure)
+    is_dist = measure in DISTANCE_MEASURES
+    finite = m.to_numpy(float)[np.isfinite(m.to_numpy(float))]
+    fmt = ".2f" if finite.size == 0 or np.nanmax(np.abs(finite)) < 10 else ".0f"
+    return heatmap(m, title=f"task {'distance' if is_dist else 'similarity'}: {measure}", cbar_label=meas.label if meas else measure, diverging=False,
+                   cmap=SEQUENTIAL + ("_r" if is_dist else ""), cluster=cluster, annotate=annotate, fmt=fmt,
+                   xlabel="task", ylabel="task", ax=ax)
+
+
+@_quiet
+def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequence[str], *, y: str = "gain",
+                               correlations: pd.DataFrame | None = None) -> plt.Figure:
+    """One panel per similarity: off-diagonal pairs, OLS fit with 95% band, Pearson r / Spearman rho in the title.
+
+    ``data`` is :func:`mvlpt.analysis.pairs_with_similarity` (raw similarity values; distances are
+    plotted as they are, so their expected slope is negative, while r in the title is computed on
+    the values shown).
+    """
+    from scipy import stats
+
+    set_style()
+    d = data[data["method"] == method]
+    measures = [m for m in measures if m in d.columns]
+    if not measures:
+        raise MvlptError(f"no similarity columns to plot for {method}; pass similarity tables.")
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.2 * len(measures), 3.2), squeeze=False, sharey=True)
+    colour = method_palette([method])[method]
+    for ax, meas in zip(axes[0], measures):
+        dd = d[[meas, y]].dropna()
+        xs, ys = dd[meas].to_numpy(float), dd[y].to_numpy(float) * SCALE.get(y, 1.0)
+        sns.regplot(x=xs, y=ys, ax=ax, color=colour, scatter_kws={"s": 14, "alpha": 0.7, "linewidths": 0},
+                    line_kws={"lw": 1.5}, ci=95, truncate=True, n_boot=500, seed=0)
+        ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)
+        if len(ys):  # keep the points in view when the fit's band is wide (few pairs)
+            lo, hi = min(ys.min(), 0.0), max(ys.max(), 0.0)
+            pad = 0.15 * (hi - lo) if hi > lo else 1.0
+            ax.set_ylim(lo - pad, hi + pad)
+        if len(xs) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+            r, p = stats.pearsonr(xs, ys)
+            rho = stats.spearmanr(xs, ys).statistic
+            ax.set_title(f"r = {r:+.2f} (p = {p:.2g}), \u03c1 = {rho:+.2f}")
+        else:
+            ax.set_title("r = n/a")
+        ax.set_xlabel(MEASURES[meas].label if meas in MEASURES else meas, fontsize=8)
+    axes[0][0].set_ylabel(LABELS.get(y, y))
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    fig.suptitle(f"{method}: gain vs task similarity (n = {len(d)} pairs)", y=1.02)
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig
+
+
+@_quiet
+def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
+                  analysis: str = "spearman") -> plt.Figure:
+    """Methods side by side: off-diagonal gain distributions, share of positive transfers, correlations."""
+    set_style()
+    off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()].copy()
+    if off.empty:
+        raise MvlptError("no off-diagonal results with a baseline to summarise; run the study first.")
+    methods = method_order(off["method"].unique())
+    pal = method_palette(methods)
+    off["gain_pts"] = off["gain"] * 100
+    has_corr = correlations is not None and not correlations.empty and (correlations["analysis"] == analysis).any()
+    ncols = 3 if has_corr else 2
+    widths = [1.0, 0.7, 1.3][:ncols]
+    fig, axes = plt.subplots(1, ncols, figsize=(3.3 * ncols + 0.6, 3.4), gridspec_kw={"width_ratios": widths})
+    ax = axes[0]
+    sns.boxplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, width=0.55,
+                fliersize=0, boxprops={"alpha": 0.45}, legend=False)
+    sns.stripplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, size=2.5,
+                  alpha=0.7, jitter=0.2, legend=False)
+    ax.axhline(0, color="0.4", lw=0.8, ls="--")
+    ax.set_ylabel(LABELS["gain"])
+    ax.set_xlabel("")
+    ax.set_title("transfer gain, off-diagonal pairs")
+    ax = axes[1]
+    share = off.groupby("method")["gain"].apply(lambda s: 100 * (s > 0).mean()).reindex(methods)
+    ax.bar(range(len(methods)), share.to_numpy(), color=[pal[m] for m in methods])
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_ylim(0, 100)
+    ax.axhline(50, color="0.4", lw=0.8, ls="--")
+    ax.set_ylabel("pairs with positive gain (%)")
+    ax.set_title("positive transfers")
+    if has_corr:
+        ax = axes[2]
+        c = correlations[(correlations["analysis"] == analysis) & correlations["method"].isin(methods)].copy()
+        meas = list(dict.fromkeys(c["similarity"]))
+        width = 0.8 / max(len(methods), 1)
+        for k, m in enumerate(methods):
+            cm = c[c["method"] == m].set_index("similarity").reindex(meas)
+            x = np.arange(len(meas)) + (k - (len(methods) - 1) / 2) * width
+            est = cm["estimate"].to_numpy(float)
+            lo = est - cm["ci_low"].to_numpy(float)
+            hi = cm["ci_high"].to_numpy(float) - est
+            ax.bar(x, est, width=width * 0.95, color=pal[m], label=m)
+            err = np.vstack([lo, hi])
+            if np.isfinite(err).any():
+                ax.errorbar(x, est, yerr=np.where(np.isfinite(err), err, 0), fmt="none", ecolor="0.2", lw=0.8, capsize=2)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xticks(range(len(meas)), [s.replace("_", "\n") for s in meas])
+        ax.set_ylim(-1, 1)
+        ax.set_ylabel(f"{analysis.replace('_', ' ')} with gain")
+        ax.set_title("gain vs similarity (95% bootstrap CI)")
+        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,252 @@
+"""Tables, gains and correlations of mvlpt.analysis, the analysis CLI verbs and the analysis rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mvlpt import analysis as A
+from mvlpt.errors import MvlptError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(root: Path, method, source, target, seed, value, metric="accuracy"):
+    rec = {"format": 1, "method": method, "source": source, "target": target, "seed": seed, "metric": metric,
+           "test": value, "mode": "joint", "shots": 5}
+    p = root / method / f"{source}__{target}" / f"seed{seed}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(rec))
+    return p
+
+
+def _cli(argv):
+    from mvlpt.commands import analysis as cmd
+
+    parser = argparse.ArgumentParser(prog="mvlpt")
+    cmd.add_parser(parser.add_subparsers(required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+@pytest.fixture
+def small_study(tmp_path):
+    """2 tasks x 1 method x 2 seeds with exact values."""
+    root = tmp_path / "results"
+    vals = {  # (source, target, seed) -> value
+        ("a", "a", 1): 0.50, ("a", "a", 2): 0.60,
+        ("b", "a", 1): 0.70, ("b", "a", 2): 0.60,
+        ("b", "b", 1): 0.80, ("b", "b", 2): 0.80,
+        ("a", "b", 1): 0.40, ("a", "b", 2): 0.60,
+    }
+    for (s, t, k), v in vals.items():
+        _write(root, "coop", s, t, k, v)
+    return root
+
+
+def test_runs_pairs_matrix_best_source(small_study):
+    runs = A.load_results(small_study)
+    assert list(runs.columns[:6]) == ["method", "source", "target", "seed", "metric", "value"]
+    assert len(runs) == 8
+    pairs = A.pair_table(runs).set_index(["source", "target"])
+    # paired per seed: (0.7-0.5 + 0.6-0.6)/2 = 0.1
+    assert pairs.loc[("b", "a"), "gain"] == pytest.approx(0.10)
+    assert pairs.loc[("b", "a"), "gain_std"] == pytest.approx(np.std([0.2, 0.0], ddof=1))
+    assert pairs.loc[("b", "a"), "gain_rel"] == pytest.approx(0.10 / 0.55)
+    assert pairs.loc[("a", "b"), "gain"] == pytest.approx(-0.30)
+    assert pairs.loc[("a", "a"), "gain"] == pytest.approx(0.0)
+    assert pairs.loc[("a", "b"), "std"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
+    m = A.matrix(A.pair_table(runs), "coop", "gain", ["a", "b"])
+    # rows = source, columns = target
+    assert m.loc["b", "a"] == pytest.approx(0.10) and m.loc["a", "b"] == pytest.approx(-0.30)
+    assert m.index.name == "source" and m.columns.name == "target"
+    best = A.best_source(A.pair_table(runs)).set_index("target")
+    assert best.loc["a", "best_source"] == "b" and best.loc["b", "best_source"] == "a"
+    assert best.loc["a", "n_positive"] == 1 and best.loc["b", "n_positive"] == 0
+    sg = A.source_gain(A.pair_table(runs)).set_index("source")
+    assert sg.loc["b", "mean_gain"] == pytest.approx(0.10) and sg.loc["a", "n_positive"] == 0
+
+
+def test_missing_baseline_gives_nan_gain(tmp_path):
+    root = tmp_path / "r"
+    _write(root, "coop", "x", "y", 1, 0.5)
+    pairs = A.pair_table(A.load_results(root))
+    assert np.isnan(pairs["gain"].iloc[0])
+
+
+def test_misplaced_or_foreign_result_file_is_an_error(tmp_path):
+    p = _write(tmp_path, "coop", "a", "b", 1, 0.5)
+    rec = json.loads(p.read_text())
+    rec["target"] = "c"
+    p.write_text(json.dumps(rec))
+    with pytest.raises(MvlptError, match="path says"):
+        A.load_results(tmp_path)
+    p.write_text(json.dumps({"format": 1, "method": "coop"}))
+    with pytest.raises(MvlptError, match="missing"):
+        A.load_results(tmp_path)
+
+
+def test_selection_filters_and_ignores_other_folders(tmp_path):
+    A.write_fake_study(tmp_path, tasks=("a", "b", "c"), methods=("coop", "vpt"), seeds=(1, 2))
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "runs.csv").write_text("x\n")
+    assert len(A.load_results(tmp_path)) == 2 * 9 * 2
+    assert len(A.load_results(tmp_path, methods=["vpt"], tasks=["a", "b"], seeds=[2])) == 4
+    with pytest.raises(MvlptError, match="does not exist"):
+        A.load_results(tmp_path / "nope")
+
+
+def _planted_pairs(n_tasks=20, slope=1.0, noise_sd=0.5, seed=0):
+    """Pairs with gain = slope * sim + target effect + noise; sim ~ N(0, 1), so r ~ slope/sqrt(slope^2+noise^2)."""
+    rng = np.random.default_rng(seed)
+    tasks = [f"t{i}" for i in range(n_tasks)]
+    sim = rng.normal(size=(n_tasks, n_tasks))
+    sim = (sim + sim.T) / np.sqrt(2)
+    np.fill_diagonal(sim, 3.0)
+    rows, srows = [], []
+    for i, s in enumerate(tasks):
+        for j, t in enumerate(tasks):
+            gain = 0.0 if i == j else slope * sim[i, j] + rng.normal(0, noise_sd)
+            rows.append(("coop", s, t, gain, gain, i == j))
+            srows.append((s, t, "visual_cosine", sim[i, j]))
+            srows.append((s, t, "visual_frechet", 5.0 - sim[i, j]))  # a distance: larger = less similar
+            srows.append((s, t, "label_match", rng.uniform()))
+    pairs = pd.DataFrame(rows, columns=["method", "source", "target", "gain", "gain_rel", "is_baseline"])
+    sims = pd.DataFrame(srows, columns=["task_a", "task_b", "measure", "value"])
+    return pairs, sims
+
+
+def _row(corr, analysis, measure):
+    r = corr[(corr["analysis"] == analysis) & (corr["similarity"] == measure)]
+    assert len(r) == 1, (analysis, measure)
+    return r.iloc[0]
+
+
+@pytest.mark.parametrize("slope", [0.5, -0.5])
+def test_planted_relationship_is_recovered(slope):
+    pairs, sims = _planted_pairs(slope=slope, noise_sd=0.5)  # expected r = +-0.707
+    corr = A.correlate(pairs, sims, n_boot=400, n_perm=400, seed=1)
+    sign = np.sign(slope)
+    for kind in ("pearson", "spearman"):
+        r = _row(corr, kind, "visual_cosine")
+        assert r["n"] == 20 * 19
+        assert sign * r["estimate"] == pytest.approx(0.707, abs=0.1)
+        assert r["p_value"] < 1e-6
+        assert r["ci_low"] < r["estimate"] < r["ci_high"]
+        assert sign * r["ci_low"] > 0 and sign * r["ci_high"] > 0  # CI excludes 0
+        # the distance is negated: same sign as the similarity it mirrors
+        assert _row(corr, kind, "visual_frechet")["estimate"] == pytest.approx(r["estimate"], abs=1e-9)
+    wt = _row(corr, "within_target_spearman", "visual_cosine")
+    assert wt["n"] == 20 and sign * wt["estimate"] > 0.4 and wt["p_value"] < 0.01
+    # label similarity is unrelated noise
+    assert abs(_row(corr, "pearson", "label_match")["estimate"]) < 0.2
+    # linear model on both similarities
+    assert _row(corr, "linear_model_r2", "visual_cosine+label_match")["estimate"] == pytest.approx(0.5, abs=0.12)
+    coef = _row(corr, "linear_model_coef_raw", "visual_cosine")
+    assert coef["estimate"] == pytest.approx(slope, abs=0.1)
+    std = _row(corr, "linear_model_coef", "visual_cosine")
+    assert sign * std["ci_low"] > 0 and std["p_value"] < 1e-6
+    assert _row(corr, "linear_model_coef", "label_match")["p_value"] > 0.01
+    assert list(corr.columns) == list(A.CORRELATION_COLUMNS)
+
+
+def test_shuffled_gains_show_no_significant_correlation():
+    pairs, sims = _planted_pairs(n_tasks=12, slope=1.0, noise_sd=0.3)
+    rng = np.random.default_rng(123)
+    significant = {"pearson": 0, "spearman": 0, "within_target_spearman": 0}
+    n_rep = 15
+    for _ in range(n_rep):
+        shuffled = pairs.copy()
+        off = ~shuffled["is_baseline"]
+        shuffled.loc[off, "gain"] = rng.permutation(shuffled.loc[off, "gain"].to_numpy())
+        corr = A.correlate(shuffled, sims, measures=["visual_cosine"], model_measures=None, n_boot=200, n_perm=200,
+                           seed=int(rng.integers(1 << 30)))
+        for k in significant:
+            r = _row(corr, k, "visual_cosine")
+            assert abs(r["estimate"]) < 0.3
+            significant[k] += r["p_value"] < 0.05
+    # ~5% expected under the null; the planted data would give 15/15
+    assert all(v <= 3 for v in significant.values()), significant
+
+
+def test_correlate_rejects_unknown_measure_and_handles_tiny_input():
+    pairs, sims = _planted_pairs(n_tasks=2)
+    with pytest.raises(MvlptError, match="no similarity values"):
+        A.correlate(pairs, sims, measures=["nope"])
+    corr = A.correlate(pairs, sims, n_boot=10, n_perm=10)  # 2 pairs only: NaN, not an exception
+    assert np.isnan(_row(corr, "pearson", "visual_cosine")["estimate"])
+
+
+def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path):
+    root = tmp_path / "results"
+    tasks = ["a", "b", "c", "d"]
+    A.write_fake_study(root, tasks=tasks, methods=("coop", "vpt"), seeds=(1, 2))
+    out = root / "tables"
+    assert _cli(["collect", "--results-dir", root, "--out-dir", out, "--methods", "coop", "vpt", "upt",
+                 "--tasks", *tasks, "--seeds", 1, 2]) == 0
+    for name in ("runs", "pairs", "best_source", "source_gain", "target_gain"):
+        csv, pq = pd.read_csv(out / f"{name}.csv"), pd.read_parquet(out / f"{name}.parquet")
+        assert len(csv) == len(pq) > 0
+    m = A.read_matrix(out / "matrices" / "coop_gain.csv")
+    assert m.shape == (4, 4) and list(m.index) == tasks and list(m.columns) == tasks
+    pd.testing.assert_frame_equal(m, A.read_matrix(out / "matrices" / "coop_gain.parquet"), check_names=False)
+    assert np.isnan(A.read_matrix(out / "matrices" / "upt_mean.csv").to_numpy()).all()  # promised even if empty
+    with pytest.raises(MvlptError, match="missing"):
+        _cli(["collect", "--results-dir", root, "--out-dir", out, "--methods", "coop", "upt", "--tasks", *tasks, "--seeds", 1,
+              "--strict"])
+    sims = [root / "similarity" / f"{m}.csv" for m in ("visual_cosine", "visual_frechet", "label_match", "label_cosine")]
+    assert _cli(["correlate", "--pairs", out / "pairs.parquet", "--similarity", *sims, "--out", out / "correlations.csv",
+                 "--n-boot", 50, "--n-perm", 50]) == 0
+    corr = pd.read_csv(out / "correlations.csv")
+    assert set(corr["method"]) == {"coop", "vpt"}
+    assert {"pearson", "spearman", "within_target_spearman", "linear_model_r2", "linear_model_coef"} <= set(corr["analysis"])
+    assert (out / "correlations.parquet").exists()
+
+
+STUB_SNAKEFILE = """
+configfile: "config.yaml"
+METHODS = config["methods"]
+TASKS = config["tasks"]
+SEEDS = config["seeds"]
+RESULTS = config.get("results_dir", "results")
+def result_files(method):
+    return [f"{{RESULTS}}/{{method}}/{{s}}__{{t}}/seed{{k}}.json" for s in TASKS for t in TASKS for k in SEEDS]
+include: "{rules}"
+rule all:
+    default_target: True
+    input: analysis_targets()
+"""
+
+
+@pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None, reason="no snakemake")
+def test_analysis_rules_dry_run(tmp_path):
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(STUB_SNAKEFILE).format(rules=REPO / "workflow" / "rules" / "analysis.smk"))
+    (tmp_path / "config.yaml").write_text(
+        "methods: [coop, vpt]\ntasks: [shapes, orientation, glyph-digits]\nseeds: [1, 2]\nresults_dir: results\n"
+        "similarity: {sample_size: 16}\nanalysis: {n_boot: 100, cluster: true}\n")
+    A.write_fake_study(tmp_path / "results", tasks=("shapes", "orientation", "glyph-digits"), seeds=(1, 2))
+    for f in (tmp_path / "results" / "similarity").iterdir():
+        f.unlink()  # so that the embedding and similarity rules enter the DAG
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    res = subprocess.run([snakemake, "-n", "--quiet", "rules"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr + res.stdout
+    out = res.stdout + res.stderr
+    for rule, count in [("collect_results", 1), ("embed_task_images", 3), ("embed_task_labels", 3),
+                        ("similarity_visual_cosine", 1), ("similarity_visual_frechet", 1), ("similarity_label_match", 1),
+                        ("similarity_label_cosine", 1), ("correlate_gain_similarity", 1), ("gain_heatmap", 2),
+                        ("similarity_heatmap", 4), ("gain_scatter", 2), ("summary_figure", 1)]:
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
+    # `figures` never pulls training or embedding jobs into the DAG
+    res = subprocess.run([snakemake, "-n", "figures"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "embed_task" not in res.stdout and "collect_results" not in res.stdout and "figures" in res.stdout
