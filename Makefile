@@ -35,4 +35,4 @@ report: install
 	snakemake --cores $(CORES) --report report.html
 
 clean-results:
-	rm -rf results logs benchmarks resources/cache report.html
+	rm -rf results/*/ logs resources/cache report.html .snakemake

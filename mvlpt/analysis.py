@@ -101,13 +101,16 @@ def read_result_file(path: str | os.PathLike) -> dict:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MvlptError(f"result file {path} cannot be read ({e}); delete it and rerun its training job.") from None
-    missing = [k for k in ("method", "source", "target", "seed", "metric", "test") if k not in rec]
-    if rec.get("format") != 1 or missing:
+    if not isinstance(rec, dict) or "format" not in rec:
+        raise MvlptError(f"result file {path} is not an mvlpt result (no 'format' field); delete it and rerun its training job.")
+    if rec["format"] != 1:
         raise MvlptError(
-            f"result file {path} is not an mvlpt result (format 1"
-            + (f", missing {', '.join(missing)}" if missing else "")
-            + "); delete it and rerun its training job."
+            f"result file {path} has format {rec['format']!r}, this mvlpt reads format 1; delete it and rerun its "
+            f"training job, or use the mvlpt version that wrote it."
         )
+    missing = [k for k in ("method", "source", "target", "seed", "metric", "test") if k not in rec]
+    if missing:
+        raise MvlptError(f"result file {path} is not an mvlpt result (missing {', '.join(missing)}); delete it and rerun its training job.")
     dm, fm = _DIR_RE.match(path.parent.name), _FILE_RE.match(path.name)
     if dm and fm:
         where = (path.parent.parent.name, dm["source"], dm["target"], int(fm["seed"]))
@@ -306,9 +309,17 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise MvlptError(f"table {path} does not exist; run the step that makes it first (e.g. `mvlpt collect`).")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as e:  # pyarrow, pandas and OS errors of a damaged or foreign file
+        raise _unreadable_table(path, e) from None
+
+
+def _unreadable_table(path: Path, e: Exception) -> MvlptError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return MvlptError(f"table {path} cannot be read ({reason}); delete it and rerun the step that makes it.")
 
 
 def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
@@ -319,7 +330,10 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
     else:
         if not path.exists():
             raise MvlptError(f"table {path} does not exist; run `mvlpt collect` first.")
-        m = pd.read_csv(path, index_col=0)
+        try:
+            m = pd.read_csv(path, index_col=0)
+        except Exception as e:
+            raise _unreadable_table(path, e) from None
     m.index = m.index.astype(str)
     m.columns = m.columns.astype(str)
     return m.astype("float64")

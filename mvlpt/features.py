@@ -28,13 +28,16 @@ def cache_path(cache_dir, clip, task: str, name: str) -> Path:
 def read_cached(path: Path, ids) -> torch.Tensor | None:
     if not path.exists():
         return None
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), "pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("ids_sha256") != ids_digest(ids):
+    try:  # anything but a safetensors file of exactly these ids (a stray pickle, a foreign file) is recomputed
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("ids_sha256") != ids_digest(ids) or "features" not in fh.keys():
+                return None
+        return load_file(str(path))["features"]
+    except (SafetensorError, OSError, ValueError):
         return None
-    return load_file(str(path))["features"]
 
 
 def write_cached(path: Path, feats: torch.Tensor, ids) -> None:

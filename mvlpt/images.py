@@ -46,8 +46,8 @@ class CorruptImageError(MvlptError):
         self.task = task
         where = f"task {task}: " if task else ""
         super().__init__(
-            f"{where}corrupt image {self.path} ({reason}); delete or replace the file and run "
-            f"`mvlpt data check`, or set on_corrupt to 'skip' to leave such images out."
+            f"{where}corrupt image {self.path} ({reason}); replace the file (e.g. fetch the task's data again); "
+            f"`mvlpt data check --images` lists every corrupt image of a task."
         )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,20 +171,28 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
 
-    def _logits(self, members: list[Member], images: list, feats: list) -> list[torch.Tensor]:
+    def _text_features(self, members: list[Member], prompts: list | None = None) -> list[torch.Tensor]:
+        """Each member's (C, D) class features, all members' prompts in one text-encoder batch
+        (call inside ``_autocast``)."""
+        proto = self.proto
+        if not proto.learns_text:
+            return [self.fixed_text] * len(members)
+        prompts = [m.learner.current_prompts() for m in members] if prompts is None else prompts
+        emb = torch.cat([m.learner.text_embeddings(p) for m, p in zip(members, prompts)])
+        eot = proto.layout.eot_pos.repeat(len(members))
+        return list(normalize(encode_prompted_text(self.clip.model, emb, eot)).split(self.n_classes))
+
+    def _logits(self, members: list[Member], images: list, feats: list, text: list | None = None) -> list[torch.Tensor]:
         """Logits over the run's classes for each member's batch, in one pass of each frozen tower.
 
-        ``images[k]`` (uint8) or ``feats[k]`` (cached features) is member k's batch.
+        ``images[k]`` (uint8) or ``feats[k]`` (cached features) is member k's batch; ``text[k]``, if
+        given, member k's class features (evaluation computes them once, not for every batch).
         """
         proto, model = self.proto, self.clip.model
         with self._autocast():
             prompts = [m.learner.current_prompts() for m in members]
-            if proto.learns_text:
-                emb = torch.cat([m.learner.text_embeddings(p) for m, p in zip(members, prompts)])
-                eot = proto.layout.eot_pos.repeat(len(members))
-                text = normalize(encode_prompted_text(model, emb, eot)).split(self.n_classes)
-            else:
-                text = [self.fixed_text] * len(members)
+            if text is None:
+                text = self._text_features(members, prompts)
             if feats[0] is not None:
                 img = [f.to(self.device) for f in feats]
             else:
@@ -261,6 +270,8 @@ class Trainer:
         for m in self.members:
             m.learner.eval()
         out = [{} for _ in self.members]
+        with self._autocast():  # the prompts do not change during evaluation: class features once
+            text = self._text_features(self.members)
         for k in range(len(self.tasks)):
             sizes = [len(m.data[k].val_idx) for m in self.members]
             scores = [[] for _ in self.members]
@@ -268,7 +279,8 @@ class Trainer:
                 active = [j for j, size in enumerate(sizes) if s < size]
                 idx = [torch.arange(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
                 batch = [self.members[j].data[k].inputs("val", i) for j, i in zip(active, idx)]
-                logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch])
+                logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch],
+                                      [text[j] for j in active])
                 for j, lg in zip(active, logits):
                     scores[j].append(lg[:, self.members[j].data[k].classes].float().cpu())
             for j, m in enumerate(self.members):
@@ -293,8 +305,10 @@ class Trainer:
             batches = ((x, None) for x, _ in iter_image_batches(self.clip, split, None, bs, self.cfg.workers))
         scores = [[] for _ in members]
         cls = members[0].data[k].classes
+        with self._autocast():
+            text = self._text_features(members)
         for x, f in batches:
-            for j, lg in enumerate(self._logits(members, [x] * len(members), [f] * len(members))):
+            for j, lg in enumerate(self._logits(members, [x] * len(members), [f] * len(members), text)):
                 scores[j].append(lg[:, cls].float().cpu())
         return [compute_metric(task.metric, torch.cat(s).numpy(), y) for s in scores], len(y)
 
@@ -305,6 +319,9 @@ class Trainer:
         for m in self.members:
             m.best = {t.name: {"metric": -math.inf, "epoch": -1, "state": None} for t in self.tasks}
         start = self._resume() if spec.state_path else 0
+        if start:  # say so: a rerun that starts over and one that resumes look alike otherwise
+            print(f"resuming from the saved training state {spec.state_path} at epoch {start + 1} of {cfg.epochs}",
+                  file=sys.stderr, flush=True)
         seeds = ",".join(map(str, spec.seeds))
         bar = tqdm(range(start, cfg.epochs), desc=f"{spec.method} {'+'.join(spec.tasks)} seed {seeds}",
                    initial=start, total=cfg.epochs, disable=None, leave=False)

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -212,25 +211,9 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path):
     assert (out / "correlations.parquet").exists()
 
 
-STUB_SNAKEFILE = """
-configfile: "config.yaml"
-METHODS = config["methods"]
-TASKS = config["tasks"]
-SEEDS = config["seeds"]
-RESULTS = config.get("results_dir", "results")
-def result_files(method):
-    return [f"{{RESULTS}}/{{method}}/{{s}}__{{t}}/seed{{k}}.json" for s in TASKS for t in TASKS for k in SEEDS]
-include: "{rules}"
-rule all:
-    default_target: True
-    input: analysis_targets()
-"""
-
-
 @pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None, reason="no snakemake")
 def test_analysis_rules_dry_run(tmp_path):
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent(STUB_SNAKEFILE).format(rules=REPO / "workflow" / "rules" / "analysis.smk"))
+    """The analysis rules of the real Snakefile, on a fabricated study whose results all exist."""
     (tmp_path / "config.yaml").write_text(
         "methods: [coop, vpt]\ntasks: [shapes, orientation, glyph-digits]\nseeds: [1, 2]\nresults_dir: results\n"
         "similarity: {sample_size: 16}\nanalysis: {n_boot: 100, cluster: true}\n")
@@ -238,7 +221,9 @@ def test_analysis_rules_dry_run(tmp_path):
     for f in (tmp_path / "results" / "similarity").iterdir():
         f.unlink()  # so that the embedding and similarity rules enter the DAG
     snakemake = str(Path(sys.executable).parent / "snakemake")
-    res = subprocess.run([snakemake, "-n", "--quiet", "rules"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    base = [snakemake, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(tmp_path / "config.yaml")]
+    res = subprocess.run(base + ["-n", "--quiet", "rules"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr + res.stdout
     out = res.stdout + res.stderr
     for rule, count in [("collect_results", 1), ("embed_task_images", 3), ("embed_task_labels", 3),
@@ -247,6 +232,6 @@ def test_analysis_rules_dry_run(tmp_path):
                         ("similarity_heatmap", 4), ("gain_scatter", 2), ("summary_figure", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
     # `figures` never pulls training or embedding jobs into the DAG
-    res = subprocess.run([snakemake, "-n", "figures"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(base + ["-n", "figures"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr + res.stdout
     assert "embed_task" not in res.stdout and "collect_results" not in res.stdout and "figures" in res.stdout

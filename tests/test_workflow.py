@@ -1,0 +1,224 @@
+"""The Snakemake workflow: the DAG of the study, an end-to-end run, reruns, config errors, lint.
+
+Every Snakemake call runs in a subprocess (the stable interface), with the repository's Snakefile and
+a working directory in tmp_path, so nothing here touches the repository's results/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e '.[test]')")
+
+SIMILARITY_MEASURES = 4  # visual_cosine, visual_frechet, label_match, label_cosine
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600):
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The `Job stats` table of a dry-run: rule -> number of jobs."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] == "total":
+                    break
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def expected_jobs(cfg: dict) -> dict[str, int]:
+    """Jobs of a study that has nothing on disk yet, counted from its config."""
+    n, seeds, methods = len(cfg["tasks"]), len(cfg.get("seeds", [1, 2, 3])), cfg.get("methods", ["coop", "vpt", "upt"])
+    m = len(methods)
+    stacked = cfg.get("stack_seeds", True)
+    per_run = 1 if stacked else seeds
+    jobs = {
+        "fewshot_split": n * seeds,
+        "train_single": m * n * per_run,
+        "embed_task_images": n,
+        "embed_task_labels": n,
+        "similarity_visual_cosine": 1,
+        "similarity_visual_frechet": 1,
+        "similarity_label_match": 1,
+        "similarity_label_cosine": 1,
+        "collect_results": 1,
+        "correlate_gain_similarity": 1,
+        "gain_heatmap": m,
+        "similarity_heatmap": SIMILARITY_MEASURES,
+        "gain_scatter": m,
+        "summary_figure": 1,
+        "all": 1,
+    }
+    if "coop" in methods and cfg.get("train", {}).get("cache_features", True):
+        jobs["frozen_features"] = n
+    if cfg.get("mode", "joint") == "joint":
+        jobs["train_joint"] = m * math.comb(n, 2) * per_run  # one run serves both directions
+    else:
+        jobs["train_sequential"] = m * n * (n - 1) * per_run
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper's DAG, from config/elevater.yaml
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", [{}, {"mode": "sequential"}, {"stack_seeds": False}])
+def test_paper_config_dag_has_every_pair(tmp_path, variant):
+    cfg = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
+    cfg.update(variant)
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert job_counts(res.stdout + res.stderr) == expected_jobs(cfg)
+    assert len(cfg["tasks"]) == 20 and len(cfg["methods"]) == 3
+
+
+def test_every_ordered_pair_has_its_own_result_file(tmp_path):
+    """The default target asks for results/{method}/{source}__{target}/seed{seed}.json for all pairs."""
+    cfg = {"tasks": ["shapes", "orientation", "glyph-digits"], "methods": ["vpt"], "seeds": [1, 2]}
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", "--printshellcmds", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    outputs = set(re.findall(r"results/vpt/[\w.-]+__[\w.-]+/seed\d\.json", res.stdout))
+    expected = {f"results/vpt/{s}__{t}/seed{k}.json" for s in cfg["tasks"] for t in cfg["tasks"] for k in (1, 2)}
+    assert expected <= outputs
+    # one joint job per unordered pair, with both directions and both seeds as outputs
+    commands = [line.split(":", 1)[1].strip() for line in res.stdout.splitlines() if line.startswith("Shell command:")]
+    joint = [cmd for cmd in commands if cmd.startswith("mvlpt train") and cmd.count("--task ") == 2]
+    assert len(joint) == 3
+    assert all(cmd.count("--seed ") == 2 and cmd.count("--output ") == 2 for cmd in joint)
+
+
+# ------------------------------------------------------------------------------------------------
+# The demo study, end to end (a small version of config/config.yaml)
+# ------------------------------------------------------------------------------------------------
+SMALL = {
+    "tasks": ["shapes", "glyph-digits", "orientation"],
+    "methods": ["coop", "vpt"],
+    "seeds": [1],
+    "shots": 4,
+    "train": {"epochs": 2, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0},
+    "similarity": {"sample_size": 8},
+    "analysis": {"n_boot": 50, "n_perm": 50},
+}
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    """The demo config with fewer tasks, methods, seeds and epochs, run once with --cores 2."""
+    work = tmp_path_factory.mktemp("study")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.update(SMALL)
+    configfile = work / "study.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(work, "--cores", "2", configfile=configfile, timeout=900)
+    assert res.returncode == 0, (res.stderr + res.stdout)[-6000:]
+    return work, configfile, cfg
+
+
+def result_files(cfg, root: Path):
+    return [root / "results" / m / f"{s}__{t}" / f"seed{k}.json"
+            for m in cfg["methods"] for s in cfg["tasks"] for t in cfg["tasks"] for k in cfg["seeds"]]
+
+
+def test_demo_study_writes_every_result_and_table(small_study):
+    work, _, cfg = small_study
+    for f in result_files(cfg, work):
+        r = json.loads(f.read_text())
+        method, pair = f.parent.parent.name, f.parent.name
+        assert (r["method"], f"{r['source']}__{r['target']}") == (method, pair)
+        assert 0.0 <= r["test"] <= 1.0 and r["epochs"] == 2 and r["shots"] == 4
+        assert r["mode"] == ("single" if r["source"] == r["target"] else "joint")
+    import pandas as pd
+
+    pairs = pd.read_csv(work / "results" / "tables" / "pairs.csv")
+    n = len(cfg["tasks"])
+    assert len(pairs) == len(cfg["methods"]) * n * n
+    assert (work / "results" / "tables" / "correlations.csv").stat().st_size > 0
+    for name in ("summary.png", "gain_coop.pdf", "gain_vpt.png", "similarity_visual_frechet.png", "scatter_vpt.png"):
+        assert (work / "results" / "figures" / name).stat().st_size > 0
+    # every job left a log; training jobs left a benchmark
+    assert list((work / "logs" / "train_joint").rglob("*.log"))
+    assert list((work / "logs" / "benchmarks" / "train_single").rglob("*.tsv"))
+    # no resumable training state is left behind by finished runs
+    assert not list((work / "resources" / "cache" / "state").rglob("*.state.safetensors"))
+
+
+def test_second_invocation_has_nothing_to_do(small_study):
+    work, configfile, _ = small_study
+    res = snakemake(work, "-n", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
+    work, configfile, _ = small_study
+    victim = work / "results" / "vpt" / "orientation__shapes" / "seed1.json"
+    before = json.loads(victim.read_text())
+    victim.unlink()
+    res = snakemake(work, "-n", "--quiet", "rules", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    counts = job_counts(res.stdout + res.stderr)
+    # the joint vpt run of {shapes, orientation} (it writes both directions), then what reads results
+    assert counts.pop("train_joint") == 1
+    assert counts.pop("collect_results") == 1 and counts.pop("all") == 1
+    assert set(counts) <= {"correlate_gain_similarity", "gain_heatmap", "gain_scatter", "summary_figure"}
+    assert counts.get("gain_heatmap", 0) <= 2
+    res = snakemake(work, "--cores", "2", configfile=configfile)
+    assert res.returncode == 0, (res.stderr + res.stdout)[-4000:]
+    after = json.loads(victim.read_text())
+    assert after["test"] == before["test"] and after["val"] == before["val"]  # same run, same numbers
+
+
+# ------------------------------------------------------------------------------------------------
+# Config errors: one sentence, before any job runs
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ({"tasks": ["shapes", "no-such-task"]}, "unknown task(s) in `tasks`: no-such-task"),
+        ({"tasks": []}, "`tasks` must be a non-empty list"),
+        ({"methods": ["coop", "prefix"]}, "unknown method(s) in `methods`: prefix"),
+        ({"shots": -1}, "`shots` must be an integer >= 1"),
+        ({"tasks": ["shapes", "shapes"]}, "listed more than once in `tasks`: shapes"),
+    ],
+)
+def test_config_errors_stop_before_any_job(tmp_path, override, needle):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.update(override)
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--cores", "1", configfile=configfile)
+    assert res.returncode != 0
+    assert needle in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_lint_is_clean():
+    res = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,283 @@
+# Analysis of the transfer study: tables, task similarity, correlations, figures (issue #4).
+#
+# Names and input functions are in common.smk (section "Analysis").
+# Config keys read here (all optional):
+#   cache_dir (resources/cache), data_dir, shots, model: {name, pretrained, init_seed},
+#   similarity: {sample_size: 256, sample_seed: 0, fewshot_seeds: SEEDS, shots: <shots>,
+#                templates: default, shrinkage: ledoit_wolf, ridge: 0.001, device: auto, batch_size: 128},
+#   analysis: {n_boot: 2000, n_perm: 2000, seed: 0, cluster: false,
+#              model_measures: [visual_cosine, label_match]}
+# Entry points: `snakemake analysis` (every table and figure; trains what is missing),
+#               `snakemake figures` (every figure from the results that exist now; never trains).
+
+# ------------------------------------------------------------------------------------------------
+# Tables
+# ------------------------------------------------------------------------------------------------
+rule collect_results:
+    input:
+        all_results(),
+    output:
+        runs=report(f"{TABLES_DIR}/runs.csv", caption="../report/runs.rst", category="Tables"),
+        pairs=report(f"{TABLES_DIR}/pairs.csv", caption="../report/pairs.rst", category="Tables"),
+        best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
+        source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
+        target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
+        parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=TABLE_NAMES),
+        matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=MATRIX_STATS, ext=["csv", "parquet"]),
+    log:
+        f"{LOGS}/analysis/collect_results.log",
+    params:
+        results=results_dir_of,
+        out=tables_dir_of,
+        selection=_study_selection(),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt collect --results-dir {params.results:q} --out-dir {params.out:q} {params.selection} > {log:q} 2>&1"
+
+
+# ------------------------------------------------------------------------------------------------
+# Task similarity: one embedding file per task and kind (N encodings), one rule per measure
+# ------------------------------------------------------------------------------------------------
+rule embed_task_images:
+    input:
+        embed_image_inputs,
+    output:
+        f"{EMBED_DIR}/{{task}}.images.npz",
+    log:
+        f"{LOGS}/analysis/embed_images/{{task}}.log",
+    wildcard_constraints:
+        task=alternation(TASKS),
+    params:
+        args=embed_image_args,
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt embed --task {wildcards.task:q} --kind images --out {output:q} {params.args} > {log:q} 2>&1"
+
+
+rule embed_task_labels:
+    output:
+        f"{EMBED_DIR}/{{task}}.labels.npz",
+    log:
+        f"{LOGS}/analysis/embed_labels/{{task}}.log",
+    wildcard_constraints:
+        task=alternation(TASKS),
+    params:
+        args=embed_label_args,
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt embed --task {wildcards.task:q} --kind labels --out {output:q} {params.args} > {log:q} 2>&1"
+
+
+rule similarity_visual_cosine:
+    input:
+        image_embeddings(),
+    output:
+        csv=report(f"{SIMILARITY_DIR}/visual_cosine.csv", caption="../report/similarity_visual_cosine.rst", category="Similarity"),
+        parquet=f"{SIMILARITY_DIR}/visual_cosine.parquet",
+    log:
+        f"{LOGS}/analysis/similarity_visual_cosine.log",
+    params:
+        tasks=q(TASKS),
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt similarity --measure visual_cosine --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule similarity_visual_frechet:
+    input:
+        image_embeddings(),
+    output:
+        csv=report(f"{SIMILARITY_DIR}/visual_frechet.csv", caption="../report/similarity_visual_frechet.rst", category="Similarity"),
+        parquet=f"{SIMILARITY_DIR}/visual_frechet.parquet",
+    log:
+        f"{LOGS}/analysis/similarity_visual_frechet.log",
+    params:
+        tasks=q(TASKS),
+        args=frechet_args(),
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt similarity --measure visual_frechet --embeddings {input:q} --tasks {params.tasks} {params.args} --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule similarity_label_match:
+    input:
+        label_embeddings(),
+    output:
+        csv=report(f"{SIMILARITY_DIR}/label_match.csv", caption="../report/similarity_label_match.rst", category="Similarity"),
+        parquet=f"{SIMILARITY_DIR}/label_match.parquet",
+    log:
+        f"{LOGS}/analysis/similarity_label_match.log",
+    params:
+        tasks=q(TASKS),
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt similarity --measure label_match --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule similarity_label_cosine:
+    input:
+        label_embeddings(),
+    output:
+        csv=report(f"{SIMILARITY_DIR}/label_cosine.csv", caption="../report/similarity_label_cosine.rst", category="Similarity"),
+        parquet=f"{SIMILARITY_DIR}/label_cosine.parquet",
+    log:
+        f"{LOGS}/analysis/similarity_label_cosine.log",
+    params:
+        tasks=q(TASKS),
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt similarity --measure label_cosine --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
+
+
+# ------------------------------------------------------------------------------------------------
+# Correlations of gain with similarity
+# ------------------------------------------------------------------------------------------------
+rule correlate_gain_similarity:
+    input:
+        pairs=f"{TABLES_DIR}/pairs.parquet",
+        similarity=similarity_tables(),
+    output:
+        csv=report(f"{TABLES_DIR}/correlations.csv", caption="../report/correlations.rst", category="Correlations"),
+        parquet=f"{TABLES_DIR}/correlations.parquet",
+    log:
+        f"{LOGS}/analysis/correlate_gain_similarity.log",
+    params:
+        args=correlate_args(),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt correlate --pairs {input.pairs:q} --similarity {input.similarity:q} {params.args} --out {output.csv:q} > {log:q} 2>&1"
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures (PNG in the report, PDF next to it)
+# ------------------------------------------------------------------------------------------------
+rule gain_heatmap:
+    input:
+        f"{TABLES_DIR}/matrices/{{method}}_gain.parquet",
+    output:
+        png=report(f"{FIGURES_DIR}/gain_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
+                   labels={"figure": "gain heatmap", "method": "{method}"}),
+        pdf=f"{FIGURES_DIR}/gain_{{method}}.pdf",
+    log:
+        f"{LOGS}/analysis/gain_heatmap/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(METHODS),
+    params:
+        cluster=cluster_flag(),
+        tasks=q(TASKS),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt plot gain-heatmap --matrix {input:q} --method {wildcards.method:q} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
+
+
+rule similarity_heatmap:
+    input:
+        f"{SIMILARITY_DIR}/{{measure}}.parquet",
+    output:
+        png=report(f"{FIGURES_DIR}/similarity_{{measure}}.png", caption="../report/similarity_heatmap.rst",
+                   category="Similarity", labels={"figure": "similarity heatmap", "measure": "{measure}"}),
+        pdf=f"{FIGURES_DIR}/similarity_{{measure}}.pdf",
+    log:
+        f"{LOGS}/analysis/similarity_heatmap/{{measure}}.log",
+    wildcard_constraints:
+        measure=alternation(SIMILARITY_MEASURES),
+    params:
+        cluster=cluster_flag(),
+        tasks=q(TASKS),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt plot similarity-heatmap --similarity {input:q} --measure {wildcards.measure} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
+
+
+rule gain_scatter:
+    input:
+        pairs=f"{TABLES_DIR}/pairs.parquet",
+        similarity=similarity_tables(),
+    output:
+        png=report(f"{FIGURES_DIR}/scatter_{{method}}.png", caption="../report/gain_scatter.rst", category="Correlations",
+                   labels={"figure": "gain vs similarity", "method": "{method}"}),
+        pdf=f"{FIGURES_DIR}/scatter_{{method}}.pdf",
+    log:
+        f"{LOGS}/analysis/gain_scatter/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(METHODS),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt plot scatter --pairs {input.pairs:q} --similarity {input.similarity:q} --method {wildcards.method:q} --out {output.png:q} > {log:q} 2>&1"
+
+
+rule summary_figure:
+    input:
+        pairs=f"{TABLES_DIR}/pairs.parquet",
+        correlations=f"{TABLES_DIR}/correlations.parquet",
+    output:
+        png=report(f"{FIGURES_DIR}/summary.png", caption="../report/summary.rst", category="Transfer",
+                   labels={"figure": "methods compared"}),
+        pdf=f"{FIGURES_DIR}/summary.pdf",
+    log:
+        f"{LOGS}/analysis/summary_figure.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt plot summary --pairs {input.pairs:q} --correlations {input.correlations:q} --out {output.png:q} > {log:q} 2>&1"
+
+
+rule analysis:
+    input:
+        analysis_targets(),
+
+
+# Every figure from the results that exist now (no training, no encoding). It has no input and no
+# output on purpose: Snakemake runs it every time it is asked for, and it never pulls training
+# jobs into the DAG. Similarity heatmaps and scatters need results/similarity/*.csv to exist.
+rule figures:
+    log:
+        f"{LOGS}/analysis/figures.log",
+    params:
+        results=RESULTS,
+        out=FIGURES_DIR,
+        similarity=SIMILARITY_DIR,
+        selection=_study_selection(),
+        cluster=cluster_flag(),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt figures --results-dir {params.results:q} --out-dir {params.out:q} --similarity-dir {params.similarity:q} "
+        "{params.selection} {params.cluster} > {log:q} 2>&1"
