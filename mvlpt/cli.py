@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 
 from . import __version__
 from .errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
-COMMAND_MODULES = ("data", "analysis")
+COMMAND_MODULES = ("data", "analysis", "preflight")
+# Without --pretrained a model gets the weights mvlpt ships for it (mvlpt.models.clip.TINY_WEIGHTS),
+# else a random init (as open_clip.create_model without pretrained); `--pretrained none`: random init.
+SHIPPED_WEIGHTS = {"mvlpt-tiny": "synthetic"}
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -41,6 +43,21 @@ def _json_arg(text: str | None, what: str) -> dict:
     return value
 
 
+def pretrained_arg(model: str, value: str | None) -> str | None:
+    """The weights a --model/--pretrained pair means: None = random init (see SHIPPED_WEIGHTS)."""
+    if value is None:
+        return SHIPPED_WEIGHTS.get(model)
+    return None if value.strip() in ("", "none", "None") else value
+
+
+def check_data_dir(value: str | None) -> None:
+    """A data folder that is a file is said to be one (not reported as missing data later)."""
+    from .datasets.paths import resolve_data_dir
+    from .io import check_folder
+
+    check_folder(resolve_data_dir(value), "data folder")
+
+
 def cmd_tasks(args) -> int:
     from .tasks import get_task, list_tasks
 
@@ -55,7 +72,8 @@ def cmd_split(args) -> int:
     from .tasks import get_task
     from .tasks.fewshot import make_split, write_split
 
-    split = make_split(get_task(args.task), args.seed, args.shots, args.data_dir)
+    check_data_dir(args.data_dir)
+    split = make_split(get_task(args.task), args.seed, args.shots, args.data_dir, policy=args.policy)
     write_split(split, args.out)
     print(f"{args.out}: {len(split['train'])} train + {len(split['val'])} val images of {args.task} (seed {args.seed}, {args.shots} shots)")
     return 0
@@ -69,7 +87,9 @@ def cmd_features(args) -> int:
     from .tasks.fewshot import indices_of, read_split
 
     task = get_task(args.task)
-    clip = load_clip(args.model, args.pretrained, device=resolve_device(args.device), init_seed=args.init_seed)
+    check_data_dir(args.data_dir)
+    clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=resolve_device(args.device),
+                     init_seed=args.init_seed)
     test = task.load("test", args.data_dir)
     image_features(clip, task.name, test, None, "test", args.cache_dir, workers=args.workers, write=True)
     train = task.load("train", args.data_dir) if args.split_file else None
@@ -102,7 +122,7 @@ def cmd_train(args) -> int:
         method_options=_json_arg(args.method_options, "--method-options"),
         train=TrainConfig.from_dict(train_opts),
         model=args.model,
-        pretrained=args.pretrained,
+        pretrained=pretrained_arg(args.model, args.pretrained),
         init_seed=args.init_seed,
         split_files=_pairs(args.split, "--split"),
         data_dir=args.data_dir,
@@ -121,6 +141,13 @@ def cmd_train(args) -> int:
         get_task(name)  # an unknown task fails here, before any device is leased
     if not spec.outputs and not spec.save_prompts:
         raise MvlptError("nothing to write: give --output TASK=FILE and/or --save-prompt TASK=FILE.")
+    from .checkpoints import source_prompts
+    from .io import check_writable
+
+    check_data_dir(spec.data_dir)
+    check_writable(spec.output_paths())  # all of these fail now, not after training
+    if spec.init_from:
+        spec.source, _ = source_prompts(spec)
     label = f"{args.method}:{'+'.join(args.task)}:seed{','.join(map(str, spec.seeds))}"
     with lease_device(args.device, label=label) as lease:
         if lease.index is not None:
@@ -148,7 +175,9 @@ def cmd_info(args) -> int:
 def _model_args(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="mvlpt-tiny", help="open_clip model name; the paper: ViT-B-16-quickgelu (default: %(default)s)")
-    g.add_argument("--pretrained", default=None, help="open_clip pretrained tag (the paper: openai) or a weights file; none: random init")
+    g.add_argument("--pretrained", default=None,
+                   help="open_clip pretrained tag (the paper: openai) or a weights file; none: random init "
+                        "(default: the weights mvlpt ships for the model, i.e. synthetic for mvlpt-tiny; else random init)")
     g.add_argument("--init-seed", type=int, default=0, help="seed of the random init when no weights are given (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (a free GPU if any, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--data-dir", default=None, help="where task data lives (ELEVATER tasks; default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)")
@@ -158,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    from .tasks.fewshot import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
     p.add_argument("--source", choices=["synthetic", "elevater"], default=None, help="only tasks of this suite")
@@ -169,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, required=True, help="images per class (train + val)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+                   help="a class with fewer than SHOTS images: 'available' gives all it has (ELEVATER's sampler), "
+                        "'strict' refuses (default: %(default)s)")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("features", help="cache frozen image features of a task", description="Compute and cache the frozen CLIP image features of a task's test split and of the given few-shot splits (used by CoOp).")
@@ -196,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", action="append", help="TASK=FILE: result JSON of that target task ({seed} is replaced)")
     p.add_argument("--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors; {seed} is replaced)")
     p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
-    p.add_argument("--source", default=None, help="sequential mode: the source task's name (for the result file)")
+    p.add_argument("--source", default=None,
+                   help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
     p.add_argument("--train-options", default=None, help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'')
     p.add_argument("--epochs", type=int, default=None, help="overrides --train-options")

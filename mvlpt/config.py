@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
 from .errors import MvlptError
@@ -36,15 +37,23 @@ class TrainConfig:
     RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features")
 
     def validate(self) -> "TrainConfig":
+        def finite(v) -> bool:  # NaN fails every comparison, inf passes "> 0": both are refused here
+            return isinstance(v, (int, float)) and math.isfinite(v)
+
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (finite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
+            (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be a finite number in [0, 1), got {self.momentum}"),
+            (finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
+            (finite(self.warmup_lr) and self.warmup_lr >= 0, f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}"),
             (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
              f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs"),
             (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
             (self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}"),
             (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -90,7 +99,7 @@ class RunSpec:
     data_dir: str | None = None
     cache_dir: str | None = None  # frozen-feature caches
     init_from: str | None = None  # sequential mode: the source's prompt checkpoint
-    source: str | None = None  # sequential mode: the source task's name
+    source: str | None = None  # sequential mode: the source task's name (None: the one the prompt file records)
     # Paths may contain "{seed}" (required when the run has several seeds).
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)  # target task -> result JSON
     save_prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # task -> best prompt (safetensors)
@@ -112,11 +121,18 @@ class RunSpec:
             for t in templates:
                 if "{seed}" not in t:
                     raise MvlptError(f"with several seeds every output, prompt, split and init path needs a {{seed}} placeholder; {t!r} has none.")
-        for t in self.outputs:
+        for t in [*self.outputs, *self.save_prompts]:
             if t not in self.tasks:
                 raise MvlptError(f"an output is requested for task {t!r}, which this run does not train on.")
+        if self.pretrained in ("", "none", "None"):  # the spelling of "random init" on a command line
+            self.pretrained = None
         if self.init_from and len(self.tasks) != 1:
             raise MvlptError("a sequential (initialised) run trains on exactly one target task.")
+        if self.source and not self.init_from:
+            raise MvlptError(f"a source task ({self.source!r}) is given but no source prompt: the source of a sequential "
+                             f"run comes with --init-from; a single or joint run's source is its own tasks.")
+        if self.source and self.source in self.tasks:
+            raise MvlptError(f"the source task {self.source!r} is the target itself: that is the baseline cell, not a transfer.")
         self.train.validate()
         return self
 
@@ -126,8 +142,20 @@ class RunSpec:
             return "sequential"
         return "joint" if len(self.tasks) > 1 else "single"
 
+    def output_paths(self) -> list[str]:
+        """Every file this run writes (prompts, then results), for every seed."""
+        return [self.path(t, s) for t in [*self.save_prompts.values(), *self.outputs.values()] for s in self.seeds]
+
     def path(self, template: str | None, seed: int) -> str | None:
         return None if template is None else template.replace("{seed}", str(seed))
+
+    def setting_hash(self) -> str:
+        """Hash of the setting the runs of one study share: method, options, shots, training options and
+        the frozen model, but not the tasks, the source nor the seed. Seeds of one cell, and a pair and
+        its target's baseline, are compared on it (mvlpt.results.check_settings)."""
+        key = {"method": self.method, "options": self.method_options, "shots": self.shots, "train": self.train.hashable(),
+               "model": self.model, "pretrained": self.pretrained, "init_seed": self.init_seed if not self.pretrained else None}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def config_hash(self, seed: int) -> str:
         """Hash of everything that determines one seed's results (not paths, devices, runtime knobs,

@@ -1,40 +1,95 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 An interrupted writer leaves either the old file, no file, or a ``.tmp`` leftover that no reader
-mistakes for a finished output; never a half-written file under the final name.
+mistakes for a finished output; never a half-written file under the final name. Files get the
+permissions the umask gives any new file (``tempfile.mkstemp`` alone would leave them 0600).
+
+Several writes can be committed together (:func:`write_together`): every file is written under its
+temporary name first and all are renamed at the end, so a run's outputs appear together or not at
+all. :func:`check_writable` tells, before any work, whether an output could be written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import MvlptError
 
+# Inside write_together(): the (temporary, final) paths written so far, renamed when the group ends.
+_group: contextvars.ContextVar[list | None] = contextvars.ContextVar("mvlpt_write_group", default=None)
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed to ``path``."""
-    path = Path(path)
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _make_parent(path: Path) -> None:
     try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
-            raise MvlptError(f"cannot write {path}: {blocker} is a file, not a folder.") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise MvlptError(f"cannot write {path}: {blocker} is a file, not a folder.") from None
+
+
+def _new_temp(path: Path) -> Path:
+    """An empty temporary file next to ``path`` (mode 0600 until :func:`atomic_path` finishes it)."""
+    if path.is_dir():
+        raise MvlptError(f"cannot write {path}: it is a folder; give a file name.")
+    try:
+        _make_parent(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as e:
         raise MvlptError(f"cannot write {path}: {e.strerror or e}.") from None
-    tmp = Path(tmp)
+    return Path(tmp)
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """One sentence if ``path`` exists but is not a folder (a missing one is the caller's to report)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MvlptError(f"the {what} {path} is a file, not a folder.")
+
+
+def check_writable(paths: Iterable[str | os.PathLike]) -> None:
+    """Fail now, with one sentence, if any of ``paths`` could not be written later: a parent that is
+    a file, the path itself a folder, no permission, a read-only file system, the same path twice.
+    Creates the missing parent folders (a run's outputs need them anyway); writes no file."""
+    seen: set[Path] = set()
+    for p in paths:
+        path = Path(p)
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise MvlptError(f"{path} is given as the output of two different things; give each its own file.")
+        seen.add(key)
+        _new_temp(path).unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path`` (at the end of the
+    enclosing :func:`write_together`, if any)."""
+    path = Path(path)
+    tmp = _new_temp(path)
     try:
         yield tmp
+        # the mode any new file gets; set after writing, as some writers (safetensors) replace the file
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        group = _group.get()
+        if group is not None:
+            group.append((tmp, path))
+            return
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -42,6 +97,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def write_together() -> Iterator[None]:
+    """Every :func:`atomic_path` write inside the block is renamed into place only when the block ends
+    without an error, all at once and in the order written; on any error (or Ctrl-C) none of them
+    appears and their temporary files are removed."""
+    if _group.get() is not None:  # nested: the outer group commits
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _group.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _group.reset(token)
+    done: list[Path] = []
+    for tmp, path in pending:
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            for p in done:  # take back the part already in place: all or none
+                p.unlink(missing_ok=True)
+            for t, _ in pending:
+                t.unlink(missing_ok=True)
+            raise MvlptError(f"cannot write {path}: {e.strerror or e}.") from None
+        done.append(path)
+
+
+def content_hash(obj) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces): a file's identity by content."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_json(obj, path: str | os.PathLike) -> None:
@@ -55,5 +146,7 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise MvlptError(f"{what} {path} does not exist.") from None
+    except IsADirectoryError:
+        raise MvlptError(f"{what} {path} is a folder, not a file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MvlptError(f"{what} {path} is not valid JSON ({e}); delete it and rerun the step that makes it.") from None

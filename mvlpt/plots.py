@@ -17,16 +17,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import DISTANCE_MEASURES
+from . import study
 from .errors import MvlptError
-from .similarity import MEASURES
 
 FORMATS = ("png", "pdf")
 DPI = 200
 ANNOTATE_MAX = 20  # annotate heatmap cells up to this many tasks
 DIVERGING = "RdBu_r"  # gains: red = positive transfer, blue = negative, white = 0
 SEQUENTIAL = "YlGnBu"  # similarities: dark = similar (distances use the reversed map)
-METHOD_ORDER = ("coop", "vpt", "upt")
 STYLE_RC = {
     "figure.dpi": 100,
     "savefig.dpi": DPI,
@@ -68,16 +66,13 @@ def set_style() -> None:
 
 
 def method_palette(methods: Sequence[str]) -> dict[str, tuple]:
-    """Fixed colours per method (coop, vpt, upt first), colour-blind safe."""
-    ordered = [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
-    colours = sns.color_palette("colorblind", max(len(ordered), 3))
-    fixed = {m: colours[i] for i, m in enumerate(METHOD_ORDER)}
-    extra = iter(colours[len(METHOD_ORDER):] if len(colours) > len(METHOD_ORDER) else sns.color_palette("dark", 10))
+    """Fixed colours per method (the study's methods first, in their order), colour-blind safe."""
+    known = list(study.METHODS)
+    ordered = study.method_order(methods)
+    colours = sns.color_palette("colorblind", max(len(ordered), len(known)))
+    fixed = {m: colours[i] for i, m in enumerate(known)}
+    extra = iter(colours[len(known):] if len(colours) > len(known) else sns.color_palette("dark", 10))
     return {m: fixed.get(m) or next(extra) for m in ordered}
-
-
-def method_order(methods: Sequence[str]) -> list[str]:
-    return list(method_palette(list(methods)))
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike, formats: Sequence[str] = FORMATS, close: bool = True) -> list[Path]:
@@ -200,8 +195,8 @@ def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster
 
 def similarity_heatmap(m: pd.DataFrame, measure: str, *, cluster: bool = False, annotate: bool | None = None, ax=None) -> plt.Figure:
     """Similarity (or distance) matrix; dark = similar for both kinds."""
-    meas = MEASURES.get(measure)
-    is_dist = measure in DISTANCE_MEASURES
+    meas = study.MEASURES.get(measure)
+    is_dist = study.is_distance(measure)
     finite = m.to_numpy(float)[np.isfinite(m.to_numpy(float))]
     fmt = ".2f" if finite.size == 0 or np.nanmax(np.abs(finite)) < 10 else ".0f"
     return heatmap(m, title=f"task {'distance' if is_dist else 'similarity'}: {measure}", cbar_label=meas.label if meas else measure, diverging=False,
@@ -214,7 +209,7 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
                                correlations: pd.DataFrame | None = None) -> plt.Figure:
     """One panel per similarity: off-diagonal pairs, OLS fit with 95% band, Pearson r / Spearman rho in the title.
 
-    ``data`` is :func:`mvlpt.analysis.pairs_with_similarity` (raw similarity values; distances are
+    ``data`` is :func:`mvlpt.tables.pairs_with_similarity` (raw similarity values; distances are
     plotted as they are, so their expected slope is negative, while r in the title is computed on
     the values shown).
     """
@@ -243,7 +238,7 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
             ax.set_title(f"r = {r:+.2f} (p = {p:.2g}), \u03c1 = {rho:+.2f}")
         else:
             ax.set_title("r = n/a")
-        ax.set_xlabel(MEASURES[meas].label if meas in MEASURES else meas, fontsize=8)
+        ax.set_xlabel(study.MEASURES[meas].label if meas in study.MEASURES else meas, fontsize=8)
     axes[0][0].set_ylabel(LABELS.get(y, y))
     for ax in axes[0][1:]:
         ax.set_ylabel("")
@@ -261,7 +256,7 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()].copy()
     if off.empty:
         raise MvlptError("no off-diagonal results with a baseline to summarise; run the study first.")
-    methods = method_order(off["method"].unique())
+    methods = study.method_order(off["method"].unique())
     pal = method_palette(methods)
     off["gain_pts"] = off["gain"] * 100
     has_corr = correlations is not None and not correlations.empty and (correlations["analysis"] == analysis).any()
@@ -271,8 +266,13 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     ax = axes[0]
     sns.boxplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, width=0.55,
                 fliersize=0, boxprops={"alpha": 0.45}, legend=False)
-    sns.stripplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, size=2.5,
-                  alpha=0.7, jitter=0.2, legend=False)
+    state = np.random.get_state()  # seaborn jitters with numpy's global generator: fix it, so a figure redraws alike
+    np.random.seed(0)
+    try:
+        sns.stripplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, size=2.5,
+                      alpha=0.7, jitter=0.2, legend=False)
+    finally:
+        np.random.set_state(state)
     ax.axhline(0, color="0.4", lw=0.8, ls="--")
     ax.set_ylabel(LABELS["gain"])
     ax.set_xlabel("")

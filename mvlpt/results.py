@@ -1,50 +1,152 @@
-"""Result files: one small JSON per run and target, written atomically; tables are built from these.
+"""Result files: one small JSON per run and target, written atomically; every table is built from these.
 
-Layout: ``{results_dir}/{method}/{source}__{target}/seed{seed}.json`` (baseline: source == target).
+This module is the only one that writes, reads, finds and validates result files. The layout
+(``{results_dir}/{method}/{source}__{target}/seed{seed}.json``, baseline: source == target) and the
+record schema with its version are :mod:`mvlpt.study`'s (:func:`~mvlpt.study.result_path`,
+:func:`~mvlpt.study.parse_result_path`, :func:`~mvlpt.study.check_record`). Every record is checked
+when it is written and again when it is read: a NaN metric, a percentage where a fraction belongs,
+a wrong type or a misplaced file ends in one sentence.
+
+A set of results is also checked as a whole (:func:`check_settings`): the seeds of one cell are
+averaged only when they were made with one setting, and a cell's gain is taken only over a baseline
+of the same setting.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Sequence
 
+from . import study
 from .errors import MvlptError
-from .io import read_json, write_json
+from .io import write_json
 
-FORMAT = 1
-REQUIRED = ("method", "source", "target", "mode", "seed", "shots", "metric", "test", "val", "best_epoch",
-            "epochs", "wall_time_s", "device", "model", "pretrained", "mvlpt_version", "config_hash",
-            "n_train", "n_val", "n_test")
+log = logging.getLogger(__name__)
 
-
-def result_path(results_dir, method: str, source: str, target: str, seed: int) -> Path:
-    return Path(results_dir) / method / f"{source}__{target}" / f"seed{seed}.json"
+Found = tuple[Path, dict]  # a result file and its (validated) record
 
 
 def write_result(result: dict, path: str | os.PathLike) -> None:
-    missing = [k for k in REQUIRED if k not in result]
-    if missing:
-        raise ValueError(f"result lacks {missing}")
-    write_json({"format": FORMAT, **result}, path)
+    """Write one run's result for one target, after checking it against the record schema.
+
+    The place is the caller's choice (``mvlpt train --output``); readers of a results folder check that
+    each file sits where the layout says (:func:`read_result`)."""
+    rec = {"format": study.RESULT_FORMAT, **result}
+    study.check_record(rec)
+    write_json(rec, path)
 
 
 def read_result(path: str | os.PathLike) -> dict:
-    res = read_json(path, "result file")
-    if not isinstance(res, dict) or "format" not in res:
-        raise MvlptError(f"result file {path} is not an mvlpt result (no 'format' field); delete it and rerun its job.")
-    if res["format"] != FORMAT:
-        raise MvlptError(
-            f"result file {path} has format {res['format']}, this mvlpt reads format {FORMAT}; "
-            f"rerun its job (delete the file) or use the mvlpt version that wrote it."
-        )
-    missing = [k for k in REQUIRED if k not in res]
-    if missing:
-        raise MvlptError(f"result file {path} lacks the fields {', '.join(missing)}; delete it and rerun its job.")
-    return res
+    """One result file's record, valid against the schema and the place it was found at."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MvlptError(f"result file {path} does not exist.") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MvlptError(f"result file {path} cannot be read ({e}); delete it and rerun its training job.") from None
+    return study.check_record(rec, path)
 
 
-def iter_results(root: str | os.PathLike) -> Iterator[dict]:
-    """Every result under ``root`` (``*/*__*/seed*.json``), in a stable order."""
-    for path in sorted(Path(root).glob("*/*__*/seed*.json")):
-        yield read_result(path)
+def find_result_files(
+    root: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[Path]:
+    """Result files under ``root`` laid out as :func:`mvlpt.study.result_path` says, in a stable order.
+
+    ``methods``/``tasks``/``seeds`` restrict the selection (both source and target must be in
+    ``tasks``). Other files and folders under ``root`` (tables, figures, ...) are ignored.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MvlptError(f"results folder {root} does not exist; run the study first or pass the right --results-dir.")
+    methods_set = set(methods) if methods is not None else None
+    tasks_set = set(tasks) if tasks is not None else None
+    seeds_set = {int(s) for s in seeds} if seeds is not None else None
+    out = []
+    for path in sorted(root.glob(study.RESULT_GLOB)):
+        placed = study.parse_result_path(path)
+        if placed is None or not path.is_file():
+            continue
+        method, source, target, seed = placed
+        if ((methods_set is not None and method not in methods_set)
+                or (tasks_set is not None and (source not in tasks_set or target not in tasks_set))
+                or (seeds_set is not None and seed not in seeds_set)):
+            continue
+        out.append(path)
+    return out
+
+
+def read_results(
+    root: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[Found]:
+    """Every selected result file under ``root`` (see :func:`find_result_files`) with its record."""
+    return [(p, read_result(p)) for p in find_result_files(root, methods, tasks, seeds)]
+
+
+# --------------------------------------------------------------------------------------------------
+# One setting per cell, and per gain
+# --------------------------------------------------------------------------------------------------
+# The seeds of a cell must agree on every field of study.SETTING_FIELDS. Their config hashes cannot
+# be compared (a config hash covers the seed), so a setting is what the record states about it.
+# A cell and its baseline must agree on the same fields but the mode (single vs joint/sequential).
+GAIN_SETTING_FIELDS = tuple(f for f in study.SETTING_FIELDS if f != "mode")
+
+
+def _setting(rec: dict, fields: Sequence[str]) -> tuple:
+    return tuple(json.dumps(rec.get(f), sort_keys=True) for f in fields)
+
+
+def _differing(a: dict, b: dict, fields: Sequence[str]) -> str:
+    """``"shots 5 vs 10, epochs 5 vs 50"``: the fields of ``fields`` where ``a`` and ``b`` differ."""
+    return ", ".join(f"{f} {a.get(f)!r} vs {b.get(f)!r}" for f in fields
+                     if json.dumps(a.get(f), sort_keys=True) != json.dumps(b.get(f), sort_keys=True))
+
+
+def settings_problems(found: Iterable[Found]) -> list[str]:
+    """Sentences, one per cell whose seeds, or whose baseline, were made with another setting."""
+    cells: dict[tuple, list[Found]] = {}
+    for path, rec in found:
+        cells.setdefault((rec["method"], rec["source"], rec["target"]), []).append((path, rec))
+    problems = []
+    for (method, source, target), members in cells.items():
+        first_path, first = members[0]
+        for path, rec in members[1:]:
+            if _setting(rec, study.SETTING_FIELDS) != _setting(first, study.SETTING_FIELDS):
+                problems.append(
+                    f"the seeds of {method} {source}->{target} were made with different settings "
+                    f"({_differing(first, rec, study.SETTING_FIELDS)}: {first_path} and {path})")
+                break
+    for (method, source, target), members in cells.items():
+        base = cells.get((method, target, target))
+        if source == target or base is None:
+            continue
+        (path, rec), (base_path, base_rec) = members[0], base[0]
+        if _setting(rec, GAIN_SETTING_FIELDS) != _setting(base_rec, GAIN_SETTING_FIELDS):
+            problems.append(
+                f"{method} {source}->{target} and its baseline {target}->{target} were made with different settings "
+                f"({_differing(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain")
+    return problems
+
+
+def check_settings(found: Sequence[Found], *, allow_mixed: bool = False) -> None:
+    """Refuse (one sentence, the first problem) a set of results that mixes settings within a cell or
+    between a cell and its baseline; with ``allow_mixed`` log each problem and go on."""
+    problems = settings_problems(found)
+    if not problems:
+        return
+    if allow_mixed:
+        for p in problems:
+            log.warning("%s; averaged anyway (mixed settings allowed)", p)
+        return
+    more = f" (and {len(problems) - 1} more such cells)" if len(problems) > 1 else ""
+    raise MvlptError(f"{problems[0]}{more}; remove the results of the other setting, or pass --allow-mixed-settings "
+                     f"to average them anyway.")

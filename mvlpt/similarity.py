@@ -14,6 +14,8 @@ then computed from the cached arrays.
 
 Measures (all symmetric)
 ------------------------
+Each is registered, with its kind and matrix function, in :data:`mvlpt.study.MEASURES`.
+
 ``visual_cosine``   cosine of the mean image embeddings of the two tasks (1 for a task with itself).
 ``visual_frechet``  Frechet distance between Gaussian fits of the image embeddings (a *distance*: 0
                     for identical fits, larger = less similar). Covariances are Ledoit-Wolf shrunk
@@ -23,7 +25,7 @@ Measures (all symmetric)
                     ``Tr sqrt(S1^1/2 S2 S1^1/2)`` from symmetric eigendecompositions (eigenvalues
                     clipped at 0), which is real and stable where ``scipy.linalg.sqrtm`` of the
                     non-symmetric product can return complex noise. For correlations the distance is
-                    negated (see :mod:`mvlpt.analysis`).
+                    negated (see :mod:`mvlpt.stats`).
 ``label_match``     for each class of task A the best (max cosine) class of task B, averaged over A's
                     classes; symmetrised as the mean of both directions. 1 for identical class names.
 ``label_cosine``    cosine of the mean class-name embeddings.
@@ -42,36 +44,13 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import study
 from .errors import MvlptError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 EMBEDDING_FORMAT = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Measure:
-    name: str
-    kind: str  # "images" or "labels"
-    distance: bool
-    label: str  # for axes and captions
-
-
-MEASURES: dict[str, Measure] = {
-    "visual_cosine": Measure("visual_cosine", "images", False, "visual similarity (cosine of mean image embeddings)"),
-    "visual_frechet": Measure("visual_frechet", "images", True, "visual Frechet distance (lower = more similar)"),
-    "label_match": Measure("label_match", "labels", False, "label similarity (best class match, symmetrised)"),
-    "label_cosine": Measure("label_cosine", "labels", False, "label similarity (cosine of mean class-name embeddings)"),
-}
-SHRINKAGES = ("ledoit_wolf", "ridge", "none")
-
-
-def get_measure(name: str) -> Measure:
-    try:
-        return MEASURES[name]
-    except KeyError:
-        raise MvlptError(f"unknown similarity measure {name!r}; choose one of {', '.join(MEASURES)}.") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,7 +258,8 @@ def _sqrtm_psd(c: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def fit_gaussian(x: np.ndarray, shrinkage: str = "ledoit_wolf", ridge: float = 1e-3) -> GaussianFit:
+def fit_gaussian(x: np.ndarray, shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
+                 ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> GaussianFit:
     """Mean and (regularised) covariance of the rows of ``x``, in float64.
 
     ``ledoit_wolf``: scikit-learn's Ledoit-Wolf shrinkage towards a scaled identity (the shrinkage
@@ -289,8 +269,8 @@ def fit_gaussian(x: np.ndarray, shrinkage: str = "ledoit_wolf", ridge: float = 1
     x = np.asarray(x, np.float64)
     n, d = x.shape
     mu = x.mean(0)
-    if shrinkage not in SHRINKAGES:
-        raise MvlptError(f"unknown covariance shrinkage {shrinkage!r}; choose one of {', '.join(SHRINKAGES)}.")
+    if shrinkage not in study.SHRINKAGES:
+        raise MvlptError(f"unknown covariance shrinkage {shrinkage!r}; choose one of {', '.join(study.SHRINKAGES)}.")
     if n < 2:
         cov = np.zeros((d, d))
     elif shrinkage == "ledoit_wolf":
@@ -315,17 +295,51 @@ def frechet_distance(f1: GaussianFit, f2: GaussianFit) -> float:
     return max(d, 0.0)
 
 
-def frechet_distance_samples(a: np.ndarray, b: np.ndarray, shrinkage: str = "ledoit_wolf", ridge: float = 1e-3) -> float:
+def frechet_distance_samples(a: np.ndarray, b: np.ndarray, shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
+                             ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> float:
     return frechet_distance(fit_gaussian(a, shrinkage, ridge), fit_gaussian(b, shrinkage, ridge))
 
 
 # --------------------------------------------------------------------------------------------------
 # Matrices and tables
 # --------------------------------------------------------------------------------------------------
-def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings], measure: str, *,
-                      shrinkage: str = "ledoit_wolf", ridge: float = 1e-3) -> pd.DataFrame:
-    """Symmetric N x N matrix of ``measure`` between the tasks of ``embeddings`` (in the given order)."""
-    meas = get_measure(measure)
+def _symmetric(n: int, pair) -> np.ndarray:
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            out[i, j] = out[j, i] = pair(i, j)
+    return out
+
+
+def mean_cosine_matrix(embeddings: Sequence[Embeddings]) -> np.ndarray:
+    """Cosine of the tasks' mean embeddings (``visual_cosine`` on images, ``label_cosine`` on labels)."""
+    means = [_unit(e.features.astype(np.float64).mean(0)) for e in embeddings]
+    return _symmetric(len(means), lambda i, j: float(np.clip(means[i] @ means[j], -1, 1)))
+
+
+def frechet_matrix(embeddings: Sequence[Embeddings], shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
+                   ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> np.ndarray:
+    """Frechet distance between Gaussian fits of the tasks' embeddings (0 on the diagonal)."""
+    fits = [fit_gaussian(e.features, shrinkage, ridge) for e in embeddings]
+    out = _symmetric(len(fits), lambda i, j: frechet_distance(fits[i], fits[j]))
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def label_match_matrix(embeddings: Sequence[Embeddings]) -> np.ndarray:
+    """Symmetrised best-match label similarity (:func:`label_match`) between the tasks' class names."""
+    embs = list(embeddings)
+    return _symmetric(len(embs), lambda i, j: label_match(embs[i].features, embs[j].features))
+
+
+def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings], measure: str,
+                      **options) -> pd.DataFrame:
+    """Symmetric N x N matrix of ``measure`` between the tasks of ``embeddings`` (in the given order).
+
+    The measure's function and kind come from :data:`mvlpt.study.MEASURES`; ``options`` (e.g.
+    ``shrinkage``, ``ridge``) reach the measures that take them.
+    """
+    meas = study.measure(measure)
     embs = list(embeddings.values()) if isinstance(embeddings, Mapping) else list(embeddings)
     names = [e.task for e in embs]
     if len(set(names)) != len(names):
@@ -337,23 +351,8 @@ def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings
     models = {e.meta.get("model") for e in embs}
     if len(models) > 1:
         raise MvlptError(f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model.")
-    n = len(embs)
-    out = np.zeros((n, n))
-    if measure == "visual_frechet":
-        fits = [fit_gaussian(e.features, shrinkage, ridge) for e in embs]
-        pair = lambda i, j: frechet_distance(fits[i], fits[j])  # noqa: E731
-    elif measure == "visual_cosine" or measure == "label_cosine":
-        means = [_unit(e.features.astype(np.float64).mean(0)) for e in embs]
-        pair = lambda i, j: float(np.clip(means[i] @ means[j], -1, 1))  # noqa: E731
-    else:
-        pair = lambda i, j: label_match(embs[i].features, embs[j].features)  # noqa: E731
-    for i in range(n):
-        for j in range(i, n):
-            out[i, j] = out[j, i] = pair(i, j)
-    if measure == "visual_frechet":
-        np.fill_diagonal(out, 0.0)
-    m = pd.DataFrame(out, index=pd.Index(names, name="task_a"), columns=pd.Index(names, name="task_b"))
-    return m
+    out = np.asarray(meas.compute(embs, **options), dtype=np.float64)
+    return pd.DataFrame(out, index=pd.Index(names, name="task_a"), columns=pd.Index(names, name="task_b"))
 
 
 def matrix_to_long(m: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -379,11 +378,11 @@ def long_to_matrix(long: pd.DataFrame, measure: str | None = None, tasks: Sequen
     return m.astype("float64")
 
 
-def similarity_tables(embeddings: Iterable[Embeddings], measures: Sequence[str] = tuple(MEASURES), **kw) -> pd.DataFrame:
+def similarity_tables(embeddings: Iterable[Embeddings], measures: Sequence[str] = tuple(study.MEASURES), **kw) -> pd.DataFrame:
     """Long table of several measures at once (images and labels embeddings may be mixed)."""
     embs = list(embeddings)
     parts = []
     for m in measures:
-        kind = get_measure(m).kind
+        kind = study.measure(m).kind
         parts.append(matrix_to_long(similarity_matrix([e for e in embs if e.kind == kind], m, **kw), m))
     return pd.concat(parts, ignore_index=True)

@@ -19,7 +19,6 @@ exactly what an uninterrupted one computes (tested on the CPU).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -31,18 +30,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__
-from .checkpoints import load_prompt, load_state, remove, save_prompt, save_state
+from . import __version__, study
+from .checkpoints import load_prompt, load_state, remove, save_prompt, save_state, source_prompts
 from .config import RunSpec
 from .data import iter_image_batches, labels_of, load_images
 from .devices import resolve_device
 from .errors import MvlptError
 from .features import image_features
+from .io import check_writable, content_hash, write_together
 from .metrics import compute_metric
 from .models.clip import load_clip
-from .models.prompts import build_prompt_learner
-from .models.prompts.text import encode_prompted_text, normalize
-from .models.prompts.vision import encode_prompted_image
+from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from .results import write_result
 from .tasks import get_task
 from .tasks.fewshot import indices_of, make_split, read_split
@@ -62,6 +60,8 @@ class TaskData:
     val_f: torch.Tensor | None
     train_y: np.ndarray
     val_y: np.ndarray
+    split_hash: str = ""  # identity of the few-shot split (mvlpt.io.content_hash of its train/val ids)
+    shots_taken: dict | None = None  # the split's record of classes with fewer than `shots` images, if any
 
     @property
     def classes(self) -> slice:
@@ -128,8 +128,8 @@ class Trainer:
             if spec.init_from:
                 load_prompt(learner, spec.path(spec.init_from, seed))
             self.members.append(Member(seed, learner, []))
-        self.proto = self.members[0].learner  # all members share method, classes and options
-        self.cache_images = not self.proto.learns_image and self.cfg.cache_features
+        # the frozen image tower's output does not depend on the prompts: features once per task (CoOp)
+        self.cache_images = study.method(spec.method).caches_image_features and self.cfg.cache_features
         for m in self.members:
             offset = 0
             for t in self.tasks:
@@ -138,10 +138,6 @@ class Trainer:
         params = [p for m in self.members for p in m.learner.parameters() if p.requires_grad]
         # One SGD over every member's parameters: its update is elementwise, so members stay independent.
         self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
-        self.fixed_text = None
-        if not self.proto.learns_text:
-            with torch.no_grad():
-                self.fixed_text = self.proto.fixed_text_features().detach()
 
     # ------------------------------------------------------------------ data
     def _load_task(self, task, offset: int, seed: int) -> TaskData:
@@ -150,10 +146,14 @@ class Trainer:
         if task.name in spec.split_files:
             path = spec.path(spec.split_files[task.name], seed)
             split = read_split(path, task.name)
-            if split["shots"] != spec.shots:
-                raise MvlptError(f"few-shot split file {path} has {split['shots']} shots, the run asks for {spec.shots}.")
+            if split.get("shots") != spec.shots:
+                raise MvlptError(f"few-shot split file {path} has {split.get('shots')} shots, the run asks for {spec.shots}.")
+            if split.get("seed") != seed:
+                raise MvlptError(f"few-shot split file {path} was sampled with seed {split.get('seed')}, this run's seed is {seed}; "
+                                 f"give the split file of seed {seed}.")
         else:
             split = make_split(task, seed, spec.shots, spec.data_dir, split_data=train_split)
+        split_hash = content_hash({"train": split["train"], "val": split["val"]})
         tr, va = indices_of(train_split, split["train"]), indices_of(train_split, split["val"])
         if self.cache_images:
             name = f"shots{spec.shots}_seed{split['seed']}"
@@ -163,49 +163,24 @@ class Trainer:
         else:
             tx, vx = load_images(self.clip, train_split, tr), load_images(self.clip, train_split, va)
             tf = vf = None
-        return TaskData(task, offset, tr, va, tx, vx, tf, vf, labels_of(train_split, tr), labels_of(train_split, va))
+        return TaskData(task, offset, tr, va, tx, vx, tf, vf, labels_of(train_split, tr), labels_of(train_split, va), split_hash,
+                        split.get("shots_taken"))
 
     # ----------------------------------------------------------------- model
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
-
-    def _text_features(self, members: list[Member], prompts: list | None = None) -> list[torch.Tensor]:
-        """Each member's (C, D) class features, all members' prompts in one text-encoder batch
-        (call inside ``_autocast``)."""
-        proto = self.proto
-        if not proto.learns_text:
-            return [self.fixed_text] * len(members)
-        prompts = [m.learner.current_prompts() for m in members] if prompts is None else prompts
-        emb = torch.cat([m.learner.text_embeddings(p) for m, p in zip(members, prompts)])
-        eot = proto.layout.eot_pos.repeat(len(members))
-        return list(normalize(encode_prompted_text(self.clip.model, emb, eot)).split(self.n_classes))
+    def _text_features(self, members: list[Member]) -> list[torch.Tensor]:
+        """Each member's (C, D) class features, all members' prompts in one text-encoder batch."""
+        return stacked_text_features([m.learner for m in members], autocast=self.autocast_dtype)
 
     def _logits(self, members: list[Member], images: list, feats: list, text: list | None = None) -> list[torch.Tensor]:
-        """Logits over the run's classes for each member's batch, in one pass of each frozen tower.
+        """Logits over the run's classes for each member's batch, in one pass of each frozen tower
+        (:func:`mvlpt.models.prompts.stacked_logits`).
 
         ``images[k]`` (uint8) or ``feats[k]`` (cached features) is member k's batch; ``text[k]``, if
         given, member k's class features (evaluation computes them once, not for every batch).
         """
-        proto, model = self.proto, self.clip.model
-        with self._autocast():
-            prompts = [m.learner.current_prompts() for m in members]
-            if text is None:
-                text = self._text_features(members, prompts)
-            if feats[0] is not None:
-                img = [f.to(self.device) for f in feats]
-            else:
-                sizes = [len(x) for x in images]
-                x = self.clip.normalize(torch.cat(images))
-                if proto.learns_image:
-                    visual = torch.cat([p["visual"].unsqueeze(0).expand(n, *p["visual"].shape) for p, n in zip(prompts, sizes)])
-                    img = normalize(encode_prompted_image(model.visual, x, visual, proto.deep)).split(sizes)
-                else:
-                    with torch.no_grad():
-                        img = normalize(encode_prompted_image(model.visual, x, None)).split(sizes)
-        scale = model.logit_scale.exp().float()
-        return [scale * i.float() @ t.float().t() for i, t in zip(img, text)]
+        cached = feats[0] is not None
+        return stacked_logits([m.learner for m in members], images=None if cached else images,
+                              feats=feats if cached else None, text=text, autocast=self.autocast_dtype)
 
     # -------------------------------------------------------------- training
     def train_epoch(self, epoch: int) -> float:
@@ -270,8 +245,7 @@ class Trainer:
         for m in self.members:
             m.learner.eval()
         out = [{} for _ in self.members]
-        with self._autocast():  # the prompts do not change during evaluation: class features once
-            text = self._text_features(self.members)
+        text = self._text_features(self.members)  # the prompts do not change during evaluation: class features once
         for k in range(len(self.tasks)):
             sizes = [len(m.data[k].val_idx) for m in self.members]
             scores = [[] for _ in self.members]
@@ -305,8 +279,7 @@ class Trainer:
             batches = ((x, None) for x, _ in iter_image_batches(self.clip, split, None, bs, self.cfg.workers))
         scores = [[] for _ in members]
         cls = members[0].data[k].classes
-        with self._autocast():
-            text = self._text_features(members)
+        text = self._text_features(members)
         for x, f in batches:
             for j, lg in enumerate(self._logits(members, [x] * len(members), [f] * len(members), text)):
                 scores[j].append(lg[:, cls].float().cpu())
@@ -316,6 +289,11 @@ class Trainer:
     def run(self) -> list[dict]:
         spec, cfg = self.spec, self.cfg
         t0 = time.time()
+        check_writable(spec.output_paths())  # before the work, not after it
+        # sequential: the source task is the one the prompt files record (checked against --source)
+        self.init_prompts = {}
+        if spec.init_from:
+            spec.source, self.init_prompts = source_prompts(spec)
         for m in self.members:
             m.best = {t.name: {"metric": -math.inf, "epoch": -1, "state": None} for t in self.tasks}
         start = self._resume() if spec.state_path else 0
@@ -338,8 +316,10 @@ class Trainer:
         return self._finish(time.time() - t0)
 
     def _finish(self, elapsed: float) -> list[dict]:
+        """Evaluate every requested target, then write all prompts and results together: a failure
+        anywhere (a corrupt test image, a full disk) leaves none of them."""
         spec = self.spec
-        results = []
+        results, prompts = [], []
         for k, task in enumerate(self.tasks):
             name = task.name
             if name not in spec.outputs and name not in spec.save_prompts:
@@ -347,8 +327,8 @@ class Trainer:
             for m in self.members:  # every member takes the checkpoint that was best on this task
                 m.learner.load_state_dict(m.best[name]["state"] or m.learner.state_dict())
                 if name in spec.save_prompts:
-                    extra = {"task": name, "seed": m.seed, "best_epoch": m.best[name]["epoch"] + 1}
-                    save_prompt(m.learner, spec.path(spec.save_prompts[name], m.seed), extra=extra)
+                    state = {key: v.detach().clone() for key, v in m.learner.state_dict().items()}
+                    prompts.append((m, spec.path(spec.save_prompts[name], m.seed), self._provenance(m, name), state))
             if name not in spec.outputs:
                 continue
             values, n_test = self.test(k)
@@ -373,18 +353,36 @@ class Trainer:
                     "pretrained": spec.pretrained,
                     "mvlpt_version": __version__,
                     "config_hash": spec.config_hash(m.seed),
+                    "setting_hash": spec.setting_hash(),
                     "n_train": len(m.data[k].train_idx),
                     "n_val": len(m.data[k].val_idx),
                     "n_test": n_test,
                     "method_options": m.learner.options(),
+                    "splits": {td.task.name: td.split_hash for td in m.data},
                 }
+                if m.data[k].shots_taken:  # only when a class was short of `shots` (fewshot policy "available")
+                    result["shots_taken"] = m.data[k].shots_taken
+                if m.seed in self.init_prompts:
+                    src = self.init_prompts[m.seed]
+                    result["init_prompt"] = {key: src[key] for key in ("task", "tasks", "seed", "config_hash", "splits")}
                 if self.device.startswith("cuda"):
                     result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 results.append(result)
-        for result in results:  # written only once every target of every member is evaluated
-            write_result(result, spec.path(spec.outputs[result["target"]], result["seed"]))
+        with write_together():  # prompts first, results last; renamed into place only when all are written
+            for m, path, provenance, state in prompts:
+                save_prompt(m.learner, path, provenance, state=state)
+            for result in results:
+                write_result(result, spec.path(spec.outputs[result["target"]], result["seed"]))
         remove(spec.state_path)
         return results
+
+    def _provenance(self, m: Member, task: str) -> dict:
+        """What a prompt file records of the run that made it (mvlpt.checkpoints.PROVENANCE)."""
+        spec = self.spec
+        return {"task": task, "tasks": list(spec.tasks), "seed": m.seed, "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
+                "init_seed": spec.init_seed, "config_hash": spec.config_hash(m.seed),
+                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[task]["epoch"] + 1,
+                "mvlpt_version": __version__}
 
     # ---------------------------------------------------------------- resume
     def _save_state(self, next_epoch: int) -> None:

@@ -22,6 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
+from safetensors.torch import save_file
+
 from mvlpt.checkpoints import save_prompt, save_state
 from mvlpt.cli import main
 from mvlpt.images import decode_image
@@ -31,13 +33,6 @@ from mvlpt.tasks import Task, get_task, registry
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 TINY = ["--pretrained", "synthetic", "--device", "cpu"]
-
-
-def cli(capsys, *args):
-    """Run ``mvlpt ARGS`` in-process; (exit status, the error lines, all of stderr)."""
-    rc = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return rc, [line for line in err.splitlines() if line.startswith("mvlpt: error:")], err
 
 
 def assert_one_sentence(rc, lines, err, *needles):
@@ -70,11 +65,11 @@ def snakemake(workdir, config, *args, timeout=300):
 WORKFLOW_CASES = {
     # case: (config change, what the message must say); unknown task and method, duplicate tasks, empty
     # task list and negative shots: tests/test_workflow.py::test_config_errors_stop_before_any_job
-    "duplicate seeds": ({"seeds": [1, 2, 1]}, r"invalid config: seed\(s\) listed more than once in `seeds`: 1\."),
-    "zero seeds": ({"seeds": []}, r"invalid config: `seeds` must be a non-empty list of integers\."),
-    "tasks not a list": ({"tasks": "shapes"}, r"invalid config: `tasks` must be a non-empty list of task names"),
-    "shots of the wrong type": ({"shots": "five"}, r"invalid config: `shots` must be an integer >= 1 \(images per class\), got 'five'\."),
-    "unknown mode": ({"mode": "both"}, r"invalid config: `mode` must be joint or sequential, got 'both'\."),
+    "duplicate seeds": ({"seeds": [1, 2, 1]}, r"invalid config: value\(s\) listed more than once in `seeds`: 1\."),
+    "zero seeds": ({"seeds": []}, r"invalid config: seeds: \[\] should be non-empty \(see config/README\.md\)\."),
+    "tasks not a list": ({"tasks": "shapes"}, r"invalid config: tasks: 'shapes' is not of type 'array' \(see config/README\.md\)\."),
+    "shots of the wrong type": ({"shots": "five"}, r"invalid config: shots: 'five' is not of type 'integer' \(see config/README\.md\)\."),
+    "unknown mode": ({"mode": "both"}, r"invalid config: mode: 'both' is not one of \['joint', 'sequential'\] \(see config/README\.md\)\."),
     # the JSON schema, as one sentence naming the key
     "training option of the wrong type": ({"train": {"epochs": "ten"}},
                                           r"invalid config: train\.epochs: 'ten' is not of type 'integer'"),
@@ -94,15 +89,23 @@ def test_bad_config_stops_the_workflow(tmp_path, case):
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
 
 
-def test_more_shots_than_a_class_has_images_fails_the_split_job(tmp_path):
-    """Passes the config check (the data decide), then the first job stops with the sentence in its log."""
-    config = {**BASE, "tasks": ["shapes"], "shots": 1000}
+def test_more_shots_than_a_class_has_images_under_the_strict_policy(tmp_path):
+    """The preflight stops the run before any job; without it, the split job stops with the sentence in its log.
+    (Under the default policy, `available`, the class gives all it has: tests/test_fewshot.py.)"""
+    config = {**BASE, "tasks": ["shapes"], "shots": 1000, "fewshot_policy": "strict"}
     split = "cache/splits/shapes/shots1000_seed1.json"
+    sentence = ("task 'shapes' has only 48 training images of class 'circle' (6 classes short in all), fewer than "
+                "shots=1000; lower shots, or use the few-shot policy 'available' (ELEVATER's: take every image such a "
+                "class has).")
     res = snakemake(tmp_path, config, "--cores", "1", split)
+    assert res.returncode != 0 and "preflight: the study cannot run through" in res.stderr, res.stdout + res.stderr
+    assert "shapes" in res.stderr and "strict" in res.stderr
+    assert not (tmp_path / "logs/fewshot_split").exists() and not (tmp_path / split).exists()
+
+    res = snakemake(tmp_path, {**config, "preflight": False}, "--cores", "1", split)
     assert res.returncode != 0, res.stdout + res.stderr
     log = (tmp_path / "logs/fewshot_split/shapes/shots1000_seed1.log").read_text()
-    assert ("mvlpt: error: task 'shapes' has only 48 training images of class 'circle' (6 classes short in all), "
-            "fewer than shots=1000; lower shots.") in log, log
+    assert f"mvlpt: error: {sentence}" in log, log
     assert not (tmp_path / split).exists()
 
 
@@ -135,7 +138,7 @@ def register_toy(monkeypatch, name, loader, classes=("cat", "dog")):
     return task
 
 
-def test_empty_class_stops_split_and_train(tmp_path, monkeypatch, capsys):
+def test_empty_class_stops_split_and_train(tmp_path, monkeypatch, run_mvlpt):
     paths = []
     for i in range(8):
         paths.append(tmp_path / "img" / f"{i}.png")
@@ -143,16 +146,16 @@ def test_empty_class_stops_split_and_train(tmp_path, monkeypatch, capsys):
         paths[-1].write_bytes(_png())
     split = FileSplit(paths, [0] * 4 + [1] * 4)  # class 'emu' has no image at all
     register_toy(monkeypatch, "toy-empty", lambda s, d=None: split, classes=("cat", "dog", "emu"))
-    rc, lines, err = cli(capsys, "split", "--task", "toy-empty", "--seed", "1", "--shots", "2", "--out", tmp_path / "s.json")
+    rc, lines, err = run_mvlpt("split", "--task", "toy-empty", "--seed", "1", "--shots", "2", "--out", tmp_path / "s.json")
     assert_one_sentence(rc, lines, err, r"task 'toy-empty' has only 0 training images of class 'emu'")
-    rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "toy-empty", "--shots", "2", "--epochs", "2",
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "toy-empty", "--shots", "2", "--epochs", "2",
                          "--output", f"toy-empty={tmp_path}/r.json", *TINY)
     assert_one_sentence(rc, lines, err, r"only 0 training images of class 'emu'")
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_corrupt_training_image_stops_train_naming_the_file(tmp_path, monkeypatch, capsys, damage):
+def test_corrupt_training_image_stops_train_naming_the_file(tmp_path, monkeypatch, run_mvlpt, damage):
     folder = tmp_path / "img"
     folder.mkdir()
     paths = []
@@ -163,7 +166,7 @@ def test_corrupt_training_image_stops_train_naming_the_file(tmp_path, monkeypatc
         paths[-1].write_bytes(data)
     split = FileSplit(paths, [0, 1] * 4)
     register_toy(monkeypatch, "toy-corrupt", lambda s, d=None: split)
-    rc, lines, err = cli(capsys, "train", "--method", "vpt", "--task", "toy-corrupt", "--shots", "2", "--epochs", "2",
+    rc, lines, err = run_mvlpt("train", "--method", "vpt", "--task", "toy-corrupt", "--shots", "2", "--epochs", "2",
                          "--output", f"toy-corrupt={tmp_path}/r.json", *TINY)
     reason = r"OSError: image file is truncated" if damage == "truncated" else r"UnidentifiedImageError: cannot identify image file"
     assert_one_sentence(rc, lines, err, rf"corrupt image {re.escape(str(folder))}/\d\.png \({reason}", r"`mvlpt data check --images` lists")
@@ -173,9 +176,9 @@ def test_corrupt_training_image_stops_train_naming_the_file(tmp_path, monkeypatc
 # --------------------------------------------------------------------------------------------------
 # Training: NaN loss, options, checkpoints of another run
 # --------------------------------------------------------------------------------------------------
-def test_nan_loss_stops_train_and_writes_nothing(tmp_path, capsys):
+def test_nan_loss_stops_train_and_writes_nothing(tmp_path, run_mvlpt):
     out, prompt = tmp_path / "res" / "r.json", tmp_path / "res" / "p.safetensors"
-    rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "shapes", "--shots", "3",
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3",
                          "--train-options", '{"epochs": 3, "lr": 1e30, "warmup_epochs": 0}',
                          "--output", f"shapes={out}", "--save-prompt", f"shapes={prompt}", *TINY)
     assert_one_sentence(rc, lines, err, r"the training loss became nan at epoch \d+, step \d+ .*lower the learning rate")
@@ -191,25 +194,47 @@ def test_nan_loss_stops_train_and_writes_nothing(tmp_path, capsys):
         (["--seed", "1", "--seed", "1"], r"a run needs one or more distinct seeds, got \[1, 1\]\."),
         (["--model", "ViT-Nope-16"], r"unknown open_clip model 'ViT-Nope-16'"),
         (["--model", "ViT-B-16", "--pretrained", "no-such-tag"], r"open_clip has no pretrained tag 'no-such-tag' for model 'ViT-B-16'"),
+        (["--train-options", '{"momentum": NaN}'], r"momentum must be a finite number in \[0, 1\), got nan\."),
+        (["--train-options", '{"lr": Infinity}'], r"lr must be a finite number > 0, got inf\."),
+        (["--save-prompt", "textures=p.safetensors"], r"an output is requested for task 'textures', which this run does not train on\."),
     ],
     ids=["option of the wrong type", "warm-up as long as training", "method options not an object", "duplicate seeds",
-         "unknown model", "unknown pretrained tag"],
+         "unknown model", "unknown pretrained tag", "NaN momentum", "infinite lr", "prompt of a task not trained on"],
 )
-def test_bad_train_arguments(tmp_path, capsys, args, needle):
+def test_bad_train_arguments(tmp_path, run_mvlpt, args, needle):
     base = ["train", "--method", "coop", "--task", "shapes", "--output", f"shapes={tmp_path}/r.json", "--device", "cpu"]
-    rc, lines, err = cli(capsys, *base, *args)
+    rc, lines, err = run_mvlpt(*base, *args)
     assert_one_sentence(rc, lines, err, needle)
     assert files_under(tmp_path) == []
 
 
+def provenance(**kw):
+    """The provenance of a prompt trained on orientation, seed 1, 3 shots, with the tiny model's shipped weights."""
+    prov = {"task": "orientation", "tasks": ["orientation"], "seed": 1, "shots": 3, "model": "mvlpt-tiny",
+            "pretrained": "synthetic", "init_seed": 0, "config_hash": "0" * 16, "splits": {"orientation": "0" * 64},
+            "best_epoch": 1, "mvlpt_version": "0"}
+    prov.update(kw)
+    return prov
+
+
 @pytest.fixture(scope="module")
 def prompt_files(tiny_clip, tmp_path_factory):
-    """A VPT prompt, a CoOp prompt with 4 context tokens, and a training state, for the shapes classes."""
+    """Prompts for the shapes classes (VPT; CoOp with 4 context tokens; CoOp of other origins) and a training state."""
     d = tmp_path_factory.mktemp("prompts")
     names = get_task("shapes").classnames
     gen = torch.Generator().manual_seed(0)
-    save_prompt(build_prompt_learner("vpt", tiny_clip, names, {}, generator=gen), d / "vpt.safetensors")
-    save_prompt(build_prompt_learner("coop", tiny_clip, names, {"n_ctx": 4}, generator=gen), d / "coop4.safetensors")
+    save_prompt(build_prompt_learner("vpt", tiny_clip, names, {}, generator=gen), d / "vpt.safetensors", provenance())
+    coop4 = build_prompt_learner("coop", tiny_clip, names, {"n_ctx": 4}, generator=gen)
+    save_prompt(coop4, d / "coop4.safetensors", provenance())
+    coop = build_prompt_learner("coop", tiny_clip, names, {}, generator=gen)
+    variants = {"random-init": {"pretrained": None}, "other-model": {"model": "ViT-B-16"}, "seed2": {"seed": 2},
+                "shots5": {"shots": 5}, "on-target": {"task": "shapes", "tasks": ["shapes"]}, "genuine": {}}
+    for name, change in variants.items():
+        save_prompt(coop, d / f"coop-{name}.safetensors", provenance(**change))
+    # as mvlpt 0.1 wrote them: method and options, but no model, weights or seed
+    tensors = {k: v.detach().contiguous() for k, v in coop.state_dict().items()}
+    save_file(tensors, str(d / "coop-old.safetensors"),
+              metadata={"format": "1", "kind": "prompt", "method": "coop", "options": json.dumps(coop.options()), "task": "orientation"})
     save_state(d / "state.safetensors", {"1/param/ctx": torch.zeros(4, 8)}, {"next_epoch": 1, "config_hashes": ["0" * 16], "best": {}})
     return d
 
@@ -221,23 +246,64 @@ def prompt_files(tiny_clip, tmp_path_factory):
         ("coop", '{"n_ctx": 8}', "coop4.safetensors", r"parameter 'ctx' has shape \(4, \d+\), this coop prompt needs \(8, \d+\)"),
         ("coop", "{}", "state.safetensors", r"\S+state\.safetensors is not an mvlpt prompt checkpoint \(kind='train-state'\)\."),
         ("coop", "{}", "missing.safetensors", r"prompt checkpoint \S+missing\.safetensors does not exist\."),
+        ("coop", "{}", "coop-random-init.safetensors",
+         r"was trained on model mvlpt-tiny with a random init \(seed 0\), this run uses model mvlpt-tiny with weights "
+         r"'synthetic'; a prompt only fits the frozen model it was trained with\."),
+        ("coop", "{}", "coop-other-model.safetensors", r"was trained on model ViT-B-16 with weights 'synthetic', this run uses model mvlpt-tiny"),
+        ("coop", "{}", "coop-seed2.safetensors", r"was trained with seed 2, this run's seed is 1; a transfer starts from the source prompt of the same seed\."),
+        ("coop", "{}", "coop-shots5.safetensors", r"was trained with shots 5, this run's shots is 3"),
+        ("coop", '{"position": "end"}', "coop-genuine.safetensors",
+         r"was trained with the coop options \{.*'position': 'middle'.*\}, this run asks for \{.*'position': 'end'.*\}\."),
+        ("coop", "{}", "coop-old.safetensors",
+         r"prompt checkpoint \S+coop-old\.safetensors does not record which task, seed, model and weights made it \(written by an "
+         r"older mvlpt\), so a transfer from it cannot be checked; delete it and rerun its source task's training\."),
     ],
-    ids=["prompt of another method", "prompt of another shape", "training state as a prompt", "missing prompt"],
+    ids=["prompt of another method", "prompt of another shape", "training state as a prompt", "missing prompt",
+         "prompt of a random init", "prompt of another model", "prompt of another seed", "prompt of other shots",
+         "prompt of other options", "prompt without provenance"],
 )
-def test_init_from_a_prompt_that_does_not_fit(tmp_path, capsys, prompt_files, method, options, file, needle):
+def test_init_from_a_prompt_that_does_not_fit(tmp_path, run_mvlpt, prompt_files, method, options, file, needle):
     out = tmp_path / "r.json"
-    rc, lines, err = cli(capsys, "train", "--method", method, "--method-options", options, "--task", "shapes", "--shots", "3",
+    rc, lines, err = run_mvlpt("train", "--method", method, "--method-options", options, "--task", "shapes", "--shots", "3",
                          "--epochs", "2", "--init-from", prompt_files / file, "--source", "orientation",
                          "--output", f"shapes={out}", *TINY)
     assert_one_sentence(rc, lines, err, needle)
     assert not out.exists()
 
 
-def test_training_state_of_another_configuration_is_refused(tmp_path, capsys, prompt_files):
+def test_the_source_comes_from_the_prompt_file(tmp_path, run_mvlpt, prompt_files):
+    """--source is optional and checked; without it the source is the file's task, never the target."""
+    genuine = prompt_files / "coop-genuine.safetensors"
+
+    def train(prompt, *extra):
+        return run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+                   "--init-from", prompt, *TINY, *extra)
+
+    out = tmp_path / "r.json"
+    rc, lines, err = train(genuine, "--source", "textures", "--output", f"shapes={out}")
+    assert_one_sentence(rc, lines, err, rf"prompt checkpoint {re.escape(str(genuine))} was trained on 'orientation', not on the "
+                                        r"given source 'textures'; leave out --source \(it is read from the file\)")
+    assert not out.exists()
+    rc, lines, err = train(genuine, "--output", f"shapes={out}")
+    assert rc == 0, err
+    rec = json.loads(out.read_text())
+    assert (rec["source"], rec["target"], rec["mode"]) == ("orientation", "shapes", "sequential")
+    assert rec["init_prompt"] == {"task": "orientation", "tasks": ["orientation"], "seed": 1, "config_hash": "0" * 16,
+                                  "splits": {"orientation": "0" * 64}}
+    on_target = prompt_files / "coop-on-target.safetensors"
+    rc, lines, err = train(on_target, "--output", f"shapes={tmp_path}/t.json")
+    assert_one_sentence(rc, lines, err, r"was trained on the target task 'shapes' itself: that is the baseline cell, not a transfer\.")
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--source", "orientation", "--epochs", "2",
+                         "--output", f"shapes={tmp_path}/s.json", *TINY)
+    assert_one_sentence(rc, lines, err, r"a source task \('orientation'\) is given but no source prompt")
+    assert not (tmp_path / "t.json").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_training_state_of_another_configuration_is_refused(tmp_path, run_mvlpt, prompt_files):
     state = tmp_path / "state.safetensors"
     state.write_bytes((prompt_files / "state.safetensors").read_bytes())
     out = tmp_path / "r.json"
-    rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
                          "--state", state, "--output", f"shapes={out}", *TINY)
     assert_one_sentence(rc, lines, err, rf"the saved training state {re.escape(str(state))} belongs to another configuration; "
                                         r"delete it to start over\.")
@@ -259,28 +325,28 @@ def _result(**kw):
 @pytest.mark.parametrize(
     "content,needle",
     [
-        (json.dumps({"format": 0, "method": "coop", "acc": 0.5}), r"has format 0, this mvlpt reads format 1; delete it and rerun its training job"),
+        (json.dumps({"format": 0, "method": "coop", "acc": 0.5}), r"has format 0, this mvlpt reads format 1 .*; delete it and rerun its training job"),
         (json.dumps({"method": "coop", "test": 0.5}), r"is not an mvlpt result \(no 'format' field\); delete it and rerun its training job\."),
-        (json.dumps({k: v for k, v in _result().items() if k != "test"}), r"is not an mvlpt result \(missing test\); delete it and rerun its training job\."),
+        (json.dumps({k: v for k, v in _result().items() if k != "test"}), r"lacks the field\(s\) test; delete it and rerun its training job\."),
         (json.dumps(_result())[:40], r"cannot be read \(.*\); delete it and rerun its training job\."),
         ("[1, 2]", r"is not an mvlpt result \(no 'format' field\)"),
     ],
     ids=["results file of an older format", "results file without a format", "results file lacking a field", "truncated results file",
          "results file that is a list"],
 )
-def test_collect_refuses_a_bad_results_file_and_writes_no_table(tmp_path, capsys, content, needle):
+def test_collect_refuses_a_bad_results_file_and_writes_no_table(tmp_path, run_mvlpt, content, needle):
     results = tmp_path / "results"
     (results / "coop" / "shapes__shapes").mkdir(parents=True)
     (results / "coop" / "shapes__shapes" / "seed1.json").write_text(content)
-    rc, lines, err = cli(capsys, "collect", "--results-dir", results, "--out-dir", results / "tables")
+    rc, lines, err = run_mvlpt("collect", "--results-dir", results, "--out-dir", results / "tables")
     assert_one_sentence(rc, lines, err, r"result file \S+seed1\.json " + needle)
     assert not (results / "tables").exists()
 
 
-def test_damaged_table_is_named(tmp_path, capsys):
+def test_damaged_table_is_named(tmp_path, run_mvlpt):
     pairs = tmp_path / "pairs.parquet"
     pairs.write_bytes(b"PAR1 cut short")
-    rc, lines, err = cli(capsys, "correlate", "--pairs", pairs, "--similarity", pairs, "--out", tmp_path / "c.csv")
+    rc, lines, err = run_mvlpt("correlate", "--pairs", pairs, "--similarity", pairs, "--out", tmp_path / "c.csv")
     assert_one_sentence(rc, lines, err, rf"table {re.escape(str(pairs))} cannot be read \(.+\); delete it and rerun the step that makes it\.")
     assert not (tmp_path / "c.csv").exists()
 
@@ -304,14 +370,14 @@ def _read_only(monkeypatch, folder):
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
-def test_read_only_results_directory(tmp_path, monkeypatch, capsys):
+def test_read_only_results_directory(tmp_path, monkeypatch, run_mvlpt):
     results = tmp_path / "results"
     _read_only(monkeypatch, results)
     try:
-        rc, lines, err = cli(capsys, "split", "--task", "shapes", "--seed", "1", "--shots", "3", "--out", results / "s.json")
+        rc, lines, err = run_mvlpt("split", "--task", "shapes", "--seed", "1", "--shots", "3", "--out", results / "s.json")
         assert_one_sentence(rc, lines, err, rf"cannot write {re.escape(str(results))}/s\.json: (Read-only file system|Permission denied)\.")
         out = results / "coop" / "shapes__shapes" / "seed1.json"
-        rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+        rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
                              "--output", f"shapes={out}", *TINY)
         assert_one_sentence(rc, lines, err, r"cannot write \S+seed1\.json: (Read-only file system|Permission denied)\.")
         assert files_under(results) == []
@@ -319,18 +385,83 @@ def test_read_only_results_directory(tmp_path, monkeypatch, capsys):
         results.chmod(0o755)
 
 
-def test_full_disk_while_writing_leaves_no_file(tmp_path, monkeypatch, capsys):
+def test_full_disk_while_writing_leaves_no_file(tmp_path, monkeypatch, run_mvlpt):
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    rc, lines, err = cli(capsys, "split", "--task", "shapes", "--seed", "1", "--shots", "3", "--out", tmp_path / "s.json")
+    rc, lines, err = run_mvlpt("split", "--task", "shapes", "--seed", "1", "--shots", "3", "--out", tmp_path / "s.json")
     assert_one_sentence(rc, lines, err, r"cannot write \S+s\.json: No space left on device\.")
     out, prompt = tmp_path / "r.json", tmp_path / "p.safetensors"
-    rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
                          "--output", f"shapes={out}", "--save-prompt", f"shapes={prompt}", *TINY)
     assert_one_sentence(rc, lines, err, r"cannot write \S+p\.safetensors: No space left on device\.")
     assert files_under(tmp_path) == [], "no result, prompt or temp file"
+
+
+def _no_training(monkeypatch):
+    """Make any start of training fail loudly: the checks below must come before it."""
+    import mvlpt.train
+
+    def refuse(*a, **k):
+        raise AssertionError("training started although an output cannot be written")
+
+    monkeypatch.setattr(mvlpt.train.Trainer, "__init__", refuse)
+
+
+@pytest.mark.parametrize("bad", ["output is a folder", "parent is a file", "same file twice"])
+def test_unwritable_output_stops_before_training(tmp_path, monkeypatch, run_mvlpt, bad):
+    """Every output is checked before the work; none of the run's files appears (the prompt included)."""
+    prompt = tmp_path / "p.safetensors"
+    if bad == "output is a folder":
+        out = tmp_path / "res"
+        out.mkdir()
+        needle = rf"cannot write {re.escape(str(out))}: it is a folder; give a file name\."
+    elif bad == "parent is a file":
+        (tmp_path / "res").write_text("a file where a folder should be")
+        out = tmp_path / "res" / "shapes__shapes" / "seed1.json"
+        needle = rf"cannot write {re.escape(str(out))}: {re.escape(str(tmp_path / 'res'))} is a file, not a folder\."
+    else:
+        out = prompt
+        needle = rf"{re.escape(str(prompt))} is given as the output of two different things; give each its own file\."
+    _no_training(monkeypatch)
+    before = files_under(tmp_path)
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+                         "--save-prompt", f"shapes={prompt}", "--output", f"shapes={out}", *TINY)
+    assert_one_sentence(rc, lines, err, needle)
+    assert files_under(tmp_path) == before
+
+
+def test_corrupt_test_image_leaves_no_prompt(tmp_path, monkeypatch, run_mvlpt):
+    """Prompts and results are written together after the evaluation: a failing evaluation leaves neither."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    train = []
+    for i in range(8):
+        train.append(good / f"{i}.png")
+        train[-1].write_bytes(_png(i))
+    (bad / "0.png").write_bytes(b"not an image at all")
+    splits = {"train": FileSplit(train, [0, 1] * 4), "test": FileSplit([bad / "0.png", train[0]], [0, 1])}
+    register_toy(monkeypatch, "toy-bad-test", lambda s, d=None: splits[s])
+    out, prompt = tmp_path / "res" / "r.json", tmp_path / "res" / "p.safetensors"
+    rc, lines, err = run_mvlpt("train", "--method", "vpt", "--task", "toy-bad-test", "--shots", "2", "--epochs", "1",
+                         "--train-options", '{"warmup_epochs": 0}', "--save-prompt", f"toy-bad-test={prompt}",
+                         "--output", f"toy-bad-test={out}", *TINY)
+    assert_one_sentence(rc, lines, err, rf"corrupt image {re.escape(str(bad))}/0\.png")
+    assert files_under(tmp_path / "res") == [], "no prompt, no result, no temporary file"
+
+
+@pytest.mark.parametrize("verb", ["train", "split", "data check", "data fetch"])
+def test_data_folder_that_is_a_file_is_named(tmp_path, run_mvlpt, verb):
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    args = {"train": ["train", "--method", "coop", "--task", "shapes", "--output", f"shapes={tmp_path}/r.json", *TINY],
+            "split": ["split", "--task", "shapes", "--seed", "1", "--shots", "3", "--out", tmp_path / "s.json"],
+            "data check": ["data", "check", "cifar-10"],
+            "data fetch": ["data", "fetch", "cifar-10", "--route", "local"]}[verb]
+    rc, lines, err = run_mvlpt(*args, "--data-dir", data)
+    assert_one_sentence(rc, lines, err, rf"the data folder {re.escape(str(data))} is a file, not a folder\.")
+    assert files_under(tmp_path) == ["data"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,7 +499,7 @@ def test_the_planted_payload_is_live(tmp_path):
 
 @pytest.mark.parametrize("kind", ["pickle", "torch"])
 @pytest.mark.parametrize("role", ["init-from", "state"])
-def test_planted_pickle_is_refused_without_unpickling(tmp_path, capsys, kind, role):
+def test_planted_pickle_is_refused_without_unpickling(tmp_path, run_mvlpt, kind, role):
     marker = tmp_path / "unpickled"
     results = tmp_path / "results"
     if role == "init-from":  # a source prompt in the results folder, as the sequential mode reads it
@@ -379,7 +510,7 @@ def test_planted_pickle_is_refused_without_unpickling(tmp_path, capsys, kind, ro
         extra, what = ["--state", planted], "training state"
     plant(planted, kind, marker)
     out = results / "coop" / "shapes__shapes" / "seed1.json"
-    rc, lines, err = cli(capsys, "train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
+    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "3", "--epochs", "2",
                          *extra, "--output", f"shapes={out}", *TINY)
     assert_one_sentence(rc, lines, err, rf"{what} {re.escape(str(planted))} is not a readable safetensors file \(.*\); "
                                         r"mvlpt never loads pickles\.")
@@ -387,7 +518,7 @@ def test_planted_pickle_is_refused_without_unpickling(tmp_path, capsys, kind, ro
     assert not out.exists()
 
 
-def test_planted_pickle_in_caches_is_never_loaded(tmp_path, capsys, tiny_clip):
+def test_planted_pickle_in_caches_is_never_loaded(tmp_path, run_mvlpt, tiny_clip):
     """A frozen-feature cache file that is a pickle is recomputed; an embedding file that is one is refused."""
     from mvlpt.features import cache_path
     from mvlpt.models.clip import load_clip
@@ -403,7 +534,7 @@ def test_planted_pickle_in_caches_is_never_loaded(tmp_path, capsys, tiny_clip):
 
     emb = tmp_path / "shapes.images.npz"
     plant(emb, "pickle", marker)
-    rc, lines, err = cli(capsys, "similarity", "--measure", "visual_cosine", "--embeddings", emb, emb, "--out", tmp_path / "s.csv")
+    rc, lines, err = run_mvlpt("similarity", "--measure", "visual_cosine", "--embeddings", emb, emb, "--out", tmp_path / "s.csv")
     assert_one_sentence(rc, lines, err, rf"embedding file {re.escape(str(emb))} cannot be read \(.*\); delete it and rerun `mvlpt embed`\.")
     assert not marker.exists() and not (tmp_path / "s.csv").exists()
 

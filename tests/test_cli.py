@@ -39,7 +39,7 @@ def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
         (["train", "--method", "coop", "--task", "shapes", "--output", "textures=x.json"], "does not train on"),
         (["train", "--method", "coop", "--task", "shapes", "--shots", "0", "--output", "shapes=x.json"], "shots must be at least 1"),
         (["train", "--method", "coop", "--task", "shapes", "--method-options", '{"n_ctxx": 3}', "--output", "shapes=x.json"], "bad options"),
-        (["split", "--task", "shapes", "--seed", "1", "--shots", "100000", "--out", "s.json"], "fewer than shots"),
+        (["split", "--task", "shapes", "--seed", "1", "--shots", "100000", "--policy", "strict", "--out", "s.json"], "fewer than shots"),
         (["train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16-quickgelu", "--pretrained", "openai", "--output", "shapes=x.json"], "cannot be downloaded"),
     ],
 )
@@ -55,10 +55,35 @@ def test_user_errors_are_one_sentence_with_status_2(tmp_path, args, needle):
 def test_split_and_train_write_their_files(tmp_path):
     split = tmp_path / "split.json"
     assert main(["split", "--task", "shapes", "--seed", "2", "--shots", "5", "--out", str(split)]) == 0
-    out = tmp_path / "res" / "shapes__shapes" / "seed2.json"
+    out = tmp_path / "res" / "coop" / "shapes__shapes" / "seed2.json"
     rc = main(["train", "--method", "coop", "--task", "shapes", "--seed", "2", "--shots", "5", "--split", f"shapes={split}",
                "--epochs", "2", "--output", f"shapes={out}", "--device", "cpu"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert (res["method"], res["source"], res["target"], res["seed"], res["epochs"]) == ("coop", "shapes", "shapes", 2, 2)
     assert not list(Path(out.parent).glob("*.tmp"))
+
+
+def test_results_record_their_split_and_weights(tmp_path):
+    """A result names the few-shot split it used (by content) and the weights; without --pretrained the tiny
+    model uses its shipped weights, `--pretrained none` is the way to a random init."""
+    from mvlpt.io import content_hash
+
+    split = tmp_path / "split.json"
+    assert main(["split", "--task", "shapes", "--seed", "3", "--shots", "3", "--out", str(split)]) == 0
+    pinned = json.loads(split.read_text())
+    base = ["train", "--method", "coop", "--task", "shapes", "--seed", "3", "--shots", "3", "--epochs", "1",
+            "--train-options", '{"warmup_epochs": 0}', "--device", "cpu"]
+    runs = {"pinned": ["--split", f"shapes={split}"], "sampled": [], "random init": ["--pretrained", "none"]}
+    res = {}
+    for name, extra in runs.items():
+        out = tmp_path / name / "seed3.json"
+        assert main([*base, *extra, "--output", f"shapes={out}"]) == 0
+        res[name] = json.loads(out.read_text())
+    expected = content_hash({"train": pinned["train"], "val": pinned["val"]})
+    assert res["pinned"]["splits"] == res["sampled"]["splits"] == {"shapes": expected}
+    assert res["pinned"]["pretrained"] == res["sampled"]["pretrained"] == "synthetic"
+    assert res["pinned"]["config_hash"] == res["sampled"]["config_hash"]
+    assert res["random init"]["pretrained"] is None
+    assert res["random init"]["config_hash"] != res["sampled"]["config_hash"]
+    assert res["sampled"]["test"] > res["random init"]["test"], "the shipped weights learn, a random init does not"

@@ -480,3 +480,53 @@ def test_zip_handles_are_reopened_after_fork(tmp_path):
     with mp.get_context("fork").Pool(2) as pool:
         got = pool.map(_read_in_child, [(str(tmp_path), i) for i in range(len(labels))])
     assert got == labels
+
+
+# ----------------------------------------------------------------- flowers: TFDS class names on the hub
+# tensorflow_datasets' oxford_flowers102 names (its label ids are the official ones, ELEVATER's order),
+# as CLIP_benchmark's wds_vtab-flowers carries them.
+TFDS_FLOWERS = [
+    "pink primrose", "hard-leaved pocket orchid", "canterbury bells", "sweet pea", "english marigold", "tiger lily",
+    "moon orchid", "bird of paradise", "monkshood", "globe thistle", "snapdragon", "colt's foot", "king protea",
+    "spear thistle", "yellow iris", "globe-flower", "purple coneflower", "peruvian lily", "balloon flower",
+    "giant white arum lily", "fire lily", "pincushion flower", "fritillary", "red ginger", "grape hyacinth",
+    "corn poppy", "prince of wales feathers", "stemless gentian", "artichoke", "sweet william", "carnation",
+    "garden phlox", "love in the mist", "mexican aster", "alpine sea holly", "ruby-lipped cattleya", "cape flower",
+    "great masterwort", "siam tulip", "lenten rose", "barbeton daisy", "daffodil", "sword lily", "poinsettia",
+    "bolero deep blue", "wallflower", "marigold", "buttercup", "oxeye daisy", "common dandelion", "petunia",
+    "wild pansy", "primula", "sunflower", "pelargonium", "bishop of llandaff", "gaura", "geranium", "orange dahlia",
+    "pink-yellow dahlia?", "cautleya spicata", "japanese anemone", "black-eyed susan", "silverbush",
+    "californian poppy", "osteospermum", "spring crocus", "bearded iris", "windflower", "tree poppy", "gazania",
+    "azalea", "water lily", "rose", "thorn apple", "morning glory", "passion flower", "lotus", "toad lily",
+    "anthurium", "frangipani", "clematis", "hibiscus", "columbine", "desert-rose", "tree mallow", "magnolia",
+    "cyclamen", "watercress", "canna lily", "hippeastrum", "bee balm", "ball moss", "foxglove", "bougainvillea",
+    "camellia", "mallow", "mexican petunia", "bromelia", "blanket flower", "trumpet creeper", "blackberry lily",
+]
+
+
+def test_flowers_hub_mirror_with_tfds_names_loads_in_elevater_order(tmp_path, fake_hub):
+    from mvlpt.datasets.labels import normalise
+
+    elevater_names = list(get_task("oxford-flower-102").classnames)
+    differ = {i: (a, b) for i, (a, b) in enumerate(zip(TFDS_FLOWERS, elevater_names)) if normalise(a) != normalise(b)}
+    assert differ == {59: ("pink-yellow dahlia?", "pink and yellow dahlia"), 92: ("ball moss", "air plant")}
+    hub, _ = fake_hub
+    train = [(c, c) for c in (0, 59, 92, 101, 15)]
+    make_wds_folder(hub / "clip-benchmark" / "wds_vtab-flowers", TFDS_FLOWERS, {"train": train, "test": train})
+    data = tmp_path / "data"
+    routes.fetch("oxford-flower-102", data)
+    tr = get_task("oxford-flower-102").load("train", data)
+    assert list(tr.labels) == [0, 59, 92, 101, 15]
+    assert [class_of(tr.image(i), 102) for i in range(len(tr))] == [0, 59, 92, 101, 15]
+
+
+def test_flowers_hub_names_that_disagree_with_their_position_fail(tmp_path, fake_hub):
+    hub, _ = fake_hub
+    names = list(TFDS_FLOWERS)
+    names[3], names[4] = names[4], names[3]  # mapped by name alone this would load, with two classes swapped
+    make_wds_folder(hub / "clip-benchmark" / "wds_vtab-flowers", names, {"train": [(3, 3)], "test": [(4, 4)]})
+    data = tmp_path / "data"
+    routes.fetch("oxford-flower-102", data)
+    with pytest.raises(MvlptError, match=r"names label 3 'english marigold', which matches ELEVATER's 'english "
+                                         r"marigold' at position 4.*\(2 classes disagree\)"):
+        get_task("oxford-flower-102").load("train", data)

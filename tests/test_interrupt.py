@@ -1,22 +1,30 @@
-"""Interruption anywhere (issue 7, part 1): SIGKILL leaves either no file or a complete one, a rerun
-redoes only what is incomplete, and a killed training resumes from its saved state.
+"""Interruption anywhere (issue 7, part 1; issue 14, items 6 and 7): SIGKILL leaves either no file or a
+complete one, the README's plain command redoes only what is incomplete, and a killed training resumes
+from its saved state.
 
 * ``test_sigkilled_training_resumes_from_its_state``: ``mvlpt train --state F`` killed with SIGKILL
   after a state save resumes there (it says so) and ends with the metrics of an uninterrupted run.
   (``tests/test_train.py::test_resume_equals_uninterrupted`` interrupts in-process, per method.)
-* ``test_killed_study_reruns_to_identical_tables``: a small study run through Snakemake, first
-  uninterrupted, then killed (the whole process group, SIGKILL) three times: once just after the
-  first resumable training state is saved, then at seeded random moments (each 10-50 % of the
-  uninterrupted wall time into its rerun). After every kill each file under a final name is
-  complete; every rerun starts with ``snakemake --unlock`` and runs ``--rerun-incomplete``;
-  training jobs killed after a state save resume from it (their logs say so, no state goes back
-  to an earlier epoch); the last rerun ends with tables equal to the uninterrupted run's (CPU:
+* ``test_killed_study_reruns_to_identical_tables``: a small study, run in a copy of the checkout
+  with the README's command ``snakemake --cores 2`` and nothing else (so the workflow profile
+  profiles/default applies), first uninterrupted, then killed (the whole process group, SIGKILL)
+  three times: once just after the first resumable training state is saved, then at seeded random
+  moments (each 10-50 % of the uninterrupted wall time into its rerun). After every kill each file
+  under a final name is complete; every rerun is the same plain command (the killed run's lock is
+  removed by the workflow, its incomplete jobs redone by the profile's rerun-incomplete); training
+  jobs killed after a state save resume from it (their logs say so, no state goes back to an
+  earlier epoch); the last rerun ends with tables equal to the uninterrupted run's (CPU:
   bit-identical metrics) and nothing left to do.
+* ``test_orphaned_jobs_of_a_killed_snakemake``: only Snakemake is killed; its training job lives on
+  (held stopped by the test, so that it surely outlives the rerun). The plain rerun refuses to start
+  beside it and names it; once the orphan has ended (and written its outputs), the plain rerun redoes
+  its job and ends with the uninterrupted run's tables.
 """
 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +45,8 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 RESUMED = "resuming from the saved training state"
 
 # Small but complete: baselines and joint pairs, CoOp (frozen-feature cache) and VPT, two stacked
-# seeds, a state saved after every epoch. Tables only (collect_results): no similarity or figures.
+# seeds, a state saved after every epoch, then the analysis (the README command builds everything)
+# with few resamples.
 STUDY = textwrap.dedent("""\
     tasks: [shapes, orientation]
     methods: [coop, vpt]
@@ -46,12 +55,15 @@ STUDY = textwrap.dedent("""\
     device: cpu
     model: {name: mvlpt-tiny, pretrained: synthetic, init_seed: 0}
     train: {epochs: 3, lr: 0.01, batch_size: 8, batch_size_multitask: 16, warmup_epochs: 0, checkpoint_every: 1}
+    similarity: {sample_size: 8}
+    analysis: {n_boot: 50, n_perm: 50}
     results_dir: results
     cache_dir: cache
 """)
-TARGET = "collect_results"
+README_COMMAND = [str(SNAKEMAKE), "--cores", "2"]  # README: "snakemake --cores 2", in the checkout
 N_KILLS = 2  # at random moments, after one kill just after a state save
 KILL_SEED = 7
+UNLOCKED = "removed the lock left by a killed Snakemake"
 
 
 def _env():
@@ -107,14 +119,20 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 # Snakemake level: the study killed at random moments
 # --------------------------------------------------------------------------------------------------
-def _smk(workdir, *args):
-    return [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+def _checkout(workdir):
+    """A copy of the workflow as a user's checkout has it, with STUDY as config/config.yaml."""
+    ignore = shutil.ignore_patterns("__pycache__", ".snakemake")
+    shutil.copy(REPO / "Snakefile", workdir / "Snakefile")
+    for folder in ("workflow", "profiles"):
+        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text(STUDY)
+    return workdir
 
 
 def _start(workdir, *args, log_name):
     log = open(workdir / log_name, "w")
-    proc = subprocess.Popen(_smk(workdir, *args), cwd=workdir, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([*README_COMMAND, *args], cwd=workdir, env=_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group: snakemake and every job it starts
     log.close()
     return proc
@@ -202,6 +220,9 @@ def _check_nothing_half_written(workdir):
     for p in _visible(results.glob("tables/**/*.parquet")):
         pd.read_parquet(p)
         n += 1
+    for p in _visible(results.glob("similarity/*.parquet")):
+        pd.read_parquet(p)
+        n += 1
     return n
 
 
@@ -224,36 +245,41 @@ def _check_resumed(workdir, before, after):
     return resumed
 
 
-@pytest.fixture
-def study(tmp_path):
-    def make(name):
-        d = tmp_path / name
-        d.mkdir()
-        (d / "config.yaml").write_text(STUDY)
-        return d
-    return make
-
-
-def test_killed_study_reruns_to_identical_tables(study):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The study run uninterrupted: its tables, and its wall time."""
     assert SNAKEMAKE.exists(), f"snakemake is not installed next to {sys.executable}"
-    ref = study("uninterrupted")
+    ref = _checkout(tmp_path_factory.mktemp("uninterrupted"))
     t0 = time.monotonic()
-    _run_to_end(ref, TARGET, log_name="snakemake.log")
+    _run_to_end(ref, log_name="snakemake.log")
     t_ref = time.monotonic() - t0
-    reference = _tables(ref)
-    assert {"runs.csv", "pairs.csv", "matrices/coop_gain.csv", "matrices/vpt_gain.csv"} <= set(reference)
-    assert len(reference["runs.csv"]) == 2 * 2 * 4  # methods x seeds x (source, target) pairs
+    tables = _tables(ref)
+    assert {"runs.csv", "pairs.csv", "correlations.csv", "matrices/coop_gain.csv", "matrices/vpt_gain.csv"} <= set(tables)
+    assert len(tables["runs.csv"]) == 2 * 2 * 4  # methods x seeds x (source, target) pairs
+    assert "Using workflow specific profile profiles/default" in (ref / "snakemake.log").read_text()
+    return tables, t_ref
 
-    work = study("killed")
+
+def _check_same_tables_and_done(work, reference_tables):
+    rerun = _tables(work)
+    assert rerun.keys() == reference_tables.keys()
+    for name, df in reference_tables.items():
+        pd.testing.assert_frame_equal(rerun[name], df, check_exact=True, obj=name)
+    assert not _states(work), "no resumable state is left once every job is complete"
+    proc = subprocess.run([*README_COMMAND, "-n"], cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
+    reference_tables, t_ref = reference
+    work = _checkout(tmp_path)
     kills, segments, resumed, states = [], [], 0, {}
     t0 = time.monotonic()
 
     def segment(k, stop):
         """Run the study until ``stop()`` says kill (then SIGKILL its process group) or it ends."""
         nonlocal resumed, states
-        if k:
-            _run_to_end(work, "--unlock", log_name=f"unlock{k}.log", timeout=300)
-        proc = _start(work, TARGET, "--rerun-incomplete", log_name=f"segment{k}.log")
+        proc = _start(work, log_name=f"segment{k}.log")
         started = time.monotonic()
         try:
             while proc.poll() is None and not stop(time.monotonic() - started):
@@ -263,7 +289,10 @@ def test_killed_study_reruns_to_identical_tables(study):
             finished = proc.poll() is not None
             if not finished:
                 _kill_group(proc)
-        assert not finished or proc.returncode == 0, (work / f"segment{k}.log").read_text()[-4000:]
+        log = (work / f"segment{k}.log").read_text()
+        assert not finished or proc.returncode == 0, log[-4000:]
+        if k and kills[-1]["hit"]:  # the plain command got past the lock of the run killed before
+            assert UNLOCKED in log, log[-4000:]
         incomplete = work / ".snakemake" / "incomplete"
         marked = len(list(incomplete.iterdir())) if incomplete.is_dir() else 0
         checked = _check_nothing_half_written(work)
@@ -289,25 +318,60 @@ def test_killed_study_reruns_to_identical_tables(study):
         if finished:
             break
 
-    _run_to_end(work, "--unlock", log_name="unlock_final.log", timeout=300)
-    started = time.monotonic()
-    _run_to_end(work, TARGET, "--rerun-incomplete", log_name="final.log")
-    segments.append(round(time.monotonic() - started, 1))
+    if not finished:
+        segment(len(kills), lambda t: False)  # the final rerun: the same plain command, to the end
     t_killed = time.monotonic() - t0
-    resumed += _check_resumed(work, states, _states(work))
     _check_nothing_half_written(work)
-
-    rerun = _tables(work)
-    assert rerun.keys() == reference.keys()
-    for name, df in reference.items():
-        pd.testing.assert_frame_equal(rerun[name], df, check_exact=True, obj=name)
-    assert not _states(work), "no resumable state is left once every job is complete"
-    proc = subprocess.run(_smk(work, TARGET, "-n"), cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    _check_same_tables_and_done(work, reference_tables)
 
     leftovers = [p for p in work.rglob(".*.tmp")]
-    print(f"\nkill test: {sum(k['hit'] for k in kills)} of {len(kills)} kills hit a running study "
+    print(f"\nkill test: {sum(k['hit'] for k in kills)} kills hit a running study "
           f"(seed {KILL_SEED}): {kills}; training jobs that resumed from a saved state: {resumed}; identical reruns: 1 of 1; "
           f"uninterrupted {t_ref:.1f} s, interrupted + reruns {t_killed:.1f} s (segments {segments}); "
           f"atomic-write leftovers: {len(leftovers)}")
     assert resumed >= 1, "no killed training job was seen resuming from its state"
+
+
+def test_orphaned_jobs_of_a_killed_snakemake(reference, tmp_path):
+    """Only Snakemake is killed; its training job, orphaned, lives on and writes its outputs later. The
+    rerun must not run beside it (both would write the same files), must say why, and must recover once
+    it has ended. The test holds the orphan stopped (SIGSTOP) while the rerun starts, so that the orphan
+    surely outlives it, then lets it finish."""
+    reference_tables, _ = reference
+    work = _checkout(tmp_path)
+    proc = _start(work, log_name="killed.log")
+    try:
+        deadline = time.monotonic() + 600
+        while not _visible((work / "cache").glob("state/**/*.state.safetensors")):  # a training job is mid-run
+            assert proc.poll() is None, (work / "killed.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "no training state within 600 s"
+            time.sleep(0.02)
+        jobs = [pid for pid in _group_alive(proc.pid) if pid != proc.pid]  # what Snakemake started
+        assert jobs
+        for pid in jobs:
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone: its jobs are orphaned
+        proc.wait()
+        orphans = [pid for pid in jobs if pid in _group_alive(proc.pid)]
+        assert orphans, "no job outlived Snakemake"
+
+        refused = subprocess.run(README_COMMAND, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode != 0, out[-4000:]
+        assert "jobs of a killed Snakemake" in out and any(f"{pid} (" in out for pid in orphans), out[-4000:]
+        assert "wait for them to end (or kill them)" in out, out[-4000:]
+        print("\norphan test: the rerun beside the orphaned job said:",
+              next(line for line in out.splitlines() if "jobs of a killed Snakemake" in line))
+    finally:
+        for pid in _group_alive(proc.pid):
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 600
+    while _group_alive(proc.pid):  # the orphans finish their run and write its outputs
+        assert time.monotonic() < deadline, "the orphaned jobs did not end within 600 s"
+        time.sleep(0.1)
+    _check_nothing_half_written(work)
+
+    _run_to_end(work, log_name="rerun.log")
+    assert UNLOCKED in (work / "rerun.log").read_text()
+    _check_nothing_half_written(work)
+    _check_same_tables_and_done(work, reference_tables)

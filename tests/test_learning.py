@@ -2,32 +2,38 @@
 
 ``mvlpt-tiny`` with the shipped ``synthetic`` weights (a randomly initialised CLIP has collapsed
 features on which prompt tuning mostly measures noise). For every method, the demo's training
-configuration on one synthetic task, averaged over three seeds: the test metric of the
+configuration (read from ``config/config.yaml``: its model, shots and ``train`` section) on one
+synthetic task, averaged over three seeds: the test metric of the
 best-validation prompt after training must be clearly above the test metric of the prompt at
 initialisation, and above chance. A learning rate of ~0 fails this test.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mvlpt.config import RunSpec, TrainConfig
 from mvlpt.train import Trainer
 
+DEMO = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 TASK = "glyph-letters"  # 8 classes, chance 0.125; untrained prompts ~0.6, trained ~0.75-0.95
 SEEDS = (1, 2, 3)
 MARGIN = 0.08  # mean gain over the untrained prompt; measured gains are 0.12 (vpt) to 0.3 (coop, upt)
-DEMO_TRAIN = dict(epochs=10, lr=0.01, batch_size=8, warmup_epochs=0)  # config/config.yaml's train section
-SHOTS = 10
 
 
 def untrained_and_trained(method: str, seeds, tmp_path, **train) -> np.ndarray:
     """(seeds, 2): test metric of the untrained and of the trained prompt, all seeds stacked in one run."""
     spec = RunSpec(
-        method=method, tasks=[TASK], seeds=list(seeds), shots=SHOTS, pretrained="synthetic",
-        train=TrainConfig(**{**DEMO_TRAIN, **train}), outputs={TASK: str(tmp_path / f"{method}" "{seed}.json")},
+        method=method, tasks=[TASK], seeds=list(seeds), shots=DEMO["shots"],
+        model=DEMO["model"]["name"], pretrained=DEMO["model"]["pretrained"],
+        method_options=(DEMO.get("method_options") or {}).get(method, {}),
+        train=TrainConfig.from_dict({**DEMO["train"], **train}),
+        outputs={TASK: str(tmp_path / f"{method}" "{seed}.json")},
     )
     trainer = Trainer(spec)
     before, _ = trainer.test(0)

@@ -14,7 +14,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from mvlpt.analysis import write_fake_study  # noqa: E402
+from fakes import write_fake_study  # noqa: E402
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 NAMES = ["01-transfer-results.ipynb", "02-similarity-vs-gain.ipynb"]
@@ -49,15 +49,15 @@ def results_dir_with_tables(results_dir, tmp_path_factory):
     """The same study plus the correlations table the workflow writes (notebook 02 reads it when present)."""
     import shutil
 
-    from mvlpt import analysis as A
+    from mvlpt import stats, tables as T
 
     if os.environ.get("MVLPT_TEST_RESULTS"):
         return results_dir
     root = tmp_path_factory.mktemp("nb2") / "results"
     shutil.copytree(results_dir, root)
-    pairs = A.pair_table(A.load_results(root))
-    sims = A.similarity_long(A.read_table(p) for p in sorted((root / "similarity").glob("*.parquet")))
-    A.write_table(A.correlate(pairs, sims, n_boot=100, n_perm=100), root / "tables" / "correlations")
+    pairs = T.pair_table(T.load_results(root))
+    sims = T.read_similarities(T.similarity_files(root / "similarity"))
+    T.write_table(stats.correlate(pairs, sims, n_boot=100, n_perm=100), root / "tables" / "correlations")
     return root
 
 

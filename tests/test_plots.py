@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 import matplotlib
 
@@ -14,8 +13,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
-from mvlpt import analysis as A  # noqa: E402
-from mvlpt import plots as P  # noqa: E402
+from fakes import write_fake_study  # noqa: E402
+from mvlpt import plots as P, stats, tables as T  # noqa: E402
 
 
 def _matrix(n, seed=0, names=None):
@@ -108,10 +107,10 @@ def test_scatter_has_one_panel_per_similarity_with_r_in_the_title():
 
 def test_summary_panel_and_save_figure_write_png_and_pdf(tmp_path):
     root = tmp_path / "results"
-    A.write_fake_study(root, tasks=("a", "b", "c", "d"), methods=("coop", "vpt", "upt"), seeds=(1,))
-    pairs = A.pair_table(A.load_results(root))
-    sims = A.similarity_long(A.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
-    corr = A.correlate(pairs, sims, n_boot=50, n_perm=50)
+    write_fake_study(root, tasks=("a", "b", "c", "d"), methods=("coop", "vpt", "upt"), seeds=(1,))
+    pairs = T.pair_table(T.load_results(root))
+    sims = T.similarity_long(T.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
+    corr = stats.correlate(pairs, sims, n_boot=50, n_perm=50)
     fig = P.summary_panel(pairs, corr)
     assert len(fig.axes) == 3
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["coop", "vpt", "upt"]
@@ -121,21 +120,41 @@ def test_summary_panel_and_save_figure_write_png_and_pdf(tmp_path):
     assert len(P.summary_panel(pairs).axes) == 2  # without correlations
 
 
-def test_plot_verbs(tmp_path):
-    from mvlpt.commands import analysis as cmd
-
-    parser = argparse.ArgumentParser(prog="mvlpt")
-    cmd.add_parser(parser.add_subparsers(required=True))
-
-    def run(*argv):
-        args = parser.parse_args([str(a) for a in argv])
-        return args.func(args)
-
+def test_plot_verbs(tmp_path, run_mvlpt):
     root = tmp_path / "results"
-    A.write_fake_study(root, tasks=("a", "b", "c"), methods=("coop",), seeds=(1,))
-    assert run("collect", "--results-dir", root, "--out-dir", root / "tables") == 0
-    assert run("plot", "gain-heatmap", "--matrix", root / "tables/matrices/coop_gain.parquet", "--method", "coop",
-               "--out", tmp_path / "f/gain_coop.png") == 0
-    assert run("plot", "similarity-heatmap", "--similarity", root / "similarity/label_match.parquet",
-               "--out", tmp_path / "f/sim.png") == 0
+    write_fake_study(root, tasks=("a", "b", "c"), methods=("coop",), seeds=(1,))
+    assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables").rc == 0
+    assert run_mvlpt("plot", "gain-heatmap", "--matrix", root / "tables/matrices/coop_gain.parquet", "--method", "coop",
+                     "--out", tmp_path / "f/gain_coop.png").rc == 0
+    assert run_mvlpt("plot", "similarity-heatmap", "--similarity", root / "similarity/label_match.parquet",
+                     "--out", tmp_path / "f/sim.png").rc == 0
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["gain_coop.pdf", "gain_coop.png", "sim.pdf", "sim.png"]
+
+
+def test_figures_verb_draws_what_the_rules_draw(tmp_path, run_mvlpt):
+    """`mvlpt figures` (one call) and the workflow's steps (collect, correlate, one `mvlpt plot` per figure), both with
+    their default settings, write the same files with the same pixels."""
+    root = tmp_path / "results"
+    tasks = ["a", "b", "c", "d"]
+    write_fake_study(root, tasks=tasks, methods=("coop", "vpt"), seeds=(1, 2))
+    rules, verb = tmp_path / "rules", tmp_path / "verb"
+    assert run_mvlpt("figures", "--results-dir", root, "--out-dir", verb, "--tasks", *tasks).rc == 0
+    tab = root / "tables"
+    sims = [root / "similarity" / f"{m}.parquet" for m in ("visual_cosine", "visual_frechet", "label_match", "label_cosine")]
+    assert run_mvlpt("collect", "--results-dir", root, "--out-dir", tab, "--tasks", *tasks).rc == 0
+    assert run_mvlpt("correlate", "--pairs", tab / "pairs.parquet", "--similarity", *sims, "--out", tab / "correlations.csv").rc == 0
+    for method in ("coop", "vpt"):
+        assert run_mvlpt("plot", "gain-heatmap", "--matrix", tab / f"matrices/{method}_gain.parquet", "--method", method,
+                         "--tasks", *tasks, "--out", rules / f"gain_{method}.png").rc == 0
+        assert run_mvlpt("plot", "scatter", "--pairs", tab / "pairs.parquet", "--similarity", *sims, "--method", method,
+                         "--out", rules / f"scatter_{method}.png").rc == 0
+    for s in sims:
+        assert run_mvlpt("plot", "similarity-heatmap", "--similarity", s, "--measure", s.stem, "--tasks", *tasks,
+                         "--out", rules / f"similarity_{s.stem}.png").rc == 0
+    assert run_mvlpt("plot", "summary", "--pairs", tab / "pairs.parquet", "--correlations", tab / "correlations.parquet",
+                     "--out", rules / "summary.png").rc == 0
+    names = sorted(p.name for p in verb.iterdir())
+    assert names == sorted(p.name for p in rules.iterdir()) and len(names) == 2 * (2 + 4 + 2 + 1)
+    for name in names:
+        if name.endswith(".png"):
+            assert (verb / name).read_bytes() == (rules / name).read_bytes(), name

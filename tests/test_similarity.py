@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from mvlpt import similarity as S
+from mvlpt import similarity as S, study
 from mvlpt.errors import MvlptError
 from mvlpt.tasks import ArraySplit, Task
 
@@ -33,7 +31,7 @@ def test_frechet_of_a_sample_with_itself_is_zero_also_with_few_samples():
     rng = np.random.default_rng(0)
     for n, d in [(5, 64), (30, 16), (400, 8)]:  # n < d: singular sample covariance
         x = _unit(rng.normal(size=(n, d)))
-        for shrink in S.SHRINKAGES:
+        for shrink in study.SHRINKAGES:
             dist = S.frechet_distance_samples(x, x, shrinkage=shrink)
             assert 0.0 <= dist < 1e-8, (n, d, shrink, dist)
         y = _unit(rng.normal(size=(n, d)) + 1.0)
@@ -79,7 +77,7 @@ def test_task_with_itself_is_maximally_similar():
         a = m.to_numpy()
         assert a.shape == (5, 5) and list(m.index) == list(m.columns) == [e.task for e in embs]
         assert np.allclose(a, a.T)
-        if S.MEASURES[measure].distance:
+        if study.MEASURES[measure].distance:
             assert np.allclose(np.diag(a), 0)
             assert (a[~np.eye(5, dtype=bool)] > 1e-3).all()
             assert (a.argmin(axis=1) == np.arange(5)).all()
@@ -104,6 +102,29 @@ def test_matrix_long_round_trip_and_errors():
     other.meta["model"] = "other"
     with pytest.raises(MvlptError, match="different models"):
         S.similarity_matrix([imgs[0], other], "visual_cosine")
+
+
+def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
+    """The matrix of every registered measure is its registered function's N x N array; a measure added to
+    mvlpt.study.MEASURES is computed (and offered by `mvlpt similarity`) without touching similarity.py."""
+    rng = np.random.default_rng(4)
+    imgs = _random_tasks(rng, n_tasks=3)
+    labs = [_emb(f"t{k}", "labels", _unit(rng.normal(size=(4 + k, 16)))) for k in range(3)]
+    for name, meas in study.MEASURES.items():
+        embs = imgs if meas.kind == "images" else labs
+        direct = meas.compute(embs)
+        assert isinstance(direct, np.ndarray) and direct.shape == (3, 3)
+        assert np.array_equal(S.similarity_matrix(embs, name).to_numpy(), direct)
+    ridge = S.similarity_matrix(imgs, "visual_frechet", shrinkage="ridge", ridge=0.5).to_numpy()
+    assert np.array_equal(ridge, S.frechet_matrix(imgs, shrinkage="ridge", ridge=0.5))
+    assert not np.allclose(ridge, S.frechet_matrix(imgs))  # the options reach the function
+    extra = study.Measure("label_cosine_copy", "labels", "mvlpt.similarity:mean_cosine_matrix", False, "a copy")
+    monkeypatch.setitem(study.MEASURES, extra.name, extra)
+    assert np.array_equal(S.similarity_matrix(labs, extra.name).to_numpy(), S.similarity_matrix(labs, "label_cosine").to_numpy())
+    from mvlpt.cli import build_parser
+
+    args = build_parser().parse_args(["similarity", "--measure", extra.name, "--embeddings", "x.npz", "--out", "y.csv"])
+    assert args.measure == extra.name
 
 
 # ---------------------------------------------------------------------------------------------- encoding + cache
@@ -190,42 +211,33 @@ def test_cache_makes_n_tasks_cost_n_encodings(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- real tiny CLIP
-def _cli(argv):
-    from mvlpt.commands import analysis as cmd
-
-    parser = argparse.ArgumentParser(prog="mvlpt")
-    cmd.add_parser(parser.add_subparsers(required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
-
-
-def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path):
+def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
     """End to end on the synthetic suite with the study's model: glyph-digits and sklearn-digits share their
     class names ("zero".."nine"), so their label similarity is 1; every task is most similar to itself."""
     tasks = ["glyph-digits", "sklearn-digits", "orientation"]
     image_tasks = ["glyph-digits", "orientation"]  # images cost more: two tasks are enough
     for t in tasks:
-        assert _cli(["embed", "--task", t, "--kind", "labels", "--out", tmp_path / f"{t}.labels.npz", "--device", "cpu"]) == 0
+        assert run_mvlpt("embed", "--task", t, "--kind", "labels", "--out", tmp_path / f"{t}.labels.npz", "--device", "cpu").rc == 0
     for t in image_tasks:
-        assert _cli(["embed", "--task", t, "--kind", "images", "--out", tmp_path / f"{t}.images.npz", "--device", "cpu",
-                     "--fewshot-seeds", "1", "--shots", "2", "--sample-size", "8"]) == 0
+        assert run_mvlpt("embed", "--task", t, "--kind", "images", "--out", tmp_path / f"{t}.images.npz", "--device", "cpu",
+                         "--fewshot-seeds", "1", "--shots", "2", "--sample-size", "8").rc == 0
     imgs = S.load_embeddings(tmp_path / "orientation.images.npz")
     assert imgs.kind == "images" and imgs.features.shape[0] >= 8 and imgs.meta["model"].startswith("mvlpt-tiny")
-    for measure in S.MEASURES:
-        kind = S.MEASURES[measure].kind
+    for measure in study.MEASURES:
+        kind = study.MEASURES[measure].kind
         names = tasks if kind == "labels" else image_tasks
         out = tmp_path / "sim" / f"{measure}.csv"
-        assert _cli(["similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names],
-                     "--out", out]) == 0
+        assert run_mvlpt("similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names],
+                         "--out", out).rc == 0
         m = S.long_to_matrix(pd.read_parquet(out.with_suffix(".parquet")), measure, names)
         a = m.to_numpy()
-        if S.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
+        if study.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
             assert np.allclose(np.diag(a), 0, atol=1e-6) and np.allclose(a.min(1), np.diag(a))
         else:
             assert np.allclose(np.diag(a), 1, atol=1e-5) and np.allclose(a.max(1), np.diag(a))
     lm = S.long_to_matrix(pd.read_csv(tmp_path / "sim" / "label_match.csv"))
     assert lm.loc["glyph-digits", "sklearn-digits"] == pytest.approx(1.0, abs=1e-5)
     assert lm.loc["glyph-digits", "orientation"] < 0.999
-    with pytest.raises(MvlptError, match="needs images"):
-        _cli(["similarity", "--measure", "visual_cosine", "--embeddings", tmp_path / "orientation.labels.npz",
-              "--out", tmp_path / "x.csv"])
+    rc, errors, _ = run_mvlpt("similarity", "--measure", "visual_cosine", "--embeddings", tmp_path / "orientation.labels.npz",
+                              "--out", tmp_path / "x.csv")
+    assert rc == 2 and len(errors) == 1 and "needs images" in errors[0] and not (tmp_path / "x.csv").exists()

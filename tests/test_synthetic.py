@@ -95,6 +95,59 @@ def test_designed_relationships_are_declared():
     assert ("glyph-digits", "glyph-letters") in same_domain
 
 
+def test_registry_imports_no_suite():
+    """The suites import the registry and register their tasks; the registry imports no suite (no
+    import cycle), the package declares them to it."""
+    import ast
+    import inspect
+
+    from mvlpt.tasks import registry
+
+    names = set()
+    for node in ast.walk(ast.parse(inspect.getsource(registry))):
+        if isinstance(node, ast.ImportFrom):
+            names |= {node.module or ""} | {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    assert not {n for n in names if n.split(".")[-1] in ("synthetic", "elevater")}, names
+    assert set(SUITE) <= set(list_tasks())
+
+
+# ---------------------------------------------------------------------------------------------
+# the public renderers (mvlpt.models.pretrain_tiny draws its pre-training images with them)
+
+
+def _renderers():
+    n = 6
+    labels = np.arange(n) % 4
+    return {
+        "shape_images": lambda rng: synthetic.shape_images(rng, labels, labels[::-1]),
+        "texture_images": lambda rng: synthetic.texture_images(rng, labels, labels, (labels + 1) % len(synthetic.TEXTURE_POOL)),
+        "glyph_images": lambda rng: synthetic.glyph_images(rng, synthetic.LETTERS, labels),
+        "sklearn_digit_images": lambda rng: synthetic.sklearn_digit_images(rng, synthetic.spare_sklearn_digits()[:n])[1],
+        "orientation_images": lambda rng: synthetic.orientation_images(rng, (2, 1, 2, 1))[1],
+    }
+
+
+@pytest.mark.parametrize("name", list(_renderers()))
+def test_public_renderers_depend_only_on_their_generator(name):
+    render = _renderers()[name]
+    a, b, c = render(np.random.default_rng(5)), render(np.random.default_rng(5)), render(np.random.default_rng(6))
+    assert a.shape == (6, synthetic.SIZE, synthetic.SIZE, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_spare_digits_are_outside_both_task_splits():
+    spare = set(synthetic.spare_sklearn_digits().tolist())
+    _, target, used = synthetic._sklearn_digits()
+    train, test = set(used["train"].tolist()), set(used["test"].tolist())
+    assert spare and not spare & train and not spare & test
+    assert len(spare) + len(train) + len(test) == len(target)
+    labels, _ = synthetic.sklearn_digit_images(np.random.default_rng(0), np.array(sorted(spare)))
+    assert np.array_equal(labels, target[sorted(spare)])
+
+
 # ---------------------------------------------------------------------------------------------
 # splits: shapes, labels, ids, images
 

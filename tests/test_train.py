@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mvlpt import study
 from mvlpt.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.train import Trainer, lr_at, run
@@ -95,7 +96,7 @@ def test_prompt_of_another_method_or_shape_is_refused(tmp_path):
     with pytest.raises(MvlptError, match="is for method 'vpt', not 'coop'"):
         Trainer(spec(tmp_path, "coop", (B,), init_from=str(prompt), source=A))
     with pytest.raises(MvlptError, match="has shape"):
-        Trainer(spec(tmp_path, "vpt", (B,), init_from=str(prompt), source=A, method_options={"n_tokens": 3}))
+        Trainer(spec(tmp_path, "vpt", (B,), init_from=str(prompt), source=A, method_options={"n_ctx": 3}))
 
 
 def test_pickle_is_never_loaded(tmp_path):
@@ -144,3 +145,47 @@ def test_stacked_seeds_equal_separate_runs(tmp_path, method, tasks):
 def test_several_seeds_need_a_seed_placeholder(tmp_path):
     with pytest.raises(MvlptError, match="placeholder"):
         spec(tmp_path, "coop", (A,), seeds=[1, 2]).validate()
+
+
+TOY_METHOD = """from mvlpt.models.prompts.coop import CoOp
+
+
+class Front(CoOp):
+    method = "front"
+
+    def __init__(self, clip, classnames, n_ctx=4, generator=None):
+        super().__init__(clip, classnames, n_ctx=n_ctx, position="front", generator=generator)
+"""
+
+
+def test_a_new_method_trains_from_its_module_and_one_registry_line(tmp_path, monkeypatch):
+    """Adding a method = its module + one line in mvlpt.study.METHODS; the loop needs nothing else
+    (its frozen image side is cached because the registry line says so)."""
+    (tmp_path / "toy_front_method.py").write_text(TOY_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(study.METHODS, "front", study.Method("front", "toy_front_method:Front", learns_text=True,
+                                                             learns_image=False, label="Front"))
+    s = spec(tmp_path, "front", (A,), train=TrainConfig(epochs=2, lr=0.01, warmup_epochs=0))
+    trainer = Trainer(s)
+    assert trainer.cache_images and trainer.members[0].data[0].train_x is None
+    r = trainer.run()[0]
+    assert r["method"] == "front" and r["method_options"] == {"n_ctx": 4, "position": "front", "csc": False}
+    assert 0.0 <= r["test"] <= 1.0
+
+
+def test_setting_hash_tells_training_settings_apart_but_not_seeds_tasks_or_sources():
+    from mvlpt.config import RunSpec, TrainConfig
+
+    base = RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3))
+    same = [RunSpec(method="coop", tasks=["shapes", "textures"], seeds=[2], shots=5, train=TrainConfig(epochs=3)),
+            RunSpec(method="coop", tasks=["textures"], seeds=[3], shots=5, train=TrainConfig(epochs=3), source="shapes",
+                    init_from="p.safetensors")]
+    other = [RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3, lr=0.01)),
+             RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=10, train=TrainConfig(epochs=3)),
+             RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3), method_options={"n_ctx": 4}),
+             RunSpec(method="vpt", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3))]
+    assert all(s.setting_hash() == base.setting_hash() for s in same)
+    assert len({base.setting_hash(), *(s.setting_hash() for s in other)}) == 1 + len(other)
+    # the runtime knobs are not part of a setting
+    fast = RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3, eval_batch_size=7, workers=2))
+    assert fast.setting_hash() == base.setting_hash()

@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e '.[test]')")
 
+# Facts of the study's design, written out here so that the expected DAG does not come from the rules:
 SIMILARITY_MEASURES = 4  # visual_cosine, visual_frechet, label_match, label_cosine
+FROZEN_IMAGE_METHODS = {"coop"}  # CoOp learns text prompts only: its image features are computed once per task
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600):
@@ -50,32 +52,34 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def expected_jobs(cfg: dict) -> dict[str, int]:
-    """Jobs of a study that has nothing on disk yet, counted from its config."""
-    n, seeds, methods = len(cfg["tasks"]), len(cfg.get("seeds", [1, 2, 3])), cfg.get("methods", ["coop", "vpt", "upt"])
-    m = len(methods)
-    stacked = cfg.get("stack_seeds", True)
-    per_run = 1 if stacked else seeds
+    """Jobs of a study that has nothing on disk, counted from the study's design (not from the rules).
+
+    n tasks, m methods, k seeds. Every method trains each task alone (the baseline, n runs) and each
+    ordered pair of distinct tasks (n(n-1) cells): joint mode trains an unordered pair once for both
+    directions (n(n-1)/2 runs), sequential mode each ordered pair. A run is one process for all seeds
+    (stacked) or one per seed. Splits: one per task and seed. Analysis: one embedding per task and
+    kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
+    """
+    n, m, k = len(cfg["tasks"]), len(cfg["methods"]), len(cfg["seeds"])
+    per_run = 1 if cfg.get("stack_seeds", True) else k
     jobs = {
-        "fewshot_split": n * seeds,
+        "fewshot_split": n * k,
         "train_single": m * n * per_run,
         "embed_task_images": n,
         "embed_task_labels": n,
-        "similarity_visual_cosine": 1,
-        "similarity_visual_frechet": 1,
-        "similarity_label_match": 1,
-        "similarity_label_cosine": 1,
+        "similarity": SIMILARITY_MEASURES,
+        "similarity_heatmap": SIMILARITY_MEASURES,
         "collect_results": 1,
         "correlate_gain_similarity": 1,
         "gain_heatmap": m,
-        "similarity_heatmap": SIMILARITY_MEASURES,
         "gain_scatter": m,
         "summary_figure": 1,
         "all": 1,
     }
-    if "coop" in methods and cfg.get("train", {}).get("cache_features", True):
-        jobs["frozen_features"] = n
+    if FROZEN_IMAGE_METHODS & set(cfg["methods"]) and cfg.get("train", {}).get("cache_features", True):
+        jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods
     if cfg.get("mode", "joint") == "joint":
-        jobs["train_joint"] = m * math.comb(n, 2) * per_run  # one run serves both directions
+        jobs["train_joint"] = m * n * (n - 1) // 2 * per_run
     else:
         jobs["train_sequential"] = m * n * (n - 1) * per_run
     return jobs
@@ -84,7 +88,8 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 # The paper's DAG, from config/elevater.yaml
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", [{}, {"mode": "sequential"}, {"stack_seeds": False}])
+@pytest.mark.parametrize("variant", [{}, {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
+                                     {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}])
 def test_paper_config_dag_has_every_pair(tmp_path, variant):
     cfg = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
     cfg.update(variant)
@@ -93,7 +98,14 @@ def test_paper_config_dag_has_every_pair(tmp_path, variant):
     res = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile)
     assert res.returncode == 0, res.stderr + res.stdout
     assert job_counts(res.stdout + res.stderr) == expected_jobs(cfg)
-    assert len(cfg["tasks"]) == 20 and len(cfg["methods"]) == 3
+    assert len(cfg["tasks"]) == 20
+
+
+def test_demo_config_dag(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    res = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert job_counts(res.stdout + res.stderr) == expected_jobs(cfg)
 
 
 def test_every_ordered_pair_has_its_own_result_file(tmp_path):
@@ -201,10 +213,16 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     "override, needle",
     [
         ({"tasks": ["shapes", "no-such-task"]}, "unknown task(s) in `tasks`: no-such-task"),
-        ({"tasks": []}, "`tasks` must be a non-empty list"),
-        ({"methods": ["coop", "prefix"]}, "unknown method(s) in `methods`: prefix"),
-        ({"shots": -1}, "`shots` must be an integer >= 1"),
+        ({"tasks": []}, "tasks: [] should be non-empty"),
+        ({"methods": ["coop", "prefix"]}, "methods.1: 'prefix' is not one of ['coop', 'vpt', 'upt']"),
+        ({"shots": -1}, "shots: -1 is less than the minimum of 1"),
         ({"tasks": ["shapes", "shapes"]}, "listed more than once in `tasks`: shapes"),
+        ({"similarity": {"sampel_size": 8}}, "'sampel_size' was unexpected"),
+        ({"analysis": {"model_measures": ["visual_cosine", "colour"]}}, "unknown similarity measure(s) in `analysis.model_measures`: colour"),
+        # the rules of `mvlpt train` itself (mvlpt.config.TrainConfig), before any job runs
+        ({"train": {"lr": math.nan}}, "invalid config: train: lr must be"),
+        ({"train": {"epochs": 3, "warmup_epochs": 5}}, "invalid config: train: warmup_epochs (5) must be smaller than epochs (3)"),
+        ({"train": {"epochs": 3.5}}, "invalid config: train.epochs: 3.5 is not of type 'integer'"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, override, needle):
@@ -213,9 +231,63 @@ def test_config_errors_stop_before_any_job(tmp_path, override, needle):
     configfile = tmp_path / "bad.yaml"
     configfile.write_text(yaml.safe_dump(cfg))
     res = snakemake(tmp_path, "--cores", "1", configfile=configfile)
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert needle in res.stdout + res.stderr
+    assert needle in out, out
+    sentence = next(line for line in out.splitlines() if line.startswith("invalid config:"))
+    assert sentence.endswith("."), sentence  # one sentence, on one line
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_command_line_config_values_are_read_as_yaml(tmp_path):
+    """`--config` lists and objects: Snakemake passes their scalars as strings; the workflow reads them
+    as a config file would (issue 14, item 9)."""
+    res = snakemake(tmp_path, "-n", "--printshellcmds", "--config", "seeds=[1]", "train={epochs: 3, lr: 0.05}",
+                    "stack_seeds=false", "methods=[vpt]", configfile=REPO / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr + res.stdout
+    train = [line for line in res.stdout.splitlines() if "mvlpt train" in line]
+    assert train and all(" --seed 1 " in cmd and "--seed 2" not in cmd for cmd in train)
+    # an object given on the command line is merged into the config file's: epochs and lr replaced, the rest kept
+    assert all('"epochs": 3,' in cmd and '"lr": 0.05' in cmd and '"batch_size": 8' in cmd for cmd in train)
+    assert all("--method vpt" in cmd for cmd in train)
+    res = snakemake(tmp_path, "-n", "--config", "train={epochs: 3, warmup_epochs: 3}",
+                    configfile=REPO / "config" / "config.yaml")
+    assert res.returncode != 0 and "warmup_epochs (3) must be smaller than epochs (3)" in res.stdout + res.stderr
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("tasks: [shapes, orientation]\nmethods: [coop, vpt\nseeds: [1]\n")
+    res = snakemake(tmp_path, "-n")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "invalid config: config/config.yaml, line 3, column 6 is not valid YAML" in out, out
+
+
+def test_default_profile_is_loaded():
+    """profiles/default sits next to the Snakefile, where Snakemake looks for a workflow profile (issue 14, item 6)."""
+    res = subprocess.run([SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", "config/config.yaml"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Using workflow specific profile profiles/default" in res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def failing_job(tmp_path_factory):
+    """A config that passes every check but whose training job fails (an option the method lacks)."""
+    work = tmp_path_factory.mktemp("failing")
+    cfg = {"tasks": ["shapes"], "methods": ["vpt"], "seeds": [1], "shots": 2, "device": "cpu",
+           "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 1, "warmup_epochs": 0},
+           "method_options": {"vpt": {"n_tokenz": 4}}}
+    (work / "study.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(work, "--cores", "1", "results/vpt/shapes__shapes/seed1.json", configfile=work / "study.yaml")
+    return res
+
+
+def test_failed_job_shows_its_error_sentence_on_the_console(failing_job):
+    out = failing_job.stdout + failing_job.stderr
+    assert failing_job.returncode != 0
+    assert "mvlpt: error: bad options for method 'vpt'" in out, out[-3000:]
 
 
 def test_lint_is_clean():

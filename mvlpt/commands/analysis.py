@@ -13,13 +13,9 @@ Each verb reads files and writes files (paths on the command line), so Snakemake
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
 
 from ..errors import MvlptError
-
-log = logging.getLogger("mvlpt.analysis")
 
 
 def _say(msg: str) -> None:
@@ -37,20 +33,20 @@ def _int_list(values):
 # collect
 # --------------------------------------------------------------------------------------------------
 def run_collect(args) -> int:
-    from .. import analysis as A
+    from .. import tables as T
 
     seeds = _int_list(args.seeds)
-    runs = A.load_results(args.results_dir, args.methods, args.tasks, seeds)
+    runs = T.load_results(args.results_dir, args.methods, args.tasks, seeds, allow_mixed_settings=args.allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {args.results_dir}; run the study first or check --results-dir.")
     if args.methods and args.tasks and seeds:
-        missing = A.expected_missing(runs, args.methods, args.tasks, seeds)
+        missing = T.expected_missing(runs, args.methods, args.tasks, seeds)
         if missing:
             msg = f"{len(missing)} of {len(args.methods) * len(args.tasks) ** 2 * len(seeds)} expected results are missing, e.g. {missing[0]}"
             if args.strict:
                 raise MvlptError(msg + "; finish those runs or drop --strict.")
             _say("warning: " + msg)
-    written = A.write_collected(runs, args.out_dir, args.methods, args.tasks)
+    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
 
@@ -67,7 +63,9 @@ def run_embed(args) -> int:
     task = get_task(args.task)
     with lease_device(args.device, label=f"embed {args.task} {args.kind}") as lease:
         _say(f"device: {describe_lease(lease)}")
-        clip = load_clip(args.model, args.pretrained, cache_dir=args.weights_cache_dir, device=lease.device,
+        from ..cli import pretrained_arg
+
+        clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), cache_dir=args.weights_cache_dir, device=lease.device,
                          init_seed=args.init_seed)
         if args.kind == "images":
             sel = S.ImageSelection(
@@ -90,7 +88,7 @@ def run_embed(args) -> int:
 # --------------------------------------------------------------------------------------------------
 def run_similarity(args) -> int:
     from .. import similarity as S
-    from ..analysis import write_table
+    from ..tables import write_table
 
     embs = [S.load_embeddings(p) for p in args.embeddings]
     if args.tasks:
@@ -108,21 +106,15 @@ def run_similarity(args) -> int:
 # --------------------------------------------------------------------------------------------------
 # correlate
 # --------------------------------------------------------------------------------------------------
-def _read_similarities(paths):
-    from ..analysis import read_table, similarity_long
-
-    return similarity_long(read_table(p) for p in paths)
-
-
 def run_correlate(args) -> int:
-    from .. import analysis as A
+    from .. import stats, tables as T
 
-    pairs = A.read_table(args.pairs)
-    sims = _read_similarities(args.similarity)
+    pairs = T.read_table(args.pairs)
+    sims = T.read_similarities(args.similarity)
     model = None if args.model_measures == ["none"] else args.model_measures
-    corr = A.correlate(pairs, sims, measures=args.measures, model_measures=model, methods=args.methods, y=args.y,
-                       n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed)
-    written = A.write_table(corr, args.out)
+    corr = stats.correlate(pairs, sims, measures=args.measures, model_measures=model, methods=args.methods, y=args.y,
+                           n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level)
+    written = T.write_table(corr, args.out)
     _say(f"{len(corr)} correlation rows -> {', '.join(map(str, written))}")
     return 0
 
@@ -131,49 +123,43 @@ def run_correlate(args) -> int:
 # plot
 # --------------------------------------------------------------------------------------------------
 def run_plot_gain(args) -> int:
-    from .. import analysis as A, plots as P
+    from .. import figures as F, plots as P, tables as T
 
     if args.matrix:
-        m = A.read_matrix(args.matrix)
+        m = T.read_matrix(args.matrix)
     elif args.pairs:
-        m = A.matrix(A.read_table(args.pairs), args.method, args.stat, args.tasks)
+        m = T.matrix(T.read_table(args.pairs), args.method, args.stat, args.tasks)
     else:
         raise MvlptError("give --matrix (a matrix table) or --pairs (the pairs table) to plot.")
-    if args.tasks:
-        m = m.reindex(index=args.tasks, columns=args.tasks)
-    fig = P.gain_heatmap(m, args.method, stat=args.stat, cluster=args.cluster)
+    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_similarity(args) -> int:
-    from .. import plots as P
-    from ..similarity import long_to_matrix
+    from .. import figures as F, plots as P, tables as T
 
-    sims = _read_similarities([args.similarity])
+    sims = T.read_similarities([args.similarity])
     measure = args.measure or (sims["measure"].iloc[0] if sims["measure"].nunique() == 1 else None)
-    m = long_to_matrix(sims, measure, args.tasks)
-    fig = P.similarity_heatmap(m, measure, cluster=args.cluster)
+    fig = F.similarity_figure(sims, measure, tasks=args.tasks, cluster=args.cluster)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_scatter(args) -> int:
-    from .. import analysis as A, plots as P
+    from .. import figures as F, plots as P, tables as T
 
-    data = A.pairs_with_similarity(A.read_table(args.pairs), _read_similarities(args.similarity))
-    measures = args.measures or A.measure_order(
-        c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
-    fig = P.scatter_gain_vs_similarity(data, args.method, measures, y=args.y)
+    fig = F.scatter_figure(T.read_table(args.pairs), T.read_similarities(args.similarity), args.method,
+                           measures=args.measures, y=args.y)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_summary(args) -> int:
-    from .. import analysis as A, plots as P
+    from .. import figures as F, plots as P, tables as T
 
-    corr = A.read_table(args.correlations) if args.correlations else None
-    fig = P.summary_panel(A.read_table(args.pairs), corr, analysis=args.analysis)
+    corr = T.read_table(args.correlations) if args.correlations else None
+    fig = F.summary_figure(T.read_table(args.pairs), corr, analysis=args.analysis)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
@@ -181,56 +167,15 @@ def run_plot_summary(args) -> int:
 # --------------------------------------------------------------------------------------------------
 # figures: everything from what exists
 # --------------------------------------------------------------------------------------------------
-def make_all_figures(results_dir, out_dir=None, *, similarity_dir=None, methods=None, tasks=None, seeds=None,
-                     cluster: bool = False, n_boot: int = 1000, n_perm: int = 1000, seed: int = 0) -> list[Path]:
-    """Every figure from the result files (and similarity tables) that exist now; returns the files written."""
-    import pandas as pd
-
-    from .. import analysis as A, plots as P
-    from ..similarity import MEASURES, long_to_matrix
-
-    results_dir = Path(results_dir)
-    out_dir = Path(out_dir) if out_dir else results_dir / "figures"
-    sim_dir = Path(similarity_dir) if similarity_dir else results_dir / "similarity"
-    runs = A.load_results(results_dir, methods, tasks, seeds)
-    if runs.empty:
-        raise MvlptError(f"no result files found under {results_dir}; run the study first or check --results-dir.")
-    pairs = A.pair_table(runs)
-    written: list[Path] = []
-    order = A.task_order(pairs, tasks)
-    for method in P.method_order(pairs["method"].unique()):
-        fig = P.gain_heatmap(A.matrix(pairs, method, "gain", order), method, cluster=cluster)
-        written += P.save_figure(fig, out_dir / f"gain_{method}")
-    sim_files = [sim_dir / f"{m}.parquet" if (sim_dir / f"{m}.parquet").exists() else sim_dir / f"{m}.csv" for m in MEASURES]
-    sim_files = [p for p in sim_files if p.exists()]
-    corr = None
-    if sim_files:
-        sims = _read_similarities(sim_files)
-        sim_tasks = [t for t in order if t in set(sims["task_a"])]
-        for m in sims["measure"].unique():
-            fig = P.similarity_heatmap(long_to_matrix(sims, m, sim_tasks), m, cluster=cluster)
-            written += P.save_figure(fig, out_dir / f"similarity_{m}")
-        data = A.pairs_with_similarity(pairs, sims)
-        measures = [m for m in MEASURES if m in data.columns]
-        for method in P.method_order(pairs["method"].unique()):
-            fig = P.scatter_gain_vs_similarity(data, method, measures)
-            written += P.save_figure(fig, out_dir / f"scatter_{method}")
-        corr = A.correlate(pairs, sims, measures=measures,
-                           model_measures=A.DEFAULT_MODEL_MEASURES if set(A.DEFAULT_MODEL_MEASURES) <= set(measures) else None,
-                           n_boot=n_boot, n_perm=n_perm, seed=seed)
-    else:
-        _say(f"no similarity tables in {sim_dir}: similarity heatmaps and scatters skipped")
-    if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
-        written += P.save_figure(P.summary_panel(pairs, corr if corr is not None else pd.DataFrame()), out_dir / "summary")
-    return written
-
-
 def run_figures(args) -> int:
+    from ..figures import make_all_figures
     from ..io import atomic_path
 
+    model = None if args.model_measures == ["none"] else args.model_measures
     written = make_all_figures(args.results_dir, args.out_dir, similarity_dir=args.similarity_dir, methods=args.methods,
                                tasks=args.tasks, seeds=_int_list(args.seeds), cluster=args.cluster,
-                               n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed)
+                               n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level,
+                               model_measures=model, allow_mixed_settings=args.allow_mixed_settings)
     for p in written:
         _say(f"wrote {p}")
     if args.manifest:
@@ -249,18 +194,41 @@ def _selection_args(p) -> None:
     p.add_argument("--seeds", nargs="+", help="seeds to include (default: every seed found)")
 
 
+def _resampling_args(p) -> None:
+    from ..study import ANALYSIS_DEFAULTS as D
+
+    p.add_argument("--model-measures", nargs="+", default=list(D["model_measures"]),
+                   help="predictors of the linear model ('none': no model)")
+    p.add_argument("--n-boot", type=int, default=D["n_boot"], help="bootstrap resamples of every confidence interval")
+    p.add_argument("--n-perm", type=int, default=D["n_perm"], help="permutations of every permutation p-value")
+    p.add_argument("--seed", type=int, default=D["seed"], help="seed of the resampling")
+    p.add_argument("--level", type=float, default=D["level"], help="confidence level")
+
+
+def _mixed_settings_arg(p) -> None:
+    p.add_argument("--allow-mixed-settings", action="store_true",
+                   help="average the seeds of a cell, and take gains over baselines, even when their results were made "
+                        "with different settings (shots, epochs, model, ...); by default that is an error")
+
+
 def add_parser(subparsers) -> None:
+    from ..study import MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     p = subparsers.add_parser(
         "collect", help="tables of the study from the result JSON files", formatter_class=fmt,
         description="Read results/{method}/{source}__{target}/seed{seed}.json and write, as CSV and parquet: runs "
                     "(tidy), pairs (mean/std over seeds, gain, relative gain), best_source, source_gain, "
-                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns).")
+                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns). "
+                    "Every result file is validated; the seeds of a cell are averaged, and a gain taken over the "
+                    "baseline, only when their results share one setting (mode, shots, metric, epochs, model, "
+                    "weights, method options).")
     p.add_argument("--results-dir", default="results", help="folder holding the result files")
     p.add_argument("--out-dir", default="results/tables", help="folder for the tables")
     _selection_args(p)
     p.add_argument("--strict", action="store_true", help="fail when results of the selected study are missing")
+    _mixed_settings_arg(p)
     p.set_defaults(func=run_collect)
 
     p = subparsers.add_parser(
@@ -280,26 +248,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fewshot-seeds", nargs="*", default=["1"], help="few-shot splits whose train images are used")
     p.add_argument("--shots", type=int, default=5, help="shots of those few-shot splits")
     p.add_argument("--split-files", nargs="*", help="few-shot split files to use instead of recomputing the splits")
-    p.add_argument("--sample-size", type=int, default=256, help="extra random train images (0: none)")
-    p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--templates", default="default",
+    p.add_argument("--sample-size", type=int, default=SIM["sample_size"], help="extra random train images (0: none)")
+    p.add_argument("--sample-seed", type=int, default=SIM["sample_seed"])
+    p.add_argument("--templates", default=SIM["templates"],
                    help="'default' (\"a photo of a {}.\"), 'task' (the task's templates, averaged) or a template with {}")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=SIM["batch_size"])
     p.set_defaults(func=run_embed)
-
-    from ..similarity import MEASURES, SHRINKAGES
 
     p = subparsers.add_parser(
         "similarity", help="one task-similarity measure between tasks, from their embeddings", formatter_class=fmt,
-        description="Compute one measure (visual_cosine, visual_frechet [a distance], label_match, label_cosine) "
+        description=f"Compute one measure ({', '.join(m.name + (' [a distance]' if m.distance else '') for m in MEASURES.values())}) "
                     "for every ordered pair of the given tasks and write a long table task_a, task_b, measure, "
                     "value as CSV and parquet.")
     p.add_argument("--measure", choices=list(MEASURES), required=True)
     p.add_argument("--embeddings", nargs="+", required=True, help=".npz files from `mvlpt embed` (one per task)")
     p.add_argument("--tasks", nargs="+", help="task order (default: the order of --embeddings)")
     p.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
-    p.add_argument("--shrinkage", choices=SHRINKAGES, default="ledoit_wolf", help="covariance estimate for visual_frechet")
-    p.add_argument("--ridge", type=float, default=1e-3, help="ridge, as a fraction of the mean variance (shrinkage=ridge)")
+    p.add_argument("--shrinkage", choices=SHRINKAGES, default=SIM["shrinkage"], help="covariance estimate for visual_frechet")
+    p.add_argument("--ridge", type=float, default=SIM["ridge"], help="ridge, as a fraction of the mean variance (shrinkage=ridge)")
     p.set_defaults(func=run_similarity)
 
     p = subparsers.add_parser(
@@ -312,12 +278,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
     p.add_argument("--methods", nargs="+")
     p.add_argument("--measures", nargs="+", help="measures to correlate (default: all in the tables)")
-    p.add_argument("--model-measures", nargs="+", default=["visual_cosine", "label_match"],
-                   help="predictors of the linear model ('none': no model)")
     p.add_argument("--y", choices=("gain", "gain_rel"), default="gain")
-    p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--n-perm", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    _resampling_args(p)
     p.set_defaults(func=run_correlate)
 
     p = subparsers.add_parser("plot", help="one figure (PNG and PDF)", description="Draw one figure; writes <out>.png and <out>.pdf.")
@@ -326,7 +288,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--matrix", help="matrix table from `mvlpt collect` (matrices/{method}_gain.csv)")
     q.add_argument("--pairs", help="or the pairs table")
     q.add_argument("--method", required=True)
-    q.add_argument("--stat", default="gain", choices=("gain", "gain_rel", "mean", "std"))
+    q.add_argument("--stat", default="gain", choices=MATRIX_STATS)
     q.add_argument("--tasks", nargs="+", help="task order")
     q.add_argument("--cluster", action="store_true", help="order tasks by hierarchical clustering")
     q.add_argument("--out", required=True)
@@ -363,8 +325,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--similarity-dir", default=None, help="default: <results-dir>/similarity")
     _selection_args(p)
     p.add_argument("--cluster", action="store_true")
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--n-perm", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    _resampling_args(p)
+    _mixed_settings_arg(p)
     p.add_argument("--manifest", help="also write the list of figure files here")
     p.set_defaults(func=run_figures)

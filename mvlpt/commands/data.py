@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import MvlptError
+from ..io import check_folder
 
 ROUTE_CHOICES = ("auto", "local", "hub", "torchvision", "manual")
 
@@ -37,6 +38,7 @@ def run_fetch(args) -> int:
 
     tasks = _tasks(args.tasks, default_all=False)
     data_dir = resolve_data_dir(args.data_dir)
+    check_folder(data_dir, "data folder")
     if args.source and len(tasks) > 1:
         raise MvlptError("--source names one task's files; fetch one task at a time with it.")
     failed: list[tuple[str, str]] = []
@@ -70,6 +72,7 @@ def run_check(args) -> int:
 
     tasks = _tasks(args.tasks, default_all=True)
     data_dir = resolve_data_dir(args.data_dir)
+    check_folder(data_dir, "data folder")
     locked = lock.read_lock(data_dir)
     bad = 0
     for task in tasks:

@@ -80,6 +80,24 @@ def map_by_name(
     return mapping
 
 
+def check_same_order(mapping: np.ndarray, source: Sequence[str], target: Sequence[str], *, what: str = "source",
+                     task: str = "") -> None:
+    """For a source whose label ids are known to be ELEVATER's order (e.g. TFDS oxford_flowers102: the
+    official ids): the map built by name must then be the identity; a class whose name and position
+    disagree is an error naming it (the names or the aliases are wrong, or the source is another one)."""
+    if len(mapping) == len(target) and np.array_equal(mapping, np.arange(len(target))):
+        return
+    bad = [(i, str(source[i]), target[int(j)]) for i, j in enumerate(mapping) if int(j) != i]
+    if len(mapping) != len(target):
+        raise MvlptError(f"task {task}: the {what} has {len(mapping)} classes but ELEVATER has {len(target)}, "
+                         f"although its label ids should be ELEVATER's; fetch the task again or use another route.")
+    i, name, matched = bad[0]
+    raise MvlptError(f"task {task}: the {what} names label {i} {name!r}, which matches ELEVATER's {matched!r} at "
+                     f"position {target.index(matched)}, although its label ids should be ELEVATER's order "
+                     f"({len(bad)} classes disagree); the names or aliases do not belong to this data: fetch the task "
+                     f"again or use another route.")
+
+
 def map_by_position(n_source: int, n_target: int, *, what: str = "source", task: str = "") -> np.ndarray:
     if n_source != n_target:
         raise MvlptError(f"task {task}: the {what} has {n_source} classes but ELEVATER has {n_target}; "

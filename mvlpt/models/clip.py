@@ -57,12 +57,27 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -> str:
-    """Return a local path to the weights of ``model``/``pretrained``, downloading them if possible."""
+@dataclasses.dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights of a model/pretrained pair come from."""
+
+    path: str | None  # a local file (shipped, given, or in the Hugging Face cache), or None
+    hub_repo: str = ""  # the Hugging Face hub repo they are downloaded from ("" if none)
+    hub_files: tuple[str, ...] = ()  # the candidate file names in that repo
+    url: str = ""  # open_clip's plain download URL when there is no hub repo
+
+
+def weights_cache_dir(cache_dir: str | None = None) -> str:
+    return cache_dir or os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+
+
+def local_weights(model: str, pretrained: str, cache_dir: str | None = None) -> WeightsSource:
+    """Where ``model``/``pretrained`` come from, looking only on this machine (never downloads):
+    the shipped tiny weights, a weights file, or the Hugging Face cache. An unknown tag is an error."""
     if model == TINY and pretrained in TINY_WEIGHTS:
-        return str(TINY_WEIGHTS[pretrained])
+        return WeightsSource(str(TINY_WEIGHTS[pretrained]))
     if Path(pretrained).expanduser().is_file():
-        return str(Path(pretrained).expanduser())
+        return WeightsSource(str(Path(pretrained).expanduser()))
     open_clip = _open_clip()
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
@@ -73,20 +88,34 @@ def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -
             + "."
         )
     hub = cfg.get("hf_hub", "")
-    where = cache_dir or os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
-    if hub:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+    if not hub:
+        return WeightsSource(None, url=cfg.get("url", ""))
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-        repo_id, filename = os.path.split(hub)
-        candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        if filename.endswith((".bin", ".pth", ".pt")):
-            candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
-        for name in candidates:
-            try:
-                return hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=True)
-            except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-                continue
+    repo_id, filename = os.path.split(hub)
+    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if filename.endswith((".bin", ".pth", ".pt")):
+        candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+    for name in candidates:
+        try:
+            return WeightsSource(hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=True), repo_id,
+                                 tuple(candidates))
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+            continue
+    return WeightsSource(None, repo_id, tuple(candidates))
+
+
+def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -> str:
+    """Return a local path to the weights of ``model``/``pretrained``, downloading them if possible."""
+    src = local_weights(model, pretrained, cache_dir)
+    if src.path:
+        return src.path
+    where = weights_cache_dir(cache_dir)
+    if src.hub_repo:
+        from huggingface_hub import hf_hub_download
+
+        repo_id, candidates = src.hub_repo, src.hub_files
         if not _hub_reachable():
             raise MvlptError(
                 f"the weights {model}/{pretrained} (hub repo {repo_id}) are not in the Hugging Face cache "
@@ -101,9 +130,8 @@ def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -
             except Exception as e:  # noqa: BLE001 - reported below
                 last = e
         raise MvlptError(f"downloading the weights {model}/{pretrained} from hub repo {repo_id} failed: {last}.")
-    url = cfg.get("url", "")
     raise MvlptError(
-        f"the weights {model}/{pretrained} are only available from {url}, which mvlpt does not download; "
+        f"the weights {model}/{pretrained} are only available from {src.url}, which mvlpt does not download; "
         f"download the file yourself and pass its path as the pretrained value."
     )
 

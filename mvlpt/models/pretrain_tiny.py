@@ -43,21 +43,21 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
     rng = _rng(10 + chunk)
     shapes = rng.integers(0, len(syn.SHAPES), n)
     colours = rng.integers(0, len(syn.COLOURS), n)
-    images.append(syn._shape_images(rng, shapes, colours))
+    images.append(syn.shape_images(rng, shapes, colours))
     forms = ("a {c} {s}.", "a drawing of a {c} {s}.", "a {s}.", "something coloured {c}.", "a {c} shape.", "a {s} shape.")
-    captions += [f.format(c=syn._COLOUR_NAMES[c], s=syn.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)]
+    captions += [f.format(c=syn.COLOUR_NAMES[c], s=syn.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)]
     # textures: kind and colours (named when they are palette colours)
     rng = _rng(20 + chunk)
     k = len(syn.COLOURS)
     kinds = rng.integers(0, len(syn.TEXTURES), n)
-    pool = np.concatenate([syn._PALETTE, np.array(syn._NEUTRALS, np.float32)])
-    a = rng.integers(0, len(pool), n)
-    b = (a + rng.integers(1, len(pool), n)) % len(pool)
+    pool = len(syn.TEXTURE_POOL)  # the palette colours first (k of them), then neutrals
+    a = rng.integers(0, pool, n)
+    b = (a + rng.integers(1, pool, n)) % pool
     plain = kinds == syn.TEXTURES.index("plain")
     b = np.where(plain, a, b)
-    images.append(syn._texture_images(rng, kinds, syn._jitter(rng, pool[a]), syn._jitter(rng, pool[b])))
+    images.append(syn.texture_images(rng, kinds, a, b))
     for i in range(n):
-        names = sorted({syn._COLOUR_NAMES[j] for j in (a[i], b[i]) if j < k})
+        names = sorted({syn.COLOUR_NAMES[j] for j in (a[i], b[i]) if j < k})
         kind = syn.TEXTURES[kinds[i]]
         if names and rng.random() < 0.6:
             captions.append(f"a {kind} texture in {' and '.join(names)}.")
@@ -66,36 +66,24 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
     # printed digits and letters
     rng = _rng(30 + chunk)
     labels = rng.integers(0, 10, n)
-    images.append(syn._glyph_images(rng, tuple("0123456789"), labels))
+    images.append(syn.glyph_images(rng, tuple("0123456789"), labels))
     forms = ("the number {}.", "a printed digit {}.", 'a photo of the number: "{}".')
     captions += [f.format(DIGIT_WORDS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
     rng = _rng(40 + chunk)
     labels = rng.integers(0, len(syn.LETTERS), n)
-    images.append(syn._glyph_images(rng, syn.LETTERS, labels))
+    images.append(syn.glyph_images(rng, syn.LETTERS, labels))
     forms = ('the letter "{}".', "a printed letter {}.", "the capital letter {}.")
     captions += [f.format(syn.LETTERS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
     # handwritten digits not used by the sklearn-digits task's train/test splits
     rng = _rng(50 + chunk)
-    raw, target, used = syn._sklearn_digits()
-    free = np.setdiff1d(np.arange(len(target)), np.concatenate([used["train"], used["test"]]))
+    free = syn.spare_sklearn_digits()
     idx = free[rng.integers(0, len(free), n)]
-    scale = rng.uniform(20, 28, n) / 8.0
-    angle = np.deg2rad(rng.uniform(-12, 12, n))
-    centre = syn.SIZE / 2 + rng.uniform(-4, 4, (n, 2))
-    ink, paper = syn._ink_and_paper(rng, n, dark_ink=False)
-    img = syn._compose(paper[:, None, None, :], syn._warp(raw, idx, scale, angle, centre), ink)
-    img += syn._noise(rng, n, 10)
-    images.append(syn._to_uint8(img))
+    labels, img = syn.sklearn_digit_images(rng, idx)
+    images.append(img)
     forms = ("a handwritten digit {}.", "the number {}.", "a blurry scan of the number {}.")
-    captions += [f.format(DIGIT_WORDS[target[d]]) for f, d in zip(_pick(rng, forms, n), idx)]
-    # oriented bars: reuse the task generator on another stream, balanced classes
-    saved_rng, saved_counts = syn._rng, syn._ORIENTATION_COUNTS
-    try:
-        syn._rng = lambda task, split: _rng(60 + chunk)
-        syn._ORIENTATION_COUNTS = {"train": (n // 4,) * 4}
-        labels, img = syn._gen_orientation("train")
-    finally:
-        syn._rng, syn._ORIENTATION_COUNTS = saved_rng, saved_counts
+    captions += [f.format(DIGIT_WORDS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
+    # oriented bars: the task's renderer on another stream, balanced classes
+    labels, img = syn.orientation_images(_rng(60 + chunk), (n // 4,) * 4)
     images.append(img)
     forms = ("a {} line.", "a drawing of a {} bar.", "a {} stroke.")
     rng = _rng(70 + chunk)

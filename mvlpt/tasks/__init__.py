@@ -1,5 +1,17 @@
-"""Tasks: registry, the offline synthetic suite, the ELEVATER suite and few-shot splits."""
+"""Tasks: registry, the offline synthetic suite, the ELEVATER suite and few-shot splits.
 
-from .registry import ArraySplit, Task, TaskSplit, get_task, list_tasks, register
+The suites import the registry and register their tasks when they are imported; the registry imports
+no suite. This package declares the built-in suites to the registry, which imports them at the first
+lookup (:func:`get_task`, :func:`list_tasks`), so ``import mvlpt.tasks`` stays cheap.
+"""
 
-__all__ = ["ArraySplit", "Task", "TaskSplit", "get_task", "list_tasks", "register"]
+from .registry import ArraySplit, Task, TaskSplit, add_suite_loader, get_task, list_tasks, register
+
+
+def _load_builtin_suites() -> None:
+    from . import elevater, synthetic  # noqa: F401  (importing a suite registers its tasks)
+
+
+add_suite_loader(_load_builtin_suites)
+
+__all__ = ["ArraySplit", "Task", "TaskSplit", "add_suite_loader", "get_task", "list_tasks", "register"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import catalog, iris, lock, routes, wds
-from ..datasets.labels import map_by_name, map_by_position
+from ..datasets.labels import check_same_order, map_by_name, map_by_position
 from ..datasets.paths import resolve_data_dir
 from ..errors import MvlptError
 from .registry import Task, TaskSplit, register
@@ -84,6 +84,8 @@ def _hub_mapping(task: str, folder: str, mtime_ns: int) -> tuple[np.ndarray, boo
     else:
         mapping = map_by_name(names, info["classnames"], synonyms=info.get("synonyms"), aliases=spec.get("aliases"),
                               what=f"hub mirror's classnames.txt ({folder})", task=task)
+        if spec.get("label_order") == "official":
+            check_same_order(mapping, names, info["classnames"], what=f"hub mirror's classnames.txt ({folder})", task=task)
     return mapping, wds.is_multilabel(Path(folder))
 
 

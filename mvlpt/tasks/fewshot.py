@@ -9,6 +9,24 @@
    next unused image of each class from the shuffled list becomes its validation image.
 
 The test split is always the task's whole ``test`` split.
+
+A class with fewer than ``shots`` training images (oxford-flower-102 has 10 per class; the paper's
+pairwise study asks for 20) is handled by a *policy*:
+
+* ``available`` (default): take every image the class has, as ELEVATER's own few-shot sampler does
+  (``DatasetManifest.sample_few_shot_subset`` in microsoft/vision-datasets, which ELEVATER's
+  toolkit calls: it walks the shuffled train split and stops early only once every class has k; a
+  class with fewer keeps all of its images). Such a class's images are split 80/20 by its own
+  count (``max(1, round(0.2 * n))`` val, none when it has a single image), and the split file
+  records what was taken in ``shots_taken``: ``{"min", "max", "short": {class name: n}}``. The
+  field is written only when a class is short, so the split of a task with enough images is
+  byte-identical to what earlier versions wrote.
+* ``strict``: refuse (an :class:`MvlptError` naming the task, the class and the fix); ``mvlpt
+  preflight`` reports it before any job starts.
+
+A class with no training image at all is an error under either policy (it cannot be learned). At
+1 shot a class with a single image has no validation image of its own; ``available`` trains on it
+and lists it in ``shots_taken["short"]``, ``strict`` refuses.
 """
 
 from __future__ import annotations
@@ -22,6 +40,8 @@ from ..io import read_json, write_json
 from .registry import Task
 
 FORMAT = 1
+POLICIES = ("available", "strict")
+DEFAULT_POLICY = "available"
 
 
 def _classes_of(labels: np.ndarray, i: int) -> list[int]:
@@ -29,10 +49,37 @@ def _classes_of(labels: np.ndarray, i: int) -> list[int]:
     return list(np.flatnonzero(row)) if labels.ndim == 2 else [int(row)]
 
 
-def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, split_data=None) -> dict:
+def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Training images per class (multi-label: images that carry the class)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return (labels != 0).sum(0).astype(np.int64)
+    return np.bincount(labels.astype(np.int64), minlength=num_classes)[:num_classes]
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise MvlptError(f"few-shot policy must be one of {', '.join(POLICIES)}, got {policy!r}.")
+    return policy
+
+
+def short_classes(task: Task, counts: np.ndarray, shots: int) -> dict[str, int]:
+    """``{class name: images}`` of the classes with fewer than ``shots`` training images."""
+    return {task.classnames[c]: int(n) for c, n in enumerate(counts) if n < shots}
+
+
+def shortfall_sentence(task: Task, short: dict[str, int], shots: int) -> str:
+    worst = min(short, key=short.get)
+    return (f"task {task.name!r} has only {short[worst]} training images of class {worst!r}"
+            f" ({len(short)} classes short in all), fewer than shots={shots}")
+
+
+def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, split_data=None,
+               policy: str = DEFAULT_POLICY) -> dict:
     """Sample the few-shot train/val ids of ``task`` for ``seed`` and ``shots`` (see module docstring)."""
     if shots < 1:
         raise MvlptError(f"shots must be at least 1, got {shots}.")
+    check_policy(policy)
     data = split_data if split_data is not None else task.load("train", data_dir)
     labels = np.asarray(data.labels)
     n = len(data)
@@ -49,36 +96,44 @@ def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, s
         if all(len(v) >= shots for v in taken.values()):
             break
     short = {task.classnames[c]: len(v) for c, v in taken.items() if len(v) < shots}
-    if short:
-        worst = min(short, key=short.get)
-        raise MvlptError(
-            f"task {task.name!r} has only {short[worst]} training images of class {worst!r}"
-            f" ({len(short)} classes short in all), fewer than shots={shots}; lower shots."
-        )
+    empty = {name: n for name, n in short.items() if n == 0}
+    if empty:
+        raise MvlptError(f"{shortfall_sentence(task, empty, shots)}; a class without training images cannot be "
+                         f"learned: check the task's data.")
+    if short and policy == "strict":
+        raise MvlptError(f"{shortfall_sentence(task, short, shots)}; lower shots, or use the few-shot policy "
+                         f"'available' (ELEVATER's: take every image such a class has).")
     train, val = [], []
     if shots == 1:
-        used = {taken[c][0] for c in taken}
-        train = [taken[c][0] for c in taken]
+        used = {taken[c][0] for c in taken if taken[c]}
+        train = [taken[c][0] for c in taken if taken[c]]
         for c in taken:
+            if not taken[c]:
+                continue
             extra = next((int(i) for i in order if int(i) not in used and c in _classes_of(labels, i)), None)
             if extra is None:
-                raise MvlptError(
-                    f"task {task.name!r}: class {task.classnames[c]!r} has a single training image, so a "
-                    f"1-shot split has no separate validation image; use a task with more images."
-                )
+                if policy == "strict":
+                    raise MvlptError(
+                        f"task {task.name!r}: class {task.classnames[c]!r} has a single training image, so a "
+                        f"1-shot split has no separate validation image; use a task with more images."
+                    )
+                short[task.classnames[c]] = 1  # trained on, but no validation image of its own
+                continue
             used.add(extra)
             val.append(extra)
     else:
-        n_val = max(1, round(0.2 * shots))
         seen: set[int] = set()
         for c in range(task.num_classes):
+            k = len(taken[c])
+            # a full class: max(1, round(0.2 * shots)) val, as always; a short one: by its own count
+            n_val = max(1, round(0.2 * k)) if k >= 2 else 0
             for j, i in enumerate(taken[c]):
                 if i in seen:
                     continue  # multi-label image already placed by an earlier class
                 seen.add(i)
-                (val if j >= shots - n_val else train).append(i)
+                (val if j >= k - n_val else train).append(i)
     ids = data.ids
-    return {
+    split = {
         "format": FORMAT,
         "task": task.name,
         "seed": int(seed),
@@ -87,6 +142,15 @@ def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, s
         "train": [ids[i] for i in train],
         "val": [ids[i] for i in val],
     }
+    if short:
+        counts = [len(v) for v in taken.values()]
+        split["shots_taken"] = {"min": int(min(counts)), "max": int(max(counts)), "short": dict(sorted(short.items()))}
+    return split
+
+
+def shots_taken(split: dict) -> dict | None:
+    """What a split took where classes were short (``{"min", "max", "short"}``), None when every class had k."""
+    return split.get("shots_taken")
 
 
 def write_split(split: dict, path: str | os.PathLike) -> None:

@@ -91,6 +91,7 @@ class Task:
 
 
 _REGISTRY: dict[str, Task] = {}
+_SUITE_LOADERS: list[Callable[[], object]] = []
 
 
 def register(task: Task, *, replace: bool = False) -> Task:
@@ -100,9 +101,16 @@ def register(task: Task, *, replace: bool = False) -> Task:
     return task
 
 
+def add_suite_loader(load: Callable[[], object]) -> None:
+    """Declare a suite of tasks: ``load()`` registers them (each call after the first does nothing, as
+    an import does). Loaders run at the first lookup, so the registry imports no suite and importing
+    it stays cheap; :mod:`mvlpt.tasks` declares the built-in suites."""
+    _SUITE_LOADERS.append(load)
+
+
 def _ensure_builtin() -> None:
-    # Import the modules that register the built-in tasks (lazy, so importing the registry is cheap).
-    from . import elevater, synthetic  # noqa: F401
+    for load in _SUITE_LOADERS:
+        load()
 
 
 def get_task(name: str) -> Task:

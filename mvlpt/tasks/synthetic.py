@@ -45,6 +45,13 @@ scored on test; see tests/test_synthetic.py) sits well between chance and perfec
 from ~0.5 (shapes, textures) to ~0.95 (glyph-letters). Glyphs come from Pillow's default
 FreeType font, so their pixels can differ across Pillow/FreeType versions; everything else
 depends only on numpy's ``Generator`` streams and Pillow's polygon filling.
+
+Besides the tasks (:func:`generate`, ``TASKS``), the renderers are public so that other image
+streams can be drawn from the same distributions (``mvlpt.models.pretrain_tiny`` does, on seeds of
+its own): :func:`shape_images`, :func:`texture_images` (colours from ``TEXTURE_POOL``),
+:func:`glyph_images`, :func:`sklearn_digit_images` (with :func:`spare_sklearn_digits`, the digits
+no task split uses) and :func:`orientation_images`. Each takes a ``numpy.random.Generator`` and
+draws from it in a fixed order, so a task's pixels depend only on its seed.
 """
 
 from __future__ import annotations
@@ -74,8 +81,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 130, 20),
 }
 _NEUTRALS: tuple[tuple[int, int, int], ...] = ((245, 245, 245), (20, 20, 20), (128, 128, 128))
-_COLOUR_NAMES = tuple(COLOURS)
-_PALETTE = np.array([COLOURS[c] for c in _COLOUR_NAMES], dtype=np.float32)
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+_PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], dtype=np.float32)
+# The colours a texture is drawn in: the palette (indices 0..5, COLOUR_NAMES order), then the neutrals.
+TEXTURE_POOL = np.concatenate([_PALETTE, np.array(_NEUTRALS, np.float32)])
+TEXTURE_POOL.setflags(write=False)
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "heart")
 TEXTURES = ("striped", "checkered", "dotted", "zigzagged", "plain")
@@ -251,8 +261,9 @@ _SHAPE_POLYGONS = {  # unit-radius outlines, y pointing up
 }
 
 
-def _shape_images(rng: np.random.Generator, shapes: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """A shape (index into SHAPES) of a palette colour (index) per image, near the centre, on noise."""
+def shape_images(rng: np.random.Generator, shapes: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """A shape (index into SHAPES) of a colour (index into COLOUR_NAMES) per image, near the centre,
+    on a noisy background: ``(n, S, S, 3)`` uint8."""
     n = len(shapes)
     radius = rng.uniform(7.0, 11.0, n)
     angle = rng.uniform(-np.pi / 6, np.pi / 6, n)  # shapes stay roughly upright (+-30 degrees)
@@ -279,14 +290,14 @@ def _gen_shapes(split: str):
     rng = _rng("shapes", split)
     labels = _balanced_labels(rng, [_per_class(split)] * len(SHAPES))
     colours = rng.integers(0, len(COLOURS), len(labels))
-    return labels, _shape_images(rng, labels, colours)
+    return labels, shape_images(rng, labels, colours)
 
 
 def _gen_shape_colours(split: str):
     rng = _rng("shape-colours", split)
     labels = _balanced_labels(rng, [_per_class(split)] * len(COLOURS))
     shapes = rng.integers(0, len(SHAPES), len(labels))
-    return labels, _shape_images(rng, shapes, labels)
+    return labels, shape_images(rng, shapes, labels)
 
 
 # --- textures ---------------------------------------------------------------------------------
@@ -334,14 +345,19 @@ def _texture_images(rng: np.random.Generator, kinds: np.ndarray, fg: np.ndarray,
     return _to_uint8(images)
 
 
+def texture_images(rng: np.random.Generator, kinds: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """A pattern (index into TEXTURES) per image in two colours, ``fg`` on ``bg`` (indices into
+    TEXTURE_POOL, each jittered), with shading and noise: ``(n, S, S, 3)`` uint8."""
+    return _texture_images(rng, kinds, _jitter(rng, TEXTURE_POOL[fg]), _jitter(rng, TEXTURE_POOL[bg]))
+
+
 def _gen_textures(split: str):
     rng = _rng("textures", split)
     labels = _balanced_labels(rng, [_per_class(split)] * len(TEXTURES))
     n = len(labels)
-    pool = np.concatenate([_PALETTE, np.array(_NEUTRALS, np.float32)])
-    a = rng.integers(0, len(pool), n)
-    b = (a + rng.integers(1, len(pool), n)) % len(pool)  # a different colour
-    return labels, _texture_images(rng, labels, _jitter(rng, pool[a]), _jitter(rng, pool[b]))
+    a = rng.integers(0, len(TEXTURE_POOL), n)
+    b = (a + rng.integers(1, len(TEXTURE_POOL), n)) % len(TEXTURE_POOL)  # a different colour
+    return labels, texture_images(rng, labels, a, b)
 
 
 def _gen_texture_colours(split: str):
@@ -393,8 +409,9 @@ def _glyph_atlas(chars: tuple[str, ...]) -> np.ndarray:
     return np.stack([_render_glyph(c) for c in chars])
 
 
-def _glyph_images(rng: np.random.Generator, chars: tuple[str, ...], labels: np.ndarray) -> np.ndarray:
-    """Printed characters (dark ink on light paper): size, rotation (+-15 deg) and position vary."""
+def glyph_images(rng: np.random.Generator, chars: tuple[str, ...], labels: np.ndarray) -> np.ndarray:
+    """Printed characters ``chars[labels[i]]`` (dark ink on light paper, Pillow's default font): size,
+    rotation (+-15 deg), position and colours vary. ``(n, S, S, 3)`` uint8."""
     n = len(labels)
     scale = rng.uniform(0.7, 1.15, n)
     angle = np.deg2rad(rng.uniform(-15, 15, n))
@@ -409,13 +426,13 @@ def _glyph_images(rng: np.random.Generator, chars: tuple[str, ...], labels: np.n
 def _gen_glyph_digits(split: str):
     rng = _rng("glyph-digits", split)
     labels = _balanced_labels(rng, [_per_class(split)] * len(DIGITS))
-    return labels, _glyph_images(rng, tuple("0123456789"), labels)
+    return labels, glyph_images(rng, tuple("0123456789"), labels)
 
 
 def _gen_glyph_letters(split: str):
     rng = _rng("glyph-letters", split)
     labels = _balanced_labels(rng, [_per_class(split)] * len(LETTERS))
-    return labels, _glyph_images(rng, LETTERS, labels)
+    return labels, glyph_images(rng, LETTERS, labels)
 
 
 # --- scikit-learn's handwritten digits --------------------------------------------------------
@@ -458,11 +475,16 @@ def _sklearn_digits():
     return (images / 16.0).astype(np.float32), target, indices
 
 
-def _gen_sklearn_digits(split: str):
-    rng = _rng("sklearn-digits", split)
-    raw, target, indices = _sklearn_digits()
-    idx = indices[split][rng.permutation(len(indices[split]))]
-    labels = target[idx].astype(np.int64)
+def spare_sklearn_digits() -> np.ndarray:
+    """Indices (into ``load_digits``) of the digits that neither split of ``sklearn-digits`` uses."""
+    _, target, indices = _sklearn_digits()
+    return np.setdiff1d(np.arange(len(target)), np.concatenate([indices["train"], indices["test"]]))
+
+
+def sklearn_digit_images(rng: np.random.Generator, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(n,)`` int64 and images ``(n, S, S, 3)`` uint8 of the ``load_digits`` digits ``idx``:
+    upscaled to 20..28 px, rotated (+-12 deg), shifted, tinted, light strokes on a dark ground."""
+    raw, target, _ = _sklearn_digits()
     n = len(idx)
     scale = rng.uniform(20, 28, n) / 8.0  # 8x8 -> 20..28 px
     angle = np.deg2rad(rng.uniform(-12, 12, n))
@@ -471,15 +493,23 @@ def _gen_sklearn_digits(split: str):
     ink, paper = _ink_and_paper(rng, n, dark_ink=False)  # light strokes on a dark ground, as in the source
     images = _compose(paper[:, None, None, :], masks, ink)
     images += _noise(rng, n, 10)
-    return labels, _to_uint8(images)
+    return target[idx].astype(np.int64), _to_uint8(images)
+
+
+def _gen_sklearn_digits(split: str):
+    rng = _rng("sklearn-digits", split)
+    _, _, indices = _sklearn_digits()
+    idx = indices[split][rng.permutation(len(indices[split]))]
+    return sklearn_digit_images(rng, idx)
 
 
 # --- orientation ------------------------------------------------------------------------------
 
 
-def _gen_orientation(split: str):
-    rng = _rng("orientation", split)
-    labels = _balanced_labels(rng, _ORIENTATION_COUNTS[split])
+def orientation_images(rng: np.random.Generator, counts) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[k]`` bars of each orientation (index into ORIENTATIONS), shuffled, each with a
+    distractor blob: labels ``(n,)`` int64 and images ``(n, S, S, 3)`` uint8."""
+    labels = _balanced_labels(rng, counts)
     n = len(labels)
     angle = np.deg2rad(np.asarray(_ORIENTATION_ANGLE)[labels] + rng.uniform(-12, 12, n))
     length = rng.uniform(14, 26, n)
@@ -504,6 +534,10 @@ def _gen_orientation(split: str):
     d = np.sqrt((_XX - blob_centre[:, 0, None, None]) ** 2 + (_YY - blob_centre[:, 1, None, None]) ** 2)
     images = _compose(images, np.clip(2.2 - d, 0, 1), blob_colour)
     return labels, _to_uint8(images)
+
+
+def _gen_orientation(split: str):
+    return orientation_images(_rng("orientation", split), _ORIENTATION_COUNTS[split])
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,7 +592,7 @@ _TASKS = (
     ),
     Task(
         name="shape-colours",
-        classnames=_COLOUR_NAMES,
+        classnames=COLOUR_NAMES,
         templates=_COLOUR_TEMPLATES,
         metric="accuracy",
         loader=_loader("shape-colours"),
@@ -576,7 +610,7 @@ _TASKS = (
     ),
     Task(
         name="texture-colours",
-        classnames=_COLOUR_NAMES,
+        classnames=COLOUR_NAMES,
         templates=("a {} texture.", "a pattern with {} in it.", "a surface coloured {}.", "the colour {}."),
         metric="map_11point",
         loader=_loader("texture-colours"),

@@ -1,12 +1,7 @@
 # Analysis of the transfer study: tables, task similarity, correlations, figures (issue #4).
 #
-# Names and input functions are in common.smk (section "Analysis").
-# Config keys read here (all optional):
-#   cache_dir (resources/cache), data_dir, shots, model: {name, pretrained, init_seed},
-#   similarity: {sample_size: 256, sample_seed: 0, fewshot_seeds: SEEDS, shots: <shots>,
-#                templates: default, shrinkage: ledoit_wolf, ridge: 0.001, device: auto, batch_size: 128},
-#   analysis: {n_boot: 2000, n_perm: 2000, seed: 0, cluster: false,
-#              model_measures: [visual_cosine, label_match]}
+# Names and input functions are in common.smk (section "Analysis"); the measures, table names and
+# the defaults of the `similarity` and `analysis` config sections are mvlpt.study's (config/README.md).
 # Entry points: `snakemake analysis` (every table and figure; trains what is missing),
 #               `snakemake figures` (every figure from the results that exist now; never trains).
 
@@ -22,8 +17,8 @@ rule collect_results:
         best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
         source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
         target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
-        parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=TABLE_NAMES),
-        matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=MATRIX_STATS, ext=["csv", "parquet"]),
+        parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
+        matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
     log:
         f"{LOGS}/analysis/collect_results.log",
     params:
@@ -38,7 +33,7 @@ rule collect_results:
 
 
 # ------------------------------------------------------------------------------------------------
-# Task similarity: one embedding file per task and kind (N encodings), one rule per measure
+# Task similarity: one embedding file per task and kind (N encodings), one job per measure
 # ------------------------------------------------------------------------------------------------
 rule embed_task_images:
     input:
@@ -79,81 +74,32 @@ rule embed_task_labels:
         "mvlpt embed --task {wildcards.task:q} --kind labels --out {output:q} {params.args} > {log:q} 2>&1"
 
 
-rule similarity_visual_cosine:
+# One rule for every measure of mvlpt.study.MEASURES: its input is the embeddings of the measure's
+# kind (images or labels), its options come from the config's `similarity` section.
+rule similarity:
     input:
-        image_embeddings(),
+        measure_embeddings,
     output:
-        csv=report(f"{SIMILARITY_DIR}/visual_cosine.csv", caption="../report/similarity_visual_cosine.rst", category="Similarity"),
-        parquet=f"{SIMILARITY_DIR}/visual_cosine.parquet",
+        csv=report(f"{SIMILARITY_DIR}/{{measure}}.csv", caption="../report/similarity.rst", category="Similarity",
+                   labels={"table": "task similarity", "measure": "{measure}"}),
+        parquet=f"{SIMILARITY_DIR}/{{measure}}.parquet",
     log:
-        f"{LOGS}/analysis/similarity_visual_cosine.log",
+        f"{LOGS}/analysis/similarity_{{measure}}.log",
+    wildcard_constraints:
+        measure=alternation(MEASURES),
     params:
-        tasks=q(TASKS),
-    resources:
-        mem_mb=4000,
-        runtime=15,
-    conda:
-        CONDA_ENV
-    shell:
-        "mvlpt similarity --measure visual_cosine --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
-
-
-rule similarity_visual_frechet:
-    input:
-        image_embeddings(),
-    output:
-        csv=report(f"{SIMILARITY_DIR}/visual_frechet.csv", caption="../report/similarity_visual_frechet.rst", category="Similarity"),
-        parquet=f"{SIMILARITY_DIR}/visual_frechet.parquet",
-    log:
-        f"{LOGS}/analysis/similarity_visual_frechet.log",
-    params:
-        tasks=q(TASKS),
-        args=frechet_args(),
+        args=measure_args,
+        label=lambda wildcards: study.MEASURES[wildcards.measure].label,
+        kind=lambda wildcards: study.MEASURES[wildcards.measure].kind,
+        distance=lambda wildcards: study.MEASURES[wildcards.measure].distance,
     resources:
         mem_mb=8000,
         runtime=30,
     conda:
         CONDA_ENV
     shell:
-        "mvlpt similarity --measure visual_frechet --embeddings {input:q} --tasks {params.tasks} {params.args} --out {output.csv:q} > {log:q} 2>&1"
-
-
-rule similarity_label_match:
-    input:
-        label_embeddings(),
-    output:
-        csv=report(f"{SIMILARITY_DIR}/label_match.csv", caption="../report/similarity_label_match.rst", category="Similarity"),
-        parquet=f"{SIMILARITY_DIR}/label_match.parquet",
-    log:
-        f"{LOGS}/analysis/similarity_label_match.log",
-    params:
-        tasks=q(TASKS),
-    resources:
-        mem_mb=4000,
-        runtime=15,
-    conda:
-        CONDA_ENV
-    shell:
-        "mvlpt similarity --measure label_match --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
-
-
-rule similarity_label_cosine:
-    input:
-        label_embeddings(),
-    output:
-        csv=report(f"{SIMILARITY_DIR}/label_cosine.csv", caption="../report/similarity_label_cosine.rst", category="Similarity"),
-        parquet=f"{SIMILARITY_DIR}/label_cosine.parquet",
-    log:
-        f"{LOGS}/analysis/similarity_label_cosine.log",
-    params:
-        tasks=q(TASKS),
-    resources:
-        mem_mb=4000,
-        runtime=15,
-    conda:
-        CONDA_ENV
-    shell:
-        "mvlpt similarity --measure label_cosine --embeddings {input:q} --tasks {params.tasks} --out {output.csv:q} > {log:q} 2>&1"
+        "mvlpt similarity --measure {wildcards.measure:q} --embeddings {input:q} {params.args} --out {output.csv:q} "
+        "> {log:q} 2>&1"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,7 +157,7 @@ rule similarity_heatmap:
     log:
         f"{LOGS}/analysis/similarity_heatmap/{{measure}}.log",
     wildcard_constraints:
-        measure=alternation(SIMILARITY_MEASURES),
+        measure=alternation(MEASURES),
     params:
         cluster=cluster_flag(),
         tasks=q(TASKS),
@@ -275,9 +221,10 @@ rule figures:
         similarity=SIMILARITY_DIR,
         selection=_study_selection(),
         cluster=cluster_flag(),
+        resampling=resampling_args(),  # as rule correlate_gain_similarity: the same confidence intervals
     localrule: True
     conda:
         CONDA_ENV
     shell:
         "mvlpt figures --results-dir {params.results:q} --out-dir {params.out:q} --similarity-dir {params.similarity:q} "
-        "{params.selection} {params.cluster} > {log:q} 2>&1"
+        "{params.selection} {params.cluster} {params.resampling} > {log:q} 2>&1"

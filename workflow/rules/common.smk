@@ -1,111 +1,14 @@
-# Configuration, validation, names and input functions shared by every rule file.
+# Names, paths and input functions shared by every rule file; the study's vocabulary (methods and
+# their properties, similarity measures, result layout, analysis defaults) comes from mvlpt.study.
 #
 # Kept cheap on purpose: on a cluster every job parses the Snakefile again, so nothing here globs
-# the file system, loads data or imports torch (the task-name check imports mvlpt.tasks, which
-# needs numpy and Pillow only: about 0.2 s).
+# the file system, loads data or imports torch. The config was read and checked by config.smk.
 
 import hashlib
 import json
 import os
 import re
 import shlex
-
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-KNOWN_METHODS = ("coop", "vpt", "upt")
-
-
-# ------------------------------------------------------------------------------------------------
-# Validation: the clear, one-sentence checks first, then the JSON schema (types, ranges, typos)
-# ------------------------------------------------------------------------------------------------
-def _duplicates(values):
-    seen, dups = set(), []
-    for v in values:
-        if v in seen and v not in dups:
-            dups.append(v)
-        seen.add(v)
-    return dups
-
-
-def _known_task_names():
-    """Names in the mvlpt task registry (imports numpy and Pillow, not torch)."""
-    try:
-        from mvlpt.tasks import list_tasks
-    except ImportError as e:
-        raise WorkflowError(
-            f"config check: cannot import mvlpt ({e}); run Snakemake from the environment where mvlpt is installed "
-            "(pip install -e '.[workflow]')."
-        )
-    return list_tasks()
-
-
-def config_problems(cfg):
-    """Problems a user is likely to make, each as one sentence (empty list: none)."""
-    problems = []
-    tasks = cfg.get("tasks")
-    if not isinstance(tasks, list) or not tasks:
-        problems.append("`tasks` must be a non-empty list of task names (see `mvlpt tasks`)")
-    else:
-        bad = [t for t in tasks if not isinstance(t, str)]
-        if bad:
-            problems.append(f"every entry of `tasks` must be a task name, got {bad[0]!r}")
-        else:
-            dups = _duplicates(tasks)
-            if dups:
-                problems.append(f"task(s) listed more than once in `tasks`: {', '.join(dups)}")
-            known = set(_known_task_names())
-            unknown = [t for t in tasks if t not in known]
-            if unknown:
-                problems.append(
-                    f"unknown task(s) in `tasks`: {', '.join(unknown)} (known tasks: {', '.join(sorted(known))})"
-                )
-    methods = cfg.get("methods", list(KNOWN_METHODS))
-    if not isinstance(methods, list) or not methods:
-        problems.append(f"`methods` must be a non-empty list drawn from {', '.join(KNOWN_METHODS)}")
-    else:
-        unknown = [str(m) for m in methods if m not in KNOWN_METHODS]
-        if unknown:
-            problems.append(f"unknown method(s) in `methods`: {', '.join(unknown)} (known: {', '.join(KNOWN_METHODS)})")
-        dups = _duplicates([m for m in methods if isinstance(m, str)])
-        if dups:
-            problems.append(f"method(s) listed more than once in `methods`: {', '.join(dups)}")
-    seeds = cfg.get("seeds", [1, 2, 3])
-    if not isinstance(seeds, list) or not seeds:
-        problems.append("`seeds` must be a non-empty list of integers")
-    else:
-        dups = _duplicates(seeds)
-        if dups:
-            problems.append(f"seed(s) listed more than once in `seeds`: {', '.join(map(str, dups))}")
-    shots = cfg.get("shots", 5)
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        problems.append(f"`shots` must be an integer >= 1 (images per class), got {shots!r}")
-    mode = cfg.get("mode", "joint")
-    if mode not in ("joint", "sequential"):
-        problems.append(f"`mode` must be joint or sequential, got {mode!r}")
-    return problems
-
-
-def check_config(cfg):
-    problems = config_problems(cfg)
-    if problems:
-        raise WorkflowError(f"invalid config: {'; '.join(problems)}.")
-    schema_problem(cfg)
-    validate(cfg, "../schemas/config.schema.yaml")  # also fills the schema's defaults
-
-
-def schema_problem(cfg):
-    """The schema's verdict as one sentence naming the key (Snakemake's own message dumps the schema)."""
-    import jsonschema
-    import yaml
-
-    with open(os.path.join(workflow.current_basedir, "..", "schemas", "config.schema.yaml")) as fh:
-        schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
-    if error is not None:
-        where = "".join(f"{p}: " if i == len(error.absolute_path) - 1 else f"{p}." for i, p in enumerate(error.absolute_path))
-        raise WorkflowError(f"invalid config: {where}{error.message} (see config/README.md).")
-
 
 check_config(config)
 
@@ -131,11 +34,17 @@ PROMPTS_DIR = f"{RESULTS}/prompts"  # learned single-task prompts: {method}/{tas
 LOGS = "logs"
 BENCHMARKS = f"{LOGS}/benchmarks"  # time and memory of training jobs (benchmarks/ holds the speed benchmark)
 
-# CPU threads of a job that loads images: itself plus train.workers decoding processes.
-JOB_THREADS = 1 + int(TRAIN.get("workers", 0))
+# The training options as `mvlpt train` reads them (the config's `train` section over its defaults).
+TRAIN_CONFIG = TrainConfig.from_dict(TRAIN)
 
-# Frozen image features pay off only for methods that leave the image encoder alone (CoOp).
-USE_FEATURES = "coop" in METHODS and TRAIN.get("cache_features", True)
+# CPU threads of a job that loads images: itself plus train.workers decoding processes.
+JOB_THREADS = 1 + TRAIN_CONFIG.workers
+
+
+def caches_image_features(method):
+    """Whether runs of ``method`` read frozen image features computed once per task (`frozen_features`):
+    the method leaves the image tower alone, and train.cache_features is on."""
+    return study.METHODS[method].caches_image_features and TRAIN_CONFIG.cache_features
 
 # `conda:` environment of every rule (paths are relative to the rule files in workflow/rules/).
 CONDA_ENV = "../envs/mvlpt.yaml"
@@ -199,7 +108,7 @@ def q(values):
 # File names
 # ------------------------------------------------------------------------------------------------
 def result_path(method, source, target, seed):
-    return f"{RESULTS}/{method}/{source}__{target}/seed{seed}.json"
+    return study.result_template(RESULTS, method, source, target, seed)
 
 
 def result_files(method):
@@ -251,13 +160,13 @@ def seed_slot(wildcards):
 # Input functions and params
 # ------------------------------------------------------------------------------------------------
 def train_inputs(method, tasks, seeds):
-    """Few-shot splits (+ CoOp's feature caches) of ``tasks``.
+    """Few-shot splits (+ the frozen image features, for a method that reads them) of ``tasks``.
 
     ``ancient``: caches are deterministic, so a re-created cache file never makes a finished run stale
     (the few-shot protocol and the model are in the path or in the params, which do trigger reruns).
     """
     inputs = {"splits": [ancient(split_file(t, s)) for t in tasks for s in seeds]}
-    if method == "coop" and USE_FEATURES:
+    if caches_image_features(method):
         inputs["features"] = [ancient(features_marker(t)) for t in tasks]
     return inputs
 
@@ -314,12 +223,19 @@ def sequential_io_args(wildcards):
 
 def model_args(device=None):
     """--model/--pretrained/--init-seed/--device/--data-dir of a job that loads the frozen CLIP."""
-    args = ["--model", MODEL["name"], "--init-seed", MODEL["init_seed"], "--device", device or config["device"]]
-    if MODEL.get("pretrained"):
-        args += ["--pretrained", MODEL["pretrained"]]
+    # always explicit: without --pretrained, mvlpt picks the model's shipped weights (mvlpt-tiny), and a
+    # config's `pretrained: null` means a random init
+    args = ["--model", MODEL["name"], "--pretrained", MODEL.get("pretrained") or "none", "--init-seed", MODEL["init_seed"],
+            "--device", device or config["device"]]
     if config.get("data_dir"):
         args += ["--data-dir", config["data_dir"]]
     return q(args)
+
+
+def split_policy_args():
+    """`mvlpt split`'s --policy, only when it is not the default (the commands of existing studies stay as they were)."""
+    policy = config.get("fewshot_policy", "available")
+    return "" if policy == "available" else f"--policy {shlex.quote(policy)}"
 
 
 def env_prefix():
@@ -336,7 +252,7 @@ def train_args(wildcards):
         args += ["--train-options", json.dumps(TRAIN, sort_keys=True)]
     if method_opts:
         args += ["--method-options", json.dumps(method_opts, sort_keys=True)]
-    if wildcards.method == "coop" and USE_FEATURES:
+    if caches_image_features(wildcards.method):
         args += ["--cache-dir", CACHE]
     return f"{q(args)} {model_args()}"
 
@@ -371,15 +287,13 @@ def study_targets():
 # ------------------------------------------------------------------------------------------------
 # Analysis (workflow/rules/analysis.smk): tables, task similarity, correlations, figures
 # ------------------------------------------------------------------------------------------------
-ANALYSIS_CFG = config.get("analysis") or {}
-SIMILARITY_CFG = config.get("similarity") or {}
+ANALYSIS = study.analysis_settings(config.get("analysis"))
+SIMILARITY = study.similarity_settings(config.get("similarity"))
 TABLES_DIR = f"{RESULTS}/tables"
 SIMILARITY_DIR = f"{RESULTS}/similarity"
 FIGURES_DIR = f"{RESULTS}/figures"
 EMBED_DIR = f"{CACHE}/similarity"
-SIMILARITY_MEASURES = ["visual_cosine", "visual_frechet", "label_match", "label_cosine"]
-MATRIX_STATS = ["mean", "std", "gain", "gain_rel"]
-TABLE_NAMES = ["runs", "pairs", "best_source", "source_gain", "target_gain"]
+MEASURES = list(study.MEASURES)
 
 
 def _study_selection():
@@ -387,17 +301,17 @@ def _study_selection():
 
 
 def _embed_split_seeds():
-    return [int(s) for s in SIMILARITY_CFG.get("fewshot_seeds", SEEDS)]
+    seeds = SIMILARITY["fewshot_seeds"]
+    return [int(s) for s in (SEEDS if seeds is None else seeds)]
 
 
 def _embed_shots():
-    return int(SIMILARITY_CFG.get("shots", config.get("shots", 5)))
+    return SHOTS if SIMILARITY["shots"] is None else int(SIMILARITY["shots"])
 
 
 def _use_split_files():
     """Use the study's pinned split files (data.smk) when they are the ones asked for."""
-    return (_embed_shots() == int(config.get("shots", 5))
-            and set(_embed_split_seeds()) <= set(int(s) for s in SEEDS))
+    return _embed_shots() == SHOTS and set(_embed_split_seeds()) <= set(SEEDS)
 
 
 def embed_image_inputs(wildcards):
@@ -414,53 +328,62 @@ def embed_image_args(wildcards):
         seeds_arg = f"--fewshot-seeds {q(seeds)}"
     args = [
         "--shots", _embed_shots(),
-        "--sample-size", SIMILARITY_CFG.get("sample_size", 256),
-        "--sample-seed", SIMILARITY_CFG.get("sample_seed", 0),
-        "--batch-size", SIMILARITY_CFG.get("batch_size", 128),
+        "--sample-size", SIMILARITY["sample_size"],
+        "--sample-seed", SIMILARITY["sample_seed"],
+        "--batch-size", SIMILARITY["batch_size"],
     ]
-    return f"{model_args(SIMILARITY_CFG.get('device'))} {q(args)} {seeds_arg}"
+    return f"{model_args(SIMILARITY['device'])} {q(args)} {seeds_arg}"
 
 
 def embed_label_args(wildcards):
-    return f"{model_args(SIMILARITY_CFG.get('device'))} --templates {q([SIMILARITY_CFG.get('templates', 'default')])}"
+    return f"{model_args(SIMILARITY['device'])} --templates {q([SIMILARITY['templates']])}"
 
 
-def image_embeddings(wildcards=None):
-    return expand(f"{EMBED_DIR}/{{task}}.images.npz", task=TASKS)
+def embeddings(kind):
+    """The embedding files of every task of one kind (study.EMBEDDING_KINDS: images, labels)."""
+    return expand(f"{EMBED_DIR}/{{task}}.{kind}.npz", task=TASKS)
 
 
-def label_embeddings(wildcards=None):
-    return expand(f"{EMBED_DIR}/{{task}}.labels.npz", task=TASKS)
+def measure_embeddings(wildcards):
+    """The input of the `similarity` job of one measure: the embeddings it is computed from."""
+    return embeddings(study.MEASURES[wildcards.measure].kind)
+
+
+def measure_args(wildcards):
+    """--tasks, then the measure's own options (study.MEASURES[...].options) from the config's `similarity` section."""
+    options = study.MEASURES[wildcards.measure].options
+    return q(["--tasks", *TASKS, *(a for name in options for a in (f"--{name.replace('_', '-')}", SIMILARITY[name]))])
 
 
 def similarity_tables(wildcards=None):
-    return expand(f"{SIMILARITY_DIR}/{{measure}}.parquet", measure=SIMILARITY_MEASURES)
+    return expand(f"{SIMILARITY_DIR}/{{measure}}.parquet", measure=MEASURES)
 
 
-def frechet_args(wildcards=None):
-    return q(["--shrinkage", SIMILARITY_CFG.get("shrinkage", "ledoit_wolf"), "--ridge", SIMILARITY_CFG.get("ridge", 1e-3)])
+def resampling_args():
+    """The statistics options of every command that draws confidence intervals or p-values (`mvlpt
+    correlate`, `mvlpt figures`): the same options, so both draw the same intervals."""
+    args = ["--n-boot", ANALYSIS["n_boot"], "--n-perm", ANALYSIS["n_perm"], "--seed", ANALYSIS["seed"],
+            "--level", ANALYSIS["level"]]
+    return f"{q(args)} --model-measures {q(ANALYSIS['model_measures'] or ['none'])}"
 
 
 def correlate_args(wildcards=None):
-    measures = ANALYSIS_CFG.get("model_measures", ["visual_cosine", "label_match"]) or ["none"]
-    args = ["--n-boot", ANALYSIS_CFG.get("n_boot", 2000), "--n-perm", ANALYSIS_CFG.get("n_perm", 2000),
-            "--seed", ANALYSIS_CFG.get("seed", 0)]
-    return f"{q(args)} --model-measures {q(measures)} --methods {q(METHODS)}"
+    return f"{resampling_args()} --methods {q(METHODS)}"
 
 
 def cluster_flag(wildcards=None):
-    return "--cluster" if ANALYSIS_CFG.get("cluster", False) else ""
+    return "--cluster" if ANALYSIS["cluster"] else ""
 
 
 def analysis_targets():
     """Every table and figure of the analysis (for `rule all`)."""
     return (
-        [f"{TABLES_DIR}/{t}.csv" for t in TABLE_NAMES]
-        + expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.csv", method=METHODS, stat=MATRIX_STATS)
-        + expand(f"{SIMILARITY_DIR}/{{measure}}.csv", measure=SIMILARITY_MEASURES)
+        [f"{TABLES_DIR}/{t}.csv" for t in study.TABLE_NAMES]
+        + expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.csv", method=METHODS, stat=study.MATRIX_STATS)
+        + expand(f"{SIMILARITY_DIR}/{{measure}}.csv", measure=MEASURES)
         + [f"{TABLES_DIR}/correlations.csv"]
         + expand(f"{FIGURES_DIR}/gain_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"])
-        + expand(f"{FIGURES_DIR}/similarity_{{measure}}.{{ext}}", measure=SIMILARITY_MEASURES, ext=["png", "pdf"])
+        + expand(f"{FIGURES_DIR}/similarity_{{measure}}.{{ext}}", measure=MEASURES, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/scatter_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/summary.{{ext}}", ext=["png", "pdf"])
     )

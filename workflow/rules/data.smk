@@ -11,13 +11,14 @@ rule fewshot_split:
     params:
         shots=SHOTS,
         data=q(["--data-dir", config["data_dir"]]) if config.get("data_dir") else "",
+        policy=split_policy_args(),
     resources:
         mem_mb=2000,
         runtime=15,
     conda:
         CONDA_ENV
     shell:
-        "mvlpt split --task {wildcards.task:q} --seed {wildcards.seed} --shots {params.shots} {params.data} "
+        "mvlpt split --task {wildcards.task:q} --seed {wildcards.seed} --shots {params.shots} {params.data} {params.policy} "
         "--out {output:q} > {log:q} 2>&1"
 
 

@@ -1,25 +1,26 @@
-"""Prompt methods: name -> class. Add a method by writing a PromptLearner subclass and listing it here."""
+"""Prompt methods. The list of methods is :data:`mvlpt.study.METHODS`: add a method by writing a
+:class:`PromptLearner` subclass in a module here and one registry line there."""
 
 from __future__ import annotations
 
+from ... import study
 from ...errors import MvlptError
-from .base import PromptLearner
-from .coop import CoOp
-from .upt import UPT
-from .vpt import VPT
+from .base import PromptLearner, stacked_image_features, stacked_logits, stacked_text_features
 
-METHODS: dict[str, type[PromptLearner]] = {"coop": CoOp, "vpt": VPT, "upt": UPT}
+
+def learner_class(method: str) -> type[PromptLearner]:
+    """The :class:`PromptLearner` subclass of ``method`` (one sentence if the method is unknown)."""
+    return study.method(method).learner_class()
 
 
 def build_prompt_learner(method: str, clip, classnames: list[str], options: dict | None = None, generator=None) -> PromptLearner:
+    cls = learner_class(method)
+    options = cls.canonical_options(options)
     try:
-        cls = METHODS[method]
-    except KeyError:
-        raise MvlptError(f"unknown prompt method {method!r}; known methods are: {', '.join(METHODS)}.") from None
-    try:
-        return cls(clip, classnames, generator=generator, **(options or {}))
+        return cls(clip, classnames, generator=generator, **options)
     except TypeError as e:
         raise MvlptError(f"bad options for method {method!r}: {e}.") from None
 
 
-__all__ = ["METHODS", "PromptLearner", "build_prompt_learner", "CoOp", "VPT", "UPT"]
+__all__ = ["PromptLearner", "build_prompt_learner", "learner_class", "stacked_image_features", "stacked_logits",
+           "stacked_text_features"]

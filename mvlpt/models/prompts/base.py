@@ -1,16 +1,27 @@
-"""What every prompt method provides to the training loop.
+"""What every prompt method provides, and the one forward pass of prompted CLIP.
 
-A method turns its parameters into *prompts* (``current_prompts()``): a ``"text"`` context for the text
-tower and/or ``"visual"`` prompt tokens for the image tower. The encoders take those prompts, so
-the training loop can stack several prompt sets (one per seed) into one forward pass of the frozen
-towers (``mvlpt.train``); ``text_features``/``image_features`` are the one-set conveniences.
+A method turns its parameters into *prompts* (``current_prompts()``): a ``"text"`` context for the
+text tower and/or ``"visual"`` prompt tokens for the image tower. The forward pass takes a *stack*
+of learners of one method (one per seed) and runs all their prompt sets through one pass of each
+frozen tower (:func:`stacked_text_features`, :func:`stacked_image_features`, :func:`stacked_logits`);
+the training loop, the tests and the benchmark all call these. ``text_features`` /
+``image_features`` / ``logits`` of a single learner are the same functions on a stack of one.
+
+What learns (and so what may be computed once and cached) is the method's entry in
+:data:`mvlpt.study.METHODS`, not something a learner class states again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from typing import Sequence
+
 import torch
 from torch import nn
 
+from ... import study
+from ...errors import MvlptError
 from .text import encode_prompted_text, normalize
 from .vision import encode_prompted_image
 
@@ -19,20 +30,50 @@ class PromptLearner(nn.Module):
     """Learned prompts on a frozen CLIP.
 
     Only the prompt parameters are in ``state_dict()``; the CLIP model is held by reference and
-    never trained. ``learns_text`` / ``learns_image`` tell the training loop which side it may
-    compute once and cache (CoOp: image features; VPT: class text features).
+    never trained. A subclass sets ``method`` (its key in :data:`mvlpt.study.METHODS`), builds its
+    parameters, and implements ``current_prompts`` (plus ``fixed_text_features`` if its text side
+    does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does).
     """
 
     method: str = ""
-    learns_text: bool = False
-    learns_image: bool = False
     deep: bool = True  # visual prompts replaced before every layer (VPT-deep, UPT) or inserted once
+    # deprecated option names still accepted: old name -> current name
+    option_aliases: dict[str, str] = {}
 
     def __init__(self, clip, classnames: list[str]):
         super().__init__()
         self.clip = clip  # a FrozenCLIP dataclass, not a Module: its weights stay out of state_dict
         self.classnames = list(classnames)
 
+    # --------------------------------------------------------------- what the method is
+    @property
+    def learns_text(self) -> bool:
+        return study.method(self.method).learns_text
+
+    @property
+    def learns_image(self) -> bool:
+        return study.method(self.method).learns_image
+
+    @classmethod
+    def canonical_options(cls, options: dict | None, warn: bool = True) -> dict:
+        """``options`` with deprecated names replaced by the current ones (a FutureWarning says so,
+        unless ``warn`` is False: options read back from a file the user cannot change)."""
+        options = dict(options or {})
+        for old, new in cls.option_aliases.items():
+            if old not in options:
+                continue
+            if new in options and options[new] != options[old]:
+                raise MvlptError(f"method {cls.method!r} got both {new!r} and its old name {old!r}; give {new!r} only.")
+            if warn:
+                warnings.warn(f"the {cls.method} option {old!r} is deprecated; call it {new!r}.", FutureWarning, stacklevel=3)
+            options = {new if k == old else k: v for k, v in options.items() if k != new}  # same place, new name
+        return options
+
+    def options(self) -> dict:
+        """The options that define the parameter shapes (stored in checkpoints)."""
+        return {}
+
+    # ------------------------------------------------------------------ its prompts
     def current_prompts(self) -> dict[str, torch.Tensor | None]:
         """``{"text": (n, W_t) or (C, n, W_t) context or None, "visual": (layers, n, W_v) or None}``."""
         raise NotImplementedError
@@ -45,21 +86,107 @@ class PromptLearner(nn.Module):
         """(C, L, W_t) prompt token embeddings of every class."""
         return self.layout.fill(prompts["text"])
 
-    def text_features(self, prompts: dict | None = None) -> torch.Tensor:
+    # ---------------------------------------------------- one-set conveniences
+    def text_features(self, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
         """(C, D) L2-normalised class features."""
-        if not self.learns_text:
-            return self.fixed_text_features()
-        prompts = self.current_prompts() if prompts is None else prompts
-        return normalize(encode_prompted_text(self.clip.model, self.text_embeddings(prompts), self.layout.eot_pos))
+        return stacked_text_features([self], None if prompts is None else [prompts], autocast)[0]
 
-    def image_features(self, images: torch.Tensor, prompts: dict | None = None) -> torch.Tensor:
-        """(B, D) L2-normalised features of preprocessed images (B, 3, S, S)."""
-        if not self.learns_image:
+    def image_features(self, images: torch.Tensor, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """(B, D) L2-normalised features of images (B, 3, S, S): uint8 as loaded, or normalised float."""
+        return stacked_image_features([self], [images], None if prompts is None else [prompts], autocast)[0]
+
+    def logits(self, images=None, feats=None, text=None, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """(B, C) logits of one batch (see :func:`stacked_logits`)."""
+        return stacked_logits([self], None if images is None else [images], None if feats is None else [feats],
+                              None if text is None else [text], autocast)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# The forward pass of a stack of prompt sets
+# --------------------------------------------------------------------------------------------------
+def _check_stack(learners: Sequence[PromptLearner]) -> PromptLearner:
+    """The stack's first learner, after checking that all share method, model, classes and options."""
+    if not learners:
+        raise ValueError("a stack of prompt learners needs at least one learner")
+    first = learners[0]
+    for other in learners[1:]:
+        if (type(other) is not type(first) or other.clip is not first.clip or other.classnames != first.classnames
+                or other.options() != first.options()):
+            raise ValueError("stacked prompt learners must share method, model, class names and options")
+    return first
+
+
+def _amp(learner: PromptLearner, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on the model's device type (None: full precision, as the caller runs)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=str(learner.clip.device).split(":")[0], dtype=dtype)
+
+
+def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[dict] | None = None,
+                          autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Each learner's (C, D) L2-normalised class features; all learners' text prompts in one
+    text-encoder batch. ``prompts[k]``: learner k's ``current_prompts()`` (computed if not given)."""
+    first = _check_stack(learners)
+    if not first.learns_text:
+        return [lr.fixed_text_features() for lr in learners]
+    with _amp(first, autocast):
+        prompts = [lr.current_prompts() for lr in learners] if prompts is None else prompts
+        emb = torch.cat([lr.text_embeddings(p) for lr, p in zip(learners, prompts)])
+        eot = torch.cat([lr.layout.eot_pos for lr in learners])
+        feats = normalize(encode_prompted_text(first.clip.model, emb, eot))
+    return list(feats.split([len(lr.layout.eot_pos) for lr in learners]))
+
+
+def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[torch.Tensor],
+                           prompts: Sequence[dict] | None = None, autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Each learner's (B_k, D) L2-normalised features of its batch ``images[k]`` (uint8 as loaded,
+    normalised here with the model's mean and std, or normalised float), all batches in one pass of
+    the image tower with per-image prompts. Frozen image towers (CoOp) run without autograd."""
+    first = _check_stack(learners)
+    sizes = [len(x) for x in images]
+    x = torch.cat(list(images))
+    with _amp(first, autocast):
+        if x.dtype == torch.uint8:
+            x = first.clip.normalize(x)
+        else:
+            x = x.to(first.clip.device)
+        visual = first.clip.model.visual
+        if not first.learns_image:
             with torch.no_grad():
-                return normalize(encode_prompted_image(self.clip.model.visual, images, None))
-        prompts = self.current_prompts() if prompts is None else prompts
-        return normalize(encode_prompted_image(self.clip.model.visual, images, prompts["visual"], self.deep))
+                feats = normalize(encode_prompted_image(visual, x, None))
+        else:
+            prompts = [lr.current_prompts() for lr in learners] if prompts is None else prompts
+            per_image = None  # no prompt tokens (n_ctx 0): the plain image tower
+            if prompts[0]["visual"] is not None:
+                per_image = torch.cat([p["visual"].unsqueeze(0).expand(n, *p["visual"].shape) for p, n in zip(prompts, sizes)])
+            feats = normalize(encode_prompted_image(visual, x, per_image, first.deep))
+    return list(feats.split(sizes))
 
-    def options(self) -> dict:
-        """The options that define the parameter shapes (stored in checkpoints)."""
-        return {}
+
+def stacked_logits(learners: Sequence[PromptLearner], images: Sequence[torch.Tensor] | None = None,
+                   feats: Sequence[torch.Tensor] | None = None, text: Sequence[torch.Tensor] | None = None,
+                   autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Each learner's logits (B_k, C) over its classes, in one pass of each frozen tower.
+
+    Learner k's batch is ``images[k]`` (see :func:`stacked_image_features`) or ``feats[k]``, its
+    cached L2-normalised image features (methods whose image side does not learn). ``text[k]``, if
+    given, is learner k's class features (evaluation computes them once, not for every batch).
+    The towers run under ``autocast`` (a dtype, or None for full precision); the logits themselves
+    are computed in float32.
+    """
+    first = _check_stack(learners)
+    if (images is None) == (feats is None):
+        raise ValueError("give either images or cached image features")
+    need_text = text is None and first.learns_text
+    need_image = images is not None and first.learns_image
+    with _amp(first, autocast):
+        prompts = [lr.current_prompts() for lr in learners] if need_text or need_image else None
+    if text is None:
+        text = stacked_text_features(learners, prompts, autocast)
+    if feats is not None:
+        img = [f.to(first.clip.device) for f in feats]
+    else:
+        img = stacked_image_features(learners, images, prompts, autocast)
+    scale = first.clip.model.logit_scale.exp().float()
+    return [scale * i.float() @ t.float().t() for i, t in zip(img, text)]

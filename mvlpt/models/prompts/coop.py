@@ -17,8 +17,6 @@ from .text import TokenLayout, phrase_embeddings
 
 class CoOp(PromptLearner):
     method = "coop"
-    learns_text = True
-    learns_image = False
 
     def __init__(self, clip, classnames, n_ctx: int = 16, init: str | None = None, position: str = "middle",
                  csc: bool = False, generator: torch.Generator | None = None):

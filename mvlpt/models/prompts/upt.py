@@ -3,7 +3,12 @@
 Parameters: text context ``(n, W_t)`` and visual prompts ``(layers, n, W_v)`` are projected to a
 width-128 space (Linear W_t->128, Linear W_v->128), pass one CLIP residual attention block of width
 128 (1 head), and are projected back (Linear 128->W_t, 128->W_v). The text part becomes CoOp-style
-context (class token at the end), the visual part deep VPT prompts.
+context (class token at the ``end`` by default; ``position: middle`` as in the reference scripts, or
+``front``), the visual part deep VPT prompts.
+
+Init: text context N(0, 0.02); visual prompts N(0, 0.02) (``visual_init: normal``, the default) or
+VPT's uniform range +-sqrt(6 / (3 * patch^2 + width)) (``visual_init: uniform``, as in the reference
+scripts). Like CoOp's ``init``, the init is not among the shape-defining ``options()``.
 
 ``mix`` chooses what the block attends over:
 
@@ -22,27 +27,33 @@ from torch import nn
 from ...errors import MvlptError
 from .base import PromptLearner
 from .text import TokenLayout
+from .vision import vpt_uniform_init
 
 MIX_MODES = ("all", "per_token")
+VISUAL_INITS = ("normal", "uniform")
 
 
 class UPT(PromptLearner):
     method = "upt"
-    learns_text = True
-    learns_image = True
 
     def __init__(self, clip, classnames, n_ctx: int = 4, hidden: int = 128, mix: str = "all", position: str = "end",
-                 generator: torch.Generator | None = None):
+                 visual_init: str = "normal", generator: torch.Generator | None = None):
         super().__init__(clip, classnames)
         if mix not in MIX_MODES:
             raise MvlptError(f"UPT mix must be one of {', '.join(MIX_MODES)}, got {mix!r}.")
+        if visual_init not in VISUAL_INITS:
+            raise MvlptError(f"UPT visual_init must be one of {', '.join(VISUAL_INITS)}, got {visual_init!r}.")
         model = clip.model
         w_t = model.token_embedding.weight.shape[1]
         w_v = model.visual.conv1.weight.shape[0]
         layers = len(model.visual.transformer.resblocks)
         device = model.token_embedding.weight.device
         self.text_ctx = nn.Parameter(torch.empty(n_ctx, w_t).normal_(0, 0.02, generator=generator))
-        self.visual_ctx = nn.Parameter(torch.empty(layers, n_ctx, w_v).normal_(0, 0.02, generator=generator))
+        if visual_init == "uniform":
+            visual_ctx = vpt_uniform_init((layers, n_ctx, w_v), model.visual.conv1.weight.shape[-1], w_v, generator)
+        else:
+            visual_ctx = torch.empty(layers, n_ctx, w_v).normal_(0, 0.02, generator=generator)
+        self.visual_ctx = nn.Parameter(visual_ctx)
         with torch.random.fork_rng(devices=[]):
             if generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -54,6 +65,7 @@ class UPT(PromptLearner):
         self.to(device)
         self.layout = TokenLayout(clip, classnames, n_ctx, position)
         self.n_ctx, self.hidden, self.mix, self.position, self.layers = n_ctx, hidden, mix, position, layers
+        self.visual_init = visual_init
 
     def options(self) -> dict:
         return {"n_ctx": self.n_ctx, "hidden": self.hidden, "mix": self.mix, "position": self.position}

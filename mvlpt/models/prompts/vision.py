@@ -1,16 +1,26 @@
 """Image side with prompt tokens (VPT): prompts inserted right after [CLS], deep or shallow.
 
-``conv1 -> [CLS] + patches -> + pos -> ln_pre`` (open_clip's ``VisionTransformer._embeds``), then the
-prompt tokens of layer 0 are inserted after [CLS]. In deep mode, before every later layer ``l``
-those positions are replaced by layer ``l``'s prompts; in shallow mode they flow on. The prompt
-positions are removed before pooling, then ``ln_post`` and the projection give the feature.
-With zero prompt tokens this is exactly ``encode_image`` (tested).
+``conv1 -> [CLS] + patches -> + pos -> patch dropout -> ln_pre`` (open_clip's
+``VisionTransformer._embeds``), then the prompt tokens of layer 0 are inserted after [CLS]. In deep
+mode, before every later layer ``l`` those positions are replaced by layer ``l``'s prompts; in
+shallow mode they flow on. The prompt positions are removed before pooling, then open_clip's
+``VisionTransformer._pool`` (attention pooling, ``ln_post``, token or average pooling, as the model
+is configured) and the projection give the feature.
+
+``_embeds`` and ``_pool`` are open_clip's own halves of ``VisionTransformer.forward`` (its
+``forward_intermediates`` calls them too), so every vision-tower variant open_clip configures is
+followed without mvlpt copying its pooling branches. They are private: pyproject pins
+``open_clip_torch>=3,<4``, :func:`encode_prompted_image` stops with one sentence if they are gone,
+and ``tests/test_prompts.py`` checks that with zero prompt tokens this is exactly ``encode_image``
+and that shallow prompts equal open_clip's own ``forward`` with the prompts put into ``_embeds``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ...errors import MvlptError
 
 
 def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True) -> torch.Tensor:
@@ -20,6 +30,11 @@ def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torc
     shallow: ``layers == 1``), or ``(B, layers, n, width)``, one prompt set per image: several prompt
     sets (seeds) then share one forward pass.
     """
+    if not (hasattr(visual, "_embeds") and hasattr(visual, "_pool")):
+        import open_clip
+
+        raise MvlptError(f"open_clip {open_clip.__version__}'s VisionTransformer lacks _embeds/_pool, which mvlpt's "
+                         f"visual prompts build on; install open_clip_torch>=3,<4 as pyproject.toml pins it.")
     x = visual._embeds(images)
     B = x.shape[0]
     n = 0 if prompts is None else prompts.shape[-2]

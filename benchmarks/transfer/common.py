@@ -1,0 +1,154 @@
+"""What every part of the transfer benchmark shares: the presets, the paper's configuration, the
+benchmark's task pair, timing primitives and the device's name."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvlpt import study
+from mvlpt.models.prompts import learner_class
+from mvlpt.models.prompts.text import _word_tokens
+from mvlpt.tasks import get_task
+from mvlpt.tasks.registry import ArraySplit, Task, register
+
+REPO = Path(__file__).resolve().parents[2]
+H100_SXM_BF16_DENSE_TFLOPS = 989.4
+
+# The paper's configuration, used when config/elevater.yaml cannot be read.
+PAPER_DEFAULTS = {
+    "tasks": [
+        "caltech-101", "cifar-10", "cifar-100", "country211", "dtd", "eurosat_clip", "fer-2013",
+        "fgvc-aircraft-2013b-variants102", "food-101", "gtsrb", "hateful-memes", "kitti-distance", "mnist",
+        "oxford-flower-102", "oxford-iiit-pets", "patch-camelyon", "rendered-sst2", "resisc45_clip",
+        "stanford-cars", "voc-2007-classification",
+    ],
+    "methods": list(study.METHODS),
+    "seeds": [1, 2, 3],
+    "shots": 20,
+    "train": {"epochs": 200, "batch_size": 32, "batch_size_multitask": 64, "eval_batch_size": 100},
+    "method_options": {
+        "coop": {"n_ctx": 16, "position": "middle", "csc": False},
+        "vpt": {"n_ctx": 16, "deep": True},
+        "upt": {"n_ctx": 4, "hidden": 128, "mix": "all"},
+    },
+}
+
+# cpu: a quick check (a smaller pair, 2 epochs, 1 torch thread: on a shared 2-core machine more threads
+# spin against other processes and run several times slower); gpu: the paper's model class.
+PRESETS = {
+    "cpu": {"device": "cpu", "model": "mvlpt-tiny", "pretrained": "synthetic", "epochs": 3, "test_size": 100,
+            "ref_runs": 2, "pair": "eurosat_clip,dtd", "threads": 1, "flop_model": "ViT-B-16"},
+    "gpu": {"device": "cuda", "model": "ViT-B-16", "pretrained": None, "epochs": 3, "test_size": 500,
+            "ref_runs": 2, "pair": "dtd,cifar-100", "threads": None, "flop_model": None},
+}
+
+
+
+# ---------------------------------------------------------------------------- small helpers
+def log(*a):
+    print(*a, flush=True)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+def median_time(fn, device: str, warmup: int = 1, reps: int = 5) -> float:
+    """Median of ``reps`` timed calls on a GPU; on the CPU the best of them (a shared CPU's
+    interference only ever adds time)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        t = now()
+        fn()
+        sync(device)
+        times.append(now() - t)
+    return statistics.median(times) if device.startswith("cuda") else min(times)
+
+
+def autocast(device: str, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def steady(values: list[float], statistic=statistics.median) -> float:
+    """Steady-state time of an epoch: the first (warm-up) epoch left out. ``statistic``: median on a
+    GPU, min on a shared CPU (interference only ever adds time); see :func:`steady_statistic`."""
+    return statistic(values[1:] if len(values) > 1 else values)
+
+
+def steady_statistic(device: str):
+    return statistics.median if device.startswith("cuda") else min
+
+
+def load_paper_config() -> dict:
+    cfg = json.loads(json.dumps(PAPER_DEFAULTS))
+    path = REPO / "config" / "elevater.yaml"
+    try:
+        import yaml
+
+        y = yaml.safe_load(path.read_text())
+        for key in ("tasks", "methods", "seeds", "shots"):
+            if key in y:
+                cfg[key] = y[key]
+        cfg["train"].update({k: v for k, v in (y.get("train") or {}).items() if k in cfg["train"]})
+        for m, o in (y.get("method_options") or {}).items():
+            cfg["method_options"][m] = o
+        cfg["method_options"] = {m: learner_class(m).canonical_options(o, warn=False) if m in study.METHODS else o
+                                 for m, o in cfg["method_options"].items()}  # e.g. VPT's n_tokens -> n_ctx
+        cfg["source"] = str(path.relative_to(REPO))
+    except Exception as e:  # noqa: BLE001 - fall back to the documented values
+        cfg["source"] = f"built-in defaults ({path.name} not read: {e})"
+    return cfg
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return (platform.processor() or platform.machine() or "cpu") + f" ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+# ---------------------------------------------------------------------------- benchmark tasks
+def register_bench_task(name: str, like: str, shots: int, n_test: int, image_size: int, seed: int) -> Task:
+    """A task with the class names of ELEVATER task ``like``, ``shots`` random-pixel images per class
+    in train (exactly what the few-shot protocol samples) and ``n_test`` in test."""
+    classnames = get_task(like).classnames
+    C = len(classnames)
+    rng = np.random.default_rng(seed)
+    S = image_size
+
+    def split(n, labels, tag):
+        images = rng.integers(0, 256, size=(n, S, S, 3), dtype=np.uint8)
+        return ArraySplit([f"{name}/{tag}/{i}" for i in range(n)], np.asarray(labels, dtype=np.int64), images)
+
+    splits = {
+        "train": split(C * shots, np.repeat(np.arange(C), shots), "train"),
+        "test": split(n_test, rng.integers(0, C, n_test), "test"),
+    }
+    task = Task(name=name, classnames=tuple(classnames), templates=("a photo of a {}.",), metric="accuracy",
+                loader=lambda s, data_dir=None: splits[s], splits=("train", "test"), source="benchmark",
+                description=f"benchmark stand-in for {like}")
+    return register(task, replace=True)
+
+
+def prompt_length(tokenizer, classnames, n_ctx: int) -> int:
+    """Cut text length of a CoOp-layout prompt: [SOS] ctx + name + '.' [EOS]."""
+    period = len(_word_tokens(tokenizer, "."))
+    return max(1 + n_ctx + len(_word_tokens(tokenizer, c)) + period + 1 for c in classnames)

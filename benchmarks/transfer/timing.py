@@ -1,0 +1,194 @@
+"""Timings: "ours" (the real :class:`mvlpt.train.Trainer`, phase by phase), the frozen towers as
+functions of their work (the cost model's components), and a workflow job's per-process overhead."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mvlpt.config import RunSpec
+from mvlpt.models.clip import load_clip
+from mvlpt.models.prompts.text import encode_prompted_text
+from mvlpt.models.prompts.vision import encode_prompted_image
+from mvlpt.train import Trainer
+
+from .common import REPO, autocast, median_time, now, steady, sync
+from .estimate import fit_line, fit_text
+
+
+# ---------------------------------------------------------------------------- ours: the real Trainer
+class TimedTrainer(Trainer):
+    """The real Trainer, with wall-clock timings of its phases (synchronised on a GPU)."""
+
+    def __init__(self, spec: RunSpec):
+        t = now()
+        super().__init__(spec)
+        sync(self.device)
+        self.t_init = now() - t
+        self.t_train, self.t_val, self.t_test = [], [], []
+
+    def _timed(self, bucket, fn, *a, **k):
+        sync(self.device)
+        t = now()
+        out = fn(*a, **k)
+        sync(self.device)
+        bucket.append(now() - t)
+        return out
+
+    def train_epoch(self, epoch):
+        return self._timed(self.t_train, super().train_epoch, epoch)
+
+    def validate(self):
+        return self._timed(self.t_val, super().validate)
+
+    def test(self, k, members=None):
+        return self._timed(self.t_test, super().test, k, members)
+
+    def steps_per_epoch(self) -> int:
+        bs = self.cfg.batch_size if len(self.tasks) == 1 else self.cfg.batch_size_multitask
+        return max(math.ceil(sum(len(td.train_idx) for td in m.data) / bs) for m in self.members)
+
+
+def run_ours(method, ctx, tmp: Path) -> tuple[dict, TimedTrainer]:
+    a, b = ctx["pair"]
+    spec = RunSpec(
+        method=method, tasks=[a, b], seeds=ctx["seeds"], shots=ctx["shots"],
+        method_options=ctx["method_options"][method], train=ctx["train_cfg"],
+        model=ctx["model"], pretrained=ctx["pretrained"], cache_dir=str(tmp / "cache"), device=ctx["device"],
+        outputs={t: str(tmp / f"ours-{method}" / f"{t}_{{seed}}.json") for t in (a, b)},
+    )
+    if ctx["device"].startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = now()
+    trainer = TimedTrainer(spec)
+    results = trainer.run()
+    sync(ctx["device"])
+    total = now() - t0
+    E = ctx["train_cfg"].epochs
+    K = len(ctx["seeds"])
+    steps = trainer.steps_per_epoch()
+    epoch, val = steady(trainer.t_train, ctx["steady"]), steady(trainer.t_val, ctx["steady"])
+    test = sum(trainer.t_test)
+    other = total - trainer.t_init - sum(trainer.t_train) - sum(trainer.t_val) - test
+    paper_E = ctx["paper"]["train"]["epochs"]
+    job_paper = trainer.t_init + paper_E * (epoch + val) + test + other
+    out = {
+        "tasks": [a, b], "seeds": ctx["seeds"], "epochs": E, "steps_per_epoch": steps,
+        "batch_per_member": ctx["train_cfg"].batch_size_multitask, "samples_per_step": K * ctx["train_cfg"].batch_size_multitask,
+        "init_s": trainer.t_init, "train_epochs_s": trainer.t_train, "val_s": trainer.t_val, "test_s": trainer.t_test,
+        "other_s": other, "total_s": total,
+        "step_s": epoch / steps, "step_per_seed_s": epoch / steps / K,
+        "train_samples_per_s": sum(len(td.train_idx) for m in trainer.members for td in m.data) / epoch,
+        "transfer_jobs": 2 * K,
+        "per_transfer_job_s_measured": total / (2 * K),
+        "job_s_paper_epochs": job_paper,
+        "per_transfer_job_s_paper_epochs": job_paper / (2 * K),
+        "job_breakdown_paper_epochs": {
+            "setup": trainer.t_init / job_paper, "train": paper_E * epoch / job_paper,
+            "validation": paper_E * val / job_paper, "test": test / job_paper, "other": other / job_paper},
+        "results": [{k: r[k] for k in ("target", "seed", "test", "val", "best_epoch")} for r in results],
+    }
+    if ctx["device"].startswith("cuda"):
+        out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out, trainer
+
+
+# ---------------------------------------------------------------------------- component cost model
+def measure_components(ctx, clip, precision: str) -> dict:
+    """Times of the frozen towers as functions of their work, on this device and precision:
+    text tower forward / forward+backward (to the prompt inputs) against tokens = sequences x length;
+    image tower forward (no prompts, VPT's 16 deep prompts, UPT's 4) and forward+backward against images."""
+    device, model = ctx["device"], clip.model
+    W_t = model.token_embedding.weight.shape[1]
+    visual = model.visual
+    W_v, layers, S = visual.conv1.weight.shape[0], len(visual.transformer.resblocks), clip.image_size
+    reps = ctx["component_reps"]
+    gen = torch.Generator().manual_seed(0)
+
+    def text_fn(n, L, backward):
+        x = torch.randn(n, L, W_t, generator=gen).mul_(0.02).to(device).requires_grad_(backward)
+        eot = torch.full((n,), L - 1, device=device)
+
+        def f():
+            with autocast(device, precision), torch.set_grad_enabled(backward):
+                out = encode_prompted_text(model, x, eot)
+            if backward:
+                out.float().square().sum().backward()
+        return f
+
+    def image_fn(B, n_prompt, backward):
+        x = torch.randn(B, 3, S, S, generator=gen).to(device)
+        p = torch.randn(layers, n_prompt, W_v, generator=gen).mul_(0.02).to(device).requires_grad_(backward) if n_prompt else None
+
+        def f():
+            with autocast(device, precision), torch.set_grad_enabled(backward):
+                out = encode_prompted_image(visual, x, p, True)
+            if backward:
+                out.float().square().sum().backward()
+        return f
+
+    C = ctx["pair_classes"]
+    lengths = sorted({ctx["cut_length"]["coop"], ctx["cut_length"]["upt"], 77})
+    sizes = (max(8, C // 4), 3 * C, 8 * C) if device.startswith("cuda") else (max(8, C // 4), 3 * C)
+    text_pts = [(n, L) for L in lengths for n in sizes]
+    out = {"precision": precision, "text": {}, "image": {}}
+    for mode, bwd in (("fwd", False), ("fwd_bwd", True)):
+        ys = [median_time(text_fn(n, L, bwd), device, reps=reps) for n, L in text_pts]
+        out["text"][mode] = fit_text(text_pts, ys)
+    sizes = ctx["image_sizes"]  # images
+    n_vpt, n_upt = ctx["method_options"]["vpt"]["n_ctx"], ctx["method_options"]["upt"]["n_ctx"]
+    for name, n_prompt, bwd in (("plain_fwd", 0, False), ("vpt_fwd", n_vpt, False), ("vpt_fwd_bwd", n_vpt, True),
+                                ("upt_fwd", n_upt, False), ("upt_fwd_bwd", n_upt, True)):
+        ys = [median_time(image_fn(B, n_prompt, bwd), device, reps=reps) for B in sizes]
+        out["image"][name] = fit_line(sizes, ys)
+        if ctx["device"].startswith("cuda"):
+            torch.cuda.empty_cache()
+    return out
+
+
+# ---------------------------------------------------------------------------- workflow overhead
+def measure_overhead(ctx, tmp: Path) -> dict:
+    """What a workflow job pays before and around its training: a fresh process's interpreter start,
+    imports and device init, the model load, and a whole `mvlpt train` of a tiny run against the
+    training time the run reports."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("MVLPT_GPU_LOCK_DIR", str(tmp / "locks"))
+    py = sys.executable
+    dev = ctx["device"]
+
+    def wall(args):
+        t = now()
+        p = subprocess.run(args, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:4])}... failed: {p.stderr[-2000:]}")
+        return now() - t
+
+    out = {}
+    out["python_start_s"] = min(wall([py, "-c", "pass"]) for _ in range(2))
+    out["import_torch_s"] = min(wall([py, "-c", "import torch"]) for _ in range(2))
+    out["import_mvlpt_train_s"] = min(wall([py, "-c", "import mvlpt.train, mvlpt.cli"]) for _ in range(2))
+    init = f"import torch, mvlpt.train; torch.zeros(1, device={dev!r}); torch.cuda.synchronize() if {dev!r}.startswith('cuda') else None"
+    out["process_start_import_device_s"] = min(wall([py, "-c", init]) for _ in range(2))
+    t = now()
+    load_clip(ctx["model"], ctx["pretrained"], device=dev)
+    sync(dev)
+    out["model_load_in_process_s"] = now() - t
+    # a whole workflow-style job: `mvlpt train`, one task, 1 epoch, with this benchmark's model and device
+    res = tmp / "overhead" / "r.json"
+    args = [py, "-m", "mvlpt.cli", "train", "--method", "coop", "--task", "shapes", "--seed", "1", "--shots", "5",
+            "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0}), "--output", f"shapes={res}",
+            "--model", ctx["model"], "--device", dev]
+    args += ["--pretrained", ctx["pretrained"] or "none"]
+    total = wall(args)
+    trained = json.loads(res.read_text())["wall_time_s"]
+    out.update({"mvlpt_train_process_s": total, "mvlpt_train_reported_training_s": trained,
+                "mvlpt_train_overhead_s": total - trained,
+                "mvlpt_train_job": f"coop on shapes, 5 shots, 1 epoch, {ctx['model']} on {dev}"})
+    return out

@@ -1,0 +1,401 @@
+"""What a study costs: GPU-hours per method from its job list and a calibrated per-step cost model.
+
+The model (the ideas of the speed benchmark's ``model_costs`` / ``study_estimate`` in
+``benchmarks/transfer/estimate.py``,
+reduced to what a calibration file can carry):
+
+* one training step of a run with ``K`` stacked seeds, ``C`` classes (all its tasks), text prompts
+  of ``L`` tokens and batch ``B`` costs, per method, ``fixed + t x K*C*L + i x K*B`` (``t`` only for
+  methods that learn the text prompt, ``i`` only for those that learn image prompts: CoOp's image
+  features and VPT's class text features are computed once);
+* steps per epoch: ``ceil(train images of one seed / B)``; a validation pass every epoch and one
+  test pass per target at the end, priced with the forward-only coefficients (images of every
+  stacked seed for methods with image prompts; CoOp reads cached features);
+* per job: a fixed set-up (process start, imports, model load, few-shot data) and image decoding
+  (test images of methods with image prompts), decoding overlapping the GPU work of the test;
+* CoOp: one frozen-feature job per task (test split + every seed's few-shot images).
+
+The calibration (:class:`Calibration`) holds the coefficients and says which device and model they
+describe. Shipped: an NVIDIA H100, ViT-B-16, bf16, derived from the step times measured for the
+speed work (``mvlpt/tasks/data/cost_calibration.json``, with its assumptions).
+:func:`calibrate` measures the coefficients on this machine's GPU (or CPU) in a minute or two and
+:func:`save_user_calibration` stores them in ``~/.cache/mvlpt/cost_calibration.json`` (``$MVLPT_COST_CALIBRATION``
+overrides the path); :func:`load_calibration` prefers that file when it describes the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+from .errors import MvlptError
+
+FORMAT = 1
+SHIPPED = "cost_calibration.json"  # in mvlpt/tasks/data (package data)
+USER_ENV = "MVLPT_COST_CALIBRATION"
+LEARNS_TEXT = {"coop": True, "vpt": False, "upt": True}
+LEARNS_IMAGE = {"coop": False, "vpt": True, "upt": True}
+COEFFS = ("fixed_ms", "text_us_per_token", "image_ms_per_image")
+
+
+# ------------------------------------------------------------------------------------------ calibration
+@dataclasses.dataclass
+class Calibration:
+    device: str
+    model: str
+    precision: str
+    origin: str  # "shipped" or "measured"
+    methods: dict  # method -> {"step": {...}, "forward": {...}} (COEFFS)
+    features_ms_per_image: float
+    job_setup_s: float
+    decode_images_per_s: float
+    path: str = ""
+    measured_at: str = ""
+    assumptions: list = dataclasses.field(default_factory=list)
+
+    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int) -> float:
+        return self._cost(method, "step", seeds * classes * length, seeds * batch)
+
+    def forward_s(self, method: str, *, text_tokens: int, images: int) -> float:
+        return self._cost(method, "forward", text_tokens, images)
+
+    def _cost(self, method: str, kind: str, tokens: int, images: int) -> float:
+        c = self.coefficients(method)[kind]
+        t = c["fixed_ms"] / 1e3
+        if LEARNS_TEXT.get(method, True):
+            t += c["text_us_per_token"] * tokens / 1e6
+        if LEARNS_IMAGE.get(method, True):
+            t += c["image_ms_per_image"] * images / 1e3
+        return t
+
+    def coefficients(self, method: str) -> dict:
+        try:
+            return self.methods[method]
+        except KeyError:
+            raise MvlptError(f"the cost calibration {self.path or '(in memory)'} has no figures for method {method!r}; "
+                             f"run `mvlpt preflight --calibrate`.") from None
+
+    def describes(self) -> str:
+        how = "measured here" if self.origin == "measured" else "shipped with mvlpt"
+        return f"{self.device}, {self.model}, {self.precision} ({how})"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        return {"format": FORMAT, **d}
+
+
+def _from_dict(d: dict, path: str) -> Calibration:
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise MvlptError(f"cost calibration {path} is not a format-{FORMAT} mvlpt calibration; delete it and run "
+                         f"`mvlpt preflight --calibrate` again.")
+    try:
+        methods = {m: {k: {c: float(v[k][c]) for c in COEFFS} for k in ("step", "forward")} for m, v in d["methods"].items()}
+        return Calibration(device=str(d["device"]), model=str(d["model"]), precision=str(d.get("precision", "")),
+                           origin=str(d.get("origin", "measured")), methods=methods,
+                           features_ms_per_image=float(d["features_ms_per_image"]), job_setup_s=float(d["job_setup_s"]),
+                           decode_images_per_s=float(d["decode_images_per_s"]), path=path,
+                           measured_at=str(d.get("measured_at", "")), assumptions=list(d.get("assumptions", [])))
+    except (KeyError, TypeError, ValueError) as e:
+        raise MvlptError(f"cost calibration {path} lacks or garbles {e}; delete it and run `mvlpt preflight --calibrate` again.") from None
+
+
+def shipped_calibration() -> Calibration:
+    ref = resources.files("mvlpt.tasks").joinpath("data", SHIPPED)
+    return _from_dict(json.loads(ref.read_text(encoding="utf-8")), f"mvlpt/tasks/data/{SHIPPED}")
+
+
+def user_calibration_path() -> Path:
+    env = os.environ.get(USER_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
+    return Path(base).expanduser() / "mvlpt" / "cost_calibration.json"
+
+
+def load_calibration(model: str | None = None) -> tuple[Calibration, str | None]:
+    """The calibration to price a study of ``model`` with, and a note when it does not describe that model.
+
+    The user's own (``--calibrate``) wins when it was measured with ``model``; else the shipped H100 one."""
+    p = user_calibration_path()
+    shipped = shipped_calibration()
+    if p.is_file():
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise MvlptError(f"cost calibration {p} cannot be read; delete it and run `mvlpt preflight --calibrate` again.") from None
+        user = _from_dict(d, str(p))
+        if model is None or _same_model(user.model, model):
+            return user, None
+        if _same_model(shipped.model, model):
+            return shipped, f"your calibration {p} was measured with {user.model}, not {model}: using the shipped one"
+        return user, (f"your calibration {p} was measured with {user.model}, the config trains {model}: "
+                      f"run `mvlpt preflight --calibrate` with this config")
+    if model is not None and not _same_model(shipped.model, model):
+        return shipped, (f"the shipped calibration describes {shipped.model}, the config trains {model}: "
+                         f"run `mvlpt preflight --calibrate` for an estimate of this model")
+    return shipped, None
+
+
+def _same_model(a: str, b: str) -> bool:
+    norm = lambda s: s.replace("-quickgelu", "")  # noqa: E731 - QuickGELU costs what GELU costs
+    return norm(a) == norm(b)
+
+
+def save_user_calibration(cal: Calibration) -> Path:
+    from .io import write_json
+
+    p = user_calibration_path()
+    write_json(cal.to_dict(), p)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ the study's jobs
+@dataclasses.dataclass(frozen=True)
+class TaskCost:
+    """What the model needs to know of one task."""
+
+    name: str
+    classes: int
+    train_per_seed: int  # few-shot train images of one seed
+    val_per_seed: int
+    test: int
+    length: dict  # method -> text prompt length (tokens) of this task's classes
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyShape:
+    tasks: tuple  # TaskCost, config order
+    methods: tuple
+    seeds: int
+    mode: str  # joint | sequential
+    stack_seeds: bool
+    epochs: int
+    batch_size: int
+    batch_size_multitask: int
+    eval_batch_size: int
+    shots: int
+
+
+def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskCost], batch: int, k: int,
+         epochs: int, eval_bs: int) -> dict:
+    C = sum(t.classes for t in run)
+    L = max(t.length.get(method, 0) for t in run)
+    n_train = sum(t.train_per_seed for t in run)
+    steps = math.ceil(n_train / batch) if n_train else 0
+    train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch)
+    img_eval = LEARNS_IMAGE[method]
+    val_imgs = sum(t.val_per_seed for t in run)
+    val_batches = sum(math.ceil(t.val_per_seed / eval_bs) for t in run)
+    fwd = cal.coefficients(method)["forward"]
+    per_val = cal.forward_s(method, text_tokens=k * C * L, images=k * val_imgs if img_eval else 0) \
+        + val_batches * fwd["fixed_ms"] / 1e3
+    validation = epochs * per_val
+    test = decode = 0.0
+    for t in targets:
+        test += cal.forward_s(method, text_tokens=k * C * L, images=k * t.test if img_eval else 0) \
+            + math.ceil(t.test / eval_bs) * fwd["fixed_ms"] / 1e3
+        if img_eval:
+            decode += t.test / cal.decode_images_per_s
+    few = k * sum(t.train_per_seed + t.val_per_seed for t in run)
+    setup = cal.job_setup_s + (few / cal.decode_images_per_s if img_eval else 0.0)
+    test = max(test, decode)  # decoding workers feed the GPU while it evaluates
+    return {"train": train, "validation": validation, "test": test, "setup": setup}
+
+
+def estimate(shape: StudyShape, cal: Calibration) -> dict:
+    """GPU-hours per method and in total, with the job counts and a breakdown (hours)."""
+    tasks = list(shape.tasks)
+    K = shape.seeds if shape.stack_seeds else 1
+    copies = 1 if shape.stack_seeds else shape.seeds  # jobs per (method, run) when seeds are not stacked
+    out = {"gpu": cal.device, "model": cal.model, "precision": cal.precision, "calibration": cal.origin,
+           "per_method": {}, "gpu_hours": 0.0, "jobs": 0}
+    for method in shape.methods:
+        acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0, "features": 0.0}
+        jobs = 0
+
+        def add(parts, n=1):
+            for key, v in parts.items():
+                acc[key] += n * v
+
+        for i, a in enumerate(tasks):
+            add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
+            jobs += copies
+            others = tasks[i + 1:] if shape.mode == "joint" else [b for b in tasks if b is not a]
+            for b in others:
+                if shape.mode == "joint":
+                    add(_job(cal, method, [a, b], [a, b], shape.batch_size_multitask, K, shape.epochs,
+                             shape.eval_batch_size), copies)
+                else:  # sequential: a source prompt (the baseline's) fine-tuned on target b
+                    add(_job(cal, method, [b], [b], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
+                jobs += copies
+        if method == "coop":  # one frozen-feature job per task: test split + every seed's few-shot images
+            for t in tasks:
+                n = t.test + shape.seeds * (t.train_per_seed + t.val_per_seed)
+                gpu = n * cal.features_ms_per_image / 1e3
+                acc["features"] += cal.job_setup_s + max(gpu, n / cal.decode_images_per_s)
+            jobs += len(tasks)
+        hours = {k: v / 3600 for k, v in acc.items()}
+        total = sum(hours.values())
+        out["per_method"][method] = {"gpu_hours": total, "jobs": jobs, "breakdown_h": hours}
+        out["gpu_hours"] += total
+        out["jobs"] += jobs
+    return out
+
+
+def prompt_lengths(classnames: Iterable[str], model: str, n_ctx: dict) -> dict:
+    """Text prompt length (tokens, cut as training cuts it) per text-learning method."""
+    from .models.clip import _open_clip
+    from .models.prompts.text import _word_tokens
+
+    tok = _open_clip().get_tokenizer(model)
+    longest = max((len(_word_tokens(tok, c)) for c in classnames), default=1)
+    return {m: int(n) + 3 + longest for m, n in n_ctx.items()}  # [SOS] ctx <name> . [EOS]
+
+
+# ------------------------------------------------------------------------------------------ --calibrate
+def _timer(device: str):
+    """Seconds per call of ``fn``: calls repeated for at least 50 ms, the fastest of ``reps`` rounds
+    (on a shared machine interference only adds time)."""
+    import torch
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def run(fn, reps: int) -> float:
+        fn()  # warm-up
+        sync()
+        best = math.inf
+        for _ in range(reps):
+            n, t0 = 0, time.perf_counter()
+            while True:
+                fn()
+                n += 1
+                sync()
+                dt = time.perf_counter() - t0
+                if dt >= 0.05:
+                    break
+            best = min(best, dt / n)
+        return best
+    return run
+
+
+def _affine(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float]:
+    """(intercept, slope) through two points; proportional through the larger one when noise makes
+    the slope or the intercept negative."""
+    slope = (y2 - y1) / (x2 - x1)
+    if slope <= 0 or y1 - slope * x1 < 0:
+        return 0.0, y2 / x2
+    return y1 - slope * x1, slope
+
+
+def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: int = 3, n_ctx: int = 16,
+              vpt_tokens: int = 16, upt_tokens: int = 4, say=print) -> Calibration:
+    """Measure the cost coefficients of ``model`` (random weights: timing only) on ``device``
+    (default: the first CUDA GPU, else the CPU). Takes a minute or two."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .models.clip import load_clip
+    from .models.prompts.text import encode_prompted_text
+    from .models.prompts.vision import encode_prompted_image
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name(torch.device(device)) if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    precision = "bf16" if cuda else "fp32"
+    t0 = time.perf_counter()
+    clip = load_clip(model, None, device=device)
+    load_s = time.perf_counter() - t0
+    net, visual = clip.model, clip.model.visual
+    W_t = net.token_embedding.weight.shape[1]
+    W_v, layers, S = visual.conv1.weight.shape[0], len(visual.transformer.resblocks), clip.image_size
+    timed = _timer(device)
+    reps = 3
+    gen = torch.Generator().manual_seed(0)
+
+    def ac():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    L = n_ctx + 6
+
+    def text(n: int, backward: bool):
+        x = torch.randn(n, L, W_t, generator=gen).mul_(0.02).to(device).requires_grad_(backward)
+        eot = torch.full((n,), L - 1, device=device)
+
+        def f():
+            with ac(), torch.set_grad_enabled(backward):
+                out = encode_prompted_text(net, x, eot)
+            if backward:
+                out.float().square().sum().backward()
+        return f
+
+    def image(B: int, n_prompt: int, backward: bool):
+        x = torch.randn(B, 3, S, S, generator=gen).to(device)
+        p = torch.randn(layers, n_prompt, W_v, generator=gen).mul_(0.02).to(device).requires_grad_(backward) if n_prompt else None
+
+        def f():
+            with ac(), torch.set_grad_enabled(backward):
+                out = encode_prompted_image(visual, x, p, True)
+            if backward:
+                out.float().square().sum().backward()
+        return f
+
+    n_small, n_large = (32, 512) if cuda else (4, 16)
+    b_small, b_large = (16, 128) if cuda else (1, 3)
+    say(f"calibrating {model} on {name} ({precision}) ...")
+    fit = {}
+    for key, mk, (lo, hi), per in (
+        ("text_fwd_bwd", lambda n: text(n, True), (n_small, n_large), L),
+        ("text_fwd", lambda n: text(n, False), (n_small, n_large), L),
+        ("vpt_fwd_bwd", lambda b: image(b, vpt_tokens, True), (b_small, b_large), 1),
+        ("vpt_fwd", lambda b: image(b, vpt_tokens, False), (b_small, b_large), 1),
+        ("upt_fwd_bwd", lambda b: image(b, upt_tokens, True), (b_small, b_large), 1),
+        ("upt_fwd", lambda b: image(b, upt_tokens, False), (b_small, b_large), 1),
+        ("plain_fwd", lambda b: image(b, 0, False), (b_small, b_large), 1),
+    ):
+        y1 = timed(mk(lo), reps)
+        if y1 < 0.05:  # a small model: a wider span keeps the slope above the noise
+            hi = lo * 8
+        y2 = timed(mk(hi), reps)
+        fit[key] = _affine(lo * per, y1, hi * per, y2)  # seconds, seconds per token / image
+        say(f"  {key}: {y1 * 1e3:.1f} ms at {lo}, {y2 * 1e3:.1f} ms at {hi}")
+        if cuda:
+            torch.cuda.empty_cache()
+
+    def coeffs(text_key, image_key):
+        a_t, b_t = fit[text_key] if text_key else (0.0, 0.0)
+        a_i, b_i = fit[image_key] if image_key else (0.0, 0.0)
+        return {"fixed_ms": (a_t + a_i) * 1e3, "text_us_per_token": b_t * 1e6, "image_ms_per_image": b_i * 1e3}
+
+    methods = {
+        "coop": {"step": coeffs("text_fwd_bwd", None), "forward": coeffs("text_fwd", "plain_fwd")},
+        "vpt": {"step": coeffs(None, "vpt_fwd_bwd"), "forward": coeffs("text_fwd", "vpt_fwd")},
+        "upt": {"step": coeffs("text_fwd_bwd", "upt_fwd_bwd"), "forward": coeffs("text_fwd", "upt_fwd")},
+    }
+    # image decoding: a photo-sized JPEG to 224 x 224, in this process; the workers multiply it
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    t1, n = time.perf_counter(), 0
+    while time.perf_counter() - t1 < 1.0:
+        Image.open(io.BytesIO(data)).convert("RGB").resize((S, S), Image.BICUBIC)
+        n += 1
+    decode = n / (time.perf_counter() - t1) * max(1, workers)
+    return Calibration(
+        device=name, model=model, precision=precision, origin="measured", methods=methods,
+        features_ms_per_image=fit["plain_fwd"][1] * 1e3, job_setup_s=round(load_s + 10.0, 1),
+        decode_images_per_s=round(decode, 1), measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        assumptions=[f"per job: the model load measured here ({load_s:.1f} s) + 10 s of process start, imports and few-shot data",
+                     f"image decoding measured in one process, times {max(1, workers)} workers"],
+    )

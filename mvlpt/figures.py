@@ -1,0 +1,110 @@
+"""The study's figures: which figure is drawn from which tables, for ``mvlpt plot``, ``mvlpt figures``
+and the Snakemake figure rules alike.
+
+Each ``*_figure`` function takes the tables (pairs, matrices, similarities, correlations) and returns
+the matplotlib figure; :func:`make_all_figures` draws every figure from the result files and
+similarity tables that exist now, with the same functions, and saves them as
+``{out_dir}/{gain,similarity,scatter}_<name>.{png,pdf}`` and ``summary.{png,pdf}`` (the names the
+workflow's rules write). Drawing itself (style, heatmaps, scatters) is :mod:`mvlpt.plots`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from . import plots, stats, study, tables
+from .errors import MvlptError
+from .similarity import long_to_matrix
+
+log = logging.getLogger(__name__)
+DEFAULTS = study.ANALYSIS_DEFAULTS
+
+
+def gain_figure(gain: pd.DataFrame, method: str, *, stat: str = "gain", tasks: Sequence[str] | None = None,
+                cluster: bool = DEFAULTS["cluster"]):
+    """Source x target heatmap of one method's ``stat`` matrix (:func:`mvlpt.tables.matrix`)."""
+    if tasks:
+        gain = gain.reindex(index=list(tasks), columns=list(tasks))
+    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster)
+
+
+def similarity_figure(similarities: pd.DataFrame, measure: str, *, tasks: Sequence[str] | None = None,
+                      cluster: bool = DEFAULTS["cluster"]):
+    """Task x task heatmap of one measure from the long similarity table."""
+    return plots.similarity_heatmap(long_to_matrix(similarities, measure, tasks), measure, cluster=cluster)
+
+
+def scatter_figure(pairs: pd.DataFrame, similarities: pd.DataFrame, method: str, *,
+                   measures: Sequence[str] | None = None, y: str = "gain"):
+    """Gain vs every similarity measure (or ``measures``) for one method."""
+    data = tables.pairs_with_similarity(pairs, similarities)
+    measures = list(measures) if measures else study.measure_order(
+        c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
+    return plots.scatter_gain_vs_similarity(data, method, measures, y=y)
+
+
+def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *, analysis: str = "spearman"):
+    """Methods compared: gains, positive transfers and (given the correlations) gain vs similarity."""
+    return plots.summary_panel(pairs, correlations, analysis=analysis)
+
+
+def make_all_figures(
+    results_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    similarity_dir: str | os.PathLike | None = None,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    cluster: bool = DEFAULTS["cluster"],
+    n_boot: int = DEFAULTS["n_boot"],
+    n_perm: int = DEFAULTS["n_perm"],
+    seed: int = DEFAULTS["seed"],
+    level: float = DEFAULTS["level"],
+    model_measures: Sequence[str] | None = tuple(DEFAULTS["model_measures"]),
+    allow_mixed_settings: bool = False,
+) -> list[Path]:
+    """Every figure from the result files (and similarity tables) that exist now; returns the files written.
+
+    The correlations of the summary panel are computed as ``mvlpt correlate`` does, with the same
+    resampling settings (defaults: :data:`mvlpt.study.ANALYSIS_DEFAULTS`).
+    """
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir else results_dir / "figures"
+    sim_dir = Path(similarity_dir) if similarity_dir else results_dir / "similarity"
+    runs = tables.load_results(results_dir, methods, tasks, seeds, allow_mixed_settings=allow_mixed_settings)
+    if runs.empty:
+        raise MvlptError(f"no result files found under {results_dir}; run the study first or check --results-dir.")
+    pairs = tables.pair_table(runs)
+    order = tables.task_order(pairs, tasks)
+    found_methods = study.method_order(pairs["method"].unique())
+    written: list[Path] = []
+    for method in found_methods:
+        fig = gain_figure(tables.matrix(pairs, method, "gain", order), method, cluster=cluster)
+        written += plots.save_figure(fig, out_dir / f"gain_{method}")
+    sim_files = tables.similarity_files(sim_dir)
+    corr = pd.DataFrame()
+    if sim_files:
+        sims = tables.read_similarities(sim_files)
+        sim_tasks = [t for t in order if t in set(sims["task_a"])]
+        for m in sims["measure"].unique():
+            written += plots.save_figure(similarity_figure(sims, m, tasks=sim_tasks, cluster=cluster),
+                                         out_dir / f"similarity_{m}")
+        measures = study.measure_order(sims["measure"].unique())
+        for method in found_methods:
+            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures),
+                                         out_dir / f"scatter_{method}")
+        model = list(model_measures or [])
+        corr = stats.correlate(pairs, sims, measures=measures,
+                               model_measures=model if model and set(model) <= set(measures) else None,
+                               n_boot=n_boot, n_perm=n_perm, seed=seed, level=level)
+    else:
+        log.warning("no similarity tables in %s: similarity heatmaps and scatters skipped", sim_dir)
+    if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
+        written += plots.save_figure(summary_figure(pairs, corr), out_dir / "summary")
+    return written

@@ -1,0 +1,589 @@
+"""Preflight: will a study run through, and what will it cost? Answered in seconds, before any job.
+
+:func:`run` reads a study config (the workflow's format, its defaults filled in) and checks, per
+task and for the study:
+
+* **data**: present and intact by the lock file's sizes (``deep``: sha256), by which route;
+  ELEVATER tasks that are not on disk are named with the command that fetches them;
+* **few-shot**: images per class in the train split against the configured shots and the few-shot
+  policy (config key ``fewshot_policy``: ``available`` (default, ELEVATER's: a class with fewer
+  than k images gives all it has) or ``strict`` (such a class stops the study here)); few-shot
+  train / val images per seed, test size;
+* **model weights** resolvable offline (the shipped tiny weights, a file, or the Hugging Face
+  cache), never downloading;
+* **devices**: CUDA GPUs visible, the GPU lease directory writable; the SLURM profile's partition
+  and GPU request read back;
+* **disk**: what the study writes (caches, states, results; data still to fetch) against the free
+  space of each location;
+* **cost**: GPU-hours per method and in total (:mod:`mvlpt.cost`), naming the GPU it is for.
+
+Every problem is one sentence naming the task (or the item) and what to do. :func:`problems` is the
+same check as a list of sentences, for the workflow to call before it schedules anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import MvlptError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
+POLICY_KEY = "fewshot_policy"
+SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the check
+GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features", "embed_task_images")
+# Defaults of the keys preflight reads, used when the workflow's schema is not next to the package.
+FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
+                     "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
+                     "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
+PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_tokens": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128}}
+RESULT_BYTES = 1500  # one result JSON
+TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
+
+
+# ------------------------------------------------------------------------------------------ config
+def config_defaults() -> dict:
+    """The workflow schema's top-level defaults (the same values the workflow fills in)."""
+    try:
+        import yaml
+
+        schema = yaml.safe_load(SCHEMA.read_text())
+        return {k: v["default"] for k, v in schema["properties"].items() if isinstance(v, dict) and "default" in v}
+    except (OSError, KeyError, TypeError, ImportError):
+        return dict(FALLBACK_DEFAULTS)
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    import yaml
+
+    p = Path(path)
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except OSError as e:
+        raise MvlptError(f"cannot read the config {p} ({e.strerror or e}).") from None
+    except yaml.YAMLError as e:
+        raise MvlptError(f"the config {p} is not valid YAML ({str(e).splitlines()[0]}).") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("tasks"), list) or not cfg["tasks"]:
+        raise MvlptError(f"the config {p} has no `tasks` list; see config/README.md.")
+    return cfg
+
+
+def with_defaults(cfg: dict) -> dict:
+    out = {**config_defaults(), **cfg}
+    out["model"] = {"name": "mvlpt-tiny", "pretrained": None, "init_seed": 0, **(cfg.get("model") or {})}
+    out["train"] = dict(cfg.get("train") or {})
+    out.setdefault(POLICY_KEY, "available")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+@dataclasses.dataclass
+class TaskRow:
+    task: str
+    suite: str
+    classes: int
+    data: str = ""  # built-in | present | missing | corrupt | unreadable
+    route: str = ""
+    folder: str = ""
+    train_images: int | None = None
+    per_class_min: int | None = None
+    per_class_max: int | None = None
+    per_class_from: str = ""  # "data" | "manifest (mean)"
+    short_classes: int = 0
+    shots_taken_min: int | None = None
+    fewshot_train: int | None = None  # per seed
+    fewshot_val: int | None = None
+    test_images: int | None = None
+    notes: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Report:
+    config: str
+    tasks: list
+    problems: list  # sentences that stop the study
+    warnings: list  # sentences worth reading
+    model: dict
+    devices: dict
+    disk: list
+    cost: dict
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+# ------------------------------------------------------------------------------------------ data
+def _fetch_cmd(task: str, data_dir: Path, explicit: bool) -> str:
+    return f"`mvlpt data fetch {task}" + (f" --data-dir {data_dir}`" if explicit else "`")
+
+
+def _split_plan(counts, shots: int) -> tuple[int, int, int]:
+    """(few-shot train, val images per seed, smallest shots taken) for per-class image counts."""
+    train = val = 0
+    for n in counts:
+        k = min(int(n), shots)
+        if shots == 1:
+            train += k
+            val += 1 if n >= 2 else 0
+            continue
+        nv = (max(1, round(0.2 * k)) if k >= 2 else 0)
+        train += k - nv
+        val += nv
+    return train, val, min((min(int(n), shots) for n in counts), default=0)
+
+
+def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: list) -> TaskRow:
+    import numpy as np
+
+    from .tasks import get_task
+    from .tasks.fewshot import class_counts
+
+    task = get_task(name)
+    shots, policy = int(cfg["shots"]), cfg[POLICY_KEY]
+    row = TaskRow(name, task.source, task.num_classes)
+    data_dir_cfg = cfg.get("data_dir")
+    train = test = None
+    if task.source == "elevater":
+        from .datasets import catalog, lock, routes
+        from .datasets.paths import resolve_data_dir
+
+        data_dir = resolve_data_dir(data_dir_cfg)
+        fetch = _fetch_cmd(name, data_dir, bool(data_dir_cfg))
+        present = routes.present_routes(name, data_dir)
+        try:
+            verdict = lock.verify(data_dir, name, quick=not deep)
+        except MvlptError as e:
+            verdict = None
+            problems.append(f"task {name}: {e}")
+        if not present:
+            row.data = "missing"
+            how = (" (its licence must be accepted first: the command says what to download and where to put it)"
+                   if routes.default_route(name) == "manual" else "")
+            problems.append(f"task {name}: no data under {data_dir}; run {fetch}{how}.")
+        elif verdict is not None and verdict.status in ("corrupt", "missing"):
+            row.data, row.route = verdict.status, verdict.route
+            problems.append(f"task {name}: the data fetched by route {verdict.route} is {verdict.status} "
+                            f"({verdict.problems[0]}); delete the damaged files and run {fetch}.")
+        else:
+            row.data = "present"
+            route, folder = present[0]
+            if verdict is not None and verdict.status == "present":
+                route = verdict.route or route
+                folder = next((f for r, f in present if r == route), folder)
+            else:
+                warnings.append(f"task {name}: data present (route {route}, {folder}) but not in the lock file; run "
+                                f"`mvlpt data fetch {name} --route {route}` to record its checksums.")
+            row.route, row.folder = route, str(folder)
+        entry = catalog.manifest_entry(name)
+        if row.data != "present":
+            n = int(entry["train"]["num_images"])
+            per = n // task.num_classes
+            row.train_images, row.per_class_min, row.per_class_max = n, per, per
+            row.per_class_from = "manifest (mean)"
+            row.test_images = int(entry["test"]["num_images"])
+            counts = [per] * task.num_classes if not task.multilabel else [n] * task.num_classes
+        else:
+            try:
+                train = task.load("train", data_dir_cfg)
+                test = task.load("test", data_dir_cfg)
+            except MvlptError as e:
+                row.data = "unreadable"
+                problems.append(str(e) if str(e).startswith(f"task {name}") else f"task {name}: {e}")
+    else:
+        row.data, row.route = "built-in", "synthetic"
+        train, test = task.load("train"), task.load("test")
+    if train is not None:
+        counts = class_counts(np.asarray(train.labels), task.num_classes)
+        row.train_images, row.test_images = len(train), len(test)
+        row.per_class_min, row.per_class_max, row.per_class_from = int(counts.min()), int(counts.max()), "data"
+    if row.train_images is None:
+        return row
+    short = {task.classnames[c]: int(n) for c, n in enumerate(counts) if n < shots}
+    row.short_classes = len(short)
+    empty = [c for c, n in short.items() if n == 0]
+    if empty:
+        problems.append(f"task {name}: {len(empty)} class(es) have no training image (e.g. {empty[0]!r}), so they "
+                        f"cannot be learned; check the task's data (`mvlpt data check {name} --images`).")
+    row.fewshot_train, row.fewshot_val, row.shots_taken_min = _split_plan(counts, shots)
+    if short:
+        worst = min(short, key=short.get)
+        where = "" if row.per_class_from == "data" else " by ELEVATER's manifest"
+        if policy == "strict":
+            problems.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than shots={shots} "
+                            f"training images{where} (class {worst!r}: {short[worst]}), which the strict few-shot policy "
+                            f"refuses; lower `shots`, drop the task, or set `{POLICY_KEY}: available`.")
+        else:
+            row.notes.append(f"{len(short)} classes short of {shots} shots: all their images are taken "
+                             f"(smallest {row.shots_taken_min})")
+            warnings.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than {shots} training "
+                            f"images{where} (smallest: {short[worst]}); policy available takes all they have "
+                            f"(recorded as shots_taken in the split files).")
+    if row.fewshot_val == 0:
+        problems.append(f"task {name}: no class has a validation image at shots={shots}; raise `shots`.")
+    return row
+
+
+def manifest_shortfall(shots: int) -> dict[str, dict]:
+    """ELEVATER tasks whose train split, by the shipped manifest, cannot give ``shots`` images per class:
+    ``{task: {"train": n, "classes": C, "per_class": n // C}}`` (multi-label tasks excluded: a mean says
+    nothing about them)."""
+    from .datasets import catalog
+
+    out = {}
+    for name in catalog.task_names():
+        e = catalog.manifest_entry(name)
+        if e["type"] == "classification_multilabel":
+            continue
+        n, C = int(e["train"]["num_images"]), int(e["num_classes"])
+        if n // C < shots:
+            out[name] = {"train": n, "classes": C, "per_class": n // C}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ model
+def check_weights(model: dict, problems: list) -> dict:
+    """Where the weights come from, without downloading anything."""
+    name, pretrained = model.get("name", "mvlpt-tiny"), model.get("pretrained")
+    out = {"name": name, "pretrained": pretrained, "weights": None, "resolved": True}
+    from .models.clip import _open_clip, local_weights, weights_cache_dir
+
+    if name not in _open_clip().list_models():
+        problems.append(f"model {name!r} is not an open_clip model; set `model.name` (the paper: ViT-B-16-quickgelu).")
+        out["resolved"] = False
+        return out
+    if pretrained in (None, "", "none", "None"):
+        out["weights"] = f"random init (seed {model.get('init_seed', 0)})"
+        return out
+    try:
+        src = local_weights(name, str(pretrained))
+    except MvlptError as e:
+        problems.append(f"model weights: {str(e).rstrip('.')}; set `model.pretrained`.")
+        out["resolved"] = False
+        return out
+    if src.path:
+        out["weights"] = src.path
+        return out
+    out["resolved"] = False
+    if not src.hub_repo:
+        problems.append(f"model weights {name}/{pretrained}: only downloadable from {src.url or '?'}, which mvlpt does "
+                        f"not do; download the file and set `model.pretrained` to its path.")
+        return out
+    repo_id, where = src.hub_repo, weights_cache_dir()
+    problems.append(f"model weights {name}/{pretrained} are not in the Hugging Face cache ({where}); run "
+                    f"`hf download {repo_id}` (on a machine with network, into that cache), or set `model.pretrained` "
+                    f"to a weights file.")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ devices
+def slurm_profile(path: str | os.PathLike | None = None) -> dict | None:
+    """Partition and GPU request of the SLURM profile's GPU rules, as the executor plugin will submit them."""
+    import yaml
+
+    p = Path(path) if path else SLURM_PROFILE
+    if p.is_dir():
+        p = p / "config.yaml"
+    if not p.is_file():
+        return None
+    try:
+        prof = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise MvlptError(f"the SLURM profile {p} cannot be read ({e}).") from None
+    default = prof.get("default-resources") or {}
+    rules = {}
+    for rule in GPU_RULES:
+        r = {**default, **((prof.get("set-resources") or {}).get(rule) or {})}
+        gpu = r.get("gpu", 1)
+        if r.get("gres"):
+            request = f"--gres={r['gres']}"
+        elif not gpu:
+            request = "no GPU (CPU job)"
+        else:
+            request = f"--gpus={r['gpu_model'] + ':' if r.get('gpu_model') else ''}{gpu}"
+        rules[rule] = {"partition": r.get("slurm_partition") or "cluster default (not set)", "gpu_request": request,
+                       "account": r.get("slurm_account")}
+    return {"profile": str(p), "executor": prof.get("executor"), "jobs": prof.get("jobs"), "rules": rules}
+
+
+def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None = None) -> dict:
+    from .devices import NO_LEASE_ENV, default_lock_dir
+
+    out: dict[str, Any] = {"cuda_gpus": [], "lease_dir": default_lock_dir(), "lease_dir_writable": None, "slurm": None}
+    try:
+        import torch
+
+        out["cuda_gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception as e:  # noqa: BLE001 - a broken driver is reported, not raised
+        warnings.append(f"devices: CUDA cannot be queried ({type(e).__name__}: {e}).")
+    d = Path(out["lease_dir"])
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    out["lease_dir_writable"] = os.access(probe, os.W_OK | os.X_OK)
+    requested = str(cfg.get("device", "auto"))
+    if out["cuda_gpus"] and not out["lease_dir_writable"] and os.environ.get(NO_LEASE_ENV, "") in ("", "0"):
+        problems.append(f"devices: the GPU lease directory {d} is not writable, so no job can lease a GPU; set "
+                        f"MVLPT_GPU_LOCK_DIR to a writable folder.")
+    if not out["cuda_gpus"]:
+        msg = "devices: no CUDA GPU is visible here"
+        if requested.startswith("cuda"):
+            warnings.append(f"{msg} but the config asks for device {requested}; run the jobs where GPUs are "
+                            f"(a SLURM profile submits them to GPU nodes).")
+        else:
+            warnings.append(f"{msg}: jobs run on the CPU unless they are submitted to GPU nodes (SLURM profile).")
+    out["slurm"] = slurm_profile(profile)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ disk
+def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int) -> int:
+    o = {**PROMPT_DEFAULTS.get(method, {}), **(opts or {})}
+    if method == "coop":
+        return int(o["n_ctx"]) * text_w
+    if method == "vpt":
+        return (layers if o.get("deep", True) else 1) * int(o["n_tokens"]) * vis_w
+    h, n = int(o.get("hidden", 128)), int(o["n_ctx"])
+    # shared tokens (text + every visual layer), projections in and out, one width-h attention block
+    return (layers + 1) * n * h + 2 * (text_w * h + vis_w * h) + 12 * h * h
+
+
+def _free_bytes(path: Path) -> tuple[Path, int, int]:
+    p = path.resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.stat(p)
+    return p, shutil.disk_usage(p).free, st.st_dev
+
+
+def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1) -> list:
+    """Bytes the study writes per location against the free space of each file system."""
+    from .datasets.paths import resolve_data_dir
+
+    m = model_info
+    seeds, tasks = len(cfg["seeds"]), len(rows)
+    methods = list(cfg["methods"])
+    results_b = len(methods) * tasks * tasks * seeds * RESULT_BYTES + TABLES_BYTES
+    states_b = 0
+    for method in methods:
+        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"])
+        results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
+        states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
+    cache_b = tasks * seeds * 20e3  # split files
+    if "coop" in methods:
+        for r in rows:  # CoOp's frozen image features: test split + few-shot images, float32
+            n = (r.test_images or 0) + seeds * ((r.fewshot_train or 0) + (r.fewshot_val or 0))
+            cache_b += n * m["embed_dim"] * 4
+    sim = {"sample_size": 256, **(cfg.get("similarity") or {})}
+    cache_b += sum((int(sim["sample_size"]) + seeds * ((r.fewshot_train or 0))) * m["embed_dim"] * 4 + r.classes * m["embed_dim"] * 4
+                   for r in rows)
+    cache_b += states_b * max(1, concurrent)  # resumable states of the jobs running at once
+    need = [("results", Path(cfg["results_dir"]), results_b), ("cache", Path(cfg["cache_dir"]), cache_b)]
+    if any(r.suite == "elevater" for r in rows):
+        from .datasets import routes
+
+        data_dir = resolve_data_dir(cfg.get("data_dir"))
+        to_fetch = 0.0
+        for r in rows:
+            if r.suite == "elevater" and r.data == "missing":
+                spec = routes.route_spec(r.task)
+                first = spec.get(spec["routes"][0]) if spec.get("routes") else spec.get("manual")
+                to_fetch += float((first or {}).get("disk_gb") or 0) * 1e9
+        need.append(("data (still to fetch)", data_dir, to_fetch))
+    by_dev: dict[int, dict] = {}
+    out = []
+    for what, path, b in need:
+        where, free, dev = _free_bytes(path)
+        out.append({"location": what, "path": str(path), "need_bytes": int(b), "free_bytes": int(free), "filesystem": str(where)})
+        g = by_dev.setdefault(dev, {"need": 0, "free": free, "what": []})
+        g["need"] += b
+        g["what"].append(f"{what} ({path})")
+    for g in by_dev.values():
+        if g["need"] > g["free"]:
+            problems.append(f"disk: {', '.join(g['what'])} need about {g['need'] / 1e9:.1f} GB but only "
+                            f"{g['free'] / 1e9:.1f} GB are free there; free space or point `results_dir` / `cache_dir` / "
+                            f"`data_dir` elsewhere.")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ cost
+def model_dims(name: str) -> dict:
+    from .models.clip import _open_clip
+
+    mc = _open_clip().get_model_config(name) or {}
+    v, t = mc.get("vision_cfg", {}), mc.get("text_cfg", {})
+    return {"embed_dim": int(mc.get("embed_dim", 512)), "text_width": int(t.get("width", 512)),
+            "vision_width": int(v.get("width", 768)), "layers": int(v.get("layers", 12))}
+
+
+def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
+    from . import cost
+    from .tasks import get_task
+
+    model = cfg["model"]["name"]
+    cal, note = cost.load_calibration(model)
+    if note:
+        warnings.append(f"cost: {note}.")
+    n_ctx = {m: int({**PROMPT_DEFAULTS[m], **((cfg.get("method_options") or {}).get(m) or {})}["n_ctx"])
+             for m in ("coop", "upt")}
+    train = {"epochs": 200, "batch_size": 32, "batch_size_multitask": 64, "eval_batch_size": 100, **cfg["train"]}
+    tasks = []
+    for r in rows:
+        if r.fewshot_train is None:
+            continue
+        lengths = cost.prompt_lengths(get_task(r.task).classnames, model, n_ctx)
+        tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths))
+    shape = cost.StudyShape(tuple(tasks), tuple(cfg["methods"]), len(cfg["seeds"]), cfg["mode"], bool(cfg["stack_seeds"]),
+                            int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
+                            int(train["eval_batch_size"]), int(cfg["shots"]))
+    est = cost.estimate(shape, cal)
+    est["calibration_file"] = cal.path
+    est["calibration_describes"] = cal.describes()
+    est["note"] = note
+    return est
+
+
+# ------------------------------------------------------------------------------------------ run
+def _check_config(cfg: dict, problems: list) -> bool:
+    from .tasks import list_tasks
+    from .tasks.fewshot import POLICIES
+
+    ok = True
+    known = set(list_tasks())
+    unknown = [t for t in cfg["tasks"] if t not in known]
+    if unknown:
+        problems.append(f"config: unknown task(s) {', '.join(map(str, unknown))}; `mvlpt tasks` lists the known ones.")
+        ok = False
+    if cfg[POLICY_KEY] not in POLICIES:
+        problems.append(f"config: `{POLICY_KEY}` must be one of {', '.join(POLICIES)}, got {cfg[POLICY_KEY]!r}.")
+        ok = False
+    shots = cfg.get("shots")
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        problems.append(f"config: `shots` must be an integer >= 1, got {shots!r}.")
+        ok = False
+    return ok
+
+
+def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None) -> Report:
+    """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost."""
+    t0 = time.perf_counter()
+    cfg = with_defaults(cfg)
+    problems: list[str] = []
+    warnings: list[str] = []
+    rows: list[TaskRow] = []
+    if _check_config(cfg, problems):
+        for name in cfg["tasks"]:
+            rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
+    model = check_weights(cfg["model"], problems)
+    devices = check_devices(cfg, problems, warnings, profile)
+    disk, est = [], {}
+    if rows and model.get("name"):
+        try:
+            dims = model_dims(cfg["model"]["name"])
+            slurm = devices.get("slurm") or {}
+            concurrent = int(slurm.get("jobs") or 0) if profile else len(devices.get("cuda_gpus") or [])
+            disk = check_disk(cfg, rows, problems, dims, concurrent)
+            est = study_cost(cfg, rows, warnings)
+        except MvlptError as e:
+            problems.append(str(e))
+    return Report(config_path, [dataclasses.asdict(r) for r in rows], problems, warnings, model, devices, disk, est,
+                  seconds=round(time.perf_counter() - t0, 2))
+
+
+def problems(cfg: dict, *, deep: bool = False) -> list[str]:
+    """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through).
+    Skipped (empty list) when the config says ``preflight: false``."""
+    if cfg.get(SKIP_KEY) is False:
+        return []
+    return run(cfg, deep=deep).problems
+
+
+# ------------------------------------------------------------------------------------------ output
+def _gb(b: float) -> str:
+    return f"{b / 1e9:.1f} GB" if b >= 1e8 else f"{b / 1e6:.0f} MB"
+
+
+def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -> str:
+    lines = []
+    head = ("task", "data", "route", "classes", "train", "img/class", "short", "fs train", "fs val", "test")
+    rows = [head]
+    for r in rep.tasks:
+        pc = "-" if r["per_class_min"] is None else (
+            f"{r['per_class_min']}" if r["per_class_min"] == r["per_class_max"] else f"{r['per_class_min']}-{r['per_class_max']}")
+        if r["per_class_from"].startswith("manifest") and r["per_class_min"] is not None:
+            pc = f"~{pc}"
+        rows.append((r["task"], r["data"], r["route"] or "-", str(r["classes"]), _n(r["train_images"]), pc,
+                     str(r["short_classes"]) if r["short_classes"] else "-", _n(r["fewshot_train"]), _n(r["fewshot_val"]),
+                     _n(r["test_images"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append(f"(img/class: training images per class, ~ = ELEVATER's manifest mean where the data are not here; "
+                 f"fs train / fs val: few-shot images per seed{f' at {cfg_shots} shots' if cfg_shots else ''}"
+                 f"{f', policy {policy}' if policy else ''})")
+    m = rep.model
+    lines.append("")
+    lines.append(f"model: {m.get('name')} / {m.get('pretrained')}: " + (m.get("weights") or "not resolvable offline"))
+    d = rep.devices
+    gpus = d.get("cuda_gpus") or []
+    lines.append(f"devices: {len(gpus)} CUDA GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lease directory "
+                 f"{d.get('lease_dir')} ({'writable' if d.get('lease_dir_writable') else 'NOT writable'})")
+    if d.get("slurm"):
+        s = d["slurm"]
+        parts = sorted({(v["partition"], v["gpu_request"]) for v in s["rules"].values()})
+        lines.append(f"SLURM profile {s['profile']}: " + "; ".join(f"partition {p}, {g}" for p, g in parts)
+                     + " (GPU rules)")
+    for x in rep.disk:
+        lines.append(f"disk: {x['location']} {x['path']}: needs ~{_gb(x['need_bytes'])}, {_gb(x['free_bytes'])} free")
+    c = rep.cost
+    if c:
+        lines.append("")
+        lines.append(f"cost estimate for {c['calibration_describes']}:")
+        for method, v in c["per_method"].items():
+            lines.append(f"  {method:5s} {v['gpu_hours']:9.1f} GPU-hours  ({v['jobs']} jobs)")
+        lines.append(f"  total {c['gpu_hours']:9.1f} GPU-hours  ({c['jobs']} jobs; calibration {c['calibration_file']})")
+    lines.append("")
+    for w in rep.warnings:
+        lines.append(f"note: {w}")
+    for p in rep.problems:
+        lines.append(f"problem: {p}")
+    verdict = ("preflight passed: the study can run through" if rep.ok else
+               f"preflight found {len(rep.problems)} problem(s): the study cannot run through")
+    lines.append(f"{verdict} ({rep.seconds:.1f} s).")
+    return "\n".join(lines)
+
+
+def _n(v) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def default_json_path() -> str:
+    return os.path.join("logs", "preflight.json")
+
+
+def measure_calibration(cfg: dict, say=print) -> str:
+    """``--calibrate``: measure this machine's GPU (or CPU) for ``cfg``'s model and store it."""
+    from . import cost
+
+    cfg = with_defaults(cfg)
+    opts = cfg.get("method_options") or {}
+    cal = cost.calibrate(cfg["model"]["name"], None if str(cfg.get("device", "auto")) == "auto" else str(cfg["device"]),
+                         workers=int(cfg["train"].get("workers", 3) or 1),
+                         n_ctx=int((opts.get("coop") or {}).get("n_ctx", 16)),
+                         vpt_tokens=int((opts.get("vpt") or {}).get("n_tokens", 16)),
+                         upt_tokens=int((opts.get("upt") or {}).get("n_ctx", 4)), say=say)
+    return str(cost.save_user_calibration(cal))

@@ -1,0 +1,320 @@
+"""The study's vocabulary: one place that names what the package, the workflow, the analysis, the
+plots and the benchmark speak about.
+
+* **Methods** (:data:`METHODS`): the prompt methods, their learner class and the properties the
+  workflow and the training loop decide on (does the image side learn? then image features cannot
+  be cached). Adding a method = its module under ``mvlpt/models/prompts/`` + one line here.
+* **Measures** (:data:`MEASURES`): task-similarity measures (and, later, transferability
+  predictors): name, what they are computed from, the function that computes them, whether they
+  are distances, their options. Adding a measure = its function + one line here.
+* **Result layout and record schema** (:data:`RESULT_FORMAT`, :data:`RESULT_FIELDS`,
+  :func:`result_path`, :func:`check_record`): one JSON per run and target.
+* **Defaults** of the analysis and of task similarity (:data:`ANALYSIS_DEFAULTS`,
+  :data:`SIMILARITY_DEFAULTS`); the config schema states the same values and a test holds the two
+  together.
+
+This module imports neither torch nor numpy: ``workflow/rules/common.smk`` imports it on every
+Snakemake start (and on every cluster job).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import MvlptError
+
+
+def _load(ref: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute (imported on first use)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompt methods
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A prompt method: what learns, and where its learner lives."""
+
+    name: str
+    learner: str  # "module:Class" of its PromptLearner subclass (imported on use: it needs torch)
+    learns_text: bool
+    learns_image: bool
+    label: str  # for figures and tables
+
+    @property
+    def caches_image_features(self) -> bool:
+        """The frozen image tower's output does not depend on the prompts: compute it once per task."""
+        return not self.learns_image
+
+    @property
+    def caches_text_features(self) -> bool:
+        return not self.learns_text
+
+    def learner_class(self) -> type:
+        return _load(self.learner)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("coop", "mvlpt.models.prompts.coop:CoOp", learns_text=True, learns_image=False, label="CoOp"),
+        Method("vpt", "mvlpt.models.prompts.vpt:VPT", learns_text=False, learns_image=True, label="VPT"),
+        Method("upt", "mvlpt.models.prompts.upt:UPT", learns_text=True, learns_image=True, label="UPT"),
+    )
+}
+
+
+def method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise MvlptError(f"unknown prompt method {name!r}; known methods are: {', '.join(METHODS)}.") from None
+
+
+def method_order(names: Iterable[str]) -> list[str]:
+    """Known methods in registry order, then any others sorted."""
+    names = list(dict.fromkeys(names))
+    return [m for m in METHODS if m in names] + sorted(m for m in names if m not in METHODS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task similarity measures (and transferability predictors)
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Measure:
+    """A task x task measure.
+
+    ``kind``: what it is computed from, ``"images"`` or ``"labels"`` (the frozen CLIP's embeddings of
+    a task's images or class names; the workflow feeds the rule the matching embedding files).
+    ``function``: ``"module:function"`` taking the tasks' :class:`~mvlpt.similarity.Embeddings` (in
+    order) and the measure's options, returning the N x N matrix as a numpy array.
+    ``distance``: lower means more similar (correlations and plots negate / reverse it).
+    ``options``: the option names the function takes, read from the config's ``similarity`` section.
+    """
+
+    name: str
+    kind: str
+    function: str
+    distance: bool
+    label: str
+    options: tuple[str, ...] = ()
+
+    def compute(self, embeddings: list, **options) -> Any:
+        return _load(self.function)(embeddings, **{k: v for k, v in options.items() if k in self.options})
+
+    def oriented(self, value: float) -> float:
+        """The value with "larger = more similar" for every measure."""
+        return -value if self.distance else value
+
+
+MEASURES: dict[str, Measure] = {
+    m.name: m
+    for m in (
+        Measure("visual_cosine", "images", "mvlpt.similarity:mean_cosine_matrix", False,
+                "visual similarity (cosine of mean image embeddings)"),
+        Measure("visual_frechet", "images", "mvlpt.similarity:frechet_matrix", True,
+                "visual Frechet distance (lower = more similar)", options=("shrinkage", "ridge")),
+        Measure("label_match", "labels", "mvlpt.similarity:label_match_matrix", False,
+                "label similarity (best class match, symmetrised)"),
+        Measure("label_cosine", "labels", "mvlpt.similarity:mean_cosine_matrix", False,
+                "label similarity (cosine of mean class-name embeddings)"),
+    )
+}
+EMBEDDING_KINDS = ("images", "labels")
+
+
+def measure(name: str) -> Measure:
+    try:
+        return MEASURES[name]
+    except KeyError:
+        raise MvlptError(f"unknown similarity measure {name!r}; choose one of {', '.join(MEASURES)}.") from None
+
+
+def measure_order(names: Iterable[str]) -> list[str]:
+    """Known measures in registry order, then any others sorted."""
+    names = list(dict.fromkeys(names))
+    return [m for m in MEASURES if m in names] + sorted(m for m in names if m not in MEASURES)
+
+
+def is_distance(name: str) -> bool:
+    return name in MEASURES and MEASURES[name].distance
+
+
+# --------------------------------------------------------------------------------------------------
+# Analysis and similarity defaults (the config schema repeats them; tests/test_study.py checks)
+# --------------------------------------------------------------------------------------------------
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "n_boot": 2000,  # bootstrap resamples of every confidence interval
+    "n_perm": 2000,  # permutations of every permutation p-value
+    "seed": 0,  # of the resampling
+    "level": 0.95,  # confidence level
+    "cluster": False,  # heatmaps in clustered order
+    "model_measures": ["visual_cosine", "label_match"],  # predictors of the joint linear model
+}
+SIMILARITY_DEFAULTS: dict[str, Any] = {
+    "sample_size": 256,  # train images per task drawn at random on top of the few-shot ones (0: none)
+    "sample_seed": 0,
+    "fewshot_seeds": None,  # None: the study's seeds
+    "shots": None,  # None: the study's shots
+    "templates": "default",
+    "shrinkage": "ledoit_wolf",
+    "ridge": 1e-3,
+    "device": None,  # None: the study's device
+    "batch_size": 128,
+}
+SHRINKAGES = ("ledoit_wolf", "ridge", "none")
+
+
+def analysis_settings(cfg: dict | None) -> dict:
+    """The config's ``analysis`` section over the defaults."""
+    return {**ANALYSIS_DEFAULTS, **(cfg or {})}
+
+
+def similarity_settings(cfg: dict | None) -> dict:
+    return {**SIMILARITY_DEFAULTS, **(cfg or {})}
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables of the analysis
+# --------------------------------------------------------------------------------------------------
+MATRIX_STATS = ("mean", "std", "gain", "gain_rel")
+TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain")
+
+
+# --------------------------------------------------------------------------------------------------
+# Result files: layout and record schema
+# --------------------------------------------------------------------------------------------------
+RESULT_FORMAT = 1
+RESULT_GLOB = "*/*__*/seed*.json"
+_PAIR_RE = re.compile(r"^(?P<source>.+?)__(?P<target>.+)$")
+_SEED_RE = re.compile(r"^seed(?P<seed>-?\d+)\.json$")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    check: Callable[[Any], bool]
+    what: str  # what a valid value is, for the error sentence
+    required: bool = True
+
+
+def _metric_value(v) -> bool:
+    return _is_num(v) and math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def _name(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _opt_str(v) -> bool:
+    return v is None or isinstance(v, str)
+
+
+RESULT_FIELDS: tuple[Field, ...] = (
+    Field("format", lambda v: v == RESULT_FORMAT, f"{RESULT_FORMAT}"),
+    Field("method", _name, "a method name"),
+    Field("source", _name, "a task name"),
+    Field("target", _name, "a task name"),
+    Field("mode", lambda v: v in ("single", "joint", "sequential"), "single, joint or sequential"),
+    Field("seed", _is_int, "an integer"),
+    Field("shots", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    Field("metric", _name, "a metric name"),
+    Field("test", _metric_value, "a finite fraction in [0, 1] (not a percentage)"),
+    Field("val", _metric_value, "a finite fraction in [0, 1] (not a percentage)"),
+    Field("best_epoch", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    Field("epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    Field("wall_time_s", lambda v: _is_num(v) and v >= 0, "a number of seconds"),
+    Field("device", _name, "a device name"),
+    Field("model", _name, "a model name"),
+    Field("pretrained", _opt_str, "a weights tag, file or null"),
+    Field("mvlpt_version", _name, "a version string"),
+    Field("config_hash", _name, "a hash string"),
+    Field("setting_hash", _name, "a hash string", required=False),  # mvlpt.config.RunSpec.setting_hash
+    Field("n_train", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    Field("n_val", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    Field("n_test", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    Field("seeds_in_process", lambda v: _is_int(v) and v >= 1, "an integer >= 1", required=False),
+    Field("method_options", lambda v: isinstance(v, dict), "an object", required=False),
+    Field("peak_gpu_memory_mb", _is_num, "a number", required=False),
+    # classes with fewer than `shots` training images ({"min", "max", "short": {class: images}}), when any
+    Field("shots_taken", lambda v: isinstance(v, dict) and "short" in v, "an object with a 'short' entry", required=False),
+    # provenance: the few-shot split of every task trained on (task -> mvlpt.io.content_hash of its
+    # train/val ids), and for a sequential run the source prompt it started from
+    Field("splits", lambda v: isinstance(v, dict) and all(_name(k) and _name(h) for k, h in v.items()),
+          "an object of task -> split hash", required=False),
+    Field("init_prompt", lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
+          "an object with the source prompt's task and config_hash", required=False),
+)
+REQUIRED_FIELDS = tuple(f.name for f in RESULT_FIELDS if f.required)
+# The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
+# when these agree (besides the seed itself).
+SETTING_FIELDS = ("mode", "shots", "metric", "epochs", "model", "pretrained", "method_options", "setting_hash")
+
+
+def result_path(results_dir: str | os.PathLike, method: str, source: str, target: str, seed: int | str) -> Path:
+    """``{results_dir}/{method}/{source}__{target}/seed{seed}.json`` (baseline: source == target)."""
+    return Path(results_dir) / method / f"{source}__{target}" / f"seed{seed}.json"
+
+
+def result_template(results_dir: str, method: str = "{method}", source: str = "{source}", target: str = "{target}",
+                    seed: str = "{seed}") -> str:
+    """:func:`result_path` as a string pattern (Snakemake wildcards by default)."""
+    return f"{results_dir}/{method}/{source}__{target}/seed{seed}.json"
+
+
+def parse_result_path(path: str | os.PathLike) -> tuple[str, str, str, int] | None:
+    """(method, source, target, seed) from a result file's place, or None if it is not laid out as one."""
+    path = Path(path)
+    pm, sm = _PAIR_RE.match(path.parent.name), _SEED_RE.match(path.name)
+    if not pm or not sm:
+        return None
+    return path.parent.parent.name, pm["source"], pm["target"], int(sm["seed"])
+
+
+def record_problem(rec: Any) -> str | None:
+    """What is wrong with a result record, as a clause (None: nothing)."""
+    if not isinstance(rec, dict) or "format" not in rec:
+        return "is not an mvlpt result (no 'format' field)"
+    if rec["format"] != RESULT_FORMAT:
+        return (f"has format {rec['format']!r}, this mvlpt reads format {RESULT_FORMAT} "
+                f"(use the mvlpt version that wrote it, or rerun its job)")
+    missing = [f.name for f in RESULT_FIELDS if f.required and f.name not in rec]
+    if missing:
+        return f"lacks the field(s) {', '.join(missing)}"
+    for f in RESULT_FIELDS:
+        if f.name in rec and not f.check(rec[f.name]):
+            return f"has {f.name} = {rec[f.name]!r}, which is not {f.what}"
+    return None
+
+
+def check_record(rec: Any, path: str | os.PathLike | None = None) -> dict:
+    """``rec`` if it is a valid result record (and, given its ``path``, one that sits where it belongs);
+    otherwise one sentence: :class:`MvlptError`."""
+    where = f"result file {path}" if path is not None else "result record"
+    problem = record_problem(rec)
+    if problem:
+        raise MvlptError(f"{where} {problem}; delete it and rerun its training job.")
+    if path is not None:
+        placed = parse_result_path(path)
+        if placed is not None:
+            got = (rec["method"], rec["source"], rec["target"], int(rec["seed"]))
+            if placed != got:
+                raise MvlptError(f"{where} holds method/source/target/seed {got} but its path says {placed}; "
+                                 f"move or delete the misplaced file.")
+    return rec

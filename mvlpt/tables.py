@@ -1,0 +1,336 @@
+"""The study's tables, computed from the result files, and their files (CSV + parquet).
+
+Pure pandas on data already on disk: no model, no task data. Used by ``mvlpt collect``, the
+Snakemake rules of ``workflow/rules/analysis.smk``, :mod:`mvlpt.figures` and the notebooks.
+
+Conventions
+-----------
+* Metric values are kept in the units of the result files (fractions in [0, 1]); figures show
+  percentage points.
+* A *pair* (or cell) is ``(method, source, target)``. The diagonal (``source == target``) is the
+  target's single-task baseline.
+* Gain of a pair = target test metric minus the target's baseline. When the baseline exists for the
+  same seed the gain is paired per seed (``value[seed] - baseline[seed]``) and then averaged;
+  otherwise the baseline's mean over seeds is used. ``gain_rel`` = ``gain / baseline_mean``.
+  Seeds are averaged, and gains taken, only within one setting (:func:`mvlpt.results.check_settings`).
+* Matrices are ``source`` (rows) x ``target`` (columns).
+* Similarities are given as a long table ``task_a, task_b, measure, value``; :func:`oriented` turns
+  distances (:func:`mvlpt.study.is_distance`) around so that larger always means more similar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import results, study
+from .errors import MvlptError
+
+log = logging.getLogger(__name__)
+
+RUN_COLUMNS = ("method", "source", "target", "seed", "metric", "value")
+EXTRA_COLUMNS = (
+    "mode", "shots", "val", "best_epoch", "epochs", "wall_time_s", "device", "model", "pretrained",
+    "config_hash", "n_train", "n_val", "n_test",
+)
+SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs: one row per result file
+# --------------------------------------------------------------------------------------------------
+def runs_table(records: Iterable[dict]) -> pd.DataFrame:
+    """Tidy table, one row per run and target: method, source, target, seed, metric, value, extras."""
+    rows = []
+    for rec in records:
+        row = {
+            "method": str(rec["method"]),
+            "source": str(rec["source"]),
+            "target": str(rec["target"]),
+            "seed": int(rec["seed"]),
+            "metric": str(rec["metric"]),
+            "value": float(rec["test"]) if rec["test"] is not None else np.nan,
+        }
+        for k in EXTRA_COLUMNS:
+            row[k] = rec.get(k)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + list(EXTRA_COLUMNS))
+    df["seed"] = df["seed"].astype("int64")
+    df["value"] = df["value"].astype("float64")
+    for k in ("val", "wall_time_s"):
+        df[k] = pd.to_numeric(df[k], errors="coerce").astype("float64")
+    for k in ("shots", "best_epoch", "epochs", "n_train", "n_val", "n_test"):
+        df[k] = pd.to_numeric(df[k], errors="coerce").astype("Int64")
+    for k in ("mode", "device", "model", "pretrained", "config_hash"):
+        df[k] = df[k].astype("string")
+    dup = df.duplicated(["method", "source", "target", "seed"], keep=False)
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise MvlptError(
+            f"{int(dup.sum())} results are duplicated, e.g. {first.method} {first.source}->{first.target} seed "
+            f"{first.seed}; keep one result file per run."
+        )
+    return df.sort_values(["method", "target", "source", "seed"], kind="stable").reset_index(drop=True)
+
+
+
+def load_results(
+    root: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    *,
+    allow_mixed_settings: bool = False,
+) -> pd.DataFrame:
+    """Read and validate every selected result file under ``root`` (:func:`mvlpt.results.read_results`)
+    into :func:`runs_table`; a cell whose seeds, or whose baseline, come from another setting is
+    refused unless ``allow_mixed_settings`` (:func:`mvlpt.results.check_settings`)."""
+    found = results.read_results(root, methods, tasks, seeds)
+    results.check_settings(found, allow_mixed=allow_mixed_settings)
+    return runs_table(rec for _, rec in found)
+
+
+def expected_missing(runs: pd.DataFrame, methods: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> list[tuple]:
+    """(method, source, target, seed) combinations of the full study that have no result."""
+    have = set(zip(runs["method"], runs["source"], runs["target"], runs["seed"]))
+    return [
+        (m, s, t, int(k)) for m in methods for s in tasks for t in tasks for k in seeds if (m, s, t, int(k)) not in have
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pair table, matrices, best source, per-source gain
+# --------------------------------------------------------------------------------------------------
+def pair_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, source, target): seed statistics of the target metric and the gain.
+
+    Columns: method, source, target, metric, n_seeds, mean, std, baseline_mean, baseline_std,
+    gain, gain_std, gain_rel, is_baseline. ``std`` columns use ddof=1 (NaN for a single seed).
+    """
+    cols = ["method", "source", "target", "metric", "n_seeds", "mean", "std", "baseline_mean", "baseline_std",
+            "gain", "gain_std", "gain_rel", "is_baseline"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    base = runs.loc[runs["source"] == runs["target"], ["method", "target", "seed", "value"]]
+    base = base.rename(columns={"value": "baseline"})
+    base_stats = (
+        base.groupby(["method", "target"])["baseline"].agg(baseline_mean="mean", baseline_std="std").reset_index()
+    )
+    df = runs.merge(base, on=["method", "target", "seed"], how="left").merge(base_stats, on=["method", "target"], how="left")
+    df["baseline"] = df["baseline"].fillna(df["baseline_mean"])
+    df["gain_seed"] = df["value"] - df["baseline"]
+    g = df.groupby(["method", "source", "target"], sort=False)
+    out = g.agg(
+        metric=("metric", "first"),
+        n_seeds=("value", "count"),
+        mean=("value", "mean"),
+        std=("value", "std"),
+        baseline_mean=("baseline_mean", "first"),
+        baseline_std=("baseline_std", "first"),
+        gain=("gain_seed", "mean"),
+        gain_std=("gain_seed", "std"),
+    ).reset_index()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["gain_rel"] = np.where(out["baseline_mean"] > 0, out["gain"] / out["baseline_mean"], np.nan)
+    out["is_baseline"] = out["source"] == out["target"]
+    no_base = out.loc[out["baseline_mean"].isna(), ["method", "target"]].drop_duplicates()
+    for m, t in no_base.itertuples(index=False):
+        log.warning("method %s, target %s: no baseline result (%s__%s); its gains are NaN", m, t, t, t)
+    out["n_seeds"] = out["n_seeds"].astype("int64")
+    return out[cols].sort_values(["method", "target", "source"], kind="stable").reset_index(drop=True)
+
+
+def task_order(df: pd.DataFrame, tasks: Sequence[str] | None = None) -> list[str]:
+    """``tasks`` if given, else every task seen as source or target, in natural order (task-2 < task-10)."""
+    if tasks is not None:
+        return list(tasks)
+    return natural_sorted(set(df["source"]) | set(df["target"]))
+
+
+def natural_sorted(names: Iterable[str]) -> list[str]:
+    return sorted(names, key=lambda s: [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", str(s))])
+
+
+def matrix(pairs: pd.DataFrame, method: str, stat: str = "gain", tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """N x N matrix of ``stat`` for ``method``: rows = source, columns = target (NaN where no result)."""
+    if stat not in pairs.columns:
+        raise MvlptError(f"unknown statistic {stat!r}; choose one of {', '.join(study.MATRIX_STATS)}.")
+    sub = pairs[pairs["method"] == method]
+    if sub.empty:
+        known = ", ".join(sorted(pairs["method"].unique())) or "none"
+        raise MvlptError(f"no results for method {method!r} (methods with results: {known}).")
+    order = task_order(sub, tasks)
+    m = sub.pivot(index="source", columns="target", values=stat).reindex(index=order, columns=order)
+    m.index.name, m.columns.name = "source", "target"
+    return m.astype("float64")
+
+
+def best_source(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, target): the off-diagonal source with the largest mean gain."""
+    off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()]
+    cols = ["method", "target", "best_source", "gain", "gain_rel", "mean", "baseline_mean", "n_sources", "n_positive"]
+    if off.empty:
+        return pd.DataFrame(columns=cols)
+    idx = off.groupby(["method", "target"])["gain"].idxmax()
+    best = off.loc[idx, ["method", "target", "source", "gain", "gain_rel", "mean", "baseline_mean"]]
+    best = best.rename(columns={"source": "best_source"})
+    counts = off.groupby(["method", "target"])["gain"].agg(n_sources="count", n_positive=lambda s: int((s > 0).sum()))
+    best = best.merge(counts.reset_index(), on=["method", "target"])
+    return best[cols].sort_values(["method", "target"]).reset_index(drop=True)
+
+
+def _side_gain(pairs: pd.DataFrame, by: str) -> pd.DataFrame:
+    off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()]
+    cols = ["method", by, "mean_gain", "median_gain", "std_gain", "mean_gain_rel", "n", "n_positive"]
+    if off.empty:
+        return pd.DataFrame(columns=cols)
+    out = off.groupby(["method", by]).agg(
+        mean_gain=("gain", "mean"),
+        median_gain=("gain", "median"),
+        std_gain=("gain", "std"),
+        mean_gain_rel=("gain_rel", "mean"),
+        n=("gain", "count"),
+        n_positive=("gain", lambda s: int((s > 0).sum())),
+    )
+    return out.reset_index()[cols].sort_values(["method", "mean_gain"], ascending=[True, False]).reset_index(drop=True)
+
+
+def source_gain(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, source): the gain it brings, averaged over the other targets."""
+    return _side_gain(pairs, "source")
+
+
+def target_gain(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, target): the gain it receives, averaged over the other sources."""
+    return _side_gain(pairs, "target")
+
+
+# --------------------------------------------------------------------------------------------------
+# Table files
+# --------------------------------------------------------------------------------------------------
+def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False, formats=("csv", "parquet")) -> list[Path]:
+    """Write ``df`` as ``<stem>.csv`` and ``<stem>.parquet`` (atomically); ``path``'s suffix is ignored."""
+    from .io import atomic_path
+
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".csv", ".parquet") else path
+    written = []
+    for fmt in formats:
+        dest = stem.with_name(stem.name + "." + fmt)
+        with atomic_path(dest) as tmp:
+            if fmt == "csv":
+                df.to_csv(tmp, index=index)
+            else:
+                df.to_parquet(tmp, index=index)
+        written.append(dest)
+    return written
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` (CSV or parquet, by suffix)."""
+    path = Path(path)
+    if not path.exists():
+        raise MvlptError(f"table {path} does not exist; run the step that makes it first (e.g. `mvlpt collect`).")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as e:  # pyarrow, pandas and OS errors of a damaged or foreign file
+        raise _unreadable_table(path, e) from None
+
+
+def _unreadable_table(path: Path, e: Exception) -> MvlptError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return MvlptError(f"table {path} cannot be read ({reason}); delete it and rerun the step that makes it.")
+
+
+def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
+    """Read an N x N matrix written with ``write_table(..., index=True)``."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        m = read_table(path)
+    else:
+        if not path.exists():
+            raise MvlptError(f"table {path} does not exist; run `mvlpt collect` first.")
+        try:
+            m = pd.read_csv(path, index_col=0)
+        except Exception as e:
+            raise _unreadable_table(path, e) from None
+    m.index = m.index.astype(str)
+    m.columns = m.columns.astype(str)
+    return m.astype("float64")
+
+
+def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
+                    tasks: Sequence[str] | None = None) -> list[Path]:
+    """Write every table of the study under ``out_dir`` (layout in docs/figures.md)."""
+    out_dir = Path(out_dir)
+    pairs = pair_table(runs)
+    written = []
+    written += write_table(runs, out_dir / "runs")
+    written += write_table(pairs, out_dir / "pairs")
+    written += write_table(best_source(pairs), out_dir / "best_source")
+    written += write_table(source_gain(pairs), out_dir / "source_gain")
+    written += write_table(target_gain(pairs), out_dir / "target_gain")
+    methods = list(methods) if methods is not None else sorted(pairs["method"].unique())
+    order = task_order(pairs, tasks)
+    for m in methods:
+        for stat in study.MATRIX_STATS:
+            if (pairs["method"] == m).any():
+                mat = matrix(pairs, m, stat, order)
+            else:  # keep the promised outputs even when a method has no results yet
+                mat = pd.DataFrame(np.nan, index=pd.Index(order, name="source"), columns=pd.Index(order, name="target"))
+            written += write_table(mat, out_dir / "matrices" / f"{m}_{stat}", index=True)
+    return written
+
+
+# --------------------------------------------------------------------------------------------------
+# Similarity tables (long: task_a, task_b, measure, value), joined with the pairs
+# --------------------------------------------------------------------------------------------------
+def similarity_files(similarity_dir: str | os.PathLike) -> list[Path]:
+    """The similarity tables that exist in ``similarity_dir`` (parquet, else CSV), in the measures' order."""
+    d = Path(similarity_dir)
+    files = [d / f"{m}.parquet" if (d / f"{m}.parquet").exists() else d / f"{m}.csv" for m in study.MEASURES]
+    return [p for p in files if p.exists()]
+
+
+def read_similarities(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """The long similarity tables at ``paths``, concatenated (:func:`similarity_long`)."""
+    return similarity_long(read_table(p) for p in paths)
+
+
+def similarity_long(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate long similarity tables (task_a, task_b, measure, value), checking the columns."""
+    parts = []
+    for t in tables:
+        missing = set(SIMILARITY_COLUMNS) - set(t.columns)
+        if missing:
+            raise MvlptError(f"a similarity table lacks the column(s) {', '.join(sorted(missing))}; recreate it with `mvlpt similarity`.")
+        parts.append(t[list(SIMILARITY_COLUMNS)])
+    if not parts:
+        return pd.DataFrame(columns=list(SIMILARITY_COLUMNS))
+    out = pd.concat(parts, ignore_index=True)
+    return out.drop_duplicates(["task_a", "task_b", "measure"], keep="last").reset_index(drop=True)
+
+
+def pairs_with_similarity(pairs: pd.DataFrame, similarities: pd.DataFrame) -> pd.DataFrame:
+    """Off-diagonal pairs with their gain and one column per similarity measure (raw values)."""
+    off = pairs.loc[~pairs["is_baseline"], ["method", "source", "target", "gain", "gain_rel"]]
+    if similarities.empty:
+        return off.reset_index(drop=True)
+    wide = similarities.pivot_table(index=["task_a", "task_b"], columns="measure", values="value", aggfunc="mean")
+    wide.columns.name = None
+    wide = wide.reset_index().rename(columns={"task_a": "source", "task_b": "target"})
+    return off.merge(wide, on=["source", "target"], how="left").reset_index(drop=True)
+
+
+def oriented(measure: str, values) -> np.ndarray:
+    """Similarity orientation: distances are negated so that larger always means more similar."""
+    values = np.asarray(values, dtype=float)
+    return -values if study.is_distance(measure) else values

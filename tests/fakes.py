@@ -1,0 +1,93 @@
+"""Fabricated result records and studies for the analysis tests (the numbers mean nothing).
+
+Every record passes :func:`mvlpt.study.check_record` and is written by :func:`mvlpt.results.write_result`,
+so a fake study is laid out and validated exactly as ``mvlpt train`` leaves a real one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mvlpt import study
+from mvlpt.results import write_result
+from mvlpt.tables import write_table
+
+
+def make_record(method="coop", source="a", target="a", seed=1, test=0.5, **fields) -> dict:
+    """A complete, valid result record (what ``mvlpt train`` writes), with ``fields`` overridden."""
+    rec = {
+        "format": study.RESULT_FORMAT, "method": method, "source": source, "target": target,
+        "mode": "single" if source == target else "joint", "seed": int(seed), "shots": 5, "metric": "accuracy",
+        "test": test, "val": 0.5, "best_epoch": 3, "epochs": 5, "wall_time_s": 1.0, "device": "cpu",
+        "model": "fake", "pretrained": None, "mvlpt_version": "0", "config_hash": "fake", "n_train": 10,
+        "n_val": 5, "n_test": 20,
+    }
+    rec.update(fields)
+    return rec
+
+
+def write_record(root, method="coop", source="a", target="a", seed=1, test=0.5, **fields) -> Path:
+    """Write :func:`make_record` where the study's layout puts it; returns the path."""
+    path = study.result_path(root, method, source, target, seed)
+    write_result(make_record(method, source, target, seed, test, **fields), path)
+    return path
+
+
+def write_fake_study(
+    root: str | os.PathLike,
+    tasks: Sequence[str] = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"),
+    methods: Sequence[str] = ("coop", "vpt"),
+    seeds: Sequence[int] = (1, 2, 3),
+    *,
+    slopes: dict[str, float] | None = None,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> dict:
+    """Write a fabricated study (result JSONs and similarity tables) with a planted relationship.
+
+    gain(method, s, t) = slopes[method] * (visual_cosine(s, t) - mean) + noise, baselines in
+    [0.4, 0.8]. Writes ``root/{method}/{s}__{t}/seed{k}.json`` and ``root/similarity/{measure}.csv``
+    (+ parquet) for the four measures, and returns ``{"similarity": long table, "slopes": ...}``.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    n = len(tasks)
+    slopes = dict(slopes or {m: 0.3 * (1 if i % 2 == 0 else -1) for i, m in enumerate(methods)})
+    emb = rng.normal(size=(n, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    vis = np.clip(emb @ emb.T, -1, 1)
+    lab_raw = rng.uniform(0.2, 0.9, size=(n, n))
+    lab = (lab_raw + lab_raw.T) / 2
+    np.fill_diagonal(lab, 1.0)
+    frechet = np.clip(2 - 2 * vis + rng.uniform(0, 0.1, size=(n, n)), 0, None)
+    frechet = (frechet + frechet.T) / 2
+    np.fill_diagonal(frechet, 0.0)
+    lc = rng.uniform(0.5, 0.95, size=(n, n))
+    labcos = (lc + lc.T) / 2
+    np.fill_diagonal(labcos, 1.0)
+    sims = []
+    for name, m in (("visual_cosine", vis), ("visual_frechet", frechet), ("label_match", lab), ("label_cosine", labcos)):
+        long = pd.DataFrame(
+            [(a, b, name, float(m[i, j])) for i, a in enumerate(tasks) for j, b in enumerate(tasks)],
+            columns=["task_a", "task_b", "measure", "value"],
+        )
+        write_table(long, root / "similarity" / name)
+        sims.append(long)
+    off_mean = vis[~np.eye(n, dtype=bool)].mean()
+    base = rng.uniform(0.4, 0.8, size=n)
+    for method in methods:
+        for i, s in enumerate(tasks):
+            for j, t in enumerate(tasks):
+                for k in seeds:
+                    if s == t:
+                        value = base[j] + rng.normal(0, noise)
+                    else:
+                        value = base[j] + slopes[method] * (vis[i, j] - off_mean) + rng.normal(0, noise)
+                    write_record(root, method, s, t, k, test=float(np.clip(value, 0, 1)),
+                                 val=float(np.clip(value + 0.02, 0, 1)))
+    return {"similarity": pd.concat(sims, ignore_index=True), "slopes": slopes}

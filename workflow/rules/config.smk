@@ -1,0 +1,164 @@
+# The study config: read, coerced and checked before any job runs; every problem is one sentence.
+#
+# The Snakefile calls `readable_config_file` on its default config file and `check_config(config)`
+# once the config is complete. The order of the checks:
+#   1. `--config` values: Snakemake reads `seeds=[1]` or `train={epochs: 3}` as lists and objects of
+#      *strings*; their scalars are re-read as YAML, as they would be in a config file.
+#   2. the JSON schema (workflow/schemas/config.schema.yaml): keys, types, ranges, the method names
+#      (tests/test_study.py holds its enums and defaults equal to mvlpt.study and mvlpt.config);
+#   3. what the schema cannot say well: task and measure names against mvlpt's registries, duplicates;
+#   4. the `train` section through mvlpt.config.TrainConfig, the rules `mvlpt train` applies itself;
+#   5. Snakemake's own `validate`, which fills in the schema's defaults.
+#
+# Cheap on purpose: every Snakemake start (and every cluster job) runs this; nothing imports torch
+# (mvlpt.study and mvlpt.config import neither torch nor numpy; the task registry needs numpy and
+# Pillow: about 0.2 s).
+
+import os
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config, validate
+
+try:
+    from mvlpt import study
+    from mvlpt.config import TrainConfig
+    from mvlpt.errors import MvlptError
+except ImportError as e:
+    raise WorkflowError(
+        f"config check: cannot import mvlpt ({e}); run Snakemake from the environment where mvlpt is installed "
+        "(pip install -e '.[workflow]')."
+    )
+
+CONFIG_SCHEMA = os.path.join(workflow.current_basedir, "..", "schemas", "config.schema.yaml")
+
+
+def readable_config_file(path):
+    """``path``, once it parses as YAML; else one sentence naming the file, line and column.
+
+    (Snakemake's own message names neither. It reads files given with --configfile before this
+    workflow runs, so only the Snakefile's default config file gets this check.)"""
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                yaml.safe_load(fh)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise WorkflowError(f"invalid config: {path}{where} is not valid YAML ({what}).")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. --config values
+# ------------------------------------------------------------------------------------------------
+def _yaml_scalar(value):
+    """A string scalar read as YAML would read it in a config file (``"3"`` -> 3, ``"false"`` -> False,
+    ``"null"`` -> None); strings that stay strings, or would become lists/objects, are kept."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+
+
+def _typed(value):
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return _yaml_scalar(value)
+
+
+def coerce_command_line_config(cfg):
+    """Re-read the scalars of the ``--config`` values (Snakemake keeps the scalars inside a list or an
+    object as strings) in ``cfg``, in place."""
+    given = workflow.config_settings.config if workflow.config_settings is not None else None
+    if given:
+        update_config(cfg, _typed(dict(given)))
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. The schema, as one sentence naming the key (Snakemake's own message dumps the whole schema)
+# ------------------------------------------------------------------------------------------------
+def schema_problem(cfg):
+    import jsonschema
+
+    with open(CONFIG_SCHEMA) as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Names against mvlpt's registries, duplicates (the config has passed the schema)
+# ------------------------------------------------------------------------------------------------
+def _duplicates(values):
+    seen, dups = set(), []
+    for v in values:
+        if v in seen and v not in dups:
+            dups.append(v)
+        seen.add(v)
+    return dups
+
+
+def config_problems(cfg):
+    """What the schema cannot say well, each as one clause (empty list: none)."""
+    from mvlpt.tasks import list_tasks  # numpy and Pillow, not torch
+
+    problems = []
+    known = set(list_tasks())
+    unknown = [t for t in cfg["tasks"] if t not in known]
+    if unknown:
+        problems.append(f"unknown task(s) in `tasks`: {', '.join(unknown)} (known tasks: {', '.join(sorted(known))})")
+    for key in ("tasks", "methods", "seeds"):
+        dups = _duplicates(cfg.get(key) or [])
+        if dups:
+            problems.append(f"value(s) listed more than once in `{key}`: {', '.join(map(str, dups))}")
+    measures = (cfg.get("analysis") or {}).get("model_measures") or []
+    unknown = [m for m in measures if m not in study.MEASURES]
+    if unknown:
+        problems.append(f"unknown similarity measure(s) in `analysis.model_measures`: {', '.join(unknown)} "
+                        f"(known: {', '.join(study.MEASURES)})")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------
+# All of it
+# ------------------------------------------------------------------------------------------------
+def check_config(cfg):
+    coerce_command_line_config(cfg)
+    problem = schema_problem(cfg)
+    if problem:
+        raise WorkflowError(f"invalid config: {problem} (see config/README.md).")
+    problems = config_problems(cfg)
+    if problems:
+        raise WorkflowError(f"invalid config: {'; '.join(problems)}.")
+    try:
+        TrainConfig.from_dict(cfg.get("train"))  # the rules `mvlpt train` applies
+    except MvlptError as e:
+        raise WorkflowError(f"invalid config: train: {str(e).rstrip('.')} (see config/README.md).")
+    validate(cfg, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+
+
+# ------------------------------------------------------------------------------------------------
+# Preflight: data, weights, devices and disk of the whole study, checked before the first job
+# ------------------------------------------------------------------------------------------------
+def run_preflight():
+    """`mvlpt preflight`'s problems for this config, as one error before any job starts (the report:
+    `mvlpt preflight --configfile ...`). Skipped with `preflight: false`."""
+    if not config.get("preflight", True):
+        return
+    from mvlpt.preflight import problems
+
+    found = problems(config)
+    if found:
+        raise WorkflowError(
+            f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: `mvlpt preflight "
+            f"--configfile FILE`; `--config preflight=false` skips the check):\n" + "\n".join(f"  - {p}" for p in found))
