@@ -19,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/predictors.smk"
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

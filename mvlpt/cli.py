@@ -15,7 +15,7 @@ from . import __version__
 from .errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
-COMMAND_MODULES = ("data", "analysis", "preflight")
+COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth")
 # Without --pretrained a model gets the weights mvlpt ships for it (mvlpt.models.clip.TINY_WEIGHTS),
 # else a random init (as open_clip.create_model without pretrained); `--pretrained none`: random init.
 SHIPPED_WEIGHTS = {"mvlpt-tiny": "synthetic"}
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks.fewshot import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
-    p.add_argument("--source", choices=["synthetic", "elevater"], default=None, help="only tasks of this suite")
+    p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("split", help="write a few-shot split file", description="Sample a task's few-shot train/val ids (seeded) into a JSON file.")

@@ -4,8 +4,8 @@ and the Snakemake figure rules alike.
 Each ``*_figure`` function takes the tables (pairs, matrices, similarities, correlations) and returns
 the matplotlib figure; :func:`make_all_figures` draws every figure from the result files and
 similarity tables that exist now, with the same functions, and saves them as
-``{out_dir}/{gain,similarity,scatter}_<name>.{png,pdf}`` and ``summary.{png,pdf}`` (the names the
-workflow's rules write). Drawing itself (style, heatmaps, scatters) is :mod:`mvlpt.plots`.
+``{out_dir}/{gain,similarity,scatter}_<name>.{png,pdf}``, ``summary.{png,pdf}`` and, given the
+predictor scores table, ``predictors.{png,pdf}`` (the names the workflow's rules write). Drawing itself (style, heatmaps, scatters) is :mod:`mvlpt.plots`.
 """
 
 from __future__ import annotations
@@ -107,4 +107,15 @@ def make_all_figures(
         log.warning("no similarity tables in %s: similarity heatmaps and scatters skipped", sim_dir)
     if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
         written += plots.save_figure(summary_figure(pairs, corr), out_dir / "summary")
+    predictor_scores = results_dir / "tables" / "predictors.parquet"  # `mvlpt predict score` made it
+    if predictor_scores.exists():
+        written += plots.save_figure(predictors_figure(tables.read_table(predictor_scores)), out_dir / "predictors")
     return written
+
+
+def predictors_figure(scores: pd.DataFrame, *, by: str = "within_target_spearman"):
+    """The transferability predictors ranked (best first by their mean ``by`` over methods), every score
+    of :func:`mvlpt.predictors.score_predictors` per method."""
+    from .predictors import SCORES, predictor_order
+
+    return plots.predictor_ranking(scores, predictor_order(scores, by), [(s, label) for s, label, _ in SCORES])

@@ -309,3 +309,49 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     sns.despine(fig)
     fig.tight_layout()
     return fig
+
+
+@_quiet
+def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: Sequence[tuple[str, str]]) -> plt.Figure:
+    """One panel per score: the predictors (rows, in ``order``, best first) with each method's estimate
+    and bootstrap CI, and the score's value under a random ranking (dashed line).
+
+    ``scores`` is the long table of :func:`mvlpt.predictors.score_predictors`; ``score_labels`` the
+    (score, label) pairs to draw, in panel order."""
+    set_style()
+    if scores.empty:
+        raise MvlptError("the predictor score table is empty; run `mvlpt predict score` on a study first.")
+    methods = study.method_order(scores["method"].unique())
+    pal = method_palette(methods)
+    panels = [(s, lab) for s, lab in score_labels if (scores["score"] == s).any()]
+    n = len(order)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 * len(panels) + 1.2, 0.32 * n * max(len(methods), 1) / 2 + 1.6),
+                             squeeze=False, sharey=True)
+    height = 0.8 / max(len(methods), 1)
+    for ax, (score, label) in zip(axes[0], panels):
+        s = scores[scores["score"] == score]
+        for k, m in enumerate(methods):
+            sm = s[s["method"] == m].set_index("predictor").reindex(order)
+            y = np.arange(n) + (k - (len(methods) - 1) / 2) * height
+            est = sm["estimate"].to_numpy(float)
+            err = np.vstack([est - sm["ci_low"].to_numpy(float), sm["ci_high"].to_numpy(float) - est])
+            ax.errorbar(est, y, xerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="o", ms=3.5, color=pal[m], ecolor=pal[m],
+                        elinewidth=0.9, capsize=1.5, label=m)
+        chance = s["chance"].astype(float).mean()
+        if np.isfinite(chance):
+            ax.axvline(chance, color="0.45", lw=0.8, ls="--", zorder=0)
+        if score.endswith("spearman"):
+            ax.set_xlim(-1.05, 1.05)
+        else:
+            ax.set_xlim(-0.05, 1.05)
+        ax.set_title(label)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+    ax0 = axes[0][0]
+    ax0.set_yticks(range(n), order)
+    ax0.set_ylim(n - 0.5, -0.5)
+    axes[0][-1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
+    fig.suptitle("transferability predictors against the measured gains (bootstrap CI over targets; "
+                 "dashed: random ranking)", y=1.0)
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig

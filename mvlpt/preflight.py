@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import study
 from .errors import MvlptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features
 FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
                      "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
                      "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
-PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_tokens": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128}}
+PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_ctx": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128}}
 RESULT_BYTES = 1500  # one result JSON
 TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
 
@@ -350,11 +351,11 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
 
 # ------------------------------------------------------------------------------------------ disk
 def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int) -> int:
-    o = {**PROMPT_DEFAULTS.get(method, {}), **(opts or {})}
+    o = {**PROMPT_DEFAULTS.get(method, {}), **study.canonical_options(method, opts)[0]}
     if method == "coop":
         return int(o["n_ctx"]) * text_w
     if method == "vpt":
-        return (layers if o.get("deep", True) else 1) * int(o["n_tokens"]) * vis_w
+        return (layers if o.get("deep", True) else 1) * int(o["n_ctx"]) * vis_w
     h, n = int(o.get("hidden", 128)), int(o["n_ctx"])
     # shared tokens (text + every visual layer), projections in and out, one width-h attention block
     return (layers + 1) * n * h + 2 * (text_w * h + vis_w * h) + 12 * h * h
@@ -436,9 +437,11 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     cal, note = cost.load_calibration(model)
     if note:
         warnings.append(f"cost: {note}.")
-    n_ctx = {m: int({**PROMPT_DEFAULTS[m], **((cfg.get("method_options") or {}).get(m) or {})}["n_ctx"])
-             for m in ("coop", "upt")}
-    train = {"epochs": 200, "batch_size": 32, "batch_size_multitask": 64, "eval_batch_size": 100, **cfg["train"]}
+    n_ctx = {m: int({**PROMPT_DEFAULTS[m], **study.canonical_options(m, (cfg.get("method_options") or {}).get(m))[0]}["n_ctx"])
+             for m, meth in study.METHODS.items() if meth.learns_text and m in PROMPT_DEFAULTS}
+    from .config import TrainConfig
+
+    train = {**dataclasses.asdict(TrainConfig()), **cfg["train"]}
     tasks = []
     for r in rows:
         if r.fewshot_train is None:
@@ -502,12 +505,18 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
                   seconds=round(time.perf_counter() - t0, 2))
 
 
-def problems(cfg: dict, *, deep: bool = False) -> list[str]:
-    """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through).
-    Skipped (empty list) when the config says ``preflight: false``."""
+def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None) -> list[str]:
+    """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
+    whole report written to ``report_path`` if given. Skipped (empty list) when the config says
+    ``preflight: false``."""
     if cfg.get(SKIP_KEY) is False:
         return []
-    return run(cfg, deep=deep).problems
+    rep = run(cfg, deep=deep)
+    if report_path is not None:
+        from .io import write_json
+
+        write_json(rep.to_dict(), report_path)
+    return rep.problems
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -584,6 +593,6 @@ def measure_calibration(cfg: dict, say=print) -> str:
     cal = cost.calibrate(cfg["model"]["name"], None if str(cfg.get("device", "auto")) == "auto" else str(cfg["device"]),
                          workers=int(cfg["train"].get("workers", 3) or 1),
                          n_ctx=int((opts.get("coop") or {}).get("n_ctx", 16)),
-                         vpt_tokens=int((opts.get("vpt") or {}).get("n_tokens", 16)),
+                         vpt_tokens=int(study.canonical_options("vpt", opts.get("vpt"))[0].get("n_ctx", 16)),
                          upt_tokens=int((opts.get("upt") or {}).get("n_ctx", 4)), say=say)
     return str(cost.save_user_calibration(cal))

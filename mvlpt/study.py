@@ -48,6 +48,8 @@ class Method:
     learns_text: bool
     learns_image: bool
     label: str  # for figures and tables
+    length_option: str = "n_ctx"  # the option giving the number of prompt tokens
+    option_aliases: tuple[tuple[str, str], ...] = ()  # deprecated option names still accepted: (old, current)
 
     @property
     def caches_image_features(self) -> bool:
@@ -66,7 +68,8 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("coop", "mvlpt.models.prompts.coop:CoOp", learns_text=True, learns_image=False, label="CoOp"),
-        Method("vpt", "mvlpt.models.prompts.vpt:VPT", learns_text=False, learns_image=True, label="VPT"),
+        Method("vpt", "mvlpt.models.prompts.vpt:VPT", learns_text=False, learns_image=True, label="VPT",
+               option_aliases=(("n_tokens", "n_ctx"),)),
         Method("upt", "mvlpt.models.prompts.upt:UPT", learns_text=True, learns_image=True, label="UPT"),
     )
 }
@@ -77,6 +80,20 @@ def method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise MvlptError(f"unknown prompt method {name!r}; known methods are: {', '.join(METHODS)}.") from None
+
+
+def canonical_options(name: str, options: dict | None) -> tuple[dict, list[tuple[str, str]]]:
+    """``options`` of method ``name`` with deprecated names replaced by the current ones, and the
+    (old, current) names that were replaced. Giving both names with different values is an error."""
+    options, renamed = dict(options or {}), []
+    for old, new in method(name).option_aliases:
+        if old not in options:
+            continue
+        if new in options and options[new] != options[old]:
+            raise MvlptError(f"method {name!r} got both {new!r} and its old name {old!r}; give {new!r} only.")
+        options = {new if k == old else k: v for k, v in options.items() if k != new}  # same place, new name
+        renamed.append((old, new))
+    return options, renamed
 
 
 def method_order(names: Iterable[str]) -> list[str]:
@@ -146,6 +163,103 @@ def measure_order(names: Iterable[str]) -> list[str]:
 
 def is_distance(name: str) -> bool:
     return name in MEASURES and MEASURES[name].distance
+
+
+# --------------------------------------------------------------------------------------------------
+# Transferability predictors (docs/predictors.md)
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """A predictor of the gain of a (source, target) pair, from the frozen model alone (no training).
+
+    ``family``: ``"zeroshot"``: the source's zero-shot CLIP classifier (its class-name embeddings)
+    applied to the target's labelled few-shot train images (:mod:`mvlpt.predictors`); ``"similarity"``:
+    a task-similarity measure of :data:`MEASURES`, oriented so that larger = more similar; ``"prompt"``:
+    the source's *trained* prompt of one method (the baseline run's prompt file) on the target's few-shot
+    images, so one matrix per method (:attr:`per_method`).
+    ``function``: ``"module:function"``; for ``zeroshot`` an estimator ``f(view, target_labels) -> float``
+    (larger = better transfer) of :mod:`mvlpt.transferability`; for ``similarity`` the measure's own.
+    ``reads``: for ``zeroshot`` and ``prompt`` the view of the source classifier the estimator takes (one of
+    :data:`PREDICTOR_VIEWS`; ``target_metric``: the target's own metric with the source's prompt and the
+    target's class names); for ``similarity`` the measure's embedding kind.
+    Adding a predictor = its function + one line in :data:`PREDICTORS`.
+    """
+
+    name: str
+    family: str
+    function: str
+    reads: str
+    label: str
+    reference: str
+
+    def estimator(self) -> Callable:
+        return _load(self.function)
+
+    @property
+    def embedding_kinds(self) -> tuple[str, ...]:
+        """The per-task embedding files (``{task}.{kind}.npz``) it is computed from."""
+        if self.family == "prompt":
+            return ()  # read from the study's prompt and split files, not from embeddings
+        return ("fewshot", "labels") if self.family == "zeroshot" else (self.reads,)
+
+    @property
+    def per_method(self) -> bool:
+        """Its matrix depends on the prompt method (it reads the method's trained prompts)."""
+        return self.family == "prompt"
+
+
+PREDICTOR_FAMILIES = ("zeroshot", "prompt", "similarity")
+# what the source's zero-shot classifier gives an estimator, per target image: its class probabilities
+# (softmax of the logits), its predicted class (argmax), or its logits as features (the source's view);
+# target_metric: the prompt-specific predictor, the target's metric with the source's trained prompt
+PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric")
+PREDICTORS: dict[str, Predictor] = {
+    p.name: p
+    for p in (
+        Predictor("leep", "zeroshot", "mvlpt.transferability:leep", "probabilities", "LEEP",
+                  "Nguyen et al., LEEP, ICML 2020"),
+        Predictor("nce", "zeroshot", "mvlpt.transferability:nce", "predictions", "NCE",
+                  "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
+        Predictor("logme", "zeroshot", "mvlpt.transferability:logme", "logits", "LogME",
+                  "You et al., LogME, ICML 2021"),
+        Predictor("h_score", "zeroshot", "mvlpt.transferability:h_score", "logits", "H-score",
+                  "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
+        Predictor("gbc", "zeroshot", "mvlpt.transferability:gbc", "logits", "GBC",
+                  "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"),
+        # the same estimators with the source's trained prompt (per method) in place of its zero-shot classifier
+        *(Predictor(f"{name}_prompt", "prompt", f"mvlpt.transferability:{name}", reads, f"{label} (trained prompt)", ref)
+          for name, reads, label, ref in (
+              ("leep", "probabilities", "LEEP", "Nguyen et al., LEEP, ICML 2020"),
+              ("nce", "predictions", "NCE", "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
+              ("logme", "logits", "LogME", "You et al., LogME, ICML 2021"),
+              ("h_score", "logits", "H-score", "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
+              ("gbc", "logits", "GBC", "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"))),
+        Predictor("prompt_accuracy", "prompt", "mvlpt.metrics:compute_metric", "target_metric",
+                  "target metric with the source prompt", "prompt-specific: the source's prompt on the target, untrained"),
+        *(Predictor(m.name, "similarity", m.function, m.kind, m.label, "task similarity (mvlpt.similarity)")
+          for m in MEASURES.values()),
+    )
+}
+PREDICTOR_DEFAULTS: dict[str, Any] = {
+    "names": None,  # None: every predictor of PREDICTORS
+}
+
+
+def predictor(name: str) -> Predictor:
+    try:
+        return PREDICTORS[name]
+    except KeyError:
+        raise MvlptError(f"unknown transferability predictor {name!r}; choose one of {', '.join(PREDICTORS)}.") from None
+
+
+def predictor_settings(cfg: dict | None) -> dict:
+    """The config's ``predictors`` section over the defaults, with ``names`` resolved and checked."""
+    out = {**PREDICTOR_DEFAULTS, **(cfg or {})}
+    names = list(PREDICTORS) if out["names"] is None else list(dict.fromkeys(out["names"]))
+    for n in names:
+        predictor(n)
+    out["names"] = names
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ class TaskData:
     val_y: np.ndarray
     split_hash: str = ""  # identity of the few-shot split (mvlpt.io.content_hash of its train/val ids)
     shots_taken: dict | None = None  # the split's record of classes with fewer than `shots` images, if any
+    train_t: torch.Tensor | None = None  # (n_train, run classes) soft targets, on the training device
+    class_mask: torch.Tensor | None = None  # (run classes,) bool: this task's classes, on the training device
 
     @property
     def classes(self) -> slice:
@@ -137,7 +139,13 @@ class Trainer:
                 offset += t.num_classes
         params = [p for m in self.members for p in m.learner.parameters() if p.requires_grad]
         # One SGD over every member's parameters: its update is elementwise, so members stay independent.
-        self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+        # foreach: a few kernels for all parameter tensors instead of a few per tensor (same arithmetic).
+        self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay,
+                                         foreach=True)
+        if self.autocast_dtype is not None:
+            # frozen matrix-product weights cast to the autocast dtype once, not on every step (exact);
+            # after the set-up above, whose cached features and fixed class features run in float32
+            self.clip.cast_frozen(self.autocast_dtype)
 
     # ------------------------------------------------------------------ data
     def _load_task(self, task, offset: int, seed: int) -> TaskData:
@@ -163,8 +171,16 @@ class Trainer:
         else:
             tx, vx = load_images(self.clip, train_split, tr), load_images(self.clip, train_split, va)
             tf = vf = None
-        return TaskData(task, offset, tr, va, tx, vx, tf, vf, labels_of(train_split, tr), labels_of(train_split, va), split_hash,
-                        split.get("shots_taken"))
+        # the few-shot sets are small: they live on the training device (uint8 images, normalised per
+        # batch there), with their targets, so that a step never copies from the host
+        dev = self.device
+        tx, vx, tf, vf = (None if t is None else t.to(dev) for t in (tx, vx, tf, vf))
+        ty = labels_of(train_split, tr)
+        train_t = _targets(ty, offset, self.n_classes, task.multilabel).to(dev)
+        class_mask = torch.zeros(self.n_classes, dtype=torch.bool)
+        class_mask[offset : offset + task.num_classes] = True
+        return TaskData(task, offset, tr, va, tx, vx, tf, vf, ty, labels_of(train_split, va), split_hash,
+                        split.get("shots_taken"), train_t, class_mask.to(dev))
 
     # ----------------------------------------------------------------- model
     def _text_features(self, members: list[Member]) -> list[torch.Tensor]:
@@ -183,61 +199,84 @@ class Trainer:
                               feats=feats if cached else None, text=text, autocast=self.autocast_dtype)
 
     # -------------------------------------------------------------- training
-    def train_epoch(self, epoch: int) -> float:
-        cfg = self.cfg
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr_at(epoch, cfg)
-        bs = cfg.batch_size if len(self.tasks) == 1 else cfg.batch_size_multitask
+    def epoch_plan(self, epoch: int) -> list[list[tuple[Member, list[tuple[TaskData, torch.Tensor]]]]]:
+        """The epoch's steps: for each step, each active member's (task data, sample indices) parts.
+
+        Each member has its own seeded order of the union of its tasks' few-shot sets; the indices
+        of the whole epoch go to the device in one copy."""
+        bs = self.cfg.batch_size if len(self.tasks) == 1 else self.cfg.batch_size_multitask
         plans = []
-        for m in self.members:  # each member's own order of the union of its tasks' few-shot sets
+        for m in self.members:
             owners, local = m.union()
             gen = torch.Generator().manual_seed(m.seed * 100_003 + epoch)
             plans.append((m, owners, local, torch.randperm(len(owners), generator=gen).numpy()))
         n_steps = max(math.ceil(len(order) / bs) for *_, order in plans)
-        for m in self.members:
-            m.learner.train()
-        total = 0.0
+        layout, pieces = [], []
         for step in range(n_steps):
-            active, images, feats, targets, masks = [], [], [], [], []
+            batch = []
             for m, owners, local, order in plans:
                 chunk = order[step * bs : (step + 1) * bs]
                 if len(chunk) == 0:
                     continue  # this member's epoch is over: its parameters get no gradient, hence no update
-                xs, fs, ts, ms = [], [], [], []
+                parts = []
                 for k, td in enumerate(m.data):
                     sel = local[chunk[owners[chunk] == k]]
-                    if len(sel) == 0:
-                        continue
-                    x, f = td.inputs("train", torch.as_tensor(sel))
-                    xs.append(x), fs.append(f)
-                    ts.append(_targets(td.train_y[sel], td.offset, self.n_classes, td.task.multilabel))
-                    mask = torch.zeros(len(sel), self.n_classes, dtype=torch.bool)
-                    mask[:, td.classes] = True
-                    ms.append(mask)
-                active.append(m)
-                images.append(torch.cat(xs) if xs[0] is not None else None)
-                feats.append(torch.cat(fs) if fs[0] is not None else None)
-                targets.append(torch.cat(ts))
-                masks.append(torch.cat(ms))
-            losses = []
-            for m, logits, target, mask in zip(active, self._logits(active, images, feats), targets, masks):
-                if cfg.head == "per_task":
-                    logits = logits.masked_fill(~mask.to(logits.device), float("-inf"))
-                target = target.to(logits.device)
-                logp = F.log_softmax(logits, dim=-1)
-                loss = -(target * logp.masked_fill(target == 0, 0)).sum(1).mean()
-                if not torch.isfinite(loss):
+                    if len(sel):
+                        parts.append(td)
+                        pieces.append(sel)
+                batch.append((m, parts))
+            layout.append(batch)
+        flat = torch.as_tensor(np.concatenate(pieces), dtype=torch.long).to(self.device)
+        idx = iter(flat.split([len(p) for p in pieces]))
+        return [[(m, [(td, next(idx)) for td in parts]) for m, parts in batch] for batch in layout]
+
+    def train_step(self, batch) -> torch.Tensor:
+        """One SGD step on ``batch`` (one entry of :meth:`epoch_plan`); the active members' losses,
+        on the device (not synchronised)."""
+        cfg = self.cfg
+        active, images, feats, targets, masks = [], [], [], [], []
+        for m, parts in batch:
+            xs, fs = zip(*(td.inputs("train", sel) for td, sel in parts))
+            active.append(m)
+            images.append(torch.cat(xs) if xs[0] is not None else None)
+            feats.append(torch.cat(fs) if fs[0] is not None else None)
+            targets.append(torch.cat([td.train_t[sel] for td, sel in parts]))
+            masks.append(torch.cat([td.class_mask.expand(len(sel), -1) for td, sel in parts]))
+        losses = []
+        for logits, target, mask in zip(self._logits(active, images, feats), targets, masks):
+            if cfg.head == "per_task":
+                logits = logits.masked_fill(~mask, float("-inf"))
+            logp = F.log_softmax(logits, dim=-1)
+            losses.append(-(target * logp.masked_fill(target == 0, 0)).sum(1).mean())
+        losses = torch.stack(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # members share no parameters: each gets its own gradient
+        self.optimizer.step()
+        return losses.detach()
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch; its mean loss. The host waits for the device once, at the end of the epoch,
+        where the per-step losses are checked: a non-finite one stops the run naming its step."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(epoch, self.cfg)
+        plan = self.epoch_plan(epoch)
+        for m in self.members:
+            m.learner.train()
+        losses = [self.train_step(batch) for batch in plan]
+        values = torch.cat(losses).tolist() if losses else []  # the epoch's one synchronisation
+        total, at = 0.0, 0
+        for step, batch in enumerate(plan):
+            step_values = values[at : at + len(batch)]
+            at += len(batch)
+            for (m, _), value in zip(batch, step_values):
+                if not math.isfinite(value):
                     raise MvlptError(
-                        f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} "
                         f"(method {self.spec.method}, tasks {', '.join(self.spec.tasks)}, seed {m.seed}, "
                         f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data."
                     )
-                losses.append(loss)
-            self.optimizer.zero_grad(set_to_none=True)
-            torch.stack(losses).sum().backward()  # members share no parameters: each gets its own gradient
-            self.optimizer.step()
-            total += float(sum(loss.item() for loss in losses)) / len(losses)
-        return total / max(n_steps, 1)
+            total += float(sum(step_values)) / len(step_values)
+        return total / max(len(plan), 1)
 
     @torch.no_grad()
     def validate(self) -> list[dict[str, float]]:
@@ -251,15 +290,15 @@ class Trainer:
             scores = [[] for _ in self.members]
             for s in range(0, max(sizes), self.cfg.eval_batch_size):
                 active = [j for j, size in enumerate(sizes) if s < size]
-                idx = [torch.arange(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
+                idx = [slice(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
                 batch = [self.members[j].data[k].inputs("val", i) for j, i in zip(active, idx)]
                 logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch],
                                       [text[j] for j in active])
                 for j, lg in zip(active, logits):
-                    scores[j].append(lg[:, self.members[j].data[k].classes].float().cpu())
+                    scores[j].append(lg[:, self.members[j].data[k].classes].float())
             for j, m in enumerate(self.members):
                 td = m.data[k]
-                sc = torch.cat(scores[j]).numpy() if scores[j] else np.zeros((0, td.task.num_classes))
+                sc = torch.cat(scores[j]).cpu().numpy() if scores[j] else np.zeros((0, td.task.num_classes))
                 out[j][td.task.name] = compute_metric(td.task.metric, sc, td.val_y)
         return out
 

@@ -61,17 +61,48 @@ def results_dir_with_tables(results_dir, tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes(path, results_dir, results_dir_with_tables, monkeypatch):
-    if path.name.startswith("02") and not os.environ.get("MVLPT_TEST_RESULTS"):
-        results_dir = results_dir_with_tables
+def _execute(path, results_dir, monkeypatch) -> str:
+    """Run the notebook against ``results_dir``; its printed and displayed text."""
     monkeypatch.setenv("MVLPT_RESULTS", str(results_dir))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError with the failing cell's traceback
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert str(results_dir) in text  # it read the folder it was pointed at
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path, results_dir, results_dir_with_tables, monkeypatch):
+    if path.name.startswith("02") and not os.environ.get("MVLPT_TEST_RESULTS"):
+        results_dir = results_dir_with_tables
+    text = _execute(path, results_dir, monkeypatch)
+    assert str(results_dir) in text  # it read the folder it was pointed at
+    if path.name.startswith("02") and not os.environ.get("MVLPT_TEST_RESULTS"):
+        assert "scored here from the similarity tables" in text  # no predictors table: the section scores them
+
+
+def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_with_tables, tmp_path, monkeypatch):
+    """With the predictor matrices and scores the workflow writes (`mvlpt predict compute/score`), the
+    section reads them and lists, per target, the best predictor's pick next to the measured best source."""
+    import shutil
+
+    from mvlpt import predictors as P, study, tables as T
+    from mvlpt.similarity import long_to_matrix
+
+    root = tmp_path / "results"
+    shutil.copytree(results_dir_with_tables, root)
+    pairs = T.pair_table(T.load_results(root))
+    sims = T.read_similarities(T.similarity_files(root / "similarity"))
+    preds = {}
+    for m in ("visual_cosine", "label_match"):
+        matrix = long_to_matrix(sims, m) * (-1.0 if study.is_distance(m) else 1.0)
+        P.write_predictor(matrix, m, 0.25, root / "predictors" / m)
+        preds[m] = P.read_predictor(root / "predictors" / f"{m}.parquet")
+    T.write_table(P.score_predictors(pairs, preds, n_boot=50), root / "tables" / "predictors")
+    text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[1])], root, monkeypatch)
+    assert f"read {root / 'tables' / 'predictors.parquet'}" in text
+    assert "measured best source" in text and "picks" in text

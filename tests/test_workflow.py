@@ -59,6 +59,10 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     directions (n(n-1)/2 runs), sequential mode each ordered pair. A run is one process for all seeds
     (stacked) or one per seed. Splits: one per task and seed. Analysis: one embedding per task and
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
+    Predictors: one few-shot embedding per task, one job per predictor (the 5 estimators of
+    mvlpt.transferability and each similarity measure), one job per method for the predictors of its
+    trained prompts (the 5 estimators again and the prompt-specific one), one score table and its figure, when there are
+    at least two sources per target to rank (three tasks).
     """
     n, m, k = len(cfg["tasks"]), len(cfg["methods"]), len(cfg["seeds"])
     per_run = 1 if cfg.get("stack_seeds", True) else k
@@ -76,6 +80,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "summary_figure": 1,
         "all": 1,
     }
+    if n >= 3:
+        jobs.update({"embed_task_fewshot": n, "predictor": 5 + SIMILARITY_MEASURES, "prompt_predictors": m,
+                     "score_predictors": 1, "predictors_figure": 1})
     if FROZEN_IMAGE_METHODS & set(cfg["methods"]) and cfg.get("train", {}).get("cache_features", True):
         jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods
     if cfg.get("mode", "joint") == "joint":
@@ -149,6 +156,11 @@ def small_study(tmp_path_factory):
     configfile.write_text(yaml.safe_dump(cfg))
     res = snakemake(work, "--cores", "2", configfile=configfile, timeout=900)
     assert res.returncode == 0, (res.stderr + res.stdout)[-6000:]
+    # the preflight ran before the first job and left Snakemake's console as it was (open_clip logs
+    # through the root logger, which would print every Snakemake message a second time)
+    report = json.loads((work / "logs" / "preflight.json").read_text())
+    assert report["problems"] == [] and [t["task"] for t in report["tasks"]] == cfg["tasks"]
+    assert "INFO:snakemake.logging" not in res.stderr, res.stderr[-3000:]
     return work, configfile, cfg
 
 
@@ -198,7 +210,8 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     # the joint vpt run of {shapes, orientation} (it writes both directions), then what reads results
     assert counts.pop("train_joint") == 1
     assert counts.pop("collect_results") == 1 and counts.pop("all") == 1
-    assert set(counts) <= {"correlate_gain_similarity", "gain_heatmap", "gain_scatter", "summary_figure"}
+    assert set(counts) <= {"correlate_gain_similarity", "gain_heatmap", "gain_scatter", "summary_figure",
+                           "score_predictors", "predictors_figure"}
     assert counts.get("gain_heatmap", 0) <= 2
     res = snakemake(work, "--cores", "2", configfile=configfile)
     assert res.returncode == 0, (res.stderr + res.stdout)[-4000:]

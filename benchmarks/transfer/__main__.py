@@ -21,10 +21,10 @@ from mvlpt.tasks.fewshot import indices_of, make_split
 
 from . import __doc__ as _package_doc
 from .common import (H100_SXM_BF16_DENSE_TFLOPS, PRESETS, REPO, device_name, load_paper_config, log, now, prompt_length,
-                     register_bench_task, steady, steady_statistic, sync)
+                     StageTimeout, register_bench_task, stage, steady, steady_statistic, sync)
 from .estimate import calibrate, study_estimate
 from .flops import count_flops, flop_components, flop_report
-from .profiling import profile_epoch
+from .profiling import profile_steps
 from .reference import run_reference
 from .summary import print_summary
 from .timing import measure_components, measure_overhead, run_ours
@@ -52,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--flop-model", default=None, help="also count the FLOPs of this model's study (on the CPU; default: the "
                    "preset's; cpu: ViT-B-16, the paper's model class; 'none' to skip)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--profile-steps", type=int, default=5, help="training steps profiled per method (after a warm-up step)")
+    p.add_argument("--stage-timeout", type=float, default=300.0,
+                   help="seconds a stage may take (a method's run, its profile, the per-job overhead...) before it is "
+                        "stopped and recorded as an error; 0: no limit (default: %(default)s)")
     p.add_argument("--out", default=None, help="result JSON (default: benchmarks/results/<host>-<device>-<date>.json)")
     args = p.parse_args(argv)
     args.error = p.error
@@ -164,15 +168,23 @@ def bench_method(method: str, ctx: dict, comps: dict, profile: bool) -> dict:
     """Both paths of one method on the pair, their FLOPs per step, the cost model's calibration and
     (on a GPU) model-FLOPs utilisation."""
     device, epochs = ctx["device"], ctx["train_cfg"].epochs
-    ours, trainer = run_ours(method, ctx, ctx["tmp"])
+    limit = ctx["stage_timeout"]
+    with stage(f"{method}: our joint run", limit):
+        ours, trainer = run_ours(method, ctx, ctx["tmp"])
     log(f"ours: init {ours['init_s']:.2f} s, step {ours['step_s'] * 1e3:.1f} ms ({len(ctx['seeds'])} seeds), "
         f"val {steady(ours['val_s'], ctx['steady']):.2f} s, test {sum(ours['test_s']):.2f} s, run {ours['total_s']:.1f} s")
-    ours["flops_per_step"] = count_flops(lambda: trainer.train_epoch(epochs)) / ours["steps_per_epoch"]
+    with stage(f"{method}: FLOPs of an epoch (FlopCounterMode)", limit):
+        ours["flops_per_step"] = count_flops(lambda: trainer.train_epoch(epochs)) / ours["steps_per_epoch"]
     if profile:
-        ours["profile_one_epoch"] = profile_epoch(trainer, device)
+        try:
+            with stage(f"{method}: profile of {ctx['profile_steps']} training steps", limit):
+                ours["profile_steps"] = profile_steps(trainer, device, ctx["profile_steps"])
+        except StageTimeout as e:
+            ours["profile_steps"] = {"error": str(e)}
     trainer = None  # free the run before the next one
     empty_cache(device)
-    ref, last = run_reference(method, ctx)
+    with stage(f"{method}: reference-style runs", limit):
+        ref, last = run_reference(method, ctx)
     log(f"reference style: setup {ref['setup_s']:.2f} s, step {ref['step_s'] * 1e3:.1f} ms, val {ref['val_s']:.2f} s, "
         f"test {ref['test_s']:.2f} s, run {ref['per_transfer_job_s_measured']:.1f} s (x{len(ref['runs'])})")
     idx = torch.arange(last.bs)
@@ -211,18 +223,17 @@ def bench_methods(methods: list[str], ctx: dict, comps: dict, profile: bool) -> 
 
 
 def flop_model_report(ctx: dict, model: str) -> dict:
-    t = now()
     try:
-        out = flop_report(ctx, flop_components(model, ctx["method_options"]), PRESETS["gpu"]["pair"].split(","))
+        with stage(f"FLOP model of {model} (on the CPU)", ctx["stage_timeout"]):
+            return flop_report(ctx, flop_components(model, ctx["method_options"]), PRESETS["gpu"]["pair"].split(","))
     except Exception as e:  # noqa: BLE001
-        out = {"error": f"{type(e).__name__}: {e}"}
-    log(f"FLOP model of {model}: {now() - t:.1f} s")
-    return out
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def overhead_report(ctx: dict, tmp: Path) -> dict:
     try:
-        return measure_overhead(ctx, tmp)
+        with stage("per-job overhead (fresh processes, one `mvlpt train`)", ctx["stage_timeout"]):
+            return measure_overhead(ctx, tmp)
     except Exception as e:  # noqa: BLE001
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -243,20 +254,22 @@ def main(argv=None) -> int:
     probe = load_clip(s["model"], s["pretrained"], device=device)
     ctx = make_context(s, args, probe)
     ctx["tmp"] = tmp
+    ctx["stage_timeout"] = args.stage_timeout or None
+    ctx["profile_steps"] = max(1, args.profile_steps)
     pair = ctx["pair"]
     log(f"pair: {pair[0]} ({get_task(pair[0]).num_classes} classes) + {pair[1]} ({get_task(pair[1]).num_classes}), "
         f"{ctx['shots']} shots, {s['epochs']} epochs measured, {len(ctx['seeds'])} seeds stacked; cut text length "
         f"coop {ctx['cut_length']['coop']}, upt {ctx['cut_length']['upt']} (reference 77)")
     report = new_report(ctx, s, argv)
 
-    report["feature_cache"] = build_feature_cache(ctx, tmp) if "coop" in s["methods"] else {"load_s": 0.0}
+    with stage("feature cache", ctx["stage_timeout"]):
+        report["feature_cache"] = build_feature_cache(ctx, tmp) if "coop" in s["methods"] else {"load_s": 0.0}
 
     # component cost model (same process, same device)
-    t = now()
-    comps = {"ours": measure_components(ctx, probe, s["precision"])}
-    comps["ref"] = comps["ours"] if s["ref_precision"] == s["precision"] else measure_components(ctx, probe, s["ref_precision"])
+    with stage("component timings (cost model)", ctx["stage_timeout"]):
+        comps = {"ours": measure_components(ctx, probe, s["precision"])}
+        comps["ref"] = comps["ours"] if s["ref_precision"] == s["precision"] else measure_components(ctx, probe, s["ref_precision"])
     report["components"] = comps
-    log(f"component timings: {now() - t:.1f} s")
     del probe
     empty_cache(device)
 

@@ -58,6 +58,41 @@ def log(*a):
     print(*a, flush=True)
 
 
+_T0 = time.perf_counter()
+
+
+class StageTimeout(Exception):
+    """A benchmark stage ran past its time limit."""
+
+
+@contextlib.contextmanager
+def stage(name: str, timeout: float | None = None):
+    """Announce a stage, say when it ends with its duration and the benchmark's elapsed time, and
+    stop it with :class:`StageTimeout` after ``timeout`` seconds (SIGALRM: Python code is interrupted
+    at its next bytecode, a running kernel or C call first returns; None or 0: no limit)."""
+    import signal
+
+    t = time.perf_counter()
+    log(f"[{t - _T0:7.1f} s] {name} ...")
+    use_alarm = bool(timeout) and hasattr(signal, "SIGALRM")
+    if use_alarm:
+        def expired(signum, frame):
+            raise StageTimeout(f"{name} did not finish within {timeout:g} s")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    except BaseException as e:
+        log(f"[{time.perf_counter() - _T0:7.1f} s] {name}: stopped after {time.perf_counter() - t:.1f} s ({type(e).__name__}: {e})")
+        raise
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    log(f"[{time.perf_counter() - _T0:7.1f} s] {name}: done in {time.perf_counter() - t:.1f} s")
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -18,7 +18,7 @@ from mvlpt.models.prompts.text import encode_prompted_text
 from mvlpt.models.prompts.vision import encode_prompted_image
 from mvlpt.train import Trainer
 
-from .common import REPO, autocast, median_time, now, steady, sync
+from .common import REPO, autocast, log, median_time, now, steady, sync
 from .estimate import fit_line, fit_text
 
 
@@ -159,15 +159,25 @@ def measure_overhead(ctx, tmp: Path) -> dict:
     training time the run reports."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("MVLPT_GPU_LOCK_DIR", str(tmp / "locks"))
+    # A private lock directory, always: with the user's (MVLPT_GPU_LOCK_DIR, or the default one) the
+    # child's `mvlpt train` would wait, without a limit, for a GPU that a running workflow job holds.
+    env["MVLPT_GPU_LOCK_DIR"] = str(tmp / "locks")
+    env.pop("MVLPT_NO_LEASE", None)
     py = sys.executable
     dev = ctx["device"]
+    limit = float(ctx.get("subprocess_timeout", 180))
 
     def wall(args):
         t = now()
-        p = subprocess.run(args, env=env, capture_output=True, text=True)
+        try:
+            p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as e:
+            tail = (e.stderr or b"")[-2000:]
+            tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+            raise RuntimeError(f"{' '.join(args[:6])}... did not finish within {limit:g} s; its stderr ended: {tail}") from None
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(args[:4])}... failed: {p.stderr[-2000:]}")
+        log(f"  {now() - t:6.2f} s  {' '.join(a if len(a) < 60 else a[:57] + '...' for a in args[1:])}")
         return now() - t
 
     out = {}

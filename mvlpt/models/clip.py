@@ -149,6 +149,37 @@ class FrozenCLIP:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # the towers with their matrix-product weights cast once (dtype -> model), see cast_frozen
+    low_precision: dict = dataclasses.field(default_factory=dict, repr=False)
+    _mean_std: dict = dataclasses.field(default_factory=dict, repr=False)  # device -> (mean, std) tensors
+
+    def cast_frozen(self, dtype: torch.dtype) -> None:
+        """Keep a copy of the model whose matrix-product and convolution weights (Linear, Conv,
+        attention in-projections, the two output projections) are cast to ``dtype`` once, with
+        open_clip's own ``convert_weights_to_lp``; LayerNorm, embeddings and ``logit_scale`` stay
+        float32. Under autocast to ``dtype`` those ops cast their weights to ``dtype`` on every call,
+        so running the copy gives bit-identical results without the per-step casts
+        (tests/test_speed.py). The float32 model is kept for everything that runs without autocast
+        (cached features, fixed class features)."""
+        if dtype in self.low_precision or dtype == torch.float32:
+            return
+        import copy
+
+        from open_clip.model import convert_weights_to_lp
+
+        lowp = copy.deepcopy(self.model)
+        convert_weights_to_lp(lowp, dtype)
+        # nn.MultiheadAttention takes a fused "fast path" in eval mode without grad when the input's
+        # dtype equals its weights' (autocast on a GPU rules it out; CPU autocast does not): training
+        # mode, with dropout 0, keeps the copy on the path the float32 weights take.
+        for m in lowp.modules():
+            if isinstance(m, torch.nn.MultiheadAttention) and m.dropout == 0:
+                m.train()
+        self.low_precision[dtype] = lowp
+
+    def tower_model(self, autocast: torch.dtype | None) -> torch.nn.Module:
+        """The model a forward under ``autocast`` runs: the cast-once copy if there is one."""
+        return self.low_precision.get(autocast, self.model) if autocast is not None else self.model
 
     @property
     def key(self) -> str:
@@ -166,8 +197,10 @@ class FrozenCLIP:
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Second half: uint8 (B, 3, S, S) -> float, CLIP mean/std, on the model's device."""
         x = batch.to(self.device, non_blocking=True).float().div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        if x.device not in self._mean_std:  # made once per device: no host-to-device copy per batch
+            self._mean_std[x.device] = (torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1),
+                                        torch.tensor(self.std, device=x.device).view(1, 3, 1, 1))
+        mean, std = self._mean_std[x.device]
         return (x - mean) / std
 
     def transform(self, image: Image.Image) -> torch.Tensor:

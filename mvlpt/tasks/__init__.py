@@ -10,6 +10,7 @@ from .registry import ArraySplit, Task, TaskSplit, add_suite_loader, get_task, l
 
 def _load_builtin_suites() -> None:
     from . import elevater, synthetic  # noqa: F401  (importing a suite registers its tasks)
+    from . import designed  # noqa: F401  (the designed world, docs/groundtruth.md)
 
 
 add_suite_loader(_load_builtin_suites)

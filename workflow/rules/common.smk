@@ -294,6 +294,8 @@ SIMILARITY_DIR = f"{RESULTS}/similarity"
 FIGURES_DIR = f"{RESULTS}/figures"
 EMBED_DIR = f"{CACHE}/similarity"
 MEASURES = list(study.MEASURES)
+PREDICTORS_DIR = f"{RESULTS}/predictors"  # transferability predictors (predictors.smk): one matrix per predictor
+PREDICTORS = study.predictor_settings(config.get("predictors"))["names"]
 
 
 def _study_selection():
@@ -386,6 +388,25 @@ def analysis_targets():
         + expand(f"{FIGURES_DIR}/similarity_{{measure}}.{{ext}}", measure=MEASURES, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/scatter_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/summary.{{ext}}", ext=["png", "pdf"])
+        + predictor_targets()
+    )
+
+
+# one matrix for every method (zero-shot, similarity) / one per method, from its trained prompts (family "prompt")
+SHARED_PREDICTORS = [p for p in PREDICTORS if not study.PREDICTORS[p].per_method]
+PROMPT_PREDICTORS = [p for p in PREDICTORS if study.PREDICTORS[p].per_method]
+
+
+def predictor_targets():
+    """The predictor matrices, their scores and figure (predictors.smk). Ranking sources needs at least
+    two sources per target, hence three tasks; a smaller study has none (`snakemake predictors` says why)."""
+    if len(TASKS) < 3:
+        return []
+    return (
+        expand(f"{PREDICTORS_DIR}/{{predictor}}.csv", predictor=SHARED_PREDICTORS)
+        + expand(f"{PREDICTORS_DIR}/{{method}}/{{predictor}}.csv", method=METHODS, predictor=PROMPT_PREDICTORS)
+        + [f"{TABLES_DIR}/predictors.csv"]
+        + expand(f"{FIGURES_DIR}/predictors.{{ext}}", ext=["png", "pdf"])
     )
 
 

@@ -155,10 +155,19 @@ def run_preflight():
     `mvlpt preflight --configfile ...`). Skipped with `preflight: false`."""
     if not config.get("preflight", True):
         return
+    import logging
+
     from mvlpt.preflight import problems
 
-    found = problems(config)
+    # open_clip logs through the root logger (logging.info), which would otherwise install a handler that
+    # prints every Snakemake message a second time
+    if not logging.root.handlers:
+        logging.root.addHandler(logging.NullHandler())
+
+    report_file = os.path.join("logs", "preflight.json")
+    found = problems(config, report_path=report_file)
     if found:
         raise WorkflowError(
-            f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: `mvlpt preflight "
-            f"--configfile FILE`; `--config preflight=false` skips the check):\n" + "\n".join(f"  - {p}" for p in found))
+            f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: {report_file}, or "
+            f"`mvlpt preflight --configfile FILE`; `--config preflight=false` skips the check):\n"
+            + "\n".join(f"  - {p}" for p in found))

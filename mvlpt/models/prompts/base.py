@@ -37,8 +37,6 @@ class PromptLearner(nn.Module):
 
     method: str = ""
     deep: bool = True  # visual prompts replaced before every layer (VPT-deep, UPT) or inserted once
-    # deprecated option names still accepted: old name -> current name
-    option_aliases: dict[str, str] = {}
 
     def __init__(self, clip, classnames: list[str]):
         super().__init__()
@@ -56,17 +54,12 @@ class PromptLearner(nn.Module):
 
     @classmethod
     def canonical_options(cls, options: dict | None, warn: bool = True) -> dict:
-        """``options`` with deprecated names replaced by the current ones (a FutureWarning says so,
-        unless ``warn`` is False: options read back from a file the user cannot change)."""
-        options = dict(options or {})
-        for old, new in cls.option_aliases.items():
-            if old not in options:
-                continue
-            if new in options and options[new] != options[old]:
-                raise MvlptError(f"method {cls.method!r} got both {new!r} and its old name {old!r}; give {new!r} only.")
-            if warn:
+        """``options`` with deprecated names (the registry's ``option_aliases``) replaced by the current
+        ones; a FutureWarning says so, unless ``warn`` is False (options read back from a file)."""
+        options, renamed = study.canonical_options(cls.method, options)
+        if warn:
+            for old, new in renamed:
                 warnings.warn(f"the {cls.method} option {old!r} is deprecated; call it {new!r}.", FutureWarning, stacklevel=3)
-            options = {new if k == old else k: v for k, v in options.items() if k != new}  # same place, new name
         return options
 
     def options(self) -> dict:
@@ -134,7 +127,8 @@ def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[d
         prompts = [lr.current_prompts() for lr in learners] if prompts is None else prompts
         emb = torch.cat([lr.text_embeddings(p) for lr, p in zip(learners, prompts)])
         eot = torch.cat([lr.layout.eot_pos for lr in learners])
-        feats = normalize(encode_prompted_text(first.clip.model, emb, eot))
+        tower = first.clip.tower_model(autocast)  # the cast-once copy of the model under autocast, if made
+        feats = normalize(encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype()))
     return list(feats.split([len(lr.layout.eot_pos) for lr in learners]))
 
 
@@ -151,7 +145,7 @@ def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[t
             x = first.clip.normalize(x)
         else:
             x = x.to(first.clip.device)
-        visual = first.clip.model.visual
+        visual = first.clip.tower_model(autocast).visual
         if not first.learns_image:
             with torch.no_grad():
                 feats = normalize(encode_prompted_image(visual, x, None))

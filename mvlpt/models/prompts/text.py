@@ -83,10 +83,14 @@ class TokenLayout(nn.Module):
         return torch.where(mask, placed, self.embeddings)
 
 
-def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor) -> torch.Tensor:
-    """Run open_clip's text tower on prompt embeddings ``x`` (C, L, W); returns unnormalised (C, D)."""
+def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor, cast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Run open_clip's text tower on prompt embeddings ``x`` (C, L, W); returns unnormalised (C, D).
+
+    ``cast_dtype``: the dtype of the residual stream (default: open_clip's, the dtype of the tower's
+    weights); a tower whose weights were cast once (:meth:`FrozenCLIP.cast_frozen`) is given its
+    float32 original's, so that it computes what the original computes under autocast."""
     L = x.shape[1]
-    cast = model.transformer.get_cast_dtype()
+    cast = cast_dtype or model.transformer.get_cast_dtype()
     x = x.to(cast) + model.positional_embedding[:L].to(cast)
     mask = model.attn_mask[:L, :L] if model.attn_mask is not None else None
     x = model.transformer(x, attn_mask=mask)

@@ -20,7 +20,6 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 
 class VPT(PromptLearner):
     method = "vpt"
-    option_aliases = {"n_tokens": "n_ctx"}
 
     def __init__(self, clip, classnames, n_ctx: int = 16, deep: bool = True, template: str = DEFAULT_TEMPLATE,
                  generator: torch.Generator | None = None):

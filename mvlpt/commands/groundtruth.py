@@ -1,0 +1,42 @@
+"""CLI verb of the designed world (docs/groundtruth.md):
+
+    mvlpt groundtruth --pairs results/groundtruth/tables/pairs.parquet [--out recovery.csv]
+    mvlpt groundtruth --predictors [--seed 1 --shots 8] [--out predictors.csv]
+"""
+
+from __future__ import annotations
+
+from ..errors import MvlptError
+
+
+def run_groundtruth(args) -> int:
+    import pandas as pd
+
+    from .. import groundtruth as G
+
+    if not args.pairs and not args.predictors:
+        raise MvlptError("give --pairs PAIRS_TABLE (designed vs measured gain) or --predictors (from the frozen model).")
+    tables = []
+    if args.pairs:
+        tables.append(G.recovery(G.read_pairs(args.pairs)))
+    if args.predictors:
+        tables.append(G.predictor_hits(G.zero_shot_scores(seed=args.seed, shots=args.shots, device=args.device)))
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        for table in tables:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        pd.concat(tables, ignore_index=True).to_csv(args.out, index=False)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("groundtruth", help="score the designed world: designed relatedness vs measured gain",
+                       description="Designed relatedness (mvlpt.tasks.designed) against the study's measured gains, per "
+                                   "method, and against transferability estimators of the frozen model (docs/groundtruth.md).")
+    p.add_argument("--pairs", default=None, help="the study's pair table (results/groundtruth/tables/pairs.parquet or .csv)")
+    p.add_argument("--predictors", action="store_true", help="also score LEEP/NCE/LogME/H-score/GBC of the frozen model")
+    p.add_argument("--seed", type=int, default=1, help="few-shot seed of the predictors' images (default 1)")
+    p.add_argument("--shots", type=int, default=8, help="shots of the predictors' few-shot images (default 8)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="also write the table(s) to this CSV")
+    p.set_defaults(func=run_groundtruth)

@@ -1,0 +1,217 @@
+"""CLI verbs of the transferability predictors (docs/predictors.md): ``mvlpt predict embed|compute|score|plot``.
+
+    mvlpt predict embed   --task NAME --split-files S1.json S2.json --out CACHE/similarity/NAME.fewshot.npz [model options]
+    mvlpt predict compute --predictor leep --fewshot A.fewshot.npz .. --labels A.labels.npz .. --tasks A B .. --out results/predictors/leep.csv
+    mvlpt predict compute --predictor visual_cosine --images A.images.npz .. --tasks A B .. --out results/predictors/visual_cosine.csv
+    mvlpt predict prompts --method coop --tasks A B .. --prompts PROMPTS/coop/*/seed*.safetensors --split-files SPLITS/*/shots10_seed*.json --out-dir results/predictors/coop [--predictors ..] [model options]
+    mvlpt predict score   --pairs results/tables/pairs.parquet --predictors results/predictors/*.parquet --out results/tables/predictors.csv
+    mvlpt predict plot    --scores results/tables/predictors.parquet --out results/figures/predictors.png   (writes .png and .pdf)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import MvlptError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_embed(args) -> int:
+    from .. import predictors as P
+    from ..cli import check_data_dir, pretrained_arg
+    from ..devices import describe_lease, lease_device
+    from ..models.clip import load_clip
+    from ..tasks import get_task
+
+    task = get_task(args.task)
+    check_data_dir(args.data_dir)
+    with lease_device(args.device, label=f"embed {args.task} few-shot") as lease:
+        _say(f"device: {describe_lease(lease)}")
+        clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
+        fs = P.encode_fewshot(clip, task, args.split_files, data_dir=args.data_dir, batch_size=args.batch_size)
+    P.save_fewshot(fs, args.out)
+    _say(f"{args.task}: {len(fs.ids)} labelled few-shot images (seeds {sorted(set(fs.seeds.tolist()))}) -> {args.out}")
+    return 0
+
+
+def run_compute(args) -> int:
+    from .. import predictors as P, study
+    from ..similarity import load_embeddings
+
+    pred = study.predictor(args.predictor)
+    if pred.family == "prompt":
+        raise MvlptError(f"predictor {pred.name} is computed from a method's trained prompts; use `mvlpt predict prompts`.")
+    missing = [k for k in pred.embedding_kinds if not getattr(args, k)]
+    if missing:
+        raise MvlptError(f"predictor {pred.name} is computed from {' and '.join(f'--{k}' for k in pred.embedding_kinds)} "
+                         f"files; give {' and '.join(f'--{k}' for k in missing)}.")
+    if pred.family == "zeroshot":
+        m, seconds = P.predictor_matrix(pred.name, fewshot=[P.load_fewshot(p) for p in args.fewshot],
+                                        labels=[load_embeddings(p) for p in args.labels], tasks=args.tasks)
+    else:
+        m, seconds = P.predictor_matrix(pred.name, embeddings=[load_embeddings(p) for p in getattr(args, pred.reads)],
+                                        tasks=args.tasks, shrinkage=args.shrinkage, ridge=args.ridge)
+    written = P.write_predictor(m, pred.name, seconds, args.out)
+    _say(f"{pred.name} over {len(m)} tasks in {seconds:.3f} s -> {', '.join(map(str, written))}")
+    return 0
+
+
+def run_prompts(args) -> int:
+    from .. import predictors as P, study
+    from ..checkpoints import read_prompt_meta
+    from ..cli import check_data_dir, pretrained_arg
+    from ..devices import describe_lease, lease_device
+    from ..io import write_together
+    from ..models.clip import load_clip
+    from ..tasks.fewshot import read_split
+
+    names = args.predictors or [n for n, p in study.PREDICTORS.items() if p.family == "prompt"]
+    for n in names:
+        if study.predictor(n).family != "prompt":
+            raise MvlptError(f"predictor {n} is not computed from trained prompts; use `mvlpt predict compute` for it.")
+    check_data_dir(args.data_dir)
+    # each file says what it is: a prompt its task and seed (provenance), a split file its task and seed
+    prompts, splits = {}, {}
+    for path in args.prompts:
+        _, prov = read_prompt_meta(path)
+        key = ("+".join(prov["tasks"]), prov["seed"])
+        if key in prompts:
+            raise MvlptError(f"{path} and {prompts[key]} are both the prompt of {key[0]} seed {key[1]}; pass each once.")
+        prompts[key] = path
+    for path in args.split_files:
+        split = read_split(path)
+        key = (split["task"], split.get("seed"))
+        if key in splits:
+            raise MvlptError(f"{path} and {splits[key]} are both the split of {key[0]} seed {key[1]}; pass each once.")
+        splits[key] = path
+    tasks = args.tasks or list(dict.fromkeys(t for t, _ in prompts))
+    with lease_device(args.device, label=f"prompt predictors {args.method}") as lease:
+        _say(f"device: {describe_lease(lease)}")
+        clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
+        views = P.prompt_views(clip, args.method, tasks, {k: v for k, v in prompts.items() if k[0] in tasks}, splits,
+                               data_dir=args.data_dir, batch_size=args.batch_size)
+    out = Path(args.out_dir)
+    with write_together():  # every matrix of the method, or none
+        for name in names:
+            m, seconds = P.prompt_matrix(name, views)
+            P.write_predictor(m, name, seconds, out / f"{name}.csv", method=args.method)
+    _say(f"{args.method}: {', '.join(names)} over {len(tasks)} tasks and seeds {views.seeds} "
+         f"(forward passes {views.seconds['estimators'] + views.seconds['metric']:.2f} s) -> {out}")
+    return 0
+
+
+def run_score(args) -> int:
+    from .. import predictors as P, tables as T
+
+    pairs = T.read_table(args.pairs)
+    preds = {}
+    for path in args.predictors:
+        m, info = P.read_predictor(path)
+        name = info["predictor"]
+        if "method" in info:  # a per-method predictor (trained prompts): one matrix per method
+            given = preds.setdefault(name, {})
+            if not isinstance(given, dict) or info["method"] in given:
+                raise MvlptError(f"predictor {name} is given twice (e.g. {path}); pass each matrix once.")
+            given[info["method"]] = (m, info)
+            continue
+        if name in preds:
+            raise MvlptError(f"predictor {name} is given twice (e.g. {path}); pass each matrix once.")
+        preds[name] = (m, info)
+    scores = P.score_predictors(pairs, preds, methods=args.methods, n_boot=args.n_boot, seed=args.seed, level=args.level)
+    written = T.write_table(scores, args.out)
+    _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")
+    return 0
+
+
+def run_plot(args) -> int:
+    from .. import figures as F, plots, tables as T
+
+    fig = F.predictors_figure(T.read_table(args.scores))
+    _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    from ..study import ANALYSIS_DEFAULTS as A, METHODS, PREDICTORS, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser(
+        "predict", help="transferability predictors: how much a source should help a target, before training",
+        description="Predict each (source, target) pair's transfer from the frozen model alone, and score the "
+                    "predictors against the measured gains (docs/predictors.md).")
+    sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    q = sub.add_parser("embed", help="encode a task's labelled few-shot train images", formatter_class=fmt,
+                       description="Encode the train images of the given few-shot split files (one per seed) with the "
+                                   "frozen CLIP; write features, labels, seeds and the model's logit scale to an .npz file.")
+    q.add_argument("--task", required=True)
+    q.add_argument("--split-files", nargs="+", required=True, help="the study's few-shot split files of the task")
+    q.add_argument("--out", required=True, help=".npz file to write")
+    q.add_argument("--batch-size", type=int, default=SIM["batch_size"])
+    q.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
+    q.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
+    q.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    q.add_argument("--data-dir", default=None, help="data folder of the task (ELEVATER)")
+    q.set_defaults(func=run_embed)
+
+    q = sub.add_parser("compute", help="one predictor for every (source, target) pair", formatter_class=fmt,
+                       description="Write the source x target matrix of one predictor (larger = more gain expected) "
+                                   "as CSV and parquet, and its compute time as .json. Predictors: "
+                                   + ", ".join(f"{n} ({p.family})" for n, p in PREDICTORS.items()) + ".")
+    q.add_argument("--predictor", choices=list(PREDICTORS), required=True)
+    q.add_argument("--fewshot", nargs="+", help="zeroshot predictors: .fewshot.npz files of `mvlpt predict embed`")
+    q.add_argument("--labels", nargs="+", help="zeroshot predictors and label similarities: .labels.npz files of "
+                                                 "`mvlpt embed --kind labels`")
+    q.add_argument("--images", nargs="+", help="visual similarities: .images.npz files of `mvlpt embed --kind images`")
+    q.add_argument("--tasks", nargs="+", help="task order (default: the order of the files)")
+    q.add_argument("--shrinkage", choices=SHRINKAGES, default=SIM["shrinkage"], help="covariance estimate for visual_frechet")
+    q.add_argument("--ridge", type=float, default=SIM["ridge"], help="ridge for visual_frechet (shrinkage=ridge)")
+    q.add_argument("--out", required=True, help="CSV path; .parquet and .json are written next to it")
+    q.set_defaults(func=run_compute)
+
+    q = sub.add_parser("prompts", help="the predictors of one method's trained prompts, every pair", formatter_class=fmt,
+                       description="Run every source's trained prompt (the baseline runs' prompt files, every seed) "
+                                   "over every target's few-shot split: the estimators on the source classifier's view "
+                                   "of the target's train images, and the target's metric on its val images with the "
+                                   "source's prompt and the target's class names (nothing trained on the target). "
+                                   "Writes one matrix per predictor (CSV, parquet, .json) into --out-dir.")
+    q.add_argument("--method", choices=list(METHODS), required=True)
+    q.add_argument("--prompts", nargs="+", required=True, help="prompt files of every task and seed (their provenance says which)")
+    q.add_argument("--split-files", nargs="+", required=True, help="few-shot split files of every task and seed")
+    q.add_argument("--tasks", nargs="+", help="task order (default: the order of the prompt files)")
+    q.add_argument("--predictors", nargs="+", choices=[n for n, p in PREDICTORS.items() if p.family == "prompt"],
+                   help="which (default: every predictor of family prompt)")
+    q.add_argument("--out-dir", required=True, help="folder of the matrices, e.g. results/predictors/coop")
+    q.add_argument("--batch-size", type=int, default=SIM["batch_size"])
+    q.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
+    q.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
+    q.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    q.add_argument("--data-dir", default=None, help="data folder of the tasks (ELEVATER)")
+    q.set_defaults(func=run_prompts)
+
+    q = sub.add_parser("score", help="score predictors against the measured gains", formatter_class=fmt,
+                       description="Per method and predictor, over the off-diagonal pairs: Spearman over pairs, mean "
+                                   "within-target Spearman, top-1 and top-3 hit rate of the best source, NDCG@3, with "
+                                   "percentile bootstrap CIs over targets, chance values and the predictor's compute "
+                                   "time. One long table as CSV and parquet.")
+    q.add_argument("--pairs", required=True, help="pairs table from `mvlpt collect` (csv or parquet)")
+    q.add_argument("--predictors", nargs="+", required=True, help="matrices from `mvlpt predict compute`")
+    q.add_argument("--methods", nargs="+", help="methods to score (default: every method of the pairs table)")
+    q.add_argument("--n-boot", type=int, default=A["n_boot"], help="bootstrap resamples of every confidence interval")
+    q.add_argument("--seed", type=int, default=A["seed"], help="seed of the resampling")
+    q.add_argument("--level", type=float, default=A["level"], help="confidence level")
+    q.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
+    q.set_defaults(func=run_score)
+
+    q = sub.add_parser("plot", help="the predictors ranked, per method (PNG and PDF)", formatter_class=fmt)
+    q.add_argument("--scores", required=True, help="table from `mvlpt predict score`")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=run_plot)
+

@@ -1,0 +1,554 @@
+"""Transferability predictors of a study: one source x target matrix per predictor, scored against the
+measured gains (docs/predictors.md).
+
+Inputs, all from the frozen CLIP (nothing is trained):
+
+* per task, its labelled few-shot *train* images (the study's pinned split files, every seed),
+  encoded once: a ``{task}.fewshot.npz`` (:func:`encode_fewshot`, :func:`save_fewshot`), with the
+  model's logit scale;
+* per task, its class-name embeddings (``{task}.labels.npz`` of ``mvlpt embed --kind labels``): the
+  task's zero-shot classifier;
+* for the similarity predictors, the embeddings their measure is computed from.
+
+A ``zeroshot`` predictor of :data:`mvlpt.study.PREDICTORS` scores the pair (source, target) on the
+target's few-shot images ``x`` with labels ``y`` through the source's zero-shot classifier: logits
+``logit_scale * x @ W_source^T`` (``W_source``: the source's L2-normalised class-name embeddings),
+probabilities their softmax. The estimator reads the view its registry line names: the
+probabilities (LEEP), the predicted source class (NCE) or the logits as the target's features
+(LogME, H-score, GBC). The logits are the source-specific representation: the frozen image tower
+is the same for every source, so its features alone would give every source the same score. Each
+seed's split is scored on its own and the scores are averaged over seeds. A multi-label target
+image counts once per class it carries.
+
+A ``similarity`` predictor is its measure's matrix, negated for a distance (larger = more similar).
+
+Every matrix is oriented "larger = more gain expected". :func:`score_predictors` compares it with each
+method's measured gain matrix over the off-diagonal pairs: Spearman over pairs, mean within-target
+Spearman, top-1 / top-3 hit rate of the measured best source, NDCG@3, each with a percentile
+bootstrap CI over targets (:func:`scipy.stats.bootstrap`) and its value under a random ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import study, tables, transferability as TR
+from .errors import MvlptError
+from .stats import spearman_along
+
+FEWSHOT_FORMAT = 1
+# (name, label, k): the scores of a predictor against one method's gains, in table order
+SCORES: tuple[tuple[str, str, int], ...] = (
+    ("spearman", "Spearman over pairs", 0),
+    ("within_target_spearman", "mean within-target Spearman", 0),
+    ("top1", "top-1 hit rate", 1),
+    ("top3", "top-3 hit rate", 3),
+    ("ndcg3", "NDCG@3", 3),
+)
+SCORE_COLUMNS = ("method", "predictor", "family", "score", "estimate", "ci_low", "ci_high", "chance", "n", "cost_s")
+
+
+# --------------------------------------------------------------------------------------------------
+# Labelled few-shot images of a task
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class FewShot:
+    """A task's few-shot train images: features ``(M, D)`` (L2-normalised), class ``labels`` ``(M,)``
+    and the split ``seeds`` ``(M,)`` they belong to (an image in two seeds' splits appears twice)."""
+
+    task: str
+    features: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
+    ids: tuple[str, ...]
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.seeds = np.asarray(self.seeds, dtype=np.int64)
+        n = len(self.features)
+        if self.features.ndim != 2 or len(self.labels) != n or len(self.seeds) != n or len(self.ids) != n:
+            raise ValueError(f"few-shot embeddings of {self.task}: features {self.features.shape}, {len(self.labels)} labels, "
+                             f"{len(self.seeds)} seeds and {len(self.ids)} ids do not match")
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.meta["logit_scale"])
+
+
+def fewshot_rows(split_labels: np.ndarray, positions: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(positions, class) rows of the images at ``positions``: one per image (multiclass), or one per
+    class an image carries (multi-label ``(N, C)`` labels)."""
+    labels = np.asarray(split_labels)
+    rows, classes = [], []
+    for p in positions:
+        if labels.ndim == 1:
+            rows.append(int(p))
+            classes.append(int(labels[p]))
+        else:
+            for c in np.flatnonzero(labels[p]):
+                rows.append(int(p))
+                classes.append(int(c))
+    return rows, classes
+
+
+def encode_fewshot(clip, task, split_files: Sequence[str | os.PathLike], *, data_dir: str | None = None,
+                   batch_size: int = 128) -> FewShot:
+    """Encode the train images of ``task``'s few-shot ``split_files`` (one per seed) with their labels."""
+    from .data import encode_split_images
+    from .tasks.fewshot import indices_of, read_split
+
+    if not split_files:
+        raise MvlptError(f"no few-shot split files given for task {task.name!r}; pass the study's split files.")
+    train = task.load("train", data_dir)
+    rows, classes, seeds = [], [], []
+    for path in split_files:
+        split = read_split(path, task.name)
+        r, c = fewshot_rows(train.labels, indices_of(train, split["train"]))
+        rows += r
+        classes += c
+        seeds += [int(split["seed"])] * len(r)
+    unique = sorted(set(rows))
+    feats = encode_split_images(clip, train, unique, batch_size=batch_size).numpy()
+    at = {p: i for i, p in enumerate(unique)}
+    meta = {"model": clip.key, "logit_scale": float(clip.model.logit_scale.exp().item()),
+            "classnames": list(task.classnames), "split_files": [Path(p).name for p in split_files]}
+    return FewShot(task.name, feats[[at[p] for p in rows]], np.asarray(classes), np.asarray(seeds),
+                   tuple(str(train.ids[p]) for p in rows), meta)
+
+
+def save_fewshot(fs: FewShot, path: str | os.PathLike) -> Path:
+    from .io import atomic_path
+
+    path = Path(path)
+    meta = dict(fs.meta, task=fs.task, kind="fewshot", format=FEWSHOT_FORMAT)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, features=fs.features, labels=fs.labels, seeds=fs.seeds, ids=np.asarray(fs.ids, dtype=str),
+                     meta=np.asarray(json.dumps(meta)))
+    return path
+
+
+def load_fewshot(path: str | os.PathLike) -> FewShot:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict) or meta.get("format") != FEWSHOT_FORMAT or meta.get("kind") != "fewshot":
+                raise MvlptError(f"{path} is not a few-shot embedding file of this mvlpt (kind "
+                                 f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`.")
+            return FewShot(meta["task"], z["features"], z["labels"], z["seeds"], tuple(str(s) for s in z["ids"]), meta)
+    except FileNotFoundError:
+        raise MvlptError(f"few-shot embedding file {path} does not exist; make it with `mvlpt predict embed`.") from None
+    except (OSError, KeyError, ValueError) as e:
+        raise MvlptError(f"few-shot embedding file {path} cannot be read ({e}); delete it and rerun `mvlpt predict embed`.") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictor matrices
+# --------------------------------------------------------------------------------------------------
+def zero_shot_logits(features: np.ndarray, classifier: np.ndarray, logit_scale: float) -> np.ndarray:
+    """``logit_scale * x @ W^T``: the zero-shot CLIP logits of images ``x`` over the classes of ``W``."""
+    return logit_scale * np.asarray(features, np.float64) @ np.asarray(classifier, np.float64).T
+
+
+def source_view(logits: np.ndarray, reads: str) -> np.ndarray:
+    """What an estimator reads of the source classifier's logits (:data:`mvlpt.study.PREDICTOR_VIEWS`)."""
+    if reads == "logits":
+        return logits
+    if reads == "predictions":
+        return logits.argmax(1)
+    if reads == "probabilities":
+        z = logits - logits.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+    raise MvlptError(f"unknown source view {reads!r}; use one of {', '.join(study.PREDICTOR_VIEWS)}.")
+
+
+def zeroshot_matrix(pred: study.Predictor, fewshot: Sequence[FewShot], classifiers: Sequence) -> np.ndarray:
+    """``pred`` for every (source, target): rows are the sources (``classifiers``, the tasks'
+    label :class:`~mvlpt.similarity.Embeddings`), columns the targets (``fewshot``), same task order;
+    each target's seeds are scored apart and averaged."""
+    fn = pred.estimator()
+    out = np.zeros((len(classifiers), len(fewshot)))
+    for j, target in enumerate(fewshot):
+        seeds = np.unique(target.seeds)
+        for i, source in enumerate(classifiers):
+            values = []
+            for s in seeds:
+                rows = target.seeds == s
+                logits = zero_shot_logits(target.features[rows], source.features, target.logit_scale)
+                values.append(fn(source_view(logits, pred.reads), target.labels[rows]))
+            out[i, j] = float(np.mean(values))
+    return out
+
+
+def _ordered(items, tasks: Sequence[str] | None, what: str) -> list:
+    if tasks is None:
+        return list(items)
+    by = {x.task: x for x in items}
+    missing = [t for t in tasks if t not in by]
+    if missing:
+        raise MvlptError(f"no {what} given for task(s) {', '.join(missing)}; pass their files.")
+    return [by[t] for t in tasks]
+
+
+def predictor_matrix(name: str, *, fewshot: Sequence[FewShot] = (), labels: Sequence = (), embeddings: Sequence = (),
+                     tasks: Sequence[str] | None = None, **options) -> tuple[pd.DataFrame, float]:
+    """The source x target matrix of predictor ``name`` (larger = more gain expected) and the seconds its
+    computation took (from the loaded embeddings: encoding is not counted)."""
+    pred = study.predictor(name)
+    if pred.family == "prompt":
+        raise MvlptError(f"predictor {name} is computed from a method's trained prompts (prompt_views, prompt_matrix).")
+    if pred.family == "zeroshot":
+        fewshot = _ordered(fewshot, tasks, "few-shot embeddings")
+        labels = _ordered(labels, tasks, "class-name embeddings")
+        if not fewshot or [f.task for f in fewshot] != [e.task for e in labels]:
+            raise MvlptError(f"predictor {name} needs the few-shot and the class-name embeddings of the same tasks, in one order.")
+        models = {f.meta.get("model") for f in fewshot} | {e.meta.get("model") for e in labels}
+        if len(models) > 1:
+            raise MvlptError(f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model.")
+        names = [f.task for f in fewshot]
+        start = time.perf_counter()
+        values = zeroshot_matrix(pred, fewshot, labels)
+    else:
+        from .similarity import similarity_matrix
+
+        embs = _ordered(embeddings, tasks, f"{pred.reads} embeddings")
+        names = [e.task for e in embs]
+        start = time.perf_counter()
+        values = study.measure(name).oriented(similarity_matrix(embs, name, **options).to_numpy())
+    seconds = time.perf_counter() - start
+    m = pd.DataFrame(values, index=pd.Index(names, name="source"), columns=pd.Index(names, name="target"))
+    return m, seconds
+
+
+# --------------------------------------------------------------------------------------------------
+# The source's trained prompt (family "prompt", one matrix per method)
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PromptViews:
+    """What one method's trained prompts give on the tasks' few-shot splits, per seed ``s``, source
+    ``S`` and target ``T`` (S's prompt of seed s on T's split of seed s):
+
+    * ``logits[s][S][T]``: (rows, |C_S|) logits of T's few-shot *train* images over S's classes, through
+      S's prompt as S was trained (S's prompted text and image towers); ``labels[s][T]`` their T classes
+      (one row per class a multi-label image carries, as for the zero-shot predictors);
+    * ``metric[s][S][T]``: T's own metric on T's few-shot *val* images, with S's prompt and T's class
+      names, nothing trained on T (the sequential transfer's starting point);
+    * ``seconds``: the prompted forward passes of each part (``estimators``, ``metric``), model loading
+      and image decoding not counted.
+    """
+
+    method: str
+    tasks: list[str]
+    seeds: list[int]
+    logits: dict
+    labels: dict
+    metric: dict
+    seconds: dict
+
+
+def _prompt_options(path, method: str, task: str, seed: int) -> dict:
+    """The method options a prompt file was trained with, after checking it is ``task``'s prompt of ``seed``."""
+    import json
+
+    from .checkpoints import read_prompt_meta
+
+    meta, prov = read_prompt_meta(path)
+    if meta.get("method") != method:
+        raise MvlptError(f"prompt checkpoint {path} is for method {meta.get('method')!r}, not {method!r}.")
+    if prov["tasks"] != [task] or prov["seed"] != seed:
+        raise MvlptError(f"prompt checkpoint {path} was trained on {'+'.join(prov['tasks'])} with seed {prov['seed']}, "
+                         f"not on {task} alone with seed {seed}; give each task's baseline prompt of each seed.")
+    options = json.loads(meta.get("options") or "{}")
+    if options.get("csc"):
+        raise MvlptError(f"prompt checkpoint {path} has a class-specific CoOp context (csc), which fits no other "
+                         f"task's classes; the prompt predictors need a shared context.")
+    return options
+
+
+def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[tuple[str, int], str | os.PathLike],
+                 split_files: Mapping[tuple[str, int], str | os.PathLike], *, data_dir: str | None = None,
+                 batch_size: int = 128) -> PromptViews:
+    """Run every source's trained prompt (``prompt_files[(task, seed)]``, the baseline runs') over every
+    target's few-shot split (``split_files[(task, seed)]``): see :class:`PromptViews`. One learner per
+    task, built with the options the prompt files record; for source S every learner loads S's prompt
+    (:func:`mvlpt.checkpoints.load_prompt`, as a sequential run does), so S's learner gives S's classifier
+    and T's learner S's prompt with T's class names."""
+    import torch
+
+    from .checkpoints import load_prompt
+    from .data import labels_of, load_images
+    from .metrics import compute_metric
+    from .models.prompts import build_prompt_learner
+    from .tasks import get_task
+    from .tasks.fewshot import indices_of, read_split
+
+    seeds = sorted({s for _, s in prompt_files})
+    missing = [f"{t} seed {s}" for t in tasks for s in seeds if (t, s) not in prompt_files or (t, s) not in split_files]
+    if missing:
+        raise MvlptError(f"the prompt predictors need a prompt and a split file of every task and seed; missing: {', '.join(missing)}.")
+    task_of = {t: get_task(t) for t in tasks}
+    options = {(t, s): _prompt_options(prompt_files[(t, s)], method, t, s) for t in tasks for s in seeds}
+    if len({_options_key(o) for o in options.values()}) > 1:
+        raise MvlptError(f"the {method} prompt files were trained with different options; use the prompts of one study.")
+    opts = next(iter(options.values()))
+    learners = {t: build_prompt_learner(method, clip, list(task_of[t].classnames), opts) for t in tasks}
+    for lr in learners.values():
+        lr.eval()
+    frozen_images = not learners[tasks[0]].learns_image
+    seconds = {"estimators": 0.0, "metric": 0.0}
+    logits, labels, metric = {}, {}, {}
+
+    def features(learner, images):  # (N, D) image features under the learner's current prompts
+        return torch.cat([learner.image_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]) \
+            if len(images) else torch.zeros(0, clip.model.visual.output_dim)
+
+    with torch.no_grad():
+        for s in seeds:
+            data = {}
+            for t in tasks:
+                train = task_of[t].load("train", data_dir)
+                split = read_split(split_files[(t, s)], t)
+                if split.get("seed") != s:
+                    raise MvlptError(f"few-shot split file {split_files[(t, s)]} was sampled with seed {split.get('seed')}, not {s}.")
+                tr, va = indices_of(train, split["train"]), indices_of(train, split["val"])
+                rows, classes = fewshot_rows(labels_of(train, tr), range(len(tr)))
+                data[t] = {"train": load_images(clip, train, tr)[rows], "val": load_images(clip, train, va),
+                           "val_y": labels_of(train, va)}
+                labels.setdefault(s, {})[t] = np.asarray(classes, np.int64)
+            frozen = {t: {} for t in tasks}
+            if frozen_images:  # the image tower does not learn (CoOp): every source sees the same features
+                for part, k in (("estimators", "train"), ("metric", "val")):
+                    start = time.perf_counter()
+                    for t in tasks:
+                        frozen[t][k] = features(learners[t], data[t][k])
+                    seconds[part] += time.perf_counter() - start
+            logits[s], metric[s] = {}, {}
+            for src in tasks:
+                for lr in learners.values():
+                    load_prompt(lr, prompt_files[(src, s)])
+                logits[s][src], metric[s][src] = {}, {}
+                start = time.perf_counter()
+                text_src = learners[src].text_features()
+                for t in tasks:
+                    f = frozen[t]["train"] if frozen_images else features(learners[src], data[t]["train"])
+                    logits[s][src][t] = learners[src].logits(feats=f, text=text_src).double().cpu().numpy()
+                mid = time.perf_counter()
+                for t in tasks:
+                    f = frozen[t]["val"] if frozen_images else features(learners[t], data[t]["val"])
+                    scores = learners[t].logits(feats=f).float().cpu().numpy()
+                    metric[s][src][t] = compute_metric(task_of[t].metric, scores, data[t]["val_y"])
+                end = time.perf_counter()
+                seconds["estimators"] += mid - start
+                seconds["metric"] += end - mid
+    return PromptViews(method, list(tasks), seeds, logits, labels, metric, seconds)
+
+
+def _options_key(options: dict) -> str:
+    import json
+
+    return json.dumps(options, sort_keys=True)
+
+
+def prompt_matrix(name: str, views: PromptViews) -> tuple[pd.DataFrame, float]:
+    """The source x target matrix of the ``prompt`` predictor ``name`` from one method's
+    :class:`PromptViews`, averaged over seeds, and its seconds (its share of the forward passes plus
+    the estimator's own time)."""
+    pred = study.predictor(name)
+    if pred.family != "prompt":
+        raise MvlptError(f"predictor {name} is not computed from trained prompts; use `mvlpt predict compute`.")
+    tasks, n = views.tasks, len(views.tasks)
+    start = time.perf_counter()
+    out = np.zeros((n, n))
+    for i, src in enumerate(tasks):
+        for j, t in enumerate(tasks):
+            if pred.reads == "target_metric":
+                values = [views.metric[s][src][t] for s in views.seeds]
+            else:
+                fn = pred.estimator()
+                values = [fn(source_view(views.logits[s][src][t], pred.reads), views.labels[s][t]) for s in views.seeds]
+            out[i, j] = float(np.mean(values))
+    seconds = time.perf_counter() - start + views.seconds["metric" if pred.reads == "target_metric" else "estimators"]
+    m = pd.DataFrame(out, index=pd.Index(tasks, name="source"), columns=pd.Index(tasks, name="target"))
+    return m, seconds
+
+
+def write_predictor(matrix: pd.DataFrame, name: str, seconds: float, out: str | os.PathLike,
+                    method: str | None = None) -> list[Path]:
+    """``out`` as CSV + parquet (the matrix) and ``.json`` (what it is, its ``method`` for a per-method
+    predictor, and its cost), all or none."""
+    from .io import write_json, write_together
+
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
+    pred = study.predictor(name)
+    info = {"predictor": name, "family": pred.family, "reads": pred.reads, "seconds": round(float(seconds), 6),
+            "tasks": list(matrix.index)}
+    if pred.per_method != (method is not None):
+        raise MvlptError(f"predictor {name} is {'per method: give its method' if pred.per_method else 'not per method'}.")
+    if method is not None:
+        info["method"] = method
+    with write_together():
+        written = tables.write_table(matrix, stem, index=True)
+        write_json(info, stem.with_suffix(".json"))
+    return [*written, stem.with_suffix(".json")]
+
+
+def read_predictor(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """A predictor matrix (csv or parquet) and its ``.json`` (name, family, seconds)."""
+    from .io import read_json
+
+    path = Path(path)
+    m = tables.read_matrix(path)
+    info = read_json(path.with_suffix(".json"), "predictor cost file")
+    if not isinstance(info, dict) or "predictor" not in info or "seconds" not in info:
+        raise MvlptError(f"predictor cost file {path.with_suffix('.json')} is not one of mvlpt's; rerun `mvlpt predict compute`.")
+    return m, info
+
+
+# --------------------------------------------------------------------------------------------------
+# Scores against the measured gains
+# --------------------------------------------------------------------------------------------------
+def _chance_ndcg(gain: np.ndarray, k: int) -> float:
+    """Expected NDCG@k of a uniformly random ranking: each position holds the mean relevance."""
+    rel = gain - gain.min()
+    k = min(k, len(rel))
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.sort(rel)[::-1][:k] @ disc
+    return float(rel.mean() * disc.sum() / ideal) if ideal > 0 else float("nan")
+
+
+def per_target(pred: np.ndarray, gain: np.ndarray) -> dict[str, np.ndarray]:
+    """Per target (column): within-target Spearman, top-1 / top-3 hit, NDCG@3 and their chance values.
+
+    ``pred`` and ``gain`` are source x target arrays, NaN where a pair does not count (the diagonal)."""
+    out = {name: [] for name, _, _ in SCORES[1:]}
+    chance = {name: [] for name, _, _ in SCORES[1:]}
+    for j in range(gain.shape[1]):
+        ok = np.isfinite(pred[:, j]) & np.isfinite(gain[:, j])
+        p, g = pred[ok, j], gain[ok, j]
+        n = len(g)
+        out["within_target_spearman"].append(TR.spearman(p, g) if n >= 3 else np.nan)
+        chance["within_target_spearman"].append(0.0 if n >= 3 else np.nan)
+        for name, k in (("top1", 1), ("top3", 3)):
+            out[name].append(TR.top_k_hit(p, g, k) if n >= 2 else np.nan)
+            chance[name].append(min(k, n) / n if n >= 2 else np.nan)
+        out["ndcg3"].append(TR.ndcg_at_k(p, g, 3) if n >= 2 else np.nan)
+        chance["ndcg3"].append(_chance_ndcg(g, 3) if n >= 2 else np.nan)
+    return {k: np.asarray(v, float) for k, v in out.items()}, {k: np.asarray(v, float) for k, v in chance.items()}
+
+
+def _pooled_spearman(pred: np.ndarray, gain: np.ndarray):
+    """Statistic for :func:`scipy.stats.bootstrap` over targets: the Spearman over the pairs of the
+    resampled targets (columns). Vectorised when every target has as many scored sources (a complete
+    study), else one resample at a time."""
+    ok = np.isfinite(pred) & np.isfinite(gain)
+    counts = ok.sum(0)
+    if len(set(counts.tolist())) == 1:
+        p = np.stack([pred[ok[:, j], j] for j in range(pred.shape[1])])  # (targets, sources)
+        g = np.stack([gain[ok[:, j], j] for j in range(gain.shape[1])])
+
+        def statistic(idx, axis=-1):
+            idx = np.asarray(idx)
+            return spearman_along(p[idx].reshape(*idx.shape[:-1], -1), g[idx].reshape(*idx.shape[:-1], -1))
+    else:
+        def statistic(idx, axis=-1):
+            idx = np.asarray(idx)
+            flat = [TR.spearman(pred[:, cols].ravel(), gain[:, cols].ravel()) for cols in idx.reshape(-1, idx.shape[-1])]
+            return np.asarray(flat).reshape(idx.shape[:-1])
+    return statistic
+
+
+def _ci(data: tuple, statistic, *, n_boot: int, seed: int, level: float) -> tuple[float, float]:
+    """Percentile bootstrap CI (scipy), as :mod:`mvlpt.stats` draws them; NaN if not computable."""
+    from scipy import stats as S
+
+    if n_boot <= 0 or len(data[0]) < 2:
+        return np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate or NaN resamples: the CI says so by itself
+        ci = S.bootstrap(data, statistic, vectorized=True, n_resamples=n_boot, confidence_level=level,
+                         method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
+                 seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+    """Every score of :data:`SCORES` of one predictor matrix against one gain matrix (both source x
+    target; the diagonal is ignored): rows of score, estimate, ci_low, ci_high, chance, n."""
+    order = [t for t in gain.columns if t in set(pred.columns) and t in set(pred.index) and t in set(gain.index)]
+    p = pred.reindex(index=order, columns=order).to_numpy(float).copy()
+    g = gain.reindex(index=order, columns=order).to_numpy(float).copy()
+    np.fill_diagonal(p, np.nan)
+    np.fill_diagonal(g, np.nan)
+    targets = [j for j in range(len(order)) if (np.isfinite(p[:, j]) & np.isfinite(g[:, j])).sum() >= 2]
+    p, g = p[:, targets], g[:, targets]
+    rows = []
+
+    every = np.arange(len(targets))
+    lo, hi = _ci((every,), _pooled_spearman(p, g), n_boot=n_boot, seed=seed, level=level)
+    n_pairs = int((np.isfinite(p) & np.isfinite(g)).sum())
+    rows.append({"score": "spearman", "estimate": TR.spearman(p.ravel(), g.ravel()), "ci_low": lo, "ci_high": hi,
+                 "chance": 0.0, "n": n_pairs})
+    values, chance = per_target(p, g)
+    for name, _, _ in SCORES[1:]:
+        v = values[name]
+        ok = np.isfinite(v)
+        lo, hi = _ci((v[ok],), np.mean, n_boot=n_boot, seed=seed, level=level)
+        rows.append({"score": name, "estimate": float(v[ok].mean()) if ok.any() else np.nan, "ci_low": lo,
+                     "ci_high": hi, "chance": float(np.nanmean(chance[name][ok])) if ok.any() else np.nan, "n": int(ok.sum())})
+    for r in rows:
+        r["estimate"] = float(r["estimate"])
+    return rows
+
+
+def score_predictors(pairs: pd.DataFrame, predictors: Mapping[str, tuple[pd.DataFrame, dict]], *,
+                     methods: Sequence[str] | None = None, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
+                     seed: int = study.ANALYSIS_DEFAULTS["seed"],
+                     level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+    """The long table (:data:`SCORE_COLUMNS`) of every predictor's scores per method.
+
+    ``predictors``: name -> (source x target matrix, its info with ``seconds``), as
+    :func:`read_predictor` returns them, or, for a per-method predictor (family ``prompt``),
+    name -> {method: (matrix, info)}. ``cost_s`` is the predictor's compute time."""
+    if pairs.empty:
+        raise MvlptError("the pairs table is empty; run the study and `mvlpt collect` first.")
+    methods = study.method_order(methods if methods is not None else pairs["method"].unique())
+    rows = []
+    for method in methods:
+        gain = tables.matrix(pairs, method, "gain")
+        for name, given in predictors.items():
+            if isinstance(given, Mapping):  # a per-method predictor: {method: (matrix, info)}
+                if method not in given:
+                    raise MvlptError(f"predictor {name} has no matrix for method {method}; compute it from that method's prompts.")
+                given = given[method]
+            m, info = given
+            family = study.PREDICTORS[name].family if name in study.PREDICTORS else info.get("family", "")
+            common = set(m.index) & set(gain.index)
+            if len(common) < 3:
+                raise MvlptError(f"predictor {name} and the gains of {method} share {len(common)} task(s); "
+                                 f"score them on the same study (at least 3 tasks).")
+            for r in score_matrix(m, gain, n_boot=n_boot, seed=seed, level=level):
+                rows.append({"method": method, "predictor": name, "family": family, **r, "cost_s": float(info["seconds"])})
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def predictor_order(scores: pd.DataFrame, by: str = "within_target_spearman") -> list[str]:
+    """Predictors from best to worst by their mean ``by`` score over methods (ties: registry order)."""
+    reg = list(study.PREDICTORS)
+    mean = scores[scores["score"] == by].groupby("predictor")["estimate"].mean()
+    names = list(dict.fromkeys(scores["predictor"]))
+    return sorted(names, key=lambda n: (-(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -np.inf),
+                                        reg.index(n) if n in reg else len(reg)))
