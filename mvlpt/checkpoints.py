@@ -157,5 +157,9 @@ def load_state(path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def remove(path) -> None:
+    """Remove a resumable state, and the temporary files a killed save of it left (``.NAME.*.tmp``)."""
     if path:
-        Path(path).unlink(missing_ok=True)
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)

@@ -172,7 +172,8 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _model_args(p) -> None:
+def add_model_args(p) -> None:
+    """--model, --pretrained, --init-seed, --device, --data-dir: every verb that loads the frozen CLIP."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default="mvlpt-tiny", help="open_clip model name; the paper: ViT-B-16-quickgelu (default: %(default)s)")
     g.add_argument("--pretrained", default=None,
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.add_argument("--done", default=None, help="marker JSON written last (for workflows)")
-    _model_args(p)
+    add_model_args(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser(
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="overrides --train-options")
     p.add_argument("--state", default=None, help="resumable training state file (resumed if present, removed at the end)")
     p.add_argument("--cache-dir", default=None, help="frozen-feature cache (from `mvlpt features`)")
-    _model_args(p)
+    add_model_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="versions and devices", description="Print versions and the devices torch sees.")

@@ -105,12 +105,15 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
     _, meta = load_state(state)  # complete and readable
     saved_at = meta["next_epoch"]
     assert 1 <= saved_at < 4
-    assert [p.name for p in state.parent.iterdir()] == [state.name], "no temp file left next to the state"
+    # beside it at most the hidden temporary file of a save the kill interrupted, never a second state
+    others = [p.name for p in state.parent.iterdir() if p != state]
+    assert all(n.startswith(f".{state.name}.") and n.endswith(".tmp") for n in others), others
 
     assert main(args) == 0
     err = capsys.readouterr().err
     assert f"{RESUMED} {state} at epoch {saved_at + 1} of 4" in err, err
     assert not state.exists(), "the state is removed once the run is complete"
+    assert not list(state.parent.iterdir()), "and so are temporary files a killed save left"
     a, b = read_result(full), read_result(out)
     for key in ("test", "val", "best_epoch", "config_hash", "n_train", "n_val", "n_test"):
         assert a[key] == b[key], key
@@ -375,3 +378,16 @@ def test_orphaned_jobs_of_a_killed_snakemake(reference, tmp_path):
     assert UNLOCKED in (work / "rerun.log").read_text()
     _check_nothing_half_written(work)
     _check_same_tables_and_done(work, reference_tables)
+
+
+def test_removing_a_state_removes_what_a_killed_save_of_it_left(tmp_path):
+    from mvlpt.checkpoints import remove
+
+    state = tmp_path / "run.safetensors"
+    state.write_bytes(b"state")
+    leftover = tmp_path / ".run.safetensors.abc123.tmp"  # the name mvlpt.io.atomic_path gives a save in progress
+    leftover.write_bytes(b"half")
+    other = tmp_path / ".other.safetensors.abc123.tmp"  # another file's: not this state's business
+    other.write_bytes(b"x")
+    remove(state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]

@@ -212,6 +212,7 @@ def _mixed_settings_arg(p) -> None:
 
 
 def add_parser(subparsers) -> None:
+    from ..cli import add_model_args
     from ..study import MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -239,12 +240,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--kind", choices=("images", "labels"), required=True)
     p.add_argument("--out", required=True, help=".npz file to write")
-    p.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
-    p.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
-    p.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
+    add_model_args(p)
     p.add_argument("--weights-cache-dir", default=None, help="Hugging Face cache folder for the weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default=None, help="data folder of the task (ELEVATER)")
     p.add_argument("--fewshot-seeds", nargs="*", default=["1"], help="few-shot splits whose train images are used")
     p.add_argument("--shots", type=int, default=5, help="shots of those few-shot splits")
     p.add_argument("--split-files", nargs="*", help="few-shot split files to use instead of recomputing the splits")

@@ -137,6 +137,7 @@ def run_plot(args) -> int:
 
 
 def add_parser(subparsers) -> None:
+    from ..cli import add_model_args
     from ..study import ANALYSIS_DEFAULTS as A, METHODS, PREDICTORS, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -153,11 +154,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--split-files", nargs="+", required=True, help="the study's few-shot split files of the task")
     q.add_argument("--out", required=True, help=".npz file to write")
     q.add_argument("--batch-size", type=int, default=SIM["batch_size"])
-    q.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
-    q.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
-    q.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    q.add_argument("--data-dir", default=None, help="data folder of the task (ELEVATER)")
+    add_model_args(q)
     q.set_defaults(func=run_embed)
 
     q = sub.add_parser("compute", help="one predictor for every (source, target) pair", formatter_class=fmt,
@@ -189,11 +186,7 @@ def add_parser(subparsers) -> None:
                    help="which (default: every predictor of family prompt)")
     q.add_argument("--out-dir", required=True, help="folder of the matrices, e.g. results/predictors/coop")
     q.add_argument("--batch-size", type=int, default=SIM["batch_size"])
-    q.add_argument("--model", default="mvlpt-tiny", help="open_clip model name (paper: ViT-B-16-quickgelu)")
-    q.add_argument("--pretrained", default=None, help="pretrained tag or weights file (paper: openai); none = random init")
-    q.add_argument("--init-seed", type=int, default=0, help="random init seed when there are no pretrained weights")
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    q.add_argument("--data-dir", default=None, help="data folder of the tasks (ELEVATER)")
+    add_model_args(q)
     q.set_defaults(func=run_prompts)
 
     q = sub.add_parser("score", help="score predictors against the measured gains", formatter_class=fmt,

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import MvlptError
 from . import synthetic
-from .registry import ArraySplit, Task, register
+from .registry import Task, generated_loader, register
 
 SOURCE = "designed"  # Task.source of every task here (`mvlpt tasks --source designed`)
 RENDERERS = ("shapes", "textures")
@@ -150,12 +150,7 @@ def generate(name: str, split: str) -> tuple[tuple[str, ...], np.ndarray, np.nda
 
 
 def _loader(name: str):
-    def load(split: str, data_dir: str | None = None) -> ArraySplit:  # data_dir: nothing to read
-        ids, labels, images = generate(name, split)
-        return ArraySplit(ids=list(ids), labels=labels, images=images)
-
-    load.__name__ = f"load_{name.replace('-', '_')}"
-    return load
+    return generated_loader(generate, name)
 
 
 _TEMPLATES = {

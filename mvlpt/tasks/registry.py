@@ -36,6 +36,18 @@ class TaskSplit(Protocol):
     def image(self, i: int) -> Image.Image: ...
 
 
+def generated_loader(generate, name: str):
+    """The loader of a task whose splits are generated in memory: ``generate(name, split)`` returns
+    ``(ids, labels, images)`` (the offline and designed suites)."""
+
+    def load(split: str, data_dir: str | None = None) -> "ArraySplit":  # data_dir: nothing to read
+        ids, labels, images = generate(name, split)
+        return ArraySplit(ids=list(ids), labels=labels, images=images)
+
+    load.__name__ = f"load_{name.replace('-', '_')}"
+    return load
+
+
 @dataclasses.dataclass
 class ArraySplit:
     """A split held in memory: uint8 images ``(N, H, W, 3)`` (or a list of PIL images)."""

@@ -63,7 +63,7 @@ import types
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .registry import ArraySplit, Task, register
+from .registry import Task, generated_loader, register
 
 SIZE = 32  # image side in pixels
 _SS = 2  # supersampling factor for anti-aliased masks
@@ -571,12 +571,7 @@ def generate(task: str, split: str) -> tuple[tuple[str, ...], np.ndarray, np.nda
 
 
 def _loader(name: str):
-    def load(split: str, data_dir: str | None = None) -> ArraySplit:  # data_dir: nothing to read
-        ids, labels, images = generate(name, split)
-        return ArraySplit(ids=list(ids), labels=labels, images=images)
-
-    load.__name__ = f"load_{name.replace('-', '_')}"
-    return load
+    return generated_loader(generate, name)
 
 
 _COLOUR_TEMPLATES = ("a {} shape.", "a drawing of a {} object.", "something coloured {}.", "the colour {}.")
