@@ -48,17 +48,12 @@ class Method:
     learns_text: bool
     learns_image: bool
     label: str  # for figures and tables
-    length_option: str = "n_ctx"  # the option giving the number of prompt tokens
     option_aliases: tuple[tuple[str, str], ...] = ()  # deprecated option names still accepted: (old, current)
 
     @property
     def caches_image_features(self) -> bool:
         """The frozen image tower's output does not depend on the prompts: compute it once per task."""
         return not self.learns_image
-
-    @property
-    def caches_text_features(self) -> bool:
-        return not self.learns_text
 
     def learner_class(self) -> type:
         return _load(self.learner)
@@ -375,7 +370,6 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("init_prompt", lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
           "an object with the source prompt's task and config_hash", required=False),
 )
-REQUIRED_FIELDS = tuple(f.name for f in RESULT_FIELDS if f.required)
 # The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
 # when these agree (besides the seed itself).
 SETTING_FIELDS = ("mode", "shots", "metric", "epochs", "model", "pretrained", "method_options", "setting_hash")
