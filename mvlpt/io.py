@@ -150,3 +150,28 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise MvlptError(f"{what} {path} is a folder, not a file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MvlptError(f"{what} {path} is not valid JSON ({e}); delete it and rerun the step that makes it.") from None
+
+
+def write_npz(path: str | os.PathLike, meta: dict, **arrays) -> Path:
+    """``arrays`` and the JSON ``meta`` as one .npz file, atomically (embedding files)."""
+    import numpy as np
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.asarray(json.dumps(meta)), **arrays)
+    return path
+
+
+def read_npz(path: str | os.PathLike, what: str, command: str) -> tuple[dict, dict]:
+    """(meta, arrays) of a file of :func:`write_npz`; a missing or unreadable file is one sentence naming
+    ``what`` it is and the ``command`` that makes it."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"])), {k: z[k] for k in z.files if k != "meta"}
+    except FileNotFoundError:
+        raise MvlptError(f"{what} {path} does not exist; make it with `{command}`.") from None
+    except (OSError, KeyError, ValueError) as e:
+        raise MvlptError(f"{what} {path} cannot be read ({e}); delete it and rerun `{command}`.") from None

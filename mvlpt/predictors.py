@@ -128,29 +128,23 @@ def encode_fewshot(clip, task, split_files: Sequence[str | os.PathLike], *, data
 
 
 def save_fewshot(fs: FewShot, path: str | os.PathLike) -> Path:
-    from .io import atomic_path
+    from .io import write_npz
 
-    path = Path(path)
     meta = dict(fs.meta, task=fs.task, kind="fewshot", format=FEWSHOT_FORMAT)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, features=fs.features, labels=fs.labels, seeds=fs.seeds, ids=np.asarray(fs.ids, dtype=str),
-                     meta=np.asarray(json.dumps(meta)))
-    return path
+    return write_npz(path, meta, features=fs.features, labels=fs.labels, seeds=fs.seeds, ids=np.asarray(fs.ids, dtype=str))
 
 
 def load_fewshot(path: str | os.PathLike) -> FewShot:
+    from .io import read_npz
+
     path = Path(path)
+    meta, z = read_npz(path, "few-shot embedding file", "mvlpt predict embed")
+    if not isinstance(meta, dict) or meta.get("format") != FEWSHOT_FORMAT or meta.get("kind") != "fewshot":
+        raise MvlptError(f"{path} is not a few-shot embedding file of this mvlpt (kind "
+                         f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if not isinstance(meta, dict) or meta.get("format") != FEWSHOT_FORMAT or meta.get("kind") != "fewshot":
-                raise MvlptError(f"{path} is not a few-shot embedding file of this mvlpt (kind "
-                                 f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`.")
-            return FewShot(meta["task"], z["features"], z["labels"], z["seeds"], tuple(str(s) for s in z["ids"]), meta)
-    except FileNotFoundError:
-        raise MvlptError(f"few-shot embedding file {path} does not exist; make it with `mvlpt predict embed`.") from None
-    except (OSError, KeyError, ValueError) as e:
+        return FewShot(meta["task"], z["features"], z["labels"], z["seeds"], tuple(str(s) for s in z["ids"]), meta)
+    except KeyError as e:
         raise MvlptError(f"few-shot embedding file {path} cannot be read ({e}); delete it and rerun `mvlpt predict embed`.") from None
 
 
@@ -261,8 +255,6 @@ class PromptViews:
 
 def _prompt_options(path, method: str, task: str, seed: int) -> dict:
     """The method options a prompt file was trained with, after checking it is ``task``'s prompt of ``seed``."""
-    import json
-
     from .checkpoints import read_prompt_meta
 
     meta, prov = read_prompt_meta(path)
@@ -357,8 +349,6 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
 
 
 def _options_key(options: dict) -> str:
-    import json
-
     return json.dumps(options, sort_keys=True)
 
 

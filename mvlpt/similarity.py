@@ -74,25 +74,20 @@ class Embeddings:
 
 def save_embeddings(emb: Embeddings, path: str | os.PathLike) -> Path:
     """Write ``emb`` to ``path`` (.npz, atomically)."""
-    from .io import atomic_path
+    from .io import write_npz
 
-    path = Path(path)
     meta = dict(emb.meta, task=emb.task, kind=emb.kind, format=EMBEDDING_FORMAT)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, features=emb.features, names=np.asarray(emb.names, dtype=str), meta=np.asarray(json.dumps(meta)))
-    return path
+    return write_npz(path, meta, features=emb.features, names=np.asarray(emb.names, dtype=str))
 
 
 def load_embeddings(path: str | os.PathLike) -> Embeddings:
+    from .io import read_npz
+
     path = Path(path)
+    meta, z = read_npz(path, "embedding file", "mvlpt embed")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            feats, names = z["features"], tuple(str(s) for s in z["names"])
-    except FileNotFoundError:
-        raise MvlptError(f"embedding file {path} does not exist; make it with `mvlpt embed`.") from None
-    except (OSError, KeyError, ValueError) as e:
+        feats, names = z["features"], tuple(str(s) for s in z["names"])
+    except KeyError as e:
         raise MvlptError(f"embedding file {path} cannot be read ({e}); delete it and rerun `mvlpt embed`.") from None
     if meta.get("format") != EMBEDDING_FORMAT:
         raise MvlptError(f"embedding file {path} has an unknown format; delete it and rerun `mvlpt embed`.")

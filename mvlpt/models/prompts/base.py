@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ... import study
-from ...errors import MvlptError
 from .text import encode_prompted_text, normalize
 from .vision import encode_prompted_image
 
