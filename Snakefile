@@ -4,6 +4,8 @@
 #   snakemake --cores 2                                        offline demo (config/config.yaml)
 #   snakemake --cores 8 --configfile config/elevater.yaml     the paper's study (see docs/workflow.md)
 #
+#   snakemake multitask --cores 2                              the multitask study (docs/multitask.md)
+#
 # Rules live in workflow/rules/*.smk; config keys are documented in config/README.md. The profile
 # profiles/default (retries, rerun-incomplete, keep-going, failed logs) is loaded automatically.
 
@@ -20,6 +22,13 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/predictors.smk"
+include: "workflow/rules/multitask.smk"
+
+
+# `snakemake multitask` (a dry-run too) says first how many training jobs the multitask study adds: its
+# groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
+if workflow.is_main_process and multitask_requested():
+    print(multitask_plan_message(), file=sys.stderr)
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

@@ -15,7 +15,7 @@ from . import __version__
 from .errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
-COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth")
+COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth", "multitask")
 # Without --pretrained a model gets the weights mvlpt ships for it (mvlpt.models.clip.TINY_WEIGHTS),
 # else a random init (as open_clip.create_model without pretrained); `--pretrained none`: random init.
 SHIPPED_WEIGHTS = {"mvlpt-tiny": "synthetic"}
@@ -131,6 +131,7 @@ def cmd_train(args) -> int:
         source=args.source,
         outputs=_pairs(args.output, "--output"),
         save_prompts=_pairs(args.save_prompt, "--save-prompt"),
+        save_group_prompt=args.save_group_prompt,
         state_path=args.state,
         device=args.device,
     )
@@ -139,8 +140,8 @@ def cmd_train(args) -> int:
 
     for name in spec.tasks:
         get_task(name)  # an unknown task fails here, before any device is leased
-    if not spec.outputs and not spec.save_prompts:
-        raise MvlptError("nothing to write: give --output TASK=FILE and/or --save-prompt TASK=FILE.")
+    if not spec.outputs and not spec.save_prompts and not spec.save_group_prompt:
+        raise MvlptError("nothing to write: give --output TASK=FILE, --save-prompt TASK=FILE and/or --save-group-prompt FILE.")
     from .checkpoints import source_prompts
     from .io import check_writable
 
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", help="TASK=FILE: a pinned few-shot split (default: sampled from the seed)")
     p.add_argument("--output", action="append", help="TASK=FILE: result JSON of that target task ({seed} is replaced)")
     p.add_argument("--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors; {seed} is replaced)")
+    p.add_argument("--save-group-prompt", metavar="FILE",
+                   help="the prompt best on the mean validation metric over all --task's: a multitask source prompt, "
+                        "for --init-from of a run on another task (safetensors; {seed} is replaced)")
     p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
     p.add_argument("--source", default=None,
                    help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")

@@ -103,6 +103,8 @@ class RunSpec:
     # Paths may contain "{seed}" (required when the run has several seeds).
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)  # target task -> result JSON
     save_prompts: dict[str, str] = dataclasses.field(default_factory=dict)  # task -> best prompt (safetensors)
+    # the prompt best on the mean validation metric over the run's tasks: a multitask source prompt
+    save_group_prompt: str | None = None
     state_path: str | None = None  # resumable state; removed when the run completes
     device: str = "auto"
 
@@ -117,7 +119,7 @@ class RunSpec:
             raise MvlptError(f"a run needs one or more distinct seeds, got {self.seeds}.")
         if len(self.seeds) > 1:
             templates = [*self.outputs.values(), *self.save_prompts.values(), *self.split_files.values()]
-            templates += [self.init_from] if self.init_from else []
+            templates += [t for t in (self.init_from, self.save_group_prompt) if t]
             for t in templates:
                 if "{seed}" not in t:
                     raise MvlptError(f"with several seeds every output, prompt, split and init path needs a {{seed}} placeholder; {t!r} has none.")
@@ -144,7 +146,8 @@ class RunSpec:
 
     def output_paths(self) -> list[str]:
         """Every file this run writes (prompts, then results), for every seed."""
-        return [self.path(t, s) for t in [*self.save_prompts.values(), *self.outputs.values()] for s in self.seeds]
+        group = [self.save_group_prompt] if self.save_group_prompt else []
+        return [self.path(t, s) for t in [*self.save_prompts.values(), *group, *self.outputs.values()] for s in self.seeds]
 
     def path(self, template: str | None, seed: int) -> str | None:
         return None if template is None else template.replace("{seed}", str(seed))

@@ -14,6 +14,12 @@ reduced to what a calibration file can carry):
 * per job: a fixed set-up (process start, imports, model load, few-shot data) and image decoding
   (test images of methods with image prompts), decoding overlapping the GPU work of the test;
 * CoOp: one frozen-feature job per task (test split + every seed's few-shot images).
+* the multitask study (:func:`estimate_multitask`): its jobs by kind (group source prompts, targets
+  fine-tuned from them, joint group runs), each group priced with stand-in tasks of its size.
+
+What a method learns (text, image prompts) is :data:`mvlpt.study.METHODS`'s ``learns_text`` /
+``learns_image``. A method the calibration has no figures of is priced with those of the method
+:data:`PRICED_AS` names (SoftCPT: CoOp's, plus its task-prompt text pass; the estimate says so).
 
 The calibration (:class:`Calibration`) holds the coefficients and says which device and model they
 describe. Shipped: an NVIDIA H100, ViT-B-16, bf16, derived from the step times measured for the
@@ -34,13 +40,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
+from . import study
 from .errors import MvlptError
 
 FORMAT = 1
 SHIPPED = "cost_calibration.json"  # in mvlpt/tasks/data (package data)
 USER_ENV = "MVLPT_COST_CALIBRATION"
-LEARNS_TEXT = {"coop": True, "vpt": False, "upt": True}
-LEARNS_IMAGE = {"coop": False, "vpt": True, "upt": True}
+# methods without figures of their own in a calibration, priced with another method's: SoftCPT's class
+# prompts go through the text tower as CoOp's do (frozen image tower, cached image features); its extra
+# task-prompt pass is priced at the same per-token rate (TaskCost.task_prompt)
+PRICED_AS = {"softcpt": "coop"}
 COEFFS = ("fixed_ms", "text_us_per_token", "image_ms_per_image")
 
 
@@ -59,8 +68,10 @@ class Calibration:
     measured_at: str = ""
     assumptions: list = dataclasses.field(default_factory=list)
 
-    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int) -> float:
-        return self._cost(method, "step", seeds * classes * length, seeds * batch)
+    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int, task_tokens: int = 0) -> float:
+        """``task_tokens``: tokens of the task prompts a task-conditioned method (SoftCPT) sends through the
+        text tower on top of its class prompts, per seed."""
+        return self._cost(method, "step", seeds * (classes * length + task_tokens), seeds * batch)
 
     def forward_s(self, method: str, *, text_tokens: int, images: int) -> float:
         return self._cost(method, "forward", text_tokens, images)
@@ -68,13 +79,17 @@ class Calibration:
     def _cost(self, method: str, kind: str, tokens: int, images: int) -> float:
         c = self.coefficients(method)[kind]
         t = c["fixed_ms"] / 1e3
-        if LEARNS_TEXT.get(method, True):
+        text, image = _learns(method)
+        if text:
             t += c["text_us_per_token"] * tokens / 1e6
-        if LEARNS_IMAGE.get(method, True):
+        if image:
             t += c["image_ms_per_image"] * images / 1e3
         return t
 
     def coefficients(self, method: str) -> dict:
+        """The method's coefficients, or those of the method :data:`PRICED_AS` names when it has none."""
+        if method not in self.methods and PRICED_AS.get(method) in self.methods:
+            return self.methods[PRICED_AS[method]]
         try:
             return self.methods[method]
         except KeyError:
@@ -89,6 +104,13 @@ class Calibration:
         d = dataclasses.asdict(self)
         d.pop("path")
         return {"format": FORMAT, **d}
+
+
+def _learns(method: str) -> tuple[bool, bool]:
+    """(learns the text prompt, learns image prompts) by the study's vocabulary; a method it does not
+    know (a calibration of a method added later) is priced with both terms."""
+    m = study.METHODS.get(method)
+    return (True, True) if m is None else (m.learns_text, m.learns_image)
 
 
 def _from_dict(d: dict, path: str) -> Calibration:
@@ -167,6 +189,7 @@ class TaskCost:
     val_per_seed: int
     test: int
     length: dict  # method -> text prompt length (tokens) of this task's classes
+    task_prompt: int = 0  # tokens of its SoftCPT task prompt ([SOS] task ctx <task text> . [EOS]), 0: not known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,19 +210,21 @@ def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskC
          epochs: int, eval_bs: int) -> dict:
     C = sum(t.classes for t in run)
     L = max(t.length.get(method, 0) for t in run)
+    # a task-conditioned method (SoftCPT) also sends every task's prompt through the text tower
+    T = sum(t.task_prompt for t in run) if study.METHODS.get(method) and study.METHODS[method].task_conditioned else 0
     n_train = sum(t.train_per_seed for t in run)
     steps = math.ceil(n_train / batch) if n_train else 0
-    train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch)
-    img_eval = LEARNS_IMAGE[method]
+    train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch, task_tokens=T)
+    img_eval = _learns(method)[1]
     val_imgs = sum(t.val_per_seed for t in run)
     val_batches = sum(math.ceil(t.val_per_seed / eval_bs) for t in run)
     fwd = cal.coefficients(method)["forward"]
-    per_val = cal.forward_s(method, text_tokens=k * C * L, images=k * val_imgs if img_eval else 0) \
+    per_val = cal.forward_s(method, text_tokens=k * (C * L + T), images=k * val_imgs if img_eval else 0) \
         + val_batches * fwd["fixed_ms"] / 1e3
     validation = epochs * per_val
     test = decode = 0.0
     for t in targets:
-        test += cal.forward_s(method, text_tokens=k * C * L, images=k * t.test if img_eval else 0) \
+        test += cal.forward_s(method, text_tokens=k * (C * L + T), images=k * t.test if img_eval else 0) \
             + math.ceil(t.test / eval_bs) * fwd["fixed_ms"] / 1e3
         if img_eval:
             decode += t.test / cal.decode_images_per_s
@@ -246,6 +271,111 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
         out["per_method"][method] = {"gpu_hours": total, "jobs": jobs, "breakdown_h": hours}
         out["gpu_hours"] += total
         out["jobs"] += jobs
+    return out
+
+
+MULTITASK_KINDS = ("source", "target", "joint")
+
+
+def stand_in_sources(tasks: list, i: int, size: int) -> list:
+    """The stand-in source group of target ``tasks[i]`` with ``size`` sources: the next ``size`` tasks
+    after it in config order, cyclically (``size`` = all others: every other task)."""
+    n = len(tasks)
+    return [tasks[(i + j) % n] for j in range(1, min(size, n - 1) + 1)]
+
+
+def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> dict:
+    """GPU-hours and training jobs the multitask study adds (``settings``: :func:`mvlpt.study.multitask_settings`),
+    per method and kind, and in total.
+
+    Kinds (:func:`mvlpt.study.multitask_job_counts` counts the same jobs): ``source``, a group's prompt
+    trained on the union of its sources (mode init; priced as a run that saves its prompt, no test
+    pass); ``target``, the target fine-tuned from it (a single-task run); ``joint``, the target trained
+    with its group, one process for all seeds (stacked) with a test pass per member. SoftCPT trains
+    once, joint over all the tasks. The epochs and batch sizes are the config's ``train`` section's
+    (``batch_size_multitask`` for a run of several tasks, as the trainer chooses). No feature jobs:
+    CoOp's cached image features are the pairwise study's (SoftCPT reads them too).
+
+    The groups of the strategies other than ``all`` are chosen from the pairwise results (``random``:
+    drawn by seed), so they are unknown here: each group is priced with stand-in tasks of its size,
+    the next k tasks after the target in config order, cyclically (:func:`stand_in_sources`). The job
+    count is then an upper bound (targets whose groups coincide share a job), and ``exact`` is False.
+    """
+    tasks = list(shape.tasks)
+    n = len(tasks)
+    if n < 2:
+        raise MvlptError(f"the multitask study needs at least 2 tasks, the config has {n}.")
+    K = shape.seeds if shape.stack_seeds else 1
+    copies = 1 if shape.stack_seeds else shape.seeds  # processes per (method, run) when seeds are not stacked
+    k = min(int(settings["k"]), n - 1)
+
+    def hours(method, run, targets, seeds):
+        batch = shape.batch_size if len(run) == 1 else shape.batch_size_multitask
+        return sum(_job(cal, method, run, targets, batch, seeds, shape.epochs, shape.eval_batch_size).values()) / 3600
+
+    counts = study.multitask_job_counts(n, settings, shape.seeds, shape.stack_seeds)
+    out = {"gpu": cal.device, "model": cal.model, "calibration": cal.origin, "methods": list(settings["methods"]),
+           "modes": list(settings["modes"]), "strategies": list(settings["strategies"]), "k": k,
+           "exact": bool(counts["exact"]), "per_method": {},
+           "jobs": {**dict.fromkeys(MULTITASK_KINDS, 0), "total": 0},
+           "gpu_hours": {**dict.fromkeys(MULTITASK_KINDS, 0.0), "total": 0.0}, "assumptions": []}
+    for method in settings["methods"]:
+        jobs = dict.fromkeys(MULTITASK_KINDS, 0)
+        gpu_h = dict.fromkeys(MULTITASK_KINDS, 0.0)
+        by_run = {}
+        for mode, strategy in study.multitask_runs(method, settings):
+            size = n - 1 if strategy == "all" else k
+            before = (sum(jobs.values()), sum(gpu_h.values()))
+            if mode == "init":
+                for i, target in enumerate(tasks):
+                    gpu_h["source"] += copies * hours(method, stand_in_sources(tasks, i, size), [], K)
+                    gpu_h["target"] += copies * hours(method, [target], [target], K)
+                    jobs["source"] += copies
+                    jobs["target"] += copies
+            elif size >= n - 1:  # every target's group is all the tasks: one run serves them all
+                gpu_h["joint"] += hours(method, tasks, tasks, shape.seeds)
+                jobs["joint"] += 1
+            else:
+                for i, target in enumerate(tasks):
+                    run = [target, *stand_in_sources(tasks, i, size)]
+                    gpu_h["joint"] += hours(method, run, run, shape.seeds)
+                    jobs["joint"] += 1
+            by_run[f"{mode}/{strategy}"] = {"jobs": sum(jobs.values()) - before[0],
+                                            "gpu_hours": sum(gpu_h.values()) - before[1]}
+        out["per_method"][method] = {"jobs": {**jobs, "total": sum(jobs.values())},
+                                     "gpu_hours": {**gpu_h, "total": sum(gpu_h.values())}, "by_run": by_run}
+        for kind in MULTITASK_KINDS:
+            out["jobs"][kind] += jobs[kind]
+            out["gpu_hours"][kind] += gpu_h[kind]
+        if method not in cal.methods and PRICED_AS.get(method) in cal.methods:
+            extra = (" plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
+                     "each step and each evaluation; the meta network not counted)"
+                     if study.METHODS.get(method) and study.METHODS[method].task_conditioned else "")
+            out["assumptions"].append(f"{method}: the calibration has no figures of its own: priced with "
+                                      f"{PRICED_AS[method]}'s coefficients{extra}")
+    out["jobs"]["total"] = sum(out["jobs"][kind] for kind in MULTITASK_KINDS)
+    out["gpu_hours"]["total"] = sum(out["gpu_hours"][kind] for kind in MULTITASK_KINDS)
+    if not out["exact"]:
+        out["assumptions"].append(
+            f"an upper bound: the groups of strategies other than all are chosen from the pairwise results (random: by "
+            f"seed), targets whose groups coincide share a job; each group priced with stand-in tasks of its size (the "
+            f"next {k} tasks after the target in config order)")
+    return out
+
+
+def task_prompt_lengths(tasks: Iterable[str], model: str, n_task_ctx: int, descriptions: dict | None = None) -> dict:
+    """SoftCPT's task prompt length (tokens) per task: ``[SOS] [task ctx] <task text> . [EOS]``, the task
+    text cut as its learner cuts it (:mod:`mvlpt.models.prompts.softcpt`)."""
+    from .models.clip import _open_clip
+    from .models.prompts.softcpt import MAX_TASK_TOKENS, SoftCPT, fit_text
+    from .models.prompts.text import _word_tokens
+
+    tok = _open_clip().get_tokenizer(model)
+    budget = min(MAX_TASK_TOKENS, int(tok(["x"]).shape[1]) - 3 - int(n_task_ctx))
+    out = {}
+    for name in tasks:
+        text = fit_text(tok, SoftCPT._task_text(name, descriptions), budget, name)
+        out[name] = int(n_task_ctx) + 3 + len(_word_tokens(tok, text))
     return out
 
 

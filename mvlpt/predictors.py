@@ -296,7 +296,13 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
     if len({_options_key(o) for o in options.values()}) > 1:
         raise MvlptError(f"the {method} prompt files were trained with different options; use the prompts of one study.")
     opts = next(iter(options.values()))
-    learners = {t: build_prompt_learner(method, clip, list(task_of[t].classnames), opts) for t in tasks}
+    conditioned = study.method(method).task_conditioned  # SoftCPT: told the task of its classes
+
+    def learner(t):
+        return build_prompt_learner(method, clip, list(task_of[t].classnames), opts,
+                                    **({"tasks": [(t, task_of[t].num_classes)]} if conditioned else {}))
+
+    learners = {t: learner(t) for t in tasks}
     for lr in learners.values():
         lr.eval()
     frozen_images = not learners[tasks[0]].learns_image

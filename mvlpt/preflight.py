@@ -15,7 +15,10 @@ task and for the study:
   and GPU request read back;
 * **disk**: what the study writes (caches, states, results; data still to fetch) against the free
   space of each location;
-* **cost**: GPU-hours per method and in total (:mod:`mvlpt.cost`), naming the GPU it is for.
+* **cost**: GPU-hours per method and in total (:mod:`mvlpt.cost`), naming the GPU it is for;
+* **multitask** (when the config has a ``multitask`` section, even an empty one): its settings
+  (:func:`multitask_problems`) and the jobs and GPU-hours it adds, by kind
+  (:func:`mvlpt.cost.estimate_multitask`).
 
 Every problem is one sentence naming the task (or the item) and what to do. :func:`problems` is the
 same check as a list of sentences, for the workflow to call before it schedules anything.
@@ -43,7 +46,8 @@ GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features
 FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
                      "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
                      "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
-PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_ctx": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128}}
+PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_ctx": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128},
+                   "softcpt": {"n_ctx": 16, "n_task_ctx": 4}}
 RESULT_BYTES = 1500  # one result JSON
 TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
 
@@ -80,6 +84,83 @@ def with_defaults(cfg: dict) -> dict:
     out["model"] = {"name": "mvlpt-tiny", "pretrained": None, "init_seed": 0, **(cfg.get("model") or {})}
     out["train"] = dict(cfg.get("train") or {})
     out.setdefault(POLICY_KEY, "available")
+    # a multitask study only where the config has the section (the schema's default {} is not one)
+    out["multitask"] = cfg.get("multitask")
+    return out
+
+
+RANKED_STRATEGIES = ("gain", "similarity", "predictor")  # rank the other tasks: need at least 3 tasks
+
+
+def multitask_problems(cfg: dict) -> list[str]:
+    """What is wrong with ``cfg``'s ``multitask`` section, one sentence each (empty: nothing, or no
+    section). Reads the config only (no torch, no data): the workflow's config check calls it too.
+
+    A method must be known; one of the pairwise study must be among the study's ``methods`` (its pairwise
+    results choose strategy gain's groups and give its baseline); a multitask-only one (SoftCPT) needs its
+    baseline method there; ``k`` >= 1; ``similarity`` a measure, ``predictor`` a predictor and, when
+    strategy predictor is used, one the study computes (``predictors.names``); the strategies that
+    rank the other tasks (gain, similarity, predictor) need at least 3 tasks, any multitask study 2."""
+    section = cfg.get("multitask")
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        return [f"multitask: the section must be a mapping of settings (docs/multitask.md), got {section!r}."]
+    out = []
+    unknown = [str(key) for key in section if key not in study.MULTITASK_DEFAULTS]
+    if unknown:
+        out.append(f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(study.MULTITASK_DEFAULTS)}.")
+    study_methods = cfg["methods"] if "methods" in cfg else config_defaults().get("methods", FALLBACK_DEFAULTS["methods"])
+    study_methods = list(study_methods or [])
+    tasks = cfg.get("tasks") if isinstance(cfg.get("tasks"), list) else []
+    s = study.multitask_settings(section, study_methods)
+
+    def names(key, known, what):
+        v = s[key]
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+            out.append(f"multitask: `{key}` must be a non-empty list of {what} ({', '.join(known)}), got {v!r}.")
+            return []
+        bad = [x for x in v if x not in known]
+        if bad:
+            out.append(f"multitask: unknown {what} {', '.join(bad)} in `{key}`; choose from {', '.join(known)}.")
+        return [x for x in v if x in known]
+
+    methods = names("methods", list(study.METHODS), "method(s)")
+    names("modes", study.MULTITASK_MODES, "mode(s)")
+    strategies = names("strategies", study.GROUPING_STRATEGIES, "strategy(ies)")
+    for m in methods:
+        meth = study.METHODS[m]
+        if meth.multitask_only:
+            if meth.baseline and meth.baseline not in study_methods:
+                out.append(f"multitask: method {m} is compared with {meth.baseline}'s single-task results, so the study's "
+                           f"`methods` must include {meth.baseline}.")
+        elif m not in study_methods:
+            out.append(f"multitask: method {m} is not among the study's `methods` ({', '.join(map(str, study_methods))}), "
+                       f"whose pairwise results it needs (strategy gain and its baseline); add it there or drop it here.")
+    k = s["k"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        out.append(f"multitask: `k` (sources per group) must be an integer >= 1, got {k!r}.")
+    if s["similarity"] not in study.MEASURES:
+        out.append(f"multitask: `similarity` must be a similarity measure ({', '.join(study.MEASURES)}), got {s['similarity']!r}.")
+    if s["predictor"] not in study.PREDICTORS:
+        out.append(f"multitask: `predictor` must be a transferability predictor ({', '.join(study.PREDICTORS)}), "
+                   f"got {s['predictor']!r}.")
+    elif "predictor" in strategies:
+        computed = (cfg.get("predictors") or {}).get("names")
+        if computed is not None and s["predictor"] not in computed:
+            out.append(f"multitask: strategy predictor reads predictor {s['predictor']}, which the study does not compute; "
+                       f"add it to `predictors.names` or choose one of {', '.join(map(str, computed))}.")
+    seed = s["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        out.append(f"multitask: `seed` (of strategy random) must be an integer, got {seed!r}.")
+    ranked = [x for x in strategies if x in RANKED_STRATEGIES]
+    pairwise = any(not study.METHODS[m].multitask_only for m in methods)
+    if len(tasks) < 2:
+        out.append(f"multitask: the multitask study needs at least 2 tasks, the config has {len(tasks)}.")
+    elif ranked and pairwise and len(tasks) < 3:
+        many = len(ranked) > 1
+        out.append(f"multitask: strateg{'ies' if many else 'y'} {', '.join(ranked)} rank{'' if many else 's'} the other tasks, "
+                   f"which needs at least 3 tasks (the config has {len(tasks)}); add tasks or drop {'them' if many else 'it'}.")
     return out
 
 
@@ -442,16 +523,26 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     from .config import TrainConfig
 
     train = {**dataclasses.asdict(TrainConfig()), **cfg["train"]}
+    priced = [r for r in rows if r.fewshot_train is not None]
+    multitask = isinstance(cfg.get("multitask"), dict) and not multitask_problems(cfg)
+    mt = study.multitask_settings(cfg.get("multitask"), cfg["methods"]) if multitask else None
+    task_prompt = {}
+    if mt is not None and any(study.METHODS[m].task_conditioned for m in mt["methods"]):  # SoftCPT's task prompts
+        opts = {**PROMPT_DEFAULTS["softcpt"], **((cfg.get("method_options") or {}).get("softcpt") or {})}
+        task_prompt = cost.task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
     tasks = []
-    for r in rows:
-        if r.fewshot_train is None:
-            continue
+    for r in priced:
         lengths = cost.prompt_lengths(get_task(r.task).classnames, model, n_ctx)
-        tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths))
+        tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths,
+                                   task_prompt.get(r.task, 0)))
     shape = cost.StudyShape(tuple(tasks), tuple(cfg["methods"]), len(cfg["seeds"]), cfg["mode"], bool(cfg["stack_seeds"]),
                             int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
                             int(train["eval_batch_size"]), int(cfg["shots"]))
     est = cost.estimate(shape, cal)
+    if mt is not None and len(tasks) >= 2:
+        est["multitask"] = m = cost.estimate_multitask(shape, mt, cal)
+        est["with_multitask"] = {"gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],
+                                 "jobs": est["jobs"] + m["jobs"]["total"]}
     est["calibration_file"] = cal.path
     est["calibration_describes"] = cal.describes()
     est["note"] = note
@@ -479,13 +570,21 @@ def _check_config(cfg: dict, problems: list) -> bool:
     return ok
 
 
-def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None) -> Report:
-    """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost."""
+def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None,
+        multitask: bool | None = None) -> Report:
+    """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
+    ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
+    section, even an empty one; False: never)."""
     t0 = time.perf_counter()
     cfg = with_defaults(cfg)
+    if multitask is False:
+        cfg["multitask"] = None
+    elif multitask and cfg["multitask"] is None:
+        cfg["multitask"] = {}
     problems: list[str] = []
     warnings: list[str] = []
     rows: list[TaskRow] = []
+    problems.extend(multitask_problems(cfg))
     if _check_config(cfg, problems):
         for name in cfg["tasks"]:
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
@@ -505,13 +604,16 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
                   seconds=round(time.perf_counter() - t0, 2))
 
 
-def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None) -> list[str]:
+def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None,
+             multitask: bool = False) -> list[str]:
     """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
     whole report written to ``report_path`` if given. Skipped (empty list) when the config says
-    ``preflight: false``."""
+    ``preflight: false``. ``multitask``: the run's targets include the multitask study, so check and
+    price it too (a validated config always has a ``multitask`` section: the schema's default fills it
+    in, so its presence says nothing there)."""
     if cfg.get(SKIP_KEY) is False:
         return []
-    rep = run(cfg, deep=deep)
+    rep = run(cfg, deep=deep, multitask=multitask)
     if report_path is not None:
         from .io import write_json
 
@@ -565,6 +667,8 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         for method, v in c["per_method"].items():
             lines.append(f"  {method:5s} {v['gpu_hours']:9.1f} GPU-hours  ({v['jobs']} jobs)")
         lines.append(f"  total {c['gpu_hours']:9.1f} GPU-hours  ({c['jobs']} jobs; calibration {c['calibration_file']})")
+        if c.get("multitask"):
+            lines.extend(_multitask_lines(c["multitask"], c["with_multitask"]))
     lines.append("")
     for w in rep.warnings:
         lines.append(f"note: {w}")
@@ -574,6 +678,19 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
                f"preflight found {len(rep.problems)} problem(s): the study cannot run through")
     lines.append(f"{verdict} ({rep.seconds:.1f} s).")
     return "\n".join(lines)
+
+
+def _multitask_lines(mt: dict, together: dict) -> list[str]:
+    bound = "" if mt["exact"] else ", an upper bound"
+    lines = ["", f"multitask study (modes {', '.join(mt['modes'])}; strategies {', '.join(mt['strategies'])}; k = {mt['k']}{bound}):"]
+    width = max(5, *(len(m) for m in mt["per_method"]))
+    for method, v in [*mt["per_method"].items(), ("total", mt)]:
+        j = v["jobs"]
+        lines.append(f"  {method:{width}s} {v['gpu_hours']['total']:9.1f} GPU-hours  ({j['total']} jobs: {j['source']} group "
+                     f"source, {j['target']} target, {j['joint']} joint)")
+    lines.append(f"  pairwise and multitask studies together: {together['gpu_hours']:.1f} GPU-hours ({together['jobs']} jobs)")
+    lines.extend(f"  ({a})" for a in mt["assumptions"])
+    return lines
 
 
 def _n(v) -> str:

@@ -140,7 +140,12 @@ def settings_problems(found: Iterable[Found]) -> list[str]:
 def check_settings(found: Sequence[Found], *, allow_mixed: bool = False) -> None:
     """Refuse (one sentence, the first problem) a set of results that mixes settings within a cell or
     between a cell and its baseline; with ``allow_mixed`` log each problem and go on."""
-    problems = settings_problems(found)
+    refuse_mixed_settings(settings_problems(found), allow_mixed=allow_mixed)
+
+
+def refuse_mixed_settings(problems: Sequence[str], *, allow_mixed: bool = False) -> None:
+    """The first of ``problems`` (clauses) as one sentence (:class:`MvlptError`); with ``allow_mixed``
+    each is logged as a warning instead."""
     if not problems:
         return
     if allow_mixed:

@@ -42,7 +42,7 @@ def spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return pearson_along(rankdata(x, axis=axis), rankdata(y, axis=axis), axis)
 
 
-def _bootstrap(data: tuple, statistic, *, paired: bool, n_boot: int, rng: np.random.Generator, level: float):
+def bootstrap_ci(data: tuple, statistic, *, paired: bool, n_boot: int, rng: np.random.Generator, level: float):
     """Percentile bootstrap CI (low, high) of ``statistic`` (scipy); NaN if some resample is undefined."""
     from scipy import stats
 
@@ -57,7 +57,7 @@ def correlation_ci(x, y, kind: str, *, n_boot: int, rng: np.random.Generator, le
     """Percentile bootstrap CI of the ``kind`` ("pearson" / "spearman") correlation, pairs resampled."""
     if n_boot <= 0:
         return np.nan, np.nan
-    lo, hi = _bootstrap((x, y), pearson_along if kind == "pearson" else spearman_along, paired=True,
+    lo, hi = bootstrap_ci((x, y), pearson_along if kind == "pearson" else spearman_along, paired=True,
                         n_boot=n_boot, rng=rng, level=level)
     return float(lo), float(hi)
 
@@ -100,7 +100,7 @@ def within_target_spearman(df: pd.DataFrame, x_col: str, y_col: str = "gain", *,
     if n_perm > 0:
         out["p_value"] = _within_target_permutation_p(xs, ys, n_perm, rng)
     if n_boot > 0 and len(rhos) >= 2:
-        lo, hi = _bootstrap((rhos,), np.mean, paired=False, n_boot=n_boot, rng=rng, level=level)
+        lo, hi = bootstrap_ci((rhos,), np.mean, paired=False, n_boot=n_boot, rng=rng, level=level)
         out["ci_low"], out["ci_high"] = float(lo), float(hi)
     return out
 
@@ -191,7 +191,7 @@ def linear_model(df: pd.DataFrame, x_cols: Sequence[str], y_col: str = "gain", *
     except np.linalg.LinAlgError:
         se = np.full(k, np.nan)
     if n_boot > 0:  # bootstrap over pairs
-        ci_low, ci_high = _bootstrap((*Z.T, y), _ols_slopes, paired=True, n_boot=n_boot, rng=rng, level=level)
+        ci_low, ci_high = bootstrap_ci((*Z.T, y), _ols_slopes, paired=True, n_boot=n_boot, rng=rng, level=level)
     else:
         ci_low = ci_high = np.full(k, np.nan)
     for j, col in enumerate(x_cols):

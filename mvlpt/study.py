@@ -49,6 +49,12 @@ class Method:
     learns_image: bool
     label: str  # for figures and tables
     option_aliases: tuple[tuple[str, str], ...] = ()  # deprecated option names still accepted: (old, current)
+    # its learner is told which task each class belongs to (``tasks=[(name, n_classes), ...]``): SoftCPT
+    task_conditioned: bool = False
+    # the single-task baseline its multitask results are compared with (None: its own)
+    baseline: str | None = None
+    # trained on several tasks at once only (a multitask study method, not one of the pairwise study)
+    multitask_only: bool = False
 
     @property
     def caches_image_features(self) -> bool:
@@ -66,8 +72,14 @@ METHODS: dict[str, Method] = {
         Method("vpt", "mvlpt.models.prompts.vpt:VPT", learns_text=False, learns_image=True, label="VPT",
                option_aliases=(("n_tokens", "n_ctx"),)),
         Method("upt", "mvlpt.models.prompts.upt:UPT", learns_text=True, learns_image=True, label="UPT"),
+        # SoftCPT (Ding et al.): a task-shared meta network turns each task's description (through the
+        # frozen text encoder, after a learned task context) into that task's text context; trained on
+        # the union of the configured tasks, compared with CoOp's single-task baseline as in its paper
+        Method("softcpt", "mvlpt.models.prompts.softcpt:SoftCPT", learns_text=True, learns_image=False, label="SoftCPT",
+               task_conditioned=True, baseline="coop", multitask_only=True),
     )
 }
+PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
 
 
 def method(name: str) -> Method:
@@ -255,6 +267,94 @@ def predictor_settings(cfg: dict | None) -> dict:
         predictor(n)
     out["names"] = names
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Multitask study: source groups, grouping strategies, result layout (docs/multitask.md)
+# --------------------------------------------------------------------------------------------------
+# init:  the paper's (i): one prompt trained on the union of a source group (best mean validation
+#        metric over the group) initialises the target's prompt, which is then fine-tuned on the target;
+# joint: the paper's (ii): the target trained together with its group, best checkpoint per task, so
+#        one run serves every member of the group.
+MULTITASK_MODES = ("init", "joint")
+# how a target's source group is chosen: every other task; the top-k sources by measured pairwise gain
+# (of the same method); by a similarity measure; by a transferability predictor; k random sources
+GROUPING_STRATEGIES = ("all", "gain", "similarity", "predictor", "random")
+MULTITASK_DEFAULTS: dict[str, Any] = {
+    "methods": None,  # None: the study's methods, and softcpt when coop is among them (its baseline)
+    "modes": list(MULTITASK_MODES),
+    "strategies": ["all", "gain", "similarity", "random"],
+    "k": 3,  # sources per group (strategies other than "all")
+    "similarity": "label_match",  # the measure of strategy "similarity"
+    "predictor": "prompt_accuracy",  # the predictor of strategy "predictor"
+    "seed": 0,  # of strategy "random"
+}
+
+
+def multitask_settings(cfg: dict | None, study_methods: Iterable[str] = ()) -> dict:
+    """The config's ``multitask`` section over the defaults (``methods`` None: the study's methods, and
+    SoftCPT when CoOp, the baseline it is compared with, is among them)."""
+    out = {**MULTITASK_DEFAULTS, **(cfg or {})}
+    if out["methods"] is None:
+        study_methods = list(study_methods)
+        softcpt = [m for m, entry in METHODS.items() if entry.multitask_only and entry.baseline in study_methods]
+        out["methods"] = [*study_methods, *softcpt]
+    return out
+
+
+def multitask_runs(method: str, settings: dict) -> list[tuple[str, str]]:
+    """The (mode, strategy) combinations of ``method`` in the multitask study: SoftCPT trains once,
+    multitask over all the configured tasks (mode joint, strategy all); the other methods every
+    configured mode x strategy."""
+    if METHODS[method].multitask_only:
+        return [("joint", "all")]
+    return [(mode, strategy) for mode in settings["modes"] for strategy in settings["strategies"]]
+
+
+def multitask_job_counts(n_tasks: int, settings: dict, seeds: int = 1, stack_seeds: bool = True) -> dict:
+    """Training jobs the multitask study adds, per kind, before its groups are known: exact for the
+    strategy ``all`` and SoftCPT, an upper bound otherwise (targets whose groups coincide share a
+    job). Kinds: ``source`` (a group's source prompt, mode init), ``target`` (a target fine-tuned from
+    it), ``joint`` (a group trained together; always one process for all seeds)."""
+    copies = 1 if stack_seeds else seeds
+    k = min(int(settings["k"]), max(n_tasks - 1, 0))
+    counts = {"source": 0, "target": 0, "joint": 0}
+    for method in settings["methods"]:
+        for mode, strategy in multitask_runs(method, settings):
+            if mode == "init":
+                counts["source"] += n_tasks * copies  # one group per target (leave-one-out, or its k sources)
+                counts["target"] += n_tasks * copies
+            elif strategy == "all" or k >= n_tasks - 1:
+                counts["joint"] += 1  # every target's group is all tasks: one run
+            else:
+                counts["joint"] += n_tasks
+    counts["total"] = sum(counts.values())
+    # with k >= n - 1 every strategy's group is every other task: the count is exact then too
+    counts["exact"] = all(s == "all" or k >= n_tasks - 1 for m in settings["methods"] for _, s in multitask_runs(m, settings))
+    return counts
+
+
+def group_id(tasks: Iterable[str]) -> str:
+    """A short, stable name of a set of tasks (order does not matter): ``g`` + 10 hex digits."""
+    import hashlib
+
+    names = sorted(set(tasks))
+    return "g" + hashlib.sha256("+".join(names).encode()).hexdigest()[:10]
+
+
+def multitask_dir(results_dir: str | os.PathLike) -> Path:
+    return Path(results_dir) / "multitask"
+
+
+def multitask_result_path(results_dir, method: str, mode: str, group: str, target: str, seed: int | str) -> Path:
+    """``{results_dir}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json``; ``group`` is a
+    :func:`group_id`: of the sources (init) or of the tasks trained together, target included (joint)."""
+    return multitask_dir(results_dir) / method / mode / group / target / f"seed{seed}.json"
+
+
+def group_prompt_path(results_dir, method: str, group: str, seed: int | str) -> Path:
+    """The source prompt of a group (mode init): ``{results_dir}/multitask/prompts/{method}/{group}/seed{seed}.safetensors``."""
+    return multitask_dir(results_dir) / "prompts" / method / group / f"seed{seed}.safetensors"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ def _targets(y: np.ndarray, offset: int, n_total: int, multilabel: bool) -> torc
     return t
 
 
+GROUP = "*group*"  # key of the group checkpoint (best mean validation metric) among a member's per-task bests
+
+
 class Trainer:
     def __init__(self, spec: RunSpec):
         self.spec = spec.validate()
@@ -124,9 +127,13 @@ class Trainer:
         self.n_classes = len(classnames)
         self._train_splits = {t.name: t.load("train", spec.data_dir) for t in self.tasks}
         self.members: list[Member] = []
+        # a task-conditioned method (SoftCPT) is told which task each class belongs to
+        tasks_of_classes = {"tasks": [(t.name, t.num_classes) for t in self.tasks]} \
+            if study.method(spec.method).task_conditioned else {}
         for seed in spec.seeds:
             gen = torch.Generator().manual_seed(seed)
-            learner = build_prompt_learner(spec.method, self.clip, classnames, spec.method_options, generator=gen)
+            learner = build_prompt_learner(spec.method, self.clip, classnames, spec.method_options, generator=gen,
+                                           **tasks_of_classes)
             if spec.init_from:
                 load_prompt(learner, spec.path(spec.init_from, seed))
             self.members.append(Member(seed, learner, []))
@@ -335,6 +342,8 @@ class Trainer:
             spec.source, self.init_prompts = source_prompts(spec)
         for m in self.members:
             m.best = {t.name: {"metric": -math.inf, "epoch": -1, "state": None} for t in self.tasks}
+            if spec.save_group_prompt:
+                m.best[GROUP] = {"metric": -math.inf, "epoch": -1, "state": None}
         start = self._resume() if spec.state_path else 0
         if start:  # say so: a rerun that starts over and one that resumes look alike otherwise
             print(f"resuming from the saved training state {spec.state_path} at epoch {start + 1} of {cfg.epochs}",
@@ -345,6 +354,8 @@ class Trainer:
         for epoch in bar:
             loss = self.train_epoch(epoch)
             for m, values in zip(self.members, self.validate()):
+                if spec.save_group_prompt:  # the group's checkpoint: best mean validation metric over its tasks
+                    values = {**values, GROUP: sum(values.values()) / len(values)}
                 for name, value in values.items():
                     if value > m.best[name]["metric"]:
                         state = {k: v.detach().clone() for k, v in m.learner.state_dict().items()}
@@ -407,6 +418,11 @@ class Trainer:
                 if self.device.startswith("cuda"):
                     result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 results.append(result)
+        if spec.save_group_prompt:
+            for m in self.members:
+                best = m.best[GROUP]
+                state = best["state"] or {key: v.detach().clone() for key, v in m.learner.state_dict().items()}
+                prompts.append((m, spec.path(spec.save_group_prompt, m.seed), self._provenance(m, GROUP), state))
         with write_together():  # prompts first, results last; renamed into place only when all are written
             for m, path, provenance, state in prompts:
                 save_prompt(m.learner, path, provenance, state=state)
@@ -418,9 +434,12 @@ class Trainer:
     def _provenance(self, m: Member, task: str) -> dict:
         """What a prompt file records of the run that made it (mvlpt.checkpoints.PROVENANCE)."""
         spec = self.spec
-        return {"task": task, "tasks": list(spec.tasks), "seed": m.seed, "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
+        selected = {}
+        if task == GROUP:  # a multitask source prompt: chosen on the mean validation metric of all its tasks
+            task, selected = "+".join(spec.tasks), {"selected_by": "mean_val"}
+        return {**selected, "task": task, "tasks": list(spec.tasks), "seed": m.seed, "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
                 "init_seed": spec.init_seed, "config_hash": spec.config_hash(m.seed),
-                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[task]["epoch"] + 1,
+                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[GROUP if selected else task]["epoch"] + 1,
                 "mvlpt_version": __version__}
 
     # ---------------------------------------------------------------- resume
@@ -446,6 +465,9 @@ class Trainer:
         tensors, meta = load_state(self.spec.state_path)
         if meta.get("config_hashes") != [self.spec.config_hash(s) for s in self.spec.seeds]:
             raise MvlptError(f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over.")
+        if any((GROUP in best) != bool(self.spec.save_group_prompt) for best in meta["best"].values()):
+            raise MvlptError(f"the saved training state {self.spec.state_path} was saved by a run that "
+                             f"{'did not track' if self.spec.save_group_prompt else 'tracked'} a group prompt; delete it to start over.")
 
         def part(prefix):
             return {k[len(prefix):]: v.to(self.device) for k, v in tensors.items() if k.startswith(prefix)}

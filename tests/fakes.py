@@ -91,3 +91,57 @@ def write_fake_study(
                     write_record(root, method, s, t, k, test=float(np.clip(value, 0, 1)),
                                  val=float(np.clip(value + 0.02, 0, 1)))
     return {"similarity": pd.concat(sims, ignore_index=True), "slopes": slopes}
+
+
+def write_multitask_record(root, method, mode, group, target, seed, test, sources, **fields) -> Path:
+    """A multitask result record where :func:`mvlpt.study.multitask_result_path` puts it: the record mode
+    of the multitask ``mode`` (init: sequential from the group's prompt; joint), source = ``sources``."""
+    from mvlpt.multitask import RECORD_MODE
+
+    path = study.multitask_result_path(root, method, mode, group, target, seed)
+    write_result(make_record(method, "+".join(sources), target, seed, test, mode=RECORD_MODE[mode], **fields), path)
+    return path
+
+
+def write_fake_multitask_study(
+    root: str | os.PathLike,
+    tasks: Sequence[str] = ("alpha", "beta", "gamma", "delta", "epsilon"),
+    methods: Sequence[str] = ("coop", "vpt"),
+    seeds: Sequence[int] = (1, 2),
+    *,
+    strategies: Sequence[str] = ("all", "gain", "similarity", "random"),
+    modes: Sequence[str] = ("init", "joint"),
+    k: int = 2,
+    softcpt: bool = True,
+    noise: float = 0.005,
+    seed: int = 0,
+) -> dict:
+    """A fabricated pairwise study (:func:`write_fake_study`, with its tables under ``root/tables``), the
+    groups table (``root/multitask/groups.csv``) and a multitask result for every group, target and seed,
+    with a planted relationship: a group's test value = the target's baseline (same seed) + the mean
+    pairwise gain of its sources on the target (of the baseline method) + noise; SoftCPT gets CoOp's
+    plus 0.01. Returns ``{"groups", "pairs"}``."""
+    from mvlpt import grouping, tables as T
+
+    root = Path(root)
+    write_fake_study(root, tasks=tasks, methods=methods, seeds=seeds, seed=seed)
+    runs = T.load_results(root)
+    T.write_collected(runs, root / "tables", methods, tasks)
+    pairs = T.pair_table(runs)
+    gain = {m: T.matrix(pairs, m, "gain", tasks) for m in methods}
+    similarity = grouping.read_similarity_matrix(root / "similarity" / "label_match.csv", "label_match", tasks)
+    all_methods = list(methods) + (["softcpt"] if softcpt else [])
+    groups = grouping.choose_groups(tasks, all_methods, strategies, modes, k=k, seed=seed, gain=gain,
+                                    similarity=similarity, measure="label_match")
+    grouping.write_groups(groups, grouping.groups_path(root))
+    base = {(r.method, r.target, int(r.seed)): float(r.value) for r in runs[runs["source"] == runs["target"]].itertuples()}
+    rng = np.random.default_rng(seed + 1)
+    cells = groups.drop_duplicates(["method", "mode", "group", "target"])
+    for r in cells.itertuples(index=False):
+        bm = study.METHODS[r.method].baseline or r.method
+        sources = r.sources.split("+")
+        planted = float(np.mean([gain[bm].loc[s, r.target] for s in sources])) + (0.01 if bm != r.method else 0.0)
+        for s in seeds:
+            value = float(np.clip(base[(bm, r.target, int(s))] + planted + rng.normal(0, noise), 0, 1))
+            write_multitask_record(root, r.method, r.mode, r.group, r.target, s, value, sources)
+    return {"groups": groups, "pairs": pairs}

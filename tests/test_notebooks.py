@@ -14,10 +14,10 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from fakes import write_fake_study  # noqa: E402
+from fakes import write_fake_multitask_study, write_fake_study  # noqa: E402
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-NAMES = ["01-transfer-results.ipynb", "02-similarity-vs-gain.ipynb"]
+NAMES = ["01-transfer-results.ipynb", "02-similarity-vs-gain.ipynb", "03-multitask.ipynb"]
 
 
 def test_the_notebooks_exist():
@@ -61,6 +61,17 @@ def results_dir_with_tables(results_dir, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def results_dir_multitask(results_dir, tmp_path_factory):
+    """A fabricated multitask study (groups, multitask results, SoftCPT) over a pairwise one: notebook 03's input."""
+    if os.environ.get("MVLPT_TEST_RESULTS"):
+        return results_dir
+    root = tmp_path_factory.mktemp("nb3") / "results"
+    write_fake_multitask_study(root, tasks=("shapes", "textures", "glyph-digits", "orientation"), methods=("coop", "vpt"),
+                               seeds=(1, 2), k=2)
+    return root
+
+
 def _execute(path, results_dir, monkeypatch) -> str:
     """Run the notebook against ``results_dir``; its printed and displayed text."""
     monkeypatch.setenv("MVLPT_RESULTS", str(results_dir))
@@ -76,13 +87,32 @@ def _execute(path, results_dir, monkeypatch) -> str:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes(path, results_dir, results_dir_with_tables, monkeypatch):
+def test_notebook_executes(path, results_dir, results_dir_with_tables, results_dir_multitask, monkeypatch):
     if path.name.startswith("02") and not os.environ.get("MVLPT_TEST_RESULTS"):
         results_dir = results_dir_with_tables
+    if path.name.startswith("03"):
+        results_dir = results_dir_multitask
     text = _execute(path, results_dir, monkeypatch)
     assert str(results_dir) in text  # it read the folder it was pointed at
     if path.name.startswith("02") and not os.environ.get("MVLPT_TEST_RESULTS"):
         assert "scored here from the similarity tables" in text  # no predictors table: the section scores them
+    if path.name.startswith("03") and not os.environ.get("MVLPT_TEST_RESULTS"):
+        assert "computed from the result files" in text  # no multitask tables: computed here
+        assert "coop init: strategy gain beats random on" in text and "SoftCPT vs CoOp single-task:" in text
+
+
+def test_notebook_03_reads_the_workflow_tables(results_dir_multitask, tmp_path, monkeypatch):
+    """With the tables `mvlpt multitask table` writes, notebook 03 reads them instead of recomputing."""
+    import shutil
+
+    from mvlpt import grouping as G, multitask as MT
+
+    root = tmp_path / "results"
+    shutil.copytree(results_dir_multitask, root)
+    table = MT.collect(root, G.read_groups(G.groups_path(root)))
+    MT.write_tables(table, MT.summarize(table, n_boot=50), root / "tables" / "multitask", root / "tables" / "multitask_summary")
+    text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[2])], root, monkeypatch)
+    assert f"read {root / 'tables' / 'multitask.parquet'}" in text
 
 
 def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_with_tables, tmp_path, monkeypatch):

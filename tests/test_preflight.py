@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import cost, preflight
+from mvlpt import cost, preflight, study
 from mvlpt.cli import main
 from mvlpt.datasets import catalog, routes
 from mvlpt.tasks import elevater
@@ -111,6 +111,13 @@ def test_paper_config_without_the_data_lists_every_task_and_prints_the_cost(tmp_
     assert set(per) == {"coop", "vpt", "upt"} and per["vpt"]["jobs"] == 20 + 190 and per["coop"]["jobs"] == 20 + 190 + 20
     # the estimate stays near the speed benchmark's own (93.1 H100-hours before issue 12's work)
     assert 60 < rep["cost"]["gpu_hours"] < 140
+    # its multitask section: the jobs it adds (an upper bound before the pairwise tables choose the groups)
+    mt = rep["cost"]["multitask"]
+    counts = study.multitask_job_counts(len(paper["tasks"]), study.multitask_settings(paper["multitask"], paper["methods"]),
+                                        len(paper["seeds"]), paper.get("stack_seeds", True))
+    assert mt["jobs"]["total"] == counts["total"] > 0 and mt["exact"] is counts["exact"] is False
+    assert f" {mt['gpu_hours']['total']:.1f} GPU-hours  ({counts['total']} jobs: " in out
+    assert "multitask study (modes " in out and mt["gpu_hours"]["total"] > 0
     flowers = next(r for r in rep["tasks"] if r["task"] == "oxford-flower-102")
     assert (flowers["per_class_min"], flowers["short_classes"], flowers["per_class_from"]) == (10, 102, "manifest (mean)")
     assert "preflight found" in out and "cannot run through" in out

@@ -104,7 +104,8 @@ def test_methods_come_from_the_study_registry(tiny_clip):
         assert issubclass(cls, PromptLearner) and cls.method == name, name
         # what learns is stated once, in the registry: no class repeats it
         assert "learns_text" not in vars(cls) and "learns_image" not in vars(cls), name
-        learner = build_prompt_learner(name, tiny_clip, NAMES)
+        tasks = [("shapes", 2), ("shape-colours", len(NAMES) - 2)] if entry.task_conditioned else None  # SoftCPT
+        learner = build_prompt_learner(name, tiny_clip, NAMES, tasks=tasks)
         assert (learner.learns_text, learner.learns_image) == (entry.learns_text, entry.learns_image)
     with pytest.raises(MvlptError, match="unknown prompt method 'copo'"):
         build_prompt_learner("copo", tiny_clip, NAMES)

@@ -35,14 +35,20 @@ def schema():
 # The config schema against the vocabulary
 # --------------------------------------------------------------------------------------------------
 def test_schema_methods_are_the_registry(schema):
+    pairwise = [m.name for m in study.PAIRWISE_METHODS]
     methods = schema["properties"]["methods"]
-    assert methods["items"]["enum"] == list(study.METHODS)
-    assert methods["default"] == list(study.METHODS)
+    assert methods["items"]["enum"] == pairwise and "softcpt" not in pairwise  # SoftCPT: multitask only
+    assert methods["default"] == pairwise
     assert set(schema["properties"]["method_options"]["properties"]) == set(study.METHODS)
+    multitask = schema["properties"]["multitask"]["properties"]
+    assert multitask["methods"]["items"]["enum"] == list(study.METHODS)
+    assert multitask["modes"]["items"]["enum"] == list(study.MULTITASK_MODES)
+    assert multitask["strategies"]["items"]["enum"] == list(study.GROUPING_STRATEGIES)
 
 
 @pytest.mark.parametrize("section, defaults", [("analysis", study.ANALYSIS_DEFAULTS),
-                                               ("similarity", study.SIMILARITY_DEFAULTS)])
+                                               ("similarity", study.SIMILARITY_DEFAULTS),
+                                               ("multitask", study.MULTITASK_DEFAULTS)])
 def test_schema_defaults_are_the_study_defaults(schema, section, defaults):
     sec = schema["properties"][section]
     assert sec["default"] == {} and sec["additionalProperties"] is False

@@ -143,6 +143,8 @@ SMALL = {
     "train": {"epochs": 2, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0},
     "similarity": {"sample_size": 8},
     "analysis": {"n_boot": 50, "n_perm": 50},
+    # `snakemake multitask` on top: CoOp in both modes, two strategies, and SoftCPT
+    "multitask": {"methods": ["coop", "softcpt"], "modes": ["init", "joint"], "strategies": ["all", "gain"], "k": 1},
 }
 
 
@@ -220,6 +222,75 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
 
 
 # ------------------------------------------------------------------------------------------------
+# The multitask study: groups chosen from the pairwise tables (a checkpoint), then trained
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def multitask_study(small_study):
+    work, configfile, cfg = small_study
+    res = snakemake(work, "--cores", "2", "multitask", configfile=configfile, timeout=900)
+    assert res.returncode == 0, (res.stderr + res.stdout)[-6000:]
+    return work, configfile, cfg, res
+
+
+def test_multitask_study_chooses_groups_from_the_pairwise_gains_and_trains_them(multitask_study):
+    import pandas as pd
+
+    work, _, cfg, res = multitask_study
+    assert "multitask study: up to" in res.stderr  # the job count it adds, before the groups are known
+    tasks = cfg["tasks"]
+    groups = pd.read_csv(work / "results" / "multitask" / "groups.csv")
+    for method in ("coop",):
+        gain = pd.read_csv(work / "results" / "tables" / "matrices" / f"{method}_gain.csv", index_col=0)
+        for target in tasks:
+            # the pairwise study's best source for the target (k = 1), read here from the gain matrix
+            column = gain[target]  # the matrix: source rows x target columns
+            best = column.drop(target).astype(float).idxmax()
+            rows = groups[(groups.method == method) & (groups.strategy == "gain") & (groups.target == target)]
+            assert set(rows["mode"]) == {"init", "joint"}
+            assert rows.set_index("mode").loc["init", "sources"] == best, (method, target)
+            alls = groups[(groups.method == method) & (groups.strategy == "all") & (groups.target == target)]
+            assert set(alls.set_index("mode").loc["init", "sources"].split("+")) == set(tasks) - {target}
+    soft = groups[groups.method == "softcpt"]
+    assert set(soft["mode"]) == {"joint"} and set(soft["strategy"]) == {"all"} and soft["group"].nunique() == 1
+    table = pd.read_csv(work / "results" / "tables" / "multitask.csv")
+    assert len(table) == len(groups)  # every (method, mode, strategy, target) has its row
+    assert table["test_mean"].between(0, 1).all() and table["baseline_mean"].between(0, 1).all()
+    summary = pd.read_csv(work / "results" / "tables" / "multitask_summary.csv")
+    assert set(summary["method"]) == {"coop", "softcpt"}
+    for ext in ("png", "pdf"):
+        assert (work / "results" / "figures" / f"multitask.{ext}").stat().st_size > 0
+    # one joint run served every member of its group: a result per member and seed in its folder
+    for row in groups[groups["mode"] == "joint"].itertuples():
+        for member in row.tasks.split("+"):
+            rec = json.loads((work / "results" / "multitask" / row.method / "joint" / row.group / member / "seed1.json").read_text())
+            assert rec["target"] == member and rec["mode"] == "joint"
+
+
+def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
+    work, configfile, _, _ = multitask_study
+    res = snakemake(work, "-n", "multitask", configfile=configfile)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, res.stdout + res.stderr
+    # the pairwise tables rewritten with the same content (a newer time stamp): Snakemake compares the
+    # contents of small inputs, so nothing runs, not even the checkpoint
+    groups = work / "results" / "multitask" / "groups.csv"
+    table = work / "results" / "tables" / "multitask.csv"
+    before = groups.read_bytes(), table.read_bytes()
+    for matrix in (work / "results" / "tables" / "matrices").glob("*_gain.csv"):
+        matrix.write_bytes(matrix.read_bytes())
+    res = snakemake(work, "-n", "multitask", configfile=configfile)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, res.stdout + res.stderr
+    # the groups chosen again (forced): the same groups, byte for byte, and no training job runs, because a
+    # training job's identity is its task set (the group's hash), not the groups file
+    res = snakemake(work, "--cores", "2", "multitask", "--forcerun", "multitask_groups", configfile=configfile)
+    assert res.returncode == 0, (res.stderr + res.stdout)[-4000:]
+    out = res.stdout + res.stderr
+    ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out, re.M))  # every job Snakemake ran, as it ran
+    assert "multitask_groups" in ran, out[-3000:]
+    assert not {rule for rule in ran if rule.startswith("train")}, ran
+    assert (groups.read_bytes(), table.read_bytes()) == before
+
+
+# ------------------------------------------------------------------------------------------------
 # Config errors: one sentence, before any job runs
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
@@ -266,6 +337,18 @@ def test_command_line_config_values_are_read_as_yaml(tmp_path):
     res = snakemake(tmp_path, "-n", "--config", "train={epochs: 3, warmup_epochs: 3}",
                     configfile=REPO / "config" / "config.yaml")
     assert res.returncode != 0 and "warmup_epochs (3) must be smaller than epochs (3)" in res.stdout + res.stderr
+
+
+def test_multitask_config_errors_stop_the_multitask_target_only(tmp_path):
+    """The multitask section is checked when `snakemake multitask` asks for it, not in a pairwise run."""
+    args = ("--config", "methods=[vpt]", "multitask={methods: [coop, vpt]}")
+    res = snakemake(tmp_path, "-n", "multitask", *args, configfile=REPO / "config" / "config.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "invalid config: multitask: method coop is not among the study's `methods`" in out, out
+    sentence = next(line for line in out.splitlines() if line.startswith("invalid config:"))
+    assert sentence.endswith(".") and not sentence.endswith(".."), sentence
+    res = snakemake(tmp_path, "-n", *args, configfile=REPO / "config" / "config.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

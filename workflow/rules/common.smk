@@ -410,6 +410,123 @@ def predictor_targets():
     )
 
 
+# ------------------------------------------------------------------------------------------------
+# Multitask study (workflow/rules/multitask.smk, docs/multitask.md)
+# ------------------------------------------------------------------------------------------------
+MT = study.multitask_settings(config.get("multitask"), METHODS)
+MT_DIR = f"{RESULTS}/multitask"
+MT_METHODS = list(MT["methods"])
+MT_GROUPS = f"{MT_DIR}/groups.csv"
+GROUP_RE = r"g[0-9a-f]{10}"
+# SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head
+MT_TRAIN = {m: ({**TRAIN, "head": "per_task"} if study.METHODS[m].task_conditioned else TRAIN) for m in MT_METHODS}
+
+
+def multitask_group_inputs(wildcards=None):
+    """What the groups are chosen from: the pairwise gain matrices (strategy gain), the similarity
+    matrix (strategy similarity), the predictor's matrices (strategy predictor)."""
+    strategies = {s for m in MT_METHODS for _, s in study.multitask_runs(m, MT)}
+    pairwise = [m for m in MT_METHODS if not study.METHODS[m].multitask_only]
+    inputs = {}
+    if "gain" in strategies:
+        inputs["gain"] = [f"{TABLES_DIR}/matrices/{m}_gain.csv" for m in pairwise]
+    if "similarity" in strategies:
+        inputs["similarity"] = f"{SIMILARITY_DIR}/{MT['similarity']}.csv"
+    if "predictor" in strategies:
+        p = MT["predictor"]
+        inputs["predictor"] = ([f"{PREDICTORS_DIR}/{m}/{p}.csv" for m in pairwise] if study.PREDICTORS[p].per_method
+                               else f"{PREDICTORS_DIR}/{p}.csv")
+    return inputs
+
+
+def multitask_plan_message():
+    """How many training jobs the multitask study adds (study.multitask_job_counts), in one line."""
+    c = study.multitask_job_counts(len(TASKS), MT, len(SEEDS), STACK)
+    bound = "" if c["exact"] else "up to "
+    return (f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
+            f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(MT_METHODS)} x {len(TASKS)} tasks"
+            + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
+            + "; GPU-hours: mvlpt preflight.")
+
+
+_GROUPS_CACHE = {}
+
+
+def multitask_groups():
+    """The chosen groups (after the checkpoint has run): a DataFrame of mvlpt.grouping.read_groups."""
+    path = checkpoints.multitask_groups.get().output[0]
+    stamp = os.stat(path).st_mtime_ns
+    if _GROUPS_CACHE.get("stamp") != stamp:
+        from mvlpt.grouping import read_groups
+
+        _GROUPS_CACHE.update(stamp=stamp, groups=read_groups(path))
+    return _GROUPS_CACHE["groups"]
+
+
+def group_tasks(wildcards):
+    """The training tasks of group ``wildcards.group`` (config order)."""
+    rows = multitask_groups()
+    rows = rows[rows["group"] == wildcards.group]
+    if rows.empty:
+        raise WorkflowError(f"group {wildcards.group} is not in {MT_GROUPS}; it was chosen by an earlier run whose tables have changed.")
+    return str(rows["tasks"].iloc[0]).split("+")
+
+
+def mt_train_args(wildcards):
+    method_opts = (config.get("method_options") or {}).get(wildcards.method) or {}
+    args = ["--method", wildcards.method, "--shots", SHOTS, "--train-options", json.dumps(MT_TRAIN[wildcards.method], sort_keys=True)]
+    if method_opts:
+        args += ["--method-options", json.dumps(method_opts, sort_keys=True)]
+    if caches_image_features(wildcards.method):
+        args += ["--cache-dir", CACHE]
+    return f"{q(args)} {model_args()}"
+
+
+def mt_state(wildcards, kind):
+    key = json.dumps([mt_train_args(wildcards), env_prefix(), job_seeds(wildcards), kind])
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    where = f"{wildcards.group}/{wildcards.target}" if hasattr(wildcards, "target") else wildcards.group
+    stem = SEED_STEM.replace("{seed}", str(getattr(wildcards, "seed", "")))
+    return f"{STATE_DIR}/multitask/{wildcards.method}/{kind}/{where}/{stem}.{tag}.state.safetensors"
+
+
+def group_prompt(method, group, seed):
+    return str(study.group_prompt_path(RESULTS, method, group, seed))
+
+
+def mt_result(method, mode, group, target, seed):
+    return str(study.multitask_result_path(RESULTS, method, mode, group, target, seed))
+
+
+def task_args(tasks):
+    return q(a for t in tasks for a in ("--task", t))
+
+
+def split_args(tasks, slot):
+    return _pair_args("--split", [(t, split_file(t, slot)) for t in tasks])
+
+
+def seed_args(seeds):
+    return q(a for s in seeds for a in ("--seed", s))
+
+
+def multitask_results(wildcards=None):
+    """Every multitask result the table reads (known once the groups are): init results per seed, joint folders."""
+    out = set()
+    for row in multitask_groups().itertuples():
+        if row.mode == "init":
+            out.update(mt_result(row.method, "init", row.group, row.target, s) for s in SEEDS)
+        else:
+            out.add(f"{MT_DIR}/{row.method}/joint/{row.group}")
+    return sorted(out)
+
+
+def multitask_baselines(wildcards=None):
+    """The single-task baselines the multitask results are compared with (study.Method.baseline)."""
+    methods = dict.fromkeys(study.METHODS[m].baseline or m for m in MT_METHODS)
+    return [result_path(m, t, t, s) for m in methods for t in TASKS for s in SEEDS]
+
+
 # Global constraints from the known names: keep `{source}__{target}` and friends unambiguous.
 wildcard_constraints:
     method=alternation(METHODS),

@@ -15,6 +15,7 @@
 # Pillow: about 0.2 s).
 
 import os
+import sys
 
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -129,6 +130,13 @@ def config_problems(cfg):
     return problems
 
 
+def multitask_requested():
+    """Whether this run asks for the multitask study (`snakemake multitask`): its section is checked and
+    priced only then (Snakemake fills it with defaults for every config). The targets are known to
+    Snakemake only after the Snakefile is read: the command line tells."""
+    return "multitask" in sys.argv[1:]
+
+
 # ------------------------------------------------------------------------------------------------
 # All of it
 # ------------------------------------------------------------------------------------------------
@@ -138,6 +146,10 @@ def check_config(cfg):
     if problem:
         raise WorkflowError(f"invalid config: {problem} (see config/README.md).")
     problems = config_problems(cfg)
+    if multitask_requested():
+        from mvlpt.preflight import multitask_problems
+
+        problems += [p.rstrip(".") for p in multitask_problems(cfg)]
     if problems:
         raise WorkflowError(f"invalid config: {'; '.join(problems)}.")
     try:
@@ -165,7 +177,7 @@ def run_preflight():
         logging.root.addHandler(logging.NullHandler())
 
     report_file = os.path.join("logs", "preflight.json")
-    found = problems(config, report_path=report_file)
+    found = problems(config, report_path=report_file, multitask=multitask_requested())
     if found:
         raise WorkflowError(
             f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: {report_file}, or "

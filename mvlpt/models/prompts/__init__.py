@@ -13,11 +13,21 @@ def learner_class(method: str) -> type[PromptLearner]:
     return study.method(method).learner_class()
 
 
-def build_prompt_learner(method: str, clip, classnames: list[str], options: dict | None = None, generator=None) -> PromptLearner:
-    cls = learner_class(method)
+def build_prompt_learner(method: str, clip, classnames: list[str], options: dict | None = None, generator=None,
+                         tasks: list[tuple[str, int]] | None = None) -> PromptLearner:
+    """A learner of ``method`` for ``classnames``. ``tasks``: ``[(task name, number of its classes), ...]``
+    in class order, passed only to the learners of task-conditioned methods (SoftCPT), which need it."""
+    entry = study.method(method)
+    cls = entry.learner_class()
     options = cls.canonical_options(options)
+    extra = {}
+    if entry.task_conditioned:
+        if tasks is None:
+            raise MvlptError(f"method {method!r} needs the task of every class: pass "
+                             f"tasks=[(task name, number of classes), ...].")
+        extra["tasks"] = tasks
     try:
-        return cls(clip, classnames, generator=generator, **options)
+        return cls(clip, classnames, generator=generator, **extra, **options)
     except TypeError as e:
         raise MvlptError(f"bad options for method {method!r}: {e}.") from None
 
