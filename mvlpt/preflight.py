@@ -686,7 +686,7 @@ def _multitask_lines(mt: dict, together: dict) -> list[str]:
     width = max(5, *(len(m) for m in mt["per_method"]))
     for method, v in [*mt["per_method"].items(), ("total", mt)]:
         j = v["jobs"]
-        lines.append(f"  {method:{width}s} {v['gpu_hours']['total']:9.1f} GPU-hours  ({j['total']} jobs: {j['source']} group "
+        lines.append(f"  {method:{width}s} {v['gpu_hours']['total']:9.1f} GPU-hours  ({j['total']} job{'' if j['total'] == 1 else 's'}: {j['source']} group "
                      f"source, {j['target']} target, {j['joint']} joint)")
     lines.append(f"  pairwise and multitask studies together: {together['gpu_hours']:.1f} GPU-hours ({together['jobs']} jobs)")
     lines.extend(f"  ({a})" for a in mt["assumptions"])

@@ -434,12 +434,12 @@ class Trainer:
     def _provenance(self, m: Member, task: str) -> dict:
         """What a prompt file records of the run that made it (mvlpt.checkpoints.PROVENANCE)."""
         spec = self.spec
-        selected = {}
-        if task == GROUP:  # a multitask source prompt: chosen on the mean validation metric of all its tasks
-            task, selected = "+".join(spec.tasks), {"selected_by": "mean_val"}
-        return {**selected, "task": task, "tasks": list(spec.tasks), "seed": m.seed, "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
+        # a multitask source prompt (GROUP) was chosen on the mean validation metric of all the run's tasks
+        group = {"selected_by": "mean_val"} if task == GROUP else {}
+        return {**group, "task": "+".join(spec.tasks) if group else task, "tasks": list(spec.tasks), "seed": m.seed,
+                "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
                 "init_seed": spec.init_seed, "config_hash": spec.config_hash(m.seed),
-                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[GROUP if selected else task]["epoch"] + 1,
+                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[task]["epoch"] + 1,
                 "mvlpt_version": __version__}
 
     # ---------------------------------------------------------------- resume

@@ -145,3 +145,19 @@ def write_fake_multitask_study(
             value = float(np.clip(base[(bm, r.target, int(s))] + planted + rng.normal(0, noise), 0, 1))
             write_multitask_record(root, r.method, r.mode, r.group, r.target, s, value, sources)
     return {"groups": groups, "pairs": pairs}
+
+
+def kill_training_at(monkeypatch, epoch: int):
+    """Make every training run raise KeyboardInterrupt when it reaches ``epoch`` (a simulated kill, after
+    the resumable state of the epochs before was saved); ``monkeypatch.undo()`` lets runs finish again."""
+    from mvlpt.train import Trainer
+
+    original = Trainer.train_epoch
+
+    def killed(self, e):
+        if e == epoch:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, e)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+

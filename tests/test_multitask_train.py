@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from fakes import kill_training_at
 from mvlpt.checkpoints import load_prompt
 from mvlpt.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
@@ -100,16 +101,9 @@ def test_one_joint_group_run_serves_every_member(tmp_path, method):
 
 def test_resuming_needs_a_state_that_tracked_the_group_prompt(tmp_path, monkeypatch):
     state = tmp_path / "state.safetensors"
-    original = Trainer.train_epoch
-
-    def crash_at_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_at_3)
+    kill_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(spec(tmp_path, [A, B], state_path=str(state), outputs={A: str(tmp_path / "a.json")}))
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    monkeypatch.undo()
     with pytest.raises(MvlptError, match="did not track a group prompt"):
         run(spec(tmp_path, [A, B], state_path=str(state), save_group_prompt=str(tmp_path / "g.safetensors")))

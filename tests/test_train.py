@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fakes import kill_training_at
 from mvlpt import study
 from mvlpt.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
@@ -35,18 +36,11 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, method):
 
     state = tmp_path / "state.safetensors"
     s = spec(tmp_path / "resumed", method, state_path=str(state), save_prompts={A: str(tmp_path / "res.safetensors")})
-    original = Trainer.train_epoch
-
-    def crash_at_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_at_3)
+    kill_training_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(s)
     assert state.exists() and not (tmp_path / "resumed" / f"{A}.json").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    monkeypatch.undo()
     resumed = run(s)[0]
     assert not state.exists(), "the resume state is removed once the run is complete"
     for key in ("test", "val", "best_epoch"):
