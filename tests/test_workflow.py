@@ -266,6 +266,22 @@ def test_multitask_study_chooses_groups_from_the_pairwise_gains_and_trains_them(
             assert rec["target"] == member and rec["mode"] == "joint"
 
 
+def test_multitask_jobs_build_with_one_job_per_seed(multitask_study):
+    """stack_seeds: false gives the group source and target jobs one seed each (joint runs stack theirs);
+    forced in a dry-run over the finished study, so that every job's command is built."""
+    work, configfile, _, _ = multitask_study
+    rules = ["train_group_source", "train_group_target", "train_group_joint"]
+    res = snakemake(work, "-n", "-p", "multitask", "--config", "stack_seeds=false", "--rerun-triggers", "mtime",
+                    "--forcerun", *rules, configfile=configfile)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    assert all(counts.get(rule, 0) >= 1 for rule in rules), counts
+    commands = [line for line in out.splitlines() if line.startswith("Shell command:") and "mvlpt train" in line]
+    assert len(commands) == sum(counts[rule] for rule in rules)
+    assert all("--state resources/cache/state/multitask/" in cmd for cmd in commands)
+
+
 def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
     work, configfile, _, _ = multitask_study
     res = snakemake(work, "-n", "multitask", configfile=configfile)

@@ -482,11 +482,13 @@ def mt_train_args(wildcards):
     return f"{q(args)} {model_args()}"
 
 
-def mt_state(wildcards, kind):
-    key = json.dumps([mt_train_args(wildcards), env_prefix(), job_seeds(wildcards), kind])
+def mt_state(wildcards, kind, seeds=None):
+    """Resumable-state file of a multitask training job (seeds: the job's, by default)."""
+    seeds = job_seeds(wildcards) if seeds is None else seeds
+    key = json.dumps([mt_train_args(wildcards), env_prefix(), seeds, kind])
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     where = f"{wildcards.group}/{wildcards.target}" if hasattr(wildcards, "target") else wildcards.group
-    stem = SEED_STEM.replace("{seed}", str(getattr(wildcards, "seed", "")))
+    stem = f"seeds{'-'.join(map(str, seeds))}"
     return f"{STATE_DIR}/multitask/{wildcards.method}/{kind}/{where}/{stem}.{tag}.state.safetensors"
 
 

@@ -137,7 +137,7 @@ rule train_group_joint:
                                     for t in group_tasks(wildcards)]),
         ]),
         args=mt_train_args,
-        state=lambda wildcards: mt_state(wildcards, "joint"),
+        state=lambda wildcards: mt_state(wildcards, "joint", SEEDS),
         env=env_prefix(),
     threads: JOB_THREADS
     retries: 2
