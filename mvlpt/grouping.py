@@ -301,11 +301,3 @@ def read_groups(path: str | os.PathLike) -> pd.DataFrame:
             df[c] = df[c].fillna("").astype(str)
     df["k"] = df["k"].astype("int64")
     return df
-
-
-def group_tasks(groups: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, mode, group): the training jobs the groups table asks for, with the tasks
-    trained together ("+"-joined) and the targets served ("+"-joined, in table order)."""
-    g = groups.groupby(["method", "mode", "group"], sort=True)
-    out = g.agg(tasks=("tasks", "first"), targets=("target", lambda s: "+".join(dict.fromkeys(s)))).reset_index()
-    return out

@@ -116,9 +116,6 @@ def test_modes_make_the_training_group_and_its_id():
     assert every["group"].nunique() == 1 and set(every["tasks"]) == {"+".join(TASKS)}  # one run serves every target
     assert (row.loc[("all", "init")]["k"] == 4).all()
     assert len(g) == 2 * 2 * len(TASKS)
-    jobs = G.group_tasks(g)
-    assert len(jobs[(jobs["mode"] == "joint") & (jobs["tasks"] == "+".join(TASKS))]) == 1
-    assert jobs.loc[(jobs["mode"] == "joint") & (jobs["tasks"] == "+".join(TASKS)), "targets"].item().split("+") == sorted(TASKS)
 
 
 def test_softcpt_has_only_strategy_all_in_mode_joint():
