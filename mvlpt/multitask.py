@@ -35,7 +35,6 @@ columns, which are percentage points):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -104,27 +103,19 @@ def found_seeds(results_dir: str | os.PathLike, groups: pd.DataFrame) -> list[in
     return sorted(seeds)
 
 
-def _setting(rec: dict, fields: Sequence[str]) -> tuple:
-    return tuple(json.dumps(rec.get(f), sort_keys=True) for f in fields)
-
-
-def _differing(a: dict, b: dict, fields: Sequence[str]) -> str:
-    return ", ".join(f"{f} {a.get(f)!r} vs {b.get(f)!r}" for f in fields if _setting(a, [f]) != _setting(b, [f]))
-
-
 def _check_setting(cell: list[tuple[Path, dict]], base: list[tuple[Path, dict]], same_method: bool,
                    allow_mixed: bool) -> None:
     problems = []
     (p0, r0), (bp, br) = cell[0], base[0]
     for p, r in cell[1:]:
-        if _setting(r, study.SETTING_FIELDS) != _setting(r0, study.SETTING_FIELDS):
+        if results.setting_of(r, study.SETTING_FIELDS) != results.setting_of(r0, study.SETTING_FIELDS):
             problems.append(f"the seeds of {p0.parent} were made with different settings "
-                            f"({_differing(r0, r, study.SETTING_FIELDS)}: {p0} and {p})")
+                            f"({results.differing_fields(r0, r, study.SETTING_FIELDS)}: {p0} and {p})")
             break
     fields = results.GAIN_SETTING_FIELDS if same_method else tuple(
         f for f in results.GAIN_SETTING_FIELDS if f not in ("method_options", "setting_hash"))
-    if _setting(r0, fields) != _setting(br, fields):
-        problems.append(f"{p0} and its baseline {bp} were made with different settings ({_differing(br, r0, fields)}), "
+    if results.setting_of(r0, fields) != results.setting_of(br, fields):
+        problems.append(f"{p0} and its baseline {bp} were made with different settings ({results.differing_fields(br, r0, fields)}), "
                         f"so they make no gain")
     results.refuse_mixed_settings(problems, allow_mixed=allow_mixed)
 

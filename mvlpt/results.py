@@ -101,11 +101,12 @@ def read_results(
 GAIN_SETTING_FIELDS = tuple(f for f in study.SETTING_FIELDS if f != "mode")
 
 
-def _setting(rec: dict, fields: Sequence[str]) -> tuple:
+def setting_of(rec: dict, fields: Sequence[str]) -> tuple:
+    """What ``rec`` states of ``fields``, comparable between records."""
     return tuple(json.dumps(rec.get(f), sort_keys=True) for f in fields)
 
 
-def _differing(a: dict, b: dict, fields: Sequence[str]) -> str:
+def differing_fields(a: dict, b: dict, fields: Sequence[str]) -> str:
     """``"shots 5 vs 10, epochs 5 vs 50"``: the fields of ``fields`` where ``a`` and ``b`` differ."""
     return ", ".join(f"{f} {a.get(f)!r} vs {b.get(f)!r}" for f in fields
                      if json.dumps(a.get(f), sort_keys=True) != json.dumps(b.get(f), sort_keys=True))
@@ -120,20 +121,20 @@ def settings_problems(found: Iterable[Found]) -> list[str]:
     for (method, source, target), members in cells.items():
         first_path, first = members[0]
         for path, rec in members[1:]:
-            if _setting(rec, study.SETTING_FIELDS) != _setting(first, study.SETTING_FIELDS):
+            if setting_of(rec, study.SETTING_FIELDS) != setting_of(first, study.SETTING_FIELDS):
                 problems.append(
                     f"the seeds of {method} {source}->{target} were made with different settings "
-                    f"({_differing(first, rec, study.SETTING_FIELDS)}: {first_path} and {path})")
+                    f"({differing_fields(first, rec, study.SETTING_FIELDS)}: {first_path} and {path})")
                 break
     for (method, source, target), members in cells.items():
         base = cells.get((method, target, target))
         if source == target or base is None:
             continue
         (path, rec), (base_path, base_rec) = members[0], base[0]
-        if _setting(rec, GAIN_SETTING_FIELDS) != _setting(base_rec, GAIN_SETTING_FIELDS):
+        if setting_of(rec, GAIN_SETTING_FIELDS) != setting_of(base_rec, GAIN_SETTING_FIELDS):
             problems.append(
                 f"{method} {source}->{target} and its baseline {target}->{target} were made with different settings "
-                f"({_differing(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain")
+                f"({differing_fields(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain")
     return problems
 
 
