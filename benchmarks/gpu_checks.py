@@ -4,13 +4,20 @@
    bit, on CUDA (tests/test_speed.py checks the same on the CPU).
 2. A training step never waits for the device: ``torch.cuda.set_sync_debug_mode("error")`` around
    the steps of an epoch (the epoch's one read of its losses comes after).
-Exit status 0 when both hold; one line per check.
+3. Train option ``compile`` (torch.compile of the prompted towers, modes ``default`` and
+   ``reduce-overhead`` = CUDA graphs): logits and prompt gradients of a few bf16 training steps of
+   UPT (both towers learn) on mvlpt-tiny equal eager within bf16 tolerance: at most twice bf16's own
+   error (eager bf16 against eager float32) + 1e-3, relative to the largest entry (tests/test_compile.py
+   checks float32 on the CPU); each mode has its own time limit (``COMPILE_LIMIT_S``).
+Exit status 0 when all hold; one line per check.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -70,6 +77,62 @@ def steps_never_sync(device: str) -> bool:
     return ok
 
 
+COMPILE_LIMIT_S = 75
+
+
+def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> bool:
+    clip = load_clip("mvlpt-tiny", "synthetic", device=device)
+    clip.cast_frozen(torch.bfloat16)
+    learners = [build_prompt_learner("upt", clip, ["circle", "square", "red triangle"], {},
+                                     generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
+              for _ in learners]
+
+    def steps(n=3, autocast=torch.bfloat16):  # CUDA graph trees warm up, record, then replay: the third step replays
+        for _ in range(n):
+            torch.compiler.cudagraph_mark_step_begin()
+            for lr in learners:
+                lr.zero_grad(set_to_none=True)
+            logits = stacked_logits(learners, images=images, autocast=autocast)
+            torch.cat(logits).log_softmax(-1).square().sum().backward()
+        return [lg.detach().clone() for lg in logits], [p.grad.clone() for lr in learners for p in lr.parameters() if p.requires_grad]
+
+    def rel(xs, ys):  # the largest difference, relative to the largest entry of each tensor of xs
+        return max(((x - y).abs().max() / x.abs().max().clamp_min(1e-12)).item() for x, y in zip(xs, ys))
+
+    eager, fp32 = steps(), steps(autocast=None)
+    # bf16's own error (eager bf16 against eager float32) is the scale: compiled kernels round in
+    # another order, so compiled-vs-eager may differ by as much, not by more than twice as much
+    bound = [2 * rel(fp32[0], eager[0]) + 1e-3, 2 * rel(fp32[1], eager[1]) + 1e-3]
+    ok = True
+    for mode in modes:
+        def expired(signum, frame):
+            raise TimeoutError(f"not done within {COMPILE_LIMIT_S} s")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(COMPILE_LIMIT_S)
+        t = time.perf_counter()
+        try:
+            clip.compile(mode)
+            logits, grads = steps()
+            torch.cuda.synchronize()
+            dl, dg = rel(eager[0], logits), rel(eager[1], grads)
+            same = dl <= bound[0] and dg <= bound[1]
+            msg = (f"largest difference / largest entry: logits {dl:.3g} (bound {bound[0]:.3g}), "
+                   f"gradients {dg:.3g} (bound {bound[1]:.3g}); bound = 2 x bf16's own error + 1e-3")
+        except Exception as e:  # noqa: BLE001 - one line per check
+            same, msg = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        print(f"compile {mode}, mvlpt-tiny upt bf16: {'equal to eager within bf16 tolerance' if same else 'DIFFERS'} "
+              f"({msg}; {time.perf_counter() - t:.0f} s with compilation)", flush=True)
+        ok &= same
+    clip.compile("none")
+    return ok
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_checks: no CUDA device", file=sys.stderr)
@@ -78,6 +141,7 @@ def main() -> int:
     ok = cast_once_is_exact(device, "mvlpt-tiny")
     ok &= cast_once_is_exact(device, "ViT-B-16")
     ok &= steps_never_sync(device)
+    ok &= compiled_equals_eager(device)
     print("gpu_checks:", "all hold" if ok else "SOME FAILED", flush=True)
     return 0 if ok else 1
 

@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    from . import study
     from .tasks.fewshot import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from). Several --task: a joint run; each --output TASK=FILE gets that task's test metric with the checkpoint "
         "that was best on that task's validation split.",
     )
-    p.add_argument("--method", required=True, help="coop, vpt or upt")
+    p.add_argument("--method", required=True, help=f"the prompt method: {', '.join(study.METHODS)}")
     p.add_argument("--task", action="append", required=True, help="training task (repeat for a joint run)")
     p.add_argument("--seed", type=int, action="append",
                    help="fixes the few-shot subset and the prompt init (default: 1); repeat to train several seeds "

@@ -12,6 +12,8 @@ from .errors import MvlptError
 
 HEADS = ("union", "per_task")
 MODES = ("single", "joint", "sequential")
+# train option `compile`: "none" (eager) or one of torch.compile's modes (mvlpt.models.clip.FrozenCLIP.compile)
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclasses.dataclass
@@ -32,9 +34,12 @@ class TrainConfig:
     cache_features: bool = True  # frozen image features (CoOp) / text features (VPT) computed once
     checkpoint_every: int = 10  # epochs between resumable state saves (0: never)
     workers: int = 0  # image decoding processes for test evaluation
+    # torch.compile of the prompted towers: "none" (eager) or a torch.compile mode; equal results within
+    # float tolerance (tests/test_compile.py), so a runtime choice like the ones below
+    compile: str = "none"
 
-    # options that do not change results, left out of the config hash
-    RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features")
+    # options that do not change results (beyond float tolerance), left out of the config hash
+    RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features", "compile")
 
     def validate(self) -> "TrainConfig":
         def finite(v) -> bool:  # NaN fails every comparison, inf passes "> 0": both are refused here
@@ -54,6 +59,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
         ]
         for ok, msg in checks:
             if not ok:

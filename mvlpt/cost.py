@@ -5,9 +5,12 @@ The model (the ideas of the speed benchmark's ``model_costs`` / ``study_estimate
 reduced to what a calibration file can carry):
 
 * one training step of a run with ``K`` stacked seeds, ``C`` classes (all its tasks), text prompts
-  of ``L`` tokens and batch ``B`` costs, per method, ``fixed + t x K*C*L + i x K*B`` (``t`` only for
+  of ``L`` tokens and batch ``B`` costs, per method, ``fixed + t x K*R + i x K*B`` (``t`` only for
   methods that learn the text prompt, ``i`` only for those that learn image prompts: CoOp's image
-  features and VPT's class text features are computed once);
+  features and VPT's class text features are computed once), where ``R`` (:func:`text_rows`) is
+  ``C*L`` less what the prompts' shared prefix of ``P`` tokens saves: ``C*(L-P) + P + C*P*2/12``
+  (the towers' skipping rows whose outputs are not used, :mod:`mvlpt.models.prompts.blocks`, is in
+  the coefficients as measured, not in ``R``: the shipped ones were measured before that change);
 * steps per epoch: ``ceil(train images of one seed / B)``; a validation pass every epoch and one
   test pass per target at the end, priced with the forward-only coefficients (images of every
   stacked seed for methods with image prompts; CoOp reads cached features);
@@ -51,6 +54,18 @@ USER_ENV = "MVLPT_COST_CALIBRATION"
 # task-prompt pass is priced at the same per-token rate (TaskCost.task_prompt)
 PRICED_AS = {"softcpt": "coop"}
 COEFFS = ("fixed_ms", "text_us_per_token", "image_ms_per_image")
+# the text prompts' shared prefix (mvlpt.models.prompts.text) runs once per prompt set, but every class
+# still projects its keys and values: 2 of a text block's 12 W^2 matrix products per token (q, k, v,
+# out: 4; MLP: 8)
+PREFIX_KV_SHARE = 2 / 12
+
+
+def text_rows(classes: int, length: int, prefix: int = 0, task_tokens: int = 0) -> float:
+    """Token rows one prompt set sends through the text tower, in units of a whole token: the classes'
+    prompts after their shared ``prefix``, the prefix once plus its keys and values per class, and the
+    task prompts of a task-conditioned method. A prefix of one token is not shared (as in training)."""
+    prefix = prefix if prefix > 1 else 0
+    return classes * (length - prefix) + prefix + classes * prefix * PREFIX_KV_SHARE + task_tokens
 
 
 # ------------------------------------------------------------------------------------------ calibration
@@ -68,10 +83,12 @@ class Calibration:
     measured_at: str = ""
     assumptions: list = dataclasses.field(default_factory=list)
 
-    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int, task_tokens: int = 0) -> float:
-        """``task_tokens``: tokens of the task prompts a task-conditioned method (SoftCPT) sends through the
+    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int, prefix: int = 0,
+               task_tokens: int = 0) -> float:
+        """``prefix``: the leading tokens all classes' prompts share (see :func:`text_rows`);
+        ``task_tokens``: tokens of the task prompts a task-conditioned method (SoftCPT) sends through the
         text tower on top of its class prompts, per seed."""
-        return self._cost(method, "step", seeds * (classes * length + task_tokens), seeds * batch)
+        return self._cost(method, "step", seeds * text_rows(classes, length, prefix, task_tokens), seeds * batch)
 
     def forward_s(self, method: str, *, text_tokens: int, images: int) -> float:
         return self._cost(method, "forward", text_tokens, images)
@@ -190,6 +207,7 @@ class TaskCost:
     test: int
     length: dict  # method -> text prompt length (tokens) of this task's classes
     task_prompt: int = 0  # tokens of its SoftCPT task prompt ([SOS] task ctx <task text> . [EOS]), 0: not known
+    prefix: dict = dataclasses.field(default_factory=dict)  # method -> leading tokens all its classes' prompts share
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,21 +228,22 @@ def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskC
          epochs: int, eval_bs: int) -> dict:
     C = sum(t.classes for t in run)
     L = max(t.length.get(method, 0) for t in run)
+    P = min(t.prefix.get(method, 0) for t in run)  # the run's classes share at most what each task's share
     # a task-conditioned method (SoftCPT) also sends every task's prompt through the text tower
     T = sum(t.task_prompt for t in run) if study.METHODS.get(method) and study.METHODS[method].task_conditioned else 0
     n_train = sum(t.train_per_seed for t in run)
     steps = math.ceil(n_train / batch) if n_train else 0
-    train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch, task_tokens=T)
+    train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch, prefix=P, task_tokens=T)
     img_eval = _learns(method)[1]
     val_imgs = sum(t.val_per_seed for t in run)
     val_batches = sum(math.ceil(t.val_per_seed / eval_bs) for t in run)
     fwd = cal.coefficients(method)["forward"]
-    per_val = cal.forward_s(method, text_tokens=k * (C * L + T), images=k * val_imgs if img_eval else 0) \
+    per_val = cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T), images=k * val_imgs if img_eval else 0) \
         + val_batches * fwd["fixed_ms"] / 1e3
     validation = epochs * per_val
     test = decode = 0.0
     for t in targets:
-        test += cal.forward_s(method, text_tokens=k * (C * L + T), images=k * t.test if img_eval else 0) \
+        test += cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T), images=k * t.test if img_eval else 0) \
             + math.ceil(t.test / eval_bs) * fwd["fixed_ms"] / 1e3
         if img_eval:
             decode += t.test / cal.decode_images_per_s
@@ -379,14 +398,28 @@ def task_prompt_lengths(tasks: Iterable[str], model: str, n_task_ctx: int, descr
     return out
 
 
-def prompt_lengths(classnames: Iterable[str], model: str, n_ctx: dict) -> dict:
-    """Text prompt length (tokens, cut as training cuts it) per text-learning method."""
+def prompt_shapes(classnames: Iterable[str], model: str, options: dict) -> tuple[dict, dict]:
+    """Per text-learning method (``options``: method -> its options, the learner's defaults filling the
+    rest): the text prompt length (tokens, cut as training cuts it) and the leading tokens every class
+    shares when one context serves all classes (0 for class-specific or task-conditioned contexts), both
+    from the token layout training builds (:func:`mvlpt.models.prompts.text.prompt_tokens`)."""
+    import inspect
+
     from .models.clip import _open_clip
-    from .models.prompts.text import _word_tokens
+    from .models.prompts.text import common_prefix, prompt_tokens
 
     tok = _open_clip().get_tokenizer(model)
-    longest = max((len(_word_tokens(tok, c)) for c in classnames), default=1)
-    return {m: int(n) + 3 + longest for m, n in n_ctx.items()}  # [SOS] ctx <name> . [EOS]
+    names = list(classnames) or ["x"]
+    lengths, prefixes = {}, {}
+    for m, opts in options.items():
+        params = inspect.signature(study.method(m).learner_class().__init__).parameters
+        o = {**{k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty},
+             **study.canonical_options(m, opts)[0]}
+        seqs, ctx_pos = prompt_tokens(tok, names, int(o["n_ctx"]), o.get("position", "end"))
+        lengths[m] = max(map(len, seqs))
+        shared = not o.get("csc") and not study.method(m).task_conditioned
+        prefixes[m] = common_prefix(seqs, ctx_pos) if shared else 0
+    return lengths, prefixes
 
 
 # ------------------------------------------------------------------------------------------ --calibrate

@@ -518,8 +518,7 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     cal, note = cost.load_calibration(model)
     if note:
         warnings.append(f"cost: {note}.")
-    n_ctx = {m: int({**PROMPT_DEFAULTS[m], **study.canonical_options(m, (cfg.get("method_options") or {}).get(m))[0]}["n_ctx"])
-             for m, meth in study.METHODS.items() if meth.learns_text and m in PROMPT_DEFAULTS}
+    text_options = {m: (cfg.get("method_options") or {}).get(m) or {} for m, meth in study.METHODS.items() if meth.learns_text}
     from .config import TrainConfig
 
     train = {**dataclasses.asdict(TrainConfig()), **cfg["train"]}
@@ -532,9 +531,9 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
         task_prompt = cost.task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
     tasks = []
     for r in priced:
-        lengths = cost.prompt_lengths(get_task(r.task).classnames, model, n_ctx)
+        lengths, prefix = cost.prompt_shapes(get_task(r.task).classnames, model, text_options)
         tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths,
-                                   task_prompt.get(r.task, 0)))
+                                   task_prompt.get(r.task, 0), prefix))
     shape = cost.StudyShape(tuple(tasks), tuple(cfg["methods"]), len(cfg["seeds"]), cfg["mode"], bool(cfg["stack_seeds"]),
                             int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
                             int(train["eval_batch_size"]), int(cfg["shots"]))

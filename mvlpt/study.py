@@ -461,6 +461,10 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("seeds_in_process", lambda v: _is_int(v) and v >= 1, "an integer >= 1", required=False),
     Field("method_options", lambda v: isinstance(v, dict), "an object", required=False),
     Field("peak_gpu_memory_mb", _is_num, "a number", required=False),
+    # train option compile (not "none"): torch.compile's mode, the graphs dynamo compiled and the seconds
+    # it spent (tracing, forward and backward compilation; included in wall_time_s)
+    Field("compile", lambda v: isinstance(v, dict) and _name(v.get("mode")) and _is_num(v.get("compile_s")),
+          "an object with the torch.compile mode and compile_s", required=False),
     # classes with fewer than `shots` training images ({"min", "max", "short": {class: images}}), when any
     Field("shots_taken", lambda v: isinstance(v, dict) and "short" in v, "an object with a 'short' entry", required=False),
     # provenance: the few-shot split of every task trained on (task -> mvlpt.io.content_hash of its

@@ -39,7 +39,7 @@ from .errors import MvlptError
 from .features import image_features
 from .io import check_writable, content_hash, write_together
 from .metrics import compute_metric
-from .models.clip import load_clip
+from .models.clip import compile_errors, compile_time_s, compiled_graphs, load_clip
 from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from .results import write_result
 from .tasks import get_task
@@ -153,6 +153,9 @@ class Trainer:
             # frozen matrix-product weights cast to the autocast dtype once, not on every step (exact);
             # after the set-up above, whose cached features and fixed class features run in float32
             self.clip.cast_frozen(self.autocast_dtype)
+        # torch.compile of the prompted towers (compiled at their first call of each shape), after the
+        # set-up above, which runs eager once
+        self.clip.compile(self.cfg.compile)
 
     # ------------------------------------------------------------------ data
     def _load_task(self, task, offset: int, seed: int) -> TaskData:
@@ -241,6 +244,8 @@ class Trainer:
         """One SGD step on ``batch`` (one entry of :meth:`epoch_plan`); the active members' losses,
         on the device (not synchronised)."""
         cfg = self.cfg
+        if cfg.compile != "none":  # a new training step for CUDA graph trees (reduce-overhead); harmless otherwise
+            torch.compiler.cudagraph_mark_step_begin()
         active, images, feats, targets, masks = [], [], [], [], []
         for m, parts in batch:
             xs, fs = zip(*(td.inputs("train", sel) for td, sel in parts))
@@ -255,7 +260,7 @@ class Trainer:
                 logits = logits.masked_fill(~mask, float("-inf"))
             logp = F.log_softmax(logits, dim=-1)
             losses.append(-(target * logp.masked_fill(target == 0, 0)).sum(1).mean())
-        losses = torch.stack(losses)
+        losses = torch.stack(losses)  # computed outside the compiled towers: no CUDA-graph output is kept
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no parameters: each gets its own gradient
         self.optimizer.step()
@@ -335,6 +340,7 @@ class Trainer:
     def run(self) -> list[dict]:
         spec, cfg = self.spec, self.cfg
         t0 = time.time()
+        compile0, graphs0 = self._compile_start = (compile_time_s(), compiled_graphs()) if cfg.compile != "none" else (0.0, 0)
         check_writable(spec.output_paths())  # before the work, not after it
         # sequential: the source task is the one the prompt files record (checked against --source)
         self.init_prompts = {}
@@ -352,7 +358,8 @@ class Trainer:
         bar = tqdm(range(start, cfg.epochs), desc=f"{spec.method} {'+'.join(spec.tasks)} seed {seeds}",
                    initial=start, total=cfg.epochs, disable=None, leave=False)
         for epoch in bar:
-            loss = self.train_epoch(epoch)
+            with compile_errors(cfg.compile):  # also the backward graphs, compiled at the first backward
+                loss = self.train_epoch(epoch)
             for m, values in zip(self.members, self.validate()):
                 if spec.save_group_prompt:  # the group's checkpoint: best mean validation metric over its tasks
                     values = {**values, GROUP: sum(values.values()) / len(values)}
@@ -363,6 +370,9 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}")
             if spec.state_path and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
                 self._save_state(epoch + 1)
+            if epoch == start and cfg.compile != "none":
+                print(f"torch.compile ({cfg.compile}): {compiled_graphs() - graphs0} graphs compiled in "
+                      f"{compile_time_s() - compile0:.1f} s during the first epoch", file=sys.stderr, flush=True)
         return self._finish(time.time() - t0)
 
     def _finish(self, elapsed: float) -> list[dict]:
@@ -417,6 +427,9 @@ class Trainer:
                     result["init_prompt"] = {key: src[key] for key in ("task", "tasks", "seed", "config_hash", "splits")}
                 if self.device.startswith("cuda"):
                     result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                if self.cfg.compile != "none":  # the run's compilation so far (test batches included); in wall_time_s too
+                    result["compile"] = {"mode": self.cfg.compile, "graphs": compiled_graphs() - self._compile_start[1],
+                                         "compile_s": round(compile_time_s() - self._compile_start[0], 3)}
                 results.append(result)
         if spec.save_group_prompt:
             for m in self.members:

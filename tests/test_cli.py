@@ -20,11 +20,17 @@ def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "verb")
     assert {"tasks", "split", "features", "train", "info"} <= set(sub.choices)
-    for name, p in sub.choices.items():
+    parsers = list(sub.choices.items())
+    for name, p in parsers:  # every verb, and the verbs of a verb (mvlpt multitask groups, ...)
         text = p.format_help()
         for action in p._actions:
             for opt in action.option_strings:
                 assert opt in text, (name, opt)
+            if action.dest == "verb" and action.choices:
+                parsers.extend((f"{name} {k}", v) for k, v in action.choices.items())
+        assert "(default: None)" not in text, name  # an option without a default says what happens instead
+    methods = sub.choices["train"]._option_string_actions["--method"].help
+    assert all(m in methods for m in ("coop", "vpt", "upt", "softcpt")), methods
 
 
 @pytest.mark.parametrize(

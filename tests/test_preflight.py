@@ -157,6 +157,29 @@ def test_shipped_calibration_reproduces_the_h100_step_times_and_scales():
     assert cost.estimate(unstacked, cal)["per_method"]["vpt"]["jobs"] == 3 * cost.estimate(base, cal)["per_method"]["vpt"]["jobs"]
 
 
+@pytest.mark.parametrize("options", [{}, {"coop": {"position": "end"}, "upt": {"position": "middle"}},
+                                     {"coop": {"n_ctx": 4, "csc": True}}])
+def test_priced_prompt_shapes_are_the_ones_training_builds(tiny_clip, options):
+    """The estimate's prompt length and shared prefix per method are those of the learners' own layouts,
+    and a shared prefix lowers the priced text work as the text tower's rows shrink."""
+    from mvlpt.models.prompts import build_prompt_learner
+
+    names = ["pickup truck", "sea", "maple tree"]
+    methods = [m for m, e in study.METHODS.items() if e.learns_text]
+    lengths, prefixes = cost.prompt_shapes(names, "mvlpt-tiny", {m: options.get(m, {}) for m in methods})
+    for m in methods:
+        tasks = [("shapes", 1), ("shape-colours", 2)] if study.METHODS[m].task_conditioned else None
+        lr = build_prompt_learner(m, tiny_clip, names, options.get(m), tasks=tasks)
+        assert lengths[m] == lr.layout.tokens.shape[1], m
+        assert prefixes[m] == lr.shared_text_prefix(lr.current_prompts()), m
+    cal = cost.shipped_calibration()
+    plain = cal.step_s("coop", seeds=3, classes=100, length=29, batch=32)
+    shared = cal.step_s("coop", seeds=3, classes=100, length=29, batch=32, prefix=9)
+    rows = cost.text_rows(100, 29, 9)
+    assert rows == 100 * 20 + 9 + 100 * 9 * cost.PREFIX_KV_SHARE < 100 * 29 and shared < plain
+    assert cost.text_rows(100, 29, 1) == 100 * 29  # one token ([SOS]) is not shared, in training either
+
+
 def test_calibrate_measures_this_machine_and_the_estimate_then_speaks_of_it(tmp_path, capsys):
     cfg = fabricated_study(tmp_path)
     path = write_config(tmp_path, cfg)

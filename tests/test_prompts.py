@@ -8,7 +8,8 @@ import torch
 
 from mvlpt import study
 from mvlpt.errors import MvlptError
-from mvlpt.models.prompts import PromptLearner, build_prompt_learner, stacked_logits, stacked_text_features
+from mvlpt.models.prompts import (PromptLearner, build_prompt_learner, stacked_image_features, stacked_logits,
+                                  stacked_text_features)
 from mvlpt.models.prompts.text import TokenLayout, encode_prompted_text, phrase_embeddings
 from mvlpt.models.prompts.vision import encode_prompted_image
 
@@ -36,6 +37,121 @@ def test_cut_text_sequence_equals_full_77_tokens(tiny_clip):
         a = encode_prompted_text(tiny_clip.model, cut.fill(ctx), cut.eot_pos)
         b = encode_prompted_text(tiny_clip.model, full.fill(ctx), full.eot_pos)
         assert torch.allclose(a, b, atol=1e-5), (position, (a - b).abs().max())
+
+
+def _plain_text_pass(monkeypatch):
+    """Make :func:`stacked_text_features` run open_clip's text transformer whole, every row of every block."""
+    from mvlpt.models.prompts import blocks
+
+    monkeypatch.setattr(blocks, "applies", lambda transformer: False)
+
+
+@pytest.mark.parametrize("method,options,prefix", [
+    ("coop", {"position": "end"}, 1 + 16), ("coop", {"position": "middle"}, 1 + 8), ("coop", {"position": "front"}, 1),
+    ("coop", {"n_ctx": 4, "csc": True}, 0), ("upt", {"position": "middle"}, 1 + 2), ("upt", {"position": "end"}, 1 + 4),
+])
+def test_shared_prefix_equals_the_plain_text_pass(tiny_clip, monkeypatch, method, options, prefix):
+    """[SOS] and the context before the class name run once per prompt set, and the last block computes
+    the [EOS] rows alone: class features and prompt gradients equal open_clip's whole text transformer
+    on every class's prompt, for a stack of three sets (a wrong set's prefix, or a prefix or [EOS]
+    attended to wrongly, changes both)."""
+    names = NAMES + ["x", "x ray"]  # "x" is also the filler token of the context positions
+    learners = [build_prompt_learner(method, tiny_clip, names, options, generator=torch.Generator().manual_seed(s))
+                for s in (1, 2, 3)]
+    assert learners[0].shared_text_prefix(learners[0].current_prompts()) == prefix
+    weights = torch.randn(3 * len(names), tiny_clip.model.text_projection.shape[1], generator=torch.Generator().manual_seed(0))
+
+    def features_and_grads():
+        for lr in learners:
+            lr.zero_grad(set_to_none=True)
+        feats = torch.cat(stacked_text_features(learners))
+        (feats * weights).sum().backward()  # not feats.square().sum(): unit vectors would make that constant
+        grads = [p.grad.clone() for lr in learners for p in lr.parameters() if p.grad is not None]  # UPT: the text side's
+        assert grads and any(g.abs().max() > 0 for g in grads)
+        return feats.detach(), grads
+
+    shared, shared_grads = features_and_grads()
+    with monkeypatch.context() as m:
+        _plain_text_pass(m)
+        plain, plain_grads = features_and_grads()
+    assert torch.allclose(shared, plain, atol=1e-6), (shared - plain).abs().max()
+    for a, b in zip(shared_grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max()), (method, options, (a - b).abs().max())
+
+
+def test_every_method_shares_only_what_is_shared(tiny_clip, toy_method):
+    """Each text-learning method's claimed shared prefix really is the same in every class's prompt
+    embeddings (a method that builds its embeddings another way must say so), and stops before [EOS]."""
+    claimed = {}
+    for name, entry in study.METHODS.items():
+        if not entry.learns_text:
+            continue
+        tasks = [("shapes", 2), ("shape-colours", len(NAMES) - 2)] if entry.task_conditioned else None
+        for options in ({}, {"position": "end"}) if name != "suffix" else ({},):
+            lr = build_prompt_learner(name, tiny_clip, NAMES, options, tasks=tasks, generator=torch.Generator().manual_seed(0))
+            prompts = lr.current_prompts()
+            emb, P = lr.text_embeddings(prompts), lr.shared_text_prefix(prompts)
+            assert torch.equal(emb[:, :P], emb[:1, :P].expand(len(NAMES), -1, -1)), (name, options)
+            assert P < int(lr.layout.eot_pos.min()), (name, options)
+            claimed[(name, *options.values())] = P
+    # a context position is never taken for a token that happens to be the filler: "x" is both
+    layout = TokenLayout(tiny_clip, ["x", "x x"], 16, "middle")
+    emb = layout.fill(torch.randn(16, tiny_clip.model.token_embedding.weight.shape[1]))
+    assert layout.shared_prefix == 1 + 8 + 1 and torch.equal(emb[0, :10], emb[1, :10]) and not torch.equal(emb[0, 10], emb[1, 10])
+    assert claimed[("coop", "end")] == 17 and claimed[("softcpt",)] == 0  # a task context per class
+
+
+def test_shared_prefix_applies_only_to_a_causal_text_tower(tiny_clip, monkeypatch):
+    """Without the causal mask every position sees the class name: the plain pass runs instead."""
+    import copy
+
+    layout = TokenLayout(tiny_clip, NAMES, 16, "end")
+    ctx = torch.randn(16, tiny_clip.model.token_embedding.weight.shape[1]) * 0.02
+    bidirectional = copy.deepcopy(tiny_clip.model)
+    bidirectional.attn_mask = None
+    x = layout.fill(ctx)
+    a = encode_prompted_text(bidirectional, x, layout.eot_pos, shared_prefix=layout.shared_prefix)
+    b = encode_prompted_text(bidirectional, x, layout.eot_pos)
+    assert torch.equal(a, b)
+    causal = encode_prompted_text(tiny_clip.model, x, layout.eot_pos, shared_prefix=layout.shared_prefix)
+    assert not torch.allclose(a, causal, atol=1e-3)
+
+
+@pytest.mark.parametrize("method,options,pool", [
+    ("vpt", {"n_ctx": 3}, "tok"), ("vpt", {"n_ctx": 3, "deep": False}, "tok"), ("vpt", {"n_ctx": 0}, "tok"),
+    ("upt", {"n_ctx": 2}, "tok"), ("vpt", {"n_ctx": 3}, "avg"),
+])
+def test_image_tower_computes_only_the_rows_it_uses(tiny_clip, monkeypatch, method, options, pool):
+    """Dropping the rows whose outputs are not used (prompt rows the next layer replaces, every row but
+    [CLS] after the last block) equals running every block on every row: features and prompt
+    gradients, for a stack of three prompt sets."""
+    import copy
+
+    from mvlpt.models.prompts import blocks
+
+    clip = copy.copy(tiny_clip)
+    clip.model = copy.deepcopy(tiny_clip.model)
+    clip.model.visual.pool_type = pool  # "avg": every patch row is read, only the prompt rows may go
+    learners = [build_prompt_learner(method, clip, NAMES, options, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
+    images = [_images(clip, n, seed=n) for n in (3, 1, 2)]
+    weights = torch.randn(6, clip.model.text_projection.shape[1], generator=torch.Generator().manual_seed(0))
+
+    def features_and_grads():
+        for lr in learners:
+            lr.zero_grad(set_to_none=True)
+        feats = torch.cat(stacked_image_features(learners, images))
+        if feats.requires_grad:
+            (feats * weights).sum().backward()
+        return feats.detach(), [p.grad.clone() for lr in learners for p in lr.parameters() if p.grad is not None]
+
+    fast, fast_grads = features_and_grads()
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "applies", lambda transformer: False)  # every block on every row
+        whole, whole_grads = features_and_grads()
+    assert torch.allclose(fast, whole, atol=1e-5), (fast - whole).abs().max()
+    assert len(fast_grads) == len(whole_grads) and (options["n_ctx"] == 0 or fast_grads)
+    for a, b in zip(fast_grads, whole_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max()), (method, options, (a - b).abs().max())
 
 
 def test_class_token_positions(tiny_clip):

@@ -53,8 +53,8 @@ def test_fixed_meta_output_is_coop_with_that_context(tiny_clip, position):
     x = _images(tiny_clip, 6)
     with torch.no_grad():
         got, want = soft.logits(images=x), coop.logits(images=x)
-    for s in SLICES:  # every task
-        torch.testing.assert_close(got[:, s], want[:, s], rtol=1e-6, atol=1e-6)
+    for s in SLICES:  # every task (CoOp's pass shares the prompts' common prefix, SoftCPT's cannot: float tolerance)
+        torch.testing.assert_close(got[:, s], want[:, s], rtol=1e-5, atol=1e-5)
     # the comparison can fail: a non-zero meta weight makes the context depend on the task
     with torch.no_grad():
         soft.meta.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(1))
@@ -75,7 +75,7 @@ def test_zero_meta_weight_without_bias_is_coop_with_zero_context(tiny_clip):
         coop.ctx.zero_()
         assert not soft.current_prompts()["text"].any()
         x = _images(tiny_clip, 4)
-        torch.testing.assert_close(soft.logits(images=x), coop.logits(images=x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(soft.logits(images=x), coop.logits(images=x), rtol=1e-5, atol=1e-5)  # shared prefix in CoOp
 
 
 def test_task_features_equal_encode_text_of_the_task_text(tiny_clip):

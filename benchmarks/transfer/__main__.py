@@ -25,7 +25,7 @@ from .common import (H100_SXM_BF16_DENSE_TFLOPS, PRESETS, REPO, device_name, loa
 from .estimate import calibrate, study_estimate
 from .flops import count_flops, flop_components, flop_report
 from .profiling import profile_steps
-from .reference import run_reference
+from .reference import every_row, run_reference
 from .summary import print_summary
 from .timing import measure_components, measure_overhead, run_ours
 
@@ -52,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--flop-model", default=None, help="also count the FLOPs of this model's study (on the CPU; default: the "
                    "preset's; cpu: ViT-B-16, the paper's model class; 'none' to skip)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--compile", default="", metavar="MODE[,MODE]",
+                   help="also run ours with train option compile = each torch.compile MODE (default, reduce-overhead, "
+                        "max-autotune, max-autotune-no-cudagraphs): an 'ours, compiled (MODE)' row per method next to "
+                        "eager ours, with its compile time, step time and MFU (same FLOPs as eager)")
     p.add_argument("--profile-steps", type=int, default=5, help="training steps profiled per method (after a warm-up step)")
     p.add_argument("--stage-timeout", type=float, default=300.0,
                    help="seconds a stage may take (a method's run, its profile, the per-job overhead...) before it is "
@@ -59,6 +63,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="result JSON (default: benchmarks/results/<host>-<device>-<date>.json)")
     args = p.parse_args(argv)
     args.error = p.error
+    args.compile = [m for m in args.compile.split(",") if m]
+    from mvlpt.config import COMPILE_MODES
+
+    bad = [m for m in args.compile if m not in COMPILE_MODES or m == "none"]
+    if bad:
+        p.error(f"--compile takes torch.compile modes ({', '.join(COMPILE_MODES[1:])}), got {', '.join(bad)}")
     return args
 
 
@@ -183,6 +193,20 @@ def bench_method(method: str, ctx: dict, comps: dict, profile: bool) -> dict:
             ours["profile_steps"] = {"error": str(e)}
     trainer = None  # free the run before the next one
     empty_cache(device)
+    compiled = {}
+    for mode in ctx["compile"]:
+        try:
+            with stage(f"{method}: our joint run, compiled ({mode})", limit):
+                c, _ = run_ours(method, ctx, ctx["tmp"], compile=mode)
+            c["flops_per_step"] = ours["flops_per_step"]  # the same computation as eager
+            c["step_speedup_vs_eager"] = ours["step_s"] / c["step_s"]
+            log(f"ours, compiled ({mode}): compile {c['compile_s']:.1f} s ({c['compile_graphs']} graphs), step "
+                f"{c['step_s'] * 1e3:.1f} ms ({c['step_speedup_vs_eager']:.2f}x eager), val {steady(c['val_s'], ctx['steady']):.2f} s")
+            compiled[mode] = c
+        except Exception as e:  # noqa: BLE001 - a failed mode is recorded; eager and the others go on
+            log(f"ours, compiled ({mode}) failed: {type(e).__name__}: {e}")
+            compiled[mode] = {"error": f"{type(e).__name__}: {e}"}
+        empty_cache(device)
     with stage(f"{method}: reference-style runs", limit):
         ref, last = run_reference(method, ctx)
     log(f"reference style: setup {ref['setup_s']:.2f} s, step {ref['step_s'] * 1e3:.1f} ms, val {ref['val_s']:.2f} s, "
@@ -192,12 +216,14 @@ def bench_method(method: str, ctx: dict, comps: dict, profile: bool) -> dict:
     last = None
     empty_cache(device)
     res = {"ours": ours, "ref": ref, "calibration": calibrate(method, ctx, comps, ours, ref)}
+    if compiled:
+        res["ours_compiled"] = compiled
     res["step_ratio_per_seed"] = ref["step_per_seed_s"] / ours["step_per_seed_s"]
     res["transfer_job_ratio_paper_epochs"] = ref["per_transfer_job_s_paper_epochs"] / ours["per_transfer_job_s_paper_epochs"]
     res["transfer_job_ratio_measured"] = ref["per_transfer_job_s_measured"] / ours["per_transfer_job_s_measured"]
     if device.startswith("cuda"):
         peak = ctx["peak_tflops"] * 1e12
-        for meas in (ours, ref):
+        for meas in (ours, ref, *(c for c in compiled.values() if "error" not in c)):
             meas["achieved_tflops"] = meas["flops_per_step"] / meas["step_s"] / 1e12
             meas["mfu"] = meas["flops_per_step"] / meas["step_s"] / peak
         res["mfu_peak_tflops"] = ctx["peak_tflops"]
@@ -207,8 +233,9 @@ def bench_method(method: str, ctx: dict, comps: dict, profile: bool) -> dict:
     return res
 
 
-def bench_methods(methods: list[str], ctx: dict, comps: dict, profile: bool) -> dict:
-    """Each method's figures; a method that fails is recorded with its error and the others go on."""
+def bench_methods(methods: list[str], ctx: dict, comps: dict, profile: bool, save=None) -> dict:
+    """Each method's figures; a method that fails is recorded with its error and the others go on.
+    ``save(out)`` after each method: a run stopped from outside keeps the methods it finished."""
     out = {}
     for method in methods:
         log(f"--- {method}")
@@ -219,13 +246,18 @@ def bench_methods(methods: list[str], ctx: dict, comps: dict, profile: bool) -> 
 
             traceback.print_exc()
             out[method] = {"error": f"{type(e).__name__}: {e}"}
+        if save:
+            save(out)
     return out
 
 
 def flop_model_report(ctx: dict, model: str) -> dict:
     try:
         with stage(f"FLOP model of {model} (on the CPU)", ctx["stage_timeout"]):
-            return flop_report(ctx, flop_components(model, ctx["method_options"]), PRESETS["gpu"]["pair"].split(","))
+            comps = {"ours": flop_components(model, ctx["method_options"])}
+            with every_row():  # the reference style's towers: every row of every block
+                comps["ref"] = flop_components(model, ctx["method_options"])
+            return flop_report(ctx, comps, PRESETS["gpu"]["pair"].split(","))
     except Exception as e:  # noqa: BLE001
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -256,6 +288,7 @@ def main(argv=None) -> int:
     ctx["tmp"] = tmp
     ctx["stage_timeout"] = args.stage_timeout or None
     ctx["profile_steps"] = max(1, args.profile_steps)
+    ctx["compile"] = args.compile
     pair = ctx["pair"]
     log(f"pair: {pair[0]} ({get_task(pair[0]).num_classes} classes) + {pair[1]} ({get_task(pair[1]).num_classes}), "
         f"{ctx['shots']} shots, {s['epochs']} epochs measured, {len(ctx['seeds'])} seeds stacked; cut text length "
@@ -273,7 +306,14 @@ def main(argv=None) -> int:
     del probe
     empty_cache(device)
 
-    report["methods"] = bench_methods(s["methods"], ctx, comps, profile=not args.no_profile)
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / (
+        f"{socket.gethostname()}-{'cuda' if device.startswith('cuda') else 'cpu'}-{_dt.date.today().isoformat()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_partial(methods: dict) -> None:
+        out.write_text(json.dumps({**report, "methods": methods, "partial": "the benchmark did not finish"}, indent=1, default=str))
+
+    report["methods"] = bench_methods(s["methods"], ctx, comps, profile=not args.no_profile, save=save_partial)
     measured = {m: r for m, r in report["methods"].items() if "error" not in r}
     calib = {m: {path: {k: r["calibration"][path][k] for k in ("train", "val", "test")} for path in r["calibration"]}
              for m, r in measured.items()}
@@ -288,9 +328,6 @@ def main(argv=None) -> int:
         report["study"] = study_estimate(ctx, comps, calib, setup, overhead if "error" not in overhead else {}, report["feature_cache"])
     report["bench_wall_s"] = now() - t_start
 
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / (
-        f"{socket.gethostname()}-{'cuda' if device.startswith('cuda') else 'cpu'}-{_dt.date.today().isoformat()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print_summary(report)
     log(f"\nwritten: {out}  ({report['bench_wall_s']:.0f} s)")

@@ -1,10 +1,11 @@
 """The reference-style path: one run as the MVLPT reference code's trainer does it, through mvlpt's
 own prompt modules and forward pass (:func:`mvlpt.models.prompts.stacked_logits`, with a stack of one
-and the reference's costs: the uncut 77-token text sequence and both towers on every step and every
-evaluation batch)."""
+and the reference's costs: the uncut 77-token text sequence, every row of every block (:func:`every_row`)
+and both towers on every step and every evaluation batch)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import statistics
@@ -22,6 +23,21 @@ from mvlpt.tasks.fewshot import indices_of, make_split
 from mvlpt.train import _targets, lr_at
 
 from .common import autocast, now, steady, sync
+
+@contextlib.contextmanager
+def every_row():
+    """Every block of both towers on every row, as the reference computes them: mvlpt's skipping of
+    rows whose outputs are not used (:mod:`mvlpt.models.prompts.blocks`) and so its shared text
+    prefix are off inside."""
+    from mvlpt.models.prompts import blocks
+
+    applies = blocks.applies
+    blocks.applies = lambda transformer: False
+    try:
+        yield
+    finally:
+        blocks.applies = applies
+
 
 class ReferenceRun:
     """One run as the MVLPT reference code does it: its own model load, one seed, one target task;
@@ -153,8 +169,9 @@ def run_reference(method, ctx) -> tuple[dict, ReferenceRun]:
         if ctx["device"].startswith("cuda"):
             torch.cuda.empty_cache()
         t0 = now()
-        r = ReferenceRun(method, ctx, target, seed)
-        out = r.run()
+        with every_row():
+            r = ReferenceRun(method, ctx, target, seed)
+            out = r.run()
         total = now() - t0
         out.update({"target": target, "seed": seed, "setup_s": r.t_setup, "total_s": total})
         runs.append(out)

@@ -21,6 +21,18 @@ def print_summary(r: dict) -> None:
             f"{x['step_ratio_per_seed']:.1f}x | {o['per_transfer_job_s_paper_epochs']:.1f} s | {f['per_transfer_job_s_paper_epochs']:.1f} s | "
             f"{x['transfer_job_ratio_paper_epochs']:.1f}x |")
     log("(job = one transfer job, one direction and one seed, at the paper's 200 epochs)")
+    rows = [(m, mode, x["ours"], c) for m, x in r["methods"].items() if "error" not in x
+            for mode, c in x.get("ours_compiled", {}).items()]
+    if rows:  # train option compile against eager ours, same run
+        log("| method | ours | compile time (graphs) | step (all seeds) | step eager | speed-up | MFU | MFU eager |")
+        log("| --- " * 8 + "|")
+        for m, mode, eager, c in rows:
+            if "error" in c:
+                log(f"| {m} | compiled ({mode}) | failed: {c['error']} |")
+                continue
+            mfu = (f"{100 * c['mfu']:.1f}% | {100 * eager['mfu']:.1f}%") if gpu else "- | -"
+            log(f"| {m} | compiled ({mode}) | {c['compile_s']:.1f} s ({c['compile_graphs']}) | {c['step_s'] * 1e3:.1f} ms | "
+                f"{eager['step_s'] * 1e3:.1f} ms | {c['step_speedup_vs_eager']:.2f}x | {mfu} |")
     if gpu:
         log("| method | path | train images/s | peak GPU memory | TFLOP/step | achieved TFLOP/s | MFU |")
         log("| --- " * 7 + "|")

@@ -3,6 +3,7 @@ functions of their work (the cost model's components), and a workflow job's per-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -55,13 +56,14 @@ class TimedTrainer(Trainer):
         return max(math.ceil(sum(len(td.train_idx) for td in m.data) / bs) for m in self.members)
 
 
-def run_ours(method, ctx, tmp: Path) -> tuple[dict, TimedTrainer]:
+def run_ours(method, ctx, tmp: Path, compile: str = "none") -> tuple[dict, TimedTrainer]:
+    """Our joint run of the pair; ``compile``: the train option (a torch.compile mode or "none")."""
     a, b = ctx["pair"]
     spec = RunSpec(
         method=method, tasks=[a, b], seeds=ctx["seeds"], shots=ctx["shots"],
-        method_options=ctx["method_options"][method], train=ctx["train_cfg"],
+        method_options=ctx["method_options"][method], train=dataclasses.replace(ctx["train_cfg"], compile=compile),
         model=ctx["model"], pretrained=ctx["pretrained"], cache_dir=str(tmp / "cache"), device=ctx["device"],
-        outputs={t: str(tmp / f"ours-{method}" / f"{t}_{{seed}}.json") for t in (a, b)},
+        outputs={t: str(tmp / f"ours-{method}-{compile}" / f"{t}_{{seed}}.json") for t in (a, b)},
     )
     if ctx["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -93,7 +95,10 @@ def run_ours(method, ctx, tmp: Path) -> tuple[dict, TimedTrainer]:
             "setup": trainer.t_init / job_paper, "train": paper_E * epoch / job_paper,
             "validation": paper_E * val / job_paper, "test": test / job_paper, "other": other / job_paper},
         "results": [{k: r[k] for k in ("target", "seed", "test", "val", "best_epoch")} for r in results],
+        "compile": compile,
     }
+    if compile != "none":  # dynamo's account of the run's compilation (in the first epoch's and the test's times)
+        out["compile_s"], out["compile_graphs"] = results[0]["compile"]["compile_s"], results[0]["compile"]["graphs"]
     if ctx["device"].startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out, trainer

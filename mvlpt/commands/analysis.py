@@ -12,10 +12,10 @@ Each verb reads files and writes files (paths on the command line), so Snakemake
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import MvlptError
+from . import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -215,7 +215,7 @@ def add_parser(subparsers) -> None:
     from ..cli import add_model_args
     from ..study import MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsHelpFormatter
 
     p = subparsers.add_parser(
         "collect", help="tables of the study from the result JSON files", formatter_class=fmt,

@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import MvlptError
+from . import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -86,7 +86,7 @@ def run_figure(args) -> int:
 def add_parser(subparsers) -> None:
     from ..study import ANALYSIS_DEFAULTS as A, GROUPING_STRATEGIES, MULTITASK_DEFAULTS as D, MULTITASK_MODES
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(
         "multitask", help="the multitask study: choose the groups, tabulate and plot its results",
         description="Multitask source prompts and joint groups (docs/multitask.md): `groups` decides each target's "

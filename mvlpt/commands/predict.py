@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from ..errors import MvlptError
+from . import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -140,7 +140,7 @@ def add_parser(subparsers) -> None:
     from ..cli import add_model_args
     from ..study import ANALYSIS_DEFAULTS as A, METHODS, PREDICTORS, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(
         "predict", help="transferability predictors: how much a source should help a target, before training",
         description="Predict each (source, target) pair's transfer from the frozen model alone, and score the "

@@ -15,6 +15,7 @@ retries.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -136,6 +137,45 @@ def resolve_weights(model: str, pretrained: str, cache_dir: str | None = None) -
     )
 
 
+# The most compiled entries dynamo keeps for one prompted encoder in a process (see FrozenCLIP.compile).
+# One run needs about 12 per encoder at most; the benchmark runs 3 methods x 2 modes in one process.
+RECOMPILE_LIMIT = 64
+
+
+def compile_time_s() -> float:
+    """Seconds this process has spent in torch.compile so far (dynamo's own account: tracing, the
+    backend's forward and backward compilation); 0.0 if this torch does not keep that account."""
+    try:
+        from torch._dynamo.utils import calculate_time_spent
+
+        return float(calculate_time_spent().get("total_wall_time", 0.0))
+    except Exception:  # noqa: BLE001 - a private torch API: the figure is informative only
+        return 0.0
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+@contextlib.contextmanager
+def compile_errors(mode: str):
+    """Turn a torch.compile failure (dynamo, the backend compiler, a missing C++ compiler, the
+    recompile limit) into one sentence that names the option to switch it off."""
+    import torch._dynamo.exc as dynamo_exc
+    from torch._inductor.exc import CppCompileError
+
+    try:
+        yield
+    except (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit, CppCompileError) as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise MvlptError(f"torch.compile (train option compile: {mode}) failed: {type(e).__name__}: {first[:300]}; "
+                         f"switch it off with `train: {{compile: none}}` in the workflow config or "
+                         f"--train-options '{{\"compile\": \"none\"}}'.") from e
+
+
 @dataclasses.dataclass
 class FrozenCLIP:
     """An open_clip CLIP model with everything frozen, plus its tokenizer and image transform."""
@@ -152,6 +192,63 @@ class FrozenCLIP:
     # the towers with their matrix-product weights cast once (dtype -> model), see cast_frozen
     low_precision: dict = dataclasses.field(default_factory=dict, repr=False)
     _mean_std: dict = dataclasses.field(default_factory=dict, repr=False)  # device -> (mean, std) tensors
+    compiled: str = "none"  # the torch.compile mode of the prompted encoders ("none": eager), see compile
+    _encoders: dict = dataclasses.field(default_factory=dict, repr=False)  # "text"/"image" -> compiled function
+
+    # ------------------------------------------------------------------ the prompted encoders
+    def compile(self, mode: str = "default", backend: str = "inductor") -> None:
+        """Run the prompted encoders (:meth:`encode_prompted_text`, :meth:`encode_prompted_image`)
+        through ``torch.compile(mode=mode)`` from now on ("none": eager again). ``mode`` is one of
+        torch.compile's (``reduce-overhead`` adds CUDA graphs on a GPU; the caller then marks each
+        training step with ``torch.compiler.cudagraph_mark_step_begin()``); ``backend`` other than
+        inductor (e.g. ``aot_eager``) is for tests. Compilation happens at the first call of each
+        shape; a failure then ends in one sentence (:class:`MvlptError`) naming ``compile: none``.
+
+        Shapes: ``dynamic=False`` and ``fullgraph=True``. A run calls each encoder with a handful of
+        fixed shapes (full and last train batch with grad, full and last validation and test batches
+        without; the fp32 tower or its cast-once copy), the same in every epoch, so static graphs
+        (what CUDA graphs and max-autotune want) are bounded by those shapes, not by the epochs; a
+        graph break would split a tower into pieces and is an error instead. Dynamo keeps its
+        compiled entries per code object, shared by every FrozenCLIP of a process (the benchmark and
+        the tests build several models, methods and modes in one process): the recompile limit is
+        raised from torch's 8 to :data:`RECOMPILE_LIMIT` for these calls, and reaching it raises
+        instead of silently running eager from then on."""
+        from ..config import COMPILE_MODES
+
+        if mode not in COMPILE_MODES:
+            raise MvlptError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}.")
+        self._encoders.clear()
+        self.compiled = mode
+        if mode == "none":
+            return
+        from .prompts.text import encode_prompted_text
+        from .prompts.vision import encode_prompted_image
+
+        options = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
+        for name, fn in (("text", encode_prompted_text), ("image", encode_prompted_image)):
+            self._encoders[name] = torch.compile(fn, backend=backend, fullgraph=True, dynamic=False, **options)
+
+    def _run_encoder(self, name: str, eager, args, kwargs):
+        fn = self._encoders.get(name)
+        if fn is None:
+            return eager(*args, **kwargs)
+        import torch._dynamo
+
+        with compile_errors(self.compiled), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
+                                                                      fail_on_recompile_limit_hit=True):
+            return fn(*args, **kwargs)
+
+    def encode_prompted_text(self, *args, **kwargs) -> torch.Tensor:
+        """:func:`mvlpt.models.prompts.text.encode_prompted_text`, eager or compiled (:meth:`compile`)."""
+        from .prompts.text import encode_prompted_text
+
+        return self._run_encoder("text", encode_prompted_text, args, kwargs)
+
+    def encode_prompted_image(self, *args, **kwargs) -> torch.Tensor:
+        """:func:`mvlpt.models.prompts.vision.encode_prompted_image`, eager or compiled (:meth:`compile`)."""
+        from .prompts.vision import encode_prompted_image
+
+        return self._run_encoder("image", encode_prompted_image, args, kwargs)
 
     def cast_frozen(self, dtype: torch.dtype) -> None:
         """Keep a copy of the model whose matrix-product and convolution weights (Linear, Conv,

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from ... import study
-from .text import encode_prompted_text, normalize
-from .vision import encode_prompted_image
+from .text import normalize
 
 
 class PromptLearner(nn.Module):
@@ -78,6 +77,13 @@ class PromptLearner(nn.Module):
         """(C, L, W_t) prompt token embeddings of every class."""
         return self.layout.fill(prompts["text"])
 
+    def shared_text_prefix(self, prompts: dict) -> int:
+        """How many leading positions of :meth:`text_embeddings` are the same for every class: the
+        layout's shared prefix when one context serves all classes, else 0 (class-specific context).
+        A method that builds its embeddings otherwise must say so here (``tests/test_prompts.py``
+        checks the claim of every registered method)."""
+        return self.layout.shared_prefix if prompts["text"].dim() == 2 else 0
+
     # ---------------------------------------------------- one-set conveniences
     def text_features(self, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
         """(C, D) L2-normalised class features."""
@@ -127,7 +133,10 @@ def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[d
         emb = torch.cat([lr.text_embeddings(p) for lr, p in zip(learners, prompts)])
         eot = torch.cat([lr.layout.eot_pos for lr in learners])
         tower = first.clip.tower_model(autocast)  # the cast-once copy of the model under autocast, if made
-        feats = normalize(encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype()))
+        # the positions every class of a set shares run once per set, not once per class
+        prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
+        feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
+                                                          shared_prefix=prefix, sets=[len(lr.layout.eot_pos) for lr in learners]))
     return list(feats.split([len(lr.layout.eot_pos) for lr in learners]))
 
 
@@ -147,13 +156,13 @@ def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[t
         visual = first.clip.tower_model(autocast).visual
         if not first.learns_image:
             with torch.no_grad():
-                feats = normalize(encode_prompted_image(visual, x, None))
+                feats = normalize(first.clip.encode_prompted_image(visual, x, None))
         else:
             prompts = [lr.current_prompts() for lr in learners] if prompts is None else prompts
             per_image = None  # no prompt tokens (n_ctx 0): the plain image tower
             if prompts[0]["visual"] is not None:
                 per_image = torch.cat([p["visual"].unsqueeze(0).expand(n, *p["visual"].shape) for p, n in zip(prompts, sizes)])
-            feats = normalize(encode_prompted_image(visual, x, per_image, first.deep))
+            feats = normalize(first.clip.encode_prompted_image(visual, x, per_image, first.deep))
     return list(feats.split(sizes))
 
 
