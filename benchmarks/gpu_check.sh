@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of issue 12, in one go, within about 9 minutes on one H100 (run from the repository root;
 # a lent machine allows 600 s per command and 15 minutes in all, its start included):
-#   1. benchmarks/gpu_checks.py, <= 200 s: cast-once exactness on CUDA, no host sync in a step, and train
-#      option compile (default, reduce-overhead) against eager in bf16 (75 s limit per mode)
+#   1. benchmarks/gpu_checks.py, <= 200 s: cast-once exactness on CUDA, no host sync in a step, the
+#      skipped rows against every row (ViT-B-16, bf16), and train option compile (default,
+#      reduce-overhead) against eager in bf16 (75 s limit per mode)
 #   2. the transfer benchmark, <= 330 s: --preset gpu (3 epochs), methods vpt, coop, upt, ours eager
 #      + ours compiled (default) + ours compiled (reduce-overhead = CUDA graphs) in the same run, one
 #      reference-style run per method, a 3-step profile; no per-job overhead subprocesses; each stage

@@ -9,6 +9,10 @@
    UPT (both towers learn) on mvlpt-tiny equal eager within bf16 tolerance: at most twice bf16's own
    error (eager bf16 against eager float32) + 1e-3, relative to the largest entry (tests/test_compile.py
    checks float32 on the CPU); each mode has its own time limit (``COMPILE_LIMIT_S``).
+4. The towers' skipping of rows whose outputs are not used (shared text prefix, [EOS]/[CLS]-only last
+   blocks, prompt rows the next layer replaces; mvlpt/models/prompts/blocks.py) equals every block on
+   every row on ViT-B-16 in bf16 (the CUDA attention kernels with the masks and shapes it makes), within
+   the same tolerance as 3 (tests/test_prompts.py checks float32 on the CPU).
 Exit status 0 when all hold; one line per check.
 """
 
@@ -80,6 +84,11 @@ def steps_never_sync(device: str) -> bool:
 COMPILE_LIMIT_S = 75
 
 
+def rel(xs, ys) -> float:
+    """The largest difference, relative to the largest entry of each tensor of ``xs``."""
+    return max(((x - y).abs().max() / x.abs().max().clamp_min(1e-12)).item() for x, y in zip(xs, ys))
+
+
 def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> bool:
     clip = load_clip("mvlpt-tiny", "synthetic", device=device)
     clip.cast_frozen(torch.bfloat16)
@@ -97,9 +106,6 @@ def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> 
             logits = stacked_logits(learners, images=images, autocast=autocast)
             torch.cat(logits).log_softmax(-1).square().sum().backward()
         return [lg.detach().clone() for lg in logits], [p.grad.clone() for lr in learners for p in lr.parameters() if p.requires_grad]
-
-    def rel(xs, ys):  # the largest difference, relative to the largest entry of each tensor of xs
-        return max(((x - y).abs().max() / x.abs().max().clamp_min(1e-12)).item() for x, y in zip(xs, ys))
 
     eager, fp32 = steps(), steps(autocast=None)
     # bf16's own error (eager bf16 against eager float32) is the scale: compiled kernels round in
@@ -133,6 +139,44 @@ def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> 
     return ok
 
 
+def skipped_rows_equal_every_row(device: str, model: str = "ViT-B-16") -> bool:
+    from mvlpt.models.prompts import blocks
+    from mvlpt.tasks import get_task
+
+    clip = load_clip(model, None, device=device)
+    clip.cast_frozen(torch.bfloat16)
+    names = list(get_task("dtd").classnames)
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
+              for _ in range(2)]
+    ok = True
+    for method, options in (("coop", {"position": "middle"}), ("vpt", {}), ("upt", {"position": "middle"})):
+        learners = [build_prompt_learner(method, clip, names, options, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+
+        def step(autocast=torch.bfloat16):
+            for lr in learners:
+                lr.zero_grad(set_to_none=True)
+            logits = stacked_logits(learners, images=images, autocast=autocast)
+            torch.cat(logits).log_softmax(-1).square().sum().backward()
+            return [lg.detach().clone() for lg in logits], [p.grad.clone() for lr in learners for p in lr.parameters()
+                                                            if p.grad is not None]
+
+        skipped = step()
+        applies = blocks.applies
+        blocks.applies = lambda transformer: False  # every block on every row
+        try:
+            every, every_fp32 = step(), step(autocast=None)
+        finally:
+            blocks.applies = applies
+        bound = [2 * rel(every_fp32[0], every[0]) + 1e-3, 2 * rel(every_fp32[1], every[1]) + 1e-3]
+        dl, dg = rel(every[0], skipped[0]), rel(every[1], skipped[1])
+        same = dl <= bound[0] and dg <= bound[1]
+        print(f"rows skipped, {model} {method} bf16: {'equal to every row within bf16 tolerance' if same else 'DIFFERS'} "
+              f"(logits {dl:.3g}, bound {bound[0]:.3g}; gradients {dg:.3g}, bound {bound[1]:.3g})", flush=True)
+        ok &= same
+    return ok
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_checks: no CUDA device", file=sys.stderr)
@@ -141,6 +185,7 @@ def main() -> int:
     ok = cast_once_is_exact(device, "mvlpt-tiny")
     ok &= cast_once_is_exact(device, "ViT-B-16")
     ok &= steps_never_sync(device)
+    ok &= skipped_rows_equal_every_row(device)  # before the compile checks, which may use up the time limit
     ok &= compiled_equals_eager(device)
     print("gpu_checks:", "all hold" if ok else "SOME FAILED", flush=True)
     return 0 if ok else 1

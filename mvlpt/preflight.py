@@ -431,10 +431,12 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
 
 
 # ------------------------------------------------------------------------------------------ disk
-def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int) -> int:
+def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int, embed_dim: int = 512) -> int:
     o = {**PROMPT_DEFAULTS.get(method, {}), **study.canonical_options(method, opts)[0]}
     if method == "coop":
         return int(o["n_ctx"]) * text_w
+    if method == "softcpt":  # the shared task context and the meta network (feature -> class context)
+        return int(o["n_task_ctx"]) * text_w + (embed_dim + 1) * int(o["n_ctx"]) * text_w
     if method == "vpt":
         return (layers if o.get("deep", True) else 1) * int(o["n_ctx"]) * vis_w
     h, n = int(o.get("hidden", 128)), int(o["n_ctx"])
@@ -450,8 +452,11 @@ def _free_bytes(path: Path) -> tuple[Path, int, int]:
     return p, shutil.disk_usage(p).free, st.st_dev
 
 
-def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1) -> list:
-    """Bytes the study writes per location against the free space of each file system."""
+def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1,
+               multitask: dict | None = None) -> list:
+    """Bytes the study writes per location against the free space of each file system; ``multitask``:
+    the multitask study's job estimate (:func:`mvlpt.cost.estimate_multitask`), whose group prompts and
+    results are added."""
     from .datasets.paths import resolve_data_dir
 
     m = model_info
@@ -463,6 +468,14 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
         params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"])
         results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
         states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
+    if multitask:  # group source prompts, target and joint results; each job writes every seed it trains
+        per_job = seeds if cfg["stack_seeds"] else 1
+        for method, est in multitask["per_method"].items():
+            jobs = est["jobs"]
+            params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"],
+                                    m["vision_width"], m["layers"], m["embed_dim"])
+            # a joint job writes a result per member and seed: at most every task's
+            results_b += per_job * (jobs["source"] * params * 4 + (jobs["target"] + jobs["joint"] * tasks) * RESULT_BYTES)
     cache_b = tasks * seeds * 20e3  # split files
     if "coop" in methods:
         for r in rows:  # CoOp's frozen image features: test split + few-shot images, float32
@@ -591,12 +604,14 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
     devices = check_devices(cfg, problems, warnings, profile)
     disk, est = [], {}
     if rows and model.get("name"):
+        try:  # the estimate first: the disk check counts the multitask study's outputs from its jobs
+            est = study_cost(cfg, rows, warnings)
+        except MvlptError as e:
+            problems.append(str(e))
         try:
-            dims = model_dims(cfg["model"]["name"])
             slurm = devices.get("slurm") or {}
             concurrent = int(slurm.get("jobs") or 0) if profile else len(devices.get("cuda_gpus") or [])
-            disk = check_disk(cfg, rows, problems, dims, concurrent)
-            est = study_cost(cfg, rows, warnings)
+            disk = check_disk(cfg, rows, problems, model_dims(cfg["model"]["name"]), concurrent, est.get("multitask"))
         except MvlptError as e:
             problems.append(str(e))
     return Report(config_path, [dataclasses.asdict(r) for r in rows], problems, warnings, model, devices, disk, est,

@@ -66,6 +66,23 @@ def test_fabricated_elevater_folders_pass(tmp_path, capsys):
     assert rep["model"]["resolved"] and rep["model"]["weights"].endswith("mvlpt-tiny-synthetic.safetensors")
 
 
+def test_disk_counts_the_multitask_studys_prompts_and_results(tmp_path):
+    cfg = {**fabricated_study(tmp_path), "multitask": {"strategies": ["all", "random"], "k": 1}}  # 2 tasks
+    plain, mt = preflight.run(cfg, multitask=False), preflight.run(cfg)
+    assert plain.ok and mt.ok, (plain.problems, mt.problems)
+    assert "multitask" in mt.cost and "multitask" not in plain.cost
+
+    def results_need(rep):
+        return next(d["need_bytes"] for d in rep.disk if d["location"] == "results")
+
+    per_method = mt.cost["multitask"]["per_method"]
+    assert "softcpt" in per_method  # the default multitask methods: the study's and SoftCPT
+    # every group source job saves a prompt per seed, the smallest of which is CoOp's context (n_ctx x width)
+    sources = sum(m["jobs"]["source"] for m in per_method.values())
+    smallest = 16 * preflight.model_dims("mvlpt-tiny")["text_width"] * 4
+    assert sources > 0 and results_need(mt) - results_need(plain) >= sources * len(cfg["seeds"]) * smallest
+
+
 def test_strict_policy_catches_a_task_with_too_few_images_per_class(tmp_path, capsys):
     cfg = fabricated_study(tmp_path, sst2_train=(12, 3))
     rep = preflight.run(cfg)
