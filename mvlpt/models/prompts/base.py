@@ -6,6 +6,10 @@ of learners of one method (one per seed) and runs all their prompt sets through 
 frozen tower (:func:`stacked_text_features`, :func:`stacked_image_features`, :func:`stacked_logits`);
 the training loop, the tests and the benchmark all call these. ``text_features`` /
 ``image_features`` / ``logits`` of a single learner are the same functions on a stack of one.
+The towers themselves are :func:`.text.encode_prompted_text` and :func:`.vision.encode_prompted_image`
+(which compute only the rows whose outputs are used, :mod:`.blocks`), called through the model's
+``FrozenCLIP.encode_prompted_text`` / ``encode_prompted_image``: eager, or compiled with the train
+option ``compile``.
 
 What learns (and so what may be computed once and cached) is the method's entry in
 :data:`mvlpt.study.METHODS`, not something a learner class states again.
