@@ -363,6 +363,8 @@ def test_multitask_config_errors_stop_the_multitask_target_only(tmp_path):
     assert res.returncode != 0 and "invalid config: multitask: method coop is not among the study's `methods`" in out, out
     sentence = next(line for line in out.splitlines() if line.startswith("invalid config:"))
     assert sentence.endswith(".") and not sentence.endswith(".."), sentence
+    res = snakemake(tmp_path, "-n", "results/tables/multitask.csv", *args, configfile=REPO / "config" / "config.yaml")
+    assert res.returncode != 0 and "method coop is not among the study's `methods`" in res.stdout + res.stderr  # a file target too
     res = snakemake(tmp_path, "-n", *args, configfile=REPO / "config" / "config.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
 

@@ -131,10 +131,14 @@ def config_problems(cfg):
 
 
 def multitask_requested():
-    """Whether this run asks for the multitask study (`snakemake multitask`): its section is checked and
-    priced only then (Snakemake fills it with defaults for every config). The targets are known to
-    Snakemake only after the Snakefile is read: the command line tells."""
-    return "multitask" in sys.argv[1:]
+    """Whether this run asks for the multitask study (`snakemake multitask`, or one of its files as the
+    target: anything under a `multitask/` folder, or the `multitask*` tables and figures): its section
+    is checked and priced only then (Snakemake fills it with defaults for every config). The targets
+    are known to Snakemake only after the Snakefile is read (`workflow.dag_settings.targets` is still
+    None here): the command line tells."""
+    outputs = (".csv", ".parquet", ".png", ".pdf", ".json", ".safetensors")
+    return any(a == "multitask" or "multitask/" in a or (os.path.basename(a).startswith("multitask") and a.endswith(outputs))
+               for a in sys.argv[1:])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from torch import nn
 
 from ...errors import MvlptError
 from .base import PromptLearner
-from .text import TokenLayout, _word_tokens, encode_prompted_text, normalize
+from .text import TokenLayout, _word_tokens, normalize
 
 MAX_TASK_TOKENS = 24  # BPE tokens of a task's text (name and short description), [SOS]/[EOS]/"." aside
 
@@ -146,12 +146,13 @@ class SoftCPT(PromptLearner):
     def task_features(self, normalized: bool = True) -> torch.Tensor:
         """(T, D) features of the task prompts from the frozen text tower (L2-normalised unless
         ``normalized`` is False: the meta network reads those). Under autocast the tower runs as
-        :func:`~.base.stacked_text_features` runs it (the cast-once copy where one was made)."""
+        :func:`~.base.stacked_text_features` runs it (the cast-once copy where one was made, compiled
+        with the train option ``compile``, the prompts' shared prefix once)."""
         clip = self.clip
         dtype = _autocast_dtype(str(clip.device).split(":")[0])
-        emb = self.task_layout.fill(self.task_ctx)
-        feats = encode_prompted_text(clip.tower_model(dtype), emb, self.task_layout.eot_pos,
-                                     clip.model.transformer.get_cast_dtype())
+        emb = self.task_layout.fill(self.task_ctx)  # one task context for every task: [SOS] and it are shared
+        feats = clip.encode_prompted_text(clip.tower_model(dtype), emb, self.task_layout.eot_pos,
+                                          clip.model.transformer.get_cast_dtype(), shared_prefix=self.task_layout.shared_prefix)
         return normalize(feats) if normalized else feats
 
     def task_contexts(self) -> torch.Tensor:
