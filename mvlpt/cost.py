@@ -403,8 +403,6 @@ def prompt_shapes(classnames: Iterable[str], model: str, options: dict) -> tuple
     rest): the text prompt length (tokens, cut as training cuts it) and the leading tokens every class
     shares when one context serves all classes (0 for class-specific or task-conditioned contexts), both
     from the token layout training builds (:func:`mvlpt.models.prompts.text.prompt_tokens`)."""
-    import inspect
-
     from .models.clip import _open_clip
     from .models.prompts.text import common_prefix, prompt_tokens
 
@@ -412,9 +410,7 @@ def prompt_shapes(classnames: Iterable[str], model: str, options: dict) -> tuple
     names = list(classnames) or ["x"]
     lengths, prefixes = {}, {}
     for m, opts in options.items():
-        params = inspect.signature(study.method(m).learner_class().__init__).parameters
-        o = {**{k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty},
-             **study.canonical_options(m, opts)[0]}
+        o = study.full_options(m, opts)
         seqs, ctx_pos = prompt_tokens(tok, names, int(o["n_ctx"]), o.get("position", "end"))
         lengths[m] = max(map(len, seqs))
         shared = not o.get("csc") and not study.method(m).task_conditioned

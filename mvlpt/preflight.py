@@ -46,8 +46,6 @@ GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features
 FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
                      "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
                      "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
-PROMPT_DEFAULTS = {"coop": {"n_ctx": 16}, "vpt": {"n_ctx": 16, "deep": True}, "upt": {"n_ctx": 4, "hidden": 128},
-                   "softcpt": {"n_ctx": 16, "n_task_ctx": 4}}
 RESULT_BYTES = 1500  # one result JSON
 TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
 
@@ -432,7 +430,7 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
 
 # ------------------------------------------------------------------------------------------ disk
 def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int, embed_dim: int = 512) -> int:
-    o = {**PROMPT_DEFAULTS.get(method, {}), **study.canonical_options(method, opts)[0]}
+    o = study.full_options(method, opts)
     if method == "coop":
         return int(o["n_ctx"]) * text_w
     if method == "softcpt":  # the shared task context and the meta network (feature -> class context)
@@ -540,7 +538,7 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     mt = study.multitask_settings(cfg.get("multitask"), cfg["methods"]) if multitask else None
     task_prompt = {}
     if mt is not None and any(study.METHODS[m].task_conditioned for m in mt["methods"]):  # SoftCPT's task prompts
-        opts = {**PROMPT_DEFAULTS["softcpt"], **((cfg.get("method_options") or {}).get("softcpt") or {})}
+        opts = study.full_options("softcpt", (cfg.get("method_options") or {}).get("softcpt"))
         task_prompt = cost.task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
     tasks = []
     for r in priced:

@@ -103,6 +103,17 @@ def canonical_options(name: str, options: dict | None) -> tuple[dict, list[tuple
     return options, renamed
 
 
+def full_options(name: str, options: dict | None = None) -> dict:
+    """Every option method ``name``'s learner takes: ``options`` (canonical names) over the learner's
+    own defaults (its constructor's), so nothing states those defaults a second time."""
+    import inspect
+
+    params = inspect.signature(method(name).learner_class().__init__).parameters
+    defaults = {k: p.default for k, p in params.items()
+                if p.default is not inspect.Parameter.empty and k not in ("generator", "tasks")}
+    return {**defaults, **canonical_options(name, options)[0]}
+
+
 def method_order(names: Iterable[str]) -> list[str]:
     """Known methods in registry order, then any others sorted."""
     names = list(dict.fromkeys(names))

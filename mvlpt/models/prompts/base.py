@@ -139,9 +139,10 @@ def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[d
         tower = first.clip.tower_model(autocast)  # the cast-once copy of the model under autocast, if made
         # the positions every class of a set shares run once per set, not once per class
         prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
+        sizes = [len(lr.layout.eot_pos) for lr in learners]
         feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
-                                                          shared_prefix=prefix, sets=[len(lr.layout.eot_pos) for lr in learners]))
-    return list(feats.split([len(lr.layout.eot_pos) for lr in learners]))
+                                                          shared_prefix=prefix, sets=sizes))
+    return list(feats.split(sizes))
 
 
 def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[torch.Tensor],

@@ -143,18 +143,22 @@ def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tenso
         prefix = torch.cat([x[s : s + 1, :P] for s in starts])  # (sets, P, W): run once per set
         owner = torch.cat([torch.full((n,), k, dtype=torch.long, device=x.device) for k, n in enumerate(sets)])
     rest = x[:, P:]  # (C, L - P, W)
+
+    def keys(block):  # ln_1 of every position a class attends to: its set's prefix, then its own
+        return block.ln_1(rest) if not P else torch.cat([block.ln_1(prefix)[owner], block.ln_1(rest)], dim=1)
+
     resblocks = list(model.transformer.resblocks)
     for block in resblocks[:-1]:
-        keys = block.ln_1(rest) if not P else torch.cat([block.ln_1(prefix)[owner], block.ln_1(rest)], dim=1)
-        rest = block_rows(block, rest, keys[:, P:], keys, mask[P:])
+        k = keys(block)
+        rest = block_rows(block, rest, k[:, P:], k, mask[P:])
         if P:
             prefix = block(prefix, attn_mask=mask[:P, :P])
     # the last block: each class's [EOS] row alone, attending to its positions up to [EOS]
     block, rows = resblocks[-1], torch.arange(C, device=x.device)
-    keys = block.ln_1(rest) if not P else torch.cat([block.ln_1(prefix)[owner], block.ln_1(rest)], dim=1)
+    k = keys(block)
     after_eos = torch.arange(L, device=x.device) > eot_pos[:, None]
     eos_mask = torch.zeros(C, 1, L, dtype=x.dtype, device=x.device).masked_fill(after_eos[:, None], float("-inf"))
-    out = block_rows(block, rest[rows, eot_pos - P][:, None], keys[rows, eot_pos][:, None], keys,
+    out = block_rows(block, rest[rows, eot_pos - P][:, None], k[rows, eot_pos][:, None], k,
                      eos_mask.repeat_interleave(block.attn.num_heads, dim=0))
     return _pool_text(model, out, torch.zeros_like(eot_pos))
 
