@@ -5,7 +5,8 @@
 #      skipped rows against every row (ViT-B-16, bf16), and train option compile (default,
 #      reduce-overhead) against eager in bf16 (75 s limit per mode)
 #   2. the transfer benchmark, <= 330 s: --preset gpu (3 epochs), methods vpt, coop, upt, ours eager
-#      + ours compiled (default) + ours compiled (reduce-overhead = CUDA graphs) in the same run, one
+#      + ours compiled (default) + ours compiled (reduce-overhead = CUDA graphs) in the same run (each
+#      compiled from an empty kernel cache, then a later job's compile from that cache), one
 #      reference-style run per method, a 3-step profile; no per-job overhead subprocesses; each stage
 #      stopped after 120 s. The JSON is rewritten after every method, so a run stopped by the timeout
 #      keeps the methods it finished (marked "partial").

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from . import __version__
@@ -106,11 +107,15 @@ def cmd_features(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
     from .config import RunSpec, TrainConfig
     from .devices import describe_lease, lease_device
     from .train import run
 
-    train_opts = _json_arg(args.train_options, "--train-options")
+    train_opts = {}
+    for text in args.train_options or []:  # later keys win
+        train_opts.update(_json_arg(text, "--train-options"))
     for key in ("epochs", "lr", "batch_size"):
         if getattr(args, key) is not None:
             train_opts[key] = getattr(args, key)
@@ -238,12 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None,
                    help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
-    p.add_argument("--train-options", default=None, help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'')
+    p.add_argument("--train-options", action="append",
+                   help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'; may be repeated, later keys win')
     p.add_argument("--epochs", type=int, default=None, help="overrides --train-options")
     p.add_argument("--lr", type=float, default=None, help="overrides --train-options")
     p.add_argument("--batch-size", type=int, default=None, help="overrides --train-options")
     p.add_argument("--state", default=None, help="resumable training state file (resumed if present, removed at the end)")
     p.add_argument("--cache-dir", default=None, help="frozen-feature cache (from `mvlpt features`)")
+    p.add_argument("--compile-cache", metavar="DIR", default=None,
+                   help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
+                        "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
+                        "machine's temporary directory)")
     add_model_args(p)
     p.set_defaults(func=cmd_train)
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from .errors import MvlptError
@@ -14,6 +15,16 @@ HEADS = ("union", "per_task")
 MODES = ("single", "joint", "sequential")
 # train option `compile`: "none" (eager) or one of torch.compile's modes (mvlpt.models.clip.FrozenCLIP.compile)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# train.compile: the folder under a study's cache_dir where its jobs share torch.compile's kernel cache
+COMPILE_CACHE = "torch-compile"
+
+
+def yaml_text_number(v) -> float | None:
+    """The number in ``v`` when it is one a YAML 1.1 reader (PyYAML, hence Snakemake) leaves as text:
+    e-notation without a decimal point (``2e-3``) or with an unsigned positive exponent (``1.0e5``); else None."""
+    if isinstance(v, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", v.strip()):
+        return float(v)
+    return None
 
 
 @dataclasses.dataclass
@@ -80,7 +91,9 @@ class TrainConfig:
                 if want is float and isinstance(v, int) and not isinstance(v, bool):
                     v = float(v)
                 if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-                    raise MvlptError(f"training option {f.name} must be a {want.__name__}, got {v!r}.")
+                    number = yaml_text_number(v) if want is float else None
+                    hint = f" (YAML reads {v} as text: write {number!r})" if number is not None else ""
+                    raise MvlptError(f"training option {f.name} must be a {want.__name__}, got {v!r}{hint}.")
                 d[f.name] = v
         return cls(**d).validate()
 

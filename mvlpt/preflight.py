@@ -428,6 +428,53 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
     return out
 
 
+def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_slurm: bool = False) -> dict:
+    """``train.compile``: what torch.compile needs where the jobs run, looked up in this environment:
+    Triton for GPU jobs, a C++ compiler for CPU jobs. Without it every job stops at its first step, so
+    it is a problem where the jobs surely run on that kind of device (GPUs visible here, ``device:
+    cuda``, a SLURM profile; ``device: cpu``), else a warning. The cost estimate prices eager steps,
+    which a warning says."""
+    from .config import COMPILE_CACHE
+
+    mode = str((cfg.get("train") or {}).get("compile", "none"))
+    if mode == "none":
+        return {"mode": mode}
+    # the workflow's (a TORCHINDUCTOR_CACHE_DIR in the jobs' environment wins; torch sets that variable
+    # itself in a process that compiled, so this one's says nothing about the jobs')
+    out: dict[str, Any] = {"mode": mode, "kernel_cache": str(Path(cfg["cache_dir"]) / COMPILE_CACHE)}
+    requested = str(cfg.get("device", "auto"))
+    on_gpu = bool(devices.get("cuda_gpus")) or on_slurm or requested.startswith("cuda")
+    on_cpu = requested == "cpu"
+    if not on_cpu:
+        from torch.utils._triton import has_triton_package
+
+        out["triton"] = has_triton_package()
+        if not out["triton"]:
+            (problems if on_gpu else warnings).append(
+                f"train.compile: {mode} compiles the GPU jobs' towers with Triton, which this environment lacks; "
+                f"install the `triton` package that matches torch {_torch_version()}, or set `train: {{compile: none}}`.")
+    if not on_gpu:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        try:
+            out["cxx"] = get_cpp_compiler()
+        except Exception as e:  # noqa: BLE001 - torch's InvalidCxxCompiler, or a broken installation
+            out["cxx"] = None
+            (problems if on_cpu else warnings).append(
+                f"train.compile: {mode} compiles CPU jobs with a C++ compiler, and none works here "
+                f"({str(e).splitlines()[0][:200]}); install one (g++) or set `train: {{compile: none}}`.")
+    warnings.append(f"cost: train.compile is {mode}: the estimate prices eager steps and leaves out compile time "
+                    f"(paid in each job's first epoch, mostly by the first job of each shape: the jobs share the "
+                    f"kernel cache {out['kernel_cache']}); the training log and each result's `compile` field record it.")
+    return out
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 # ------------------------------------------------------------------------------------------ disk
 def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int, embed_dim: int = 512) -> int:
     o = study.full_options(method, opts)
@@ -577,6 +624,13 @@ def _check_config(cfg: dict, problems: list) -> bool:
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         problems.append(f"config: `shots` must be an integer >= 1, got {shots!r}.")
         ok = False
+    from .config import TrainConfig
+
+    try:
+        TrainConfig.from_dict(cfg.get("train"))  # what every training job would refuse
+    except MvlptError as e:
+        problems.append(f"config: train: {e}")
+        ok = False
     return ok
 
 
@@ -600,6 +654,7 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
     model = check_weights(cfg["model"], problems)
     devices = check_devices(cfg, problems, warnings, profile)
+    devices["compile"] = check_compile(cfg, devices, problems, warnings, on_slurm=bool(profile))
     disk, est = [], {}
     if rows and model.get("name"):
         try:  # the estimate first: the disk check counts the multitask study's outputs from its jobs
@@ -665,6 +720,14 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     gpus = d.get("cuda_gpus") or []
     lines.append(f"devices: {len(gpus)} CUDA GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lease directory "
                  f"{d.get('lease_dir')} ({'writable' if d.get('lease_dir_writable') else 'NOT writable'})")
+    c = d.get("compile") or {}
+    if c.get("mode", "none") != "none":
+        needs = []
+        if "triton" in c:
+            needs.append(f"Triton {'present' if c['triton'] else 'MISSING'}")
+        if "cxx" in c:
+            needs.append(f"C++ compiler {c['cxx'] or 'MISSING'}")
+        lines.append(f"torch.compile ({c['mode']}): {', '.join(needs)}; kernel cache {c['kernel_cache']}")
     if d.get("slurm"):
         s = d["slurm"]
         parts = sorted({(v["partition"], v["gpu_request"]) for v in s["rules"].values()})

@@ -473,7 +473,8 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("method_options", lambda v: isinstance(v, dict), "an object", required=False),
     Field("peak_gpu_memory_mb", _is_num, "a number", required=False),
     # train option compile (not "none"): torch.compile's mode, the graphs dynamo compiled and the seconds
-    # it spent (tracing, forward and backward compilation; included in wall_time_s)
+    # it spent (tracing, forward and backward compilation; included in wall_time_s), and how many of the
+    # generated forward/backward graphs came from inductor's on-disk cache (cache_hits) or were generated
     Field("compile", lambda v: isinstance(v, dict) and _name(v.get("mode")) and _is_num(v.get("compile_s")),
           "an object with the torch.compile mode and compile_s", required=False),
     # classes with fewer than `shots` training images ({"min", "max", "short": {class: images}}), when any

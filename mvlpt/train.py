@@ -20,6 +20,7 @@ exactly what an uninterrupted one computes (tested on the CPU).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from .errors import MvlptError
 from .features import image_features
 from .io import check_writable, content_hash, write_together
 from .metrics import compute_metric
-from .models.clip import compile_errors, compile_time_s, compiled_graphs, load_clip
+from .models.clip import compile_account, compile_errors, load_clip
 from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from .results import write_result
 from .tasks import get_task
@@ -340,7 +341,7 @@ class Trainer:
     def run(self) -> list[dict]:
         spec, cfg = self.spec, self.cfg
         t0 = time.time()
-        compile0, graphs0 = self._compile_start = (compile_time_s(), compiled_graphs()) if cfg.compile != "none" else (0.0, 0)
+        self._compile_start = compile_account() if cfg.compile != "none" else {}
         check_writable(spec.output_paths())  # before the work, not after it
         # sequential: the source task is the one the prompt files record (checked against --source)
         self.init_prompts = {}
@@ -371,9 +372,19 @@ class Trainer:
             if spec.state_path and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
                 self._save_state(epoch + 1)
             if epoch == start and cfg.compile != "none":
-                print(f"torch.compile ({cfg.compile}): {compiled_graphs() - graphs0} graphs compiled in "
-                      f"{compile_time_s() - compile0:.1f} s during the first epoch", file=sys.stderr, flush=True)
+                c = self._compile_so_far()
+                print(f"torch.compile ({cfg.compile}): {c['graphs']} graphs compiled in {c['compile_s']:.1f} s during the "
+                      f"first epoch; inductor loaded {c['cache_hits']} of their {c['cache_hits'] + c['cache_misses']} "
+                      f"forward/backward graphs from the cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', '(torch default)')}",
+                      file=sys.stderr, flush=True)
         return self._finish(time.time() - t0)
+
+    def _compile_so_far(self) -> dict:
+        """This run's torch.compile so far (:func:`~mvlpt.models.clip.compile_account` since the run began)."""
+        now = compile_account()
+        run = {k: now[k] - self._compile_start[k] for k in now}
+        run["compile_s"] = round(run["compile_s"], 3)
+        return run
 
     def _finish(self, elapsed: float) -> list[dict]:
         """Evaluate every requested target, then write all prompts and results together: a failure
@@ -428,8 +439,7 @@ class Trainer:
                 if self.device.startswith("cuda"):
                     result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 if self.cfg.compile != "none":  # the run's compilation so far (test batches included); in wall_time_s too
-                    result["compile"] = {"mode": self.cfg.compile, "graphs": compiled_graphs() - self._compile_start[1],
-                                         "compile_s": round(compile_time_s() - self._compile_start[0], 3)}
+                    result["compile"] = {"mode": self.cfg.compile, **self._compile_so_far()}
                 results.append(result)
         if spec.save_group_prompt:
             for m in self.members:

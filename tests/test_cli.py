@@ -41,6 +41,9 @@ def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
         (["train", "--method", "coop", "--task", "shapes", "--task", "shapes", "--output", "shapes=x.json"], "must be distinct"),
         (["train", "--method", "coop", "--task", "shapes", "--train-options", "{epochs: 3}", "--output", "shapes=x.json"], "not valid JSON"),
         (["train", "--method", "coop", "--task", "shapes", "--output", "x.json"], "TASK=PATH"),
+        # a later --train-options wins; '1e-3' is what YAML 1.1 makes of `lr: 1e-3`
+        (["train", "--method", "coop", "--task", "shapes", "--train-options", '{"lr": 0.1}', "--train-options", '{"lr": "1e-3"}',
+          "--output", "shapes=x.json"], "training option lr must be a float, got '1e-3' (YAML reads 1e-3 as text: write 0.001)."),
         (["train", "--method", "coop", "--task", "shapes"], "nothing to write"),
         (["train", "--method", "coop", "--task", "shapes", "--output", "textures=x.json"], "does not train on"),
         (["train", "--method", "coop", "--task", "shapes", "--shots", "0", "--output", "shapes=x.json"], "shots must be at least 1"),

@@ -12,6 +12,9 @@ are reset around every test (its compiled entries live on the encoders' code obj
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -158,17 +161,43 @@ def test_compile_option_is_validated_and_a_runtime_option():
     assert TrainConfig().compile == "none"
 
 
-def test_a_compiler_failure_ends_in_one_sentence(tmp_path, monkeypatch, run_mvlpt):
+def test_a_compiler_failure_ends_in_one_sentence(tmp_path, run_mvlpt):
     """Inductor without a working C++ compiler (its code caches off, so that it must compile)."""
     import torch._functorch.config
     import torch._inductor.config
 
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (str(tmp_path / "no-such-c++"),))
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
-    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
-    rc, errors, stderr = run_mvlpt("train", "--method", "vpt", "--task", A, "--shots", 2, "--pretrained", "synthetic",
-                                   "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0, "compile": "default"}),
-                                   "--output", f"{A}={tmp_path / 'r.json'}")
+    # torch's config.patch, not monkeypatch: monkeypatch's undo on torch's config proxies deletes the option
+    with torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),), "fx_graph_cache": False}), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        rc, errors, stderr = run_mvlpt("train", "--method", "vpt", "--task", A, "--shots", 2, "--pretrained", "synthetic",
+                                       "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0, "compile": "default"}),
+                                       "--output", f"{A}={tmp_path / 'r.json'}")
     assert rc == 2 and len(errors) == 1, stderr[-3000:]
     assert "torch.compile (train option compile: default) failed" in errors[0] and "`train: {compile: none}`" in errors[0]
     assert "Traceback" not in stderr and not (tmp_path / "r.json").exists()
+
+
+def test_runs_sharing_a_compile_cache_load_what_an_earlier_run_compiled(tmp_path):
+    """Two `mvlpt train` processes naming the same --compile-cache (the workflow's jobs share one):
+    the first generates every graph, the second (another seed: the same shapes) loads them all from
+    the cache; each result says how many it loaded and generated. Inductor, about 40 s in all."""
+    cache = tmp_path / "torch-compile"
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+
+    def train(seed):
+        out = tmp_path / f"seed{seed}.json"
+        cmd = [sys.executable, "-m", "mvlpt.cli", "train", "--method", "coop", "--task", A, "--shots", "2", "--seed", str(seed),
+               "--pretrained", "synthetic", "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0}),
+               "--train-options", json.dumps({"compile": "default"}), "--compile-cache", str(cache), "--output", f"{A}={out}"]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        result = json.loads(out.read_text())
+        assert result["epochs"] == 1 and result["compile"]["mode"] == "default"  # both --train-options were read
+        return result["compile"], res.stderr
+
+    first, err = train(1)
+    assert first["cache_hits"] == 0 and first["cache_misses"] >= 2, first  # text tower with and without grad
+    assert f"from the cache {cache}" in err and any(cache.iterdir())
+    second, _ = train(2)
+    assert second["cache_hits"] == first["cache_misses"] and second["cache_misses"] == 0, (first, second)
+    assert second["graphs"] == first["graphs"]

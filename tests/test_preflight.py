@@ -148,6 +148,61 @@ def test_clean_offline_demo_config_passes_in_seconds(tmp_path, capsys):
     assert "preflight passed" in out and "sklearn-digits" in out
 
 
+def test_training_options_every_job_would_refuse_are_a_problem(tmp_path):
+    cfg = fabricated_study(tmp_path)
+    cfg["train"] = {"epochs": 2, "lr": "2e-3"}  # `lr: 2e-3` in a YAML file: text to PyYAML
+    rep = preflight.run(cfg)
+    assert rep.problems == ["config: train: training option lr must be a float, got '2e-3' (YAML reads 2e-3 as text: "
+                            "write 0.002)."]
+    cfg["train"] = {"epochs": 2, "warmup_epochs": 2}
+    assert preflight.run(cfg).problems == ["config: train: warmup_epochs (2) must be smaller than epochs (2); set warmup_epochs: 0 "
+                                           "for very short runs."]
+
+
+def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, monkeypatch):
+    """train.compile: a CPU study needs a working C++ compiler, a GPU study Triton; without them every
+    job would stop at its first step, so preflight names the problem and the fix. The estimate says it
+    prices eager steps."""
+    import torch._inductor.config
+    import torch.utils._triton
+
+    cfg = fabricated_study(tmp_path)
+    plain = preflight.run(cfg)
+    assert plain.ok and plain.devices["compile"] == {"mode": "none"}
+    assert not any("train.compile" in w for w in plain.warnings)
+
+    cfg["train"] = {"epochs": 2, "compile": "default"}
+    cfg["device"] = "cpu"
+    rep = preflight.run(cfg)  # the jobs run on this CPU, whose compiler works
+    assert rep.ok, rep.problems
+    c = rep.devices["compile"]
+    assert c["mode"] == "default" and c["cxx"] and c["kernel_cache"] == str(Path(cfg["cache_dir"]) / "torch-compile")
+    assert any(w.startswith("cost: train.compile is default: the estimate prices eager steps") for w in rep.warnings)
+    assert f"torch.compile (default): C++ compiler {c['cxx']}; kernel cache {c['kernel_cache']}" in preflight.format_report(rep)
+
+    # torch's config.patch, not monkeypatch: monkeypatch's undo on torch's config proxies deletes the option
+    with torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),)}):
+        rep = preflight.run(cfg)
+        assert len(rep.problems) == 1 and rep.problems[0].startswith(
+            "train.compile: default compiles CPU jobs with a C++ compiler, and none works here (") and rep.problems[0].endswith(
+            "install one (g++) or set `train: {compile: none}`."), rep.problems
+        assert "C++ compiler MISSING" in preflight.format_report(rep)
+        cfg["device"] = "auto"  # no GPU is visible here, yet the jobs may go to GPU nodes: a note, not a problem
+        rep = preflight.run(cfg)
+        assert rep.ok and any(w.startswith("train.compile: default compiles CPU jobs with a C++ compiler") for w in rep.warnings)
+
+    monkeypatch.setattr(torch.utils._triton, "has_triton_package", lambda: False)
+    for device, profile in (("cuda", None), ("auto", str(REPO / "workflow" / "profiles" / "slurm"))):
+        cfg["device"] = device  # GPU jobs (elsewhere: no GPU is visible here) need Triton and no C++ compiler here
+        rep = preflight.run(cfg, profile=profile)
+        assert len(rep.problems) == 1 and rep.problems[0].startswith(
+            "train.compile: default compiles the GPU jobs' towers with Triton, which this environment lacks; install the "
+            "`triton`"), rep.problems
+        assert "cxx" not in rep.devices["compile"] and "Triton MISSING" in preflight.format_report(rep)
+    monkeypatch.setattr(torch.utils._triton, "has_triton_package", lambda: True)
+    assert preflight.run(cfg, profile=profile).ok
+
+
 def test_manifest_says_which_tasks_fall_short_at_5_10_20_shots_and_the_docs_say_the_same():
     assert preflight.manifest_shortfall(5) == {} and preflight.manifest_shortfall(10) == {}
     assert preflight.manifest_shortfall(20) == {"oxford-flower-102": {"train": 1020, "classes": 102, "per_class": 10}}

@@ -221,6 +221,35 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     assert after["test"] == before["test"] and after["val"] == before["val"]  # same run, same numbers
 
 
+def test_runtime_options_reach_the_jobs_but_do_not_rerun_them(small_study, tmp_path):
+    """train.compile, eval_batch_size, checkpoint_every and workers do not change results
+    (TrainConfig.RUNTIME): switching them on after a study ran trains nothing again, yet a new job gets
+    them (and, with compile, the kernel cache all jobs share); an option that changes results reruns."""
+    work, _, cfg = small_study
+    runtime = {"compile": "default", "eval_batch_size": 7, "checkpoint_every": 3, "workers": 1}
+    changed = tmp_path / "runtime.yaml"
+    changed.write_text(yaml.safe_dump({**cfg, "train": {**cfg["train"], **runtime}}))
+    res = snakemake(work, "-n", configfile=changed)
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, (res.stderr + res.stdout)[-3000:]
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    res = snakemake(fresh, "-n", "--printshellcmds", configfile=changed)
+    assert res.returncode == 0, (res.stderr + res.stdout)[-3000:]
+    train = [line for line in res.stdout.splitlines() if line.startswith("Shell command:") and " mvlpt train " in line]
+    assert train and all("--compile-cache resources/cache/torch-compile" in cmd for cmd in train)
+    for cmd in train:
+        options = [json.loads(v) for v in re.findall(r"--train-options '(\{[^']*\})'", cmd)]
+        assert len(options) == 2 and options[1] == runtime and options[0]["epochs"] == cfg["train"]["epochs"]
+        assert not set(options[0]) & set(runtime)
+
+    changed.write_text(yaml.safe_dump({**cfg, "train": {**cfg["train"], **runtime, "lr": 0.02}}))
+    res = snakemake(work, "-n", "--quiet", "rules", configfile=changed)
+    counts = job_counts(res.stdout + res.stderr)
+    n, m = len(cfg["tasks"]), len(cfg["methods"])
+    assert counts.get("train_single") == m * n and counts.get("train_joint") == m * n * (n - 1) // 2, counts
+
+
 # ------------------------------------------------------------------------------------------------
 # The multitask study: groups chosen from the pairwise tables (a checkpoint), then trained
 # ------------------------------------------------------------------------------------------------
@@ -323,6 +352,9 @@ def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
         ({"train": {"lr": math.nan}}, "invalid config: train: lr must be"),
         ({"train": {"epochs": 3, "warmup_epochs": 5}}, "invalid config: train: warmup_epochs (5) must be smaller than epochs (3)"),
         ({"train": {"epochs": 3.5}}, "invalid config: train.epochs: 3.5 is not of type 'integer'"),
+        # `lr: 2e-3` in a YAML file is the text '2e-3' to PyYAML (YAML 1.1 needs the decimal point)
+        ({"train": {"lr": "2e-3"}}, "invalid config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, "
+                                    "write 0.002 instead (see config/README.md)."),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, override, needle):

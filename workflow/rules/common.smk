@@ -36,6 +36,11 @@ BENCHMARKS = f"{LOGS}/benchmarks"  # time and memory of training jobs (benchmark
 
 # The training options as `mvlpt train` reads them (the config's `train` section over its defaults).
 TRAIN_CONFIG = TrainConfig.from_dict(TRAIN)
+# Those that change results go into the training jobs' params (a change reruns the jobs); the runtime
+# ones (TrainConfig.RUNTIME: compile, evaluation batch size, workers, ...) reach them through runtime_args.
+TRAIN_RESULT = {k: v for k, v in TRAIN.items() if k not in TrainConfig.RUNTIME}
+TRAIN_RUNTIME = {k: v for k, v in TRAIN.items() if k in TrainConfig.RUNTIME}
+COMPILE_CACHE_DIR = f"{CACHE}/{COMPILE_CACHE}"  # train.compile: torch.compile's kernel cache, shared by every job
 
 # CPU threads of a job that loads images: itself plus train.workers decoding processes.
 JOB_THREADS = 1 + TRAIN_CONFIG.workers
@@ -248,13 +253,32 @@ def train_args(wildcards):
     """The config's part of a training command (a param: changing it reruns the jobs)."""
     method_opts = (config.get("method_options") or {}).get(wildcards.method) or {}
     args = ["--method", wildcards.method, "--shots", SHOTS]
-    if TRAIN:
-        args += ["--train-options", json.dumps(TRAIN, sort_keys=True)]
+    if TRAIN_RESULT:
+        args += ["--train-options", json.dumps(TRAIN_RESULT, sort_keys=True)]
     if method_opts:
         args += ["--method-options", json.dumps(method_opts, sort_keys=True)]
     if caches_image_features(wildcards.method):
         args += ["--cache-dir", CACHE]
     return f"{q(args)} {model_args()}"
+
+
+def runtime_args(wildcards, threads):
+    """The runtime training options of a training command (`TrainConfig.RUNTIME`, as a second
+    --train-options), and with train.compile the kernel cache every training job shares
+    (``COMPILE_CACHE_DIR``: a job whose graphs an earlier job compiled loads them instead of compiling).
+
+    They do not change results, so changing one must not rerun finished jobs. A param function that
+    takes the job's ``threads`` is one Snakemake counts as derived from the job's resources and leaves
+    out of its rerun triggers; tests/test_workflow.py holds that (and that other options do rerun)."""
+    args = ["--train-options", json.dumps(TRAIN_RUNTIME, sort_keys=True)] if TRAIN_RUNTIME else []
+    if TRAIN_CONFIG.compile != "none":
+        args += ["--compile-cache", COMPILE_CACHE_DIR]
+    return q(args)
+
+
+def runtime_workers(wildcards, threads):
+    """train.workers, a runtime option (see runtime_args)."""
+    return TRAIN_CONFIG.workers
 
 
 def train_state(wildcards):
@@ -419,7 +443,7 @@ MT_METHODS = list(MT["methods"])
 MT_GROUPS = f"{MT_DIR}/groups.csv"
 GROUP_RE = r"g[0-9a-f]{10}"
 # SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head
-MT_TRAIN = {m: ({**TRAIN, "head": "per_task"} if study.METHODS[m].task_conditioned else TRAIN) for m in MT_METHODS}
+MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task"} if study.METHODS[m].task_conditioned else TRAIN_RESULT) for m in MT_METHODS}
 
 
 def multitask_group_inputs(wildcards=None):

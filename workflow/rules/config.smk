@@ -23,7 +23,7 @@ from snakemake.utils import update_config, validate
 
 try:
     from mvlpt import study
-    from mvlpt.config import TrainConfig
+    from mvlpt.config import COMPILE_CACHE, TrainConfig, yaml_text_number
     from mvlpt.errors import MvlptError
 except ImportError as e:
     raise WorkflowError(
@@ -94,7 +94,12 @@ def schema_problem(cfg):
     if error is None:
         return None
     where = ".".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
+    message = error.message
+    expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    number = yaml_text_number(error.instance)
+    if error.validator == "type" and "number" in expected and number is not None:  # `lr: 2e-3` is text to YAML 1.1
+        message += f": YAML reads {error.instance} as text, write {number!r} instead"
+    return f"{where}: {message}" if where else message
 
 
 # ------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ rule frozen_features:
         splits=features_split_args,
         model=model_args(),
         cache=cache_dir_of,
-        workers=TRAIN.get("workers", 0),
+        workers=runtime_workers,
     threads: JOB_THREADS
     resources:
         gpu=1,

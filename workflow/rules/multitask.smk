@@ -64,6 +64,7 @@ rule train_group_source:
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "source"),
         env=env_prefix(),
+        runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
     resources:
@@ -73,7 +74,7 @@ rule train_group_source:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} --state {params.state:q} > {log:q} 2>&1"
+        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 rule train_group_target:
@@ -102,6 +103,7 @@ rule train_group_target:
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "init"),
         env=env_prefix(),
+        runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
     resources:
@@ -111,7 +113,7 @@ rule train_group_target:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} --state {params.state:q} > {log:q} 2>&1"
+        "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 # One process for all seeds (stacked, whatever stack_seeds says): its output is one folder,
@@ -139,6 +141,7 @@ rule train_group_joint:
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "joint", SEEDS),
         env=env_prefix(),
+        runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
     resources:
@@ -148,7 +151,7 @@ rule train_group_joint:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} --state {params.state:q} > {log:q} 2>&1"
+        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 rule multitask_table:

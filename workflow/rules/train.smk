@@ -12,6 +12,9 @@
 #
 # Training jobs declare gpu=1 (counted only with --resources gpu=N locally; --gpus=1 on SLURM);
 # without a GPU they run on the CPU. A failed job is retried and resumes from its --state file.
+#
+# params.args carries the options that change results (a change reruns the jobs); params.runtime_opts the
+# runtime ones (train.compile, eval_batch_size, workers, ...), which never rerun a finished job.
 
 
 rule train_single:
@@ -29,6 +32,7 @@ rule train_single:
         io=single_io_args,
         state=train_state,
         env=env_prefix(),
+        runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
     resources:
@@ -38,7 +42,7 @@ rule train_single:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train --task {wildcards.task:q} {params.io} {params.args} "
+        "{params.env} mvlpt train --task {wildcards.task:q} {params.io} {params.args} {params.runtime_opts} "
         "--state {params.state:q} > {log:q} 2>&1"
 
 
@@ -61,6 +65,7 @@ if MODE == "joint":
             io=joint_io_args,
             state=train_state,
             env=env_prefix(),
+            runtime_opts=runtime_args,
         threads: JOB_THREADS
         retries: 2
         resources:
@@ -70,7 +75,7 @@ if MODE == "joint":
         conda:
             CONDA_ENV
         shell:
-            "{params.env} mvlpt train --task {wildcards.a:q} --task {wildcards.b:q} {params.io} {params.args} "
+            "{params.env} mvlpt train --task {wildcards.a:q} --task {wildcards.b:q} {params.io} {params.args} {params.runtime_opts} "
             "--state {params.state:q} > {log:q} 2>&1"
 
 else:
@@ -91,6 +96,7 @@ else:
             io=sequential_io_args,
             state=train_state,
             env=env_prefix(),
+            runtime_opts=runtime_args,
         threads: JOB_THREADS
         retries: 2
         resources:
@@ -100,5 +106,5 @@ else:
         conda:
             CONDA_ENV
         shell:
-            "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} "
+            "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} "
             "--state {params.state:q} > {log:q} 2>&1"
