@@ -141,7 +141,7 @@ def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[d
         prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
         sizes = [len(lr.layout.eot_pos) for lr in learners]
         feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
-                                                          shared_prefix=prefix, sets=sizes))
+                                                          shared_prefix=prefix, sets=len(learners)))
     return list(feats.split(sizes))
 
 

@@ -18,8 +18,6 @@ front of the class's own); ``tests/test_prompts.py`` checks it against the plain
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -117,7 +115,7 @@ class TokenLayout(nn.Module):
 
 
 def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor, cast_dtype: torch.dtype | None = None,
-                         shared_prefix: int = 0, sets: Sequence[int] | None = None) -> torch.Tensor:
+                         shared_prefix: int = 0, sets: int = 1) -> torch.Tensor:
     """Run open_clip's text tower on prompt embeddings ``x`` (C, L, W); returns unnormalised (C, D).
 
     ``cast_dtype``: the dtype of the residual stream (default: open_clip's, the dtype of the tower's
@@ -125,8 +123,8 @@ def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tenso
     float32 original's, so that it computes what the original computes under autocast.
 
     ``shared_prefix``: the first ``shared_prefix`` positions of ``x`` are the same in every row of a
-    prompt set, the sets being ``sets`` consecutive rows each (default: all rows one set), and come
-    before every row's [EOS] (:attr:`TokenLayout.shared_prefix` is such a number). They then
+    prompt set, the rows being ``sets`` consecutive sets of equal size (default: all rows one set),
+    and come before every row's [EOS] (:attr:`TokenLayout.shared_prefix` is such a number). They then
     run once per set (see the module's docstring). The last block computes each row's [EOS] position
     only, the one the feature reads. Both equal the plain pass within float tolerance; a tower they do
     not apply to (no causal mask, other block types) runs the plain pass."""
@@ -136,12 +134,13 @@ def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tenso
     mask = model.attn_mask[:L, :L] if model.attn_mask is not None else None
     if mask is None or not blocks.applies(model.transformer):
         return _pool_text(model, model.transformer(x, attn_mask=mask), eot_pos)
-    sets = [C] if sets is None else list(sets)
-    P = shared_prefix if 1 < shared_prefix < L and sum(sets) == C else 0
+    P = shared_prefix if 1 < shared_prefix < L else 0
     if P:
-        starts = [sum(sets[:k]) for k in range(len(sets))]
-        prefix = torch.cat([x[s : s + 1, :P] for s in starts])  # (sets, P, W): run once per set
-        owner = torch.cat([torch.full((n,), k, dtype=torch.long, device=x.device) for k, n in enumerate(sets)])
+        if C % sets:
+            raise ValueError(f"{C} prompts do not form {sets} sets of equal size")
+        size = C // sets
+        prefix = x[::size, :P]  # (sets, P, W): the first row of each set, run once per set
+        owner = torch.arange(C, device=x.device) // size
     rest = x[:, P:]  # (C, L - P, W)
 
     def keys(block):  # ln_1 of every position a class attends to: its set's prefix, then its own
