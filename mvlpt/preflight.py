@@ -434,10 +434,10 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
     it is a problem where the jobs surely run on that kind of device (GPUs visible here, ``device:
     cuda``, a SLURM profile; ``device: cpu``), else a warning. The cost estimate prices eager steps,
     which a warning says."""
-    from .config import COMPILE_CACHE
+    from .config import COMPILE_CACHE, COMPILE_MODES
 
     mode = str((cfg.get("train") or {}).get("compile", "none"))
-    if mode == "none":
+    if mode == "none" or mode not in COMPILE_MODES:  # an unknown mode is a config problem (_check_config)
         return {"mode": mode}
     # the workflow's (a TORCHINDUCTOR_CACHE_DIR in the jobs' environment wins; torch sets that variable
     # itself in a process that compiled, so this one's says nothing about the jobs')
@@ -446,13 +446,14 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
     on_gpu = bool(devices.get("cuda_gpus")) or on_slurm or requested.startswith("cuda")
     on_cpu = requested == "cpu"
     if not on_cpu:
+        import torch
         from torch.utils._triton import has_triton_package
 
         out["triton"] = has_triton_package()
         if not out["triton"]:
             (problems if on_gpu else warnings).append(
                 f"train.compile: {mode} compiles the GPU jobs' towers with Triton, which this environment lacks; "
-                f"install the `triton` package that matches torch {_torch_version()}, or set `train: {{compile: none}}`.")
+                f"install the `triton` package that matches torch {torch.__version__}, or set `train: {{compile: none}}`.")
     if not on_gpu:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
@@ -467,12 +468,6 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
                     f"(paid in each job's first epoch, mostly by the first job of each shape: the jobs share the "
                     f"kernel cache {out['kernel_cache']}); the training log and each result's `compile` field record it.")
     return out
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 # ------------------------------------------------------------------------------------------ disk
