@@ -372,19 +372,12 @@ class Trainer:
             if spec.state_path and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
                 self._save_state(epoch + 1)
             if epoch == start and cfg.compile != "none":
-                c = self._compile_so_far()
+                c = compile_account(since=self._compile_start)
                 print(f"torch.compile ({cfg.compile}): {c['graphs']} graphs compiled in {c['compile_s']:.1f} s during the "
                       f"first epoch; inductor loaded {c['cache_hits']} of their {c['cache_hits'] + c['cache_misses']} "
                       f"forward/backward graphs from the cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', '(torch default)')}",
                       file=sys.stderr, flush=True)
         return self._finish(time.time() - t0)
-
-    def _compile_so_far(self) -> dict:
-        """This run's torch.compile so far (:func:`~mvlpt.models.clip.compile_account` since the run began)."""
-        now = compile_account()
-        run = {k: now[k] - self._compile_start[k] for k in now}
-        run["compile_s"] = round(run["compile_s"], 3)
-        return run
 
     def _finish(self, elapsed: float) -> list[dict]:
         """Evaluate every requested target, then write all prompts and results together: a failure
@@ -439,7 +432,7 @@ class Trainer:
                 if self.device.startswith("cuda"):
                     result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                 if self.cfg.compile != "none":  # the run's compilation so far (test batches included); in wall_time_s too
-                    result["compile"] = {"mode": self.cfg.compile, **self._compile_so_far()}
+                    result["compile"] = {"mode": self.cfg.compile, **compile_account(since=self._compile_start)}
                 results.append(result)
         if spec.save_group_prompt:
             for m in self.members:

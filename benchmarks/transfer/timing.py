@@ -50,9 +50,7 @@ def warm_compile(method: str, ctx: dict, tmp: Path, compile: str) -> dict:
         for k in range(len(trainer.tasks)):
             trainer.test(k)
     sync(ctx["device"])
-    end = compile_account()
-    return {"compile_s": end["compile_s"] - start["compile_s"], "graphs": end["graphs"] - start["graphs"],
-            "cache_hits": end["cache_hits"] - start["cache_hits"], "cache_misses": end["cache_misses"] - start["cache_misses"]}
+    return compile_account(since=start)
 
 
 class TimedTrainer(Trainer):

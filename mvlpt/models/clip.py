@@ -160,17 +160,22 @@ def compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def compile_account() -> dict[str, float]:
-    """This process's torch.compile so far: ``compile_s`` (:func:`compile_time_s`), ``graphs``
-    (:func:`compiled_graphs`), and ``cache_hits`` / ``cache_misses`` of inductor's on-disk cache of
-    compiled graphs (forward and backward graphs each count; a hit loads the generated code instead
-    of generating it). The cache lives in ``TORCHINDUCTOR_CACHE_DIR`` (``mvlpt train --compile-cache``;
-    the workflow's jobs share one), so a run whose graphs an earlier run compiled pays mostly tracing."""
+def compile_account(since: dict | None = None) -> dict[str, float]:
+    """This process's torch.compile so far, or since the account ``since``: ``compile_s``
+    (:func:`compile_time_s`, rounded to ms), ``graphs`` (:func:`compiled_graphs`), and ``cache_hits`` /
+    ``cache_misses`` of inductor's on-disk cache of compiled graphs (forward and backward graphs each
+    count; a hit loads the generated code instead of generating it). The cache lives in
+    ``TORCHINDUCTOR_CACHE_DIR`` (``mvlpt train --compile-cache``; the workflow's jobs share one), so a
+    run whose graphs an earlier run compiled pays mostly tracing."""
     from torch._dynamo.utils import counters
 
-    return {"compile_s": compile_time_s(), "graphs": compiled_graphs(),
-            "cache_hits": int(counters["inductor"]["fxgraph_cache_hit"]),
-            "cache_misses": int(counters["inductor"]["fxgraph_cache_miss"])}
+    now = {"compile_s": compile_time_s(), "graphs": compiled_graphs(),
+           "cache_hits": int(counters["inductor"]["fxgraph_cache_hit"]),
+           "cache_misses": int(counters["inductor"]["fxgraph_cache_miss"])}
+    if since:
+        now = {k: v - since[k] for k, v in now.items()}
+    now["compile_s"] = round(now["compile_s"], 3)
+    return now
 
 
 @contextlib.contextmanager
