@@ -716,7 +716,7 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     lines.append(f"devices: {len(gpus)} CUDA GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lease directory "
                  f"{d.get('lease_dir')} ({'writable' if d.get('lease_dir_writable') else 'NOT writable'})")
     c = d.get("compile") or {}
-    if c.get("mode", "none") != "none":
+    if "kernel_cache" in c:  # checked (not none, not an unknown mode, which is a config problem)
         needs = []
         if "triton" in c:
             needs.append(f"Triton {'present' if c['triton'] else 'MISSING'}")

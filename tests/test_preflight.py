@@ -202,6 +202,12 @@ def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, mon
     monkeypatch.setattr(torch.utils._triton, "has_triton_package", lambda: True)
     assert preflight.run(cfg, profile=profile).ok
 
+    cfg["train"] = {"epochs": 2, "compile": "fast"}  # an unknown mode: a config problem, and the report still prints
+    rep = preflight.run(cfg)
+    assert rep.problems == ["config: train: compile must be one of none, default, reduce-overhead, max-autotune, "
+                            "max-autotune-no-cudagraphs, got 'fast'."]
+    assert "preflight found 1 problem(s)" in preflight.format_report(rep)
+
 
 def test_manifest_says_which_tasks_fall_short_at_5_10_20_shots_and_the_docs_say_the_same():
     assert preflight.manifest_shortfall(5) == {} and preflight.manifest_shortfall(10) == {}
