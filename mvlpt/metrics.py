@@ -82,3 +82,68 @@ def compute_metric(name: str, scores, labels) -> float:
     except KeyError:
         raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
     return fn(np.asarray(scores), np.asarray(labels))
+
+
+# --------------------------------------------------------------------------------------------------
+# The test set's sampling error: the metric on bootstrap resamples of the test set
+# --------------------------------------------------------------------------------------------------
+# Every run of a target resamples its test set with the same indices (drawn from ``seed`` and the test
+# set's size), so the replicates of two runs on one test set are paired: their difference, replicate
+# by replicate, is the bootstrap distribution of the difference of the two metrics (a gain), whatever
+# the metric is. 200 replicates estimate a standard error to about 5 % (relative).
+TEST_BOOTSTRAP = {"n": 200, "seed": 0}
+
+
+def bootstrap_indices(n_examples: int, n: int = TEST_BOOTSTRAP["n"], seed: int = TEST_BOOTSTRAP["seed"]) -> np.ndarray:
+    """``(n, n_examples)`` indices of ``n`` resamples with replacement; the same for the same arguments."""
+    rng = np.random.default_rng([int(seed), int(n_examples)])
+    return rng.integers(0, n_examples, size=(int(n), int(n_examples)))
+
+
+def metric_replicates(name: str, scores, labels, n: int = TEST_BOOTSTRAP["n"], seed: int = TEST_BOOTSTRAP["seed"]) -> np.ndarray:
+    """The metric ``name`` on ``n`` bootstrap resamples of the examples (:func:`bootstrap_indices`):
+    shape ``(n,)``. A resample on which the metric is undefined (e.g. ROC-AUC without a positive) is NaN."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    idx = bootstrap_indices(len(labels), n, seed)
+    if labels.ndim == 1 and name in ("accuracy", "mean_per_class_accuracy"):  # vectorised: one argmax
+        correct = (scores.argmax(1) == labels).astype(np.float64)[idx]
+        if name == "accuracy":
+            return correct.mean(1)
+        cls = labels[idx]  # mean over the classes present in each resample of their accuracy
+        k = int(labels.max()) + 1 if len(labels) else 0
+        rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+        hits = np.zeros((len(idx), k))
+        count = np.zeros((len(idx), k))
+        np.add.at(hits, (rows, cls.ravel()), correct.ravel())
+        np.add.at(count, (rows, cls.ravel()), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.where(count > 0, hits / count, np.nan), axis=1)
+    out = np.empty(len(idx))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for b, i in enumerate(idx):
+            try:
+                out[b] = compute_metric(name, scores[i], labels[i])
+            except ValueError:
+                out[b] = np.nan
+    return out
+
+
+def test_set_hash(labels) -> str:
+    """A short fingerprint of a test set's labels in their order: runs whose replicates are paired share it."""
+    import hashlib
+
+    labels = np.ascontiguousarray(np.asarray(labels).astype(np.int64))
+    h = hashlib.sha256(str(labels.shape).encode() + labels.tobytes()).hexdigest()
+    return h[:16]
+
+
+def bootstrap_record(name: str, scores, labels) -> dict:
+    """What a result records of its test set's sampling error: ``{"n", "seed", "test_set", "values"}``
+    (the replicates rounded to 6 decimals; NaN as null)."""
+    values = metric_replicates(name, scores, labels)
+    return {
+        "n": TEST_BOOTSTRAP["n"],
+        "seed": TEST_BOOTSTRAP["seed"],
+        "test_set": test_set_hash(labels),
+        "values": [None if not np.isfinite(v) else round(float(v), 6) for v in values],
+    }

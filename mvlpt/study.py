@@ -469,6 +469,11 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("n_train", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     Field("n_val", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     Field("n_test", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    # the test metric on bootstrap resamples of the test set, the same resamples for every run of a target
+    # (mvlpt.metrics.bootstrap_record): the test set's sampling error of a gain, paired
+    Field("test_bootstrap", lambda v: isinstance(v, dict) and _is_int(v.get("n")) and isinstance(v.get("values"), list)
+          and len(v["values"]) == v["n"] and all(x is None or _is_num(x) for x in v["values"]) and _name(v.get("test_set")),
+          "an object with n, test_set and n values", required=False),
     Field("seeds_in_process", lambda v: _is_int(v) and v >= 1, "an integer >= 1", required=False),
     Field("method_options", lambda v: isinstance(v, dict), "an object", required=False),
     Field("peak_gpu_memory_mb", _is_num, "a number", required=False),

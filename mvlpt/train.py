@@ -39,7 +39,7 @@ from .devices import resolve_device
 from .errors import MvlptError
 from .features import image_features
 from .io import check_writable, content_hash, write_together
-from .metrics import compute_metric
+from .metrics import bootstrap_record, compute_metric
 from .models.clip import compile_account, compile_errors, load_clip
 from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from .results import write_result
@@ -316,8 +316,9 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def test(self, k: int, members: list[Member] | None = None) -> tuple[list[float], int]:
-        """Test metric of task ``k`` for each member with its current prompts (one pass over the test set)."""
+    def test(self, k: int, members: list[Member] | None = None, replicates: bool = False):
+        """Test metric of task ``k`` for each member with its current prompts (one pass over the test set),
+        and the test set's size; with ``replicates`` also each member's :func:`mvlpt.metrics.bootstrap_record`."""
         members = self.members if members is None else members
         for m in members:
             m.learner.eval()
@@ -335,7 +336,11 @@ class Trainer:
         for x, f in batches:
             for j, lg in enumerate(self._logits(members, [x] * len(members), [f] * len(members), text)):
                 scores[j].append(lg[:, cls].float().cpu())
-        return [compute_metric(task.metric, torch.cat(s).numpy(), y) for s in scores], len(y)
+        scores = [torch.cat(s).numpy() for s in scores]
+        values = [compute_metric(task.metric, s, y) for s in scores]
+        if replicates:
+            return values, len(y), [bootstrap_record(task.metric, s, y) for s in scores]
+        return values, len(y)
 
     # ------------------------------------------------------------------- run
     def run(self) -> list[dict]:
@@ -395,9 +400,9 @@ class Trainer:
                     prompts.append((m, spec.path(spec.save_prompts[name], m.seed), self._provenance(m, name), state))
             if name not in spec.outputs:
                 continue
-            values, n_test = self.test(k)
+            values, n_test, boots = self.test(k, replicates=True)
             others = [t for t in spec.tasks if t != name]
-            for m, value in zip(self.members, values):
+            for m, value, boot in zip(self.members, values, boots):
                 result = {
                     "method": spec.method,
                     "source": spec.source or ("+".join(others) if others else name),
@@ -421,6 +426,7 @@ class Trainer:
                     "n_train": len(m.data[k].train_idx),
                     "n_val": len(m.data[k].val_idx),
                     "n_test": n_test,
+                    "test_bootstrap": boot,
                     "method_options": m.learner.options(),
                     "splits": {td.task.name: td.split_hash for td in m.data},
                 }
