@@ -16,7 +16,7 @@ from . import __version__
 from .errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
-COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth", "multitask")
+COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth", "multitask", "reference")
 # Without --pretrained a model gets the weights mvlpt ships for it (mvlpt.models.clip.TINY_WEIGHTS),
 # else a random init (as open_clip.create_model without pretrained); `--pretrained none`: random init.
 SHIPPED_WEIGHTS = {"mvlpt-tiny": "synthetic"}

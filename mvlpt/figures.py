@@ -26,11 +26,25 @@ DEFAULTS = study.ANALYSIS_DEFAULTS
 
 
 def gain_figure(gain: pd.DataFrame, method: str, *, stat: str = "gain", tasks: Sequence[str] | None = None,
-                cluster: bool = DEFAULTS["cluster"]):
-    """Source x target heatmap of one method's ``stat`` matrix (:func:`mvlpt.tables.matrix`)."""
+                cluster: bool = DEFAULTS["cluster"], reference: pd.DataFrame | None = None):
+    """Source x target heatmap of one method's ``stat`` matrix (:func:`mvlpt.tables.matrix`); given the
+    baselines table (:func:`mvlpt.reference.baselines_table`), with the strip of the method's baseline,
+    zero-shot and linear probe per target above it."""
     if tasks:
         gain = gain.reindex(index=list(tasks), columns=list(tasks))
-    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster)
+    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster, reference=reference_of(reference, method))
+
+
+def reference_of(baselines: pd.DataFrame | None, method: str) -> pd.DataFrame | None:
+    """One method's rows of the baselines table as the heatmap's strip wants them (index target; columns
+    baseline, zeroshot, linear_probe); None without a table or without a zero-shot or linear-probe value."""
+    if baselines is None or baselines.empty:
+        return None
+    rows = baselines[baselines["method"] == method]
+    if rows.empty or rows[["zeroshot", "linear_probe"]].isna().all().all():
+        return None
+    out = rows.set_index(rows["target"].astype(str))[["baseline_mean", "zeroshot", "linear_probe"]]
+    return out.rename(columns={"baseline_mean": "baseline"}).astype("float64")
 
 
 def similarity_figure(similarities: pd.DataFrame, measure: str, *, tasks: Sequence[str] | None = None,
@@ -84,8 +98,12 @@ def make_all_figures(
     order = tables.task_order(pairs, tasks)
     found_methods = study.method_order(pairs["method"].unique())
     written: list[Path] = []
+    from .reference import baselines_table, load_reference, reference_dir  # the strip beside every gain heatmap
+
+    reference = load_reference(reference_dir(results_dir), tasks, seeds)
+    baselines = baselines_table(pairs, reference) if not reference.empty else None
     for method in found_methods:
-        fig = gain_figure(tables.matrix(pairs, method, "gain", order), method, cluster=cluster)
+        fig = gain_figure(tables.matrix(pairs, method, "gain", order), method, cluster=cluster, reference=baselines)
         written += plots.save_figure(fig, out_dir / f"gain_{method}")
     sim_files = tables.similarity_files(sim_dir)
     corr = pd.DataFrame()

@@ -180,8 +180,12 @@ def heatmap(
 
 
 def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster: bool = False,
-                 annotate: bool | None = None, ax=None) -> plt.Figure:
-    """Gain matrix (source rows x target columns) of one method, in points; diagonal = baseline, greyed."""
+                 annotate: bool | None = None, ax=None, reference: pd.DataFrame | None = None) -> plt.Figure:
+    """Gain matrix (source rows x target columns) of one method, in points; diagonal = baseline, greyed.
+
+    ``reference`` (index: target; columns ``baseline``, ``zeroshot``, ``linear_probe``, fractions; e.g. one
+    method's rows of the baselines table) adds a strip above the heatmap: per target column the
+    prompt baseline, zero-shot CLIP and the linear probe in points, a baseline below zero-shot in red."""
     scale = SCALE.get(stat, 1.0)
     off = gain.to_numpy(float).copy()
     np.fill_diagonal(off, np.nan)
@@ -189,8 +193,68 @@ def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster
     title = f"{method}: transfer {'gain' if stat == 'gain' else stat.replace('_', ' ')}"
     if np.isfinite(mean_off):
         title += f" (mean off-diagonal {mean_off:+.1f})"
-    return heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
-                   annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
+    if reference is None:
+        return heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
+                       annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
+    set_style()
+    n = len(gain)
+    side = min(max(3.2, 0.42 * n + 2.2), 16)
+    fig, (strip_ax, heat_ax) = plt.subplots(2, 1, figsize=(side + 1.0, side + 1.6),
+                                            gridspec_kw={"height_ratios": [1.3, side]})
+    heatmap(gain * scale, title="", cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
+            annotate=annotate, mask_diagonal=True, fmt=".1f", ax=heat_ax)
+    order = [t.get_text() for t in heat_ax.get_xticklabels()]  # after clustering: the columns as drawn
+    flagged, known = reference_strip(strip_ax, order, reference, heat_ax=heat_ax)
+    if known:
+        title += f"\nbaseline below zero-shot on {flagged} of {known} targets"
+    strip_ax.set_title(title)
+    return fig
+
+
+REFERENCE_STYLE = {  # the reference strip's markers: (label, marker, colour)
+    "baseline": ("prompt baseline", "o", "#2b6a99"),
+    "below": ("baseline below zero-shot", "o", "#c0392b"),
+    "zeroshot": ("zero-shot CLIP", "_", "black"),
+    "linear_probe": ("linear probe", "s", "0.55"),
+}
+
+
+def reference_strip(ax, targets: Sequence[str], reference: pd.DataFrame, *, heat_ax=None) -> tuple[int, int]:
+    """Per target (x = 0.5, 1.5, ... as the heatmap's columns): baseline, zero-shot and linear probe in
+    points; baselines below zero-shot in red. Aligned with ``heat_ax``'s columns when given. Returns
+    (targets whose baseline is below zero-shot, targets with both values)."""
+    ref = reference.reindex(list(targets))
+    x = np.arange(len(targets)) + 0.5
+
+    def col(name):
+        return (ref[name].to_numpy(float) if name in ref.columns else np.full(len(x), np.nan)) * 100.0
+
+    base, zs, lp = col("baseline"), col("zeroshot"), col("linear_probe")
+    flag = np.isfinite(base) & np.isfinite(zs) & (base < zs)
+    label, marker, colour = REFERENCE_STYLE["zeroshot"]
+    ax.scatter(x, zs, marker=marker, s=260, linewidths=2.0, color=colour, label=label, zorder=3, gid="zeroshot")
+    label, marker, colour = REFERENCE_STYLE["linear_probe"]
+    ax.scatter(x, lp, marker=marker, s=22, color=colour, label=label, zorder=2, gid="linear_probe")
+    for key, sel in (("baseline", ~flag), ("below", flag)):
+        label, marker, colour = REFERENCE_STYLE[key]
+        if sel.any() or key == "baseline":
+            ax.scatter(x[sel], base[sel], marker=marker, s=26, color=colour, label=label, zorder=4, gid=key)
+    for xi, b, z in zip(x[flag], base[flag], zs[flag]):
+        ax.plot([xi, xi], [b, z], color=REFERENCE_STYLE["below"][2], lw=1.0, zorder=1)
+    ax.set_xlim(0, len(targets))
+    ax.set_xticks(x)
+    ax.set_xticklabels([])
+    ax.tick_params(axis="x", length=0)
+    ax.set_ylabel("test (%)")
+    ax.grid(axis="y", color="0.9", lw=0.6)
+    ax.set_gid("reference")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=7, handletextpad=0.3)
+    sns.despine(ax=ax)
+    if heat_ax is not None:  # the heatmap is square (its axes shrink at draw time): the strip follows its columns
+        heat_ax.apply_aspect()
+        hp, sp = heat_ax.get_position(), ax.get_position()
+        ax.set_position([hp.x0, sp.y0, hp.width, sp.height])
+    return int(flag.sum()), int((np.isfinite(base) & np.isfinite(zs)).sum())
 
 
 def similarity_heatmap(m: pd.DataFrame, measure: str, *, cluster: bool = False, annotate: bool | None = None, ax=None) -> plt.Figure:

@@ -407,6 +407,7 @@ def similarity_settings(cfg: dict | None) -> dict:
 # --------------------------------------------------------------------------------------------------
 MATRIX_STATS = ("mean", "std", "gain", "gain_rel")
 TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain")
+REFERENCE_TABLE_NAMES = ("reference", "baselines")  # mvlpt.reference: written by `mvlpt collect` too
 
 
 # --------------------------------------------------------------------------------------------------

@@ -268,11 +268,19 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
-                    tasks: Sequence[str] | None = None) -> list[Path]:
-    """Write every table of the study under ``out_dir`` (layout in docs/figures.md)."""
+                    tasks: Sequence[str] | None = None, reference: pd.DataFrame | None = None) -> list[Path]:
+    """Write every table of the study under ``out_dir`` (layout in docs/figures.md). Given the ``reference``
+    table (:func:`mvlpt.reference.load_reference`, possibly empty), the pairs get its columns and
+    ``reference`` and ``baselines`` tables are written too."""
     out_dir = Path(out_dir)
     pairs = pair_table(runs)
     written = []
+    if reference is not None:  # the reference rows (zero-shot, linear probe): their own tables, columns of pairs
+        from .reference import baselines_table, with_reference
+
+        written += write_table(reference, out_dir / "reference")
+        written += write_table(baselines_table(pairs, reference), out_dir / "baselines")
+        pairs = with_reference(pairs, reference)
     written += write_table(runs, out_dir / "runs")
     written += write_table(pairs, out_dir / "pairs")
     written += write_table(best_source(pairs), out_dir / "best_source")

@@ -46,9 +46,29 @@ def run_collect(args) -> int:
             if args.strict:
                 raise MvlptError(msg + "; finish those runs or drop --strict.")
             _say("warning: " + msg)
-    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks)
+    reference = _collect_reference(args, runs, seeds)
+    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, reference=reference)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
+
+
+def _collect_reference(args, runs, seeds):
+    """The reference rows of the selected tasks and seeds (mvlpt.reference), checked against the runs'
+    setting; an empty table, said in the log, when there are none (an older study)."""
+    from pathlib import Path
+
+    from .. import reference as R, results, tables as T
+
+    ref_dir = Path(args.reference_dir) if args.reference_dir else R.reference_dir(args.results_dir)
+    reference = R.load_reference(ref_dir, args.tasks, seeds)
+    results.refuse_mixed_settings(R.settings_problems(runs, reference), allow_mixed=args.allow_mixed_settings)
+    if reference.empty:
+        _say(f"note: no reference results under {ref_dir}: the zeroshot and linear_probe columns are NaN and "
+             f"baseline_below_zeroshot is NA (make them with `mvlpt reference`)")
+    else:
+        _say(f"reference rows: {len(reference)} under {ref_dir}; "
+             + R.flagged_sentence(R.baselines_table(T.pair_table(runs), reference)))
+    return reference
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,7 +151,8 @@ def run_plot_gain(args) -> int:
         m = T.matrix(T.read_table(args.pairs), args.method, args.stat, args.tasks)
     else:
         raise MvlptError("give --matrix (a matrix table) or --pairs (the pairs table) to plot.")
-    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster)
+    reference = T.read_table(args.reference) if args.reference else None  # the baselines table of `mvlpt collect`
+    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster, reference=reference)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
@@ -229,6 +250,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out-dir", default="results/tables", help="folder for the tables")
     _selection_args(p)
     p.add_argument("--strict", action="store_true", help="fail when results of the selected study are missing")
+    p.add_argument("--reference-dir", default=None,
+                   help="the reference rows (`mvlpt reference`: zero-shot, linear probe) for the tables reference, "
+                        "baselines and the pairs' columns zeroshot, linear_probe, baseline_below_zeroshot "
+                        "(default: <results-dir>/reference; none there: those columns are NaN)")
     _mixed_settings_arg(p)
     p.set_defaults(func=run_collect)
 
@@ -288,6 +313,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--stat", default="gain", choices=MATRIX_STATS)
     q.add_argument("--tasks", nargs="+", help="task order")
     q.add_argument("--cluster", action="store_true", help="order tasks by hierarchical clustering")
+    q.add_argument("--reference", help="the baselines table from `mvlpt collect` (tables/baselines.csv): adds the strip "
+                                       "of baseline, zero-shot and linear probe per target")
     q.add_argument("--out", required=True)
     q.set_defaults(func=run_plot_gain)
     q = sub.add_parser("similarity-heatmap", help="task x task similarity", formatter_class=fmt)
