@@ -59,6 +59,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     directions (n(n-1)/2 runs), sequential mode each ordered pair. A run is one process for all seeds
     (stacked) or one per seed. Splits: one per task and seed. Analysis: one embedding per task and
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
+    Reference rows: one zero-shot job per task, one linear-probe job per task and seed.
     Predictors: one few-shot embedding per task, one job per predictor (the 5 estimators of
     mvlpt.transferability and each similarity measure), one job per method for the predictors of its
     trained prompts (the 5 estimators again and the prompt-specific one), one score table and its figure, when there are
@@ -79,6 +80,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "gain_scatter": m,
         "summary_figure": 1,
         "all": 1,
+        # reference rows: zero-shot per task (seed-independent), the linear probe per task and few-shot seed
+        "reference_zeroshot": n,
+        "reference_linear_probe": n * k,
     }
     if n >= 3:
         jobs.update({"embed_task_fewshot": n, "predictor": 5 + SIMILARITY_MEASURES, "prompt_predictors": m,

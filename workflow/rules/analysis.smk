@@ -11,8 +11,12 @@
 rule collect_results:
     input:
         all_results(),
+        reference_results(),
     output:
         runs=report(f"{TABLES_DIR}/runs.csv", caption="../report/runs.rst", category="Tables"),
+        reference=report(f"{TABLES_DIR}/reference.csv", caption="../report/reference.rst", category="Tables"),
+        baselines=report(f"{TABLES_DIR}/baselines.csv", caption="../report/baselines.rst", category="Tables"),
+        reference_parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.REFERENCE_TABLE_NAMES),
         pairs=report(f"{TABLES_DIR}/pairs.csv", caption="../report/pairs.rst", category="Tables"),
         best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
         source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
@@ -25,11 +29,13 @@ rule collect_results:
         results=results_dir_of,
         out=tables_dir_of,
         selection=_study_selection(),
+        reference=reference_dir_of,
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt collect --results-dir {params.results:q} --out-dir {params.out:q} {params.selection} > {log:q} 2>&1"
+        "mvlpt collect --results-dir {params.results:q} --out-dir {params.out:q} {params.selection} "
+        "--reference-dir {params.reference:q} > {log:q} 2>&1"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,7 +134,8 @@ rule correlate_gain_similarity:
 # ------------------------------------------------------------------------------------------------
 rule gain_heatmap:
     input:
-        f"{TABLES_DIR}/matrices/{{method}}_gain.parquet",
+        matrix=f"{TABLES_DIR}/matrices/{{method}}_gain.parquet",
+        reference=f"{TABLES_DIR}/baselines.parquet",  # the strip: baseline, zero-shot, linear probe per target
     output:
         png=report(f"{FIGURES_DIR}/gain_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
                    labels={"figure": "gain heatmap", "method": "{method}"}),
@@ -144,7 +151,7 @@ rule gain_heatmap:
     conda:
         CONDA_ENV
     shell:
-        "mvlpt plot gain-heatmap --matrix {input:q} --method {wildcards.method:q} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
+        "mvlpt plot gain-heatmap --matrix {input.matrix:q} --reference {input.reference:q} --method {wildcards.method:q} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
 
 
 rule similarity_heatmap:

@@ -305,7 +305,7 @@ def features_split_args(wildcards):
 
 def study_targets():
     """Everything `snakemake` builds by default: every result file, then the analysis."""
-    return [*all_results(), *analysis_targets()]
+    return [*all_results(), *reference_results(), *analysis_targets()]  # reference_results: reference.smk
 
 
 # ------------------------------------------------------------------------------------------------
@@ -405,6 +405,7 @@ def analysis_targets():
     """Every table and figure of the analysis (for `rule all`)."""
     return (
         [f"{TABLES_DIR}/{t}.csv" for t in study.TABLE_NAMES]
+        + [f"{TABLES_DIR}/{t}.csv" for t in study.REFERENCE_TABLE_NAMES]
         + expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.csv", method=METHODS, stat=study.MATRIX_STATS)
         + expand(f"{SIMILARITY_DIR}/{{measure}}.csv", measure=MEASURES)
         + [f"{TABLES_DIR}/correlations.csv"]
@@ -551,6 +552,41 @@ def multitask_baselines(wildcards=None):
     """The single-task baselines the multitask results are compared with (study.Method.baseline)."""
     methods = dict.fromkeys(study.METHODS[m].baseline or m for m in MT_METHODS)
     return [result_path(m, t, t, s) for m in methods for t in TASKS for s in SEEDS]
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference rows (workflow/rules/reference.smk): zero-shot CLIP and the few-shot linear probe
+# ------------------------------------------------------------------------------------------------
+REFERENCE_DIR = f"{RESULTS}/reference"
+
+
+def reference_zeroshot_path(task):
+    return f"{REFERENCE_DIR}/zeroshot/{task}.json"
+
+
+def reference_probe_path(task, seed):
+    return f"{REFERENCE_DIR}/linear_probe/{task}/seed{seed}.json"
+
+
+def reference_results(wildcards=None):
+    """Every reference record of the study: zero-shot per task, linear probe per task and seed."""
+    return [reference_zeroshot_path(t) for t in TASKS] + [reference_probe_path(t, s) for t in TASKS for s in SEEDS]
+
+
+def reference_feature_inputs(wildcards):
+    """The task's frozen-feature marker when the study computes the cache anyway (a method reads it)."""
+    if any(caches_image_features(m) for m in METHODS):
+        return [ancient(features_marker(wildcards.task))]
+    return []
+
+
+def reference_probe_inputs(wildcards):
+    return [ancient(split_file(wildcards.task, wildcards.seed)), *reference_feature_inputs(wildcards)]
+
+
+def reference_dir_of(wildcards, output):
+    """The reference folder next to the results of a tables output (rule collect_results)."""
+    return os.path.join(results_dir_of(wildcards, output), "reference")
 
 
 # Global constraints from the known names: keep `{source}__{target}` and friends unambiguous.
