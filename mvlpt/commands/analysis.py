@@ -2,7 +2,7 @@
 
 Each verb reads files and writes files (paths on the command line), so Snakemake rules can call it:
 
-    mvlpt collect    --results-dir results --out-dir results/tables [--methods ..] [--tasks ..] [--seeds ..]
+    mvlpt collect    --results-dir results --out-dir results/tables [--methods ..] [--tasks ..] [--seeds ..] [--reference-dir results/reference]
     mvlpt embed      --task NAME --kind images|labels --out CACHE/similarity/NAME.images.npz [model/selection options]
     mvlpt similarity --measure visual_cosine --embeddings A.images.npz B.images.npz ... --out results/similarity/visual_cosine.csv
     mvlpt correlate  --pairs results/tables/pairs.parquet --similarity results/similarity/*.csv --out results/tables/correlations.csv
@@ -242,7 +242,9 @@ def add_parser(subparsers) -> None:
         "collect", help="tables of the study from the result JSON files", formatter_class=fmt,
         description="Read results/{method}/{source}__{target}/seed{seed}.json and write, as CSV and parquet: runs "
                     "(tidy), pairs (mean/std over seeds, gain, relative gain), best_source, source_gain, "
-                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns). "
+                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns); with "
+                    "the reference rows of `mvlpt reference` also reference and baselines (zero-shot, linear probe, "
+                    "baseline_below_zeroshot), whose columns pairs gets too. "
                     "Every result file is validated; the seeds of a cell are averaged, and a gain taken over the "
                     "baseline, only when their results share one setting (mode, shots, metric, epochs, model, "
                     "weights, method options).")
