@@ -311,3 +311,27 @@ def test_plot_gain_heatmap_verb_takes_the_baselines_table(tmp_path, run_mvlpt):
                                 "--reference", root / "tables" / "baselines.parquet", "--out", tmp_path / "fig" / "gain")
     assert rc == 0 and not errors, err
     assert (tmp_path / "fig" / "gain.png").exists() and (tmp_path / "fig" / "gain.pdf").exists()
+
+
+@pytest.mark.slow
+def test_every_figure_gets_the_strip_when_the_results_hold_reference_rows(tmp_path, monkeypatch):
+    from mvlpt import figures as F, plots as P
+
+    root = tmp_path / "results"
+    _study(root)
+    seen = []
+    draw = P.gain_heatmap
+
+    def spy(gain, method, **kw):
+        seen.append(kw.get("reference"))
+        return draw(gain, method, **kw)
+
+    monkeypatch.setattr(P, "gain_heatmap", spy)
+    F.make_all_figures(root, tmp_path / "figs")
+    assert seen == [None]  # no reference records: the heatmap as before
+    _write_reference(root)
+    F.make_all_figures(root, tmp_path / "figs")
+    ref = seen[-1]
+    assert ref.loc["a", "zeroshot"] == pytest.approx(0.48) and ref.loc["a", "baseline"] == pytest.approx(0.41)
+    assert ref.loc["a", "linear_probe"] == pytest.approx(0.32)
+    plt.close("all")
