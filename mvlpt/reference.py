@@ -76,12 +76,20 @@ def check_kind(kind: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Zero-shot
 # --------------------------------------------------------------------------------------------------
-def zeroshot_classifier(clip, task) -> np.ndarray:
-    """(classes, D) float32: per class the mean of the L2-normalised text embeddings of the task's
-    templates, re-normalised (CLIP's prompt ensembling; :func:`mvlpt.similarity.encode_task_labels`)."""
-    from .similarity import encode_task_labels
+TEXT_BATCH = 512  # texts per pass of the text tower (caltech-101: 102 classes x 34 templates)
 
-    return encode_task_labels(clip, task, "task").features
+
+def zeroshot_classifier(clip, task) -> np.ndarray:
+    """(classes, D) float64: per class the mean of the L2-normalised text embeddings of the task's
+    templates, re-normalised (CLIP's prompt ensembling, as :func:`mvlpt.similarity.encode_task_labels`
+    with ``templates="task"``, in batches of :data:`TEXT_BATCH` texts)."""
+    import torch
+
+    tmpl = tuple(task.templates)
+    texts = [t.format(c) for c in task.classnames for t in tmpl]
+    feats = torch.cat([clip.encode_texts(texts[i : i + TEXT_BATCH]).cpu() for i in range(0, len(texts), TEXT_BATCH)])
+    w = feats.numpy().astype(np.float64).reshape(len(task.classnames), len(tmpl), -1).mean(axis=1)
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
 
 
 def logit_scale(clip) -> float:
@@ -90,8 +98,7 @@ def logit_scale(clip) -> float:
 
 def zeroshot_scores(clip, task, feats) -> np.ndarray:
     """Zero-shot logits of L2-normalised image features ``feats`` (N, D): ``logit_scale * feats @ W.T``."""
-    w = zeroshot_classifier(clip, task).astype(np.float64)
-    return logit_scale(clip) * np.asarray(feats, dtype=np.float64) @ w.T
+    return logit_scale(clip) * np.asarray(feats, dtype=np.float64) @ zeroshot_classifier(clip, task).T
 
 
 def _test_set(clip, task, data_dir, cache_dir, workers, write):

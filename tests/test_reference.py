@@ -335,3 +335,11 @@ def test_every_figure_gets_the_strip_when_the_results_hold_reference_rows(tmp_pa
     assert ref.loc["a", "zeroshot"] == pytest.approx(0.48) and ref.loc["a", "baseline"] == pytest.approx(0.41)
     assert ref.loc["a", "linear_probe"] == pytest.approx(0.32)
     plt.close("all")
+
+
+def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_templates(clip, monkeypatch):
+    from mvlpt.similarity import encode_task_labels
+
+    task = get_task("glyph-digits")  # 10 classes x 4 templates: 40 texts, in batches of 7
+    monkeypatch.setattr(R, "TEXT_BATCH", 7)
+    np.testing.assert_allclose(R.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5)
