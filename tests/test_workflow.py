@@ -189,6 +189,12 @@ def test_demo_study_writes_every_result_and_table(small_study):
     n = len(cfg["tasks"])
     assert len(pairs) == len(cfg["methods"]) * n * n
     assert (work / "results" / "tables" / "correlations.csv").stat().st_size > 0
+    # the reference rows: zero-shot per task, linear probe per task and seed, beside every baseline
+    reference = pd.read_csv(work / "results" / "tables" / "reference.csv")
+    assert sorted(reference["method"].value_counts().items()) == [("linear_probe", n * len(cfg["seeds"])), ("zeroshot", n)]
+    assert pairs["zeroshot"].notna().all() and pairs["linear_probe"].notna().all()
+    baselines = pd.read_csv(work / "results" / "tables" / "baselines.csv")
+    assert len(baselines) == len(cfg["methods"]) * n and baselines["baseline_below_zeroshot"].notna().all()
     for name in ("summary.png", "gain_coop.pdf", "gain_vpt.png", "similarity_visual_frechet.png", "scatter_vpt.png"):
         assert (work / "results" / "figures" / name).stat().st_size > 0
     # every job left a log; training jobs left a benchmark
