@@ -103,3 +103,81 @@ def decompose(gain: pd.DataFrame) -> Decomposition:
     }
     df = {"total": n - 1, "source": len(src) - 1, "target": len(tgt) - 1, "interaction": n - p}
     return Decomposition(mean=mean, source=source, target=target, interaction=interaction, ss=ss, df=df)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-seed gains and the two-level bootstrap (targets, then seeds)
+# --------------------------------------------------------------------------------------------------
+def seed_gains(runs: pd.DataFrame, method: str, tasks: list[str] | None = None) -> tuple[np.ndarray, list[str], list[int]]:
+    """The gains of ``method`` seed by seed: ``(seeds, sources, targets)``, NaN on the diagonal and where
+    a run is missing. A gain is paired with the baseline of its own seed, or with the baseline's mean
+    over seeds where that seed has no baseline (as :func:`mvlpt.tables.pair_table`). Returns the array,
+    the task order (``tasks`` or every task of the method's runs, natural order) and the seeds."""
+    from .tables import task_order
+
+    sub = runs[runs["method"] == method]
+    if sub.empty:
+        raise MvlptError(f"no results for method {method!r}.")
+    order = task_order(sub, tasks)
+    seeds = sorted(int(s) for s in sub["seed"].unique())
+    pos = {t: i for i, t in enumerate(order)}
+    kpos = {s: i for i, s in enumerate(seeds)}
+    value = np.full((len(seeds), len(order), len(order)), np.nan)
+    for s, t, k, v in sub[["source", "target", "seed", "value"]].itertuples(index=False):
+        if s in pos and t in pos:
+            value[kpos[int(k)], pos[s], pos[t]] = v
+    diag = np.arange(len(order))
+    base = value[:, diag, diag]  # (seeds, targets)
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        base_mean = np.nanmean(base, axis=0)
+    base = np.where(np.isfinite(base), base, base_mean[None, :])
+    gains = value - base[:, None, :]
+    gains[:, diag, diag] = np.nan
+    return gains, order, seeds
+
+
+class _quiet_nanmean:
+    """``np.nanmean`` of an all-NaN slice is NaN, without its RuntimeWarning."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+def two_level_resamples(gains: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap resamples of a gain matrix from its per-seed gains ``(seeds, sources, targets)``: the
+    targets are drawn with replacement (the units a claim about "targets" generalises over), then, inside
+    each drawn target, the seeds with replacement (its training noise, baseline included: all sources of
+    one target keep the same seeds, so the shift a noisy baseline gives every gain into that target stays
+    shared, as it is in the data). Returns ``targets (n_boot, T)``, the drawn target of each column,
+    and ``matrices (n_boot, sources, T)``, the seed-mean gains of the drawn columns."""
+    k, s, t = gains.shape
+    targets = rng.integers(0, t, size=(n_boot, t))
+    seeds = rng.integers(0, k, size=(n_boot, t, k))
+    cols = gains[seeds, :, targets[:, :, None]]  # (n_boot, T, k, sources)
+    with _quiet_nanmean():
+        mats = np.nanmean(cols, axis=2)  # (n_boot, T, sources)
+    return targets, np.swapaxes(mats, 1, 2)
+
+
+def additive_residual(matrices: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """The interaction of each ``(..., sources, targets)`` matrix: its finite cells minus the least-squares
+    fit of ``row effect + column effect`` (backfitting, vectorised over the leading axes; the same fit as
+    :func:`decompose` on a single matrix). NaN where the matrix is."""
+    m = np.asarray(matrices, dtype=np.float64)
+    ok = np.isfinite(m)
+    x = np.where(ok, m, 0.0)
+    n_row = np.maximum(ok.sum(-1), 1)
+    n_col = np.maximum(ok.sum(-2), 1)
+    a = np.zeros(m.shape[:-1])
+    b = np.zeros(m.shape[:-2] + m.shape[-1:])
+    for _ in range(iterations):
+        b = (np.where(ok, x - a[..., :, None], 0.0)).sum(-2) / n_col
+        a = (np.where(ok, x - b[..., None, :], 0.0)).sum(-1) / n_row
+    return np.where(ok, m - a[..., :, None] - b[..., None, :], np.nan)
