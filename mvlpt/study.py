@@ -375,7 +375,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "n_boot": 2000,  # bootstrap resamples of every confidence interval
     "n_perm": 2000,  # permutations of every permutation p-value
     "seed": 0,  # of the resampling
-    "level": 0.95,  # confidence level
+    "level": 0.95,  # confidence level; a gain is significant where its q-value is below 1 - level
+    "fdr": "bh",  # multiple-comparison control over a method's cells: Benjamini-Hochberg (bh) or -Yekutieli (by)
     "cluster": False,  # heatmaps in clustered order
     "model_measures": ["visual_cosine", "label_match"],  # predictors of the joint linear model
 }
@@ -405,8 +406,8 @@ def similarity_settings(cfg: dict | None) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Tables of the analysis
 # --------------------------------------------------------------------------------------------------
-MATRIX_STATS = ("mean", "std", "gain", "gain_rel")
-TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain")
+MATRIX_STATS = ("mean", "std", "gain", "gain_rel", "gain_ci_low", "gain_ci_high", "gain_q", "interaction", "interaction_q")
+TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain", "gain_summary", "decomposition")
 
 
 # --------------------------------------------------------------------------------------------------

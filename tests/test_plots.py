@@ -112,12 +112,13 @@ def test_summary_panel_and_save_figure_write_png_and_pdf(tmp_path):
     sims = T.similarity_long(T.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
     corr = stats.correlate(pairs, sims, n_boot=50, n_perm=50)
     fig = P.summary_panel(pairs, corr)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4  # gains, transfers, correlations, variance shares of the gain matrix
+    assert fig.axes[1].get_title() == "positive transfers (no intervals)"  # pairs without cell statistics
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["coop", "vpt", "upt"]
     written = P.save_figure(fig, tmp_path / "fig" / "summary.png")
     assert [p.name for p in written] == ["summary.png", "summary.pdf"]
     assert written[0].read_bytes()[:4] == b"\x89PNG" and written[1].read_bytes()[:4] == b"%PDF"
-    assert len(P.summary_panel(pairs).axes) == 2  # without correlations
+    assert len(P.summary_panel(pairs).axes) == 3  # without correlations
 
 
 def test_plot_verbs(tmp_path, run_mvlpt):
