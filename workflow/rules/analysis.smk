@@ -17,6 +17,7 @@ rule collect_results:
         best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
         source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
         target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
+        selection=report(f"{TABLES_DIR}/selection.csv", caption="../report/selection.rst", category="Tables"),
         parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
         matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
     log:
