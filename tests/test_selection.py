@@ -243,3 +243,19 @@ def test_selection_table_by_hand(tmp_path):
     back = pd.read_parquet(tmp_path / "tables" / "selection.parquet")
     assert len(back) == 3 and "selection" in study.TABLE_NAMES
     assert T.selection_table(runs.iloc[0:0]).empty
+
+
+def test_bad_select_in_the_config_stops_the_workflow_before_any_job(tmp_path):
+    import yaml
+    from test_workflow import REPO, snakemake
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["train"] = {**(cfg.get("train") or {}), "select": "final"}
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--cores", "1", configfile=configfile)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    sentence = next(line for line in out.splitlines() if line.startswith("invalid config:"))
+    assert "train: select must be best or last" in sentence and sentence.endswith("."), sentence
+    assert not (tmp_path / "results").exists()
