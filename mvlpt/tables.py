@@ -224,8 +224,8 @@ def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
     the first (``best_epoch == 1``: prompts barely trained, a sign of validation ties or of a validation
     set too small to tell epochs apart), ``median_epoch`` the median reported epoch, ``epochs`` the
     largest epoch count among them and ``n_val`` the target's validation size (images) per run, the
-    median over the runs (every run of a target has the same one unless its class counts fall short). Results written before the option existed count as
-    ``best``.
+    median over the runs (the runs of a target share it unless a class falls short of ``shots``).
+    Results written before the option existed count as ``best``.
     """
     cols = list(SELECTION_COLUMNS)
     if runs.empty:
@@ -245,8 +245,7 @@ def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
         epochs=("epochs_", "max"),
         n_val=("n_val_", "median"),
     ).reset_index()
-    for k in ("n_runs",):
-        out[k] = out[k].astype("int64")
+    out["n_runs"] = out["n_runs"].astype("int64")
     out["epochs"] = out["epochs"].round().astype("Int64")
     out["select"] = out["select"].astype("string")
     return out[cols].sort_values(["method", "target", "select"], kind="stable").reset_index(drop=True)

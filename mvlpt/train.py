@@ -3,7 +3,9 @@
 One process trains a method on one task (baseline), two or more tasks jointly (one training run
 serves every direction: the best-validation checkpoint is tracked *per task*), or one target task
 initialised from a source task's prompt (sequential). Each requested target gets a result JSON with
-its test metric, evaluated with the checkpoint that was best on that task's validation set.
+its test metric, evaluated with the checkpoint that was best on that task's validation set (ties: the
+lower validation loss, then the later epoch; :func:`better`), or with the last epoch's (train option
+``select: last``).
 
 Several seeds can share one process (``RunSpec.seeds``): each seed is a *member* with its own
 few-shot data, prompt parameters, shuffling, loss and best checkpoints, but every step stacks all
