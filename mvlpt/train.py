@@ -127,6 +127,7 @@ def better(candidate: dict, best: dict) -> bool:
     """
     if candidate["metric"] != best["metric"]:
         return candidate["metric"] > best["metric"]  # False for a NaN candidate
+
     def loss(entry):
         v = entry.get("loss", math.inf)
         return math.inf if v is None or math.isnan(v) else v
