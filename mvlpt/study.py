@@ -407,7 +407,7 @@ def similarity_settings(cfg: dict | None) -> dict:
 # Tables of the analysis
 # --------------------------------------------------------------------------------------------------
 MATRIX_STATS = ("mean", "std", "gain", "gain_rel", "gain_ci_low", "gain_ci_high", "gain_q", "interaction", "interaction_q")
-TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain", "gain_summary", "decomposition")
+TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain", "gain_summary", "decomposition", "selection")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -491,6 +491,12 @@ RESULT_FIELDS: tuple[Field, ...] = (
           "an object of task -> split hash", required=False),
     Field("init_prompt", lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
           "an object with the source prompt's task and config_hash", required=False),
+    # train option select: the checkpoint reported (best validation metric, or the last epoch's), and the
+    # validation loss of its epoch (mean cross-entropy; multi-label: mean binary cross-entropy), the
+    # tie-break of "best" (mvlpt.train.better); null when it was not finite
+    Field("select", lambda v: v in ("best", "last"), "best or last", required=False),
+    Field("val_loss", lambda v: v is None or (_is_num(v) and math.isfinite(v) and v >= 0), "a finite number >= 0 or null",
+          required=False),
 )
 # The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
 # when these agree (besides the seed itself).

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ("method", "source", "target", "seed", "metric", "value")
 EXTRA_COLUMNS = (
     "mode", "shots", "val", "best_epoch", "epochs", "wall_time_s", "device", "model", "pretrained",
-    "config_hash", "n_train", "n_val", "n_test",
+    "config_hash", "n_train", "n_val", "n_test", "select", "val_loss",
 )
 SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
 
@@ -63,11 +63,11 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + list(EXTRA_COLUMNS))
     df["seed"] = df["seed"].astype("int64")
     df["value"] = df["value"].astype("float64")
-    for k in ("val", "wall_time_s"):
+    for k in ("val", "wall_time_s", "val_loss"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("float64")
     for k in ("shots", "best_epoch", "epochs", "n_train", "n_val", "n_test"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("Int64")
-    for k in ("mode", "device", "model", "pretrained", "config_hash"):
+    for k in ("mode", "device", "model", "pretrained", "config_hash", "select"):
         df[k] = df[k].astype("string")
     dup = df.duplicated(["method", "source", "target", "seed"], keep=False)
     if dup.any():
@@ -250,6 +250,46 @@ def target_gain(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Checkpoint selection
+# --------------------------------------------------------------------------------------------------
+SELECTION_COLUMNS = ("method", "target", "select", "n_runs", "first_epoch_share", "median_epoch", "epochs", "n_val")
+
+
+def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, target, select): which epochs the runs report (train option ``select``).
+
+    ``n_runs`` results (every source and seed), ``first_epoch_share`` the share whose reported epoch is
+    the first (``best_epoch == 1``: prompts barely trained, a sign of validation ties or of a validation
+    set too small to tell epochs apart), ``median_epoch`` the median reported epoch, ``epochs`` the
+    largest epoch count among them and ``n_val`` the target's validation size (images) per run, the
+    median over the runs (the runs of a target share it unless a class falls short of ``shots``).
+    Results written before the option existed count as ``best``.
+    """
+    cols = list(SELECTION_COLUMNS)
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    df = runs.copy()
+    select = df["select"] if "select" in df.columns else pd.Series(pd.NA, index=df.index)
+    df["select"] = select.astype("string").fillna("best")
+    epoch = pd.to_numeric(df["best_epoch"], errors="coerce").astype("float64")
+    df["first"] = (epoch == 1).astype("float64").where(epoch.notna())
+    df["epoch"] = epoch
+    df["epochs_"] = pd.to_numeric(df["epochs"], errors="coerce").astype("float64")
+    df["n_val_"] = pd.to_numeric(df["n_val"], errors="coerce").astype("float64")
+    out = df.groupby(["method", "target", "select"], sort=False).agg(
+        n_runs=("value", "size"),
+        first_epoch_share=("first", "mean"),
+        median_epoch=("epoch", "median"),
+        epochs=("epochs_", "max"),
+        n_val=("n_val_", "median"),
+    ).reset_index()
+    out["n_runs"] = out["n_runs"].astype("int64")
+    out["epochs"] = out["epochs"].round().astype("Int64")
+    out["select"] = out["select"].astype("string")
+    return out[cols].sort_values(["method", "target", "select"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
 # Table files
 # --------------------------------------------------------------------------------------------------
 def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False, formats=("csv", "parquet")) -> list[Path]:
@@ -385,6 +425,7 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
     written += write_table(target_gain(pairs), out_dir / "target_gain")
     written += write_table(gain_summary(pairs, level), out_dir / "gain_summary")
     written += write_table(decomposition_table(pairs, tasks), out_dir / "decomposition")
+    written += write_table(selection_table(runs), out_dir / "selection")
     methods = list(methods) if methods is not None else sorted(pairs["method"].unique())
     order = task_order(pairs, tasks)
     for m in methods:

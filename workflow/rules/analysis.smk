@@ -19,6 +19,7 @@ rule collect_results:
         target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
         gain_summary=report(f"{TABLES_DIR}/gain_summary.csv", caption="../report/gain_summary.rst", category="Transfer"),
         decomposition=report(f"{TABLES_DIR}/decomposition.csv", caption="../report/decomposition.rst", category="Transfer"),
+        selection=report(f"{TABLES_DIR}/selection.csv", caption="../report/selection.rst", category="Tables"),
         parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
         matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
     log:
