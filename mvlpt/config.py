@@ -17,6 +17,9 @@ MODES = ("single", "joint", "sequential")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # train.compile: the folder under a study's cache_dir where its jobs share torch.compile's kernel cache
 COMPILE_CACHE = "torch-compile"
+# train option `select`: the checkpoint a run reports per target, the best on validation or the final epoch's
+# (the reference code's TEST.FINAL_MODEL); best's tie-break: mvlpt.train.better
+SELECT_MODES = ("best", "last")
 
 
 def yaml_text_number(v) -> float | None:
@@ -48,6 +51,9 @@ class TrainConfig:
     # torch.compile of the prompted towers: "none" (eager) or a torch.compile mode; equal results within
     # float tolerance (tests/test_compile.py), so a runtime choice like the ones below
     compile: str = "none"
+    # the checkpoint each target reports (SELECT_MODES): "best" validation metric (ties: lower validation
+    # loss, then the later epoch; mvlpt.train.better) or the "last" epoch's; changes results, so it is hashed
+    select: str = "best"
 
     # options that do not change results (beyond float tolerance), left out of the config hash
     RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features", "compile")
@@ -71,6 +77,8 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
+            (self.select in SELECT_MODES, f"select must be {' or '.join(SELECT_MODES)} (the best-validation or the final "
+                                          f"epoch's checkpoint), got {self.select!r}"),
         ]
         for ok, msg in checks:
             if not ok:

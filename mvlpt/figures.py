@@ -26,13 +26,16 @@ DEFAULTS = study.ANALYSIS_DEFAULTS
 
 
 def gain_figure(gain: pd.DataFrame, method: str, *, stat: str = "gain", tasks: Sequence[str] | None = None,
-                cluster: bool = DEFAULTS["cluster"], reference: pd.DataFrame | None = None):
+                cluster: bool = DEFAULTS["cluster"], q: pd.DataFrame | None = None, level: float = DEFAULTS["level"],
+                reference: pd.DataFrame | None = None):
     """Source x target heatmap of one method's ``stat`` matrix (:func:`mvlpt.tables.matrix`); given the
-    baselines table (:func:`mvlpt.reference.baselines_table`), with the strip of the method's baseline,
-    zero-shot and linear probe per target above it."""
+    matching q-value matrix (``{stat}_q``), the cells that are distinguishable from noise are framed; given
+    the baselines table (:func:`mvlpt.reference.baselines_table`), the strip of the method's baseline,
+    zero-shot and linear probe per target is drawn above it."""
     if tasks:
         gain = gain.reindex(index=list(tasks), columns=list(tasks))
-    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster, reference=reference_of(reference, method))
+    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster, q=q, level=level,
+                              reference=reference_of(reference, method))
 
 
 def reference_of(baselines: pd.DataFrame | None, method: str) -> pd.DataFrame | None:
@@ -62,9 +65,13 @@ def scatter_figure(pairs: pd.DataFrame, similarities: pd.DataFrame, method: str,
     return plots.scatter_gain_vs_similarity(data, method, measures, y=y)
 
 
-def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *, analysis: str = "spearman"):
-    """Methods compared: gains, positive transfers and (given the correlations) gain vs similarity."""
-    return plots.summary_panel(pairs, correlations, analysis=analysis)
+def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *,
+                   analysis: str = "within_target_spearman", level: float = DEFAULTS["level"]):
+    """Methods compared: gains, significant transfers, (given the correlations) gain vs similarity (the
+    primary, within-target statistic by default, against the gain) and the variance shares."""
+    if correlations is not None and "against" in correlations.columns:
+        correlations = correlations[correlations["against"] == "gain"]
+    return plots.summary_panel(pairs, correlations, analysis=analysis, level=level)
 
 
 def make_all_figures(
@@ -82,6 +89,7 @@ def make_all_figures(
     level: float = DEFAULTS["level"],
     model_measures: Sequence[str] | None = tuple(DEFAULTS["model_measures"]),
     allow_mixed_settings: bool = False,
+    fdr: str = DEFAULTS["fdr"],
 ) -> list[Path]:
     """Every figure from the result files (and similarity tables) that exist now; returns the files written.
 
@@ -91,10 +99,10 @@ def make_all_figures(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir else results_dir / "figures"
     sim_dir = Path(similarity_dir) if similarity_dir else results_dir / "similarity"
-    runs = tables.load_results(results_dir, methods, tasks, seeds, allow_mixed_settings=allow_mixed_settings)
+    runs, replicates = tables.load_study(results_dir, methods, tasks, seeds, allow_mixed_settings=allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {results_dir}; run the study first or check --results-dir.")
-    pairs = tables.pair_table(runs)
+    pairs = tables.with_cell_statistics(tables.pair_table(runs), runs, replicates, level=level, fdr=fdr, tasks=tasks)
     order = tables.task_order(pairs, tasks)
     found_methods = study.method_order(pairs["method"].unique())
     written: list[Path] = []
@@ -103,8 +111,10 @@ def make_all_figures(
     reference = load_reference(reference_dir(results_dir), tasks, seeds)
     baselines = baselines_table(pairs, reference) if not reference.empty else None
     for method in found_methods:
-        fig = gain_figure(tables.matrix(pairs, method, "gain", order), method, cluster=cluster, reference=baselines)
-        written += plots.save_figure(fig, out_dir / f"gain_{method}")
+        for stat in ("gain", "interaction"):
+            fig = gain_figure(tables.matrix(pairs, method, stat, order), method, stat=stat, cluster=cluster,
+                              q=tables.matrix(pairs, method, f"{stat}_q", order), level=level, reference=baselines)
+            written += plots.save_figure(fig, out_dir / f"{stat}_{method}")
     sim_files = tables.similarity_files(sim_dir)
     corr = pd.DataFrame()
     if sim_files:
@@ -120,11 +130,11 @@ def make_all_figures(
         model = list(model_measures or [])
         corr = stats.correlate(pairs, sims, measures=measures,
                                model_measures=model if model and set(model) <= set(measures) else None,
-                               n_boot=n_boot, n_perm=n_perm, seed=seed, level=level)
+                               n_boot=n_boot, n_perm=n_perm, seed=seed, level=level, runs=runs)
     else:
         log.warning("no similarity tables in %s: similarity heatmaps and scatters skipped", sim_dir)
     if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
-        written += plots.save_figure(summary_figure(pairs, corr), out_dir / "summary")
+        written += plots.save_figure(summary_figure(pairs, corr, level=level), out_dir / "summary")
     predictor_scores = results_dir / "tables" / "predictors.parquet"  # `mvlpt predict score` made it
     if predictor_scores.exists():
         written += plots.save_figure(predictors_figure(tables.read_table(predictor_scores)), out_dir / "predictors")

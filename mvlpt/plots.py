@@ -42,8 +42,12 @@ LABELS = {
     "gain_rel": "relative gain over baseline (%)",
     "mean": "target test metric (%)",
     "std": "std over seeds (points)",
+    "interaction": "pair-specific gain: interaction (points)",
+    "gain_ci_low": "gain, lower interval bound (points)",
+    "gain_ci_high": "gain, upper interval bound (points)",
 }
-SCALE = {"gain": 100.0, "gain_rel": 100.0, "mean": 100.0, "std": 100.0}
+SCALE = {"gain": 100.0, "gain_rel": 100.0, "mean": 100.0, "std": 100.0, "interaction": 100.0, "gain_ci_low": 100.0,
+         "gain_ci_high": 100.0}
 
 
 def _quiet(fn):
@@ -180,8 +184,13 @@ def heatmap(
 
 
 def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster: bool = False,
-                 annotate: bool | None = None, ax=None, reference: pd.DataFrame | None = None) -> plt.Figure:
+                 annotate: bool | None = None, q: pd.DataFrame | None = None, level: float = 0.95, ax=None,
+                 reference: pd.DataFrame | None = None) -> plt.Figure:
     """Gain matrix (source rows x target columns) of one method, in points; diagonal = baseline, greyed.
+
+    Given ``q``, the matrix of the cells' q-values (:func:`mvlpt.gainstats.cell_table`), the cells whose
+    q-value is below ``1 - level`` (transfer distinguishable from noise, FDR-controlled) get a black frame,
+    and the title says how many.
 
     ``reference`` (index: target; columns ``baseline``, ``zeroshot``, ``linear_probe``, fractions; e.g. one
     method's rows of the baselines table) adds a strip above the heatmap: per target column the
@@ -190,24 +199,39 @@ def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster
     off = gain.to_numpy(float).copy()
     np.fill_diagonal(off, np.nan)
     mean_off = np.nanmean(off) * scale if np.isfinite(off).any() else np.nan
-    title = f"{method}: transfer {'gain' if stat == 'gain' else stat.replace('_', ' ')}"
-    if np.isfinite(mean_off):
+    what = {"gain": "transfer gain", "interaction": "pair-specific gain (interaction)"}.get(stat, stat.replace("_", " "))
+    title = f"{method}: {what}"
+    if np.isfinite(mean_off) and stat != "interaction":
         title += f" (mean off-diagonal {mean_off:+.1f})"
+    order = cluster_order(gain) if cluster else list(gain.index)
+    gain = gain.reindex(index=order, columns=order)
+    sig = None
+    if q is not None:
+        qq = q.reindex(index=order, columns=order).to_numpy(float)
+        sig = np.isfinite(qq) & (qq < 1 - level) & np.isfinite(gain.to_numpy(float))
+        np.fill_diagonal(sig, False)
+        n_cells = int(np.isfinite(off).sum())
+        title += f"\nframed: q < {1 - level:.2g} ({int(sig.sum())} of {n_cells} cells)"
     if reference is None:
-        return heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
-                       annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
-    set_style()
-    n = len(gain)
-    side = min(max(3.2, 0.42 * n + 2.2), 16)
-    fig, (strip_ax, heat_ax) = plt.subplots(2, 1, figsize=(side + 1.0, side + 1.6),
-                                            gridspec_kw={"height_ratios": [1.3, side]})
-    heatmap(gain * scale, title="", cbar_label=LABELS.get(stat, stat), diverging=True, cluster=cluster,
-            annotate=annotate, mask_diagonal=True, fmt=".1f", ax=heat_ax)
-    order = [t.get_text() for t in heat_ax.get_xticklabels()]  # after clustering: the columns as drawn
-    flagged, known = reference_strip(strip_ax, order, reference, heat_ax=heat_ax)
-    if known:
-        title += f"\nbaseline below zero-shot on {flagged} of {known} targets"
-    strip_ax.set_title(title)
+        fig = heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=False,
+                      annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
+        axis = ax or fig.axes[0]
+    else:  # the reference strip above the heatmap, its columns aligned with the heatmap's
+        set_style()
+        n = len(gain)
+        side = min(max(3.2, 0.42 * n + 2.2), 16)
+        fig, (strip_ax, axis) = plt.subplots(2, 1, figsize=(side + 1.0, side + 1.6),
+                                             gridspec_kw={"height_ratios": [1.3, side]})
+        heatmap(gain * scale, title="", cbar_label=LABELS.get(stat, stat), diverging=True, cluster=False,
+                annotate=annotate, mask_diagonal=True, fmt=".1f", ax=axis)
+    if sig is not None and sig.any():
+        for r, c in zip(*np.nonzero(sig)):
+            axis.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, edgecolor="black", lw=1.6))
+    if reference is not None:
+        flagged, known = reference_strip(strip_ax, list(gain.columns), reference, heat_ax=axis)
+        if known:
+            title += f"\nbaseline below zero-shot on {flagged} of {known} targets"
+        strip_ax.set_title(title)
     return fig
 
 
@@ -314,8 +338,12 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
 
 @_quiet
 def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
-                  analysis: str = "spearman") -> plt.Figure:
-    """Methods side by side: off-diagonal gain distributions, share of positive transfers, correlations."""
+                  analysis: str = "spearman", level: float = 0.95) -> plt.Figure:
+    """Methods side by side: off-diagonal gain distributions, share of significant transfers (or, for
+    results without intervals, of positive gains), correlations, and the variance shares of the gain
+    matrix (source effect, target effect, interaction)."""
+    from .tables import decomposition_table
+
     set_style()
     off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()].copy()
     if off.empty:
@@ -324,8 +352,10 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     pal = method_palette(methods)
     off["gain_pts"] = off["gain"] * 100
     has_corr = correlations is not None and not correlations.empty and (correlations["analysis"] == analysis).any()
-    ncols = 3 if has_corr else 2
-    widths = [1.0, 0.7, 1.3][:ncols]
+    parts = decomposition_table(pairs)
+    has_parts = not parts.empty
+    widths = [1.0, 0.7] + ([1.3] if has_corr else []) + ([0.7] if has_parts else [])
+    ncols = len(widths)
     fig, axes = plt.subplots(1, ncols, figsize=(3.3 * ncols + 0.6, 3.4), gridspec_kw={"width_ratios": widths})
     ax = axes[0]
     sns.boxplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, width=0.55,
@@ -342,13 +372,41 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     ax.set_xlabel("")
     ax.set_title("transfer gain, off-diagonal pairs")
     ax = axes[1]
-    share = off.groupby("method")["gain"].apply(lambda s: 100 * (s > 0).mean()).reindex(methods)
-    ax.bar(range(len(methods)), share.to_numpy(), color=[pal[m] for m in methods])
+    if "gain_q" in off.columns and off["gain_q"].notna().any():  # only gains distinguishable from noise count
+        alpha = 1 - level
+        sig = off["gain_q"] < alpha
+        pos = off.assign(v=sig & (off["gain"] > 0)).groupby("method")["v"].mean().reindex(methods) * 100
+        neg = off.assign(v=sig & (off["gain"] < 0)).groupby("method")["v"].mean().reindex(methods) * 100
+        ax.bar(range(len(methods)), pos.to_numpy(), color=[pal[m] for m in methods], label="positive")
+        ax.bar(range(len(methods)), -neg.to_numpy(), color=[pal[m] for m in methods], alpha=0.4, hatch="//",
+               label="negative")
+        ax.set_ylim(-100, 100)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_ylabel(f"pairs with q < {alpha:.2g} (%)")
+        ax.set_title("significant transfers (FDR)")
+        ax.legend(frameon=False, fontsize=7, loc="lower right")
+    else:  # results without intervals: every gain > 0 counts, and the title says so
+        share = off.groupby("method")["gain"].apply(lambda s: 100 * (s > 0).mean()).reindex(methods)
+        ax.bar(range(len(methods)), share.to_numpy(), color=[pal[m] for m in methods])
+        ax.set_ylim(0, 100)
+        ax.axhline(50, color="0.4", lw=0.8, ls="--")
+        ax.set_ylabel("pairs with positive gain (%)")
+        ax.set_title("positive transfers (no intervals)")
     ax.set_xticks(range(len(methods)), methods)
-    ax.set_ylim(0, 100)
-    ax.axhline(50, color="0.4", lw=0.8, ls="--")
-    ax.set_ylabel("pairs with positive gain (%)")
-    ax.set_title("positive transfers")
+    if has_parts:
+        ax = axes[-1]
+        bottom = np.zeros(len(methods))
+        colours = {"source": "#4c72b0", "target": "#dd8452", "interaction": "#55a868"}
+        for part, colour in colours.items():
+            v = parts[parts["part"] == part].set_index("method")["share"].reindex(methods).to_numpy(float) * 100
+            v = np.where(np.isfinite(v), v, 0.0)
+            ax.bar(range(len(methods)), v, bottom=bottom, color=colour, label=part)
+            bottom += v
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_ylim(0, max(100, float(np.nanmax(bottom)) + 5))
+        ax.set_ylabel("share of the gain matrix's variance (%)")
+        ax.set_title("what the gains are about")
+        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if has_corr:
         ax = axes[2]
         c = correlations[(correlations["analysis"] == analysis) & correlations["method"].isin(methods)].copy()
@@ -369,7 +427,10 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
         ax.set_ylim(-1, 1)
         ax.set_ylabel(f"{analysis.replace('_', ' ')} with gain")
         ax.set_title("gain vs similarity (95% bootstrap CI)")
-        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
+        if has_parts:
+            ax.legend(frameon=False, fontsize=7, loc="lower right", title="method")
+        else:
+            ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
     sns.despine(fig)
     fig.tight_layout()
     return fig

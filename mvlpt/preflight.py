@@ -195,6 +195,7 @@ class Report:
     disk: list
     cost: dict
     seconds: float = 0.0
+    power: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -630,8 +631,34 @@ def _check_config(cfg: dict, problems: list) -> bool:
     return ok
 
 
+def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = None) -> dict:
+    """What the study can resolve (:func:`mvlpt.gainstats.power_table`): per method, the smallest gain a cell
+    detects (two-sided test at 1 - level, power 0.8) with the config's seeds and the median test set of its
+    tasks, and the seeds that gains of 1, 2 and 5 points need. The noise is a collected study's (``noise_from``:
+    its tables folder) or the figures mvlpt ships (:data:`mvlpt.gainstats.SHIPPED_NOISE`)."""
+    import numpy as np
+
+    from . import gainstats, tables
+
+    if noise_from is not None:
+        d = Path(noise_from)
+        noises = gainstats.noise_from(tables.read_table(d / "pairs.parquet"), tables.read_table(d / "runs.parquet"))
+    else:
+        noises = gainstats.SHIPPED_NOISE
+    methods = [m for m in cfg["methods"] if m in noises]
+    sizes = [r.test_images for r in rows if r.test_images]
+    if not methods or not sizes:
+        return {}
+    n_test = float(np.median(sizes))
+    level = float(study.analysis_settings(cfg.get("analysis"))["level"])
+    table = gainstats.power_table({m: noises[m] for m in methods}, len(cfg["seeds"]), n_test, alpha=1 - level)
+    return {"seeds": len(cfg["seeds"]), "n_test": n_test, "alpha": 1 - level, "noise_from": noises[methods[0]].source,
+            "per_method": table.set_index("method").drop(columns=["seeds", "n_test", "alpha", "noise_from"])
+            .replace({np.nan: None}).to_dict(orient="index")}
+
+
 def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None,
-        multitask: bool | None = None) -> Report:
+        multitask: bool | None = None, noise_from: str | os.PathLike | None = None) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
     section, even an empty one; False: never)."""
@@ -663,8 +690,14 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
             disk = check_disk(cfg, rows, problems, model_dims(cfg["model"]["name"]), concurrent, est.get("multitask"))
         except MvlptError as e:
             problems.append(str(e))
+    power = {}
+    if rows:
+        try:
+            power = study_power(cfg, rows, noise_from)
+        except MvlptError as e:
+            problems.append(str(e))
     return Report(config_path, [dataclasses.asdict(r) for r in rows], problems, warnings, model, devices, disk, est,
-                  seconds=round(time.perf_counter() - t0, 2))
+                  seconds=round(time.perf_counter() - t0, 2), power=power)
 
 
 def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None,
@@ -740,6 +773,16 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         lines.append(f"  total {c['gpu_hours']:9.1f} GPU-hours  ({c['jobs']} jobs; calibration {c['calibration_file']})")
         if c.get("multitask"):
             lines.extend(_multitask_lines(c["multitask"], c["with_multitask"]))
+    if rep.power:
+        pw = rep.power
+        lines.append("")
+        lines.append(f"power (a cell's gain, two-sided test at {pw['alpha']:.2g}, power 0.8; {pw['seeds']} seeds, "
+                     f"median test set {pw['n_test']:.0f} images; noise: {pw['noise_from']}):")
+        for method, v in pw["per_method"].items():
+            need = ", ".join(f"{k.removeprefix('seeds_for_')}: {'no number of seeds' if n is None else f'{n:.0f} seeds'}"
+                             for k, n in v.items() if k.startswith("seeds_for_"))
+            lines.append(f"  {method:5s} smallest detectable gain {100 * v['min_detectable_gain']:.1f} points "
+                         f"({100 * v['min_detectable_gain_any_seeds']:.1f} with unlimited seeds); {need}")
     lines.append("")
     for w in rep.warnings:
         lines.append(f"note: {w}")

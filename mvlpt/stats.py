@@ -24,7 +24,11 @@ from .errors import MvlptError
 from .tables import oriented, pairs_with_similarity
 
 DEFAULTS = study.ANALYSIS_DEFAULTS
-CORRELATION_COLUMNS = ("method", "analysis", "similarity", "estimate", "ci_low", "ci_high", "p_value", "n", "note")
+CORRELATION_COLUMNS = ("method", "analysis", "similarity", "estimate", "ci_low", "ci_high", "p_value", "n", "note",
+                       "against", "role")
+# what each analysis is: within-target statistics are the primary ones (a target's sources share its
+# baseline and its difficulty, which a pooled statistic mixes with transfer)
+ROLES = {"within_target_spearman": "primary"}
 
 
 def pearson_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -103,6 +107,48 @@ def within_target_spearman(df: pd.DataFrame, x_col: str, y_col: str = "gain", *,
         lo, hi = bootstrap_ci((rhos,), np.mean, paired=False, n_boot=n_boot, rng=rng, level=level)
         out["ci_low"], out["ci_high"] = float(lo), float(hi)
     return out
+
+
+def masked_spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman along ``axis`` over the positions where both are finite (ranks of those only); NaN where
+    fewer than 3 remain or one side is constant. Vectorised over the other axes."""
+    from scipy.stats import rankdata
+
+    x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
+    ok = np.isfinite(x) & np.isfinite(y)
+    rx = rankdata(np.where(ok, x, np.nan), axis=axis, nan_policy="omit")
+    ry = rankdata(np.where(ok, y, np.nan), axis=axis, nan_policy="omit")
+    n = ok.sum(axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rx = np.where(ok, rx - np.nansum(np.where(ok, rx, 0), axis, keepdims=True) / n, 0.0)
+        ry = np.where(ok, ry - np.nansum(np.where(ok, ry, 0), axis, keepdims=True) / n, 0.0)
+        den = np.sqrt((rx * rx).sum(axis) * (ry * ry).sum(axis))
+        rho = np.where(den > 1e-12, (rx * ry).sum(axis) / np.where(den > 1e-12, den, 1.0), np.nan)
+    return np.where(np.squeeze(n, axis) >= 3, rho, np.nan)
+
+
+def two_level_within_target_ci(x: np.ndarray, per_seed: np.ndarray, *, against: str = "gain", n_boot: int,
+                               rng: np.random.Generator, level: float) -> tuple[float, float]:
+    """Percentile CI of the mean within-target Spearman of ``x (sources, targets)`` with the gains, from the
+    two-level bootstrap (targets, then seeds: :func:`mvlpt.gainstats.two_level_resamples`) of the per-seed
+    gains ``(seeds, sources, targets)``; ``against="interaction"`` correlates with each resample's interaction."""
+    from .gainstats import additive_residual, two_level_resamples
+
+    if n_boot <= 0:
+        return np.nan, np.nan
+    targets, mats = two_level_resamples(per_seed, n_boot, rng)
+    if against == "interaction":
+        mats = additive_residual(mats)
+    xs = np.asarray(x, float)[:, targets]  # (sources, B, T)
+    rho = masked_spearman(np.moveaxis(xs, 0, -1), np.moveaxis(mats, 1, -1), axis=-1)  # (B, T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(rho, axis=1)
+    means = means[np.isfinite(means)]
+    if len(means) < max(10, n_boot // 2):
+        return np.nan, np.nan
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def _within_target_permutation_p(xs: list[np.ndarray], ys: list[np.ndarray], n_perm: int, rng) -> float:
@@ -218,6 +264,7 @@ def correlate(
     n_perm: int = DEFAULTS["n_perm"],
     seed: int = DEFAULTS["seed"],
     level: float = DEFAULTS["level"],
+    runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """All correlations of the gain with the task similarities, per method, over off-diagonal pairs.
 
@@ -232,9 +279,26 @@ def correlate(
 
     Distances are negated first (``note`` says so): a positive estimate always means "more similar
     pairs gain more".
+
+    Every analysis is computed against ``y`` (column ``against``) and, when the pairs table has it,
+    against the gain's ``interaction`` too (the pair-specific part: :mod:`mvlpt.gainstats`). Column
+    ``role``: the within-target Spearman is ``primary``, the pooled statistics ``secondary``. Given the
+    per-seed ``runs``, the within-target CI comes from the two-level bootstrap (targets, then seeds),
+    else from a bootstrap over targets (``note`` says which).
     """
+    ys = [y] + (["interaction"] if y == "gain" and "interaction" in pairs.columns else [])
+    frames = [_correlate_one(pairs, similarities, measures=measures, model_measures=model_measures, methods=methods,
+                             y=yy, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level, runs=runs) for yy in ys]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _correlate_one(pairs, similarities, *, measures, model_measures, methods, y, n_boot, n_perm, seed, level, runs):
+    from .gainstats import seed_gains
+
     data = pairs_with_similarity(pairs, similarities)
-    available = [c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel")]
+    if y not in data.columns:
+        data = data.merge(pairs[["method", "source", "target", y]], on=["method", "source", "target"], how="left")
+    available = [c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel", y)]
     measures = list(measures) if measures is not None else study.measure_order(available)
     unknown = [m for m in measures if m not in available]
     if unknown:
@@ -246,6 +310,7 @@ def correlate(
         data[m] = oriented(m, data[m])
     methods = list(methods) if methods is not None else sorted(data["method"].unique())
     rng = np.random.default_rng(seed)
+    rng_two_level = np.random.default_rng([seed, 2])  # its own stream: the pooled rows draw what they always drew
     rows = []
 
     def note_for(m):
@@ -264,8 +329,17 @@ def correlate(
                     est = p = lo = hi = np.nan
                 rows.append((method, kind, m, est, lo, hi, p, len(dd), note_for(m)))
             wt = within_target_spearman(dd, m, y, n_perm=n_perm, n_boot=n_boot, rng=rng, level=level)
+            ci_note = "CI: bootstrap over targets"
+            if runs is not None and y in ("gain", "interaction") and (runs["method"] == method).any():
+                per_seed, order, _ = seed_gains(runs, method)
+                x = (d.pivot_table(index="source", columns="target", values=m, aggfunc="mean")
+                     .reindex(index=order, columns=order).to_numpy(float))
+                wt["ci_low"], wt["ci_high"] = two_level_within_target_ci(x, per_seed, against=y, n_boot=n_boot,
+                                                                         rng=rng_two_level, level=level)
+                ci_note = "CI: two-level bootstrap (targets, then seeds)"
             rows.append((method, "within_target_spearman", m, wt["estimate"], wt["ci_low"], wt["ci_high"],
-                         wt["p_value"], wt["n"], ("; ".join(filter(None, [note_for(m), "mean over targets"])))))
+                         wt["p_value"], wt["n"], ("; ".join(filter(None, [note_for(m), "mean over targets",
+                                                                        "p: permutation within targets", ci_note])))))
         if model_measures:
             mm = [m for m in model_measures if m in measures]
             if len(mm) == len(model_measures):
@@ -282,6 +356,8 @@ def correlate(
                                  zs + "; gain per SD of similarity; t-test p-value; bootstrap CI"))
                     rows.append((method, "linear_model_coef_raw", m, c.get("raw", np.nan), np.nan, np.nan,
                                  c.get("p_value", np.nan), lm["n"], "gain per unit of (oriented) similarity"))
-    out = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
+    out = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS[:-2]))
     out["n"] = out["n"].astype("int64")
+    out["against"] = y
+    out["role"] = out["analysis"].map(ROLES).fillna("secondary")
     return out

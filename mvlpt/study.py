@@ -375,7 +375,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "n_boot": 2000,  # bootstrap resamples of every confidence interval
     "n_perm": 2000,  # permutations of every permutation p-value
     "seed": 0,  # of the resampling
-    "level": 0.95,  # confidence level
+    "level": 0.95,  # confidence level; a gain is significant where its q-value is below 1 - level
+    "fdr": "bh",  # multiple-comparison control over a method's cells: Benjamini-Hochberg (bh) or -Yekutieli (by)
     "cluster": False,  # heatmaps in clustered order
     "model_measures": ["visual_cosine", "label_match"],  # predictors of the joint linear model
 }
@@ -405,8 +406,8 @@ def similarity_settings(cfg: dict | None) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Tables of the analysis
 # --------------------------------------------------------------------------------------------------
-MATRIX_STATS = ("mean", "std", "gain", "gain_rel")
-TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain")
+MATRIX_STATS = ("mean", "std", "gain", "gain_rel", "gain_ci_low", "gain_ci_high", "gain_q", "interaction", "interaction_q")
+TABLE_NAMES = ("runs", "pairs", "best_source", "source_gain", "target_gain", "gain_summary", "decomposition", "selection")
 REFERENCE_TABLE_NAMES = ("reference", "baselines")  # mvlpt.reference: written by `mvlpt collect` too
 
 
@@ -491,6 +492,12 @@ RESULT_FIELDS: tuple[Field, ...] = (
           "an object of task -> split hash", required=False),
     Field("init_prompt", lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
           "an object with the source prompt's task and config_hash", required=False),
+    # train option select: the checkpoint reported (best validation metric, or the last epoch's), and the
+    # validation loss of its epoch (mean cross-entropy; multi-label: mean binary cross-entropy), the
+    # tie-break of "best" (mvlpt.train.better); null when it was not finite
+    Field("select", lambda v: v in ("best", "last"), "best or last", required=False),
+    Field("val_loss", lambda v: v is None or (_is_num(v) and math.isfinite(v) and v >= 0), "a finite number >= 0 or null",
+          required=False),
 )
 # The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
 # when these agree (besides the seed itself).

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ("method", "source", "target", "seed", "metric", "value")
 EXTRA_COLUMNS = (
     "mode", "shots", "val", "best_epoch", "epochs", "wall_time_s", "device", "model", "pretrained",
-    "config_hash", "n_train", "n_val", "n_test",
+    "config_hash", "n_train", "n_val", "n_test", "select", "val_loss",
 )
 SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
 
@@ -63,11 +63,11 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + list(EXTRA_COLUMNS))
     df["seed"] = df["seed"].astype("int64")
     df["value"] = df["value"].astype("float64")
-    for k in ("val", "wall_time_s"):
+    for k in ("val", "wall_time_s", "val_loss"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("float64")
     for k in ("shots", "best_epoch", "epochs", "n_train", "n_val", "n_test"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("Int64")
-    for k in ("mode", "device", "model", "pretrained", "config_hash"):
+    for k in ("mode", "device", "model", "pretrained", "config_hash", "select"):
         df[k] = df[k].astype("string")
     dup = df.duplicated(["method", "source", "target", "seed"], keep=False)
     if dup.any():
@@ -91,9 +91,47 @@ def load_results(
     """Read and validate every selected result file under ``root`` (:func:`mvlpt.results.read_results`)
     into :func:`runs_table`; a cell whose seeds, or whose baseline, come from another setting is
     refused unless ``allow_mixed_settings`` (:func:`mvlpt.results.check_settings`)."""
+    return load_study(root, methods, tasks, seeds, allow_mixed_settings=allow_mixed_settings)[0]
+
+
+def load_study(
+    root: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    *,
+    allow_mixed_settings: bool = False,
+) -> tuple[pd.DataFrame, dict]:
+    """:func:`load_results` and the runs' test-set replicates (:func:`replicates_of`)."""
     found = results.read_results(root, methods, tasks, seeds)
     results.check_settings(found, allow_mixed=allow_mixed_settings)
-    return runs_table(rec for _, rec in found)
+    records = [rec for _, rec in found]
+    return runs_table(records), replicates_of(records)
+
+
+def replicates_of(records: Iterable[dict]) -> dict:
+    """``{(method, source, target, seed): array}``: each run's test metric on the shared bootstrap resamples
+    of its test set (the result's ``test_bootstrap``; runs without it are left out). The runs of one target
+    must have been tested on one test set with one set of resamples, else one sentence: their gains
+    would not be paired."""
+    out, seen = {}, {}
+    for rec in records:
+        boot = rec.get("test_bootstrap")
+        if not boot:
+            continue
+        key = (str(rec["method"]), str(rec["target"]))
+        stamp = (boot["test_set"], boot["n"], boot.get("seed"))
+        first = seen.setdefault(key, (stamp, rec))
+        if first[0] != stamp:
+            other = first[1]
+            raise MvlptError(
+                f"results of {key[0]} on target {key[1]} were tested on different test sets or resamples "
+                f"({other['source']} seed {other['seed']}: {first[0][0]}, {rec['source']} seed {rec['seed']}: {stamp[0]}); "
+                f"rerun the older jobs with one version of the task data."
+            )
+        out[(key[0], str(rec["source"]), key[1], int(rec["seed"]))] = np.array(
+            [np.nan if v is None else float(v) for v in boot["values"]], dtype=np.float64)
+    return out
 
 
 def expected_missing(runs: pd.DataFrame, methods: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> list[tuple]:
@@ -212,6 +250,46 @@ def target_gain(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Checkpoint selection
+# --------------------------------------------------------------------------------------------------
+SELECTION_COLUMNS = ("method", "target", "select", "n_runs", "first_epoch_share", "median_epoch", "epochs", "n_val")
+
+
+def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, target, select): which epochs the runs report (train option ``select``).
+
+    ``n_runs`` results (every source and seed), ``first_epoch_share`` the share whose reported epoch is
+    the first (``best_epoch == 1``: prompts barely trained, a sign of validation ties or of a validation
+    set too small to tell epochs apart), ``median_epoch`` the median reported epoch, ``epochs`` the
+    largest epoch count among them and ``n_val`` the target's validation size (images) per run, the
+    median over the runs (the runs of a target share it unless a class falls short of ``shots``).
+    Results written before the option existed count as ``best``.
+    """
+    cols = list(SELECTION_COLUMNS)
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    df = runs.copy()
+    select = df["select"] if "select" in df.columns else pd.Series(pd.NA, index=df.index)
+    df["select"] = select.astype("string").fillna("best")
+    epoch = pd.to_numeric(df["best_epoch"], errors="coerce").astype("float64")
+    df["first"] = (epoch == 1).astype("float64").where(epoch.notna())
+    df["epoch"] = epoch
+    df["epochs_"] = pd.to_numeric(df["epochs"], errors="coerce").astype("float64")
+    df["n_val_"] = pd.to_numeric(df["n_val"], errors="coerce").astype("float64")
+    out = df.groupby(["method", "target", "select"], sort=False).agg(
+        n_runs=("value", "size"),
+        first_epoch_share=("first", "mean"),
+        median_epoch=("epoch", "median"),
+        epochs=("epochs_", "max"),
+        n_val=("n_val_", "median"),
+    ).reset_index()
+    out["n_runs"] = out["n_runs"].astype("int64")
+    out["epochs"] = out["epochs"].round().astype("Int64")
+    out["select"] = out["select"].astype("string")
+    return out[cols].sort_values(["method", "target", "select"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
 # Table files
 # --------------------------------------------------------------------------------------------------
 def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False, formats=("csv", "parquet")) -> list[Path]:
@@ -267,13 +345,81 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
     return m.astype("float64")
 
 
+def with_cell_statistics(pairs: pd.DataFrame, runs: pd.DataFrame, replicates: dict | None, *,
+                         level: float = study.ANALYSIS_DEFAULTS["level"], fdr: str = study.ANALYSIS_DEFAULTS["fdr"],
+                         tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """``pairs`` with every off-diagonal cell's interval, test and interaction (:func:`mvlpt.gainstats.cell_table`)
+    as columns after its own (NaN on the diagonal)."""
+    from .gainstats import CELL_COLUMNS, cell_table
+
+    if pairs.empty:
+        return pairs.reindex(columns=list(pairs.columns) + list(CELL_COLUMNS[3:]))
+    cells = cell_table(runs, replicates or {}, level=level, fdr_method=fdr, tasks=list(tasks) if tasks else None)
+    out = pairs.merge(cells, on=["method", "source", "target"], how="left")
+    out["gain_significant"] = out["gain_significant"].astype("boolean")
+    out["interval"] = out["interval"].astype("string")
+    return out
+
+
+def gain_summary(pairs: pd.DataFrame, level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+    """Per method: how many off-diagonal gains are distinguishable from noise, and how large the noise is.
+
+    ``share_positive`` counts every gain > 0 (noise included); ``share_significant_positive`` /
+    ``..._negative`` only those whose q-value is below ``1 - level``; the median standard errors say how
+    much of a gain's uncertainty is seeds and how much the test set."""
+    cols = ["method", "n_cells", "mean_gain", "share_positive", "share_significant_positive", "share_significant_negative",
+            "share_interaction_significant", "median_se", "median_se_seed", "median_se_test", "interaction_rms",
+            "interaction_noise_rms", "interval"]
+    off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()] if "gain_q" in pairs.columns else pairs.iloc[0:0]
+    rows = []
+    alpha = 1 - level
+    for m, d in off.groupby("method", sort=True):
+        sig = d["gain_q"] < alpha
+        rows.append({
+            "method": m, "n_cells": len(d), "mean_gain": d["gain"].mean(),
+            "share_positive": float((d["gain"] > 0).mean()),
+            "share_significant_positive": float((sig & (d["gain"] > 0)).mean()),
+            "share_significant_negative": float((sig & (d["gain"] < 0)).mean()),
+            "share_interaction_significant": float((d["interaction_q"] < alpha).mean()),
+            "median_se": d["gain_se"].median(), "median_se_seed": d["gain_se_seed"].median(),
+            "median_se_test": d["gain_se_test"].median(),
+            "interaction_rms": float(np.sqrt(np.nanmean(d["interaction"] ** 2))) if d["interaction"].notna().any() else np.nan,
+            "interaction_noise_rms": float(np.sqrt(np.nanmean(d["interaction_se"] ** 2))) if d["interaction_se"].notna().any() else np.nan,
+            "interval": ", ".join(sorted(set(d["interval"].dropna().astype(str)))),
+        })
+    return pd.DataFrame(rows, columns=cols)
+
+
+def decomposition_table(pairs: pd.DataFrame, tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per method, the sums of squares of the gain matrix's parts (:func:`mvlpt.gainstats.decompose`):
+    ``method, part, ss, df, share`` with part source, target, covariance, interaction (and total)."""
+    from .gainstats import decompose
+
+    rows = []
+    for m in sorted(pairs["method"].unique()) if not pairs.empty else []:
+        try:
+            d = decompose(matrix(pairs, m, "gain", tasks))
+        except MvlptError as e:
+            log.warning("method %s: no decomposition (%s)", m, e)
+            continue
+        shares = d.shares()
+        for part in ("source", "target", "covariance", "interaction"):
+            rows.append((m, part, d.ss[part], d.df.get(part, np.nan), shares[part]))
+        rows.append((m, "total", d.ss["total"], d.df["total"], 1.0 if d.ss["total"] > 0 else np.nan))
+    out = pd.DataFrame(rows, columns=["method", "part", "ss", "df", "share"])
+    out["df"] = out["df"].astype("float64")
+    return out
+
+
 def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
-                    tasks: Sequence[str] | None = None, reference: pd.DataFrame | None = None) -> list[Path]:
+                    tasks: Sequence[str] | None = None, replicates: dict | None = None, *,
+                    level: float = study.ANALYSIS_DEFAULTS["level"], fdr: str = study.ANALYSIS_DEFAULTS["fdr"],
+                    reference: pd.DataFrame | None = None) -> list[Path]:
     """Write every table of the study under ``out_dir`` (layout in docs/figures.md). Given the ``reference``
     table (:func:`mvlpt.reference.load_reference`, possibly empty), the pairs get its columns and
     ``reference`` and ``baselines`` tables are written too."""
     out_dir = Path(out_dir)
-    pairs = pair_table(runs)
+    pairs = with_cell_statistics(pair_table(runs), runs, replicates, level=level, fdr=fdr, tasks=tasks)
     written = []
     if reference is not None:  # the reference rows (zero-shot, linear probe): their own tables, columns of pairs
         from .reference import baselines_table, with_reference
@@ -286,6 +432,9 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
     written += write_table(best_source(pairs), out_dir / "best_source")
     written += write_table(source_gain(pairs), out_dir / "source_gain")
     written += write_table(target_gain(pairs), out_dir / "target_gain")
+    written += write_table(gain_summary(pairs, level), out_dir / "gain_summary")
+    written += write_table(decomposition_table(pairs, tasks), out_dir / "decomposition")
+    written += write_table(selection_table(runs), out_dir / "selection")
     methods = list(methods) if methods is not None else sorted(pairs["method"].unique())
     order = task_order(pairs, tasks)
     for m in methods:

@@ -3,7 +3,9 @@
 One process trains a method on one task (baseline), two or more tasks jointly (one training run
 serves every direction: the best-validation checkpoint is tracked *per task*), or one target task
 initialised from a source task's prompt (sequential). Each requested target gets a result JSON with
-its test metric, evaluated with the checkpoint that was best on that task's validation set.
+its test metric, evaluated with the checkpoint that was best on that task's validation set (ties: the
+lower validation loss, then the later epoch; :func:`better`), or with the last epoch's (train option
+``select: last``).
 
 Several seeds can share one process (``RunSpec.seeds``): each seed is a *member* with its own
 few-shot data, prompt parameters, shuffling, loss and best checkpoints, but every step stacks all
@@ -83,7 +85,7 @@ class Member:
     seed: int
     learner: object
     data: list[TaskData]
-    best: dict = field(default_factory=dict)  # task -> {"metric", "epoch", "state"}
+    best: dict = field(default_factory=dict)  # task -> {"metric", "loss", "epoch", "state"}
 
     def union(self) -> tuple[np.ndarray, np.ndarray]:
         """(owner task position, index within that task) of every few-shot train sample."""
@@ -112,6 +114,38 @@ def _targets(y: np.ndarray, offset: int, n_total: int, multilabel: bool) -> torc
 
 
 GROUP = "*group*"  # key of the group checkpoint (best mean validation metric) among a member's per-task bests
+
+
+def better(candidate: dict, best: dict) -> bool:
+    """Whether ``candidate`` ({"metric", "loss", "epoch"}) is a better validation checkpoint than ``best``.
+
+    The higher validation metric wins; among checkpoints tied on it (exact equality: common with a few
+    validation images, where the metric takes few values) the lower validation loss; among those still
+    tied, the later epoch. Ties going to the earliest epoch made many runs report epoch 1, whose prompts
+    have barely moved from their initialisation (docs/protocol.md). A NaN metric never wins; a NaN loss
+    counts as an infinite one.
+    """
+    if candidate["metric"] != best["metric"]:
+        return candidate["metric"] > best["metric"]  # False for a NaN candidate
+
+    def loss(entry):
+        v = entry.get("loss", math.inf)
+        return math.inf if v is None or math.isnan(v) else v
+    if loss(candidate) != loss(best):
+        return loss(candidate) < loss(best)
+    return candidate["epoch"] > best["epoch"]
+
+
+def validation_loss(scores: np.ndarray, labels: np.ndarray, multilabel: bool) -> float:
+    """Mean cross-entropy of ``scores`` (N, C logits over one task's classes) on ``labels`` (N class
+    indices); multi-label ((N, C) multi-hot labels): the mean binary cross-entropy of each class's logit.
+    NaN for no images."""
+    if len(scores) == 0:
+        return math.nan
+    s = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+    if multilabel:
+        return float(F.binary_cross_entropy_with_logits(s, torch.as_tensor(np.asarray(labels), dtype=torch.float64)))
+    return float(F.cross_entropy(s, torch.as_tensor(np.asarray(labels), dtype=torch.long)))
 
 
 class Trainer:
@@ -291,9 +325,14 @@ class Trainer:
             total += float(sum(step_values)) / len(step_values)
         return total / max(len(plan), 1)
 
-    @torch.no_grad()
     def validate(self) -> list[dict[str, float]]:
         """Per member, per task: the validation metric (all members' val batches in one pass)."""
+        return [{name: metric for name, (metric, _) in values.items()} for values in self.validation()]
+
+    @torch.no_grad()
+    def validation(self) -> list[dict[str, tuple[float, float]]]:
+        """Per member, per task: (validation metric, validation loss), both from the same scores of the
+        task's own classes (:func:`validation_loss`); all members' val batches in one pass."""
         for m in self.members:
             m.learner.eval()
         out = [{} for _ in self.members]
@@ -312,7 +351,8 @@ class Trainer:
             for j, m in enumerate(self.members):
                 td = m.data[k]
                 sc = torch.cat(scores[j]).cpu().numpy() if scores[j] else np.zeros((0, td.task.num_classes))
-                out[j][td.task.name] = compute_metric(td.task.metric, sc, td.val_y)
+                out[j][td.task.name] = (compute_metric(td.task.metric, sc, td.val_y),
+                                        validation_loss(sc, td.val_y, td.task.multilabel))
         return out
 
     @torch.no_grad()
@@ -353,9 +393,9 @@ class Trainer:
         if spec.init_from:
             spec.source, self.init_prompts = source_prompts(spec)
         for m in self.members:
-            m.best = {t.name: {"metric": -math.inf, "epoch": -1, "state": None} for t in self.tasks}
+            m.best = {t.name: {"metric": -math.inf, "loss": math.inf, "epoch": -1, "state": None} for t in self.tasks}
             if spec.save_group_prompt:
-                m.best[GROUP] = {"metric": -math.inf, "epoch": -1, "state": None}
+                m.best[GROUP] = {"metric": -math.inf, "loss": math.inf, "epoch": -1, "state": None}
         start = self._resume() if spec.state_path else 0
         if start:  # say so: a rerun that starts over and one that resumes look alike otherwise
             print(f"resuming from the saved training state {spec.state_path} at epoch {start + 1} of {cfg.epochs}",
@@ -366,13 +406,14 @@ class Trainer:
         for epoch in bar:
             with compile_errors(cfg.compile):  # also the backward graphs, compiled at the first backward
                 loss = self.train_epoch(epoch)
-            for m, values in zip(self.members, self.validate()):
-                if spec.save_group_prompt:  # the group's checkpoint: best mean validation metric over its tasks
-                    values = {**values, GROUP: sum(values.values()) / len(values)}
-                for name, value in values.items():
-                    if value > m.best[name]["metric"]:
+            for m, values in zip(self.members, self.validation()):
+                if spec.save_group_prompt:  # the group's checkpoint: best mean validation metric (then loss) over its tasks
+                    values = {**values, GROUP: tuple(sum(v) / len(values) for v in zip(*values.values()))}
+                for name, (value, val_loss) in values.items():
+                    candidate = {"metric": value, "loss": val_loss, "epoch": epoch}
+                    if cfg.select == "last" or better(candidate, m.best[name]):
                         state = {k: v.detach().clone() for k, v in m.learner.state_dict().items()}
-                        m.best[name] = {"metric": value, "epoch": epoch, "state": state}
+                        m.best[name] = {**candidate, "state": state}
             bar.set_postfix(loss=f"{loss:.3f}")
             if spec.state_path and cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
                 self._save_state(epoch + 1)
@@ -413,6 +454,8 @@ class Trainer:
                     "metric": task.metric,
                     "test": value,
                     "val": m.best[name]["metric"],
+                    "val_loss": _finite_or_none(m.best[name].get("loss")),
+                    "select": self.cfg.select,
                     "best_epoch": m.best[name]["epoch"] + 1,
                     "epochs": self.cfg.epochs,
                     "wall_time_s": round(elapsed, 3),
@@ -475,7 +518,7 @@ class Trainer:
                     tensors[f"{m.seed}/momentum/{k}"] = buf
             best_meta[str(m.seed)] = {}
             for task, entry in m.best.items():
-                best_meta[str(m.seed)][task] = {"metric": entry["metric"], "epoch": entry["epoch"]}
+                best_meta[str(m.seed)][task] = {"metric": entry["metric"], "loss": entry["loss"], "epoch": entry["epoch"]}
                 for k, v in (entry["state"] or {}).items():
                     tensors[f"{m.seed}/best/{task}/{k}"] = v
         meta = {"next_epoch": next_epoch, "config_hashes": [self.spec.config_hash(s) for s in self.spec.seeds], "best": best_meta}
@@ -502,8 +545,13 @@ class Trainer:
                     self.optimizer.state[p]["momentum_buffer"] = momentum[k]
             for task, entry in meta["best"][str(m.seed)].items():
                 state = part(f"{m.seed}/best/{task}/")
-                m.best[task] = {"metric": entry["metric"], "epoch": entry["epoch"], "state": state or None}
+                m.best[task] = {"metric": entry["metric"], "loss": entry.get("loss", math.inf), "epoch": entry["epoch"],
+                                "state": state or None}
         return int(meta["next_epoch"])
+
+
+def _finite_or_none(v) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def run(spec: RunSpec) -> list[dict]:

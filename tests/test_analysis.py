@@ -294,7 +294,8 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
 
 @pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None, reason="no snakemake")
 def test_analysis_rules_dry_run(tmp_path):
-    """The analysis rules of the real Snakefile, on a fabricated study whose results all exist."""
+    """The analysis rules of the real Snakefile, on a fabricated study whose results all exist (a heatmap of the
+    gain and one of its interaction per method)."""
     (tmp_path / "config.yaml").write_text(
         "methods: [coop, vpt]\ntasks: [shapes, orientation, glyph-digits]\nseeds: [1, 2]\nresults_dir: results\n"
         "similarity: {sample_size: 16}\nanalysis: {n_boot: 100, cluster: true}\n")
@@ -309,7 +310,8 @@ def test_analysis_rules_dry_run(tmp_path):
     out = res.stdout + res.stderr
     n_measures = len(study.MEASURES)  # one `similarity` job and one heatmap per registered measure
     for rule, count in [("collect_results", 1), ("embed_task_images", 3), ("embed_task_labels", 3),
-                        ("similarity", n_measures), ("correlate_gain_similarity", 1), ("gain_heatmap", 2),
+                        ("similarity", n_measures), ("correlate_gain_similarity", 1), ("gain_heatmap", 4),
+                        ("power", 1),
                         ("similarity_heatmap", n_measures), ("gain_scatter", 2), ("summary_figure", 1)]:
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
     # `figures` never pulls training or embedding jobs into the DAG

@@ -59,9 +59,9 @@ def test_the_group_prompt_is_the_checkpoint_best_on_the_mean_validation_metric(t
     def scripted_validate(self):
         epoch = len(snapshots)
         snapshots.append({k: v.detach().clone() for k, v in self.members[0].learner.state_dict().items()})
-        return [{A: script[A][epoch], B: script[B][epoch]}]
+        return [{A: (script[A][epoch], 1.0), B: (script[B][epoch], 1.0)}]  # (metric, loss): no ties to break
 
-    monkeypatch.setattr(Trainer, "validate", scripted_validate)
+    monkeypatch.setattr(Trainer, "validation", scripted_validate)
     group, per_b = tmp_path / "group.safetensors", tmp_path / "b.safetensors"
     run(spec(tmp_path, [A, B], save_group_prompt=str(group), save_prompts={B: str(per_b)}))
     assert provenance(group)["best_epoch"] == 2 and provenance(per_b)["best_epoch"] == 3

@@ -112,12 +112,13 @@ def test_summary_panel_and_save_figure_write_png_and_pdf(tmp_path):
     sims = T.similarity_long(T.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
     corr = stats.correlate(pairs, sims, n_boot=50, n_perm=50)
     fig = P.summary_panel(pairs, corr)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4  # gains, transfers, correlations, variance shares of the gain matrix
+    assert fig.axes[1].get_title() == "positive transfers (no intervals)"  # pairs without cell statistics
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["coop", "vpt", "upt"]
     written = P.save_figure(fig, tmp_path / "fig" / "summary.png")
     assert [p.name for p in written] == ["summary.png", "summary.pdf"]
     assert written[0].read_bytes()[:4] == b"\x89PNG" and written[1].read_bytes()[:4] == b"%PDF"
-    assert len(P.summary_panel(pairs).axes) == 2  # without correlations
+    assert len(P.summary_panel(pairs).axes) == 3  # without correlations
 
 
 def test_plot_verbs(tmp_path, run_mvlpt):
@@ -142,10 +143,13 @@ def test_figures_verb_draws_what_the_rules_draw(tmp_path, run_mvlpt):
     tab = root / "tables"
     sims = [root / "similarity" / f"{m}.parquet" for m in ("visual_cosine", "visual_frechet", "label_match", "label_cosine")]
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", tab, "--tasks", *tasks).rc == 0
-    assert run_mvlpt("correlate", "--pairs", tab / "pairs.parquet", "--similarity", *sims, "--out", tab / "correlations.csv").rc == 0
+    assert run_mvlpt("correlate", "--pairs", tab / "pairs.parquet", "--runs", tab / "runs.parquet", "--similarity", *sims,
+                     "--out", tab / "correlations.csv").rc == 0
     for method in ("coop", "vpt"):
-        assert run_mvlpt("plot", "gain-heatmap", "--matrix", tab / f"matrices/{method}_gain.parquet", "--method", method,
-                         "--tasks", *tasks, "--out", rules / f"gain_{method}.png").rc == 0
+        for stat in ("gain", "interaction"):
+            assert run_mvlpt("plot", "gain-heatmap", "--matrix", tab / f"matrices/{method}_{stat}.parquet", "--q-matrix",
+                             tab / f"matrices/{method}_{stat}_q.parquet", "--stat", stat, "--method", method,
+                             "--tasks", *tasks, "--out", rules / f"{stat}_{method}.png").rc == 0
         assert run_mvlpt("plot", "scatter", "--pairs", tab / "pairs.parquet", "--similarity", *sims, "--method", method,
                          "--out", rules / f"scatter_{method}.png").rc == 0
     for s in sims:
@@ -154,7 +158,7 @@ def test_figures_verb_draws_what_the_rules_draw(tmp_path, run_mvlpt):
     assert run_mvlpt("plot", "summary", "--pairs", tab / "pairs.parquet", "--correlations", tab / "correlations.parquet",
                      "--out", rules / "summary.png").rc == 0
     names = sorted(p.name for p in verb.iterdir())
-    assert names == sorted(p.name for p in rules.iterdir()) and len(names) == 2 * (2 + 4 + 2 + 1)
+    assert names == sorted(p.name for p in rules.iterdir()) and len(names) == 2 * (2 + 2 + 4 + 2 + 1)
     for name in names:
         if name.endswith(".png"):
             assert (verb / name).read_bytes() == (rules / name).read_bytes(), name

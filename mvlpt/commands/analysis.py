@@ -22,6 +22,14 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def check_level(level: float) -> None:
+    """A confidence level is a number strictly between 0 and 1."""
+    import math
+
+    if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level < 1):
+        raise MvlptError(f"--level must be a confidence level strictly between 0 and 1 (e.g. 0.95), got {level}.")
+
+
 def _int_list(values):
     try:
         return [int(v) for v in values] if values else None
@@ -36,7 +44,9 @@ def run_collect(args) -> int:
     from .. import tables as T
 
     seeds = _int_list(args.seeds)
-    runs = T.load_results(args.results_dir, args.methods, args.tasks, seeds, allow_mixed_settings=args.allow_mixed_settings)
+    check_level(args.level)
+    runs, replicates = T.load_study(args.results_dir, args.methods, args.tasks, seeds,
+                                    allow_mixed_settings=args.allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {args.results_dir}; run the study first or check --results-dir.")
     if args.methods and args.tasks and seeds:
@@ -46,8 +56,13 @@ def run_collect(args) -> int:
             if args.strict:
                 raise MvlptError(msg + "; finish those runs or drop --strict.")
             _say("warning: " + msg)
+    without = len(runs) - len(replicates)
+    if without:
+        _say(f"note: {without} of {len(runs)} results carry no test-set replicates (written by an older mvlpt): the "
+             f"intervals of their cells hold the seed variation only (column `interval`)")
     reference = _collect_reference(args, runs, seeds)
-    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, reference=reference)
+    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level, fdr=args.fdr,
+                                reference=reference)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
 
@@ -129,13 +144,53 @@ def run_similarity(args) -> int:
 def run_correlate(args) -> int:
     from .. import stats, tables as T
 
+    check_level(args.level)
     pairs = T.read_table(args.pairs)
+    runs = T.read_table(args.runs) if args.runs else None
     sims = T.read_similarities(args.similarity)
     model = None if args.model_measures == ["none"] else args.model_measures
     corr = stats.correlate(pairs, sims, measures=args.measures, model_measures=model, methods=args.methods, y=args.y,
-                           n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level)
+                           n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level, runs=runs)
     written = T.write_table(corr, args.out)
     _say(f"{len(corr)} correlation rows -> {', '.join(map(str, written))}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# power
+# --------------------------------------------------------------------------------------------------
+def run_power(args) -> int:
+    from .. import gainstats as G, tables as T
+
+    check_level(args.level)
+    if not 0 < args.power < 1:
+        raise MvlptError(f"--power must be a probability strictly between 0 and 1, got {args.power}.")
+    if any(not (g > 0) for g in args.gains):
+        raise MvlptError(f"--gains must be positive fractions (0.02 = 2 points), got {' '.join(map(str, args.gains))}.")
+    runs = None
+    if args.tables:
+        runs = T.read_table(f"{args.tables}/runs.parquet")
+        noises = G.noise_from(T.read_table(f"{args.tables}/pairs.parquet"), runs)
+    else:
+        noises = G.SHIPPED_NOISE
+    if not noises:
+        raise MvlptError("no noise figures: the study's cells have no standard errors (one seed and no test replicates?).")
+    seeds = args.seeds if args.seeds is not None else (int(runs.groupby(["method", "source", "target"])["seed"].nunique()
+                                                           .median()) if runs is not None else 3)
+    n_test = args.n_test if args.n_test is not None else (float(runs.groupby("target")["n_test"].max().median())
+                                                          if runs is not None else 1000.0)
+    if seeds < 1 or n_test < 1:
+        raise MvlptError(f"--seeds and --n-test must be >= 1, got {seeds} and {n_test}.")
+    table = G.power_table(noises, seeds, n_test, gains=tuple(args.gains), alpha=1 - args.level, power=args.power)
+    for r in table.itertuples(index=False):
+        _say(f"{r.method}: with {seeds} seeds and {n_test:.0f} test images the smallest gain detected with power "
+             f"{args.power:g} is {100 * r.min_detectable_gain:.1f} points ({100 * r.min_detectable_gain_any_seeds:.1f} "
+             f"with unlimited seeds: the test set's error)")
+    if args.out:
+        written = T.write_table(table, args.out)
+        _say(f"-> {', '.join(map(str, written))}")
+    else:
+        print(table.to_string(index=False))
     return 0
 
 
@@ -151,8 +206,13 @@ def run_plot_gain(args) -> int:
         m = T.matrix(T.read_table(args.pairs), args.method, args.stat, args.tasks)
     else:
         raise MvlptError("give --matrix (a matrix table) or --pairs (the pairs table) to plot.")
+    check_level(args.level)
+    q = T.read_matrix(args.q_matrix) if args.q_matrix else None
+    if q is None and args.pairs and f"{args.stat}_q" in T.read_table(args.pairs).columns:
+        q = T.matrix(T.read_table(args.pairs), args.method, f"{args.stat}_q", args.tasks)
     reference = T.read_table(args.reference) if args.reference else None  # the baselines table of `mvlpt collect`
-    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster, reference=reference)
+    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster, q=q, level=args.level,
+                        reference=reference)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
@@ -179,8 +239,9 @@ def run_plot_scatter(args) -> int:
 def run_plot_summary(args) -> int:
     from .. import figures as F, plots as P, tables as T
 
+    check_level(args.level)
     corr = T.read_table(args.correlations) if args.correlations else None
-    fig = F.summary_figure(T.read_table(args.pairs), corr, analysis=args.analysis)
+    fig = F.summary_figure(T.read_table(args.pairs), corr, analysis=args.analysis, level=args.level)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
@@ -192,11 +253,12 @@ def run_figures(args) -> int:
     from ..figures import make_all_figures
     from ..io import atomic_path
 
+    check_level(args.level)
     model = None if args.model_measures == ["none"] else args.model_measures
     written = make_all_figures(args.results_dir, args.out_dir, similarity_dir=args.similarity_dir, methods=args.methods,
                                tasks=args.tasks, seeds=_int_list(args.seeds), cluster=args.cluster,
                                n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level,
-                               model_measures=model, allow_mixed_settings=args.allow_mixed_settings)
+                               model_measures=model, allow_mixed_settings=args.allow_mixed_settings, fdr=args.fdr)
     for p in written:
         _say(f"wrote {p}")
     if args.manifest:
@@ -234,7 +296,8 @@ def _mixed_settings_arg(p) -> None:
 
 def add_parser(subparsers) -> None:
     from ..cli import add_model_args
-    from ..study import MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+    from ..gainstats import FDR_METHODS
+    from ..study import ANALYSIS_DEFAULTS as D, MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
 
     fmt = DefaultsHelpFormatter
 
@@ -242,9 +305,11 @@ def add_parser(subparsers) -> None:
         "collect", help="tables of the study from the result JSON files", formatter_class=fmt,
         description="Read results/{method}/{source}__{target}/seed{seed}.json and write, as CSV and parquet: runs "
                     "(tidy), pairs (mean/std over seeds, gain, relative gain), best_source, source_gain, "
-                    "target_gain, and matrices/{method}_{mean,std,gain,gain_rel} (source rows x target columns); with "
-                    "the reference rows of `mvlpt reference` also reference and baselines (zero-shot, linear probe, "
-                    "baseline_below_zeroshot), whose columns pairs gets too. "
+                    "target_gain, gain_summary, decomposition, and matrices/{method}_{stat} (source rows x target columns). "
+                    "Every off-diagonal cell gets an interval (seeds and the test set's sampling error), a p-value "
+                    "and an FDR q-value, and its interaction (what is left after source and target effects). "
+                    "With the reference rows of `mvlpt reference` also reference and baselines (zero-shot, linear "
+                    "probe, baseline_below_zeroshot), whose columns pairs gets too. "
                     "Every result file is validated; the seeds of a cell are averaged, and a gain taken over the "
                     "baseline, only when their results share one setting (mode, shots, metric, epochs, model, "
                     "weights, method options).")
@@ -256,6 +321,10 @@ def add_parser(subparsers) -> None:
                    help="the reference rows (`mvlpt reference`: zero-shot, linear probe) for the tables reference, "
                         "baselines and the pairs' columns zeroshot, linear_probe, baseline_below_zeroshot "
                         "(default: <results-dir>/reference; none there: those columns are NaN)")
+    p.add_argument("--level", type=float, default=D["level"],
+                   help="confidence level of every cell's interval; a gain is significant where its q-value < 1 - level")
+    p.add_argument("--fdr", choices=FDR_METHODS, default=D["fdr"],
+                   help="multiple-comparison control over a method's cells: Benjamini-Hochberg or -Yekutieli")
     _mixed_settings_arg(p)
     p.set_defaults(func=run_collect)
 
@@ -298,6 +367,8 @@ def add_parser(subparsers) -> None:
                     "within-target Spearman (permutation p-value), linear model of gain on two similarities "
                     "(R^2, coefficients). Distances are negated. One long table as CSV and parquet.")
     p.add_argument("--pairs", required=True, help="pairs table from `mvlpt collect` (csv or parquet)")
+    p.add_argument("--runs", help="runs table from `mvlpt collect`: the within-target CIs then come from the two-level "
+                                  "bootstrap (targets, then seeds)")
     p.add_argument("--similarity", nargs="+", required=True, help="similarity tables from `mvlpt similarity`")
     p.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")
     p.add_argument("--methods", nargs="+")
@@ -313,6 +384,9 @@ def add_parser(subparsers) -> None:
     q.add_argument("--pairs", help="or the pairs table")
     q.add_argument("--method", required=True)
     q.add_argument("--stat", default="gain", choices=MATRIX_STATS)
+    q.add_argument("--q-matrix", help="the matching q-value matrix (matrices/{method}_{stat}_q.csv): frames the cells "
+                                      "whose q-value is below 1 - level")
+    q.add_argument("--level", type=float, default=D["level"], help="confidence level (cells framed where q < 1 - level)")
     q.add_argument("--tasks", nargs="+", help="task order")
     q.add_argument("--cluster", action="store_true", help="order tasks by hierarchical clustering")
     q.add_argument("--reference", help="the baselines table from `mvlpt collect` (tables/baselines.csv): adds the strip "
@@ -337,9 +411,25 @@ def add_parser(subparsers) -> None:
     q = sub.add_parser("summary", help="methods compared: gains, positive transfers, correlations", formatter_class=fmt)
     q.add_argument("--pairs", required=True)
     q.add_argument("--correlations", help="correlation table (adds the correlation panel)")
-    q.add_argument("--analysis", default="spearman", help="which correlation to show")
+    q.add_argument("--analysis", default="within_target_spearman", help="which correlation to show")
+    q.add_argument("--level", type=float, default=D["level"], help="confidence level (gains count where q < 1 - level)")
     q.add_argument("--out", required=True)
     q.set_defaults(func=run_plot_summary)
+
+    p = subparsers.add_parser(
+        "power", help="the smallest gain a study resolves, and the seeds a gain needs", formatter_class=fmt,
+        description="From a collected study's tables (--tables, its noise per method) or, without them, the noise "
+                    "mvlpt measured on its designed world: the smallest true gain a cell detects (two-sided t test at "
+                    "1 - level, the given power) with --seeds seeds and --n-test test images, the limit with unlimited "
+                    "seeds (the test set's error, which seeds never average out), and the seeds each of --gains needs.")
+    p.add_argument("--tables", help="tables folder of `mvlpt collect` (pairs and runs)")
+    p.add_argument("--seeds", type=int, help="seeds per cell (default: the study's)")
+    p.add_argument("--n-test", type=float, help="test images per target (default: the study's median)")
+    p.add_argument("--gains", type=float, nargs="+", default=[0.01, 0.02, 0.05], help="gains (fractions) to plan for")
+    p.add_argument("--level", type=float, default=D["level"], help="confidence level (the test's level is 1 - level)")
+    p.add_argument("--power", type=float, default=0.8, help="probability of detecting the gain")
+    p.add_argument("--out", help="CSV path (a .parquet is written next to it); default: print the table")
+    p.set_defaults(func=run_power)
 
     p = subparsers.add_parser(
         "figures", help="every figure from the results that exist now", formatter_class=fmt,
@@ -352,6 +442,7 @@ def add_parser(subparsers) -> None:
     _selection_args(p)
     p.add_argument("--cluster", action="store_true")
     _resampling_args(p)
+    p.add_argument("--fdr", choices=FDR_METHODS, default=D["fdr"], help="multiple-comparison control over a method's cells")
     _mixed_settings_arg(p)
     p.add_argument("--manifest", help="also write the list of figure files here")
     p.set_defaults(func=run_figures)

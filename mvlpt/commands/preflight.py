@@ -19,7 +19,7 @@ def run_preflight(args) -> int:
     if args.calibrate:
         path = measure_calibration(cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
         print(f"calibration stored in {path}; estimates now speak of this machine.", file=sys.stderr)
-    rep = run(cfg, config_path=str(args.configfile), deep=args.deep, profile=args.profile)
+    rep = run(cfg, config_path=str(args.configfile), deep=args.deep, profile=args.profile, noise_from=args.noise_from)
     full = with_defaults(cfg)
     print(format_report(rep, full["shots"], full[POLICY_KEY]))
     out = args.json
@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
                     "offline, devices and the SLURM profile, disk space; and estimate its GPU-hours per method. Exit "
                     "status 2 when it cannot run through; every problem is one sentence saying what to do.")
     p.add_argument("--configfile", default="config/config.yaml", help="study config (default: %(default)s)")
+    p.add_argument("--noise-from", default=None, metavar="TABLES",
+                   help="a collected study's tables folder (pairs and runs): its noise prices the power estimate "
+                        "(default: the noise mvlpt measured on its designed world)")
     p.add_argument("--deep", action="store_true", help="verify the data's sha256 too (reads every file), not only sizes")
     p.add_argument("--json", default=default_json_path(), metavar="OUT", help="report file (default: %(default)s)")
     p.add_argument("--profile", default=None, metavar="DIR",

@@ -21,6 +21,9 @@ rule collect_results:
         best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
         source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
         target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
+        gain_summary=report(f"{TABLES_DIR}/gain_summary.csv", caption="../report/gain_summary.rst", category="Transfer"),
+        decomposition=report(f"{TABLES_DIR}/decomposition.csv", caption="../report/decomposition.rst", category="Transfer"),
+        selection=report(f"{TABLES_DIR}/selection.csv", caption="../report/selection.rst", category="Tables"),
         parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
         matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
     log:
@@ -29,13 +32,34 @@ rule collect_results:
         results=results_dir_of,
         out=tables_dir_of,
         selection=_study_selection(),
+        stats=q(["--level", ANALYSIS["level"], "--fdr", ANALYSIS["fdr"]]),
         reference=reference_dir_of,
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt collect --results-dir {params.results:q} --out-dir {params.out:q} {params.selection} "
+        "mvlpt collect --results-dir {params.results:q} --out-dir {params.out:q} {params.selection} {params.stats} "
         "--reference-dir {params.reference:q} > {log:q} 2>&1"
+
+
+# What the study can resolve: the smallest detectable gain with its seeds and test sets, the seeds a gain needs.
+rule power:
+    input:
+        pairs=f"{TABLES_DIR}/pairs.parquet",
+        runs=f"{TABLES_DIR}/runs.parquet",
+    output:
+        csv=report(f"{TABLES_DIR}/power.csv", caption="../report/power.rst", category="Transfer"),
+        parquet=f"{TABLES_DIR}/power.parquet",
+    log:
+        f"{LOGS}/analysis/power.log",
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.pairs),
+        level=q([ANALYSIS["level"]]),
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt power --tables {params.tables:q} --level {params.level} --out {output.csv:q} > {log:q} 2>&1"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,6 +138,7 @@ rule similarity:
 rule correlate_gain_similarity:
     input:
         pairs=f"{TABLES_DIR}/pairs.parquet",
+        runs=f"{TABLES_DIR}/runs.parquet",
         similarity=similarity_tables(),
     output:
         csv=report(f"{TABLES_DIR}/correlations.csv", caption="../report/correlations.rst", category="Correlations"),
@@ -126,32 +151,38 @@ rule correlate_gain_similarity:
     conda:
         CONDA_ENV
     shell:
-        "mvlpt correlate --pairs {input.pairs:q} --similarity {input.similarity:q} {params.args} --out {output.csv:q} > {log:q} 2>&1"
+        "mvlpt correlate --pairs {input.pairs:q} --runs {input.runs:q} --similarity {input.similarity:q} {params.args} --out {output.csv:q} > {log:q} 2>&1"
 
 
 # ------------------------------------------------------------------------------------------------
 # Figures (PNG in the report, PDF next to it)
 # ------------------------------------------------------------------------------------------------
+# One rule for the gain and its pair-specific part (interaction): the matrix, and its q-values to frame
+# the cells that are distinguishable from noise.
 rule gain_heatmap:
     input:
-        matrix=f"{TABLES_DIR}/matrices/{{method}}_gain.parquet",
+        matrix=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.parquet",
+        q=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}_q.parquet",
         reference=f"{TABLES_DIR}/baselines.parquet",  # the strip: baseline, zero-shot, linear probe per target
     output:
-        png=report(f"{FIGURES_DIR}/gain_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
-                   labels={"figure": "gain heatmap", "method": "{method}"}),
-        pdf=f"{FIGURES_DIR}/gain_{{method}}.pdf",
+        png=report(f"{FIGURES_DIR}/{{stat}}_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
+                   labels={"figure": "{stat} heatmap", "method": "{method}"}),
+        pdf=f"{FIGURES_DIR}/{{stat}}_{{method}}.pdf",
     log:
-        f"{LOGS}/analysis/gain_heatmap/{{method}}.log",
+        f"{LOGS}/analysis/gain_heatmap/{{stat}}_{{method}}.log",
     wildcard_constraints:
         method=alternation(METHODS),
+        stat="gain|interaction",
     params:
         cluster=cluster_flag(),
         tasks=q(TASKS),
+        level=q([ANALYSIS["level"]]),
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt plot gain-heatmap --matrix {input.matrix:q} --reference {input.reference:q} --method {wildcards.method:q} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
+        "mvlpt plot gain-heatmap --matrix {input.matrix:q} --q-matrix {input.q:q} --reference {input.reference:q} --stat {wildcards.stat} --level {params.level} "
+        "--method {wildcards.method:q} --tasks {params.tasks} {params.cluster} --out {output.png:q} > {log:q} 2>&1"
 
 
 rule similarity_heatmap:
@@ -204,11 +235,14 @@ rule summary_figure:
         pdf=f"{FIGURES_DIR}/summary.pdf",
     log:
         f"{LOGS}/analysis/summary_figure.log",
+    params:
+        level=q([ANALYSIS["level"]]),
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt plot summary --pairs {input.pairs:q} --correlations {input.correlations:q} --out {output.png:q} > {log:q} 2>&1"
+        "mvlpt plot summary --pairs {input.pairs:q} --correlations {input.correlations:q} --level {params.level} "
+        "--out {output.png:q} > {log:q} 2>&1"
 
 
 rule analysis:
@@ -229,9 +263,10 @@ rule figures:
         selection=_study_selection(),
         cluster=cluster_flag(),
         resampling=resampling_args(),  # as rule correlate_gain_similarity: the same confidence intervals
+        fdr=q(["--fdr", ANALYSIS["fdr"]]),
     localrule: True
     conda:
         CONDA_ENV
     shell:
         "mvlpt figures --results-dir {params.results:q} --out-dir {params.out:q} --similarity-dir {params.similarity:q} "
-        "{params.selection} {params.cluster} {params.resampling} > {log:q} 2>&1"
+        "{params.selection} {params.cluster} {params.resampling} {params.fdr} > {log:q} 2>&1"

@@ -405,11 +405,12 @@ def analysis_targets():
     """Every table and figure of the analysis (for `rule all`)."""
     return (
         [f"{TABLES_DIR}/{t}.csv" for t in study.TABLE_NAMES]
+        + [f"{TABLES_DIR}/power.csv"]
         + [f"{TABLES_DIR}/{t}.csv" for t in study.REFERENCE_TABLE_NAMES]
         + expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.csv", method=METHODS, stat=study.MATRIX_STATS)
         + expand(f"{SIMILARITY_DIR}/{{measure}}.csv", measure=MEASURES)
         + [f"{TABLES_DIR}/correlations.csv"]
-        + expand(f"{FIGURES_DIR}/gain_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"])
+        + expand(f"{FIGURES_DIR}/{{stat}}_{{method}}.{{ext}}", stat=["gain", "interaction"], method=METHODS, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/similarity_{{measure}}.{{ext}}", measure=MEASURES, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/scatter_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"])
         + expand(f"{FIGURES_DIR}/summary.{{ext}}", ext=["png", "pdf"])
