@@ -328,9 +328,10 @@ def test_every_figure_gets_the_strip_when_the_results_hold_reference_rows(tmp_pa
 
     monkeypatch.setattr(P, "gain_heatmap", spy)
     F.make_all_figures(root, tmp_path / "figs")
-    assert seen == [None]  # no reference records: the heatmap as before
+    assert seen == [None, None]  # gain and interaction heatmaps; no reference records: as before
     _write_reference(root)
     F.make_all_figures(root, tmp_path / "figs")
+    assert len(seen) == 4 and seen[2] is not None and seen[3] is not None  # both heatmaps get the strip
     ref = seen[-1]
     assert ref.loc["a", "zeroshot"] == pytest.approx(0.48) and ref.loc["a", "baseline"] == pytest.approx(0.41)
     assert ref.loc["a", "linear_probe"] == pytest.approx(0.32)
@@ -343,3 +344,21 @@ def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_
     task = get_task("glyph-digits")  # 10 classes x 4 templates: 40 texts, in batches of 7
     monkeypatch.setattr(R, "TEXT_BATCH", 7)
     np.testing.assert_allclose(R.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5)
+
+
+def test_strip_and_q_frames_together_on_one_heatmap():
+    from mvlpt import plots as P
+
+    names = ["a", "b", "c"]
+    gain = pd.DataFrame(np.arange(9.0).reshape(3, 3) / 100, index=names, columns=names)
+    q = pd.DataFrame(0.5, index=names, columns=names)
+    q.loc["a", "b"] = 0.01
+    ref = pd.DataFrame({"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, 0.45],
+                        "linear_probe": [0.30, 0.5, 0.55]}, index=names)
+    fig = P.gain_heatmap(gain, "coop", q=q, reference=ref)
+    strip = next(ax for ax in fig.axes if ax.get_gid() == "reference")
+    heat = next(ax for ax in fig.axes if ax.get_xlabel() == "target")
+    assert len([p for p in heat.patches if isinstance(p, plt.Rectangle) and not p.get_fill()]) == 1
+    assert "framed: q < 0.05 (1 of 6 cells)" in strip.get_title()
+    assert "baseline below zero-shot on 1 of 3 targets" in strip.get_title()
+    plt.close("all")
