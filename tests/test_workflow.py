@@ -76,7 +76,8 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "similarity_heatmap": SIMILARITY_MEASURES,
         "collect_results": 1,
         "correlate_gain_similarity": 1,
-        "gain_heatmap": m,
+        "gain_heatmap": 2 * m,  # the gain and its interaction (pair-specific part)
+        "power": 1,
         "gain_scatter": m,
         "summary_figure": 1,
         "all": 1,
