@@ -302,6 +302,20 @@ def read_references(root: str | os.PathLike, tasks: Sequence[str] | None = None,
     return [read_reference(p) for p in find_references(root, tasks, seeds)]
 
 
+def reference_replicates(records: Iterable[dict]) -> dict:
+    """``{(kind, task, seed): array}`` (seed None for zero-shot): each reference's test metric on the shared
+    bootstrap resamples of its task's test set (``test_bootstrap``; NaN where a resample left it undefined),
+    paired resample by resample with the training results' replicates of the same test set
+    (:func:`mvlpt.tables.replicates_of`, whose ``test_set`` stamp is the same)."""
+    out = {}
+    for rec in records:
+        boot = rec.get("test_bootstrap")
+        if boot:
+            values = np.array([np.nan if v is None else v for v in boot["values"]], dtype=np.float64)
+            out[(rec["kind"], rec["task"], rec.get("seed"))] = values
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Tables (pure pandas)
 # --------------------------------------------------------------------------------------------------

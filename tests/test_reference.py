@@ -65,6 +65,9 @@ def test_zeroshot_equals_a_hand_computation_with_open_clip(clip):
     boot = rec["test_bootstrap"]
     assert boot["test_set"] == metrics.test_set_hash(y) and boot["n"] == 200
     np.testing.assert_allclose(boot["values"], metric_replicates("accuracy", logits, y), atol=1e-6)
+    reps = R.reference_replicates([rec])
+    assert list(reps) == [("zeroshot", "shapes", None)]
+    np.testing.assert_allclose(reps[("zeroshot", "shapes", None)], metric_replicates("accuracy", logits, y), atol=1e-6)
     np.testing.assert_allclose(R.zeroshot_scores(clip, task, _hand_image_features(clip, test)), logits, rtol=1e-5, atol=1e-5)
 
 
