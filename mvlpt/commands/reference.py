@@ -75,8 +75,9 @@ def add_parser(sub) -> None:
                     "templates, averaged per class) or a logistic-regression linear probe on the few-shot split's train "
                     "image features, its C chosen on the split's validation images. Writes one JSON record "
                     "(docs/protocol.md, 'Reference rows').")
-    p.add_argument("--kind", choices=KINDS, required=True)
-    p.add_argument("--task", required=True)
+    p.add_argument("--kind", choices=KINDS, required=True,
+                   help="zeroshot (one record per task) or linear_probe (one per task and few-shot split)")
+    p.add_argument("--task", required=True, help="the task (`mvlpt tasks` lists them)")
     p.add_argument("--split-file", default=None, help="linear probe: the few-shot split file (as training uses)")
     p.add_argument("--seed", type=int, default=None,
                    help="linear probe: the few-shot seed (checked against --split-file; without it the split is sampled)")
