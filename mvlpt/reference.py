@@ -327,6 +327,10 @@ PAIR_COLUMNS = ("zeroshot", "linear_probe", "baseline_below_zeroshot")
 BASELINE_COLUMNS = ("method", "target", "metric", "n_seeds", "baseline_mean", "baseline_std", "zeroshot", "linear_probe",
                     "linear_probe_std", "linear_probe_seeds", "baseline_minus_zeroshot", "baseline_minus_linear_probe",
                     "baseline_below_zeroshot")
+# the interval of baseline - zero-shot (mvlpt.gainstats.cell_intervals: the baseline's seeds, and the test set's
+# resamples paired with zero-shot's), and the flag where the whole interval lies below 0
+INTERVAL_COLUMNS = ("baseline_minus_zeroshot_se", "baseline_minus_zeroshot_ci_low", "baseline_minus_zeroshot_ci_high",
+                    "baseline_minus_zeroshot_p", "baseline_minus_zeroshot_interval", "baseline_below_zeroshot_significant")
 ZEROSHOT_SEED = -1  # the zero-shot row's seed in reference.csv (it has none)
 
 
@@ -397,12 +401,18 @@ def with_reference(pairs: pd.DataFrame, reference: pd.DataFrame | None) -> pd.Da
     return out
 
 
-def baselines_table(pairs: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
+def baselines_table(pairs: pd.DataFrame, reference: pd.DataFrame | None, *, runs: pd.DataFrame | None = None,
+                    replicates: dict | None = None, reference_reps: dict | None = None, level: float = 0.95) -> pd.DataFrame:
     """Per method x target: the prompt baseline's mean (and std, seeds), zero-shot, linear probe, the
-    baseline minus each, and the flag ``baseline_below_zeroshot``."""
+    baseline minus each, and the flag ``baseline_below_zeroshot``. Given the ``runs`` table (and the runs'
+    and references' test-set replicates, :func:`mvlpt.tables.replicates_of`, :func:`reference_replicates`),
+    also the interval of baseline - zero-shot at ``level`` (:data:`INTERVAL_COLUMNS`): its seeds' spread
+    and the test set's sampling error, paired resample by resample, as the cells' gains are
+    (:func:`mvlpt.gainstats.cell_intervals`); ``baseline_below_zeroshot_significant`` where the interval's
+    upper end is below 0."""
     base = pairs[pairs["is_baseline"]] if not pairs.empty else pairs
     if base.empty:
-        return pd.DataFrame(columns=list(BASELINE_COLUMNS))
+        return pd.DataFrame(columns=list(BASELINE_COLUMNS) + list(INTERVAL_COLUMNS))
     out = base[["method", "target", "metric", "n_seeds", "mean", "std"]].rename(
         columns={"mean": "baseline_mean", "std": "baseline_std"})
     out = out.merge(per_target(reference), on="target", how="left")
@@ -412,7 +422,42 @@ def baselines_table(pairs: pd.DataFrame, reference: pd.DataFrame | None) -> pd.D
     out["baseline_minus_zeroshot"] = out["baseline_mean"] - out["zeroshot"]
     out["baseline_minus_linear_probe"] = out["baseline_mean"] - out["linear_probe"]
     out["baseline_below_zeroshot"] = below(out["baseline_mean"], out["zeroshot"])
-    return out[list(BASELINE_COLUMNS)].sort_values(["method", "target"], kind="stable").reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out = pd.concat([out, _zeroshot_intervals(out, runs, replicates, reference_reps, level)], axis=1)
+    cols = list(BASELINE_COLUMNS) + list(INTERVAL_COLUMNS)
+    return out[cols].sort_values(["method", "target"], kind="stable").reset_index(drop=True)
+
+
+def _zeroshot_intervals(out: pd.DataFrame, runs, replicates, reference_reps, level: float) -> pd.DataFrame:
+    """:data:`INTERVAL_COLUMNS` for the rows of ``out`` (NaN / NA where there is no zero-shot or no runs)."""
+    from .gainstats import cell_intervals
+
+    rows = []
+    for method, target, zs in out[["method", "target", "zeroshot"]].itertuples(index=False):
+        row = {c: np.nan for c in INTERVAL_COLUMNS[:4]}
+        row.update(baseline_minus_zeroshot_interval=pd.NA, baseline_below_zeroshot_significant=pd.NA)
+        sub = None if runs is None or not np.isfinite(zs) else runs[
+            (runs["method"] == method) & (runs["source"] == target) & (runs["target"] == target)]
+        if sub is not None and len(sub):
+            per_seed = (sub["value"].to_numpy(float) - zs).reshape(-1, 1, 1)
+            z = (reference_reps or {}).get(("zeroshot", target, None))
+            reps = [(replicates or {}).get((method, target, target, int(k))) for k in sub["seed"]]
+            per_rep = np.full((1, 1, 1), np.nan)
+            if z is not None and reps and all(r is not None and len(r) == len(z) for r in reps):
+                per_rep = (np.mean(reps, axis=0) - z).reshape(-1, 1, 1)
+            iv = cell_intervals(per_seed, per_rep, level)
+            row.update(baseline_minus_zeroshot_se=float(iv["se"][0, 0]), baseline_minus_zeroshot_ci_low=float(iv["ci_low"][0, 0]),
+                       baseline_minus_zeroshot_ci_high=float(iv["ci_high"][0, 0]), baseline_minus_zeroshot_p=float(iv["p"][0, 0]),
+                       baseline_minus_zeroshot_interval=str(iv["interval"][0, 0]))
+            hi = row["baseline_minus_zeroshot_ci_high"]
+            row["baseline_below_zeroshot_significant"] = bool(hi < 0) if np.isfinite(hi) else pd.NA
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS), index=out.index)
+    for c in INTERVAL_COLUMNS[:4]:
+        df[c] = df[c].astype("float64")
+    df["baseline_minus_zeroshot_interval"] = df["baseline_minus_zeroshot_interval"].astype("string")
+    df["baseline_below_zeroshot_significant"] = df["baseline_below_zeroshot_significant"].astype("boolean")
+    return df
 
 
 def settings_problems(runs: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
@@ -445,5 +490,8 @@ def flagged_sentence(baselines: pd.DataFrame) -> str:
     if not flag.any():
         return f"no prompt baseline ends below zero-shot ({known} method x target baselines compared)"
     worst = baselines[flag].sort_values("baseline_minus_zeroshot").iloc[0]
+    sig = ""
+    if "baseline_below_zeroshot_significant" in baselines.columns and baselines["baseline_below_zeroshot_significant"].notna().any():
+        sig = f"; {int(baselines['baseline_below_zeroshot_significant'].fillna(False).astype(bool).sum())} with their whole interval below"
     return (f"{int(flag.sum())} of {known} prompt baselines end below zero-shot (worst: {worst.method} on {worst.target}, "
-            f"{100 * worst.baseline_minus_zeroshot:+.1f} points)")
+            f"{100 * worst.baseline_minus_zeroshot:+.1f} points{sig})")

@@ -414,7 +414,7 @@ def decomposition_table(pairs: pd.DataFrame, tasks: Sequence[str] | None = None)
 def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
                     tasks: Sequence[str] | None = None, replicates: dict | None = None, *,
                     level: float = study.ANALYSIS_DEFAULTS["level"], fdr: str = study.ANALYSIS_DEFAULTS["fdr"],
-                    reference: pd.DataFrame | None = None) -> list[Path]:
+                    reference: pd.DataFrame | None = None, reference_replicates: dict | None = None) -> list[Path]:
     """Write every table of the study under ``out_dir`` (layout in docs/figures.md). Given the ``reference``
     table (:func:`mvlpt.reference.load_reference`, possibly empty), the pairs get its columns and
     ``reference`` and ``baselines`` tables are written too."""
@@ -425,7 +425,8 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
         from .reference import baselines_table, with_reference
 
         written += write_table(reference, out_dir / "reference")
-        written += write_table(baselines_table(pairs, reference), out_dir / "baselines")
+        written += write_table(baselines_table(pairs, reference, runs=runs, replicates=replicates,
+                                               reference_reps=reference_replicates, level=level), out_dir / "baselines")
         pairs = with_reference(pairs, reference)
     written += write_table(runs, out_dir / "runs")
     written += write_table(pairs, out_dir / "pairs")

@@ -225,7 +225,7 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
     _write_reference(root)
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 0 and not errors, err
-    assert "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points)" in err, err
+    assert "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points; 0 with their whole interval below)" in err, err
     pairs = T.read_table(root / "tables" / "pairs.parquet").set_index(["source", "target"])
     # every column the pairs table has without the reference is unchanged
     cols = [c for c in plain.columns if c not in R.PAIR_COLUMNS + ("source", "target")]
@@ -239,7 +239,7 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
         assert np.isnan(pairs.loc[(source, "b"), "linear_probe"])
         assert bool(pairs.loc[(source, "b"), "baseline_below_zeroshot"]) is False  # 0.70 > 0.60
     base = T.read_table(root / "tables" / "baselines.csv").set_index("target")
-    assert list(base.reset_index().columns) == ["target", "method", *R.BASELINE_COLUMNS[2:]]
+    assert list(base.reset_index().columns) == ["target", "method", *R.BASELINE_COLUMNS[2:], *R.INTERVAL_COLUMNS]
     assert base.loc["a", "baseline_mean"] == pytest.approx(0.41)
     assert base.loc["a", "baseline_minus_zeroshot"] == pytest.approx(-0.07)
     assert base.loc["a", "baseline_minus_linear_probe"] == pytest.approx(0.09)
@@ -365,3 +365,38 @@ def test_strip_and_q_frames_together_on_one_heatmap():
     assert "framed: q < 0.05 (1 of 6 cells)" in strip.get_title()
     assert "baseline below zero-shot on 1 of 3 targets" in strip.get_title()
     plt.close("all")
+
+
+def test_baselines_table_gives_baseline_minus_zeroshot_an_interval_from_seeds_and_paired_test_replicates():
+    from scipy import stats
+
+    runs = T.runs_table([make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
+                        + [make_record("coop", "b", "b", k, 0.7) for k in (1, 2, 3)])
+    pairs = T.pair_table(runs)
+    reference = R.reference_table([_zs("a", 0.48), _zs("b", 0.69)])
+    rng = np.random.default_rng(0)
+    z = 0.48 + rng.normal(0, 0.03, 200)
+    reps = {("coop", "a", "a", k): z - 0.06 + rng.normal(0, 0.01, 200) for k in (1, 2, 3)}
+    table = R.baselines_table(pairs, reference, runs=runs, replicates=reps, reference_reps={("zeroshot", "a", None): z},
+                              level=0.95).set_index("target")
+    # by hand: the seeds' variance of the mean plus the variance of the paired replicate differences, Welch's t
+    seeds = np.array([0.40, 0.44, 0.42]) - 0.48
+    diff = np.mean([reps[("coop", "a", "a", k)] for k in (1, 2, 3)], axis=0) - z
+    var_s, var_t = seeds.var(ddof=1) / 3, diff.var(ddof=1)
+    se = np.sqrt(var_s + var_t)
+    dof = (var_s + var_t) ** 2 / (var_s ** 2 / 2 + var_t ** 2 / 199)
+    half = stats.t.ppf(0.975, dof) * se
+    row = table.loc["a"]
+    assert row["baseline_minus_zeroshot"] == pytest.approx(seeds.mean())
+    assert row["baseline_minus_zeroshot_se"] == pytest.approx(se)
+    assert (row["baseline_minus_zeroshot_ci_low"], row["baseline_minus_zeroshot_ci_high"]) == (
+        pytest.approx(seeds.mean() - half), pytest.approx(seeds.mean() + half))
+    assert row["baseline_minus_zeroshot_interval"] == "seeds+test"
+    assert bool(row["baseline_below_zeroshot_significant"]) is True
+    # b: 0.70 vs 0.69, no test replicates: the seeds alone (all equal: no spread, so no interval), not significant
+    assert bool(table.loc["b", "baseline_below_zeroshot"]) is False
+    assert pd.isna(table.loc["b", "baseline_below_zeroshot_significant"])
+    # without runs: the columns are there, empty
+    plain = R.baselines_table(pairs, reference)
+    assert list(plain.columns) == list(R.BASELINE_COLUMNS + R.INTERVAL_COLUMNS)
+    assert plain["baseline_minus_zeroshot_se"].isna().all() and plain["baseline_below_zeroshot_significant"].isna().all()

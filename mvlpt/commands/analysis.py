@@ -60,30 +60,32 @@ def run_collect(args) -> int:
     if without:
         _say(f"note: {without} of {len(runs)} results carry no test-set replicates (written by an older mvlpt): the "
              f"intervals of their cells hold the seed variation only (column `interval`)")
-    reference = _collect_reference(args, runs, seeds)
+    reference, reference_reps = _collect_reference(args, runs, seeds, replicates)
     written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level, fdr=args.fdr,
-                                reference=reference)
+                                reference=reference, reference_replicates=reference_reps)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
 
 
-def _collect_reference(args, runs, seeds):
+def _collect_reference(args, runs, seeds, replicates):
     """The reference rows of the selected tasks and seeds (mvlpt.reference), checked against the runs'
-    setting; an empty table, said in the log, when there are none (an older study)."""
+    setting, and their test-set replicates; an empty table, said in the log, when there are none (an older study)."""
     from pathlib import Path
 
     from .. import reference as R, results, tables as T
 
     ref_dir = Path(args.reference_dir) if args.reference_dir else R.reference_dir(args.results_dir)
-    reference = R.load_reference(ref_dir, args.tasks, seeds)
+    records = R.read_references(ref_dir, args.tasks, seeds)
+    reference, reps = R.reference_table(records), R.reference_replicates(records)
     results.refuse_mixed_settings(R.settings_problems(runs, reference), allow_mixed=args.allow_mixed_settings)
     if reference.empty:
         _say(f"note: no reference results under {ref_dir}: the zeroshot and linear_probe columns are NaN and "
              f"baseline_below_zeroshot is NA (make them with `mvlpt reference`)")
     else:
-        _say(f"reference rows: {len(reference)} under {ref_dir}; "
-             + R.flagged_sentence(R.baselines_table(T.pair_table(runs), reference)))
-    return reference
+        table = R.baselines_table(T.pair_table(runs), reference, runs=runs, replicates=replicates, reference_reps=reps,
+                                  level=args.level)
+        _say(f"reference rows: {len(reference)} under {ref_dir}; " + R.flagged_sentence(table))
+    return reference, reps
 
 
 # --------------------------------------------------------------------------------------------------
