@@ -59,7 +59,7 @@ def decompose(gain: pd.DataFrame) -> Decomposition:
     src = sorted(set(rows))
     tgt = sorted(set(cols))
     n = len(rows)
-    p = 1 + (len(src) - 1) + (len(tgt) - 1)
+    p = 1 + max(len(src) - 1, 0) + max(len(tgt) - 1, 0)
     if n <= p:
         raise MvlptError(f"the gain matrix has {n} measured off-diagonal cells, too few to separate source and "
                          f"target effects ({p} parameters); measure more pairs.")

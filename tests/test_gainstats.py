@@ -54,6 +54,8 @@ def test_decompose_recovers_planted_effects_and_refuses_too_few_cells():
     assert np.nanmax(np.abs(d.interaction.to_numpy())) < 1e-12 and d.shares()["interaction"] < 1e-20
     with pytest.raises(MvlptError, match="too few to separate"):
         G.decompose(_frame(np.array([[np.nan, 1.0], [2.0, np.nan]])))
+    with pytest.raises(MvlptError, match="has 0 measured"):  # baselines only
+        G.decompose(_frame(np.full((3, 3), np.nan)))
 
 
 def test_additive_residual_is_decompose_vectorised():
