@@ -148,10 +148,9 @@ def cmd_train(args) -> int:
     if not spec.outputs and not spec.save_prompts and not spec.save_group_prompt:
         raise MvlptError("nothing to write: give --output TASK=FILE, --save-prompt TASK=FILE and/or --save-group-prompt FILE.")
     from .checkpoints import source_prompts
-    from .io import check_writable
 
     check_data_dir(spec.data_dir)
-    check_writable(spec.output_paths())  # all of these fail now, not after training
+    spec.check_paths()  # all of these fail now, not after training
     if spec.init_from:
         spec.source, _ = source_prompts(spec)
     label = f"{args.method}:{'+'.join(args.task)}:seed{','.join(map(str, spec.seeds))}"

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import names
 from .errors import MvlptError
 
 
@@ -450,11 +451,11 @@ def _opt_str(v) -> bool:
 
 RESULT_FIELDS: tuple[Field, ...] = (
     Field("format", lambda v: v == RESULT_FORMAT, f"{RESULT_FORMAT}"),
-    Field("method", _name, "a method name"),
-    Field("source", _name, "a task name"),
-    Field("target", _name, "a task name"),
+    Field("method", lambda v: names.name_problem(v) is None, "a method name (mvlpt.names)"),
+    Field("source", lambda v: names.name_problem(v, 200) is None, "a task name (mvlpt.names)"),
+    Field("target", lambda v: names.name_problem(v) is None, "a task name (mvlpt.names)"),
     Field("mode", lambda v: v in ("single", "joint", "sequential"), "single, joint or sequential"),
-    Field("seed", _is_int, "an integer"),
+    Field("seed", names.seed_ok, f"an integer from 0 to {names.SEED_LIMIT - 1}"),
     Field("shots", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     Field("metric", _name, "a metric name"),
     Field("test", _metric_value, "a finite fraction in [0, 1] (not a percentage)"),
