@@ -538,6 +538,8 @@ def record_problem(rec: Any) -> str | None:
     for f in RESULT_FIELDS:
         if f.name in rec and not f.check(rec[f.name]):
             return f"has {f.name} = {rec[f.name]!r}, which is not {f.what}"
+    if "splits" in rec and rec["target"] not in rec["splits"]:  # the record against itself
+        return f"records the few-shot splits of {', '.join(sorted(rec['splits'])) or 'no task'} but not of its target {rec['target']!r}"
     return None
 
 
