@@ -155,7 +155,14 @@ def load_prompt(learner, path) -> dict:
                 f"prompt checkpoint {path}: parameter {key!r} has shape {tuple(tensors[key].shape)}, "
                 f"this {learner.method} prompt needs {tuple(own[key].shape)} (other options or another model?)."
             )
-    options = type(learner).canonical_options(json.loads(meta.get("options") or "{}"), warn=False)
+    try:
+        options = json.loads(meta.get("options") or "{}")
+        if not isinstance(options, dict):
+            raise ValueError("not an object")
+        options = type(learner).canonical_options(options, warn=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MvlptError(f"prompt checkpoint {path} is damaged: its method options are unreadable ({str(e)[:100]}); "
+                         f"delete it and rerun its source task's training.") from None
     if options != learner.options():
         raise MvlptError(f"prompt checkpoint {path} was trained with the {learner.method} options {options}, "
                          f"this run asks for {learner.options()}.")

@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MvlptError as e:
-        msg = str(e).strip()
+        from .errors import one_line
+
+        msg = one_line(e)  # a path or name with a newline in it stays on the one line
         print(f"mvlpt: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -214,8 +214,10 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise MvlptError(f"{what} {path} does not exist.") from None
     except IsADirectoryError:
         raise MvlptError(f"{what} {path} is a folder, not a file.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MvlptError(f"{what} {path} is not valid JSON ({e}); delete it and rerun the step that makes it.") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, a number too long, nesting too deep
+        raise MvlptError(f"{what} {path} is not valid JSON ({str(e)[:200]}); delete it and rerun the step that makes it.") from None
+    except OSError as e:  # a FIFO's reader would wait; a device or a damaged disk: one sentence
+        raise MvlptError(f"{what} {path} cannot be read ({e.strerror or e}).") from None
 
 
 def write_npz(path: str | os.PathLike, meta: dict, **arrays) -> Path:

@@ -46,8 +46,8 @@ def read_result(path: str | os.PathLike) -> dict:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
         raise MvlptError(f"result file {path} does not exist.") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MvlptError(f"result file {path} cannot be read ({e}); delete it and rerun its training job.") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a number too long
+        raise MvlptError(f"result file {path} cannot be read ({str(e)[:200]}); delete it and rerun its training job.") from None
     return study.check_record(rec, path)
 
 

@@ -194,6 +194,9 @@ def split_problem(split: dict) -> str | None:
         return f"has seed {split['seed']!r}, which is not an integer from 0 to 2**31 - 1"
     if "shots" in split and not (isinstance(split["shots"], int) and not isinstance(split["shots"], bool) and split["shots"] >= 1):
         return f"has shots {split['shots']!r}, which is not an integer >= 1"
+    taken = split.get("shots_taken")
+    if taken is not None and not (isinstance(taken, dict) and isinstance(taken.get("short"), dict)):
+        return f"has shots_taken {taken!r}, which is not an object with a 'short' entry"
     return None
 
 
