@@ -383,3 +383,33 @@ def test_a_record_of_another_host_is_forgotten_when_nothing_holds_the_folder(rec
     _record(r, socket.gethostname())
     _lock(tmp_path)
     assert r.recover_from_killed_runs(argv=["snakemake"]).startswith("removed the lock left by a killed Snakemake")
+
+
+def test_a_missing_weights_file_is_not_called_an_unknown_tag(tmp_path, run_mvlpt):
+    for weights, needle in ((tmp_path / "vit.pt", r"the weights file \S+vit\.pt does not exist; give the path of an existing file"),
+                            ("weights.safetensors", r"the weights file weights\.safetensors does not exist"),
+                            (tmp_path, r"are a folder; give the weights file in it")):
+        msg = one_sentence(run_mvlpt("train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16", "--pretrained",
+                                     weights, "--device", "cpu", "--output", f"shapes={tmp_path}/r.json"), needle)
+        assert "tag" not in msg.split(";")[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_collect_leaves_no_table(tmp_path, run_mvlpt, monkeypatch):
+    from mvlpt import tables
+
+    root = tmp_path / "results"
+    for s, t in (("a", "a"), ("b", "b"), ("a", "b"), ("b", "a")):
+        write_record(root, "coop", s, t, 1, 0.5)
+    real, calls = tables.write_table, []
+
+    def full_disk_at_the_third(df, path, **kw):
+        calls.append(path)
+        if len(calls) == 3:
+            raise MvlptError(f"cannot write {path}.csv: No space left on device.")
+        return real(df, path, **kw)
+
+    monkeypatch.setattr(tables, "write_table", full_disk_at_the_third)
+    out = tmp_path / "tables"
+    one_sentence(run_mvlpt("collect", "--results-dir", root, "--out", out), r"No space left on device")
+    assert len(calls) == 3 and not [p for p in out.rglob("*") if p.is_file()]  # no runs.csv that looks finished
