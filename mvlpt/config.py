@@ -20,8 +20,9 @@ COMPILE_CACHE = "torch-compile"
 # train option `select`: the checkpoint a run reports per target, the best on validation or the final epoch's
 # (the reference code's TEST.FINAL_MODEL); best's tie-break: mvlpt.train.better
 SELECT_MODES = ("best", "last")
-# the largest learning rate accepted (SGD on prompts; the paper's is 0.002): larger ones only overflow
-LR_MAX = 100.0
+# the largest learning rate accepted: what float32 parameters can take (torch's SGD step fails beyond it);
+# a large one below it ends in the training loss's NaN check (mvlpt.train), one sentence either way
+LR_MAX = 1e38
 
 
 def yaml_text_number(v) -> float | None:
@@ -67,11 +68,11 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (finite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
-            (self.lr <= LR_MAX, f"lr must be at most {LR_MAX:g} (the paper's is 0.002), got {self.lr}"),
+            (self.lr <= LR_MAX, f"lr must be at most {LR_MAX:g}, what float32 parameters can take (the paper's is 0.002), got {self.lr}"),
             (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be a finite number in [0, 1), got {self.momentum}"),
             (finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
             (finite(self.warmup_lr) and self.warmup_lr >= 0, f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}"),
-            (self.warmup_lr <= LR_MAX, f"warmup_lr must be at most {LR_MAX:g}, got {self.warmup_lr}"),
+            (self.warmup_lr <= LR_MAX, f"warmup_lr must be at most {LR_MAX:g}, what float32 parameters can take, got {self.warmup_lr}"),
             (finite(self.weight_decay) and self.weight_decay <= 1, f"weight_decay must be at most 1, got {self.weight_decay}"),
             (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
              f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs"),
