@@ -73,7 +73,7 @@ class TrainConfig:
             (finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
             (finite(self.warmup_lr) and self.warmup_lr >= 0, f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}"),
             (self.warmup_lr <= LR_MAX, f"warmup_lr must be at most {LR_MAX:g}, what float32 parameters can take, got {self.warmup_lr}"),
-            (finite(self.weight_decay) and self.weight_decay <= 1, f"weight_decay must be at most 1, got {self.weight_decay}"),
+            (self.weight_decay <= LR_MAX, f"weight_decay must be at most {LR_MAX:g}, what float32 parameters can take, got {self.weight_decay}"),
             (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
              f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs"),
             (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
