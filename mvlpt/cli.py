@@ -28,6 +28,8 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
         if "=" not in v:
             raise MvlptError(f"{what} must look like TASK=PATH, got {v!r}.")
         k, p = v.split("=", 1)
+        if k in out and out[k] != p:
+            raise MvlptError(f"{what} is given twice for task {k!r} ({out[k]} and {p}); give one file per task.")
         out[k] = p
     return out
 

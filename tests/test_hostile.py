@@ -414,3 +414,9 @@ def test_a_failed_collect_leaves_no_table(tmp_path, run_mvlpt, monkeypatch):
     out = tmp_path / "tables"
     one_sentence(run_mvlpt("collect", "--results-dir", root, "--out", out), r"No space left on device")
     assert len(calls) == 3 and not [p for p in out.rglob("*") if p.is_file()]  # no runs.csv that looks finished
+
+
+def test_one_task_given_two_files(tmp_path, run_mvlpt):
+    one_sentence(train(run_mvlpt, "--output", f"shapes={tmp_path}/a.json", "--output", f"shapes={tmp_path}/b.json"),
+                 r"--output is given twice for task 'shapes' \(\S+a\.json and \S+b\.json\); give one file per task\.")
+    assert list(tmp_path.iterdir()) == []
