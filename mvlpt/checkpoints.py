@@ -78,14 +78,14 @@ def _load_tensors(path, what: str) -> dict:
 
 def provenance_problem(prov) -> str | None:
     """What makes a prompt's provenance disagree with itself, as a clause (None: nothing)."""
-    from .names import name_problem, seed_ok
+    from .names import JOINED_MAX, name_problem, seed_ok
 
     if not isinstance(prov, dict):
         return "is not an object"
     missing = [k for k in PROVENANCE if k not in prov]
     if missing:
         return f"lacks {', '.join(missing)}"
-    if name_problem(prov["task"], 200) or not isinstance(prov["tasks"], list) or not prov["tasks"] \
+    if name_problem(prov["task"], JOINED_MAX) or not isinstance(prov["tasks"], list) or not prov["tasks"] \
             or any(name_problem(t) for t in prov["tasks"]):
         return f"names the tasks {prov['task']!r} / {prov['tasks']!r}, which are not task names"
     if not seed_ok(prov["seed"]):

@@ -150,7 +150,7 @@ class RunSpec:
             raise MvlptError(f"shots must be at least 1, got {self.shots}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise MvlptError(f"a run needs one or more distinct seeds, got {self.seeds}.")
-        from .names import check_name, check_seed
+        from .names import JOINED_MAX, check_name, check_seed
 
         for seed in self.seeds:
             check_seed(seed)
@@ -158,7 +158,7 @@ class RunSpec:
         for t in self.tasks:
             check_name(t, "task name")
         if self.source is not None:
-            check_name(self.source, "source task", max_bytes=200)
+            check_name(self.source, "source task", max_bytes=JOINED_MAX)
         if len(self.seeds) > 1:
             templates = [*self.outputs.values(), *self.save_prompts.values(), *self.split_files.values()]
             templates += [t for t in (self.init_from, self.save_group_prompt) if t]

@@ -16,11 +16,14 @@ from .errors import MvlptError
 
 NAME_MAX = 100  # bytes; a result path joins two names, and file names end at 255 bytes
 SEED_LIMIT = 2**31
+# a joined name (the source of a joint run, ``a+b+...``, all ELEVATER tasks but one: ~250 bytes) is
+# limited only by what a record can hold; where it becomes a path, the file-name rule (mvlpt.io) applies
+JOINED_MAX = 4096
 
 
 def name_problem(value, max_bytes: int = NAME_MAX) -> str | None:
     """What is wrong with ``value`` as a name, as a clause (None: nothing); ``max_bytes``: a joined
-    name (a joint source ``a+b+c``) may be longer than one name, up to a file name's 255 bytes."""
+    name (a joint source ``a+b+c``) may be longer than one name (:data:`JOINED_MAX`)."""
     if not isinstance(value, str) or not value:
         return "is empty" if value == "" else "is not text"
     if value.strip() != value:

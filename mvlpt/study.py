@@ -452,7 +452,7 @@ def _opt_str(v) -> bool:
 RESULT_FIELDS: tuple[Field, ...] = (
     Field("format", lambda v: v == RESULT_FORMAT, f"{RESULT_FORMAT}"),
     Field("method", lambda v: names.name_problem(v) is None, "a method name (mvlpt.names)"),
-    Field("source", lambda v: names.name_problem(v, 200) is None, "a task name (mvlpt.names)"),
+    Field("source", lambda v: names.name_problem(v, names.JOINED_MAX) is None, "a task name (mvlpt.names)"),
     Field("target", lambda v: names.name_problem(v) is None, "a task name (mvlpt.names)"),
     Field("mode", lambda v: v in ("single", "joint", "sequential"), "single, joint or sequential"),
     Field("seed", names.seed_ok, f"an integer from 0 to {names.SEED_LIMIT - 1}"),
