@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import MvlptError
-from .io import atomic_path
+from .io import atomic_path, content_hash
 
 FORMAT = "1"  # of state files
 PROMPT_FORMAT = "2"  # 2: prompt files carry their provenance
@@ -34,6 +34,10 @@ def _open_meta(path: Path, what: str) -> dict:
     path = Path(path)
     if not path.exists():
         raise MvlptError(f"{what} {path} does not exist.")
+    if path.is_dir():
+        raise MvlptError(f"{what} {path} is a folder, not a file; give the file's path.")
+    if not path.is_file():
+        raise MvlptError(f"{what} {path} is not a regular file (a device, FIFO or socket); give the file's path.")
     try:
         with safe_open(str(path), "pt") as fh:
             return fh.metadata() or {}
@@ -52,8 +56,49 @@ def save_prompt(learner, path, provenance: dict, state: dict | None = None) -> N
     meta = {"format": PROMPT_FORMAT, "kind": "prompt", "method": learner.method,
             "options": json.dumps(learner.options(), sort_keys=True),
             "provenance": json.dumps(provenance, sort_keys=True)}
+    meta["provenance_hash"] = content_hash(provenance)  # an edit of the provenance shows (read_prompt_meta)
+    _save(tensors, path, meta)
+
+
+def _save(tensors: dict, path, meta: dict) -> None:
+    """safetensors' save_file, atomically; its own errors (a full disk) as one sentence."""
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except SafetensorError as e:
+            raise OSError(f"safetensors could not write it ({e})") from None
+
+
+def _load_tensors(path, what: str) -> dict:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise MvlptError(f"{what} {path} is damaged ({e}); delete it and rerun the run that wrote it.") from None
+
+
+def provenance_problem(prov) -> str | None:
+    """What makes a prompt's provenance disagree with itself, as a clause (None: nothing)."""
+    from .names import JOINED_MAX, name_problem, seed_ok
+
+    if not isinstance(prov, dict):
+        return "is not an object"
+    missing = [k for k in PROVENANCE if k not in prov]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if name_problem(prov["task"], JOINED_MAX) or not isinstance(prov["tasks"], list) or not prov["tasks"] \
+            or any(name_problem(t) for t in prov["tasks"]):
+        return f"names the tasks {prov['task']!r} / {prov['tasks']!r}, which are not task names"
+    if not seed_ok(prov["seed"]):
+        return f"has seed {prov['seed']!r}, which is not an integer from 0 to 2**31 - 1"
+    if not seed_ok(prov["init_seed"]):
+        return f"has init_seed {prov['init_seed']!r}, which is not an integer from 0 to 2**31 - 1"
+    if not (isinstance(prov["shots"], int) and not isinstance(prov["shots"], bool) and prov["shots"] >= 1):
+        return f"has shots {prov['shots']!r}, which is not an integer >= 1"
+    if not isinstance(prov["model"], str) or not (prov["pretrained"] is None or isinstance(prov["pretrained"], str)):
+        return "has a model or weights that are not text"
+    if not isinstance(prov["splits"], dict):
+        return f"has splits {prov['splits']!r}, which is not an object of task -> split hash"
+    return None
 
 
 def read_prompt_meta(path) -> tuple[dict, dict]:
@@ -61,14 +106,21 @@ def read_prompt_meta(path) -> tuple[dict, dict]:
     meta = _open_meta(path, "prompt checkpoint")
     if meta.get("kind") != "prompt":
         raise MvlptError(f"{path} is not an mvlpt prompt checkpoint (kind={meta.get('kind')!r}).")
-    try:
-        prov = json.loads(meta["provenance"])
-        assert isinstance(prov, dict) and all(k in prov for k in PROVENANCE)
-    except (KeyError, ValueError, AssertionError):
+    if "provenance" not in meta:
         raise MvlptError(
             f"prompt checkpoint {path} does not record which task, seed, model and weights made it (written by an "
             f"older mvlpt), so a transfer from it cannot be checked; delete it and rerun its source task's training."
-        ) from None
+        )
+    try:
+        prov = json.loads(meta["provenance"])
+    except ValueError:
+        prov = None
+    problem = "is not valid JSON" if prov is None else provenance_problem(prov)
+    if problem is None and "provenance_hash" in meta and meta["provenance_hash"] != content_hash(prov):
+        problem = "was edited after the file was written (it does not match its recorded hash)"
+    if problem:
+        raise MvlptError(f"prompt checkpoint {path} is damaged: its provenance {problem}; delete it and rerun its "
+                         f"source task's training.")
     return meta, prov
 
 
@@ -91,7 +143,7 @@ def load_prompt(learner, path) -> dict:
         raise MvlptError(f"prompt checkpoint {path} is for method {meta.get('method')!r}, not {learner.method!r}.")
     clip = learner.clip
     _check_model(path, prov, clip.name, clip.pretrained, clip.init_seed)
-    tensors = load_file(str(path))
+    tensors = _load_tensors(path, "prompt checkpoint")
     own = learner.state_dict()
     for key in sorted(set(own) | set(tensors)):
         if key not in tensors:
@@ -103,7 +155,14 @@ def load_prompt(learner, path) -> dict:
                 f"prompt checkpoint {path}: parameter {key!r} has shape {tuple(tensors[key].shape)}, "
                 f"this {learner.method} prompt needs {tuple(own[key].shape)} (other options or another model?)."
             )
-    options = type(learner).canonical_options(json.loads(meta.get("options") or "{}"), warn=False)
+    try:
+        options = json.loads(meta.get("options") or "{}")
+        if not isinstance(options, dict):
+            raise ValueError("not an object")
+        options = type(learner).canonical_options(options, warn=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise MvlptError(f"prompt checkpoint {path} is damaged: its method options are unreadable ({str(e)[:100]}); "
+                         f"delete it and rerun its source task's training.") from None
     if options != learner.options():
         raise MvlptError(f"prompt checkpoint {path} was trained with the {learner.method} options {options}, "
                          f"this run asks for {learner.options()}.")
@@ -145,15 +204,24 @@ def source_prompts(spec) -> tuple[str, dict[int, dict]]:
 def save_state(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Resumable training state: named tensors plus JSON metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": "train-state", "meta": json.dumps(meta, sort_keys=True)})
+    _save(tensors, path, {"format": FORMAT, "kind": "train-state", "meta": json.dumps(meta, sort_keys=True)})
 
 
 def load_state(path) -> tuple[dict[str, torch.Tensor], dict]:
     meta = _open_meta(path, "training state")
     if meta.get("kind") != "train-state":
         raise MvlptError(f"{path} is not an mvlpt training state file.")
-    return load_file(str(path)), json.loads(meta["meta"])
+    damaged = f"training state {path} is damaged"
+    try:
+        state = json.loads(meta["meta"])
+    except (KeyError, ValueError):
+        state = None
+    if not (isinstance(state, dict) and isinstance(state.get("next_epoch"), int) and state["next_epoch"] >= 0
+            and isinstance(state.get("config_hashes"), list) and isinstance(state.get("best"), dict)
+            and all(isinstance(b, dict) and all(isinstance(e, dict) and {"metric", "epoch"} <= set(e) for e in b.values())
+                    for b in state["best"].values())):
+        raise MvlptError(f"{damaged} (its metadata is not what mvlpt writes); delete it to start over.")
+    return _load_tensors(path, "training state"), state
 
 
 def remove(path) -> None:

@@ -28,6 +28,8 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
         if "=" not in v:
             raise MvlptError(f"{what} must look like TASK=PATH, got {v!r}.")
         k, p = v.split("=", 1)
+        if k in out and out[k] != p:
+            raise MvlptError(f"{what} is given twice for task {k!r} ({out[k]} and {p}); give one file per task.")
         out[k] = p
     return out
 
@@ -148,10 +150,9 @@ def cmd_train(args) -> int:
     if not spec.outputs and not spec.save_prompts and not spec.save_group_prompt:
         raise MvlptError("nothing to write: give --output TASK=FILE, --save-prompt TASK=FILE and/or --save-group-prompt FILE.")
     from .checkpoints import source_prompts
-    from .io import check_writable
 
     check_data_dir(spec.data_dir)
-    check_writable(spec.output_paths())  # all of these fail now, not after training
+    spec.check_paths()  # all of these fail now, not after training
     if spec.init_from:
         spec.source, _ = source_prompts(spec)
     label = f"{args.method}:{'+'.join(args.task)}:seed{','.join(map(str, spec.seeds))}"
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MvlptError as e:
-        msg = str(e).strip()
+        from .errors import one_line
+
+        msg = one_line(e)  # a path or name with a newline in it stays on the one line
         print(f"mvlpt: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

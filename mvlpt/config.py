@@ -20,6 +20,9 @@ COMPILE_CACHE = "torch-compile"
 # train option `select`: the checkpoint a run reports per target, the best on validation or the final epoch's
 # (the reference code's TEST.FINAL_MODEL); best's tie-break: mvlpt.train.better
 SELECT_MODES = ("best", "last")
+# the largest learning rate accepted: what float32 parameters can take (torch's SGD step fails beyond it);
+# a large one below it ends in the training loss's NaN check (mvlpt.train), one sentence either way
+LR_MAX = 1e38
 
 
 def yaml_text_number(v) -> float | None:
@@ -65,9 +68,12 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (finite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
+            (self.lr <= LR_MAX, f"lr must be at most {LR_MAX:g}, what float32 parameters can take (the paper's is 0.002), got {self.lr}"),
             (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be a finite number in [0, 1), got {self.momentum}"),
             (finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
             (finite(self.warmup_lr) and self.warmup_lr >= 0, f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}"),
+            (self.warmup_lr <= LR_MAX, f"warmup_lr must be at most {LR_MAX:g}, what float32 parameters can take, got {self.warmup_lr}"),
+            (self.weight_decay <= LR_MAX, f"weight_decay must be at most {LR_MAX:g}, what float32 parameters can take, got {self.weight_decay}"),
             (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
              f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs"),
             (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
@@ -144,6 +150,15 @@ class RunSpec:
             raise MvlptError(f"shots must be at least 1, got {self.shots}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise MvlptError(f"a run needs one or more distinct seeds, got {self.seeds}.")
+        from .names import JOINED_MAX, check_name, check_seed
+
+        for seed in self.seeds:
+            check_seed(seed)
+        check_seed(self.init_seed, "init seed")
+        for t in self.tasks:
+            check_name(t, "task name")
+        if self.source is not None:
+            check_name(self.source, "source task", max_bytes=JOINED_MAX)
         if len(self.seeds) > 1:
             templates = [*self.outputs.values(), *self.save_prompts.values(), *self.split_files.values()]
             templates += [t for t in (self.init_from, self.save_group_prompt) if t]
@@ -175,6 +190,18 @@ class RunSpec:
         """Every file this run writes (prompts, then results), for every seed."""
         group = [self.save_group_prompt] if self.save_group_prompt else []
         return [self.path(t, s) for t in [*self.save_prompts.values(), *group, *self.outputs.values()] for s in self.seeds]
+
+    def check_paths(self) -> None:
+        """Every path this run writes (:meth:`output_paths` and the state file) is a distinct file, none
+        of them one the run reads (split files, source prompts), and each could be written
+        (:func:`mvlpt.io.check_writable`): one sentence before any work otherwise."""
+        from .io import check_distinct, check_writable
+
+        written = [*self.output_paths(), *([self.state_path] if self.state_path else [])]
+        read = [self.path(t, s) for t in [*self.split_files.values(), *([self.init_from] if self.init_from else [])]
+                for s in self.seeds]
+        check_writable(written)
+        check_distinct(written, read)
 
     def path(self, template: str | None, seed: int) -> str | None:
         return None if template is None else template.replace("{seed}", str(seed))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -40,10 +42,71 @@ def _make_parent(path: Path) -> None:
         raise MvlptError(f"cannot write {path}: {blocker} is a file, not a folder.") from None
 
 
+# The longest file name (bytes) most file systems take; a temporary name adds _TEMP_EXTRA bytes to it.
+NAME_MAX = 255
+_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")
+
+
+def check_destination(path: str | os.PathLike) -> Path:
+    """The rule of every writer: ``path`` may be written only if it is new or a regular file. A folder,
+    a device (``/dev/null``), a FIFO or a socket is refused with one sentence (it is never renamed over:
+    as root that would replace the device for the whole machine); to discard an output, write it to a
+    scratch file and delete it. A file name too long for the file system (with the temporary name's
+    extra bytes) is refused too. Returns ``path``."""
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise MvlptError(f"cannot write {path}: give a file name, not a folder.")
+    if len(os.fsencode(path.name)) + _TEMP_EXTRA > NAME_MAX:
+        raise MvlptError(f"cannot write {path}: its file name is {len(os.fsencode(path.name))} bytes long, file "
+                         f"systems take {NAME_MAX - _TEMP_EXTRA} here at most; give a shorter name.")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise MvlptError(f"cannot write {path}: the path is too long for the file system; give a shorter one.") from None
+        return path  # a parent that is a file or unreadable: _make_parent / mkstemp say so
+    if stat.S_ISDIR(st.st_mode):
+        raise MvlptError(f"cannot write {path}: it is a folder; give a file name.")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise MvlptError(f"cannot write {path}: it is {kind}, not a regular file, and mvlpt never replaces one; "
+                         f"give a file path (to discard an output, write it to a scratch file and delete that).")
+    return path
+
+
+def same_file_key(path: str | os.PathLike) -> tuple:
+    """What identifies the file ``path`` names: (device, inode) of an existing one (links, hard links and
+    other spellings of it agree), else the real path of its folder plus its name."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.join(os.path.realpath(path.parent), path.name))
+
+
+def check_distinct(paths: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """One sentence if two of ``paths`` (what one command writes) are one file, or if one of them is
+    one of ``inputs`` (what it reads): compared as files, not as strings."""
+    seen: dict[tuple, Path] = {}
+    for p in paths:
+        key = same_file_key(p)
+        if key in seen:
+            same = "" if str(seen[key]) == str(p) else f" (as {seen[key]})"
+            raise MvlptError(f"{p}{same} is given as the output of two different things; give each its own file.")
+        seen[key] = Path(p)
+    for p in inputs:
+        key = same_file_key(p)
+        if key in seen:
+            raise MvlptError(f"{seen[key]} is both read and written by this command (as {p}); give the output its own file.")
+
+
 def _new_temp(path: Path) -> Path:
     """An empty temporary file next to ``path`` (mode 0600 until :func:`atomic_path` finishes it)."""
-    if path.is_dir():
-        raise MvlptError(f"cannot write {path}: it is a folder; give a file name.")
+    check_destination(path)
     try:
         _make_parent(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -62,16 +125,15 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
 
 def check_writable(paths: Iterable[str | os.PathLike]) -> None:
     """Fail now, with one sentence, if any of ``paths`` could not be written later: a parent that is
-    a file, the path itself a folder, no permission, a read-only file system, the same path twice.
-    Creates the missing parent folders (a run's outputs need them anyway); writes no file."""
-    seen: set[Path] = set()
+    a file, the path itself a folder or not a regular file (:func:`check_destination`), no permission, a
+    read-only file system, the same file twice (:func:`check_distinct`). Creates the missing parent
+    folders (a run's outputs need them anyway); writes no file."""
+    paths = list(paths)
     for p in paths:
-        path = Path(p)
-        key = Path(os.path.abspath(path))
-        if key in seen:
-            raise MvlptError(f"{path} is given as the output of two different things; give each its own file.")
-        seen.add(key)
-        _new_temp(path).unlink()
+        check_destination(p)
+    check_distinct(paths)
+    for p in paths:
+        _new_temp(Path(p)).unlink()
 
 
 @contextlib.contextmanager
@@ -90,6 +152,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if group is not None:
             group.append((tmp, path))
             return
+        check_destination(path)  # it may have become one while the file was written
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -120,12 +183,15 @@ def write_together() -> Iterator[None]:
     done: list[Path] = []
     for tmp, path in pending:
         try:
+            check_destination(path)  # it may have become one while the files were written
             os.replace(tmp, path)
-        except OSError as e:
+        except (OSError, MvlptError) as e:
             for p in done:  # take back the part already in place: all or none
                 p.unlink(missing_ok=True)
             for t, _ in pending:
                 t.unlink(missing_ok=True)
+            if isinstance(e, MvlptError):
+                raise
             raise MvlptError(f"cannot write {path}: {e.strerror or e}.") from None
         done.append(path)
 
@@ -148,8 +214,10 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise MvlptError(f"{what} {path} does not exist.") from None
     except IsADirectoryError:
         raise MvlptError(f"{what} {path} is a folder, not a file.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MvlptError(f"{what} {path} is not valid JSON ({e}); delete it and rerun the step that makes it.") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, a number too long, nesting too deep
+        raise MvlptError(f"{what} {path} is not valid JSON ({str(e)[:200]}); delete it and rerun the step that makes it.") from None
+    except OSError as e:  # a FIFO's reader would wait; a device or a damaged disk: one sentence
+        raise MvlptError(f"{what} {path} cannot be read ({e.strerror or e}).") from None
 
 
 def write_npz(path: str | os.PathLike, meta: dict, **arrays) -> Path:

@@ -46,8 +46,8 @@ def read_result(path: str | os.PathLike) -> dict:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
         raise MvlptError(f"result file {path} does not exist.") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MvlptError(f"result file {path} cannot be read ({e}); delete it and rerun its training job.") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a number too long
+        raise MvlptError(f"result file {path} cannot be read ({str(e)[:200]}); delete it and rerun its training job.") from None
     return study.check_record(rec, path)
 
 
@@ -136,6 +136,28 @@ def settings_problems(found: Iterable[Found]) -> list[str]:
                 f"{method} {source}->{target} and its baseline {target}->{target} were made with different settings "
                 f"({differing_fields(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain")
     return problems
+
+
+def check_splits(found: Iterable[Found]) -> None:
+    """A gain pairs a run with the baseline of the same seed (:func:`mvlpt.tables.pair_table`): both must
+    have used one few-shot split of the target, as their records say (``splits``: task -> split hash);
+    else one sentence naming the two files. Records without ``splits`` (older mvlpt) are not compared."""
+    base: dict[tuple, Found] = {}
+    found = list(found)
+    for path, rec in found:
+        if rec["source"] == rec["target"]:
+            base[(rec["method"], rec["target"], rec["seed"])] = (path, rec)
+    for path, rec in found:
+        hit = base.get((rec["method"], rec["target"], rec["seed"]))
+        if rec["source"] == rec["target"] or hit is None:
+            continue
+        base_path, base_rec = hit
+        mine, theirs = (rec.get("splits") or {}).get(rec["target"]), (base_rec.get("splits") or {}).get(rec["target"])
+        if mine is not None and theirs is not None and mine != theirs:
+            raise MvlptError(
+                f"{rec['method']} {rec['source']}->{rec['target']} seed {rec['seed']} ({path}) was trained on another "
+                f"few-shot split of {rec['target']} than its baseline ({base_path}: split {theirs[:12]}, this run: "
+                f"{mine[:12]}), so their difference is no gain; rerun the one whose split file is not the study's.")
 
 
 def check_settings(found: Sequence[Found], *, allow_mixed: bool = False) -> None:

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import names
 from .errors import MvlptError
 
 
@@ -450,11 +451,11 @@ def _opt_str(v) -> bool:
 
 RESULT_FIELDS: tuple[Field, ...] = (
     Field("format", lambda v: v == RESULT_FORMAT, f"{RESULT_FORMAT}"),
-    Field("method", _name, "a method name"),
-    Field("source", _name, "a task name"),
-    Field("target", _name, "a task name"),
+    Field("method", lambda v: names.name_problem(v) is None, "a method name (mvlpt.names)"),
+    Field("source", lambda v: names.name_problem(v, names.JOINED_MAX) is None, "a task name (mvlpt.names)"),
+    Field("target", lambda v: names.name_problem(v) is None, "a task name (mvlpt.names)"),
     Field("mode", lambda v: v in ("single", "joint", "sequential"), "single, joint or sequential"),
-    Field("seed", _is_int, "an integer"),
+    Field("seed", names.seed_ok, f"an integer from 0 to {names.SEED_LIMIT - 1}"),
     Field("shots", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     Field("metric", _name, "a metric name"),
     Field("test", _metric_value, "a finite fraction in [0, 1] (not a percentage)"),
@@ -537,6 +538,8 @@ def record_problem(rec: Any) -> str | None:
     for f in RESULT_FIELDS:
         if f.name in rec and not f.check(rec[f.name]):
             return f"has {f.name} = {rec[f.name]!r}, which is not {f.what}"
+    if "splits" in rec and rec["target"] not in rec["splits"]:  # the record against itself
+        return f"records the few-shot splits of {', '.join(sorted(rec['splits'])) or 'no task'} but not of its target {rec['target']!r}"
     return None
 
 

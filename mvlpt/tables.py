@@ -105,6 +105,7 @@ def load_study(
     """:func:`load_results` and the runs' test-set replicates (:func:`replicates_of`)."""
     found = results.read_results(root, methods, tasks, seeds)
     results.check_settings(found, allow_mixed=allow_mixed_settings)
+    results.check_splits(found)  # a gain pairs a run with the baseline of the same split
     records = [rec for _, rec in found]
     return runs_table(records), replicates_of(records)
 

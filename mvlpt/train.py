@@ -40,7 +40,7 @@ from .data import iter_image_batches, labels_of, load_images
 from .devices import resolve_device
 from .errors import MvlptError
 from .features import image_features
-from .io import check_writable, content_hash, write_together
+from .io import content_hash, write_together
 from .metrics import bootstrap_record, compute_metric
 from .models.clip import compile_account, compile_errors, load_clip
 from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
@@ -387,7 +387,7 @@ class Trainer:
         spec, cfg = self.spec, self.cfg
         t0 = time.time()
         self._compile_start = compile_account() if cfg.compile != "none" else {}
-        check_writable(spec.output_paths())  # before the work, not after it
+        spec.check_paths()  # before the work, not after it
         # sequential: the source task is the one the prompt files record (checked against --source)
         self.init_prompts = {}
         if spec.init_from:

@@ -87,7 +87,7 @@ def test_misplaced_or_foreign_result_file_is_an_error(tmp_path):
     ("test", float("nan"), r"has test = nan, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
     ("test", 87.5, r"has test = 87\.5, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
     ("val", -0.1, r"has val = -0\.1, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
-    ("seed", "1", r"has seed = '1', which is not an integer"),
+    ("seed", "1", r"has seed = '1', which is not an integer from 0 to 2147483647"),
     ("shots", 0, r"has shots = 0, which is not an integer >= 1"),
 ], ids=["NaN metric", "percentage", "negative metric", "seed as text", "zero shots"])
 def test_collect_refuses_an_invalid_record_in_one_sentence(tmp_path, run_mvlpt, field, value, needle):

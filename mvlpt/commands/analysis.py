@@ -61,8 +61,11 @@ def run_collect(args) -> int:
         _say(f"note: {without} of {len(runs)} results carry no test-set replicates (written by an older mvlpt): the "
              f"intervals of their cells hold the seed variation only (column `interval`)")
     reference, reference_reps = _collect_reference(args, runs, seeds, replicates)
-    written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level, fdr=args.fdr,
-                                reference=reference, reference_replicates=reference_reps)
+    from ..io import write_together
+
+    with write_together():  # every table or none: a collect that fails (a full disk) leaves no runs.csv behind
+        written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level,
+                                    fdr=args.fdr, reference=reference, reference_replicates=reference_reps)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
 

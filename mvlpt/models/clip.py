@@ -79,6 +79,11 @@ def local_weights(model: str, pretrained: str, cache_dir: str | None = None) -> 
         return WeightsSource(str(TINY_WEIGHTS[pretrained]))
     if Path(pretrained).expanduser().is_file():
         return WeightsSource(str(Path(pretrained).expanduser()))
+    if Path(pretrained).expanduser().is_dir():
+        raise MvlptError(f"the weights {pretrained!r} are a folder; give the weights file in it, or an open_clip tag.")
+    if not pretrained.startswith("hf-hub:") and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))):
+        raise MvlptError(f"the weights file {pretrained} does not exist; give the path of an existing file, or an "
+                         f"open_clip pretrained tag (`python -c 'import open_clip; print(open_clip.list_pretrained())'`).")
     open_clip = _open_clip()
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:

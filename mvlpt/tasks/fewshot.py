@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import MvlptError
 from ..io import read_json, write_json
+from ..names import check_seed, seed_ok
 from .registry import Task
 
 FORMAT = 1
@@ -79,6 +80,7 @@ def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, s
     """Sample the few-shot train/val ids of ``task`` for ``seed`` and ``shots`` (see module docstring)."""
     if shots < 1:
         raise MvlptError(f"shots must be at least 1, got {shots}.")
+    check_seed(seed)
     check_policy(policy)
     data = split_data if split_data is not None else task.load("train", data_dir)
     labels = np.asarray(data.labels)
@@ -163,7 +165,39 @@ def read_split(path: str | os.PathLike, task: str | None = None) -> dict:
         raise MvlptError(f"few-shot split file {path} is not an mvlpt split (format {FORMAT}); recreate it with `mvlpt split`.")
     if task is not None and split["task"] != task:
         raise MvlptError(f"few-shot split file {path} belongs to task {split['task']!r}, not {task!r}.")
+    problem = split_problem(split)
+    if problem:
+        raise MvlptError(f"few-shot split file {path} {problem}; recreate it with `mvlpt split`.")
     return split
+
+
+def split_problem(split: dict) -> str | None:
+    """What makes a split disagree with itself, as a clause (None: nothing): ids that are not text, an
+    id listed twice, a validation id that is also a training id (the run would validate on training
+    images), no training id, a seed or shots that is not a valid number."""
+    if not isinstance(split.get("task"), str) or not split["task"]:
+        return f"has task {split.get('task')!r}, which is not a task name"
+    for part in ("train", "val"):
+        ids = split[part]
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            return f"has {part} ids that are not a list of texts"
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            return f"lists the {part} id {dup!r} twice"
+    if not split["train"]:
+        return "has no training ids"
+    both = set(split["train"]) & set(split["val"])
+    if both:
+        return (f"has {len(both)} ids in both train and val (e.g. {sorted(both)[0]!r}), so the run would validate on "
+                f"training images")
+    if "seed" in split and not seed_ok(split["seed"]):
+        return f"has seed {split['seed']!r}, which is not an integer from 0 to 2**31 - 1"
+    if "shots" in split and not (isinstance(split["shots"], int) and not isinstance(split["shots"], bool) and split["shots"] >= 1):
+        return f"has shots {split['shots']!r}, which is not an integer >= 1"
+    taken = split.get("shots_taken")
+    if taken is not None and not (isinstance(taken, dict) and isinstance(taken.get("short"), dict)):
+        return f"has shots_taken {taken!r}, which is not an object with a 'short' entry"
+    return None
 
 
 def indices_of(split_data, ids: list[str]) -> list[int]:

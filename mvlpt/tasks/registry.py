@@ -126,6 +126,9 @@ def _ensure_builtin() -> None:
 
 
 def get_task(name: str) -> Task:
+    from ..names import check_name
+
+    check_name(name, "task name")
     _ensure_builtin()
     try:
         return _REGISTRY[name]

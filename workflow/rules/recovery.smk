@@ -16,6 +16,13 @@
 # warning that says why, above Snakemake's own message (which explains `--unlock`): a run on another
 # host (a shared file system), or a killed run that had submitted jobs to a cluster (they may still run).
 #
+# A record is evidence only while the folder is locked (a Snakemake locks it for as long as it runs
+# jobs, and rewrites its record when its jobs start: register_run). So a start that finds no lock
+# forgets every record, of any host: nothing holds the folder. `snakemake --unlock` is the user's word
+# that nobody else works in the folder: it forgets every record too, so a stale record of another host
+# (which cannot be checked from here) never blocks a later recovery. A kept lock names each record's
+# file, host and pid, and that command.
+#
 # Runs only in the main Snakemake process (not in cluster jobs); uses psutil (a Snakemake dependency).
 
 import atexit
@@ -23,6 +30,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 
 import psutil
 from snakemake.logging import logger
@@ -78,13 +86,35 @@ def _remove(path):
         pass
 
 
-def recover_from_killed_runs():
+def forget_all_runs():
+    """``snakemake --unlock``: the user says nobody else works in this folder; every record is forgotten
+    (those of other hosts included). Returns what to tell."""
+    runs = _read_runs()
+    for path, _ in runs:
+        _remove(path)
+    if runs:
+        who = ", ".join(f"host {rec.get('host')} pid {rec.get('pid')}" for _, rec in runs)
+        return f"--unlock: forgot the records of the Snakemake runs in this folder ({who})."
+    return None
+
+
+def recover_from_killed_runs(argv=None):
     """Remove the lock when every recorded run is over, and forget those runs. Returns what to tell."""
+    if "--unlock" in (sys.argv if argv is None else argv):
+        return forget_all_runs()
     host = socket.gethostname()
+    locked = os.path.isdir(LOCKS_DIR) and any(n.endswith(".lock") for n in os.listdir(LOCKS_DIR))
+    if not locked:  # no Snakemake holds this folder: every record is stale (a live one rewrites its own at onstart)
+        for path, rec in _read_runs():
+            if rec.get("host") != host or not _still_runs(rec):
+                if rec.get("host") == host and _jobs_of(rec):
+                    continue  # its orphaned jobs are reported below
+                _remove(path)
     over, busy, orphans = [], [], []  # runs that are over; reasons the folder may be in use
     for path, rec in _read_runs():
         if rec.get("host") != host:
-            busy.append(f"a Snakemake on host {rec.get('host')} (pid {rec.get('pid')}), which cannot be checked from here")
+            busy.append(f"a Snakemake on host {rec.get('host')} (pid {rec.get('pid')}), which cannot be checked from here "
+                        f"(its record: {path}); if it is over, run `snakemake --unlock` once, which forgets the record")
         elif _still_runs(rec):
             busy.append(f"a running Snakemake (pid {rec['pid']})")
         elif jobs := _jobs_of(rec):
@@ -97,7 +127,6 @@ def recover_from_killed_runs():
             over.append(path)  # forgotten once the folder is unlocked
         else:
             over.append(path)
-    locked = os.path.isdir(LOCKS_DIR) and any(n.endswith(".lock") for n in os.listdir(LOCKS_DIR))
     if locked and (busy or orphans):
         return f"the lock of this folder is kept: it may still be in use by {'; by '.join(busy + orphans)}."
     for path in over:
