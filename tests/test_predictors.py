@@ -255,8 +255,9 @@ def test_per_method_predictors_are_scored_against_their_own_methods_gains(tmp_pa
     pairs = T.pair_table(T.load_results(tmp_path))
     per_method = {m: (_matrix(g, tasks), {"seconds": 2.0, "method": m}) for m, g in gains.items()}
     table = P.score_predictors(pairs, {"prompt_accuracy": per_method}, n_boot=50)
-    assert np.allclose(table["estimate"], 1.0) and set(table["method"]) == {"coop", "vpt"}
-    assert set(table["family"]) == {"prompt"}
+    own = table[(table["predictor"] == "prompt_accuracy") & (table["against"] == "gain")]
+    assert np.allclose(own["estimate"], 1.0) and set(table["method"]) == {"coop", "vpt"}
+    assert set(own["family"]) == {"prompt"} and set(table["predictor"]) == {"prompt_accuracy", *P.NULL_PREDICTORS}
     from mvlpt.errors import MvlptError
 
     with pytest.raises(MvlptError, match="no matrix for method vpt"):
@@ -346,6 +347,7 @@ def test_score_predictors_reads_the_gains_of_each_method_from_the_pairs(tmp_path
     planted = _matrix(gains["coop"], tasks)
     table = P.score_predictors(pairs, {"leep": (planted, {"seconds": 1.5})}, n_boot=100)
     assert list(table.columns) == list(P.SCORE_COLUMNS)
+    table = table[(table["predictor"] == "leep") & (table["against"] == "gain")]
     coop = table[table["method"] == "coop"].set_index("score")["estimate"]
     assert np.allclose(coop.to_numpy(), 1.0)
     vpt = table[table["method"] == "vpt"].set_index("score")["estimate"]
@@ -381,13 +383,14 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
         for j, t in enumerate(tasks):
             write_record(tmp_path / "results", "coop", s, t, 1, test=0.5 if i == j else 0.5 + 0.01 * vf.iloc[i, j])
     T.write_collected(T.load_results(tmp_path / "results"), tmp_path / "tables")
-    rc, errors, _ = run_mvlpt("predict", "score", "--pairs", tmp_path / "tables" / "pairs.parquet", "--n-boot", 50,
+    rc, errors, _ = run_mvlpt("predict", "score", "--runs", tmp_path / "tables" / "runs.parquet", "--n-boot", 50, "--n-perm", 50,
                               "--predictors", out / "gbc.parquet", out / "visual_frechet.parquet",
                               "--out", tmp_path / "tables" / "predictors.csv")
     assert rc == 0, errors
     scores = T.read_table(tmp_path / "tables" / "predictors.parquet")
-    assert set(scores["predictor"]) == {"gbc", "visual_frechet"}
-    vf_scores = scores[scores["predictor"] == "visual_frechet"].set_index("score")["estimate"]
+    assert set(scores["predictor"]) == {"gbc", "visual_frechet", "source_quality", "random"}
+    assert set(scores["against"]) == {"gain", "interaction"}
+    vf_scores = scores[(scores["predictor"] == "visual_frechet") & (scores["against"] == "gain")].set_index("score")["estimate"]
     assert np.allclose(vf_scores.to_numpy(), 1.0)
     rc, errors, _ = run_mvlpt("predict", "plot", "--scores", tmp_path / "tables" / "predictors.parquet",
                               "--out", tmp_path / "figures" / "predictors.png")
