@@ -78,7 +78,7 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
             logits = SCALE * x.astype(float) @ src.features.astype(float).T  # CLIP: scale * <image, class name>
             view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1),
                     "logits": logits}[study.PREDICTORS[name].reads]
-            per_seed.append(TR.ESTIMATORS[name](view, y))
+            per_seed.append({**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}[name](view, y))
         expected[name] = np.mean(per_seed)
         m, seconds = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
         assert m.loc["b", "c"] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
