@@ -252,8 +252,9 @@ def test_cross_fitting_ranks_the_identical_source_above_label_free_prototypes(se
 
 def test_label_permutation_control():
     """Target labels permuted (no source can know them): the in-sample scores still depend on the source
-    (more source classes fit noise better), the cross-fitted ones do not (identical vs an unrelated source
-    with 20 classes, mean difference over 24 permutations within noise)."""
+    (more source classes fit noise better: the mean difference is over 3 times the spread of one
+    permutation's difference), the cross-fitted ones do not (identical vs an unrelated source with 20
+    classes: the mean difference over 24 permutations is within one spread)."""
     rng = np.random.default_rng(7)
     diffs = {"leep": [], "nce": [], "leep_xfit": [], "nce_xfit": [], "logme_eep": [], "h_score": [], "h_score_eep": []}
     for seed in range(4):
@@ -269,8 +270,9 @@ def test_label_permutation_control():
             diffs["nce_xfit"].append(T.nce_crossfit(pb.argmax(1), yp) - T.nce_crossfit(pa.argmax(1), yp))
             diffs["logme_eep"].append(T.logme_eep(pb, yp) - T.logme_eep(pa, yp))
             diffs["h_score_eep"].append(T.h_score_eep(pb, yp) - T.h_score_eep(pa, yp))
-    z = {k: np.mean(v) / (np.std(v, ddof=1) / np.sqrt(len(v))) for k, v in diffs.items()}  # t statistics
+    # effect in units of the spread of one permutation's difference (the noise of scoring one target)
+    z = {k: np.mean(v) / np.std(v, ddof=1) for k, v in diffs.items()}
     for k in ("leep", "nce", "h_score"):  # in-sample: the many-class unrelated source wins on permuted labels
-        assert z[k] > 4, (k, z)
-    for k in ("leep_xfit", "nce_xfit", "logme_eep", "h_score_eep"):
-        assert abs(z[k]) < 3, (k, z)
+        assert z[k] > 3, (k, z)
+    for k in ("leep_xfit", "nce_xfit", "logme_eep", "h_score_eep"):  # cross-fitted: within the noise
+        assert abs(z[k]) < 1, (k, z)
