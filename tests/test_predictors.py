@@ -214,7 +214,8 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     src, tgt = "glyph-digits", "shapes"
     for name in PROMPT[:-1]:
         reads = study.PREDICTORS[name].reads
-        expected = np.mean([TR.ESTIMATORS[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
+        estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
+        expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
                                                                         views.labels[s][tgt]) for s in (1, 2)])
         assert P.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
     assert views.logits[1][src][tgt].shape[1] == 10  # over the source's (glyph-digits') classes
