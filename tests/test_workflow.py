@@ -59,9 +59,10 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     directions (n(n-1)/2 runs), sequential mode each ordered pair. A run is one process for all seeds
     (stacked) or one per seed. Splits: one per task and seed. Analysis: one embedding per task and
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
-    Predictors: one few-shot embedding per task, one job per predictor (the 5 estimators of
-    mvlpt.transferability and each similarity measure), one job per method for the predictors of its
-    trained prompts (the 5 estimators again and the prompt-specific one), one score table and its figure, when there are
+    Predictors: one few-shot embedding per task, one job per predictor (the 5 published estimators of
+    mvlpt.transferability, their 6 variants where the assumptions hold, and each similarity measure), one job per
+    method for the predictors of its trained prompts (the 11 estimators again and the prompt-specific one), one
+    score table and its figure, when there are
     at least two sources per target to rank (three tasks).
     """
     n, m, k = len(cfg["tasks"]), len(cfg["methods"]), len(cfg["seeds"])
@@ -81,7 +82,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "all": 1,
     }
     if n >= 3:
-        jobs.update({"embed_task_fewshot": n, "predictor": 5 + SIMILARITY_MEASURES, "prompt_predictors": m,
+        jobs.update({"embed_task_fewshot": n, "predictor": 11 + SIMILARITY_MEASURES, "prompt_predictors": m,
                      "score_predictors": 1, "predictors_figure": 1})
     if FROZEN_IMAGE_METHODS & set(cfg["methods"]) and cfg.get("train", {}).get("cache_features", True):
         jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods
