@@ -270,12 +270,14 @@ def gbc_eep(probs, y) -> float:
     return gbc(eep_features(probs, y), y)
 
 
-def gbc_spherical(features, y, pca_dims: int = 64, eps: float = 1e-6) -> float:
-    """GBC in its authors' setting (Pandy et al. 2022, their code): the features reduced by PCA to
-    ``min(pca_dims, samples, dims)`` dimensions, one Gaussian per class with a *spherical* covariance
-    (``var_c I``, ``var_c`` the mean per-dimension variance of the class), minus the sum over ordered class
-    pairs of the Bhattacharyya coefficient ``exp(-D_B)``, with
-    ``D_B = |mu_i - mu_j|^2 / (8 v) + d/2 log(v / sqrt(v_i v_j))``, ``v = (v_i + v_j) / 2``."""
+def gbc_spherical(features, y, pca_dims: int = 64, floor: float = 1e-4) -> float:
+    """GBC in its authors' setting (Pandy et al. 2022, their code, ``gaussian_type="spherical"``): the
+    features centred and reduced by PCA to ``min(pca_dims, samples, dims)`` dimensions, one Gaussian per
+    class with a *spherical* covariance (``v_c``: the mean of the class's per-dimension variances, each
+    floored at ``floor`` as their code does), minus the sum over ordered class pairs of the Bhattacharyya
+    coefficient ``exp(-D_B)``, with their code's distance
+    ``D_B = |mu_i - mu_j|^2 / (8 v) + 1/2 (log v - 1/2 log v_i - 1/2 log v_j)``, ``v = (v_i + v_j) / 2``
+    (the log term of their spherical case is that of one dimension, not ``d`` times it; kept as published)."""
     f = np.asarray(features, np.float64)
     yi, ny = _labels(y, len(f))
     f = f - f.mean(0)
@@ -283,13 +285,13 @@ def gbc_spherical(features, y, pca_dims: int = 64, eps: float = 1e-6) -> float:
     _, _, vt = np.linalg.svd(f, full_matrices=False)
     z = f @ vt[:k].T
     mu = np.stack([z[yi == c].mean(0) for c in range(ny)])
-    var = np.array([z[yi == c].var(0).mean() for c in range(ny)]) + eps
+    var = np.array([np.maximum(z[yi == c].var(0), floor).mean() for c in range(ny)])
     total = 0.0
     for i in range(ny):
         for j in range(ny):
             if i != j:
                 v = (var[i] + var[j]) / 2
-                db = np.sum((mu[i] - mu[j]) ** 2) / (8 * v) + k / 2 * np.log(v / np.sqrt(var[i] * var[j]))
+                db = np.sum((mu[i] - mu[j]) ** 2) / (8 * v) + 0.5 * (np.log(v) - 0.5 * np.log(var[i]) - 0.5 * np.log(var[j]))
                 total += np.exp(-db)
     return float(-total)
 

@@ -205,25 +205,30 @@ def test_cross_fitted_leep_nce_and_eep_features_equal_the_definition_by_loops():
 
 
 @pytest.mark.parametrize("d,k", [(5, 64), (12, 4)])
-def test_gbc_spherical_equals_bhattacharyya_of_spherical_gaussians_after_sklearn_pca(d, k):
+def test_gbc_spherical_is_the_authors_code_after_sklearn_pca(d, k):
+    """Their get_gbc_score(gaussian_type="spherical") written out: per-class variance floored at 1e-4 and
+    averaged over dimensions, their Bhattacharyya distance (one-dimensional log term), ordered pairs."""
     from sklearn.decomposition import PCA
 
     f, y = _data(seed=2, n=40, d=d, classes=3, sep=1.0)
     z = PCA(n_components=min(k, *f.shape)).fit_transform(f)
-    dims = z.shape[1]
     total = 0.0
     for i in range(3):
         for j in range(3):
             if i == j:
                 continue
             mi, mj = z[y == i].mean(0), z[y == j].mean(0)
-            si = np.eye(dims) * (z[y == i].var(0).mean() + 1e-6)  # spherical: the mean per-dimension variance
-            sj = np.eye(dims) * (z[y == j].var(0).mean() + 1e-6)
+            si, sj = np.maximum(z[y == i].var(0), 1e-4).mean(), np.maximum(z[y == j].var(0), 1e-4).mean()
             s = (si + sj) / 2
-            db = (mi - mj) @ np.linalg.solve(s, mi - mj) / 8 + 0.5 * (
-                np.linalg.slogdet(s)[1] - 0.5 * (np.linalg.slogdet(si)[1] + np.linalg.slogdet(sj)[1]))
+            db = np.sum((mi - mj) ** 2 / s) / 8 + 0.5 * (np.log(s) - 0.5 * np.log(si) - 0.5 * np.log(sj))
             total += math.exp(-db)
     assert T.gbc_spherical(f, y, pca_dims=k) == pytest.approx(-total, rel=1e-8)
+    # one dimension: their distance is the exact Bhattacharyya distance of two normals
+    x = np.r_[np.random.default_rng(0).normal(0, 1, 30), np.random.default_rng(1).normal(1, 2, 30)][:, None]
+    lab = np.repeat([0, 1], 30)
+    m0, m1, v0, v1 = x[:30].mean(), x[30:].mean(), x[:30].var(), x[30:].var()
+    exact = (m0 - m1) ** 2 / (4 * (v0 + v1)) + 0.5 * np.log((v0 + v1) / (2 * np.sqrt(v0 * v1)))
+    assert T.gbc_spherical(x, lab) == pytest.approx(-2 * math.exp(-exact))
 
 
 @pytest.mark.parametrize("seed", range(5))
