@@ -242,7 +242,10 @@ class PromptViews:
     * ``metric[s][S][T]``: T's own metric on T's few-shot *val* images, with S's prompt and T's class
       names, nothing trained on T (the sequential transfer's starting point);
     * ``seconds``: the prompted forward passes of each part (``estimators``, ``metric``), model loading
-      and image decoding not counted.
+      and image decoding not counted;
+    * ``target_logits[s][S][T]``: (rows, |C_T|) logits of T's few-shot *train* images over *T's* classes,
+      through T's learner holding S's prompt (what a sequential run from S's prompt starts with): features
+      of one size for every source (issue #22).
     """
 
     method: str
@@ -252,6 +255,7 @@ class PromptViews:
     labels: dict
     metric: dict
     seconds: dict
+    target_logits: dict = dataclasses.field(default_factory=dict)
 
 
 def _prompt_options(path, method: str, task: str, seed: int) -> dict:
@@ -308,7 +312,7 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
         lr.eval()
     frozen_images = not learners[tasks[0]].learns_image
     seconds = {"estimators": 0.0, "metric": 0.0}
-    logits, labels, metric = {}, {}, {}
+    logits, labels, metric, target_logits = {}, {}, {}, {}
 
     def features(learner, images):  # (N, D) image features under the learner's current prompts
         return torch.cat([learner.image_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]) \
@@ -334,16 +338,18 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                     for t in tasks:
                         frozen[t][k] = features(learners[t], data[t][k])
                     seconds[part] += time.perf_counter() - start
-            logits[s], metric[s] = {}, {}
+            logits[s], metric[s], target_logits[s] = {}, {}, {}
             for src in tasks:
                 for lr in learners.values():
                     load_prompt(lr, prompt_files[(src, s)])
-                logits[s][src], metric[s][src] = {}, {}
+                logits[s][src], metric[s][src], target_logits[s][src] = {}, {}, {}
                 start = time.perf_counter()
                 text_src = learners[src].text_features()
                 for t in tasks:
                     f = frozen[t]["train"] if frozen_images else features(learners[src], data[t]["train"])
                     logits[s][src][t] = learners[src].logits(feats=f, text=text_src).double().cpu().numpy()
+                    ft = frozen[t]["train"] if frozen_images else features(learners[t], data[t]["train"])
+                    target_logits[s][src][t] = learners[t].logits(feats=ft).double().cpu().numpy()
                 mid = time.perf_counter()
                 for t in tasks:
                     f = frozen[t]["val"] if frozen_images else features(learners[t], data[t]["val"])
@@ -352,7 +358,7 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                 end = time.perf_counter()
                 seconds["estimators"] += mid - start
                 seconds["metric"] += end - mid
-    return PromptViews(method, list(tasks), seeds, logits, labels, metric, seconds)
+    return PromptViews(method, list(tasks), seeds, logits, labels, metric, seconds, target_logits)
 
 
 def _options_key(options: dict) -> str:
@@ -373,6 +379,11 @@ def prompt_matrix(name: str, views: PromptViews) -> tuple[pd.DataFrame, float]:
         for j, t in enumerate(tasks):
             if pred.reads == "target_metric":
                 values = [views.metric[s][src][t] for s in views.seeds]
+            elif pred.reads == "target_logits":  # T's classes under S's prompt: one size for every source
+                if not views.target_logits:
+                    raise MvlptError(f"predictor {name} reads the target-class logits, which these prompt views lack.")
+                fn = pred.estimator()
+                values = [fn(views.target_logits[s][src][t], views.labels[s][t]) for s in views.seeds]
             else:
                 fn = pred.estimator()
                 values = [fn(source_view(views.logits[s][src][t], pred.reads), views.labels[s][t]) for s in views.seeds]

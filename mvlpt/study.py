@@ -240,8 +240,9 @@ _FIXED_ESTIMATORS = (
 )
 # what the source's zero-shot classifier gives an estimator, per target image: its class probabilities
 # (softmax of the logits), its predicted class (argmax), or its logits as features (the source's view);
-# target_metric: the prompt-specific predictor, the target's metric with the source's trained prompt
-PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric")
+# target_metric: the prompt-specific predictor, the target's metric with the source's trained prompt;
+# target_logits: the logits over the target's classes of the target's learner holding the source's prompt
+PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric", "target_logits")
 PREDICTORS: dict[str, Predictor] = {
     p.name: p
     for p in (
@@ -269,6 +270,15 @@ PREDICTORS: dict[str, Predictor] = {
         *(Predictor(f"{name}{suffix}", family, f"mvlpt.transferability:{fn}", reads, label + tail, ref)
           for family, suffix, tail in (("zeroshot", "", ""), ("prompt", "_prompt", " (trained prompt)"))
           for name, fn, reads, label, ref in _FIXED_ESTIMATORS),
+        # the feature estimators on the target-class logits under the source's trained prompt (T's learner
+        # holding S's prompt): |C_T| dimensions for every source, no cross-fitting needed (no label is read)
+        *(Predictor(f"{name}_tlogits_prompt", "prompt", f"mvlpt.transferability:{fn}", "target_logits",
+                    f"{label} (target-class logits, trained prompt)", ref)
+          for name, fn, label, ref in (
+              ("logme", "logme", "LogME", "You et al., LogME, ICML 2021"),
+              ("h_score", "h_score", "H-score", "Bao et al., ICIP 2019"),
+              ("gbc", "gbc", "GBC (diagonal)", "Pandy et al., CVPR 2022"),
+              ("gbc_spherical", "gbc_spherical", "GBC (authors' setting: PCA 64, spherical)", "Pandy et al., CVPR 2022, their code's setting"))),
         Predictor("prompt_accuracy", "prompt", "mvlpt.metrics:compute_metric", "target_metric",
                   "target metric with the source prompt", "prompt-specific: the source's prompt on the target, untrained"),
         *(Predictor(m.name, "similarity", m.function, m.kind, m.label, "task similarity (mvlpt.similarity)")

@@ -212,13 +212,33 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     the zero-shot ones do, averaged over seeds; the views are the source learner's own logits."""
     views = prompt_views_of["vpt"]
     src, tgt = "glyph-digits", "shapes"
+    estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
     for name in PROMPT[:-1]:
         reads = study.PREDICTORS[name].reads
-        estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
-        expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
-                                                                        views.labels[s][tgt]) for s in (1, 2)])
+        if reads == "target_logits":
+            fn = getattr(TR, study.PREDICTORS[name].function.split(":")[1])
+            expected = np.mean([fn(views.target_logits[s][src][tgt], views.labels[s][tgt]) for s in (1, 2)])
+        else:
+            expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
+                                                                            views.labels[s][tgt]) for s in (1, 2)])
         assert P.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
     assert views.logits[1][src][tgt].shape[1] == 10  # over the source's (glyph-digits') classes
+    assert views.target_logits[1][src][tgt].shape[1] == 6  # over the target's (shapes') classes, whatever the source
+
+
+@pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
+def test_target_class_logits_of_a_task_own_prompt_are_its_own_classifier(method, prompt_views_of):
+    """On the diagonal, T's learner holding T's prompt is T's own classifier: the target-class logits equal
+    the source-class ones; off the diagonal they keep T's class count for every source."""
+    from mvlpt.tasks import get_task
+
+    views = prompt_views_of[method]
+    n_classes = {t: get_task(t).num_classes for t in PROMPT_TASKS}
+    for s in views.seeds:
+        for t in PROMPT_TASKS:
+            assert np.allclose(views.target_logits[s][t][t], views.logits[s][t][t], rtol=1e-5, atol=1e-6), (method, t)
+            for src in PROMPT_TASKS:
+                assert views.target_logits[s][src][t].shape == (len(views.labels[s][t]), n_classes[t])
 
 
 def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained_prompts, prompt_views_of, run_mvlpt, tmp_path):
