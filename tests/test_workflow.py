@@ -61,9 +61,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
     Predictors: one few-shot embedding per task, one job per predictor (the 5 published estimators of
     mvlpt.transferability, their 6 variants where the assumptions hold, and each similarity measure), one job per
-    method for the predictors of its trained prompts (the 11 estimators again and the prompt-specific one), one
-    score table and its figure, when there are
-    at least two sources per target to rank (three tasks).
+    method for the predictors of its trained prompts (the 11 estimators again, 4 on the target-class logits and the
+    prompt-specific one), one score table and its figure, when there are at least two sources per target to
+    rank (three tasks).
     """
     n, m, k = len(cfg["tasks"]), len(cfg["methods"]), len(cfg["seeds"])
     per_run = 1 if cfg.get("stack_seeds", True) else k
