@@ -146,4 +146,5 @@ def predictors_figure(scores: pd.DataFrame, *, by: str = "within_target_spearman
     of :func:`mvlpt.predictors.score_predictors` per method."""
     from .predictors import SCORES, predictor_order
 
-    return plots.predictor_ranking(scores, predictor_order(scores, by), [(s, label) for s, label, _ in SCORES])
+    panels = sorted(SCORES, key=lambda x: x[0] != by)  # the primary score first
+    return plots.predictor_ranking(scores, predictor_order(scores, by), [(s, label) for s, label, _ in panels])

@@ -113,10 +113,12 @@ def _fewshot(task, seed: int, shots: int):
 
 def zero_shot_scores(tasks: Sequence[str] = designed.SUITE, *, seed: int = 1, shots: int = 8, model: str = "mvlpt-tiny",
                      pretrained: str | None = "synthetic", device: str = "cpu") -> pd.DataFrame:
-    """Every estimator of :data:`mvlpt.transferability.ESTIMATORS` for every off-diagonal ordered pair
-    and view. The target's few-shot images (seed ``seed``) are scored by the source model: its logits
-    (CLIP's logit scale times cosine) feed LogME, H-score and GBC as features, their softmax LEEP,
-    their argmax NCE. Columns: view, estimator, source, target, score (larger = predicted better)."""
+    """Every estimator of :data:`mvlpt.transferability.ESTIMATORS` (as published, in-sample, on the source's
+    logits) and :data:`mvlpt.transferability.CROSSFIT_ESTIMATORS` (cross-fitted, fixed-size features) for every
+    off-diagonal ordered pair and view. The target's few-shot images (seed ``seed``) are scored by the source
+    model: its logits (CLIP's logit scale times cosine) feed LogME, H-score and GBC as features, their softmax
+    LEEP and the EEP-feature estimators, their argmax NCE (:data:`mvlpt.transferability.ESTIMATOR_VIEWS`).
+    Columns: view, estimator, source, target, score (larger = predicted better)."""
     import torch
 
     from . import transferability as T
@@ -145,13 +147,9 @@ def zero_shot_scores(tasks: Sequence[str] = designed.SUITE, *, seed: int = 1, sh
                 logits = scale * feats[target] @ heads[view][source].T
                 probs = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
                 y = labels[target]
-                for est, fn in T.ESTIMATORS.items():
-                    if est == "leep":
-                        score = fn(probs, y)
-                    elif est == "nce":
-                        score = fn(probs.argmax(1), y)
-                    else:
-                        score = fn(logits, y)
+                views = {"probabilities": probs, "predictions": probs.argmax(1), "logits": logits}
+                for est, fn in {**T.ESTIMATORS, **T.CROSSFIT_ESTIMATORS}.items():
+                    score = fn(views[T.ESTIMATOR_VIEWS[est]], y)
                     rows.append((view, est, source, target, float(score)))
     return pd.DataFrame(rows, columns=["view", "estimator", "source", "target", "score"])
 

@@ -438,45 +438,61 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
 
 @_quiet
 def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: Sequence[tuple[str, str]]) -> plt.Figure:
-    """One panel per score: the predictors (rows, in ``order``, best first) with each method's estimate
-    and bootstrap CI, and the score's value under a random ranking (dashed line).
+    """One panel per score (columns) and per ``against`` (rows: the gain, its interaction): the predictors
+    (rows, in ``order``, best first, the null predictors last) with each method's estimate and interval.
+    The nulls are also drawn across the panel: the random ranking's interval (grey band) and expectation
+    (dashed), each method's ``source_quality`` estimate (dotted, in the method's colour). A filled marker is
+    a *useful* predictor (its paired difference to source quality has an interval above 0), an open one not.
 
     ``scores`` is the long table of :func:`mvlpt.predictors.score_predictors`; ``score_labels`` the
     (score, label) pairs to draw, in panel order."""
     set_style()
     if scores.empty:
         raise MvlptError("the predictor score table is empty; run `mvlpt predict score` on a study first.")
+    scores = scores if "against" in scores.columns else scores.assign(against="gain")
     methods = study.method_order(scores["method"].unique())
     pal = method_palette(methods)
     panels = [(s, lab) for s, lab in score_labels if (scores["score"] == s).any()]
+    rows = [a for a in ("gain", "interaction") if (scores["against"] == a).any()]
     n = len(order)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.5 * len(panels) + 1.2, 0.32 * n * max(len(methods), 1) / 2 + 1.6),
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(2.5 * len(panels) + 1.2, (0.32 * n * max(len(methods), 1) / 2 + 1.2) * len(rows) + 0.4),
                              squeeze=False, sharey=True)
     height = 0.8 / max(len(methods), 1)
-    for ax, (score, label) in zip(axes[0], panels):
-        s = scores[scores["score"] == score]
-        for k, m in enumerate(methods):
-            sm = s[s["method"] == m].set_index("predictor").reindex(order)
-            y = np.arange(n) + (k - (len(methods) - 1) / 2) * height
-            est = sm["estimate"].to_numpy(float)
-            err = np.vstack([est - sm["ci_low"].to_numpy(float), sm["ci_high"].to_numpy(float) - est])
-            ax.errorbar(est, y, xerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="o", ms=3.5, color=pal[m], ecolor=pal[m],
-                        elinewidth=0.9, capsize=1.5, label=m)
-        chance = s["chance"].astype(float).mean()
-        if np.isfinite(chance):
-            ax.axvline(chance, color="0.45", lw=0.8, ls="--", zorder=0)
-        if score.endswith("spearman"):
-            ax.set_xlim(-1.05, 1.05)
-        else:
-            ax.set_xlim(-0.05, 1.05)
-        ax.set_title(label)
-        ax.grid(axis="x", color="0.9", lw=0.6)
-    ax0 = axes[0][0]
-    ax0.set_yticks(range(n), order)
-    ax0.set_ylim(n - 0.5, -0.5)
+    for r, against in enumerate(rows):
+        for ax, (score, label) in zip(axes[r], panels):
+            s = scores[(scores["score"] == score) & (scores["against"] == against)]
+            lo = s["chance_low"].astype(float).mean() if "chance_low" in s else np.nan
+            hi = s["chance_high"].astype(float).mean() if "chance_high" in s else np.nan
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.axvspan(lo, hi, color="0.88", zorder=0, lw=0)
+            for k, m in enumerate(methods):
+                sm = s[s["method"] == m].set_index("predictor").reindex(order)
+                y = np.arange(n) + (k - (len(methods) - 1) / 2) * height
+                est = sm["estimate"].to_numpy(float)
+                err = np.vstack([est - sm["ci_low"].to_numpy(float), sm["ci_high"].to_numpy(float) - est])
+                useful = sm["useful"].fillna(False).to_numpy(bool) if "useful" in sm else np.zeros(n, bool)
+                ax.errorbar(est, y, xerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="none", ecolor=pal[m],
+                            elinewidth=0.9, capsize=1.5)
+                ax.plot(est[~useful], y[~useful], "o", ms=3.5, mfc="white", mec=pal[m], mew=0.9, label=m if r == 0 else None)
+                ax.plot(est[useful], y[useful], "o", ms=3.8, color=pal[m])
+                if "source_quality" in sm.index and np.isfinite(sm.loc["source_quality", "estimate"]):
+                    ax.axvline(sm.loc["source_quality", "estimate"], color=pal[m], lw=0.8, ls=":", zorder=1)
+            chance = s["chance"].astype(float).mean()
+            if np.isfinite(chance):
+                ax.axvline(chance, color="0.45", lw=0.8, ls="--", zorder=0)
+            if score.endswith("spearman"):
+                ax.set_xlim(-1.05, 1.05)
+            else:
+                ax.set_xlim(-0.05, 1.05)
+            tag = " (primary)" if score == "within_target_spearman" else " (secondary)" if score == "spearman" else ""
+            ax.set_title(f"{label}{tag}\nagainst the {against}", fontsize="small")
+            ax.grid(axis="x", color="0.9", lw=0.6)
+        axes[r][0].set_yticks(range(n), order)
+        axes[r][0].set_ylim(n - 0.5, -0.5)
     axes[0][-1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
-    fig.suptitle("transferability predictors against the measured gains (bootstrap CI over targets; "
-                 "dashed: random ranking)", y=1.0)
+    fig.suptitle("transferability predictors against the measured gain and its interaction (two-level bootstrap "
+                 "interval: targets, then seeds)\nfilled: useful (interval of the difference to source quality above 0); "
+                 "dotted: source quality; dashed + grey band: random ranking", y=1.0, fontsize="small")
     sns.despine(fig)
     fig.tight_layout()
     return fig

@@ -54,7 +54,8 @@ SCORES: tuple[tuple[str, str, int], ...] = (
     ("top3", "top-3 hit rate", 3),
     ("ndcg3", "NDCG@3", 3),
 )
-SCORE_COLUMNS = ("method", "predictor", "family", "score", "estimate", "ci_low", "ci_high", "chance", "n", "cost_s")
+SCORE_COLUMNS = ("method", "predictor", "family", "against", "score", "estimate", "ci_low", "ci_high", "chance", "chance_low",
+                 "chance_high", "p_value", "q_value", "vs_quality", "vs_quality_low", "vs_quality_high", "useful", "n", "cost_s")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +242,10 @@ class PromptViews:
     * ``metric[s][S][T]``: T's own metric on T's few-shot *val* images, with S's prompt and T's class
       names, nothing trained on T (the sequential transfer's starting point);
     * ``seconds``: the prompted forward passes of each part (``estimators``, ``metric``), model loading
-      and image decoding not counted.
+      and image decoding not counted;
+    * ``target_logits[s][S][T]``: (rows, |C_T|) logits of T's few-shot *train* images over *T's* classes,
+      through T's learner holding S's prompt (what a sequential run from S's prompt starts with): features
+      of one size for every source (issue #22).
     """
 
     method: str
@@ -251,6 +255,7 @@ class PromptViews:
     labels: dict
     metric: dict
     seconds: dict
+    target_logits: dict = dataclasses.field(default_factory=dict)
 
 
 def _prompt_options(path, method: str, task: str, seed: int) -> dict:
@@ -307,7 +312,7 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
         lr.eval()
     frozen_images = not learners[tasks[0]].learns_image
     seconds = {"estimators": 0.0, "metric": 0.0}
-    logits, labels, metric = {}, {}, {}
+    logits, labels, metric, target_logits = {}, {}, {}, {}
 
     def features(learner, images):  # (N, D) image features under the learner's current prompts
         return torch.cat([learner.image_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]) \
@@ -333,16 +338,18 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                     for t in tasks:
                         frozen[t][k] = features(learners[t], data[t][k])
                     seconds[part] += time.perf_counter() - start
-            logits[s], metric[s] = {}, {}
+            logits[s], metric[s], target_logits[s] = {}, {}, {}
             for src in tasks:
                 for lr in learners.values():
                     load_prompt(lr, prompt_files[(src, s)])
-                logits[s][src], metric[s][src] = {}, {}
+                logits[s][src], metric[s][src], target_logits[s][src] = {}, {}, {}
                 start = time.perf_counter()
                 text_src = learners[src].text_features()
                 for t in tasks:
                     f = frozen[t]["train"] if frozen_images else features(learners[src], data[t]["train"])
                     logits[s][src][t] = learners[src].logits(feats=f, text=text_src).double().cpu().numpy()
+                    ft = frozen[t]["train"] if frozen_images else features(learners[t], data[t]["train"])
+                    target_logits[s][src][t] = learners[t].logits(feats=ft).double().cpu().numpy()
                 mid = time.perf_counter()
                 for t in tasks:
                     f = frozen[t]["val"] if frozen_images else features(learners[t], data[t]["val"])
@@ -351,7 +358,7 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                 end = time.perf_counter()
                 seconds["estimators"] += mid - start
                 seconds["metric"] += end - mid
-    return PromptViews(method, list(tasks), seeds, logits, labels, metric, seconds)
+    return PromptViews(method, list(tasks), seeds, logits, labels, metric, seconds, target_logits)
 
 
 def _options_key(options: dict) -> str:
@@ -372,6 +379,11 @@ def prompt_matrix(name: str, views: PromptViews) -> tuple[pd.DataFrame, float]:
         for j, t in enumerate(tasks):
             if pred.reads == "target_metric":
                 values = [views.metric[s][src][t] for s in views.seeds]
+            elif pred.reads == "target_logits":  # T's classes under S's prompt: one size for every source
+                if not views.target_logits:
+                    raise MvlptError(f"predictor {name} reads the target-class logits, which these prompt views lack.")
+                fn = pred.estimator()
+                values = [fn(views.target_logits[s][src][t], views.labels[s][t]) for s in views.seeds]
             else:
                 fn = pred.estimator()
                 values = [fn(source_view(views.logits[s][src][t], pred.reads), views.labels[s][t]) for s in views.seeds]
@@ -480,71 +492,409 @@ def _ci(data: tuple, statistic, *, n_boot: int, seed: int, level: float) -> tupl
     return float(ci.low), float(ci.high)
 
 
-def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
-                 seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
-    """Every score of :data:`SCORES` of one predictor matrix against one gain matrix (both source x
-    target; the diagonal is ignored): rows of score, estimate, ci_low, ci_high, chance, n."""
-    order = [t for t in gain.columns if t in set(pred.columns) and t in set(pred.index) and t in set(gain.index)]
-    p = pred.reindex(index=order, columns=order).to_numpy(float).copy()
-    g = gain.reindex(index=order, columns=order).to_numpy(float).copy()
-    np.fill_diagonal(p, np.nan)
-    np.fill_diagonal(g, np.nan)
-    targets = [j for j in range(len(order)) if (np.isfinite(p[:, j]) & np.isfinite(g[:, j])).sum() >= 2]
-    p, g = p[:, targets], g[:, targets]
-    rows = []
+# --------------------------------------------------------------------------------------------------
+# Scores against the gain and its interaction, with the null predictors (issue #22)
+# --------------------------------------------------------------------------------------------------
+NULL_PREDICTORS = ("source_quality", "random")
+AGAINST = ("gain", "interaction")
+_TIE = 1e-9  # measured values this close to the best tie with it
 
-    every = np.arange(len(targets))
-    lo, hi = _ci((every,), _pooled_spearman(p, g), n_boot=n_boot, seed=seed, level=level)
-    n_pairs = int((np.isfinite(p) & np.isfinite(g)).sum())
-    rows.append({"score": "spearman", "estimate": TR.spearman(p.ravel(), g.ravel()), "ci_low": lo, "ci_high": hi,
-                 "chance": 0.0, "n": n_pairs})
-    values, chance = per_target(p, g)
-    for name, _, _ in SCORES[1:]:
-        v = values[name]
-        ok = np.isfinite(v)
-        lo, hi = _ci((v[ok],), np.mean, n_boot=n_boot, seed=seed, level=level)
-        rows.append({"score": name, "estimate": float(v[ok].mean()) if ok.any() else np.nan, "ci_low": lo,
-                     "ci_high": hi, "chance": float(np.nanmean(chance[name][ok])) if ok.any() else np.nan, "n": int(ok.sum())})
-    for r in rows:
-        r["estimate"] = float(r["estimate"])
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=-1)
+
+
+def _tie_groups(p: np.ndarray) -> list[np.ndarray]:
+    """The positions of ``p`` grouped by equal value, largest value first."""
+    values = np.unique(p)[::-1]
+    return [np.flatnonzero(p == v) for v in values]
+
+
+def _topk_hit_tied(p: np.ndarray, best: np.ndarray, k: int) -> np.ndarray:
+    """Top-k hit of a fixed predictor ``p`` (n,) on rows of measured-best masks ``best`` (N, n): the
+    probability that some measured-best source (ties in the measured value are all best) is among the k
+    sources ``p`` ranks highest, ties in ``p`` broken uniformly at random (exact; task order decides
+    nothing)."""
+    from scipy.special import comb
+
+    none = np.ones(len(best))
+    r = min(k, len(p))
+    for group in _tie_groups(p):
+        if r <= 0:
+            break
+        h = best[:, group].sum(1)
+        m = len(group)
+        if m <= r:
+            none = none * (h == 0)
+        else:
+            none = none * comb(m - h, r) / comb(m, r)
+        r -= m
+    return 1.0 - none
+
+
+def _ndcg_weights(p: np.ndarray, k: int) -> np.ndarray:
+    """(n,) weights so that ``rel @ w`` is the expected DCG@k of the ranking by ``p``, ties broken at
+    random: each position holds the mean relevance of the tie group that covers it."""
+    disc = 1.0 / np.log2(np.arange(2, len(p) + 2))
+    w = np.zeros(len(p))
+    pos = 0
+    for group in _tie_groups(p):
+        span = np.arange(pos, pos + len(group))
+        w[group] = disc[span[span < k]].sum() / len(group)
+        pos += len(group)
+    return w
+
+
+def _ndcg_from(dcg: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
+    disc = 1.0 / np.log2(np.arange(2, min(k, rel.shape[1]) + 2))
+    ideal = -np.sort(-rel, axis=1)[:, : len(disc)] @ disc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+def column_scores(p: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-target scores of one target's sources: ``p`` the predictor's values ``(n,)`` (fixed; ties
+    allowed) or ``(N, n)`` (one draw per row, e.g. a random predictor; no ties), ``g`` the measured
+    values ``(N, n)`` (one row per resample of the target's column). Returns ``(N,)`` arrays:
+    ``within_target_spearman`` (average ranks; NaN with < 3 sources or a constant side), ``top1``,
+    ``top3`` (a hit when some measured-best source, ties included, is among the predictor's k highest;
+    predictor ties broken at random, in expectation), ``ndcg3`` (relevance = value - the column's
+    smallest; predictor ties in expectation)."""
+    from .stats import pearson_along
+
+    g = np.atleast_2d(np.asarray(g, float))
+    n_rows, n = g.shape
+    nan = np.full(n_rows, np.nan)
+    if n < 2:
+        return {"within_target_spearman": nan, "top1": nan, "top3": nan, "ndcg3": nan}
+    ok = np.isfinite(g).all(1)
+    gg = np.where(ok[:, None], g, 0.0)
+    rg = _ranks(gg)
+    best = gg >= gg.max(1, keepdims=True) - _TIE
+    rel = gg - gg.min(1, keepdims=True)
+    out = {}
+    if np.ndim(p) == 1:
+        rp = _ranks(np.asarray(p, float))
+        out["within_target_spearman"] = pearson_along(np.broadcast_to(rp, rg.shape), rg) if n >= 3 else nan.copy()
+        out["top1"] = _topk_hit_tied(p, best, 1)
+        out["top3"] = _topk_hit_tied(p, best, 3)
+        out["ndcg3"] = _ndcg_from(rel @ _ndcg_weights(p, 3), rel, 3)
+    else:
+        p = np.asarray(p, float)
+        order = np.argsort(-p, axis=1, kind="stable")
+        rows = np.arange(n_rows)[:, None]
+        out["within_target_spearman"] = pearson_along(_ranks(p), rg) if n >= 3 else nan.copy()
+        out["top1"] = best[rows, order[:, :1]].any(1).astype(float)
+        out["top3"] = best[rows, order[:, :3]].any(1).astype(float)
+        disc = 1.0 / np.log2(np.arange(2, min(3, n) + 2))
+        out["ndcg3"] = _ndcg_from(rel[rows, order[:, : len(disc)]] @ disc, rel, 3)
+    return {k: np.where(ok, np.asarray(v, float), np.nan) for k, v in out.items()}
+
+
+def chance_scores(g: np.ndarray) -> dict[str, float]:
+    """The expected per-target scores of a uniformly random ranking of one target's sources (values
+    ``g`` (n,)), exactly: Spearman 0, top-k ``1 - C(n - h, k) / C(n, k)`` with ``h`` tied-best sources,
+    NDCG@3 each position holding the mean relevance."""
+    from scipy.special import comb
+
+    g = np.asarray(g, float)
+    n = len(g)
+    if n < 2:
+        return {"within_target_spearman": np.nan, "top1": np.nan, "top3": np.nan, "ndcg3": np.nan}
+    h = int((g >= g.max() - _TIE).sum())
+    return {"within_target_spearman": 0.0 if n >= 3 else np.nan,
+            "top1": float(1 - comb(n - h, 1) / comb(n, 1)), "top3": float(1 - comb(n - h, min(3, n)) / comb(n, min(3, n))),
+            "ndcg3": _chance_ndcg(g, 3)}
+
+
+def _pooled_along(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Spearman over the finite cells of each ``(B, S, T)`` matrix pair: ``(B,)``."""
+    from .stats import pearson_along
+
+    p = p.reshape(len(p), -1)
+    g = g.reshape(len(g), -1)
+    ok = np.isfinite(p) & np.isfinite(g)
+    counts = ok.sum(1)
+    out = np.full(len(p), np.nan)
+    if len(set(counts.tolist())) == 1 and counts[0] >= 3:
+        c = int(counts[0])
+        out = pearson_along(_ranks(p[ok].reshape(-1, c)), _ranks(g[ok].reshape(-1, c)))
+    else:
+        for b in range(len(p)):
+            if counts[b] >= 3:
+                out[b] = pearson_along(_ranks(p[b, ok[b]]), _ranks(g[b, ok[b]]))
+    return np.asarray(out, float)
+
+
+def resampled_scores(pred: np.ndarray, targets: np.ndarray, mats: np.ndarray) -> dict[str, np.ndarray]:
+    """Every score of a fixed predictor ``pred`` ``(S, T)`` (NaN where a pair does not count) on resampled
+    matrices ``mats`` ``(B, S, T')`` whose column ``c`` is the original target ``targets[b, c]``: ``(B,)``
+    per score (the mean over the resample's targets; ``spearman``: over its pairs). A random predictor is
+    ``pred`` of shape ``(B, S, T')``, one draw per resample (its columns are the resample's own)."""
+    random = pred.ndim == 3
+    b, s, t = mats.shape
+    per = {name: np.full((b, t), np.nan) for name, _, _ in SCORES[1:]}
+    cols = np.swapaxes(mats, 1, 2)  # (B, T', S)
+    if random:
+        pcols = np.swapaxes(pred, 1, 2)
+        pm = pred
+    else:
+        pm = np.swapaxes(pred[:, targets], 0, 1)  # (B, S, T')
+    for j in np.unique(targets):
+        sel = targets == j
+        g = cols[sel]
+        valid = np.isfinite(g).any(0) & (np.isfinite(pred[:, j]) if not random else True)
+        if valid.sum() < 2:
+            continue
+        p = pcols[sel][:, valid] if random else pred[valid, j]
+        for name, v in column_scores(p, g[:, valid]).items():
+            per[name][sel] = v
+    out = {"spearman": _pooled_along(np.where(np.isfinite(mats), pm, np.nan), mats)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, v in per.items():
+            out[name] = np.nanmean(v, axis=1)
+    return out
+
+
+def _within_p(pred: np.ndarray, values: np.ndarray, n_perm: int, rng) -> float:
+    """The target-stratified permutation p of the mean within-target Spearman
+    (:func:`mvlpt.stats._within_target_permutation_p`): each target's sources permuted."""
+    from .stats import _within_target_permutation_p, pearson_along
+
+    xs, ys = [], []
+    for j in range(values.shape[1]):
+        ok = np.isfinite(pred[:, j]) & np.isfinite(values[:, j])
+        if ok.sum() < 3:
+            continue
+        x, y = _ranks(pred[ok, j]), _ranks(values[ok, j])
+        if np.isfinite(pearson_along(x, y)):
+            xs.append(x)
+            ys.append(y)
+    if not xs or n_perm <= 0:
+        return np.nan
+    return _within_target_permutation_p(xs, ys, n_perm, rng)
+
+
+def bh_qvalues(p: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) of ``p``; NaN stays NaN and is not counted."""
+    p = np.asarray(p, float)
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m:
+        order = np.argsort(p[ok])
+        ranked = p[ok][order] * m / np.arange(1, m + 1)
+        adj = np.minimum.accumulate(ranked[::-1])[::-1]
+        back = np.empty(m)
+        back[order] = np.minimum(adj, 1.0)
+        q[ok] = back
+    return q
+
+
+def _percentile(x: np.ndarray, level: float) -> tuple[float, float]:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return np.nan, np.nan
+    a = (1 - level) / 2
+    lo, hi = np.quantile(x, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def _aligned(m: pd.DataFrame, order: Sequence[str]) -> np.ndarray:
+    a = m.reindex(index=order, columns=order).to_numpy(float).copy()
+    np.fill_diagonal(a, np.nan)
+    return a
+
+
+def score_gains(gains: np.ndarray, tasks: Sequence[str], predictors: Mapping[str, pd.DataFrame], *,
+                quality: pd.Series | None = None, against: Sequence[str] = AGAINST,
+                n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"], n_perm: int = study.ANALYSIS_DEFAULTS["n_perm"],
+                seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+    """Every score of every predictor matrix against one method's per-seed gains ``(seeds, sources,
+    targets)`` in ``tasks`` order (NaN on the diagonal), against the gain and its interaction:
+
+    * the estimate on the seed-mean gain matrix (its interaction: :func:`mvlpt.gainstats.decompose`'s
+      residual, the same fit as :func:`mvlpt.gainstats.additive_residual`);
+    * the interval: percentiles over ``n_boot`` two-level resamples (:func:`mvlpt.gainstats.two_level_resamples`:
+      targets, then seeds inside each target), one set shared by every predictor, so differences are paired;
+    * ``p_value`` (``within_target_spearman`` only): the target-stratified permutation p (``n_perm``);
+    * the nulls: ``source_quality`` (``quality``, the sources' own baselines, row-constant) and ``random``
+      (estimate: the exact expectation of a random ranking; interval: a random ranking drawn per resample);
+      ``chance``, ``chance_low``, ``chance_high`` on every row; ``vs_quality*``: the paired difference to
+      ``source_quality`` and ``useful`` = its interval above 0.
+
+    Returns rows without ``method``, ``family``, ``cost_s`` and ``q_value`` (:func:`score_predictors` adds them)."""
+    from .gainstats import additive_residual, two_level_resamples
+
+    gains = np.asarray(gains, float)
+    k, s, t = gains.shape
+    mats_obs = _nanmean0(gains)[None]  # (1, S, T)
+    obs_targets = np.arange(t)[None]
+    rng = np.random.default_rng(seed)
+    if n_boot > 0:
+        targets, mats = two_level_resamples(gains, n_boot, rng)
+    else:
+        targets, mats = np.zeros((0, t), int), np.zeros((0, s, t))
+    preds = {name: _aligned(m, tasks) for name, m in predictors.items()}
+    if quality is not None:
+        q = quality.reindex(tasks).to_numpy(float)
+        preds["source_quality"] = _aligned(pd.DataFrame(np.repeat(q[:, None], t, 1), index=tasks, columns=tasks), tasks)
+    rows = []
+    for what in against:
+        if what == "gain":
+            obs, res = mats_obs, mats
+        elif what == "interaction":
+            obs, res = additive_residual(mats_obs), additive_residual(mats) if n_boot > 0 else mats
+        else:
+            raise MvlptError(f"unknown 'against' {what!r}; use {' or '.join(AGAINST)}.")
+        # the random ranking: exact expectation on the observed matrix, interval from one draw per resample
+        chance_cols = [chance_scores(obs[0][np.isfinite(obs[0][:, j]), j]) for j in range(t)]
+        chance = {"spearman": 0.0}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for name, _, _ in SCORES[1:]:
+                chance[name] = float(np.nanmean([c[name] for c in chance_cols]))
+        draws = resampled_scores(np.random.default_rng([seed, 1]).random(res.shape), targets, res) if n_boot > 0 else {}
+        chance_ci = {name: _percentile(draws[name], level) if n_boot > 0 else (np.nan, np.nan) for name, _, _ in SCORES}
+        point = {name: resampled_scores(p, obs_targets, obs) for name, p in preds.items()}
+        boot = {name: resampled_scores(p, targets, res) for name, p in preds.items()} if n_boot > 0 else {}
+        values = obs[0]
+        for name, p in preds.items():
+            pval = _within_p(p, values, n_perm, np.random.default_rng([seed, 2]))
+            for score, _, _ in SCORES:
+                est = float(point[name][score][0])
+                lo, hi = _percentile(boot[name][score], level) if n_boot > 0 else (np.nan, np.nan)
+                row = {"predictor": name, "against": what, "score": score, "estimate": est, "ci_low": lo, "ci_high": hi,
+                       "chance": chance[score], "chance_low": chance_ci[score][0], "chance_high": chance_ci[score][1],
+                       "p_value": pval if score == "within_target_spearman" else np.nan,
+                       "vs_quality": np.nan, "vs_quality_low": np.nan, "vs_quality_high": np.nan, "useful": False,
+                       "n": _n_of(score, p, values)}
+                if "source_quality" in preds and name != "source_quality":
+                    row["vs_quality"] = est - float(point["source_quality"][score][0])
+                    if n_boot > 0:
+                        lo, hi = _percentile(boot[name][score] - boot["source_quality"][score], level)
+                        row["vs_quality_low"], row["vs_quality_high"] = lo, hi
+                        row["useful"] = bool(np.isfinite(lo) and lo > 0)
+                rows.append(row)
+        # the random ranking's own rows
+        for score, _, _ in SCORES:
+            lo, hi = chance_ci[score]
+            row = {"predictor": "random", "against": what, "score": score, "estimate": chance[score], "ci_low": lo,
+                   "ci_high": hi, "chance": chance[score], "chance_low": lo, "chance_high": hi, "p_value": np.nan,
+                   "vs_quality": np.nan, "vs_quality_low": np.nan, "vs_quality_high": np.nan, "useful": False,
+                   "n": _n_of(score, np.zeros((s, t)), values)}
+            if "source_quality" in preds:
+                row["vs_quality"] = chance[score] - float(point["source_quality"][score][0])
+                if n_boot > 0:
+                    lo, hi = _percentile(draws[score] - boot["source_quality"][score], level)
+                    row["vs_quality_low"], row["vs_quality_high"] = lo, hi
+                    row["useful"] = bool(np.isfinite(lo) and lo > 0)
+            rows.append(row)
     return rows
 
 
-def score_predictors(pairs: pd.DataFrame, predictors: Mapping[str, tuple[pd.DataFrame, dict]], *,
-                     methods: Sequence[str] | None = None, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
-                     seed: int = study.ANALYSIS_DEFAULTS["seed"],
-                     level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
-    """The long table (:data:`SCORE_COLUMNS`) of every predictor's scores per method.
+def _nanmean0(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=0)
 
-    ``predictors``: name -> (source x target matrix, its info with ``seconds``), as
-    :func:`read_predictor` returns them, or, for a per-method predictor (family ``prompt``),
-    name -> {method: (matrix, info)}. ``cost_s`` is the predictor's compute time."""
-    if pairs.empty:
+
+def _n_of(score: str, pred: np.ndarray, values: np.ndarray) -> int:
+    ok = np.isfinite(pred) & np.isfinite(values)
+    if score == "spearman":
+        return int(ok.sum())
+    need = 3 if score == "within_target_spearman" else 2
+    return int((ok.sum(0) >= need).sum())
+
+
+def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
+                 seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+    """Every score of :data:`SCORES` of one predictor matrix against one gain matrix (both source x
+    target; the diagonal is ignored), the gain taken as a single seed (so the interval is a bootstrap over
+    targets only): rows of score, estimate, ci_low, ci_high, chance, n (and the columns of :func:`score_gains`)."""
+    order = [t for t in gain.columns if t in set(pred.columns) and t in set(pred.index) and t in set(gain.index)]
+    g = _aligned(gain, order)
+    rows = score_gains(g[None], order, {"predictor": pred}, against=("gain",), n_boot=n_boot, n_perm=0, seed=seed, level=level)
+    return [r for r in rows if r["predictor"] == "predictor"]
+
+
+def _quality(pairs: pd.DataFrame, method: str) -> pd.Series:
+    """The sources' own baseline (mean over seeds) of ``method``, from the pairs table."""
+    base = pairs[(pairs["method"] == method) & (pairs["source"] == pairs["target"])]
+    return base.set_index("source")["mean"].astype(float)
+
+
+def score_predictors(pairs: pd.DataFrame | None, predictors: Mapping[str, tuple[pd.DataFrame, dict]], *,
+                     runs: pd.DataFrame | None = None, methods: Sequence[str] | None = None,
+                     against: Sequence[str] = AGAINST, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
+                     n_perm: int = study.ANALYSIS_DEFAULTS["n_perm"], seed: int = study.ANALYSIS_DEFAULTS["seed"],
+                     level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+    """The long table (:data:`SCORE_COLUMNS`) of every predictor's scores per method, against the gain and
+    its interaction, with the null predictors ``source_quality`` and ``random`` (:func:`score_gains`).
+
+    ``runs`` (the runs table, one row per run and seed) gives the per-seed gains of the two-level bootstrap;
+    without it the pairs table's gains count as one seed (the interval is then over targets only).
+    ``predictors``: name -> (source x target matrix, its info with ``seconds``), as :func:`read_predictor`
+    returns them, or, for a per-method predictor (family ``prompt``), name -> {method: (matrix, info)}.
+    ``cost_s`` is the predictor's compute time. ``q_value``: Benjamini-Hochberg over the table's
+    ``p_value`` s of one (method, against, score), the ``random`` rows not counted."""
+    from .gainstats import seed_gains
+
+    if runs is not None:
+        if runs.empty:
+            raise MvlptError("the runs table is empty; run the study and `mvlpt collect` first.")
+        pairs = tables.pair_table(runs) if pairs is None else pairs
+    if pairs is None or pairs.empty:
         raise MvlptError("the pairs table is empty; run the study and `mvlpt collect` first.")
     methods = study.method_order(methods if methods is not None else pairs["method"].unique())
-    rows = []
+    out = []
     for method in methods:
         gain = tables.matrix(pairs, method, "gain")
+        order = list(gain.index)
+        if runs is not None:
+            gains, order, _ = seed_gains(runs, method, order)
+        else:
+            gains = _aligned(gain, order)[None]
+        mats, info = {}, {}
         for name, given in predictors.items():
             if isinstance(given, Mapping):  # a per-method predictor: {method: (matrix, info)}
                 if method not in given:
                     raise MvlptError(f"predictor {name} has no matrix for method {method}; compute it from that method's prompts.")
                 given = given[method]
-            m, info = given
-            family = study.PREDICTORS[name].family if name in study.PREDICTORS else info.get("family", "")
-            common = set(m.index) & set(gain.index)
+            m, meta = given
+            common = set(m.index) & set(order)
             if len(common) < 3:
                 raise MvlptError(f"predictor {name} and the gains of {method} share {len(common)} task(s); "
                                  f"score them on the same study (at least 3 tasks).")
-            for r in score_matrix(m, gain, n_boot=n_boot, seed=seed, level=level):
-                rows.append({"method": method, "predictor": name, "family": family, **r, "cost_s": float(info["seconds"])})
-    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+            mats[name] = m
+            family = study.PREDICTORS[name].family if name in study.PREDICTORS else meta.get("family", "")
+            info[name] = (family, float(meta["seconds"]))
+        info["source_quality"] = info["random"] = ("null", 0.0)
+        rows = score_gains(gains, order, mats, quality=_quality(pairs, method), against=against, n_boot=n_boot,
+                           n_perm=n_perm, seed=seed, level=level)
+        for r in rows:
+            family, cost = info[r["predictor"]]
+            out.append({"method": method, **r, "family": family, "cost_s": cost})
+    table = pd.DataFrame(out)
+    table["q_value"] = np.nan
+    for _, idx in table[table["predictor"] != "random"].groupby(["method", "against", "score"]).groups.items():
+        table.loc[idx, "q_value"] = bh_qvalues(table.loc[idx, "p_value"].to_numpy(float))
+    table["n"] = table["n"].astype("int64")
+    table["useful"] = table["useful"].astype(bool)
+    return table[list(SCORE_COLUMNS)]
 
 
 def predictor_order(scores: pd.DataFrame, by: str = "within_target_spearman") -> list[str]:
-    """Predictors from best to worst by their mean ``by`` score over methods (ties: registry order)."""
+    """Predictors from best to worst by their mean ``by`` score (against the gain) over methods (ties:
+    registry order), the null predictors last."""
     reg = list(study.PREDICTORS)
-    mean = scores[scores["score"] == by].groupby("predictor")["estimate"].mean()
-    names = list(dict.fromkeys(scores["predictor"]))
-    return sorted(names, key=lambda n: (-(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -np.inf),
-                                        reg.index(n) if n in reg else len(reg)))
+    sub = scores[scores["against"] == "gain"] if "against" in scores.columns else scores
+    mean = sub[sub["score"] == by].groupby("predictor")["estimate"].mean()
+    names = [n for n in dict.fromkeys(scores["predictor"]) if n not in NULL_PREDICTORS]
+    ranked = sorted(names, key=lambda n: (-(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -np.inf),
+                                          reg.index(n) if n in reg else len(reg)))
+    return ranked + [n for n in NULL_PREDICTORS if n in set(scores["predictor"])]

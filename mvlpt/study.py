@@ -228,31 +228,58 @@ class Predictor:
 
 
 PREDICTOR_FAMILIES = ("zeroshot", "prompt", "similarity")
+# (name, function of mvlpt.transferability, view, label, reference) of the estimators where their assumptions hold
+_FIXED_ESTIMATORS = (
+    ("leep_xfit", "leep_crossfit", "probabilities", "LEEP (cross-fitted)", "Nguyen et al., LEEP, ICML 2020; cross-fitted here"),
+    ("nce_xfit", "nce_crossfit", "predictions", "NCE (predicted source labels, cross-fitted)",
+     "Tran et al., ICCV 2019, the LEEP paper's predicted-label variant; cross-fitted here"),
+    ("logme_eep", "logme_eep", "probabilities", "LogME (target-class EEP features)", "You et al., LogME, ICML 2021"),
+    ("h_score_eep", "h_score_eep", "probabilities", "H-score (target-class EEP features)", "Bao et al., ICIP 2019"),
+    ("gbc_eep", "gbc_eep", "probabilities", "GBC (target-class EEP features, diagonal)", "Pandy et al., CVPR 2022"),
+    ("gbc_spherical", "gbc_spherical_eep", "probabilities", "GBC (authors' setting: PCA 64, spherical; EEP features)",
+     "Pandy et al., CVPR 2022, their code's setting"),
+)
 # what the source's zero-shot classifier gives an estimator, per target image: its class probabilities
 # (softmax of the logits), its predicted class (argmax), or its logits as features (the source's view);
-# target_metric: the prompt-specific predictor, the target's metric with the source's trained prompt
-PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric")
+# target_metric: the prompt-specific predictor, the target's metric with the source's trained prompt;
+# target_logits: the logits over the target's classes of the target's learner holding the source's prompt
+PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric", "target_logits")
 PREDICTORS: dict[str, Predictor] = {
     p.name: p
     for p in (
-        Predictor("leep", "zeroshot", "mvlpt.transferability:leep", "probabilities", "LEEP",
+        Predictor("leep", "zeroshot", "mvlpt.transferability:leep", "probabilities", "LEEP (in-sample)",
                   "Nguyen et al., LEEP, ICML 2020"),
-        Predictor("nce", "zeroshot", "mvlpt.transferability:nce", "predictions", "NCE",
+        Predictor("nce", "zeroshot", "mvlpt.transferability:nce", "predictions", "NCE (predicted source labels, in-sample)",
                   "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
-        Predictor("logme", "zeroshot", "mvlpt.transferability:logme", "logits", "LogME",
+        Predictor("logme", "zeroshot", "mvlpt.transferability:logme", "logits", "LogME (source-class logits)",
                   "You et al., LogME, ICML 2021"),
-        Predictor("h_score", "zeroshot", "mvlpt.transferability:h_score", "logits", "H-score",
+        Predictor("h_score", "zeroshot", "mvlpt.transferability:h_score", "logits", "H-score (source-class logits)",
                   "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
-        Predictor("gbc", "zeroshot", "mvlpt.transferability:gbc", "logits", "GBC",
+        Predictor("gbc", "zeroshot", "mvlpt.transferability:gbc", "logits", "GBC (source-class logits, diagonal)",
                   "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"),
         # the same estimators with the source's trained prompt (per method) in place of its zero-shot classifier
         *(Predictor(f"{name}_prompt", "prompt", f"mvlpt.transferability:{name}", reads, f"{label} (trained prompt)", ref)
           for name, reads, label, ref in (
-              ("leep", "probabilities", "LEEP", "Nguyen et al., LEEP, ICML 2020"),
-              ("nce", "predictions", "NCE", "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
-              ("logme", "logits", "LogME", "You et al., LogME, ICML 2021"),
-              ("h_score", "logits", "H-score", "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
-              ("gbc", "logits", "GBC", "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"))),
+              ("leep", "probabilities", "LEEP (in-sample)", "Nguyen et al., LEEP, ICML 2020"),
+              ("nce", "predictions", "NCE (predicted source labels, in-sample)", "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
+              ("logme", "logits", "LogME (source-class logits)", "You et al., LogME, ICML 2021"),
+              ("h_score", "logits", "H-score (source-class logits)", "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
+              ("gbc", "logits", "GBC (source-class logits, diagonal)", "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"))),
+        # the estimators where their assumptions hold (issue #22, docs/predictors.md): LEEP and NCE cross-fitted
+        # on class-stratified halves, LogME / H-score / GBC on features of one size for every source (the
+        # cross-fitted EEP probabilities over the target's classes), GBC also in its authors' setting
+        *(Predictor(f"{name}{suffix}", family, f"mvlpt.transferability:{fn}", reads, label + tail, ref)
+          for family, suffix, tail in (("zeroshot", "", ""), ("prompt", "_prompt", " (trained prompt)"))
+          for name, fn, reads, label, ref in _FIXED_ESTIMATORS),
+        # the feature estimators on the target-class logits under the source's trained prompt (T's learner
+        # holding S's prompt): |C_T| dimensions for every source, no cross-fitting needed (no label is read)
+        *(Predictor(f"{name}_tlogits_prompt", "prompt", f"mvlpt.transferability:{fn}", "target_logits",
+                    f"{label} (target-class logits, trained prompt)", ref)
+          for name, fn, label, ref in (
+              ("logme", "logme", "LogME", "You et al., LogME, ICML 2021"),
+              ("h_score", "h_score", "H-score", "Bao et al., ICIP 2019"),
+              ("gbc", "gbc", "GBC (diagonal)", "Pandy et al., CVPR 2022"),
+              ("gbc_spherical", "gbc_spherical", "GBC (authors' setting: PCA 64, spherical)", "Pandy et al., CVPR 2022, their code's setting"))),
         Predictor("prompt_accuracy", "prompt", "mvlpt.metrics:compute_metric", "target_metric",
                   "target metric with the source prompt", "prompt-specific: the source's prompt on the target, untrained"),
         *(Predictor(m.name, "similarity", m.function, m.kind, m.label, "task similarity (mvlpt.similarity)")

@@ -98,7 +98,7 @@ def _logme_column(sigma2: np.ndarray, uty: np.ndarray, y_norm2: float, n: int, d
         new_alpha = gamma / max(m2, 1e-300)
         new_beta = (n - gamma) / max(res, 1e-300)
         done = abs(new_alpha / alpha - 1) < tol and abs(new_beta / beta - 1) < tol
-        alpha, beta = new_alpha, new_beta
+        alpha, beta = min(max(new_alpha, 1e-12), 1e12), min(max(new_beta, 1e-12), 1e12)  # a perfect fit: bounded
         if done:
             break
     m2 = float(np.sum(beta ** 2 * sigma2 * uty ** 2 / (alpha + beta * sigma2) ** 2))
@@ -145,6 +145,168 @@ def gbc(features, y, eps: float = 1e-6) -> float:
 
 
 ESTIMATORS = {"leep": leep, "nce": nce, "logme": logme, "h_score": h_score, "gbc": gbc}
+
+
+# --------------------------------------------------------------------------------------------------
+# The estimators where their assumptions hold (issue #22): cross-fitted, on features of a fixed size
+# --------------------------------------------------------------------------------------------------
+CROSSFIT_SEED = 0  # the seed of the class-stratified halves: one split per target, the same for every source
+
+
+def stratified_halves(y, seed: int = CROSSFIT_SEED) -> np.ndarray:
+    """A boolean mask of the first half of the samples, drawn class by class (``seed``): each class's
+    samples are shuffled and its first ``ceil(n_c / 2)`` or ``floor(n_c / 2)`` go to half A,
+    alternating between classes so that the halves differ in size by at most one. Depends on the
+    labels only, so every source of a target is scored on the same halves."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    first = np.zeros(len(y), bool)
+    extra = 0
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        k = len(idx) // 2 + (len(idx) % 2) * (extra % 2 == 0)
+        extra += len(idx) % 2
+        first[idx[:k]] = True
+    return first
+
+
+def _conditional(joint_counts: np.ndarray, prior: float) -> np.ndarray:
+    """P(y | z) from (soft) counts ``(|Y|, |Z|)``, each column smoothed by ``prior`` pseudo-samples spread
+    uniformly over the target classes (a source class the estimation half never uses predicts the
+    uniform distribution, not log 0)."""
+    ny = joint_counts.shape[0]
+    return (joint_counts + prior / ny) / (joint_counts.sum(0, keepdims=True) + prior)
+
+
+def _crossfit(p: np.ndarray, y, fit, score, seed: int) -> float:
+    """Estimate on one half, score the other, swap, average (weighted by the halves' sizes)."""
+    yi, _ = _labels(y, len(p))
+    a = stratified_halves(yi, seed)
+    parts = [(a, ~a), (~a, a)]
+    total, n = 0.0, 0
+    for est, held in parts:
+        if held.sum() == 0 or est.sum() == 0:
+            continue
+        total += float(np.sum(score(fit(p[est], yi[est]), p[held], yi[held])))
+        n += int(held.sum())
+    return total / n if n else float("nan")
+
+
+def eep_conditional(probs, y, n_classes: int | None = None, prior: float = 1.0) -> np.ndarray:
+    """LEEP's empirical P(y | z) ``(|Y|, |Z|)`` from source probabilities and target labels (soft counts),
+    smoothed with ``prior`` pseudo-samples per source class (:func:`_conditional`)."""
+    p = np.asarray(probs, np.float64)
+    yi = np.asarray(y, np.int64)
+    ny = int(n_classes if n_classes is not None else yi.max() + 1)
+    joint = np.zeros((ny, p.shape[1]))
+    np.add.at(joint, yi, p)
+    return _conditional(joint, prior)
+
+
+def leep_crossfit(probs, y, seed: int = CROSSFIT_SEED, prior: float = 1.0) -> float:
+    """LEEP cross-fitted: P(y | z) estimated on one class-stratified half of the target samples, the
+    log-likelihood of the expected empirical predictor averaged over the other half; then swapped.
+    Unlike :func:`leep`, no sample is scored by a conditional it helped estimate (no in-sample bias)."""
+    p = np.asarray(probs, np.float64)
+    _, ny = _labels(y, len(p))
+
+    def fit(pe, ye):
+        return eep_conditional(pe, ye, ny, prior)
+
+    def score(cond, ph, yh):
+        return np.log(np.clip((ph * cond[yh]).sum(1), 1e-300, None))
+
+    return _crossfit(p, y, fit, score, seed)
+
+
+def nce_crossfit(source_labels, y, seed: int = CROSSFIT_SEED, prior: float = 1.0) -> float:
+    """NCE (the LEEP paper's variant: the source's *predicted* labels) cross-fitted: P(y | z) counted on
+    one half, mean log P(y_i | z_i) over the other half, swapped: minus the held-out conditional
+    cross-entropy. Smoothed as :func:`leep_crossfit`."""
+    z = np.asarray(source_labels)
+    _, nz = _labels(z, len(z))
+    zi = np.unique(z, return_inverse=True)[1]
+    onehot = np.eye(nz)[zi]
+    _, ny = _labels(y, len(z))
+
+    def fit(pe, ye):
+        joint = np.zeros((ny, nz))
+        np.add.at(joint, ye, pe)
+        return _conditional(joint, prior)
+
+    def score(cond, ph, yh):
+        return np.log((cond[yh] * ph).sum(1))
+
+    return _crossfit(onehot, y, fit, score, seed)
+
+
+def eep_features(probs, y, seed: int = CROSSFIT_SEED, prior: float = 1.0) -> np.ndarray:
+    """Features of one size for every source: each target sample's cross-fitted expected-empirical-
+    predictor probabilities over the *target's* classes, ``probs_i @ P(y | z)^T`` with P(y | z) from the
+    other class-stratified half: ``(n, |Y|)`` whatever the source's class count."""
+    p = np.asarray(probs, np.float64)
+    yi, ny = _labels(y, len(p))
+    a = stratified_halves(yi, seed)
+    out = np.zeros((len(p), ny))
+    for est, held in ((a, ~a), (~a, a)):
+        if est.any() and held.any():
+            out[held] = p[held] @ eep_conditional(p[est], yi[est], ny, prior).T
+    return out
+
+
+def logme_eep(probs, y) -> float:
+    """LogME on :func:`eep_features` (target-class dimensions for every source)."""
+    return logme(eep_features(probs, y), y)
+
+
+def h_score_eep(probs, y) -> float:
+    """H-score on :func:`eep_features`."""
+    return h_score(eep_features(probs, y), y)
+
+
+def gbc_eep(probs, y) -> float:
+    """GBC (diagonal covariances, as :func:`gbc`) on :func:`eep_features`."""
+    return gbc(eep_features(probs, y), y)
+
+
+def gbc_spherical(features, y, pca_dims: int = 64, floor: float = 1e-4) -> float:
+    """GBC in its authors' setting (Pandy et al. 2022, their code, ``gaussian_type="spherical"``): the
+    features centred and reduced by PCA to ``min(pca_dims, samples, dims)`` dimensions, one Gaussian per
+    class with a *spherical* covariance (``v_c``: the mean of the class's per-dimension variances, each
+    floored at ``floor`` as their code does), minus the sum over ordered class pairs of the Bhattacharyya
+    coefficient ``exp(-D_B)``, with their code's distance
+    ``D_B = |mu_i - mu_j|^2 / (8 v) + 1/2 (log v - 1/2 log v_i - 1/2 log v_j)``, ``v = (v_i + v_j) / 2``
+    (the log term of their spherical case is that of one dimension, not ``d`` times it; kept as published)."""
+    f = np.asarray(features, np.float64)
+    yi, ny = _labels(y, len(f))
+    f = f - f.mean(0)
+    k = int(min(pca_dims, f.shape[0], f.shape[1]))
+    _, _, vt = np.linalg.svd(f, full_matrices=False)
+    z = f @ vt[:k].T
+    mu = np.stack([z[yi == c].mean(0) for c in range(ny)])
+    var = np.array([np.maximum(z[yi == c].var(0), floor).mean() for c in range(ny)])
+    total = 0.0
+    for i in range(ny):
+        for j in range(ny):
+            if i != j:
+                v = (var[i] + var[j]) / 2
+                db = np.sum((mu[i] - mu[j]) ** 2) / (8 * v) + 0.5 * (np.log(v) - 0.5 * np.log(var[i]) - 0.5 * np.log(var[j]))
+                total += np.exp(-db)
+    return float(-total)
+
+
+def gbc_spherical_eep(probs, y) -> float:
+    """GBC in its authors' setting (:func:`gbc_spherical`) on :func:`eep_features`."""
+    return gbc_spherical(eep_features(probs, y), y)
+
+
+# the estimators where their assumptions hold, with the source view each reads
+CROSSFIT_ESTIMATORS = {"leep_xfit": leep_crossfit, "nce_xfit": nce_crossfit, "logme_eep": logme_eep,
+                       "h_score_eep": h_score_eep, "gbc_eep": gbc_eep, "gbc_spherical": gbc_spherical_eep}
+ESTIMATOR_VIEWS = {"leep": "probabilities", "nce": "predictions", "logme": "logits", "h_score": "logits", "gbc": "logits",
+                   "leep_xfit": "probabilities", "nce_xfit": "predictions", "logme_eep": "probabilities",
+                   "h_score_eep": "probabilities", "gbc_eep": "probabilities", "gbc_spherical": "probabilities"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
             logits = SCALE * x.astype(float) @ src.features.astype(float).T  # CLIP: scale * <image, class name>
             view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1),
                     "logits": logits}[study.PREDICTORS[name].reads]
-            per_seed.append(TR.ESTIMATORS[name](view, y))
+            per_seed.append({**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}[name](view, y))
         expected[name] = np.mean(per_seed)
         m, seconds = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
         assert m.loc["b", "c"] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
@@ -212,12 +212,33 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     the zero-shot ones do, averaged over seeds; the views are the source learner's own logits."""
     views = prompt_views_of["vpt"]
     src, tgt = "glyph-digits", "shapes"
+    estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
     for name in PROMPT[:-1]:
         reads = study.PREDICTORS[name].reads
-        expected = np.mean([TR.ESTIMATORS[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
-                                                                        views.labels[s][tgt]) for s in (1, 2)])
+        if reads == "target_logits":
+            fn = getattr(TR, study.PREDICTORS[name].function.split(":")[1])
+            expected = np.mean([fn(views.target_logits[s][src][tgt], views.labels[s][tgt]) for s in (1, 2)])
+        else:
+            expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
+                                                                            views.labels[s][tgt]) for s in (1, 2)])
         assert P.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
     assert views.logits[1][src][tgt].shape[1] == 10  # over the source's (glyph-digits') classes
+    assert views.target_logits[1][src][tgt].shape[1] == 6  # over the target's (shapes') classes, whatever the source
+
+
+@pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
+def test_target_class_logits_of_a_task_own_prompt_are_its_own_classifier(method, prompt_views_of):
+    """On the diagonal, T's learner holding T's prompt is T's own classifier: the target-class logits equal
+    the source-class ones; off the diagonal they keep T's class count for every source."""
+    from mvlpt.tasks import get_task
+
+    views = prompt_views_of[method]
+    n_classes = {t: get_task(t).num_classes for t in PROMPT_TASKS}
+    for s in views.seeds:
+        for t in PROMPT_TASKS:
+            assert np.allclose(views.target_logits[s][t][t], views.logits[s][t][t], rtol=1e-5, atol=1e-6), (method, t)
+            for src in PROMPT_TASKS:
+                assert views.target_logits[s][src][t].shape == (len(views.labels[s][t]), n_classes[t])
 
 
 def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained_prompts, prompt_views_of, run_mvlpt, tmp_path):
@@ -255,8 +276,9 @@ def test_per_method_predictors_are_scored_against_their_own_methods_gains(tmp_pa
     pairs = T.pair_table(T.load_results(tmp_path))
     per_method = {m: (_matrix(g, tasks), {"seconds": 2.0, "method": m}) for m, g in gains.items()}
     table = P.score_predictors(pairs, {"prompt_accuracy": per_method}, n_boot=50)
-    assert np.allclose(table["estimate"], 1.0) and set(table["method"]) == {"coop", "vpt"}
-    assert set(table["family"]) == {"prompt"}
+    own = table[(table["predictor"] == "prompt_accuracy") & (table["against"] == "gain")]
+    assert np.allclose(own["estimate"], 1.0) and set(table["method"]) == {"coop", "vpt"}
+    assert set(own["family"]) == {"prompt"} and set(table["predictor"]) == {"prompt_accuracy", *P.NULL_PREDICTORS}
     from mvlpt.errors import MvlptError
 
     with pytest.raises(MvlptError, match="no matrix for method vpt"):
@@ -346,6 +368,7 @@ def test_score_predictors_reads_the_gains_of_each_method_from_the_pairs(tmp_path
     planted = _matrix(gains["coop"], tasks)
     table = P.score_predictors(pairs, {"leep": (planted, {"seconds": 1.5})}, n_boot=100)
     assert list(table.columns) == list(P.SCORE_COLUMNS)
+    table = table[(table["predictor"] == "leep") & (table["against"] == "gain")]
     coop = table[table["method"] == "coop"].set_index("score")["estimate"]
     assert np.allclose(coop.to_numpy(), 1.0)
     vpt = table[table["method"] == "vpt"].set_index("score")["estimate"]
@@ -381,13 +404,14 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
         for j, t in enumerate(tasks):
             write_record(tmp_path / "results", "coop", s, t, 1, test=0.5 if i == j else 0.5 + 0.01 * vf.iloc[i, j])
     T.write_collected(T.load_results(tmp_path / "results"), tmp_path / "tables")
-    rc, errors, _ = run_mvlpt("predict", "score", "--pairs", tmp_path / "tables" / "pairs.parquet", "--n-boot", 50,
+    rc, errors, _ = run_mvlpt("predict", "score", "--runs", tmp_path / "tables" / "runs.parquet", "--n-boot", 50, "--n-perm", 50,
                               "--predictors", out / "gbc.parquet", out / "visual_frechet.parquet",
                               "--out", tmp_path / "tables" / "predictors.csv")
     assert rc == 0, errors
     scores = T.read_table(tmp_path / "tables" / "predictors.parquet")
-    assert set(scores["predictor"]) == {"gbc", "visual_frechet"}
-    vf_scores = scores[scores["predictor"] == "visual_frechet"].set_index("score")["estimate"]
+    assert set(scores["predictor"]) == {"gbc", "visual_frechet", "source_quality", "random"}
+    assert set(scores["against"]) == {"gain", "interaction"}
+    vf_scores = scores[(scores["predictor"] == "visual_frechet") & (scores["against"] == "gain")].set_index("score")["estimate"]
     assert np.allclose(vf_scores.to_numpy(), 1.0)
     rc, errors, _ = run_mvlpt("predict", "plot", "--scores", tmp_path / "tables" / "predictors.parquet",
                               "--out", tmp_path / "figures" / "predictors.png")
@@ -481,3 +505,182 @@ def test_predictor_rules_dry_run(tmp_path, names):
                             ("prompt_predictors", n_prompt), ("score_predictors", 1), ("predictors_figure", 1)]:
             found = [line.split() for line in out.splitlines() if line.split()[:1] == [rule]]
             assert (found[-1][:2] == [rule, str(count)]) if count else not found, (rule, out[-3000:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue #22: the statistics against independent computations, the null predictors
+# --------------------------------------------------------------------------------------------------
+def _brute_force_column(p, g, k_top=(1, 3), k_ndcg=3):
+    """Top-k hits and NDCG@3 of ranking by ``p`` averaged over every tie-breaking order (all n!
+    secondary keys), a hit when some tied-best source of ``g`` is in the top k."""
+    n = len(p)
+    best = set(np.flatnonzero(g >= g.max() - 1e-9).tolist())
+    rel = g - g.min()
+    disc = 1 / np.log2(np.arange(2, min(k_ndcg, n) + 2))
+    ideal = np.sort(rel)[::-1][: len(disc)] @ disc
+    hits = {k: [] for k in k_top}
+    ndcg = []
+    for key in itertools.permutations(range(n)):
+        order = sorted(range(n), key=lambda i: (-p[i], key[i]))
+        for k in k_top:
+            hits[k].append(float(bool(best & set(order[:k]))))
+        ndcg.append(rel[order[: len(disc)]] @ disc / ideal)
+    return {f"top{k}": np.mean(v) for k, v in hits.items()} | {"ndcg3": np.mean(ndcg)}
+
+
+def test_column_scores_with_ties_equal_the_mean_over_every_tie_breaking_order():
+    p = np.array([2.0, 3.0, 3.0, 1.0, 3.0, 0.5])
+    rng = np.random.default_rng(0)
+    g = np.round(rng.normal(size=(8, 6)), 1)
+    g[0] = [0.2, 0.5, 0.1, 0.5, 0.0, 0.3]  # two tied best, one ranked first-equal by p, one last
+    g[1] = [0.9, 0.1, 0.2, 0.3, 0.4, 0.5]  # the best is p's fourth
+    got = P.column_scores(p, g)
+    for r in range(len(g)):
+        want = _brute_force_column(p, g[r])
+        for name in ("top1", "top3", "ndcg3"):
+            assert got[name][r] == pytest.approx(want[name]), (r, name)
+        assert got["within_target_spearman"][r] == pytest.approx(stats.spearmanr(p, g[r]).statistic)
+    assert got["top1"][0] == pytest.approx(1 / 3) and got["top1"][1] == 0.0
+
+
+def test_chance_scores_are_the_mean_over_every_ranking():
+    g = np.array([0.3, 0.1, 0.3, -0.2, 0.0])  # two tied best
+    every = [_brute_force_column(np.array(perm, float), g) for perm in itertools.permutations(range(5))]
+    want = {k: np.mean([e[k] for e in every]) for k in ("top1", "top3", "ndcg3")}
+    got = P.chance_scores(g)
+    assert got["top1"] == pytest.approx(want["top1"]) == pytest.approx(2 / 5)
+    assert got["top3"] == pytest.approx(want["top3"]) and got["ndcg3"] == pytest.approx(want["ndcg3"])
+    assert got["within_target_spearman"] == 0.0
+
+
+def test_bh_qvalues_equal_scipys_false_discovery_control():
+    p = np.array([0.001, 0.04, np.nan, 0.03, 0.2, 0.04, 0.9, 0.0005])
+    ok = np.isfinite(p)
+    q = P.bh_qvalues(p)
+    assert np.isnan(q[2]) and np.allclose(q[ok], stats.false_discovery_control(p[ok], method="bh"))
+    # by hand: sorted p 0.0005 0.001 0.03 0.04 0.04 0.2 0.9 (m = 7), q_(i) = min_{j >= i} p_(j) m / j
+    assert q[0] == pytest.approx(0.001 * 7 / 2) and q[1] == pytest.approx(0.04 * 7 / 5)
+
+
+def _tiny_study(seed=0, k=3, n=4):
+    rng = np.random.default_rng(seed)
+    gains = rng.normal(size=(k, n, n)) * 0.05 + rng.normal(size=(1, n, n)) * 0.1
+    for s in range(k):
+        np.fill_diagonal(gains[s], np.nan)
+    tasks = [f"t{i}" for i in range(n)]
+    pred = pd.DataFrame(rng.normal(size=(n, n)), index=tasks, columns=tasks)
+    return gains, tasks, pred
+
+
+def test_two_level_interval_equals_a_loop_over_targets_then_seeds():
+    """The interval of score_gains against a loop written from the definition: draw the targets, then the
+    seeds inside each drawn target (as gainstats.two_level_resamples draws them), average the seeds, score
+    each drawn column with scipy's Spearman over its sources (the interaction: decompose's least squares);
+    the percentiles of the resampled means."""
+    from mvlpt.gainstats import decompose
+
+    gains, tasks, pred = _tiny_study()
+    k, n, _ = gains.shape
+    n_boot, level = 300, 0.9
+    rows = P.score_gains(gains, tasks, {"x": pred}, n_boot=n_boot, n_perm=0, seed=5, level=level)
+    got = {(r["against"], r["score"]): r for r in rows if r["predictor"] == "x"}
+    rng = np.random.default_rng(5)
+    targets = rng.integers(0, n, size=(n_boot, n))
+    seeds = rng.integers(0, k, size=(n_boot, n, k))
+    p = pred.to_numpy()
+    stat = {"gain": [], "interaction": []}
+    for b in range(n_boot):
+        m = np.stack([gains[seeds[b, c], :, targets[b, c]].mean(0) for c in range(n)], axis=1)  # (sources, drawn)
+        inter = decompose(pd.DataFrame(m, index=tasks, columns=[f"c{c}" for c in range(n)])).interaction.to_numpy()
+        for what, v in (("gain", m), ("interaction", inter)):
+            rho = [stats.spearmanr(p[np.arange(n) != j, j], v[np.arange(n) != j, c]).statistic
+                   for c, j in enumerate(targets[b])]
+            stat[what].append(np.mean(rho))
+    for what in ("gain", "interaction"):
+        lo, hi = np.quantile(stat[what], [(1 - level) / 2, (1 + level) / 2])
+        r = got[(what, "within_target_spearman")]
+        assert (r["ci_low"], r["ci_high"]) == (pytest.approx(lo, abs=1e-6), pytest.approx(hi, abs=1e-6)), what
+    # the estimates: on the seed-mean matrix and its interaction
+    mean = gains.mean(0)
+    inter = decompose(pd.DataFrame(mean, index=tasks, columns=tasks)).interaction.to_numpy()
+    for what, v in (("gain", mean), ("interaction", inter)):
+        want = np.mean([stats.spearmanr(p[np.arange(n) != j, j], v[np.arange(n) != j, j]).statistic for j in range(n)])
+        assert got[(what, "within_target_spearman")]["estimate"] == pytest.approx(want)
+        off = ~np.eye(n, dtype=bool)
+        assert got[(what, "spearman")]["estimate"] == pytest.approx(stats.spearmanr(p[off], v[off]).statistic)
+
+
+def test_null_predictors_and_the_paired_difference_to_source_quality():
+    rng = np.random.default_rng(1)
+    n, k = 6, 3
+    tasks = [f"t{i}" for i in range(n)]
+    quality = pd.Series(np.linspace(0.5, 0.9, n), index=tasks)
+    # gains: mostly the source's quality (a source effect), plus pair noise and seed noise
+    gains = quality.to_numpy()[None, :, None] - 0.7 + 0.01 * rng.normal(size=(k, n, n))
+    for s in range(k):
+        np.fill_diagonal(gains[s], np.nan)
+    truth = pd.DataFrame(gains.mean(0), index=tasks, columns=tasks)
+    reverse = -truth
+    rows = P.score_gains(gains, tasks, {"truth": truth, "reverse": reverse}, quality=quality, n_boot=400, n_perm=500, seed=0)
+    t = pd.DataFrame(rows).set_index(["predictor", "against", "score"])
+    wt = ("within_target_spearman")
+    q = t.loc[("source_quality", "gain", wt)]
+    mean = gains.mean(0)
+    want = np.mean([stats.spearmanr(quality.to_numpy()[np.arange(n) != j], mean[np.arange(n) != j, j]).statistic
+                    for j in range(n)])
+    assert q["estimate"] == pytest.approx(want) and q["estimate"] > 0.8  # the source effect dominates
+    rnd = t.loc[("random", "gain", wt)]
+    assert rnd["estimate"] == 0.0 and rnd["ci_low"] < 0 < rnd["ci_high"]
+    assert t.loc[("random", "gain", "top1"), "estimate"] == pytest.approx(1 / 5)
+    for name in ("truth", "reverse"):
+        r = t.loc[(name, "gain", wt)]
+        assert r["vs_quality"] == pytest.approx(r["estimate"] - q["estimate"])
+        assert r["useful"] == (r["vs_quality_low"] > 0)
+        assert r["chance_low"] == rnd["ci_low"] and r["chance_high"] == rnd["ci_high"]
+    assert not t.loc[("reverse", "gain", wt), "useful"] and t.loc[("reverse", "gain", wt), "p_value"] < 0.05
+    assert t.loc[("truth", "gain", wt), "estimate"] == pytest.approx(1.0)
+    # against the interaction, source quality (row-constant) carries nothing: within-target rho of a row
+    # effect with the residual of a row + column fit is not systematically positive
+    assert abs(t.loc[("source_quality", "interaction", wt), "estimate"]) < 0.6
+    from mvlpt.gainstats import decompose
+
+    inter = decompose(truth).interaction
+    rows = P.score_gains(gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0)
+    assert [r["estimate"] for r in rows if r["predictor"] == "interaction" and r["score"] == wt] == [pytest.approx(1.0)]
+
+
+def test_within_target_p_is_the_exact_stratified_permutation_p():
+    """2 targets x 3 sources: 720 orderings of the 6 rows (scipy enumerates them all when n_perm is larger)
+    induce each of the 36 within-target permutations equally often; the exact two-sided p by hand."""
+    values = np.array([[np.nan, 0.1], [0.2, np.nan], [0.3, 0.3], [0.0, 0.2]])
+    pred = np.array([[np.nan, 1.0], [3.0, np.nan], [2.0, 3.0], [1.0, 2.0]])
+    xs = [stats.rankdata(pred[np.isfinite(pred[:, j]), j]) for j in range(2)]
+    ys = [stats.rankdata(values[np.isfinite(values[:, j]), j]) for j in range(2)]
+    obs = np.mean([stats.pearsonr(x, y).statistic for x, y in zip(xs, ys)])
+    every = [np.mean([stats.pearsonr(xs[0], np.array(a)).statistic, stats.pearsonr(xs[1], np.array(b)).statistic])
+             for a in itertools.permutations(ys[0]) for b in itertools.permutations(ys[1])]
+    every = np.array(every)
+    want = min(1.0, 2 * min(np.mean(every >= obs - 1e-12), np.mean(every <= obs + 1e-12)))
+    assert P._within_p(pred, values, 5000, np.random.default_rng(0)) == pytest.approx(want)
+
+
+def test_runs_and_pairs_give_the_same_estimates_and_the_runs_a_seed_level(tmp_path):
+    """The estimates come from the seed-mean gains either way (each seed paired with its own baseline, as
+    the pairs table does); only the runs carry the seeds the two-level bootstrap draws."""
+    tasks = ["p", "q", "r", "s", "u"]
+    rng = np.random.default_rng(9)
+    for i, s in enumerate(tasks):
+        for j, t in enumerate(tasks):
+            for seed in (1, 2, 3):
+                write_record(tmp_path, "coop", s, t, seed, test=0.5 + 0.05 * i + 0.02 * rng.normal())
+    runs = T.load_results(tmp_path)
+    pairs = T.pair_table(runs)
+    pred = {"leep": (_matrix(rng.normal(size=(5, 5)), tasks), {"seconds": 0.0})}
+    a = P.score_predictors(pairs, pred, n_boot=200, n_perm=100)
+    b = P.score_predictors(None, pred, runs=runs, n_boot=200, n_perm=100)
+    assert np.allclose(a["estimate"], b["estimate"], equal_nan=True)
+    assert np.allclose(a["p_value"], b["p_value"], equal_nan=True)
+    wa = a[(a["predictor"] == "source_quality") & (a["score"] == "within_target_spearman") & (a["against"] == "gain")]
+    wb = b[(b["predictor"] == "source_quality") & (b["score"] == "within_target_spearman") & (b["against"] == "gain")]
+    assert wa["estimate"].iloc[0] > 0.5  # the planted source effect: better-fitted sources gain more
+    assert (wa["ci_low"].iloc[0], wa["ci_high"].iloc[0]) != (wb["ci_low"].iloc[0], wb["ci_high"].iloc[0])

@@ -127,3 +127,172 @@ def test_ranking_scores():
     ideal = rel[1] / 1 + rel[3] / math.log2(3) + rel[0] / 2
     assert T.ndcg_at_k([4, 1, 0, 3], gain, 3) == pytest.approx(got / ideal)
     assert math.isnan(T.spearman([1, 1, 1, 1], gain))  # a constant predictor ranks nothing
+
+
+# --------------------------------------------------------------------------------------------------
+# The estimators where their assumptions hold (issue #22): cross-fitted, fixed-size features
+# --------------------------------------------------------------------------------------------------
+def _softmax(z):
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _clusters(seed=0, classes=4, d=32, per=10, spread=3.0, scale=30.0, noise_dirs=8, unrelated=20):
+    """A target of ``classes`` clusters on the sphere; sources seen as CLIP logits ``scale * x @ W^T``:
+    the identical source (W = the target's class directions), the same plus ``noise_dirs`` pure-noise
+    class directions, one of ``unrelated`` random class directions, and label-free prototypes (every
+    target image its own class)."""
+    rng = np.random.default_rng(seed)
+    cent = rng.normal(size=(classes, d))
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    y = np.repeat(np.arange(classes), per)
+    x = cent[y] + spread * rng.normal(size=(len(y), d)) / np.sqrt(d)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+
+    def unit(n):
+        w = rng.normal(size=(n, d))
+        return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+    heads = {"identical": cent, "noisy": np.vstack([cent, unit(noise_dirs)]), "unrelated": unit(unrelated), "prototypes": x}
+    return {k: scale * x @ w.T for k, w in heads.items()}, y
+
+
+def test_stratified_halves_split_every_class_and_depend_on_the_labels_only():
+    y = np.array([0] * 5 + [1] * 4 + [2] * 3 + [3] * 1)
+    a = T.stratified_halves(y, seed=3)
+    for c in range(4):
+        assert abs(int(a[y == c].sum()) - int((~a[y == c]).sum())) <= 1
+    assert abs(int(a.sum()) - int((~a).sum())) <= 1
+    assert np.array_equal(a, T.stratified_halves(y, seed=3))  # the same for every source of a target
+    assert not np.array_equal(a, T.stratified_halves(y, seed=4))
+
+
+def _cond_by_loops(p, y, ny, prior):
+    """P(y | z) by loops: soft counts plus ``prior`` pseudo-samples spread over the target classes."""
+    cond = np.zeros((ny, p.shape[1]))
+    for z in range(p.shape[1]):
+        col = sum(p[i, z] for i in range(len(y)))
+        for c in range(ny):
+            cond[c, z] = (sum(p[i, z] for i in range(len(y)) if y[i] == c) + prior / ny) / (col + prior)
+    return cond
+
+
+def test_cross_fitted_leep_nce_and_eep_features_equal_the_definition_by_loops():
+    rng = np.random.default_rng(0)
+    n, nz, ny = 17, 5, 3
+    probs = _softmax(rng.normal(size=(n, nz)) * 2)
+    y = np.r_[np.arange(ny), rng.integers(0, ny, n - ny)]
+    a = T.stratified_halves(y)
+    leep = nce = 0.0
+    z = probs.argmax(1)
+    onehot = np.eye(nz)[np.unique(z, return_inverse=True)[1]]
+    feats = np.zeros((n, ny))
+    for est, held in ((a, ~a), (~a, a)):
+        cond = _cond_by_loops(probs[est], y[est], ny, 1.0)
+        cond_hard = _cond_by_loops(onehot[est], y[est], ny, 1.0)
+        for i in np.flatnonzero(held):
+            leep += math.log(sum(cond[y[i], k] * probs[i, k] for k in range(nz)))
+            nce += math.log(cond_hard[y[i], list(np.unique(z)).index(z[i])])
+            feats[i] = [sum(cond[c, k] * probs[i, k] for k in range(nz)) for c in range(ny)]
+    assert T.leep_crossfit(probs, y) == pytest.approx(leep / n, rel=1e-10)
+    assert T.nce_crossfit(z, y) == pytest.approx(nce / n, rel=1e-10)
+    assert np.allclose(T.eep_features(probs, y), feats)
+    assert T.logme_eep(probs, y) == pytest.approx(T.logme(feats, y))
+    assert T.h_score_eep(probs, y) == pytest.approx(T.h_score(feats, y))
+    assert T.gbc_eep(probs, y) == pytest.approx(T.gbc(feats, y))
+    assert T.eep_features(np.hstack([probs, np.zeros((n, 7))]), y).shape == (n, ny)  # one size for every source
+
+
+@pytest.mark.parametrize("d,k", [(5, 64), (12, 4)])
+def test_gbc_spherical_is_the_authors_code_after_sklearn_pca(d, k):
+    """Their get_gbc_score(gaussian_type="spherical") written out: per-class variance floored at 1e-4 and
+    averaged over dimensions, their Bhattacharyya distance (one-dimensional log term), ordered pairs."""
+    from sklearn.decomposition import PCA
+
+    f, y = _data(seed=2, n=40, d=d, classes=3, sep=1.0)
+    z = PCA(n_components=min(k, *f.shape)).fit_transform(f)
+    total = 0.0
+    for i in range(3):
+        for j in range(3):
+            if i == j:
+                continue
+            mi, mj = z[y == i].mean(0), z[y == j].mean(0)
+            si, sj = np.maximum(z[y == i].var(0), 1e-4).mean(), np.maximum(z[y == j].var(0), 1e-4).mean()
+            s = (si + sj) / 2
+            db = np.sum((mi - mj) ** 2 / s) / 8 + 0.5 * (np.log(s) - 0.5 * np.log(si) - 0.5 * np.log(sj))
+            total += math.exp(-db)
+    assert T.gbc_spherical(f, y, pca_dims=k) == pytest.approx(-total, rel=1e-8)
+    # one dimension: their distance is the exact Bhattacharyya distance of two normals
+    x = np.r_[np.random.default_rng(0).normal(0, 1, 30), np.random.default_rng(1).normal(1, 2, 30)][:, None]
+    lab = np.repeat([0, 1], 30)
+    m0, m1, v0, v1 = x[:30].mean(), x[30:].mean(), x[:30].var(), x[30:].var()
+    exact = (m0 - m1) ** 2 / (4 * (v0 + v1)) + 0.5 * np.log((v0 + v1) / (2 * np.sqrt(v0 * v1)))
+    assert T.gbc_spherical(x, lab) == pytest.approx(-2 * math.exp(-exact))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pure_noise_class_directions_raise_the_logit_estimators_but_not_the_fixed_size_ones(seed):
+    """The issue's failing case: an identical source with pure-noise class directions appended. On the
+    source-class logits (one dimension per source class) GBC and H-score rise (the 'more classes' failure);
+    on the cross-fitted target-class EEP features every feature estimator falls."""
+    logits, y = _clusters(seed)
+    same, noisy = logits["identical"], logits["noisy"]
+    assert T.gbc(noisy, y) > T.gbc(same, y) and T.h_score(noisy, y) > T.h_score(same, y)  # reproduced
+    for fn in (T.gbc_eep, T.h_score_eep, T.logme_eep, T.gbc_spherical_eep, T.leep_crossfit):
+        assert fn(_softmax(noisy), y) < fn(_softmax(same), y), fn.__name__
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cross_fitting_ranks_the_identical_source_above_label_free_prototypes(seed):
+    """The issue's in-sample case: label-free prototypes (each target image its own source class) fit the
+    labels perfectly in-sample, so in-sample LEEP and NCE prefer them to the identical source; on held-out
+    images the identical source wins."""
+    logits, y = _clusters(seed)
+    same, proto = _softmax(logits["identical"]), _softmax(logits["prototypes"])
+    assert T.leep(proto, y) > T.leep(same, y) and T.nce(proto.argmax(1), y) > T.nce(same.argmax(1), y)
+    assert T.leep_crossfit(same, y) > T.leep_crossfit(proto, y)
+    assert T.nce_crossfit(same.argmax(1), y) > T.nce_crossfit(proto.argmax(1), y)
+
+
+def test_label_permutation_control():
+    """Target labels permuted (no source can know them): the in-sample scores still depend on the source
+    (more source classes fit noise better: the mean difference is over 3 times the spread of one
+    permutation's difference), the cross-fitted ones do not (identical vs an unrelated source with 20
+    classes: the mean difference over 24 permutations is within one spread)."""
+    rng = np.random.default_rng(7)
+    diffs = {"leep": [], "nce": [], "leep_xfit": [], "nce_xfit": [], "logme_eep": [], "h_score": [], "h_score_eep": []}
+    for seed in range(4):
+        logits, y = _clusters(seed)
+        a, b = logits["identical"], logits["unrelated"]
+        pa, pb = _softmax(a), _softmax(b)
+        for _ in range(6):
+            yp = rng.permutation(y)
+            diffs["leep"].append(T.leep(pb, yp) - T.leep(pa, yp))
+            diffs["nce"].append(T.nce(pb.argmax(1), yp) - T.nce(pa.argmax(1), yp))
+            diffs["h_score"].append(T.h_score(b, yp) - T.h_score(a, yp))
+            diffs["leep_xfit"].append(T.leep_crossfit(pb, yp) - T.leep_crossfit(pa, yp))
+            diffs["nce_xfit"].append(T.nce_crossfit(pb.argmax(1), yp) - T.nce_crossfit(pa.argmax(1), yp))
+            diffs["logme_eep"].append(T.logme_eep(pb, yp) - T.logme_eep(pa, yp))
+            diffs["h_score_eep"].append(T.h_score_eep(pb, yp) - T.h_score_eep(pa, yp))
+    # effect in units of the spread of one permutation's difference (the noise of scoring one target)
+    z = {k: np.mean(v) / np.std(v, ddof=1) for k, v in diffs.items()}
+    for k in ("leep", "nce", "h_score"):  # in-sample: the many-class unrelated source wins on permuted labels
+        assert z[k] > 3, (k, z)
+    for k in ("leep_xfit", "nce_xfit", "logme_eep", "h_score_eep"):  # cross-fitted: within the noise
+        assert abs(z[k]) < 1, (k, z)
+
+
+@pytest.mark.parametrize("name", sorted(T.CROSSFIT_ESTIMATORS))
+def test_every_new_estimator_ranks_own_above_partial_above_unrelated(name):
+    """The known answer of the published estimators, re-checked for the cross-fitted, fixed-size ones: the
+    target's own classifier, a half-relabelled one, an unrelated one (probabilities of 5 classes)."""
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(5), 8)
+    partial = np.where(rng.random(len(y)) < 0.5, y, rng.integers(0, 5, len(y)))
+    unrelated = rng.integers(0, 5, len(y))
+    probs = {k: np.eye(5)[z] * 0.9 + 0.02 for k, z in (("own", y), ("partial", partial), ("unrelated", unrelated))}
+    fn = T.CROSSFIT_ESTIMATORS[name]
+    view = {k: (p.argmax(1) if T.ESTIMATOR_VIEWS[name] == "predictions" else p) for k, p in probs.items()}
+    score = {k: fn(v, y) for k, v in view.items()}
+    assert score["own"] > score["partial"] > score["unrelated"], score

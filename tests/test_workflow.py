@@ -60,10 +60,11 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     (stacked) or one per seed. Splits: one per task and seed. Analysis: one embedding per task and
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
     Reference rows: one zero-shot job per task, one linear-probe job per task and seed.
-    Predictors: one few-shot embedding per task, one job per predictor (the 5 estimators of
-    mvlpt.transferability and each similarity measure), one job per method for the predictors of its
-    trained prompts (the 5 estimators again and the prompt-specific one), one score table and its figure, when there are
-    at least two sources per target to rank (three tasks).
+    Predictors: one few-shot embedding per task, one job per predictor (the 5 published estimators of
+    mvlpt.transferability, their 6 variants where the assumptions hold, and each similarity measure), one job per
+    method for the predictors of its trained prompts (the 11 estimators again, 4 on the target-class logits and the
+    prompt-specific one), one score table and its figure, when there are at least two sources per target to
+    rank (three tasks).
     """
     n, m, k = len(cfg["tasks"]), len(cfg["methods"]), len(cfg["seeds"])
     per_run = 1 if cfg.get("stack_seeds", True) else k
@@ -86,7 +87,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "reference_linear_probe": n * k,
     }
     if n >= 3:
-        jobs.update({"embed_task_fewshot": n, "predictor": 5 + SIMILARITY_MEASURES, "prompt_predictors": m,
+        jobs.update({"embed_task_fewshot": n, "predictor": 11 + SIMILARITY_MEASURES, "prompt_predictors": m,
                      "score_predictors": 1, "predictors_figure": 1})
     if FROZEN_IMAGE_METHODS & set(cfg["methods"]) and cfg.get("train", {}).get("cache_features", True):
         jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods

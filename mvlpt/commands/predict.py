@@ -4,7 +4,7 @@
     mvlpt predict compute --predictor leep --fewshot A.fewshot.npz .. --labels A.labels.npz .. --tasks A B .. --out results/predictors/leep.csv
     mvlpt predict compute --predictor visual_cosine --images A.images.npz .. --tasks A B .. --out results/predictors/visual_cosine.csv
     mvlpt predict prompts --method coop --tasks A B .. --prompts PROMPTS/coop/*/seed*.safetensors --split-files SPLITS/*/shots10_seed*.json --out-dir results/predictors/coop [--predictors ..] [model options]
-    mvlpt predict score   --pairs results/tables/pairs.parquet --predictors results/predictors/*.parquet --out results/tables/predictors.csv
+    mvlpt predict score   --runs results/tables/runs.parquet --predictors results/predictors/*.parquet --out results/tables/predictors.csv
     mvlpt predict plot    --scores results/tables/predictors.parquet --out results/figures/predictors.png   (writes .png and .pdf)
 """
 
@@ -108,7 +108,10 @@ def run_prompts(args) -> int:
 def run_score(args) -> int:
     from .. import predictors as P, tables as T
 
-    pairs = T.read_table(args.pairs)
+    if not args.pairs and not args.runs:
+        raise MvlptError("give the runs table (--runs results/tables/runs.parquet) or the pairs table (--pairs).")
+    runs = T.read_table(args.runs) if args.runs else None
+    pairs = T.read_table(args.pairs) if args.pairs else None
     preds = {}
     for path in args.predictors:
         m, info = P.read_predictor(path)
@@ -122,7 +125,8 @@ def run_score(args) -> int:
         if name in preds:
             raise MvlptError(f"predictor {name} is given twice (e.g. {path}); pass each matrix once.")
         preds[name] = (m, info)
-    scores = P.score_predictors(pairs, preds, methods=args.methods, n_boot=args.n_boot, seed=args.seed, level=args.level)
+    scores = P.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
+                                seed=args.seed, level=args.level)
     written = T.write_table(scores, args.out)
     _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")
     return 0
@@ -190,14 +194,21 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_prompts)
 
     q = sub.add_parser("score", help="score predictors against the measured gains", formatter_class=fmt,
-                       description="Per method and predictor, over the off-diagonal pairs: Spearman over pairs, mean "
-                                   "within-target Spearman, top-1 and top-3 hit rate of the best source, NDCG@3, with "
-                                   "percentile bootstrap CIs over targets, chance values and the predictor's compute "
-                                   "time. One long table as CSV and parquet.")
-    q.add_argument("--pairs", required=True, help="pairs table from `mvlpt collect` (csv or parquet)")
+                       description="Per method and predictor, against the gain and against its interaction (the gain "
+                                   "minus a source and a target effect), over the off-diagonal pairs: mean within-target "
+                                   "Spearman (primary, with its target-stratified permutation p and Benjamini-Hochberg q), "
+                                   "Spearman over pairs (secondary), top-1 and top-3 hit rate of the best source, NDCG@3, "
+                                   "with percentile intervals from a two-level bootstrap (targets, then seeds), the null "
+                                   "predictors source_quality and random, each predictor's paired difference to "
+                                   "source_quality and the predictor's compute time. One long table as CSV and parquet.")
+    q.add_argument("--runs", help="runs table from `mvlpt collect` (csv or parquet): the per-seed gains of the two-level "
+                                  "bootstrap (targets, then seeds)")
+    q.add_argument("--pairs", help="pairs table from `mvlpt collect`; alone (no --runs), its gains count as one seed "
+                                   "and the intervals are over targets only")
     q.add_argument("--predictors", nargs="+", required=True, help="matrices from `mvlpt predict compute`")
     q.add_argument("--methods", nargs="+", help="methods to score (default: every method of the pairs table)")
     q.add_argument("--n-boot", type=int, default=A["n_boot"], help="bootstrap resamples of every confidence interval")
+    q.add_argument("--n-perm", type=int, default=A["n_perm"], help="permutations of the within-target p-value")
     q.add_argument("--seed", type=int, default=A["seed"], help="seed of the resampling")
     q.add_argument("--level", type=float, default=A["level"], help="confidence level")
     q.add_argument("--out", required=True, help="CSV path; a .parquet is written next to it")

@@ -91,7 +91,7 @@ if PROMPT_PREDICTORS:
 
 rule score_predictors:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
+        runs=f"{TABLES_DIR}/runs.parquet",  # per-seed gains: the two-level bootstrap (targets, then seeds)
         predictors=expand(f"{PREDICTORS_DIR}/{{predictor}}.parquet", predictor=SHARED_PREDICTORS)
         + expand(f"{PREDICTORS_DIR}/{{method}}/{{predictor}}.parquet", method=METHODS, predictor=PROMPT_PREDICTORS),
         costs=expand(f"{PREDICTORS_DIR}/{{predictor}}.json", predictor=SHARED_PREDICTORS)
@@ -102,12 +102,12 @@ rule score_predictors:
     log:
         f"{LOGS}/analysis/score_predictors.log",
     params:
-        args=f"{q(['--n-boot', ANALYSIS['n_boot'], '--seed', ANALYSIS['seed'], '--level', ANALYSIS['level']])} --methods {q(METHODS)}",
+        args=f"{q(['--n-boot', ANALYSIS['n_boot'], '--n-perm', ANALYSIS['n_perm'], '--seed', ANALYSIS['seed'], '--level', ANALYSIS['level']])} --methods {q(METHODS)}",
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt predict score --pairs {input.pairs:q} --predictors {input.predictors:q} {params.args} --out {output.csv:q} > {log:q} 2>&1"
+        "mvlpt predict score --runs {input.runs:q} --predictors {input.predictors:q} {params.args} --out {output.csv:q} > {log:q} 2>&1"
 
 
 rule predictors_figure:
