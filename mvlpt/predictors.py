@@ -679,19 +679,10 @@ def _within_p(pred: np.ndarray, values: np.ndarray, n_perm: int, rng) -> float:
 
 
 def bh_qvalues(p: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) of ``p``; NaN stays NaN and is not counted."""
-    p = np.asarray(p, float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m:
-        order = np.argsort(p[ok])
-        ranked = p[ok][order] * m / np.arange(1, m + 1)
-        adj = np.minimum.accumulate(ranked[::-1])[::-1]
-        back = np.empty(m)
-        back[order] = np.minimum(adj, 1.0)
-        q[ok] = back
-    return q
+    """Benjamini-Hochberg q-values of ``p``; NaN stays NaN and is not counted (:func:`mvlpt.gainstats.fdr`)."""
+    from .gainstats import fdr
+
+    return fdr(p, "bh")
 
 
 def _percentile(x: np.ndarray, level: float) -> tuple[float, float]:

@@ -268,8 +268,9 @@ def read_reference(path: str | os.PathLike) -> dict:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
         raise MvlptError(f"reference file {path} does not exist.") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MvlptError(f"reference file {path} cannot be read ({e}); delete it and rerun its reference job.") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a number too long
+        raise MvlptError(f"reference file {path} cannot be read ({str(e)[:200]}); delete it and rerun its reference "
+                         f"job.") from None
     problem = record_problem(rec)
     if problem:
         raise MvlptError(f"reference file {path} {problem}; delete it and rerun its reference job.")
