@@ -387,11 +387,12 @@ class Noise:
 
 
 # Measured on the designed world (config/groundtruth.yaml: mvlpt-tiny, 8 shots, 3 seeds, 10 epochs; 600
-# test images per target): what a study without results of its own plans with. A user's own results
+# test images per target; `mvlpt power --tables results/groundtruth/tables`, docs/statistics.md): what a
+# study without results of its own plans with. A user's own results
 # (`mvlpt power --tables DIR`, `mvlpt preflight --noise-from DIR`) replace them.
 SHIPPED_NOISE = {
     m: Noise(m, s, u, 30, "designed world (mvlpt-tiny, 8 shots, 3 seeds), measured 2026-12-06")
-    for m, s, u in (("coop", 0.041, 0.313), ("vpt", 0.033, 0.270), ("upt", 0.054, 0.306))
+    for m, s, u in (("coop", 0.0349, 0.285), ("vpt", 0.0182, 0.264), ("upt", 0.0512, 0.293))
 }
 
 
