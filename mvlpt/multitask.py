@@ -222,6 +222,9 @@ def summarize(table: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_b
               seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
     """Per method, mode and strategy: means over targets in percentage points, the bootstrap CI of the
     mean gain over targets, and the paper's reference (:data:`SUMMARY_COLUMNS`)."""
+    from .domains import check_level
+
+    check_level(level, "level")
     dup = table.duplicated(["method", "mode", "strategy", "target"])
     if dup.any():
         r = table[dup].iloc[0]

@@ -23,11 +23,10 @@ def _say(msg: str) -> None:
 
 
 def check_level(level: float) -> None:
-    """A confidence level is a number strictly between 0 and 1."""
-    import math
+    """A confidence level is a number strictly between 0 and 1 (the rule: :func:`mvlpt.domains.check_level`)."""
+    from ..domains import check_level as check
 
-    if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level < 1):
-        raise MvlptError(f"--level must be a confidence level strictly between 0 and 1 (e.g. 0.95), got {level}.")
+    check(level)
 
 
 def _int_list(values):
