@@ -96,3 +96,98 @@ def test_class3_summary_refuses_duplicated_targets(mt_study):
     table = MT.collect(root, groups)
     with pytest.raises(MvlptError, match="count twice"):
         MT.summarize(pd.concat([table, table.iloc[[0]]]), n_boot=20)
+
+
+# --------------------------------------------------------------------------------------------------
+# Class 4: NaN and degenerate numbers are refused by the reader or statistic that meets them
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("at", ["last_step", "first_step"])
+def test_class4_blow_up_on_any_step_is_caught(tmp_path, monkeypatch, at):
+    """A step's loss is computed before its update: a blow-up on the last update shows in no loss, so
+    the learned parameters are checked after every epoch."""
+    import torch
+
+    from mvlpt.config import TrainConfig
+    from mvlpt.train import Trainer, run
+    from test_train import A, spec
+
+    original = Trainer.train_step
+    calls = []
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        calls.append(1)
+        if at == "first_step" or len(calls) == len(self.epoch_plan(0)):
+            with torch.no_grad():
+                for m in self.members:
+                    for p in m.learner.parameters():
+                        if p.requires_grad:
+                            p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    s = spec(tmp_path, "coop", (A,), train=TrainConfig(epochs=1, warmup_epochs=0))
+    with pytest.raises(MvlptError, match="prompt became non-finite" if at == "last_step" else "non-finite|loss became"):
+        run(s)
+    assert not (tmp_path / f"{A}.json").exists()
+
+
+def _emb(tmp_path, features, names=None, kind="images", task="a"):
+    from mvlpt.io import write_npz
+
+    features = np.asarray(features)
+    names = [f"i{i}" for i in range(len(features))] if names is None else names
+    return write_npz(tmp_path / f"{task}_{kind}.npz", {"task": task, "kind": kind, "format": _emb_format()},
+                     features=features, names=np.asarray(names, dtype=str))
+
+
+def _emb_format():
+    from mvlpt.similarity import EMBEDDING_FORMAT
+
+    return EMBEDDING_FORMAT
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "empty", "no_columns", "one_d", "names_short", "strings", "kind"])
+def test_class4_embedding_reader_refuses_outside_its_domain(tmp_path, damage):
+    from mvlpt.similarity import load_embeddings
+
+    good = np.eye(3, 4, dtype=np.float32)
+    f = {"nan": np.where(good == 1, np.nan, good), "inf": np.where(good == 1, np.inf, good),
+         "empty": np.zeros((0, 4), np.float32), "no_columns": np.zeros((3, 0), np.float32), "one_d": good[0],
+         "names_short": good, "strings": np.array([["x"] * 4] * 3), "kind": good}[damage]
+    names = ["i0"] if damage == "names_short" else [f"i{i}" for i in range(len(np.atleast_1d(f)))]
+    path = _emb(tmp_path, f, names, kind="banana" if damage == "kind" else "images")
+    with pytest.raises(MvlptError) as e:
+        load_embeddings(path)
+    assert "\n" not in str(e.value) and str(e.value).startswith("embedding file")
+    assert load_embeddings(_emb(tmp_path, good)).features.shape == (3, 4)
+
+
+@pytest.mark.parametrize("damage", ["nan", "empty", "labels_negative", "labels_float", "seeds_short"])
+def test_class4_fewshot_reader_refuses_outside_its_domain(tmp_path, damage):
+    from mvlpt.io import write_npz
+    from mvlpt.predictors import FEWSHOT_FORMAT, load_fewshot
+
+    n = 0 if damage == "empty" else 4
+    f = np.ones((n, 3), np.float32)
+    if damage == "nan":
+        f[1, 1] = np.nan
+    labels = np.arange(n) - (5 if damage == "labels_negative" else 0)
+    labels = labels + 0.5 if damage == "labels_float" else labels
+    seeds = np.ones(n - 1 if damage == "seeds_short" else n, np.int64)
+    path = write_npz(tmp_path / "a.npz", {"task": "a", "kind": "fewshot", "format": FEWSHOT_FORMAT}, features=f,
+                     labels=labels, seeds=seeds, ids=np.asarray([f"i{i}" for i in range(n)], dtype=str))
+    with pytest.raises(MvlptError, match="few-shot embedding file"):
+        load_fewshot(path)
+
+
+@pytest.mark.parametrize("args", [("--n-boot", "0"), ("--n-boot", "-3"), ("--n-perm", "0"), ("--n-boot", "9"),
+                                  ("--level", "0"), ("--level", "1"), ("--level", "1.5"), ("--level", "nan"),
+                                  ("--level", "-0.95"), ("--level", "inf")])
+@pytest.mark.parametrize("command", [("correlate", "--pairs", "p.csv", "--similarity", "s.csv", "--out", "o.csv"),
+                                     ("multitask", "table", "--groups", "g.csv"),
+                                     ("predict", "score", "--pairs", "p.csv", "--predictors", "x.csv", "--out", "o.csv")])
+def test_class4_statistics_settings_have_one_domain(run_mvlpt, command, args):
+    if args[0] == "--n-perm" and command[0] != "correlate":
+        args = ("--n-boot", "0")
+    one_sentence(run_mvlpt(*command, *args), re.escape(args[0]))
