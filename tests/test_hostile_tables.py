@@ -191,3 +191,53 @@ def test_class4_statistics_settings_have_one_domain(run_mvlpt, command, args):
     if args[0] == "--n-perm" and command[0] != "correlate":
         args = ("--n-boot", "0")
     one_sentence(run_mvlpt(*command, *args), re.escape(args[0]))
+
+
+def _pairs_with_gains(gains: dict[tuple[str, str], float]) -> pd.DataFrame:
+    rows = [{"method": "coop", "source": s, "target": t, "gain": g, "gain_rel": g, "mean": 0.5 + g,
+             "baseline_mean": 0.5, "is_baseline": False} for (s, t), g in gains.items()]
+    rows += [{"method": "coop", "source": t, "target": t, "gain": 0.0, "gain_rel": 0.0, "mean": 0.5,
+              "baseline_mean": 0.5, "is_baseline": True} for t in {t for _, t in gains}]
+    return pd.DataFrame(rows)
+
+
+def test_class4_tied_best_sources_are_reported_and_order_free():
+    from mvlpt import tables as T
+
+    gains = {("b", "a"): 0.7 - 0.6, ("c", "a"): 0.1, ("d", "a"): 0.05, ("a", "b"): 0.2, ("c", "b"): 0.1}
+    pairs = _pairs_with_gains(gains)
+    outs = [T.best_source(pairs.sample(frac=1, random_state=k)).set_index("target") for k in range(6)]
+    for out in outs[1:]:
+        pd.testing.assert_frame_equal(out, outs[0])
+    best = outs[0]
+    assert best.loc["a", "n_best"] == 2 and best.loc["a", "tied_sources"] == "b,c" and best.loc["a", "best_source"] == "b"
+    assert best.loc["b", "n_best"] == 1 and best.loc["b", "tied_sources"] == "" and best.loc["b", "best_source"] == "a"
+
+
+@pytest.mark.parametrize("keep", [4, 12, 29])
+def test_class4_groundtruth_on_an_incomplete_study_is_not_scored(tmp_path, run_mvlpt, keep):
+    from mvlpt import groundtruth as G
+    from mvlpt.tasks import designed
+
+    tasks = list(designed.SUITE)
+    gains = {(s, t): designed.relatedness(s, t) for t in tasks for s in tasks if s != t}
+    pairs = _pairs_with_gains(dict(list(gains.items())[:keep]))
+    pairs = pd.concat([pairs, _pairs_with_gains({(t, t): 0.0 for t in tasks}).query("is_baseline")])
+    with pytest.raises(MvlptError, match=f"{keep} of the {len(gains)} off-diagonal pairs"):
+        G.recovery(pairs)
+    path = tmp_path / "pairs.csv"
+    pairs.to_csv(path, index=False)
+    one_sentence(run_mvlpt("groundtruth", "--pairs", path), "not|complete study")
+    assert G.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
+
+
+@pytest.mark.parametrize("content", [",a,b\n", ",a,b\na,1,inf\nb,2,3\n", ",a,a\na,1,2\nb,2,3\n",
+                                     ",a,b\na,1,2\na,2,3\n", ",a,b\na,1,x\nb,2,3\n", ""])
+def test_class4_matrix_reader_refuses_outside_its_domain(tmp_path, content):
+    from mvlpt import tables as T
+
+    path = tmp_path / "m.csv"
+    path.write_text(content)
+    with pytest.raises(MvlptError) as e:
+        T.read_matrix(path)
+    assert "\n" not in str(e.value)
