@@ -241,3 +241,82 @@ def test_class4_matrix_reader_refuses_outside_its_domain(tmp_path, content):
     with pytest.raises(MvlptError) as e:
         T.read_matrix(path)
     assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Class 5: --strict and preflight check what they say
+# --------------------------------------------------------------------------------------------------
+def test_class5_collect_strict_checks_without_the_three_options(tmp_path, run_mvlpt):
+    root = tmp_path / "results"
+    for m in ("coop", "vpt"):
+        for s in ("a", "b"):
+            for t in ("a", "b"):
+                for seed in (1, 2):
+                    if (m, s, t, seed) != ("vpt", "a", "b", 2):  # one hole
+                        write_record(root, m, s, t, seed, test=0.5)
+    out = tmp_path / "tables"
+    one_sentence(run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict"),
+                 r"1 of 16 expected results are missing", "found on disk")
+    one_sentence(run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict", "--methods", "vpt"),
+                 r"1 of 8 expected", "1 methods given")
+    assert not out.exists()
+    rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict", "--methods", "coop")
+    assert rc == 0 and "all 8 results present" in err
+
+
+SYNTH = {"tasks": ["shapes", "shape-colours"], "methods": ["coop"], "seeds": [1], "shots": 2,
+         "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 1}}
+
+
+def _cfg(tmp_path, **over):
+    return {**SYNTH, "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache"), **over}
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"seeds": []}, "seeds"), ({"seeds": [-1]}, "seeds"), ({"seeds": [1, 1]}, "seeds"),
+    ({"tasks": ["shapes", "shapes"]}, "tasks"), ({"device": "tpu"}, "device"), ({"methods": ["coop", "coop"]}, "methods"),
+    ({"multitask": {"strategies": ["all", "all"]}}, "strategies"), ({"analysis": {"n_boot": 0}}, "n_boot"),
+    ({"analysis": {"level": 1.5}}, "level"), ({"shots": 0}, "shots"), ({"bogus": 1}, "bogus"),
+    ({"tasks": ["no-such-task"]}, "no-such-task"),
+])
+def test_class5_preflight_applies_the_workflows_rules(tmp_path, over, needle):
+    from mvlpt import preflight
+    from mvlpt.configcheck import rule_problems
+
+    cfg = _cfg(tmp_path, **over)
+    workflow = rule_problems(dict(cfg), multitask="multitask" in over)
+    assert workflow and needle in " ".join(workflow)  # the workflow's check_config refuses it ...
+    rep = preflight.run(cfg)
+    assert not rep.ok and needle in " ".join(rep.problems)  # ... and so does preflight, with its sentence
+    assert all(p.endswith(".") and "\n" not in p for p in rep.problems)
+
+
+def test_class5_preflight_sees_a_results_folder_it_cannot_write(tmp_path):
+    import os
+
+    from mvlpt import preflight
+
+    (tmp_path / "file").write_text("x")
+    for results in (tmp_path / "file", tmp_path / "file" / "sub"):
+        rep = preflight.run(_cfg(tmp_path, results_dir=str(results)))
+        assert any("is a file" in p or "lies under a file" in p for p in rep.problems), rep.problems
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        rep = preflight.run(_cfg(tmp_path, results_dir=str(ro / "results")))
+        assert any("read-only" in p for p in rep.problems), rep.problems
+
+
+def test_class5_preflight_cli_yaml_line_and_missing_profile(tmp_path, run_mvlpt):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [shapes\nseeds: [1]\n")
+    one_sentence(run_mvlpt("preflight", "--configfile", bad, "--json", tmp_path / "r.json"), r"line \d+, column \d+")
+    good = tmp_path / "good.yaml"
+    import yaml
+
+    good.write_text(yaml.safe_dump(_cfg(tmp_path)))
+    one_sentence(run_mvlpt("preflight", "--configfile", good, "--json", tmp_path / "r.json",
+                           "--profile", tmp_path / "no-such-profile"), "SLURM profile .* does not exist")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00tasks")
+    one_sentence(run_mvlpt("preflight", "--configfile", binary, "--json", tmp_path / "r.json"), "UTF-8|YAML")
