@@ -321,6 +321,9 @@ def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFr
         raise MvlptError(f"{where} has {int(dup.sum())} rows for the same (method, strategy, mode, target), e.g. "
                          f"({r['method']}, {r['strategy']}, {r['mode']}, {r['target']}): a target would count more than "
                          f"once; remake it with `mvlpt multitask groups`.")
+    block_targets: dict[tuple, set] = {}
+    for r in df.itertuples(index=False):
+        block_targets.setdefault((r.method, r.strategy, r.mode), set()).add(r.target)
     for r in df.itertuples(index=False):
         row = f"{where}'s row ({r.method}, {r.strategy}, {r.mode}, {r.target})"
         problem = next((f"its {c} {v!r} {p}" for c, v, mx in (("target", r.target, None), ("sources", r.sources, JOINED_MAX),
@@ -331,6 +334,10 @@ def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFr
             want = set(sources) | ({r.target} if r.mode == "joint" else set())
             if r.mode not in study.MULTITASK_MODES:
                 problem = f"its mode {r.mode!r} is not one of {', '.join(study.MULTITASK_MODES)}"
+            elif not _offered_quietly(r.method, r.strategy, r.mode):
+                problem = f"method {r.method!r} has no strategy {r.strategy!r} in mode {r.mode!r}"
+            elif r.strategy == "all" and set(sources) != block_targets[(r.method, r.strategy, r.mode)] - {r.target}:
+                problem = f"its sources {r.sources!r} are not all the other targets of strategy all"
             elif r.target in sources or len(set(sources)) != len(sources) or "" in sources:
                 problem = f"its sources {r.sources!r} repeat a task, hold an empty name or the target itself"
             elif set(tasks) != want or len(tasks) != len(want):
@@ -342,3 +349,10 @@ def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFr
         if problem:
             raise MvlptError(f"{row} contradicts itself: {problem}; remake it with `mvlpt multitask groups`.")
     return df
+
+
+def _offered_quietly(method: str, strategy: str, mode: str) -> bool:
+    try:
+        return offered(method, strategy, mode)
+    except (MvlptError, KeyError):  # an unknown method
+        return False

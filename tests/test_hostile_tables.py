@@ -57,7 +57,8 @@ def test_class3_valid_index_gives_records_sources(mt_study, tmp_path, run_mvlpt)
 
 
 @pytest.mark.parametrize("edit", ["duplicate_row", "duplicate_softcpt", "other_sources", "other_group_consistent",
-                                  "group_id_edited", "k_edited", "target_in_sources", "tasks_edited"])
+                                  "group_id_edited", "k_edited", "target_in_sources", "tasks_edited",
+                                  "strategy_edited", "method_unknown", "all_lacks_a_source"])
 def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlpt, edit):
     root, groups, path = mt_study
     g = groups.copy()
@@ -68,13 +69,10 @@ def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlp
         g = pd.concat([g, g[g["method"] == "softcpt"].iloc[[0]]], ignore_index=True)
     elif edit == "other_sources":  # the row names target b's sources but keeps a's group id
         g.loc[i, "sources"] = "a+c"
-    elif edit == "other_group_consistent":  # a self-consistent row (sources b, group of {b}) whose folder
-        # holds a result trained with other sources (b+c): the records, not the index, say what it is
-        g.loc[i, ["group", "tasks", "sources"]] = [study.group_id(["b"]), "b", "b"]
-        g.loc[i, "k"] = 1
-        # put a record of another group's sources where this row points
-        write_multitask_record(root, "coop", "init", study.group_id(["b"]), "a", 1, 0.7, ["b", "c"])
-        write_multitask_record(root, "coop", "init", study.group_id(["b"]), "a", 2, 0.7, ["b", "c"])
+    elif edit == "other_group_consistent":  # the index is right, but the result files in its group's
+        # folder were trained with other sources (b only): the records, not the index, say what they are
+        for seed in (1, 2):
+            write_multitask_record(root, "coop", "init", g.loc[i, "group"], "a", seed, 0.7, ["b"])
     elif edit == "group_id_edited":
         g.loc[i, "group"] = study.group_id(["c"])
     elif edit == "k_edited":
@@ -83,9 +81,16 @@ def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlp
         g.loc[i, ["sources", "tasks"]] = ["a+b", "a+b"]
     elif edit == "tasks_edited":
         g.loc[i, "tasks"] = "b"
+    elif edit == "strategy_edited":  # a result relabelled as another strategy's (SoftCPT has strategy all only)
+        g.loc[g.index[g["method"] == "softcpt"][0], "strategy"] = "gain"
+    elif edit == "method_unknown":
+        g.loc[i, "method"] = "coop2"
+    elif edit == "all_lacks_a_source":  # strategy all with sources b only (a self-consistent row otherwise)
+        g.loc[i, ["group", "tasks", "sources", "k"]] = [study.group_id(["b"]), "b", "b", 1]
     bad = tmp_path / "bad.csv"
     g.to_csv(bad, index=False)
-    one_sentence(table_run(run_mvlpt, root, bad, tmp_path), "groups table|trained with the sources")
+    one_sentence(table_run(run_mvlpt, root, bad, tmp_path),
+                 "trained with the sources 'b'" if edit == "other_group_consistent" else "groups table")
     assert not (tmp_path / "t").exists()  # nothing written
     with pytest.raises(MvlptError):
         MT.collect(root, g)  # the same rule for a DataFrame given directly
