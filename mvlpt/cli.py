@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from .domains import check_statistics_args
+
+        check_statistics_args(args)  # --level, --n-boot, --n-perm of any command (issue 24, class 4)
         return int(args.func(args) or 0)
     except MvlptError as e:
         from .errors import one_line

@@ -244,6 +244,9 @@ def cell_intervals(per_seed: np.ndarray, per_replicate: np.ndarray, level: float
     the Welch-Satterthwaite degrees of freedom of the two parts (``K - 1`` and ``R - 1``)."""
     from scipy import stats
 
+    from .domains import check_level
+
+    check_level(level, "level")
     with _quiet_nanmean():
         est = np.nanmean(per_seed, axis=0)
         k = np.isfinite(per_seed).sum(0)
@@ -436,6 +439,10 @@ def min_detectable_gain(noise: Noise, seeds: int, n_test: float, *, alpha: float
     seed variance to test with: infinite."""
     from scipy import stats
 
+    from .domains import check_level
+
+    check_level(1 - alpha, "1 - alpha")
+    check_level(power, "power")
     if seeds < 2:
         return np.inf
     v_s, v_t, dof = _power_parts(noise, seeds, n_test)

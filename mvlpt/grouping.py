@@ -299,5 +299,60 @@ def read_groups(path: str | os.PathLike) -> pd.DataFrame:
     for c in GROUP_COLUMNS:
         if c != "k":
             df[c] = df[c].fillna("").astype(str)
-    df["k"] = df["k"].astype("int64")
+    k = pd.to_numeric(df["k"], errors="coerce")
+    if k.isna().any() or (k != k.round()).any():
+        raise MvlptError(f"groups table {path} has a k that is not a whole number; remake it with `mvlpt multitask groups`.")
+    df["k"] = k.astype("int64")
+    return check_groups(df, f"groups table {path}")
+
+
+def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFrame:
+    """``df`` if it is a consistent groups table (issue 24, class 3: an index must not contradict the
+    records it points to, nor itself): one row per (method, strategy, mode, target); in each row the
+    target and the sources are valid names, the target is not a source, ``tasks`` is the sources (mode
+    init) or the sources and the target (joint), ``group`` is :func:`mvlpt.study.group_id` of ``tasks``
+    and ``k`` the number of sources. Otherwise one sentence naming the first offending row."""
+    from .names import JOINED_MAX, name_problem
+
+    key = ["method", "strategy", "mode", "target"]
+    dup = df.duplicated(key, keep=False)
+    if dup.any():
+        r = df[dup].iloc[0]
+        raise MvlptError(f"{where} has {int(dup.sum())} rows for the same (method, strategy, mode, target), e.g. "
+                         f"({r['method']}, {r['strategy']}, {r['mode']}, {r['target']}): a target would count more than "
+                         f"once; remake it with `mvlpt multitask groups`.")
+    block_targets: dict[tuple, set] = {}
+    for r in df.itertuples(index=False):
+        block_targets.setdefault((r.method, r.strategy, r.mode), set()).add(r.target)
+    for r in df.itertuples(index=False):
+        row = f"{where}'s row ({r.method}, {r.strategy}, {r.mode}, {r.target})"
+        problem = next((f"its {c} {v!r} {p}" for c, v, mx in (("target", r.target, None), ("sources", r.sources, JOINED_MAX),
+                                                              ("tasks", r.tasks, JOINED_MAX))
+                        for p in [name_problem(v) if mx is None else name_problem(v, mx)] if p), None)
+        if problem is None:
+            sources, tasks = r.sources.split("+"), r.tasks.split("+")
+            want = set(sources) | ({r.target} if r.mode == "joint" else set())
+            if r.mode not in study.MULTITASK_MODES:
+                problem = f"its mode {r.mode!r} is not one of {', '.join(study.MULTITASK_MODES)}"
+            elif not _offered_quietly(r.method, r.strategy, r.mode):
+                problem = f"method {r.method!r} has no strategy {r.strategy!r} in mode {r.mode!r}"
+            elif r.strategy == "all" and set(sources) != block_targets[(r.method, r.strategy, r.mode)] - {r.target}:
+                problem = f"its sources {r.sources!r} are not all the other targets of strategy all"
+            elif r.target in sources or len(set(sources)) != len(sources) or "" in sources:
+                problem = f"its sources {r.sources!r} repeat a task, hold an empty name or the target itself"
+            elif set(tasks) != want or len(tasks) != len(want):
+                problem = f"its tasks {r.tasks!r} are not its sources{' and target' if r.mode == 'joint' else ''}"
+            elif r.group != study.group_id(tasks):
+                problem = f"its group {r.group!r} is not the group of its tasks ({study.group_id(tasks)})"
+            elif int(r.k) != len(sources):
+                problem = f"its k = {r.k} is not its number of sources ({len(sources)})"
+        if problem:
+            raise MvlptError(f"{row} contradicts itself: {problem}; remake it with `mvlpt multitask groups`.")
     return df
+
+
+def _offered_quietly(method: str, strategy: str, mode: str) -> bool:
+    try:
+        return offered(method, strategy, mode)
+    except (MvlptError, KeyError):  # an unknown method
+        return False

@@ -19,6 +19,7 @@ import json
 import os
 import stat
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -241,5 +242,44 @@ def read_npz(path: str | os.PathLike, what: str, command: str) -> tuple[dict, di
             return json.loads(str(z["meta"])), {k: z[k] for k in z.files if k != "meta"}
     except FileNotFoundError:
         raise MvlptError(f"{what} {path} does not exist; make it with `{command}`.") from None
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, UnicodeError) as e:
         raise MvlptError(f"{what} {path} cannot be read ({e}); delete it and rerun `{command}`.") from None
+
+
+def check_npz(path: str | os.PathLike, what: str, command: str, meta, arrays: dict, *, rows: Iterable[str] = (),
+              ints: Iterable[str] = (), kinds: Iterable[str] | None = None) -> None:
+    """The domain of an embedding file (issue 24, class 4), or one sentence: ``meta`` is a JSON object
+    with a valid task name (and a ``kind`` of ``kinds``, given them); ``features`` is a 2-D array of
+    finite real numbers with at least one row and one column; each array of ``rows`` has one entry per
+    row of ``features`` and each of ``ints`` holds non-negative integers. A NaN or an empty file
+    would otherwise flow into every similarity and predictor silently."""
+    import numpy as np
+
+    from .names import name_problem
+
+    def bad(problem: str):
+        raise MvlptError(f"{what} {path} {problem}; delete it and rerun `{command}`.")
+
+    if not isinstance(meta, dict):
+        bad("has no metadata object")
+    if name_problem(meta.get("task")):
+        bad(f"names no valid task (task {meta.get('task')!r})")
+    if kinds is not None and meta.get("kind") not in tuple(kinds):
+        bad(f"has kind {meta.get('kind')!r}, not one of {', '.join(kinds)}")
+    missing = [k for k in ("features", *rows) if k not in arrays]
+    if missing:
+        bad(f"lacks the array(s) {', '.join(missing)}")
+    f = arrays["features"]
+    if f.dtype.kind not in "fiu" or f.ndim != 2:
+        bad(f"has features of shape {f.shape} and type {f.dtype}, not a 2-D array of numbers")
+    if f.shape[0] == 0 or f.shape[1] == 0:
+        bad(f"is empty (features of shape {f.shape}): it holds no embedding")
+    if not np.isfinite(f).all():
+        bad(f"holds {int((~np.isfinite(f)).sum())} NaN or infinite feature value(s)")
+    for k in rows:
+        if arrays[k].ndim != 1 or len(arrays[k]) != len(f):
+            bad(f"has {k} of shape {arrays[k].shape} for {len(f)} feature rows")
+    for k in ints:
+        a = arrays[k]
+        if a.dtype.kind not in "iu" or (a.size and int(a.min()) < 0):
+            bad(f"has {k} that are not non-negative integers")

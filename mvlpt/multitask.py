@@ -92,6 +92,21 @@ def _read_multitask(path: Path, method: str, mode: str, target: str, seed: int) 
     return rec
 
 
+def _check_sources(cell: list[tuple[Path, dict]], row) -> None:
+    """The records of a cell carry their group's task set (their ``source``: the group's sources, "+"-
+    joined); the table is built from them, and an index row that names other sources, or a group id
+    that is not theirs, is refused (issue 24, class 3)."""
+    for p, rec in cell:
+        have = rec["source"].split("+")
+        group = have if row.mode == "init" else [*have, rec["target"]]
+        if set(have) != set(row.sources.split("+")) or study.group_id(group) != row.group:
+            raise MvlptError(f"result file {p} was trained with the sources {rec['source']!r} (group "
+                             f"{study.group_id(group)}), but the groups table says {row.sources!r} (group {row.group}) "
+                             f"for {row.method} {row.mode} {row.strategy} target {row.target}; the table would label "
+                             f"one group's result with another's sources: remake groups.csv with `mvlpt multitask groups` "
+                             f"or move the misplaced result.")
+
+
 def found_seeds(results_dir: str | os.PathLike, groups: pd.DataFrame) -> list[int]:
     """The seeds of the multitask result files of the ``groups``' cells that exist now."""
     seeds = set()
@@ -129,6 +144,9 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
     results_dir = Path(results_dir)
     if groups.empty:
         raise MvlptError("the groups table is empty; make it with `mvlpt multitask groups` over the study's tasks.")
+    from .grouping import check_groups
+
+    check_groups(groups)  # one row per target, each consistent with its group id (issue 24, class 3)
     seeds = sorted({int(s) for s in seeds}) if seeds else found_seeds(results_dir, groups)
     if not seeds:
         raise MvlptError(f"no multitask result files under {study.multitask_dir(results_dir)}; {MULTITASK_HINT}.")
@@ -145,6 +163,7 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
                 raise MvlptError(f"the {r.method} {r.mode} results of strategy {r.strategy} are incomplete: "
                                  f"{missing[0]} is missing{more}; {MULTITASK_HINT}.")
             cells[key] = [(p, _read_multitask(p, r.method, r.mode, r.target, s)) for p, s in zip(paths, seeds)]
+            _check_sources(cells[key], r)
         bm = baseline_method(r.method)
         if (bm, r.target) not in baselines:
             paths = [study.result_path(results_dir, bm, r.target, r.target, s) for s in seeds]
@@ -159,7 +178,7 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
         ref = np.array([rec["test"] for _, rec in base], float)
         rows.append({
             "method": r.method, "mode": r.mode, "strategy": r.strategy, "target": r.target, "group": r.group,
-            "sources": r.sources, "baseline_method": bm, "metric": cell[0][1]["metric"], "n_seeds": len(test),
+            "sources": cell[0][1]["source"], "baseline_method": bm, "metric": cell[0][1]["metric"], "n_seeds": len(test),
             "test_mean": test.mean(), "test_std": test.std(ddof=1) if len(test) > 1 else np.nan,
             "baseline_mean": ref.mean(), "baseline_std": ref.std(ddof=1) if len(ref) > 1 else np.nan,
             "gain": test.mean() - ref.mean(),
@@ -203,6 +222,14 @@ def summarize(table: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_b
               seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
     """Per method, mode and strategy: means over targets in percentage points, the bootstrap CI of the
     mean gain over targets, and the paper's reference (:data:`SUMMARY_COLUMNS`)."""
+    from .domains import check_level
+
+    check_level(level, "level")
+    dup = table.duplicated(["method", "mode", "strategy", "target"])
+    if dup.any():
+        r = table[dup].iloc[0]
+        raise MvlptError(f"the multitask table has more than one row of {r['method']} {r['mode']} {r['strategy']} target "
+                         f"{r['target']}: a target would count twice in the means; remake it with `mvlpt multitask table`.")
     rows = []
     for (m, d, s), g in table.groupby(["method", "mode", "strategy"], sort=False):
         lo, hi = mean_ci(g["gain"], n_boot=n_boot, seed=seed, level=level)

@@ -143,6 +143,10 @@ def load_fewshot(path: str | os.PathLike) -> FewShot:
     if not isinstance(meta, dict) or meta.get("format") != FEWSHOT_FORMAT or meta.get("kind") != "fewshot":
         raise MvlptError(f"{path} is not a few-shot embedding file of this mvlpt (kind "
                          f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`.")
+    from .io import check_npz  # its domain: finite, non-empty, one label/seed/id per row (issue 24, class 4)
+
+    check_npz(path, "few-shot embedding file", "mvlpt predict embed", meta, z, rows=("labels", "seeds", "ids"),
+              ints=("labels", "seeds"))
     try:
         return FewShot(meta["task"], z["features"], z["labels"], z["seeds"], tuple(str(s) for s in z["ids"]), meta)
     except KeyError as e:

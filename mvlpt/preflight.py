@@ -71,8 +71,13 @@ def load_config(path: str | os.PathLike) -> dict:
         cfg = yaml.safe_load(p.read_text())
     except OSError as e:
         raise MvlptError(f"cannot read the config {p} ({e.strerror or e}).") from None
+    except UnicodeDecodeError:
+        raise MvlptError(f"the config {p} is not UTF-8 text; give the study's YAML config.") from None
     except yaml.YAMLError as e:
-        raise MvlptError(f"the config {p} is not valid YAML ({str(e).splitlines()[0]}).") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise MvlptError(f"the config {p}{where} is not valid YAML ({what}).") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("tasks"), list) or not cfg["tasks"]:
         raise MvlptError(f"the config {p} has no `tasks` list; see config/README.md.")
     return cfg
@@ -379,6 +384,9 @@ def slurm_profile(path: str | os.PathLike | None = None) -> dict | None:
     if p.is_dir():
         p = p / "config.yaml"
     if not p.is_file():
+        if path:  # asked for by name: its absence is a problem, not "no profile" (issue 24, class 5)
+            raise MvlptError(f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder or "
+                             f"its config.yaml (default: {SLURM_PROFILE.parent}).")
         return None
     try:
         prof = yaml.safe_load(p.read_text()) or {}
@@ -631,6 +639,22 @@ def _check_config(cfg: dict, problems: list) -> bool:
     return ok
 
 
+def results_dir_problems(results_dir: str | os.PathLike) -> list[str]:
+    """What only preflight sees (issue 24, class 5): the results folder is a folder this user can write
+    in, or can be made in a writable folder."""
+    d = Path(results_dir)
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return [f"config: the results folder {d} {'is' if probe == d else 'lies under'} a file ({probe}), not a folder; "
+                f"move the file or set `results_dir` to a folder."]
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        return [f"config: the results folder {d} cannot be written ({probe} is read-only for this user); set "
+                f"`results_dir` to a writable folder."]
+    return []
+
+
 def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = None) -> dict:
     """What the study can resolve (:func:`mvlpt.gainstats.power_table`): per method, the smallest gain a cell
     detects (two-sided test at 1 - level, power 0.8) with the config's seeds and the median test set of its
@@ -663,6 +687,15 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
     section, even an empty one; False: never)."""
     t0 = time.perf_counter()
+    import copy
+
+    from .configcheck import rule_problems
+
+    # the workflow's own rules first (mvlpt.configcheck: one rule set), then what only preflight sees
+    ruled = [f"config: {p}." for p in rule_problems(copy.deepcopy(cfg))]
+    if any(p.endswith("(see config/README.md).") and not p.startswith("config: train: ") for p in ruled):
+        # the schema: nothing else is safe to read
+        return Report(config_path, [], ruled, [], {}, {}, [], {}, seconds=round(time.perf_counter() - t0, 2))
     cfg = with_defaults(cfg)
     if multitask is False:
         cfg["multitask"] = None
@@ -671,8 +704,10 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
     problems: list[str] = []
     warnings: list[str] = []
     rows: list[TaskRow] = []
+    problems.extend(ruled)
     problems.extend(multitask_problems(cfg))
-    if _check_config(cfg, problems):
+    problems.extend(results_dir_problems(cfg.get("results_dir") or "results"))
+    if not ruled and _check_config(cfg, problems):
         for name in cfg["tasks"]:
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
     model = check_weights(cfg["model"], problems)

@@ -81,10 +81,11 @@ def save_embeddings(emb: Embeddings, path: str | os.PathLike) -> Path:
 
 
 def load_embeddings(path: str | os.PathLike) -> Embeddings:
-    from .io import read_npz
+    from .io import check_npz, read_npz
 
     path = Path(path)
     meta, z = read_npz(path, "embedding file", "mvlpt embed")
+    check_npz(path, "embedding file", "mvlpt embed", meta, z, rows=("names",), kinds=("images", "labels"))
     try:
         feats, names = z["features"], tuple(str(s) for s in z["names"])
     except KeyError as e:

@@ -286,6 +286,9 @@ def correlate(
     per-seed ``runs``, the within-target CI comes from the two-level bootstrap (targets, then seeds),
     else from a bootstrap over targets (``note`` says which).
     """
+    from .domains import check_level
+
+    check_level(level, "level")  # n_boot / n_perm 0: no interval / p-value, as documented (mvlpt.domains)
     ys = [y] + (["interaction"] if y == "gain" and "interaction" in pairs.columns else [])
     frames = [_correlate_one(pairs, similarities, measures=measures, model_measures=model_measures, methods=methods,
                              y=yy, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level, runs=runs) for yy in ys]

@@ -211,17 +211,29 @@ def matrix(pairs: pd.DataFrame, method: str, stat: str = "gain", tasks: Sequence
 
 
 def best_source(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, target): the off-diagonal source with the largest mean gain."""
+    """Per (method, target): the off-diagonal source with the largest mean gain. Ties (gains within
+    :data:`TIE_ATOL`) do not depend on the order of the rows (issue 24, class 4): ``n_best`` counts the
+    sources tied at the top, ``tied_sources`` lists them (comma-separated, natural order; a name holds
+    no comma) and ``best_source`` is the first of them in natural order, so a tie is reported, not
+    decided by the task order."""
     off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()]
-    cols = ["method", "target", "best_source", "gain", "gain_rel", "mean", "baseline_mean", "n_sources", "n_positive"]
+    cols = ["method", "target", "best_source", "gain", "gain_rel", "mean", "baseline_mean", "n_sources", "n_positive",
+            "n_best", "tied_sources"]
     if off.empty:
         return pd.DataFrame(columns=cols)
-    idx = off.groupby(["method", "target"])["gain"].idxmax()
-    best = off.loc[idx, ["method", "target", "source", "gain", "gain_rel", "mean", "baseline_mean"]]
-    best = best.rename(columns={"source": "best_source"})
-    counts = off.groupby(["method", "target"])["gain"].agg(n_sources="count", n_positive=lambda s: int((s > 0).sum()))
-    best = best.merge(counts.reset_index(), on=["method", "target"])
+    rows = []
+    for _, g in off.groupby(["method", "target"], sort=False):
+        top = g[g["gain"] >= g["gain"].max() - TIE_ATOL]
+        tied = natural_sorted(top["source"].astype(str).unique())
+        r = top[top["source"] == tied[0]].iloc[0]
+        rows.append({**{c: r[c] for c in ("method", "target", "gain", "gain_rel", "mean", "baseline_mean")},
+                     "best_source": tied[0], "n_sources": int(g["gain"].count()), "n_positive": int((g["gain"] > 0).sum()),
+                     "n_best": len(tied), "tied_sources": ",".join(tied) if len(tied) > 1 else ""})
+    best = pd.DataFrame(rows)
     return best[cols].sort_values(["method", "target"]).reset_index(drop=True)
+
+
+TIE_ATOL = 1e-12  # gains (fractions) this close are tied: float noise of a mean, not a measured difference
 
 
 def _side_gain(pairs: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -339,11 +351,36 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
             raise MvlptError(f"table {path} does not exist; run `mvlpt collect` first.")
         try:
             m = pd.read_csv(path, index_col=0)
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0, 1:]  # as written: pandas renames a.1
         except Exception as e:
             raise _unreadable_table(path, e) from None
+        if header.duplicated().any():
+            raise MvlptError(f"matrix {path} names the column {header[header.duplicated()].iloc[0]!r} twice; delete it "
+                             f"and rerun the step that makes it.")
     m.index = m.index.astype(str)
     m.columns = m.columns.astype(str)
-    return m.astype("float64")
+    return check_matrix(m, path)
+
+
+def check_matrix(m: pd.DataFrame, path) -> pd.DataFrame:
+    """The domain of a matrix file (issue 24, class 4), else one sentence: at least one row and column,
+    unique row and column names, and numbers that are finite or missing (NaN: a pair not measured);
+    an infinite value or a text cell has no meaning in a gain, q-value or predictor matrix."""
+    def bad(problem: str):
+        raise MvlptError(f"matrix {path} {problem}; delete it and rerun the step that makes it.")
+
+    if m.shape[0] == 0 or m.shape[1] == 0:
+        bad(f"is empty ({m.shape[0]} rows, {m.shape[1]} columns)")
+    for what, labels in (("row", m.index), ("column", m.columns)):
+        if labels.duplicated().any():
+            bad(f"names the {what} {labels[labels.duplicated()][0]!r} twice")
+    try:
+        m = m.astype("float64")
+    except (TypeError, ValueError) as e:
+        bad(f"holds a cell that is not a number ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
+    if np.isinf(m.to_numpy()).any():
+        bad("holds an infinite value")
+    return m
 
 
 def with_cell_statistics(pairs: pd.DataFrame, runs: pd.DataFrame, replicates: dict | None, *,

@@ -323,7 +323,20 @@ class Trainer:
                         f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data."
                     )
             total += float(sum(step_values)) / len(step_values)
+        self._check_parameters(epoch, len(plan))
         return total / max(len(plan), 1)
+
+    def _check_parameters(self, epoch: int, steps: int) -> None:
+        """The learned parameters after the epoch's last update are finite (issue 24, class 4): a step's
+        loss is computed before its update, so a blow-up on the last step shows in no loss; the
+        prompts it would leave are checked here, once per epoch."""
+        for m in self.members:
+            params = [p for p in m.learner.parameters() if p.requires_grad]
+            if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                raise MvlptError(
+                    f"the learned prompt became non-finite (NaN or infinite) in the update of step {steps} of epoch "
+                    f"{epoch + 1} (method {self.spec.method}, tasks {', '.join(self.spec.tasks)}, seed {m.seed}, "
+                    f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data.")
 
     def validate(self) -> list[dict[str, float]]:
         """Per member, per task: the validation metric (all members' val batches in one pass)."""

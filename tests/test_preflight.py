@@ -152,11 +152,12 @@ def test_training_options_every_job_would_refuse_are_a_problem(tmp_path):
     cfg = fabricated_study(tmp_path)
     cfg["train"] = {"epochs": 2, "lr": "2e-3"}  # `lr: 2e-3` in a YAML file: text to PyYAML
     rep = preflight.run(cfg)
-    assert rep.problems == ["config: train: training option lr must be a float, got '2e-3' (YAML reads 2e-3 as text: "
-                            "write 0.002)."]
+    # the workflow's own sentence (one rule set: mvlpt.configcheck)
+    assert rep.problems == ["config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, write 0.002 "
+                            "instead (see config/README.md)."]
     cfg["train"] = {"epochs": 2, "warmup_epochs": 2}
     assert preflight.run(cfg).problems == ["config: train: warmup_epochs (2) must be smaller than epochs (2); set warmup_epochs: 0 "
-                                           "for very short runs."]
+                                           "for very short runs (see config/README.md)."]
 
 
 def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, monkeypatch):
@@ -205,7 +206,7 @@ def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, mon
     cfg["train"] = {"epochs": 2, "compile": "fast"}  # an unknown mode: a config problem, and the report still prints
     rep = preflight.run(cfg)
     assert rep.problems == ["config: train: compile must be one of none, default, reduce-overhead, max-autotune, "
-                            "max-autotune-no-cudagraphs, got 'fast'."]
+                            "max-autotune-no-cudagraphs, got 'fast' (see config/README.md)."]
     assert "preflight found 1 problem(s)" in preflight.format_report(rep)
 
 

@@ -23,11 +23,10 @@ def _say(msg: str) -> None:
 
 
 def check_level(level: float) -> None:
-    """A confidence level is a number strictly between 0 and 1."""
-    import math
+    """A confidence level is a number strictly between 0 and 1 (the rule: :func:`mvlpt.domains.check_level`)."""
+    from ..domains import check_level as check
 
-    if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level < 1):
-        raise MvlptError(f"--level must be a confidence level strictly between 0 and 1 (e.g. 0.95), got {level}.")
+    check(level)
 
 
 def _int_list(values):
@@ -49,13 +48,19 @@ def run_collect(args) -> int:
                                     allow_mixed_settings=args.allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {args.results_dir}; run the study first or check --results-dir.")
-    if args.methods and args.tasks and seeds:
-        missing = T.expected_missing(runs, args.methods, args.tasks, seeds)
+    if args.strict or (args.methods and args.tasks and seeds):
+        # --strict: the selection is the complete study: every method x source x target x seed of the
+        # given selection, and where an option is not given, of what is on disk (issue 24, class 5)
+        methods, tasks, want_seeds, told = _strict_selection(runs, args.methods, args.tasks, seeds)
+        missing = T.expected_missing(runs, methods, tasks, want_seeds)
+        n = len(methods) * len(tasks) ** 2 * len(want_seeds)
         if missing:
-            msg = f"{len(missing)} of {len(args.methods) * len(args.tasks) ** 2 * len(seeds)} expected results are missing, e.g. {missing[0]}"
+            msg = f"{len(missing)} of {n} expected results are missing, e.g. {missing[0]}"
             if args.strict:
-                raise MvlptError(msg + "; finish those runs or drop --strict.")
+                raise MvlptError(msg + f" ({told}); finish those runs or drop --strict.")
             _say("warning: " + msg)
+        elif args.strict:
+            _say(f"--strict: all {n} results present ({told})")
     without = len(runs) - len(replicates)
     if without:
         _say(f"note: {without} of {len(runs)} results carry no test-set replicates (written by an older mvlpt): the "
@@ -68,6 +73,21 @@ def run_collect(args) -> int:
                                     fdr=args.fdr, reference=reference, reference_replicates=reference_reps)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
+
+
+def _strict_selection(runs, methods, tasks, seeds):
+    """The study ``--strict`` checks: the given methods, tasks and seeds, and for each one not given,
+    those of the result files found (a task with no result file at all is seen only through --tasks);
+    and a clause saying which is which."""
+    from .. import tables as T
+
+    found_tasks = set(runs["target"]) | {s for s in runs["source"] if "+" not in s}
+    out = (list(methods) if methods else sorted(runs["method"].unique()),
+           list(tasks) if tasks else T.natural_sorted(found_tasks),
+           list(seeds) if seeds else sorted(int(k) for k in runs["seed"].unique()))
+    parts = [f"{len(v)} {name} {'given' if given else 'found on disk'}"
+             for name, v, given in zip(("methods", "tasks", "seeds"), out, (methods, tasks, seeds))]
+    return (*out, "checked every source x target pair of " + ", ".join(parts))
 
 
 def _collect_reference(args, runs, seeds, replicates):
@@ -321,7 +341,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--results-dir", default="results", help="folder holding the result files")
     p.add_argument("--out-dir", default="results/tables", help="folder for the tables")
     _selection_args(p)
-    p.add_argument("--strict", action="store_true", help="fail when results of the selected study are missing")
+    p.add_argument("--strict", action="store_true",
+                   help="fail unless the selection is the complete study: every method x source x target x seed of "
+                        "--methods/--tasks/--seeds, each not given taken from the result files found")
     p.add_argument("--reference-dir", default=None,
                    help="the reference rows (`mvlpt reference`: zero-shot, linear probe) for the tables reference, "
                         "baselines and the pairs' columns zeroshot, linear_probe, baseline_below_zeroshot "

@@ -86,53 +86,20 @@ def coerce_command_line_config(cfg):
 # 2. The schema, as one sentence naming the key (Snakemake's own message dumps the whole schema)
 # ------------------------------------------------------------------------------------------------
 def schema_problem(cfg):
-    import jsonschema
+    """The schema's first violation as one clause: mvlpt.configcheck, the rules preflight applies too."""
+    from mvlpt.configcheck import schema_problem as problem
 
-    with open(CONFIG_SCHEMA) as fh:
-        schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
-    if error is None:
-        return None
-    where = ".".join(str(p) for p in error.absolute_path)
-    message = error.message
-    expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-    number = yaml_text_number(error.instance)
-    if error.validator == "type" and "number" in expected and number is not None:  # `lr: 2e-3` is text to YAML 1.1
-        message += f": YAML reads {error.instance} as text, write {number!r} instead"
-    return f"{where}: {message}" if where else message
+    return problem(cfg, CONFIG_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------------
 # 3. Names against mvlpt's registries, duplicates (the config has passed the schema)
 # ------------------------------------------------------------------------------------------------
-def _duplicates(values):
-    seen, dups = set(), []
-    for v in values:
-        if v in seen and v not in dups:
-            dups.append(v)
-        seen.add(v)
-    return dups
-
-
 def config_problems(cfg):
-    """What the schema cannot say well, each as one clause (empty list: none)."""
-    from mvlpt.tasks import list_tasks  # numpy and Pillow, not torch
+    """What the schema cannot say well, each as one clause (empty list: none): mvlpt.configcheck."""
+    from mvlpt.configcheck import config_problems as problems
 
-    problems = []
-    known = set(list_tasks())
-    unknown = [t for t in cfg["tasks"] if t not in known]
-    if unknown:
-        problems.append(f"unknown task(s) in `tasks`: {', '.join(unknown)} (known tasks: {', '.join(sorted(known))})")
-    for key in ("tasks", "methods", "seeds"):
-        dups = _duplicates(cfg.get(key) or [])
-        if dups:
-            problems.append(f"value(s) listed more than once in `{key}`: {', '.join(map(str, dups))}")
-    measures = (cfg.get("analysis") or {}).get("model_measures") or []
-    unknown = [m for m in measures if m not in study.MEASURES]
-    if unknown:
-        problems.append(f"unknown similarity measure(s) in `analysis.model_measures`: {', '.join(unknown)} "
-                        f"(known: {', '.join(study.MEASURES)})")
-    return problems
+    return problems(cfg)
 
 
 def multitask_requested():
@@ -151,20 +118,12 @@ def multitask_requested():
 # ------------------------------------------------------------------------------------------------
 def check_config(cfg):
     coerce_command_line_config(cfg)
-    problem = schema_problem(cfg)
-    if problem:
-        raise WorkflowError(f"invalid config: {problem} (see config/README.md).")
-    problems = config_problems(cfg)
-    if multitask_requested():
-        from mvlpt.preflight import multitask_problems
+    # steps 2-4: one rule set, mvlpt.configcheck, which `mvlpt preflight` applies too (issue 24, class 5)
+    from mvlpt.configcheck import rule_problems
 
-        problems += [p.rstrip(".") for p in multitask_problems(cfg)]
+    problems = rule_problems(cfg, multitask=multitask_requested(), schema_path=CONFIG_SCHEMA)
     if problems:
         raise WorkflowError(f"invalid config: {'; '.join(problems)}.")
-    try:
-        TrainConfig.from_dict(cfg.get("train"))  # the rules `mvlpt train` applies
-    except MvlptError as e:
-        raise WorkflowError(f"invalid config: train: {str(e).rstrip('.')} (see config/README.md).")
     validate(cfg, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 
 
