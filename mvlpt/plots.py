@@ -426,7 +426,8 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
         ax.set_xticks(range(len(meas)), [s.replace("_", "\n") for s in meas])
         ax.set_ylim(-1, 1)
         ax.set_ylabel(f"{analysis.replace('_', ' ')} with gain")
-        ax.set_title("gain vs similarity (95% bootstrap CI)")
+        within = "within targets, " if analysis == "within_target_spearman" else ""
+        ax.set_title(f"gain vs similarity ({within}{level:.0%} CI)")
         if has_parts:
             ax.legend(frameon=False, fontsize=7, loc="lower right", title="method")
         else:
