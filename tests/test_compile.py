@@ -93,6 +93,7 @@ def _compare_with_eager(method, backend, train_only=False):
     assert all(torch.equal(a, b) for a, b in zip(eager[0][0], _forward(learners, images, True)[0])), "none: eager again"
 
 
+@pytest.mark.slow
 def test_inductor_logits_and_gradients_equal_eager():
     """UPT: learned text and image prompts, both towers' forward and backward through inductor (the
     graphs without grad are compared with aot_eager below, to keep this file near a minute)."""
@@ -111,6 +112,7 @@ def spec(tmp_path, method, **train):
                    outputs={t: str(tmp_path / f"{t}_{{seed}}.json") for t in (A, B)}, cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_compiled_training_run_equals_eager_with_bounded_graphs(tmp_path, aot_eager, capsys):
     """A joint UPT run of two stacked seeds, 2 epochs: the same metrics and best epochs as eager; the
     graphs are compiled in the first epoch (its last, shorter batch and the validation batches
@@ -177,6 +179,7 @@ def test_a_compiler_failure_ends_in_one_sentence(tmp_path, run_mvlpt):
     assert "Traceback" not in stderr and not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_runs_sharing_a_compile_cache_load_what_an_earlier_run_compiled(tmp_path):
     """Two `mvlpt train` processes naming the same --compile-cache (the workflow's jobs share one):
     the first generates every graph, the second (another seed: the same shapes) loads them all from

@@ -80,6 +80,7 @@ def _train_args(tmp_path, out, *extra):
             "--pretrained", "synthetic", "--device", "cpu", "--output", f"shapes={out}", *extra]
 
 
+@pytest.mark.slow
 def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
     full = tmp_path / "full.json"
     assert main(_train_args(tmp_path, full)) == 0
@@ -273,6 +274,7 @@ def _check_same_tables_and_done(work, reference_tables):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
     reference_tables, t_ref = reference
     work = _checkout(tmp_path)
@@ -335,6 +337,7 @@ def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
     assert resumed >= 1, "no killed training job was seen resuming from its state"
 
 
+@pytest.mark.slow
 def test_orphaned_jobs_of_a_killed_snakemake(reference, tmp_path):
     """Only Snakemake is killed; its training job, orphaned, lives on and writes its outputs later. The
     rerun must not run beside it (both would write the same files), must say why, and must recover once

@@ -177,6 +177,7 @@ def result_files(cfg, root: Path):
             for m in cfg["methods"] for s in cfg["tasks"] for t in cfg["tasks"] for k in cfg["seeds"]]
 
 
+@pytest.mark.slow
 def test_demo_study_writes_every_result_and_table(small_study):
     work, _, cfg = small_study
     for f in result_files(cfg, work):
@@ -206,6 +207,7 @@ def test_demo_study_writes_every_result_and_table(small_study):
     assert not list((work / "resources" / "cache" / "state").rglob("*.state.safetensors"))
 
 
+@pytest.mark.slow
 def test_second_invocation_has_nothing_to_do(small_study):
     work, configfile, _ = small_study
     res = snakemake(work, "-n", configfile=configfile)
@@ -213,6 +215,7 @@ def test_second_invocation_has_nothing_to_do(small_study):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     work, configfile, _ = small_study
     victim = work / "results" / "vpt" / "orientation__shapes" / "seed1.json"
@@ -233,6 +236,7 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     assert after["test"] == before["test"] and after["val"] == before["val"]  # same run, same numbers
 
 
+@pytest.mark.slow
 def test_runtime_options_reach_the_jobs_but_do_not_rerun_them(small_study, tmp_path):
     """train.compile, eval_batch_size, checkpoint_every and workers do not change results
     (TrainConfig.RUNTIME): switching them on after a study ran trains nothing again, yet a new job gets
