@@ -277,6 +277,7 @@ def multitask_study(small_study):
     return work, configfile, cfg, res
 
 
+@pytest.mark.slow
 def test_multitask_study_chooses_groups_from_the_pairwise_gains_and_trains_them(multitask_study):
     import pandas as pd
 
@@ -311,6 +312,7 @@ def test_multitask_study_chooses_groups_from_the_pairwise_gains_and_trains_them(
             assert rec["target"] == member and rec["mode"] == "joint"
 
 
+@pytest.mark.slow
 def test_multitask_jobs_build_with_one_job_per_seed(multitask_study):
     """stack_seeds: false gives the group source and target jobs one seed each (joint runs stack theirs);
     forced in a dry-run over the finished study, so that every job's command is built."""
@@ -327,6 +329,7 @@ def test_multitask_jobs_build_with_one_job_per_seed(multitask_study):
     assert all("--state resources/cache/state/multitask/" in cmd for cmd in commands)
 
 
+@pytest.mark.slow
 def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
     work, configfile, _, _ = multitask_study
     res = snakemake(work, "-n", "multitask", configfile=configfile)
@@ -446,6 +449,7 @@ def failing_job(tmp_path_factory):
     return res
 
 
+@pytest.mark.slow
 def test_failed_job_shows_its_error_sentence_on_the_console(failing_job):
     out = failing_job.stdout + failing_job.stderr
     assert failing_job.returncode != 0
