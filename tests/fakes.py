@@ -161,3 +161,14 @@ def kill_training_at(monkeypatch, epoch: int):
 
     monkeypatch.setattr(Trainer, "train_epoch", killed)
 
+
+def one_sentence(run, *needles) -> str:
+    """Assert that a CLI run (``rc, lines, err`` of the ``run_mvlpt`` fixture) ended in one user-error sentence
+    (exit status 2, one line on stderr, no traceback) matching every regex of ``needles``; return the line."""
+    import re
+
+    rc, lines, err = run
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert re.search(needle, lines[0]), (needle, lines[0])
+    return lines[0]

@@ -21,18 +21,10 @@ from mvlpt.names import check_name, check_seed
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import read_split, write_split
 
-from fakes import write_record
+from fakes import one_sentence, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--pretrained", "synthetic", "--device", "cpu"]
-
-
-def one_sentence(run, *needles):
-    rc, lines, err = run
-    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert re.search(needle, lines[0]), (needle, lines[0])
-    return lines[0]
 
 
 def train(run_mvlpt, *args):

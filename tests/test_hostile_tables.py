@@ -11,19 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakes import write_multitask_record, write_record
+from fakes import one_sentence, write_multitask_record, write_record
 from mvlpt import grouping as G, multitask as MT, study
 from mvlpt.errors import MvlptError
 
 TASKS = ["a", "b", "c"]
-
-
-def one_sentence(run, *needles):
-    rc, lines, err = run
-    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert re.search(needle, lines[0]), (needle, lines[0])
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------------
