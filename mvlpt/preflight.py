@@ -512,7 +512,8 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
     results_b = len(methods) * tasks * tasks * seeds * RESULT_BYTES + TABLES_BYTES
     states_b = 0
     for method in methods:
-        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"])
+        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"],
+                                m["embed_dim"])
         results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
         states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
     if multitask:  # group source prompts, target and joint results; each job writes every seed it trains
