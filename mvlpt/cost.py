@@ -159,7 +159,7 @@ def pricing_note(method: str, cal: Calibration) -> str | None:
         extra.append("plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
                      "each step and each evaluation; the meta network not counted)")
     if _image_conditioned(method):
-        extra.append("its text tower pass scaled by its FLOPs: one set of class prompts per image (batch x classes "
+        extra.append("and its text tower pass scaled by FLOPs to one set of class prompts per image (batch x classes "
                      "prompts per step, classes prompts per evaluated image; the meta network not counted)")
     return (f"{method}: the calibration has no figures of its own: priced with {base}'s coefficients"
             + (" " + "; ".join(extra) if extra else ""))
