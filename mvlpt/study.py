@@ -90,6 +90,9 @@ METHODS: dict[str, Method] = {
         # the union of the configured tasks, compared with CoOp's single-task baseline as in its paper
         Method("softcpt", "mvlpt.models.prompts.softcpt:SoftCPT", learns_text=True, learns_image=False, label="SoftCPT",
                task_conditioned=True, baseline="coop", multitask_only=True, priced_as="coop"),
+        # CoCoOp (Zhou et al., CVPR 2022): a meta network shifts the shared context per image (docs/cocoop.md); opt-in
+        Method("cocoop", "mvlpt.models.prompts.cocoop:CoCoOp", learns_text=True, learns_image=False, label="CoCoOp",
+               image_conditioned=True, priced_as="coop", in_default_study=False),
     )
 }
 PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
