@@ -248,3 +248,28 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
     assert per["cocoop"]["breakdown_h"]["features"] == 0 < per["coop"]["breakdown_h"]["features"]
     assert "cocoop" in rep.cost["multitask"]["per_method"]
     assert any(a.startswith("cocoop: the calibration has no figures") for a in rep.cost["multitask"]["assumptions"])
+
+
+# ------------------------------------------------------------------------------ the prompt predictors
+def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip, tmp_path):
+    """The prompt predictors (mvlpt.predictors.prompt_views) run the same forward as the trainer: a
+    task's own CoCoOp prompt on its few-shot val images gives the record's `val`."""
+    from mvlpt import predictors as P
+    from mvlpt.config import RunSpec, TrainConfig
+    from mvlpt.tasks.fewshot import make_split, write_split
+    from mvlpt.train import run
+
+    tasks, prompts, splits, val = [A, B], {}, {}, {}
+    for t in tasks:
+        splits[(t, 1)] = tmp_path / f"{t}.json"
+        write_split(make_split(get_task(t), 1, 3), splits[(t, 1)])
+        prompts[(t, 1)] = tmp_path / f"{t}.safetensors"
+        spec = RunSpec(method="cocoop", tasks=[t], seeds=[1], shots=3, pretrained="synthetic", method_options={"n_ctx": 4},
+                       train=TrainConfig(epochs=2, lr=0.01), split_files={t: str(splits[(t, 1)])},
+                       outputs={t: str(tmp_path / f"{t}.result.json")}, save_prompts={t: str(prompts[(t, 1)])},
+                       cache_dir=str(tmp_path / "cache"))
+        val[t] = run(spec)[0]["val"]
+    views = P.prompt_views(clip, "cocoop", tasks, prompts, splits)
+    for t in tasks:
+        assert views.metric[1][t][t] == pytest.approx(val[t], abs=1e-9)
+    assert views.logits[1][A][B].shape[1] == get_task(A).num_classes
