@@ -44,7 +44,7 @@ SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the
 GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features", "embed_task_images",
              "reference_zeroshot", "reference_linear_probe")
 # Defaults of the keys preflight reads, used when the workflow's schema is not next to the package.
-FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
+FALLBACK_DEFAULTS = {"methods": list(study.DEFAULT_METHODS), "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
                      "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
                      "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
 RESULT_BYTES = 1500  # one result JSON

@@ -15,7 +15,11 @@ import torch.nn.functional as F
 from mvlpt import cost, preflight, study
 from mvlpt.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.models.clip import load_clip
-from mvlpt.models.prompts import build_prompt_learner, stacked_conditioned_text_features, stacked_logits
+from mvlpt.models.prompts import (
+    build_prompt_learner,
+    stacked_conditioned_text_features,
+    stacked_logits,
+)
 from mvlpt.models.prompts.text import normalize
 from mvlpt.results import read_result
 from mvlpt.tasks import get_task
@@ -243,7 +247,7 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
     # a step's text term is CoOp's times the images of the batch (one set of class prompts per image)
     cal = cost.shipped_calibration()
     fixed = cal.coefficients("coop")["step"]["fixed_ms"] / 1e3
-    shape = dict(seeds=2, classes=10, length=20, batch=8, prefix=9)
+    shape = {"seeds": 2, "classes": 10, "length": 20, "batch": 8, "prefix": 9}
     assert cal.step_s("cocoop", **shape) - fixed == pytest.approx(8 * (cal.step_s("coop", **shape) - fixed))
     assert per["cocoop"]["breakdown_h"]["features"] == 0 < per["coop"]["breakdown_h"]["features"]
     assert "cocoop" in rep.cost["multitask"]["per_method"]

@@ -66,7 +66,7 @@ def unpriced():
 
 def test_a_method_from_a_test_module_trains_single_joint_and_sequential(twin, tmp_path):
     train = TrainConfig(epochs=2, lr=0.01)
-    common = dict(method="twin", seeds=[1], shots=5, train=train, pretrained="synthetic", cache_dir=str(tmp_path / "cache"))
+    common = {"method": "twin", "seeds": [1], "shots": 5, "train": train, "pretrained": "synthetic", "cache_dir": str(tmp_path / "cache")}
     single = run(RunSpec(tasks=[A], outputs={A: str(tmp_path / "a.json")}, save_prompts={A: str(tmp_path / "a.safetensors")},
                          **common))[0]
     assert single["method"] == "twin" and single["method_options"] == {"n_ctx": 4}

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from ... import study
 from ...errors import MvlptError
-from .base import (PromptLearner, stacked_conditioned_text_features, stacked_image_features, stacked_logits,
-                   stacked_text_features, stacked_text_features_once)
+from .base import (
+    PromptLearner,
+    stacked_conditioned_text_features,
+    stacked_image_features,
+    stacked_logits,
+    stacked_text_features,
+    stacked_text_features_once,
+)
 
 
 def learner_class(method: str) -> type[PromptLearner]:

@@ -44,7 +44,9 @@ class PromptLearner(nn.Module):
     Only the prompt parameters are in ``state_dict()``; the CLIP model is held by reference and
     never trained. A subclass sets ``method`` (its key in :data:`mvlpt.study.METHODS`), builds its
     parameters, and implements ``current_prompts`` (plus ``fixed_text_features`` if its text side
-    does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does).
+    does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does), ``options()`` and the
+    ``parameter_count`` classmethod. An image-conditioned method's ``current_prompts`` takes the image
+    features and its ``text_embeddings`` gives one set of class prompts per image (CoCoOp).
     """
 
     method: str = ""
