@@ -277,3 +277,19 @@ def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip
     for t in tasks:
         assert views.metric[1][t][t] == pytest.approx(val[t], abs=1e-9)
     assert views.logits[1][A][B].shape[1] == get_task(A).num_classes
+
+
+def test_the_workflow_takes_it_by_its_name_alone(tmp_path):
+    """`methods: [coop, cocoop]` builds the study's DAG (no schema or rule edit): every pair of both
+    methods, one frozen-feature job per task serving both, the multitask study included."""
+    import yaml
+    from test_workflow import job_counts, snakemake
+
+    cfg = {"tasks": [A, B, C], "methods": ["coop", "cocoop"], "seeds": [1], "shots": 5,
+           "model": {"name": "mvlpt-tiny", "pretrained": "synthetic", "init_seed": 0}, "train": {"epochs": 2}}
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", "--quiet", "rules", "--", "all", "multitask", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = job_counts(res.stdout + res.stderr)
+    assert jobs["train_single"] == 2 * 3 and jobs["train_joint"] == 2 * 3 and jobs["frozen_features"] == 3
