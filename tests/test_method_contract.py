@@ -48,6 +48,13 @@ class Twin(PromptLearner):
         return {"text": self.a + self.b, "visual": None}
 
 
+class Uncounted(Twin):
+    """Twin without its parameter count (the base class's)."""
+
+    method = "uncounted"
+    parameter_count = classmethod(PromptLearner.parameter_count.__func__)
+
+
 @pytest.fixture
 def twin():
     entry = study.register_method(study.Method("twin", f"{__name__}:Twin", learns_text=True, learns_image=False,
@@ -112,6 +119,17 @@ def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpr
         cost.shipped_calibration().coefficients("unpriced")
     rep = preflight.run(_cfg(tmp_path, ["unpriced"]), multitask=False)
     assert not rep.ok and any("`priced_as`" in p for p in rep.problems)
+
+
+def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(tmp_path):
+    study.register_method(study.Method("uncounted", f"{__name__}:Uncounted", learns_text=True, learns_image=False,
+                                       label="Uncounted", priced_as="coop", in_default_study=False))
+    try:
+        with pytest.raises(MvlptError, match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
+                                             r"give its class a parameter_count classmethod\.$"):
+            preflight._prompt_params("uncounted", {}, 512, 768, 12)
+    finally:
+        study.unregister_method("uncounted")
 
 
 def test_registering_a_taken_name_is_refused(twin):
