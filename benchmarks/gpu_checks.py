@@ -26,15 +26,18 @@ from pathlib import Path
 
 import torch
 
+from mvlpt import study
 from mvlpt.config import RunSpec, TrainConfig
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
 from mvlpt.train import Trainer
 
+PAIRWISE = [m.name for m in study.PAIRWISE_METHODS]  # checks 1 and 2: every method of the pairwise study (CoCoOp too)
+
 
 def cast_once_is_exact(device: str, model: str) -> bool:
     ok = True
-    for method in ("coop", "vpt", "upt"):
+    for method in PAIRWISE:
         clip = load_clip(model, "synthetic" if model == "mvlpt-tiny" else None, device=device)
         learner = build_prompt_learner(method, clip, ["circle", "square", "red triangle"], {},
                                        generator=torch.Generator().manual_seed(1))
@@ -60,7 +63,7 @@ def cast_once_is_exact(device: str, model: str) -> bool:
 def steps_never_sync(device: str) -> bool:
     tmp = Path(tempfile.mkdtemp())
     ok = True
-    for method in ("coop", "vpt", "upt"):
+    for method in PAIRWISE:
         spec = RunSpec(method=method, tasks=["shapes", "shape-colours"], seeds=[1, 2], shots=5, pretrained="synthetic",
                        train=TrainConfig(epochs=2, warmup_epochs=0, batch_size_multitask=16, precision="bf16"),
                        outputs={"shapes": str(tmp / method / "r{seed}.json")}, device=device)

@@ -5,10 +5,11 @@ both call :func:`rule_problems`, so a config one of them accepts the other accep
 The rules, in order (each problem is one clause; the callers make the sentence):
 
 1. the JSON schema ``workflow/schemas/config.schema.yaml`` (:func:`schema_problem`): keys, types,
-   ranges, the method names, ``seeds`` non-empty and non-negative, ``device`` one of auto/cpu/cuda[:N],
+   ranges, ``seeds`` non-empty and non-negative, ``device`` one of auto/cpu/cuda[:N],
    unique multitask strategies and modes, ``analysis.n_boot``/``n_perm`` >= 10, ``level`` in (0, 1);
-2. what the schema cannot say well (:func:`config_problems`): task and measure names against
-   mvlpt's registries, values listed twice in ``tasks``, ``methods`` or ``seeds``;
+2. what the schema cannot say well (:func:`config_problems`): task, method and measure names against
+   mvlpt's registries (so a new method needs no schema edit), values listed twice in ``tasks``,
+   ``methods`` or ``seeds``;
 3. the ``multitask`` section (:func:`mvlpt.preflight.multitask_problems`), when the run asks for it;
 4. the ``train`` section through :class:`mvlpt.config.TrainConfig` (what ``mvlpt train`` refuses).
 
@@ -65,6 +66,19 @@ def config_problems(cfg) -> list[str]:
     unknown = [t for t in cfg["tasks"] if t not in known]
     if unknown:
         problems.append(f"unknown task(s) in `tasks`: {', '.join(unknown)} (known tasks: {', '.join(sorted(known))})")
+    methods = cfg.get("methods") or []
+    pairwise = [m.name for m in study.PAIRWISE_METHODS]
+    unknown = [m for m in methods if m not in study.METHODS]
+    if unknown:
+        problems.append(f"unknown method(s) in `methods`: {', '.join(map(str, unknown))} (known: {', '.join(pairwise)})")
+    only = [m for m in methods if m in study.METHODS and study.METHODS[m].multitask_only]
+    if only:
+        problems.append(f"method(s) {', '.join(only)} in `methods` train multitask only; list them under "
+                        f"`multitask.methods` (the study's `methods` are {', '.join(pairwise)})")
+    unknown = [m for m in (cfg.get("method_options") or {}) if m not in study.METHODS]
+    if unknown:
+        problems.append(f"unknown method(s) in `method_options`: {', '.join(map(str, unknown))} "
+                        f"(known: {', '.join(study.METHODS)})")
     for key in ("tasks", "methods", "seeds"):
         dups = _duplicates(cfg.get(key) or [])
         if dups:

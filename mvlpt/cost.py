@@ -20,9 +20,15 @@ reduced to what a calibration file can carry):
 * the multitask study (:func:`estimate_multitask`): its jobs by kind (group source prompts, targets
   fine-tuned from them, joint group runs), each group priced with stand-in tasks of its size.
 
-What a method learns (text, image prompts) is :data:`mvlpt.study.METHODS`'s ``learns_text`` /
-``learns_image``. A method the calibration has no figures of is priced with those of the method
-:data:`PRICED_AS` names (SoftCPT: CoOp's, plus its task-prompt text pass; the estimate says so).
+What a method learns (text, image prompts), whether it reads cached image features, whether its
+class text depends on the image and which calibrated method prices it are its properties in
+:data:`mvlpt.study.METHODS` (``learns_text``, ``learns_image``, ``caches_image_features``,
+``image_conditioned``, ``task_conditioned``, ``priced_as``); nothing here tests a method by name. A
+method the calibration has no figures of is priced with the coefficients of its ``priced_as`` method,
+scaled by what it sends through the towers (:func:`pricing_note`: SoftCPT adds its task prompts; an
+image-conditioned method such as CoCoOp sends every image's class prompts through the text tower,
+batch x classes prompt rows per step, and per evaluated image), and the estimate says so (its
+``assumptions``, warning lines of the preflight report); one with neither is refused in one sentence.
 
 The calibration (:class:`Calibration`) holds the coefficients and says which device and model they
 describe. Shipped: an NVIDIA H100, ViT-B-16, bf16, derived from the step times measured for the
@@ -49,10 +55,6 @@ from .errors import MvlptError
 FORMAT = 1
 SHIPPED = "cost_calibration.json"  # in mvlpt/tasks/data (package data)
 USER_ENV = "MVLPT_COST_CALIBRATION"
-# methods without figures of their own in a calibration, priced with another method's: SoftCPT's class
-# prompts go through the text tower as CoOp's do (frozen image tower, cached image features); its extra
-# task-prompt pass is priced at the same per-token rate (TaskCost.task_prompt)
-PRICED_AS = {"softcpt": "coop"}
 COEFFS = ("fixed_ms", "text_us_per_token", "image_ms_per_image")
 # the text prompts' shared prefix (mvlpt.models.prompts.text) runs once per prompt set, but every class
 # still projects its keys and values: 2 of a text block's 12 W^2 matrix products per token (q, k, v,
@@ -87,8 +89,10 @@ class Calibration:
                task_tokens: int = 0) -> float:
         """``prefix``: the leading tokens all classes' prompts share (see :func:`text_rows`);
         ``task_tokens``: tokens of the task prompts a task-conditioned method (SoftCPT) sends through the
-        text tower on top of its class prompts, per seed."""
-        return self._cost(method, "step", seeds * text_rows(classes, length, prefix, task_tokens), seeds * batch)
+        text tower on top of its class prompts, per seed. An image-conditioned method sends a set of
+        class prompts per image of the batch."""
+        sets = batch if _image_conditioned(method) else 1
+        return self._cost(method, "step", seeds * sets * text_rows(classes, length, prefix, task_tokens), seeds * batch)
 
     def forward_s(self, method: str, *, text_tokens: int, images: int) -> float:
         return self._cost(method, "forward", text_tokens, images)
@@ -104,14 +108,20 @@ class Calibration:
         return t
 
     def coefficients(self, method: str) -> dict:
-        """The method's coefficients, or those of the method :data:`PRICED_AS` names when it has none."""
-        if method not in self.methods and PRICED_AS.get(method) in self.methods:
-            return self.methods[PRICED_AS[method]]
+        """The method's coefficients, or those of its registry entry's ``priced_as`` method when it has none."""
+        if method not in self.methods and _priced_as(method) in self.methods:
+            return self.methods[_priced_as(method)]
         try:
             return self.methods[method]
         except KeyError:
+            fix = (f"name a calibrated method ({', '.join(self.methods)}) as its `priced_as` in mvlpt.study.METHODS"
+                   if method in study.METHODS else "run `mvlpt preflight --calibrate`")
             raise MvlptError(f"the cost calibration {self.path or '(in memory)'} has no figures for method {method!r}; "
-                             f"run `mvlpt preflight --calibrate`.") from None
+                             f"{fix}.") from None
+
+    def borrows(self, method: str) -> str | None:
+        """The method whose coefficients price ``method`` when the calibration has none of its own, else None."""
+        return _priced_as(method) if method not in self.methods and _priced_as(method) in self.methods else None
 
     def describes(self) -> str:
         how = "measured here" if self.origin == "measured" else "shipped with mvlpt"
@@ -121,6 +131,38 @@ class Calibration:
         d = dataclasses.asdict(self)
         d.pop("path")
         return {"format": FORMAT, **d}
+
+
+def _priced_as(method: str) -> str | None:
+    m = study.METHODS.get(method)
+    return m.priced_as if m is not None else None
+
+
+def _image_conditioned(method: str) -> bool:
+    m = study.METHODS.get(method)
+    return m is not None and m.image_conditioned
+
+
+def _task_conditioned(method: str) -> bool:
+    m = study.METHODS.get(method)
+    return m is not None and m.task_conditioned
+
+
+def pricing_note(method: str, cal: Calibration) -> str | None:
+    """What the estimate assumes of a method ``cal`` has no figures of (None: it has its own): the
+    coefficients it borrows and how its passes are scaled from them."""
+    base = cal.borrows(method)
+    if base is None:
+        return None
+    extra = []
+    if _task_conditioned(method):
+        extra.append("plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
+                     "each step and each evaluation; the meta network not counted)")
+    if _image_conditioned(method):
+        extra.append("and its text tower pass scaled by FLOPs to one set of class prompts per image (batch x classes "
+                     "prompts per step, classes prompts per evaluated image; the meta network not counted)")
+    return (f"{method}: the calibration has no figures of its own: priced with {base}'s coefficients"
+            + (" " + "; ".join(extra) if extra else ""))
 
 
 def _learns(method: str) -> tuple[bool, bool]:
@@ -230,7 +272,8 @@ def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskC
     L = max(t.length.get(method, 0) for t in run)
     P = min(t.prefix.get(method, 0) for t in run)  # the run's classes share at most what each task's share
     # a task-conditioned method (SoftCPT) also sends every task's prompt through the text tower
-    T = sum(t.task_prompt for t in run) if study.METHODS.get(method) and study.METHODS[method].task_conditioned else 0
+    T = sum(t.task_prompt for t in run) if _task_conditioned(method) else 0
+    per_image = _image_conditioned(method)  # class prompts per image (CoCoOp): text rows scale with the images
     n_train = sum(t.train_per_seed for t in run)
     steps = math.ceil(n_train / batch) if n_train else 0
     train = epochs * steps * cal.step_s(method, seeds=k, classes=C, length=L, batch=batch, prefix=P, task_tokens=T)
@@ -238,12 +281,14 @@ def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskC
     val_imgs = sum(t.val_per_seed for t in run)
     val_batches = sum(math.ceil(t.val_per_seed / eval_bs) for t in run)
     fwd = cal.coefficients(method)["forward"]
-    per_val = cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T), images=k * val_imgs if img_eval else 0) \
+    per_val = cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T) * (val_imgs if per_image else 1),
+                            images=k * val_imgs if img_eval else 0) \
         + val_batches * fwd["fixed_ms"] / 1e3
     validation = epochs * per_val
     test = decode = 0.0
     for t in targets:
-        test += cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T), images=k * t.test if img_eval else 0) \
+        test += cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T) * (t.test if per_image else 1),
+                              images=k * t.test if img_eval else 0) \
             + math.ceil(t.test / eval_bs) * fwd["fixed_ms"] / 1e3
         if img_eval:
             decode += t.test / cal.decode_images_per_s
@@ -259,7 +304,8 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
     K = shape.seeds if shape.stack_seeds else 1
     copies = 1 if shape.stack_seeds else shape.seeds  # jobs per (method, run) when seeds are not stacked
     out = {"gpu": cal.device, "model": cal.model, "precision": cal.precision, "calibration": cal.origin,
-           "per_method": {}, "gpu_hours": 0.0, "jobs": 0}
+           "per_method": {}, "gpu_hours": 0.0, "jobs": 0, "assumptions": []}
+    features_priced = False  # the frozen image features are computed once per task for every method reading them
     for method in shape.methods:
         acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0, "features": 0.0}
         jobs = 0
@@ -279,7 +325,8 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
                 else:  # sequential: a source prompt (the baseline's) fine-tuned on target b
                     add(_job(cal, method, [b], [b], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
                 jobs += copies
-        if method == "coop":  # one frozen-feature job per task: test split + every seed's few-shot images
+        if study.METHODS.get(method) and study.METHODS[method].caches_image_features and not features_priced:
+            features_priced = True  # one frozen-feature job per task: test split + every seed's few-shot images
             for t in tasks:
                 n = t.test + shape.seeds * (t.train_per_seed + t.val_per_seed)
                 gpu = n * cal.features_ms_per_image / 1e3
@@ -290,6 +337,9 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
         out["per_method"][method] = {"gpu_hours": total, "jobs": jobs, "breakdown_h": hours}
         out["gpu_hours"] += total
         out["jobs"] += jobs
+        note = pricing_note(method, cal)
+        if note:
+            out["assumptions"].append(note)
     return out
 
 
@@ -366,12 +416,9 @@ def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> d
         for kind in MULTITASK_KINDS:
             out["jobs"][kind] += jobs[kind]
             out["gpu_hours"][kind] += gpu_h[kind]
-        if method not in cal.methods and PRICED_AS.get(method) in cal.methods:
-            extra = (" plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
-                     "each step and each evaluation; the meta network not counted)"
-                     if study.METHODS.get(method) and study.METHODS[method].task_conditioned else "")
-            out["assumptions"].append(f"{method}: the calibration has no figures of its own: priced with "
-                                      f"{PRICED_AS[method]}'s coefficients{extra}")
+        note = pricing_note(method, cal)
+        if note:
+            out["assumptions"].append(note)
     out["jobs"]["total"] = sum(out["jobs"][kind] for kind in MULTITASK_KINDS)
     out["gpu_hours"]["total"] = sum(out["gpu_hours"][kind] for kind in MULTITASK_KINDS)
     if not out["exact"]:
@@ -413,7 +460,7 @@ def prompt_shapes(classnames: Iterable[str], model: str, options: dict) -> tuple
         o = study.full_options(m, opts)
         seqs, ctx_pos = prompt_tokens(tok, names, int(o["n_ctx"]), o.get("position", "end"))
         lengths[m] = max(map(len, seqs))
-        shared = not o.get("csc") and not study.method(m).task_conditioned
+        shared = not o.get("csc") and not study.method(m).task_conditioned  # an image-conditioned context is shared too
         prefixes[m] = common_prefix(seqs, ctx_pos) if shared else 0
     return lengths, prefixes
 

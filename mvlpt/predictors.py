@@ -348,7 +348,7 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                     load_prompt(lr, prompt_files[(src, s)])
                 logits[s][src], metric[s][src], target_logits[s][src] = {}, {}, {}
                 start = time.perf_counter()
-                text_src = learners[src].text_features()
+                text_src = learners[src].text_features_once()  # None: the class text depends on the image
                 for t in tasks:
                     f = frozen[t]["train"] if frozen_images else features(learners[src], data[t]["train"])
                     logits[s][src][t] = learners[src].logits(feats=f, text=text_src).double().cpu().numpy()

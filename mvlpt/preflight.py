@@ -44,7 +44,7 @@ SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the
 GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features", "embed_task_images",
              "reference_zeroshot", "reference_linear_probe")
 # Defaults of the keys preflight reads, used when the workflow's schema is not next to the package.
-FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
+FALLBACK_DEFAULTS = {"methods": list(study.DEFAULT_METHODS), "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
                      "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
                      "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
 RESULT_BYTES = 1500  # one result JSON
@@ -482,16 +482,13 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
 
 # ------------------------------------------------------------------------------------------ disk
 def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int, embed_dim: int = 512) -> int:
-    o = study.full_options(method, opts)
-    if method == "coop":
-        return int(o["n_ctx"]) * text_w
-    if method == "softcpt":  # the shared task context and the meta network (feature -> class context)
-        return int(o["n_task_ctx"]) * text_w + (embed_dim + 1) * int(o["n_ctx"]) * text_w
-    if method == "vpt":
-        return (layers if o.get("deep", True) else 1) * int(o["n_ctx"]) * vis_w
-    h, n = int(o.get("hidden", 128)), int(o["n_ctx"])
-    # shared tokens (text + every visual layer), projections in and out, one width-h attention block
-    return (layers + 1) * n * h + 2 * (text_w * h + vis_w * h) + 12 * h * h
+    """The numbers a prompt file of ``method`` holds: its learner's own count (``parameter_count``)."""
+    dims = {"embed_dim": embed_dim, "text_width": text_w, "vision_width": vis_w, "layers": layers}
+    try:
+        return int(study.method(method).learner_class().parameter_count(study.full_options(method, opts), dims))
+    except NotImplementedError:
+        raise MvlptError(f"method {method!r}'s learner does not say how many parameters it has, so the preflight cannot "
+                         f"size its prompt files; give its class a parameter_count classmethod.") from None
 
 
 def _free_bytes(path: Path) -> tuple[Path, int, int]:
@@ -515,7 +512,8 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
     results_b = len(methods) * tasks * tasks * seeds * RESULT_BYTES + TABLES_BYTES
     states_b = 0
     for method in methods:
-        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"])
+        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"],
+                                m["embed_dim"])
         results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
         states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
     if multitask:  # group source prompts, target and joint results; each job writes every seed it trains
@@ -527,8 +525,8 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
             # a joint job writes a result per member and seed: at most every task's
             results_b += per_job * (jobs["source"] * params * 4 + (jobs["target"] + jobs["joint"] * tasks) * RESULT_BYTES)
     cache_b = tasks * seeds * 20e3  # split files
-    if "coop" in methods:
-        for r in rows:  # CoOp's frozen image features: test split + few-shot images, float32
+    if any(study.method(x).caches_image_features for x in methods):
+        for r in rows:  # the frozen image features (CoOp's), one set per task for every method that reads them: test split + few-shot images, float32
             n = (r.test_images or 0) + seeds * ((r.fewshot_train or 0) + (r.fewshot_val or 0))
             cache_b += n * m["embed_dim"] * 4
     sim = {"sample_size": 256, **(cfg.get("similarity") or {})}
@@ -589,8 +587,9 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     multitask = isinstance(cfg.get("multitask"), dict) and not multitask_problems(cfg)
     mt = study.multitask_settings(cfg.get("multitask"), cfg["methods"]) if multitask else None
     task_prompt = {}
-    if mt is not None and any(study.METHODS[m].task_conditioned for m in mt["methods"]):  # SoftCPT's task prompts
-        opts = study.full_options("softcpt", (cfg.get("method_options") or {}).get("softcpt"))
+    conditioned = [m for m in (mt["methods"] if mt is not None else []) if study.METHODS[m].task_conditioned]
+    if conditioned:  # SoftCPT's task prompts
+        opts = study.full_options(conditioned[0], (cfg.get("method_options") or {}).get(conditioned[0]))
         task_prompt = cost.task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
     tasks = []
     for r in priced:
@@ -601,6 +600,7 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
                             int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
                             int(train["eval_batch_size"]), int(cfg["shots"]))
     est = cost.estimate(shape, cal)
+    warnings.extend(f"cost: {a}." for a in est["assumptions"])  # a method priced from another's figures says so
     if mt is not None and len(tasks) >= 2:
         est["multitask"] = m = cost.estimate_multitask(shape, mt, cal)
         est["with_multitask"] = {"gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],

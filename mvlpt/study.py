@@ -2,8 +2,12 @@
 plots and the benchmark speak about.
 
 * **Methods** (:data:`METHODS`): the prompt methods, their learner class and the properties the
-  workflow and the training loop decide on (does the image side learn? then image features cannot
-  be cached). Adding a method = its module under ``mvlpt/models/prompts/`` + one line here.
+  workflow, the training loop, the cost model and the preflight decide on (does the image side learn?
+  then image features cannot be cached; does the class text depend on the image? then it is computed
+  per image, not once per pass; which calibrated method prices it). Nothing outside this module and
+  the learners tests a method by its name. Adding a method = its module under
+  ``mvlpt/models/prompts/`` + one line here (``tests/test_method_contract.py`` registers one from a
+  test module and runs it through training, the cost model and the preflight).
 * **Measures** (:data:`MEASURES`): task-similarity measures (and, later, transferability
   predictors): name, what they are computed from, the function that computes them, whether they
   are distances, their options. Adding a measure = its function + one line here.
@@ -56,6 +60,14 @@ class Method:
     baseline: str | None = None
     # trained on several tasks at once only (a multitask study method, not one of the pairwise study)
     multitask_only: bool = False
+    # its class text depends on each image (CoCoOp): the learner's ``current_prompts(image_features)``
+    # gives one text context per image, and the class features are computed per image, never once per pass
+    image_conditioned: bool = False
+    # among the methods a config studies when it names none (the schema's default; CoCoOp: opt-in)
+    in_default_study: bool = True
+    # the calibrated method whose cost coefficients price it when a calibration has none of its own
+    # (mvlpt.cost: scaled by what it sends through the towers, and the estimate says so); None: refused
+    priced_as: str | None = None
 
     @property
     def caches_image_features(self) -> bool:
@@ -77,10 +89,35 @@ METHODS: dict[str, Method] = {
         # frozen text encoder, after a learned task context) into that task's text context; trained on
         # the union of the configured tasks, compared with CoOp's single-task baseline as in its paper
         Method("softcpt", "mvlpt.models.prompts.softcpt:SoftCPT", learns_text=True, learns_image=False, label="SoftCPT",
-               task_conditioned=True, baseline="coop", multitask_only=True),
+               task_conditioned=True, baseline="coop", multitask_only=True, priced_as="coop"),
+        # CoCoOp (Zhou et al., CVPR 2022): a meta network shifts the shared context per image (docs/cocoop.md); opt-in
+        Method("cocoop", "mvlpt.models.prompts.cocoop:CoCoOp", learns_text=True, learns_image=False, label="CoCoOp",
+               image_conditioned=True, priced_as="coop", in_default_study=False),
     )
 }
 PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
+DEFAULT_METHODS = tuple(m.name for m in PAIRWISE_METHODS if m.in_default_study)  # the schema's `methods` default
+
+
+def register_method(entry: Method) -> Method:
+    """Add ``entry`` to :data:`METHODS` (a plug-in, or a test's throwaway method; the study's own methods
+    are the lines above). One sentence if its name is taken or not a valid name."""
+    problem = names.name_problem(entry.name)
+    if problem:
+        raise MvlptError(f"method name {entry.name!r} {problem}.")
+    if entry.name in METHODS:
+        raise MvlptError(f"a method named {entry.name!r} is registered already; choose another name.")
+    METHODS[entry.name] = entry
+    global PAIRWISE_METHODS
+    PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
+    return entry
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method :func:`register_method` added."""
+    METHODS.pop(name, None)
+    global PAIRWISE_METHODS
+    PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
 
 
 def method(name: str) -> Method:

@@ -43,7 +43,7 @@ from .features import image_features
 from .io import content_hash, write_together
 from .metrics import bootstrap_record, compute_metric
 from .models.clip import compile_account, compile_errors, load_clip
-from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
+from .models.prompts import build_prompt_learner, stacked_logits, stacked_text_features_once
 from .results import write_result
 from .tasks import get_task
 from .tasks.fewshot import indices_of, make_split, read_split
@@ -228,9 +228,10 @@ class Trainer:
                         split.get("shots_taken"), train_t, class_mask.to(dev))
 
     # ----------------------------------------------------------------- model
-    def _text_features(self, members: list[Member]) -> list[torch.Tensor]:
-        """Each member's (C, D) class features, all members' prompts in one text-encoder batch."""
-        return stacked_text_features([m.learner for m in members], autocast=self.autocast_dtype)
+    def _text_features(self, members: list[Member]) -> list[torch.Tensor] | None:
+        """Each member's (C, D) class features for a whole evaluation pass, all members' prompts in one
+        text-encoder batch; None when they depend on the image (an image-conditioned method: CoCoOp)."""
+        return stacked_text_features_once([m.learner for m in members], autocast=self.autocast_dtype)
 
     def _logits(self, members: list[Member], images: list, feats: list, text: list | None = None) -> list[torch.Tensor]:
         """Logits over the run's classes for each member's batch, in one pass of each frozen tower
@@ -358,7 +359,7 @@ class Trainer:
                 idx = [slice(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
                 batch = [self.members[j].data[k].inputs("val", i) for j, i in zip(active, idx)]
                 logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch],
-                                      [text[j] for j in active])
+                                      None if text is None else [text[j] for j in active])
                 for j, lg in zip(active, logits):
                     scores[j].append(lg[:, self.members[j].data[k].classes].float())
             for j, m in enumerate(self.members):

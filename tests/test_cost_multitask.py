@@ -104,7 +104,7 @@ def mt_cfg(section, tasks=TASKS4, methods=("coop", "vpt"), **top):
 
 
 @pytest.mark.parametrize("cfg, says", [
-    (mt_cfg({"methods": ["coop", "nope"]}), "multitask: unknown method(s) nope in `methods`; choose from coop, vpt, upt, softcpt."),
+    (mt_cfg({"methods": ["coop", "nope"]}), f"multitask: unknown method(s) nope in `methods`; choose from {', '.join(study.METHODS)}."),
     (mt_cfg({"methods": ["upt"]}), "multitask: method upt is not among the study's `methods` (coop, vpt), whose pairwise results"),
     (mt_cfg({"methods": ["softcpt"]}, methods=["vpt"]), "multitask: method softcpt is compared with coop's single-task results, "
                                                         "so the study's `methods` must include coop."),

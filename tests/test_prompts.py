@@ -89,9 +89,17 @@ def test_every_method_shares_only_what_is_shared(tiny_clip, toy_method):
         tasks = [("shapes", 2), ("shape-colours", len(NAMES) - 2)] if entry.task_conditioned else None
         for options in ({}, {"position": "end"}) if name != "suffix" else ({},):
             lr = build_prompt_learner(name, tiny_clip, NAMES, options, tasks=tasks, generator=torch.Generator().manual_seed(0))
-            prompts = lr.current_prompts()
-            emb, P = lr.text_embeddings(prompts), lr.shared_text_prefix(prompts)
-            assert torch.equal(emb[:, :P], emb[:1, :P].expand(len(NAMES), -1, -1)), (name, options)
+            if entry.image_conditioned:  # one set of class prompts per image (CoCoOp): the prefix is shared within each
+                feats = torch.nn.functional.normalize(torch.randn(2, tiny_clip.model.visual.output_dim), dim=-1)
+                prompts = lr.current_prompts(feats)
+                sets = lr.text_embeddings(prompts).unflatten(0, (2, len(NAMES)))
+                assert not torch.equal(sets[0], sets[1]), name
+            else:
+                prompts = lr.current_prompts()
+                sets = lr.text_embeddings(prompts)[None]
+            P = lr.shared_text_prefix(prompts)
+            for emb in sets:
+                assert torch.equal(emb[:, :P], emb[:1, :P].expand(len(NAMES), -1, -1)), (name, options)
             assert P < int(lr.layout.eot_pos.min()), (name, options)
             claimed[(name, *options.values())] = P
     # a context position is never taken for a token that happens to be the filler: "x" is both

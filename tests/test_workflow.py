@@ -362,7 +362,9 @@ def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
     [
         ({"tasks": ["shapes", "no-such-task"]}, "unknown task(s) in `tasks`: no-such-task"),
         ({"tasks": []}, "tasks: [] should be non-empty"),
-        ({"methods": ["coop", "prefix"]}, "methods.1: 'prefix' is not one of ['coop', 'vpt', 'upt']"),
+        ({"methods": ["coop", "prefix"]}, "unknown method(s) in `methods`: prefix (known: "),
+        ({"methods": ["coop", "softcpt"]}, "method(s) softcpt in `methods` train multitask only"),
+        ({"method_options": {"cop": {"n_ctx": 4}}}, "unknown method(s) in `method_options`: cop"),
         ({"shots": -1}, "shots: -1 is less than the minimum of 1"),
         ({"tasks": ["shapes", "shapes"]}, "listed more than once in `tasks`: shapes"),
         ({"similarity": {"sampel_size": 8}}, "'sampel_size' was unexpected"),

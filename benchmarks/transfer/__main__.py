@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mvlpt import study
 from mvlpt.config import TrainConfig
 from mvlpt.features import image_features
 from mvlpt.models.clip import load_clip
@@ -303,7 +304,8 @@ def main(argv=None) -> int:
     report = new_report(ctx, s, argv)
 
     with stage("feature cache", ctx["stage_timeout"]):
-        report["feature_cache"] = build_feature_cache(ctx, tmp) if "coop" in s["methods"] else {"load_s": 0.0}
+        cached = any(study.method(m).caches_image_features for m in s["methods"])  # CoOp's frozen image features
+        report["feature_cache"] = build_feature_cache(ctx, tmp) if cached else {"load_s": 0.0}
 
     # component cost model (same process, same device)
     with stage("component timings (cost model)", ctx["stage_timeout"]):

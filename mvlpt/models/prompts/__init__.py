@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from ... import study
 from ...errors import MvlptError
-from .base import PromptLearner, stacked_image_features, stacked_logits, stacked_text_features
+from .base import (
+    PromptLearner,
+    stacked_conditioned_text_features,
+    stacked_image_features,
+    stacked_logits,
+    stacked_text_features,
+    stacked_text_features_once,
+)
 
 
 def learner_class(method: str) -> type[PromptLearner]:
@@ -32,5 +39,5 @@ def build_prompt_learner(method: str, clip, classnames: list[str], options: dict
         raise MvlptError(f"bad options for method {method!r}: {e}.") from None
 
 
-__all__ = ["PromptLearner", "build_prompt_learner", "learner_class", "stacked_image_features", "stacked_logits",
-           "stacked_text_features"]
+__all__ = ["PromptLearner", "build_prompt_learner", "learner_class", "stacked_conditioned_text_features",
+           "stacked_image_features", "stacked_logits", "stacked_text_features", "stacked_text_features_once"]

@@ -4,7 +4,17 @@ A method turns its parameters into *prompts* (``current_prompts()``): a ``"text"
 text tower and/or ``"visual"`` prompt tokens for the image tower. The forward pass takes a *stack*
 of learners of one method (one per seed) and runs all their prompt sets through one pass of each
 frozen tower (:func:`stacked_text_features`, :func:`stacked_image_features`, :func:`stacked_logits`);
-the training loop, the tests and the benchmark all call these. ``text_features`` /
+the training loop, evaluation, the predictors, the tests and the benchmark all call these.
+
+The contract is :func:`stacked_logits`: given images (or cached image features), return each prompt
+set's logits. A method whose class text depends on the image (``image_conditioned`` in its registry
+entry: CoCoOp) gives, from ``current_prompts(image_features)``, one text context per image
+(``(B, n, W)``) and its :meth:`PromptLearner.text_embeddings` turns them into ``B`` sets of class
+prompts; :func:`stacked_logits` then runs every image's class prompts (each set's shared prefix once,
+as for one context) and scores each image against its own class features
+(:func:`stacked_conditioned_text_features`). Whoever evaluates many batches asks
+:func:`stacked_text_features_once` for the class features of the whole pass: None for such a method.
+The other methods' pass is unchanged by this (same operations in the same order). ``text_features`` /
 ``image_features`` / ``logits`` of a single learner are the same functions on a stack of one.
 The towers themselves are :func:`.text.encode_prompted_text` and :func:`.vision.encode_prompted_image`
 (which compute only the rows whose outputs are used, :mod:`.blocks`), called through the model's
@@ -34,11 +44,16 @@ class PromptLearner(nn.Module):
     Only the prompt parameters are in ``state_dict()``; the CLIP model is held by reference and
     never trained. A subclass sets ``method`` (its key in :data:`mvlpt.study.METHODS`), builds its
     parameters, and implements ``current_prompts`` (plus ``fixed_text_features`` if its text side
-    does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does).
+    does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does), ``options()`` and the
+    ``parameter_count`` classmethod. An image-conditioned method's ``current_prompts`` takes the image
+    features and its ``text_embeddings`` gives one set of class prompts per image (CoCoOp).
     """
 
     method: str = ""
     deep: bool = True  # visual prompts replaced before every layer (VPT-deep, UPT) or inserted once
+    # image-conditioned methods: class-prompt rows per text-tower call when no gradient is kept (evaluation
+    # runs the images of a batch in chunks of this many class prompts; training needs them all at once)
+    eval_text_rows: int = 8192
 
     def __init__(self, clip, classnames: list[str]):
         super().__init__()
@@ -53,6 +68,18 @@ class PromptLearner(nn.Module):
     @property
     def learns_image(self) -> bool:
         return study.method(self.method).learns_image
+
+    @property
+    def image_conditioned(self) -> bool:
+        """Its class text depends on each image (``current_prompts(image_features)``; CoCoOp)."""
+        return study.method(self.method).image_conditioned
+
+    @classmethod
+    def parameter_count(cls, options: dict, dims: dict) -> int:
+        """How many numbers its prompt file holds, from its full options (:func:`mvlpt.study.full_options`)
+        and the model's ``dims`` (``embed_dim``, ``text_width``, ``vision_width``, ``layers``:
+        :func:`mvlpt.preflight.model_dims`), without building it (the preflight sizes the study's files)."""
+        raise NotImplementedError(f"{cls.__name__} does not say its parameter count (PromptLearner.parameter_count)")
 
     @classmethod
     def canonical_options(cls, options: dict | None, warn: bool = True) -> dict:
@@ -70,7 +97,9 @@ class PromptLearner(nn.Module):
 
     # ------------------------------------------------------------------ its prompts
     def current_prompts(self) -> dict[str, torch.Tensor | None]:
-        """``{"text": (n, W_t) or (C, n, W_t) context or None, "visual": (layers, n, W_v) or None}``."""
+        """``{"text": (n, W_t) or (C, n, W_t) context or None, "visual": (layers, n, W_v) or None}``.
+        An image-conditioned method takes ``image_features`` ((B, D), L2-normalised frozen features) and
+        gives ``"text"`` (B, n, W_t), one context per image; without them, its visual prompts."""
         raise NotImplementedError
 
     def fixed_text_features(self) -> torch.Tensor:
@@ -92,6 +121,11 @@ class PromptLearner(nn.Module):
     def text_features(self, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
         """(C, D) L2-normalised class features."""
         return stacked_text_features([self], None if prompts is None else [prompts], autocast)[0]
+
+    def text_features_once(self, autocast: torch.dtype | None = None) -> torch.Tensor | None:
+        """(C, D) class features for a whole evaluation pass, or None when they depend on the image."""
+        once = stacked_text_features_once([self], autocast)
+        return None if once is None else once[0]
 
     def image_features(self, images: torch.Tensor, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
         """(B, D) L2-normalised features of images (B, 3, S, S): uint8 as loaded, or normalised float."""
@@ -125,11 +159,20 @@ def _amp(learner: PromptLearner, dtype: torch.dtype | None):
     return torch.autocast(device_type=str(learner.clip.device).split(":")[0], dtype=dtype)
 
 
+def stacked_text_features_once(learners: Sequence[PromptLearner], autocast: torch.dtype | None = None) -> list[torch.Tensor] | None:
+    """Each learner's class features for a whole evaluation pass (:func:`stacked_text_features`), or
+    None for an image-conditioned method, whose :func:`stacked_logits` computes them for every image."""
+    return None if _check_stack(learners).image_conditioned else stacked_text_features(learners, autocast=autocast)
+
+
 def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[dict] | None = None,
                           autocast: torch.dtype | None = None) -> list[torch.Tensor]:
     """Each learner's (C, D) L2-normalised class features; all learners' text prompts in one
     text-encoder batch. ``prompts[k]``: learner k's ``current_prompts()`` (computed if not given)."""
     first = _check_stack(learners)
+    if first.image_conditioned:
+        raise ValueError(f"{first.method}'s class features depend on the image: use stacked_logits or "
+                         f"stacked_conditioned_text_features")
     if not first.learns_text:
         return [lr.fixed_text_features() for lr in learners]
     with _amp(first, autocast):
@@ -185,6 +228,8 @@ def stacked_logits(learners: Sequence[PromptLearner], images: Sequence[torch.Ten
     first = _check_stack(learners)
     if (images is None) == (feats is None):
         raise ValueError("give either images or cached image features")
+    if first.image_conditioned:
+        return _conditioned_logits(learners, images, feats, autocast)
     need_text = text is None and first.learns_text
     need_image = images is not None and first.learns_image
     with _amp(first, autocast):
@@ -197,3 +242,45 @@ def stacked_logits(learners: Sequence[PromptLearner], images: Sequence[torch.Ten
         img = stacked_image_features(learners, images, prompts, autocast)
     scale = first.clip.model.logit_scale.exp().float()
     return [scale * i.float() @ t.float().t() for i, t in zip(img, text)]
+
+
+def stacked_conditioned_text_features(learners: Sequence[PromptLearner], image_features: Sequence[torch.Tensor],
+                                      autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Each learner's (B_k, C, D) L2-normalised class features of every image of its batch, for an
+    image-conditioned method: ``current_prompts(image_features[k])`` gives one context per image, the
+    learner's :meth:`~PromptLearner.text_embeddings` the B_k sets of class prompts, and all sets of all
+    learners go through the text tower in one batch, each set's shared prefix once."""
+    first = _check_stack(learners)
+    with _amp(first, autocast):
+        prompts = [lr.current_prompts(f.to(first.clip.device)) for lr, f in zip(learners, image_features)]
+        emb = torch.cat([lr.text_embeddings(p) for lr, p in zip(learners, prompts)])
+        sets = [len(f) for f in image_features]
+        eot = torch.cat([lr.layout.eot_pos.repeat(n) for lr, n in zip(learners, sets)])
+        tower = first.clip.tower_model(autocast)
+        prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
+        feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
+                                                          shared_prefix=prefix, sets=sum(sets)))
+    C = len(first.classnames)
+    return [f.reshape(n, C, -1) for f, n in zip(feats.split([n * C for n in sets]), sets)]
+
+
+def _conditioned_logits(learners: Sequence[PromptLearner], images, feats, autocast) -> list[torch.Tensor]:
+    """:func:`stacked_logits` of an image-conditioned method: the image features first (cached, or from
+    the image tower), then every image's own class features, each image scored against its own. Without
+    autograd (evaluation) the images go through the text tower in chunks of at most
+    ``eval_text_rows`` class prompts."""
+    first = _check_stack(learners)
+    if feats is not None:
+        img = [f.to(first.clip.device) for f in feats]
+    else:
+        img = stacked_image_features(learners, images, None, autocast)
+    C = len(first.classnames)
+    step = max(1, first.eval_text_rows // max(C, 1)) if not torch.is_grad_enabled() else None
+    if step is None or max((len(i) for i in img), default=0) <= step:
+        text = stacked_conditioned_text_features(learners, img, autocast)
+    else:
+        chunks = [stacked_conditioned_text_features(learners, [i[s : s + step] for i in img], autocast)
+                  for s in range(0, max(len(i) for i in img), step)]
+        text = [torch.cat([c[k] for c in chunks]) for k in range(len(learners))]
+    scale = first.clip.model.logit_scale.exp().float()
+    return [scale * torch.einsum("bd,bcd->bc", i.float(), t.float()) for i, t in zip(img, text)]

@@ -38,5 +38,9 @@ class CoOp(PromptLearner):
     def options(self) -> dict:
         return {"n_ctx": self.n_ctx, "position": self.position, "csc": self.csc}
 
+    @classmethod
+    def parameter_count(cls, options: dict, dims: dict) -> int:
+        return int(options["n_ctx"]) * dims["text_width"]
+
     def current_prompts(self) -> dict:
         return {"text": self.ctx, "visual": None}

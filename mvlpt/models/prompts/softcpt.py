@@ -142,6 +142,12 @@ class SoftCPT(PromptLearner):
         return {"n_ctx": self.n_ctx, "n_task_ctx": self.n_task_ctx, "position": self.position,
                 "meta_bias": self.meta_bias, "descriptions": self.descriptions}
 
+    @classmethod
+    def parameter_count(cls, options: dict, dims: dict) -> int:
+        """The shared task context and the meta network (feature -> class context)."""
+        w = dims["text_width"]
+        return int(options["n_task_ctx"]) * w + (dims["embed_dim"] + 1) * int(options["n_ctx"]) * w
+
     # ------------------------------------------------------------------ its prompts
     def task_features(self, normalized: bool = True) -> torch.Tensor:
         """(T, D) features of the task prompts from the frozen text tower (L2-normalised unless

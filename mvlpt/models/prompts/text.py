@@ -113,6 +113,21 @@ class TokenLayout(nn.Module):
         mask = torch.zeros(C, L, 1, dtype=torch.bool, device=ctx.device).scatter(1, self.ctx_pos.unsqueeze(-1), True)
         return torch.where(mask, placed, self.embeddings)
 
+    def fill_sets(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Put ``S`` contexts (S, n_ctx, W), each shared by all classes, into ``S`` sets of the class
+        prompts: (S * C, L, W), set by set (an image-conditioned method's one set per image). Set ``s``
+        equals :meth:`fill` of ``ctx[s]``."""
+        C, L, W = self.embeddings.shape
+        S = ctx.shape[0]
+        emb = self.embeddings.unsqueeze(0).expand(S, C, L, W)
+        if self.n_ctx == 0:
+            return emb.reshape(S * C, L, W)
+        index = self.ctx_pos[None, :, :, None].expand(S, C, self.n_ctx, W)
+        ctx = ctx.to(self.embeddings.dtype)[:, None].expand(S, C, self.n_ctx, W)
+        placed = torch.zeros(S, C, L, W, dtype=emb.dtype, device=emb.device).scatter(2, index, ctx)
+        mask = torch.zeros(1, C, L, 1, dtype=torch.bool, device=emb.device).scatter(2, self.ctx_pos[None, :, :, None], True)
+        return torch.where(mask, placed, emb).reshape(S * C, L, W)
+
 
 def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor, cast_dtype: torch.dtype | None = None,
                          shared_prefix: int = 0, sets: int = 1) -> torch.Tensor:

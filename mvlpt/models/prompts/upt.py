@@ -70,6 +70,12 @@ class UPT(PromptLearner):
     def options(self) -> dict:
         return {"n_ctx": self.n_ctx, "hidden": self.hidden, "mix": self.mix, "position": self.position}
 
+    @classmethod
+    def parameter_count(cls, options: dict, dims: dict) -> int:
+        h, n = int(options.get("hidden", 128)), int(options["n_ctx"])
+        # shared tokens (text + every visual layer), projections in and out, one width-h attention block
+        return (dims["layers"] + 1) * n * h + 2 * (dims["text_width"] * h + dims["vision_width"] * h) + 12 * h * h
+
     def generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The text context (n, W_t) and the deep visual prompts (layers, n, W_v)."""
         n = self.n_ctx

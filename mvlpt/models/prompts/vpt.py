@@ -40,6 +40,10 @@ class VPT(PromptLearner):
     def options(self) -> dict:
         return {"n_ctx": self.n_ctx, "deep": self.deep}
 
+    @classmethod
+    def parameter_count(cls, options: dict, dims: dict) -> int:
+        return (dims["layers"] if options.get("deep", True) else 1) * int(options["n_ctx"]) * dims["vision_width"]
+
     def current_prompts(self) -> dict:
         return {"text": None, "visual": self.prompts if self.n_ctx else None}
 
