@@ -303,7 +303,7 @@ def _selection_args(p) -> None:
 
 
 def _resampling_args(p) -> None:
-    from ..study import ANALYSIS_DEFAULTS as D
+    from ..settings import ANALYSIS_DEFAULTS as D
 
     p.add_argument("--model-measures", nargs="+", default=list(D["model_measures"]),
                    help="predictors of the linear model ('none': no model)")
@@ -322,7 +322,8 @@ def _mixed_settings_arg(p) -> None:
 def add_parser(subparsers) -> None:
     from ..cli import add_model_args
     from ..gainstats import FDR_METHODS
-    from ..study import ANALYSIS_DEFAULTS as D, MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+    from ..settings import ANALYSIS_DEFAULTS as D, SIMILARITY_DEFAULTS as SIM
+    from ..study import MATRIX_STATS, MEASURES, SHRINKAGES
 
     fmt = DefaultsHelpFormatter
 

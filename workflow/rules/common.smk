@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 
-check_config(config)
+STUDY = check_config(config)  # mvlpt.settings.StudyConfig; `config` has the schema's defaults now
 
 
 # ------------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ LOGS = "logs"
 BENCHMARKS = f"{LOGS}/benchmarks"  # time and memory of training jobs (benchmarks/ holds the speed benchmark)
 
 # The training options as `mvlpt train` reads them (the config's `train` section over its defaults).
-TRAIN_CONFIG = TrainConfig.from_dict(TRAIN)
+TRAIN_CONFIG = STUDY.train
 # Those that change results go into the training jobs' params (a change reruns the jobs); the runtime
 # ones (TrainConfig.RUNTIME: compile, evaluation batch size, workers, ...) reach them through runtime_args.
 TRAIN_RESULT = {k: v for k, v in TRAIN.items() if k not in TrainConfig.RUNTIME}
