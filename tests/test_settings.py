@@ -1,0 +1,169 @@
+"""The typed study config (mvlpt.settings, issue 23): one schema as package data, the one home of the
+defaults; one check (settings.load); nothing in the package reads the workflow's files."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mvlpt import preflight, settings, study
+from mvlpt.config import TrainConfig
+from mvlpt.errors import MvlptError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+
+
+def read(path):
+    return yaml.safe_load(Path(path).read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# The schema: package data, the one home of the defaults
+# --------------------------------------------------------------------------------------------------
+def test_the_schema_is_package_data():
+    path = settings.schema_path()
+    assert path.is_file() and path.parent == Path(settings.__file__).parent
+    assert "config.schema.yaml" in (REPO / "pyproject.toml").read_text()  # shipped with the package
+    assert not (REPO / "workflow" / "schemas" / "config.schema.yaml").exists()  # no second copy
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_fill_defaults_is_snakemakes_validate(path):
+    """The workflow's config after settings.load is what Snakemake's validate would make of it."""
+    from snakemake.utils import validate
+
+    cfg = read(path)
+    expected = copy.deepcopy(cfg)
+    validate(expected, str(settings.schema_path()))
+    assert settings.fill_defaults(copy.deepcopy(cfg)) == expected
+    assert settings.load(cfg).as_dict() == expected
+
+
+@pytest.mark.parametrize("section, defaults", [("analysis", settings.ANALYSIS_DEFAULTS),
+                                               ("similarity", settings.SIMILARITY_DEFAULTS),
+                                               ("predictors", settings.PREDICTOR_DEFAULTS),
+                                               ("multitask", settings.MULTITASK_DEFAULTS)])
+def test_section_defaults_come_from_the_schema(section, defaults):
+    props = settings.schema()["properties"][section]["properties"]
+    assert list(defaults) == list(props)
+    for key, value in defaults.items():
+        assert value == props[key].get("default"), key  # None: "the study's own", the schema states none
+
+
+def test_the_settings_functions_read_the_one_home():
+    assert study.analysis_settings(None) == dataclasses.asdict(settings.AnalysisSettings())
+    assert study.similarity_settings({"ridge": 0.5}) == {**settings.SIMILARITY_DEFAULTS, "ridge": 0.5}
+    assert study.multitask_settings(None, ["coop"])["methods"] == ["coop", "softcpt"]
+    assert study.predictor_settings(None)["names"] == list(study.PREDICTORS)
+    # the old copies are gone
+    for name in ("ANALYSIS_DEFAULTS", "SIMILARITY_DEFAULTS", "MULTITASK_DEFAULTS", "PREDICTOR_DEFAULTS"):
+        assert not hasattr(study, name), name
+    assert not hasattr(preflight, "FALLBACK_DEFAULTS") and not hasattr(preflight, "config_defaults")
+
+
+def test_a_changed_schema_default_reaches_every_reader(monkeypatch):
+    """Defaults are read from the schema, not restated: a schema with another default gives it."""
+    changed = settings.schema()
+    changed["properties"]["shots"]["default"] = 7
+    changed["properties"]["analysis"]["properties"]["n_boot"]["default"] = 123
+    monkeypatch.setattr(settings, "_schema", lambda: changed)
+    cfg = settings.fill_defaults({"tasks": ["shapes"]})
+    assert cfg["shots"] == 7 and cfg["analysis"]["n_boot"] == 123
+    assert settings.section_defaults("analysis")["n_boot"] == 123
+
+
+def test_train_defaults_are_trainconfigs_only():
+    props = settings.schema()["properties"]["train"]["properties"]
+    assert not any("default" in p for p in props.values())  # TrainConfig states them, once
+    loaded = settings.load({"tasks": ["shapes"], "train": {"epochs": 3}})
+    assert loaded.train == TrainConfig(epochs=3) and loaded.train_options == {"epochs": 3}
+
+
+# --------------------------------------------------------------------------------------------------
+# settings.load: typed, checked once, one sentence
+# --------------------------------------------------------------------------------------------------
+def test_load_types_the_demo_config():
+    cfg = read(REPO / "config" / "config.yaml")
+    s = settings.load(cfg)
+    assert s.tasks == tuple(cfg["tasks"]) and s.methods == tuple(cfg.get("methods", settings.DEFAULTS["methods"]))
+    assert isinstance(s.model, settings.ModelSettings) and s.model.name == cfg["model"]["name"]
+    assert isinstance(s.analysis, settings.AnalysisSettings) and isinstance(s.train, TrainConfig)
+    assert s.similarity.shots is None  # the study's own
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.shots = 3
+    assert "analysis" not in cfg or cfg["analysis"] == read(REPO / "config" / "config.yaml")["analysis"]  # not changed
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    ({"tasks": ["shapes"], "shots": 0}, "shots"),
+    ({"tasks": ["shapes"], "nonsense": 1}, "nonsense"),
+    ({"tasks": ["no-such-task"]}, "no-such-task"),
+    ({"tasks": ["shapes", "shapes"]}, "more than once"),
+    ({"tasks": ["shapes"], "train": {"lr": -1.0}}, "lr"),
+    ({"tasks": ["shapes"], "train": {"lr": "2e-3"}}, "2e-3"),
+    ({"tasks": ["shapes"], "analysis": {"model_measures": ["nope"]}}, "nope"),
+    (["shapes"], "mapping"),
+])
+def test_load_refuses_in_one_sentence(cfg, needle):
+    with pytest.raises(MvlptError) as e:
+        settings.load(cfg)
+    msg = str(e.value)
+    assert msg.startswith("invalid config: ") and needle in msg
+    assert "\n" not in msg and msg.endswith(".") and msg.count(". ") == 0
+
+
+def test_load_checks_the_multitask_section_when_asked():
+    cfg = {"tasks": ["shapes", "shape-colours", "glyph-digits"], "methods": ["coop"], "multitask": {"methods": ["vpt"]}}
+    settings.load(cfg)  # not asked: the section's schema only
+    with pytest.raises(MvlptError, match="multitask: method vpt is not among the study's `methods`"):
+        settings.load(cfg, multitask=True)
+
+
+def test_preflight_applies_the_same_rules():
+    cfg = {"tasks": ["shapes"], "train": {"epochs": 0}}
+    with pytest.raises(MvlptError) as e:
+        settings.load(cfg)
+    clause = str(e.value).removeprefix("invalid config: ").rstrip(".")
+    assert settings.problems(cfg) == [clause]
+    assert preflight.run(cfg).problems[0] == f"config: {clause}."
+
+
+# --------------------------------------------------------------------------------------------------
+# The package does not read the workflow's files
+# --------------------------------------------------------------------------------------------------
+def test_nothing_in_the_package_reads_the_workflow_by_path():
+    pattern = re.compile(r"""["']workflow["']|["']workflow/|parents\[1\]\s*/\s*["']workflow""")
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "mvlpt").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+    assert not hasattr(preflight, "GPU_RULES") and not hasattr(preflight, "SLURM_PROFILE")
+    assert "workflow/schemas" not in (REPO / "workflow" / "rules" / "config.smk").read_text()
+
+
+def test_slurm_profile_is_read_only_when_given(tmp_path):
+    assert preflight.slurm_profile(None) is None
+    with pytest.raises(MvlptError, match="does not exist"):
+        preflight.slurm_profile(tmp_path / "nowhere")
+    prof = tmp_path / "slurm"
+    prof.mkdir()
+    (prof / "config.yaml").write_text(yaml.safe_dump({
+        "executor": "slurm", "jobs": 7, "default-resources": {"slurm_partition": "gpu"},
+        "set-resources": {"train_joint": {"gpu_model": "a100"}, "fewshot_split": {"group_slots": 1}}}))
+    # the workflow names its GPU rules
+    got = preflight.slurm_profile(prof, ["train_single", "train_joint"])
+    assert set(got["rules"]) == {"train_single", "train_joint"} and got["jobs"] == 7
+    assert got["rules"]["train_joint"]["gpu_request"] == "--gpus=a100:1"
+    assert got["rules"]["train_single"] == {"partition": "gpu", "gpu_request": "--gpus=1", "account": None}
+    # `mvlpt preflight --profile`: the rules the profile sets up, and one entry for every other GPU rule
+    got = preflight.slurm_profile(prof / "config.yaml")
+    assert set(got["rules"]) == {"train_joint", preflight.DEFAULT_RULE}
+
+
+def test_the_shipped_slurm_profile_reads_back():
+    got = preflight.slurm_profile(REPO / "workflow" / "profiles" / "slurm", ["train_single"])
+    assert got["executor"] == "slurm" and got["rules"]["train_single"]["gpu_request"] == "--gpus=1"
