@@ -141,6 +141,7 @@ def cmd_train(args) -> int:
         save_group_prompt=args.save_group_prompt,
         state_path=args.state,
         device=args.device,
+        hateful_memes_metric=args.hateful_memes_metric,
     )
     spec.validate()
     from .tasks import get_task
@@ -189,6 +190,14 @@ def add_model_args(p) -> None:
     g.add_argument("--init-seed", type=int, default=0, help="seed of the random init when no weights are given (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto (a free GPU if any, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--data-dir", default=None, help="where task data lives (ELEVATER tasks; default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)")
+
+
+def add_metric_args(p) -> None:
+    """--hateful-memes-metric: every verb that scores a task on its test or validation split (checked by
+    mvlpt.tasks.elevater.scored_task: importing the suite here would slow every command's start)."""
+    p.add_argument("--hateful-memes-metric", metavar="METRIC", default=None,
+                   help="how ELEVATER's hateful-memes is scored: roc_auc (ELEVATER's, the default) or accuracy "
+                        "(the MVLPT reference code's); the config key elevater.hateful_memes_metric")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
                         "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
                         "machine's temporary directory)")
+    add_metric_args(p)
     add_model_args(p)
     p.set_defaults(func=cmd_train)
 

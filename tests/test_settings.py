@@ -167,3 +167,33 @@ def test_slurm_profile_is_read_only_when_given(tmp_path):
 def test_the_shipped_slurm_profile_reads_back():
     got = preflight.slurm_profile(REPO / "workflow" / "profiles" / "slurm", ["train_single"])
     assert got["executor"] == "slurm" and got["rules"]["train_single"]["gpu_request"] == "--gpus=1"
+
+
+# --------------------------------------------------------------------------------------------------
+# The hateful-memes metric: config -> job option (no environment variable, no re-registered task)
+# --------------------------------------------------------------------------------------------------
+def test_runspec_refuses_an_unknown_hateful_memes_metric():
+    from mvlpt.config import RunSpec
+
+    with pytest.raises(MvlptError, match="hateful_memes_metric must be one of roc_auc, accuracy"):
+        RunSpec(method="coop", tasks=["shapes"], hateful_memes_metric="f1").validate()
+
+
+def test_the_workflow_passes_the_hateful_memes_metric_as_an_option(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
+    if snakemake is None:
+        pytest.skip("no snakemake")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"tasks": ["hateful-memes", "cifar-10"], "methods": ["coop"], "seeds": [1],
+                                   "elevater": {"hateful_memes_metric": "accuracy"}, "preflight": False,
+                                   "results_dir": str(tmp_path / "r"), "cache_dir": str(tmp_path / "c")}))
+    res = subprocess.run([snakemake, "-n", "-p", "--configfile", str(cfg), "--directory", str(REPO), "-s",
+                          str(REPO / "Snakefile"), str(tmp_path / "r" / "coop" / "hateful-memes__hateful-memes" / "seed1.json")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "mvlpt train --hateful-memes-metric accuracy" in res.stdout
+    assert "MVLPT_HATEFUL_MEMES_METRIC" not in res.stdout

@@ -20,9 +20,10 @@ def run_reference(args) -> int:
     from ..io import check_writable
     from ..models.clip import load_clip
     from ..tasks import get_task
+    from ..tasks.elevater import scored_task
     from ..tasks.fewshot import make_split, read_split
 
-    task = get_task(args.task)
+    task = scored_task(get_task(args.task), args.hateful_memes_metric)
     check_data_dir(args.data_dir)
     split = None
     if args.kind == "linear_probe":
@@ -65,7 +66,7 @@ def _positive_float(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_metric_args, add_model_args
     from ..reference import C_GRID, FIT_ON, KINDS
 
     p = sub.add_parser(
@@ -90,5 +91,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="JSON record to write")
     p.add_argument("--cache-dir", default=None, help="frozen-feature cache (read, and written when missing)")
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    add_metric_args(p)
     add_model_args(p)
     p.set_defaults(func=run_reference)
