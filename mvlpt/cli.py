@@ -204,8 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    from . import study
-    from .tasks.fewshot import DEFAULT_POLICY, POLICIES
+    from . import settings, study
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
     p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
@@ -217,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, required=True, help="images per class (train + val)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+    p.add_argument("--policy", choices=settings.choices("fewshot_policy"), default=settings.DEFAULTS["fewshot_policy"],
                    help="a class with fewer than SHOTS images: 'available' gives all it has (ELEVATER's sampler), "
                         "'strict' refuses (default: %(default)s)")
     p.set_defaults(func=cmd_split)

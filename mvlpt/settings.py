@@ -62,6 +62,15 @@ def section_defaults(section: str) -> dict:
     return _defaults_of(props)
 
 
+def choices(*key: str) -> list:
+    """The values the schema allows for config key ``key`` (a path: ``choices("analysis", "fdr")``): for
+    command-line options that mirror a config key, without importing the module that implements them."""
+    node = _schema()
+    for k in key:
+        node = node["properties"][k]
+    return list(node["enum"])
+
+
 def fill_defaults(cfg: dict) -> dict:
     """``cfg`` with the schema's defaults filled in, in place and returned: a missing key with a default
     gets it, and every mapping (given or defaulted) gets its own keys' defaults; keys without one stay

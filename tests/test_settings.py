@@ -197,3 +197,28 @@ def test_the_workflow_passes_the_hateful_memes_metric_as_an_option(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mvlpt train --hateful-memes-metric accuracy" in res.stdout
     assert "MVLPT_HATEFUL_MEMES_METRIC" not in res.stdout
+
+
+def test_command_line_choices_mirror_the_schema():
+    """The options that mirror a config key take their choices and default from the schema, and the
+    schema allows what the code implements."""
+    from mvlpt import gainstats
+    from mvlpt.cli import build_parser
+    from mvlpt.tasks import fewshot
+
+    assert settings.choices("analysis", "fdr") == list(gainstats.FDR_METHODS)
+    assert settings.choices("fewshot_policy") == list(fewshot.POLICIES)
+    assert fewshot.DEFAULT_POLICY == settings.DEFAULTS["fewshot_policy"]
+    args = build_parser().parse_args(["split", "--task", "shapes", "--seed", "1", "--shots", "2", "--out", "x.json"])
+    assert args.policy == settings.DEFAULTS["fewshot_policy"]
+
+
+def test_building_the_command_line_imports_no_pandas():
+    """Every job starts `mvlpt VERB`: building the parser stays cheap (no pandas, numpy nor torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mvlpt.cli; mvlpt.cli.build_parser(); "
+            "print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
