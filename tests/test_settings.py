@@ -222,3 +222,26 @@ def test_building_the_command_line_imports_no_pandas():
             "print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_workflow_names_its_gpu_rules(tmp_path):
+    """Preflight's SLURM read-back covers the rules that declare a GPU, as the workflow knows them (no
+    list of rule names in the package to drift)."""
+    import shutil
+    import subprocess
+    import sys
+
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
+    if snakemake is None:
+        pytest.skip("no snakemake")
+    wrapper = tmp_path / "Snakefile"
+    wrapper.write_text(f'include: "{REPO / "Snakefile"}"\nprint("GPU_RULES", " ".join(sorted(gpu_rules())), file=sys.stderr)\n')
+    res = subprocess.run([snakemake, "-s", str(wrapper), "-d", str(REPO), "-n", "--config", "preflight=false",
+                          f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}"],
+                         capture_output=True, text=True, cwd=REPO)
+    line = next((x for x in res.stderr.splitlines() if x.startswith("GPU_RULES")), None)
+    assert line is not None, res.stderr[-2000:]
+    rules = set(line.split()[1:])
+    assert {"train_single", "train_joint", "frozen_features", "embed_task_images", "reference_zeroshot",
+            "reference_linear_probe", "train_group_source", "train_group_target", "train_group_joint"} <= rules
+    assert not rules & {"fewshot_split", "similarity", "collect_results", "all", "embed_task_labels"}

@@ -108,7 +108,9 @@ def check_config(cfg):
 # ------------------------------------------------------------------------------------------------
 def gpu_rules():
     """The rules whose jobs take a GPU (`resources: gpu=1`), for preflight's read-back of a SLURM profile."""
-    return [r.name for r in workflow.rules if r.resources.get("gpu")]
+    declared = ((r.name, dict(r.resources).get("gpu")) for r in workflow.rules)
+    # a callable resource counts as a GPU one (it may give one); a number says itself
+    return [name for name, gpu in declared if gpu is not None and (gpu.is_evaluable() or gpu.value)]
 
 
 def slurm_profile_used():
