@@ -160,12 +160,14 @@ def problems(cfg: dict, *, multitask: bool = False) -> list[str]:
     return rule_problems(copy.deepcopy(cfg), multitask=multitask)
 
 
-def load(cfg: dict, *, multitask: bool = False) -> StudyConfig:
+def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyConfig:
     """The study config ``cfg`` checked (``multitask``: its ``multitask`` section too) and typed, with
-    the schema's defaults filled in; otherwise one sentence naming every problem (:class:`MvlptError`)."""
+    the schema's defaults filled in; otherwise one sentence naming every problem (:class:`MvlptError`).
+    ``checked``: the same config was checked already (the workflow's jobs on a cluster parse the workflow
+    again, with the config its main process checked): typed only, without the schema and the registries."""
     if not isinstance(cfg, dict):
         raise MvlptError(f"invalid config: the config must be a mapping of settings (see config/README.md), got {type(cfg).__name__}.")
-    found = problems(cfg, multitask=multitask)
+    found = [] if checked else problems(cfg, multitask=multitask)
     if found:
         raise MvlptError(f"invalid config: {'; '.join(found)}.")
     full = fill_defaults(copy.deepcopy(cfg))

@@ -245,3 +245,17 @@ def test_the_workflow_names_its_gpu_rules(tmp_path):
     assert {"train_single", "train_joint", "frozen_features", "embed_task_images", "reference_zeroshot",
             "reference_linear_probe", "train_group_source", "train_group_target", "train_group_joint"} <= rules
     assert not rules & {"fewshot_split", "similarity", "collect_results", "all", "embed_task_labels"}
+
+
+def test_a_checked_config_is_typed_without_the_checks(monkeypatch):
+    """A cluster job parses the workflow again with the config its main process checked: it is typed only."""
+    from mvlpt import configcheck
+
+    def refuse(*a, **k):
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(configcheck, "rule_problems", refuse)
+    cfg = read(REPO / "config" / "config.yaml")
+    assert settings.load(cfg, checked=True).as_dict() == settings.fill_defaults(copy.deepcopy(cfg))
+    with pytest.raises(AssertionError, match="checked again"):
+        settings.load(cfg)

@@ -93,10 +93,12 @@ def multitask_requested():
 # All of it
 # ------------------------------------------------------------------------------------------------
 def check_config(cfg):
-    """The study config (mvlpt.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place."""
+    """The study config (mvlpt.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place.
+    Checked by the main process; a cluster job, which parses the workflow again with the config the main
+    process checked, only types it (no jsonschema, no task registry: a third of a second per job)."""
     coerce_command_line_config(cfg)
     try:
-        checked = settings.load(cfg, multitask=multitask_requested())
+        checked = settings.load(cfg, multitask=multitask_requested(), checked=not workflow.is_main_process)
     except MvlptError as e:
         raise WorkflowError(str(e))
     cfg.update(checked.as_dict())
