@@ -259,3 +259,23 @@ def test_a_checked_config_is_typed_without_the_checks(monkeypatch):
     assert settings.load(cfg, checked=True).as_dict() == settings.fill_defaults(copy.deepcopy(cfg))
     with pytest.raises(AssertionError, match="checked again"):
         settings.load(cfg)
+
+
+def test_the_benchmark_prices_the_paper_config_through_settings():
+    """benchmarks/transfer keeps no fallback config: the paper's, checked and over the package's defaults."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.transfer.common import load_paper_config
+    finally:
+        sys.path.remove(str(REPO))
+    paper = load_paper_config()
+    cfg = read(REPO / "config" / "elevater.yaml")
+    loaded = settings.load(cfg)
+    assert paper["tasks"] == list(loaded.tasks) and paper["methods"] == list(loaded.methods)
+    assert paper["shots"] == loaded.shots and paper["train"]["epochs"] == loaded.train.epochs
+    for m in loaded.methods:  # every option of each method, the config's over the learner's own
+        assert paper["method_options"][m] == study.full_options(m, loaded.method_options.get(m))
+    with pytest.raises(MvlptError):
+        load_paper_config(REPO / "config" / "no-such.yaml")
