@@ -141,6 +141,7 @@ def cmd_train(args) -> int:
         save_group_prompt=args.save_group_prompt,
         state_path=args.state,
         device=args.device,
+        hateful_memes_metric=args.hateful_memes_metric,
     )
     spec.validate()
     from .tasks import get_task
@@ -191,12 +192,19 @@ def add_model_args(p) -> None:
     g.add_argument("--data-dir", default=None, help="where task data lives (ELEVATER tasks; default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)")
 
 
+def add_metric_args(p) -> None:
+    """--hateful-memes-metric: every verb that scores a task on its test or validation split (checked by
+    mvlpt.tasks.elevater.scored_task: importing the suite here would slow every command's start)."""
+    p.add_argument("--hateful-memes-metric", metavar="METRIC", default=None,
+                   help="how ELEVATER's hateful-memes is scored: roc_auc (ELEVATER's, the default) or accuracy "
+                        "(the MVLPT reference code's); the config key elevater.hateful_memes_metric")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    from . import study
-    from .tasks.fewshot import DEFAULT_POLICY, POLICIES
+    from . import settings, study
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
     p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
@@ -208,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, required=True, help="images per class (train + val)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+    p.add_argument("--policy", choices=settings.choices("fewshot_policy"), default=settings.DEFAULTS["fewshot_policy"],
                    help="a class with fewer than SHOTS images: 'available' gives all it has (ELEVATER's sampler), "
                         "'strict' refuses (default: %(default)s)")
     p.set_defaults(func=cmd_split)
@@ -255,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
                         "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
                         "machine's temporary directory)")
+    add_metric_args(p)
     add_model_args(p)
     p.set_defaults(func=cmd_train)
 

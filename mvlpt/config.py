@@ -140,6 +140,8 @@ class RunSpec:
     save_group_prompt: str | None = None
     state_path: str | None = None  # resumable state; removed when the run completes
     device: str = "auto"
+    # ELEVATER's hateful-memes scored by roc_auc (None: the default) or accuracy (mvlpt.tasks.elevater.scored_task)
+    hateful_memes_metric: str | None = None
 
     def validate(self) -> "RunSpec":
         if not self.tasks:
@@ -168,6 +170,12 @@ class RunSpec:
         for t in [*self.outputs, *self.save_prompts]:
             if t not in self.tasks:
                 raise MvlptError(f"an output is requested for task {t!r}, which this run does not train on.")
+        if self.hateful_memes_metric is not None:
+            from .tasks.elevater import HATEFUL_MEMES_METRICS
+
+            if self.hateful_memes_metric not in HATEFUL_MEMES_METRICS:
+                raise MvlptError(f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, "
+                                 f"not {self.hateful_memes_metric!r}.")
         if self.pretrained in ("", "none", "None"):  # the spelling of "random init" on a command line
             self.pretrained = None
         if self.init_from and len(self.tasks) != 1:

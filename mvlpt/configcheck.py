@@ -4,7 +4,7 @@ both call :func:`rule_problems`, so a config one of them accepts the other accep
 
 The rules, in order (each problem is one clause; the callers make the sentence):
 
-1. the JSON schema ``workflow/schemas/config.schema.yaml`` (:func:`schema_problem`): keys, types,
+1. the JSON schema ``mvlpt/config.schema.yaml`` (:func:`schema_problem`; :mod:`mvlpt.settings`): keys, types,
    ranges, ``seeds`` non-empty and non-negative, ``device`` one of auto/cpu/cuda[:N],
    unique multitask strategies and modes, ``analysis.n_boot``/``n_perm`` >= 10, ``level`` in (0, 1);
 2. what the schema cannot say well (:func:`config_problems`): task, method and measure names against
@@ -18,25 +18,28 @@ Cheap: no torch; the task registry needs numpy and Pillow.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import functools
 
 from . import study
 from .errors import MvlptError
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    from .settings import schema
+
+    return jsonschema.Draft202012Validator(schema())
 
 
-def schema_problem(cfg, schema_path: str | os.PathLike = SCHEMA) -> str | None:
+def schema_problem(cfg) -> str | None:
     """The first schema violation of ``cfg`` as ``key.path: message`` (None: none)."""
     import jsonschema
-    import yaml
 
     from .config import yaml_text_number
 
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(cfg))
     if error is None:
         return None
     where = ".".join(str(p) for p in error.absolute_path)
@@ -91,10 +94,10 @@ def config_problems(cfg) -> list[str]:
     return problems
 
 
-def rule_problems(cfg, *, multitask: bool = False, schema_path: str | os.PathLike = SCHEMA) -> list[str]:
+def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
     """Every rule of the module docstring, in order; a schema violation stops there (the later rules
     assume its types). Clauses without a final period."""
-    problem = schema_problem(cfg, schema_path)
+    problem = schema_problem(cfg)
     if problem:
         return [f"{problem} (see config/README.md)"]
     problems = config_problems(cfg)

@@ -2,7 +2,7 @@
 
 Every command that takes ``--level``, ``--n-boot`` or ``--n-perm`` has them checked here, by
 :func:`mvlpt.cli.main` before the command runs, and the config schema
-(``workflow/schemas/config.schema.yaml``, read by both the workflow and preflight) states the same
+(``mvlpt/config.schema.yaml``, :mod:`mvlpt.settings`, read by both the workflow and preflight) states the same
 bounds:
 
 * a confidence ``level`` is a finite number strictly between 0 and 1;

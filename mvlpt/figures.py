@@ -17,12 +17,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import plots, stats, study, tables
+from . import plots, settings, stats, study, tables
 from .errors import MvlptError
 from .similarity import long_to_matrix
 
 log = logging.getLogger(__name__)
-DEFAULTS = study.ANALYSIS_DEFAULTS
+DEFAULTS = settings.ANALYSIS_DEFAULTS
 
 
 def gain_figure(gain: pd.DataFrame, method: str, *, stat: str = "gain", tasks: Sequence[str] | None = None,
@@ -94,7 +94,7 @@ def make_all_figures(
     """Every figure from the result files (and similarity tables) that exist now; returns the files written.
 
     The correlations of the summary panel are computed as ``mvlpt correlate`` does, with the same
-    resampling settings (defaults: :data:`mvlpt.study.ANALYSIS_DEFAULTS`).
+    resampling settings (defaults: :data:`mvlpt.settings.ANALYSIS_DEFAULTS`).
     """
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir else results_dir / "figures"

@@ -53,7 +53,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import study, tables
+from . import settings, study, tables
 from .errors import MvlptError
 
 GROUP_COLUMNS = ("method", "strategy", "mode", "target", "group", "tasks", "sources", "k")
@@ -152,16 +152,16 @@ def sources_random(target: str, tasks: Sequence[str], k: int, seed: int) -> list
 def choose_groups(
     tasks: Sequence[str],
     methods: Sequence[str],
-    strategies: Sequence[str] = tuple(study.MULTITASK_DEFAULTS["strategies"]),
-    modes: Sequence[str] = tuple(study.MULTITASK_DEFAULTS["modes"]),
+    strategies: Sequence[str] = tuple(settings.MULTITASK_DEFAULTS["strategies"]),
+    modes: Sequence[str] = tuple(settings.MULTITASK_DEFAULTS["modes"]),
     *,
-    k: int = study.MULTITASK_DEFAULTS["k"],
-    seed: int = study.MULTITASK_DEFAULTS["seed"],
+    k: int = settings.MULTITASK_DEFAULTS["k"],
+    seed: int = settings.MULTITASK_DEFAULTS["seed"],
     gain: Mapping[str, pd.DataFrame] | None = None,
     similarity: pd.DataFrame | None = None,
-    measure: str = study.MULTITASK_DEFAULTS["similarity"],
+    measure: str = settings.MULTITASK_DEFAULTS["similarity"],
     predicted: Mapping[str | None, pd.DataFrame] | None = None,
-    predictor: str = study.MULTITASK_DEFAULTS["predictor"],
+    predictor: str = settings.MULTITASK_DEFAULTS["predictor"],
 ) -> pd.DataFrame:
     """Every (method, strategy, mode, target) the study trains, with its group (:data:`GROUP_COLUMNS`).
 

@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import results, study, tables
+from . import results, settings, study, tables
 from .errors import MvlptError
 
 
@@ -218,8 +218,8 @@ def mean_ci(values, *, n_boot: int, seed: int, level: float) -> tuple[float, flo
     return float(lo), float(hi)
 
 
-def summarize(table: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
-              seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+def summarize(table: pd.DataFrame, *, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+              seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
     """Per method, mode and strategy: means over targets in percentage points, the bootstrap CI of the
     mean gain over targets, and the paper's reference (:data:`SUMMARY_COLUMNS`)."""
     from .domains import check_level

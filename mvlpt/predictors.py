@@ -41,7 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import study, tables, transferability as TR
+from . import settings, study, tables, transferability as TR
 from .errors import MvlptError
 from .stats import spearman_along
 
@@ -707,8 +707,8 @@ def _aligned(m: pd.DataFrame, order: Sequence[str]) -> np.ndarray:
 
 def score_gains(gains: np.ndarray, tasks: Sequence[str], predictors: Mapping[str, pd.DataFrame], *,
                 quality: pd.Series | None = None, against: Sequence[str] = AGAINST,
-                n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"], n_perm: int = study.ANALYSIS_DEFAULTS["n_perm"],
-                seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+                n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"], n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"],
+                seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
     """Every score of every predictor matrix against one method's per-seed gains ``(seeds, sources,
     targets)`` in ``tasks`` order (NaN on the diagonal), against the gain and its interaction:
 
@@ -806,8 +806,8 @@ def _n_of(score: str, pred: np.ndarray, values: np.ndarray) -> int:
     return int((ok.sum(0) >= need).sum())
 
 
-def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
-                 seed: int = study.ANALYSIS_DEFAULTS["seed"], level: float = study.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+                 seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
     """Every score of :data:`SCORES` of one predictor matrix against one gain matrix (both source x
     target; the diagonal is ignored), the gain taken as a single seed (so the interval is a bootstrap over
     targets only): rows of score, estimate, ci_low, ci_high, chance, n (and the columns of :func:`score_gains`)."""
@@ -825,9 +825,9 @@ def _quality(pairs: pd.DataFrame, method: str) -> pd.Series:
 
 def score_predictors(pairs: pd.DataFrame | None, predictors: Mapping[str, tuple[pd.DataFrame, dict]], *,
                      runs: pd.DataFrame | None = None, methods: Sequence[str] | None = None,
-                     against: Sequence[str] = AGAINST, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
-                     n_perm: int = study.ANALYSIS_DEFAULTS["n_perm"], seed: int = study.ANALYSIS_DEFAULTS["seed"],
-                     level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+                     against: Sequence[str] = AGAINST, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+                     n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"], seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+                     level: float = settings.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
     """The long table (:data:`SCORE_COLUMNS`) of every predictor's scores per method, against the gain and
     its interaction, with the null predictors ``source_quality`` and ``random`` (:func:`score_gains`).
 

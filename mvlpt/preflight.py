@@ -33,36 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import study
+from . import settings, study
 from .errors import MvlptError
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 POLICY_KEY = "fewshot_policy"
 SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the check
-GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features", "embed_task_images",
-             "reference_zeroshot", "reference_linear_probe")
-# Defaults of the keys preflight reads, used when the workflow's schema is not next to the package.
-FALLBACK_DEFAULTS = {"methods": list(study.DEFAULT_METHODS), "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
-                     "stack_seeds": True, "model": {}, "train": {}, "method_options": {}, "device": "auto",
-                     "data_dir": None, "results_dir": "results", "cache_dir": "resources/cache"}
 RESULT_BYTES = 1500  # one result JSON
 TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
 
 
 # ------------------------------------------------------------------------------------------ config
-def config_defaults() -> dict:
-    """The workflow schema's top-level defaults (the same values the workflow fills in)."""
-    try:
-        import yaml
-
-        schema = yaml.safe_load(SCHEMA.read_text())
-        return {k: v["default"] for k, v in schema["properties"].items() if isinstance(v, dict) and "default" in v}
-    except (OSError, KeyError, TypeError, ImportError):
-        return dict(FALLBACK_DEFAULTS)
-
-
 def load_config(path: str | os.PathLike) -> dict:
     import yaml
 
@@ -84,12 +64,12 @@ def load_config(path: str | os.PathLike) -> dict:
 
 
 def with_defaults(cfg: dict) -> dict:
-    out = {**config_defaults(), **cfg}
-    out["model"] = {"name": "mvlpt-tiny", "pretrained": None, "init_seed": 0, **(cfg.get("model") or {})}
-    out["train"] = dict(cfg.get("train") or {})
-    out.setdefault(POLICY_KEY, "available")
-    # a multitask study only where the config has the section (the schema's default {} is not one)
-    out["multitask"] = cfg.get("multitask")
+    """``cfg`` over the config schema's defaults (:func:`mvlpt.settings.fill_defaults`; a copy), but
+    ``multitask`` only where the config has the section (the schema's default {} is not one)."""
+    import copy
+
+    out = settings.fill_defaults(copy.deepcopy(cfg))
+    out["multitask"] = copy.deepcopy(cfg.get("multitask"))
     return out
 
 
@@ -111,10 +91,10 @@ def multitask_problems(cfg: dict) -> list[str]:
     if not isinstance(section, dict):
         return [f"multitask: the section must be a mapping of settings (docs/multitask.md), got {section!r}."]
     out = []
-    unknown = [str(key) for key in section if key not in study.MULTITASK_DEFAULTS]
+    unknown = [str(key) for key in section if key not in settings.MULTITASK_DEFAULTS]
     if unknown:
-        out.append(f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(study.MULTITASK_DEFAULTS)}.")
-    study_methods = cfg["methods"] if "methods" in cfg else config_defaults().get("methods", FALLBACK_DEFAULTS["methods"])
+        out.append(f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(settings.MULTITASK_DEFAULTS)}.")
+    study_methods = cfg["methods"] if "methods" in cfg else settings.DEFAULTS["methods"]
     study_methods = list(study_methods or [])
     tasks = cfg.get("tasks") if isinstance(cfg.get("tasks"), list) else []
     s = study.multitask_settings(section, study_methods)
@@ -376,26 +356,40 @@ def check_weights(model: dict, problems: list) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ devices
-def slurm_profile(path: str | os.PathLike | None = None) -> dict | None:
-    """Partition and GPU request of the SLURM profile's GPU rules, as the executor plugin will submit them."""
+# the per-rule resources of a SLURM profile that say where and how a GPU job is submitted
+SLURM_GPU_KEYS = ("gpu", "gres", "gpu_model", "slurm_partition", "slurm_account")
+DEFAULT_RULE = "(every GPU rule without its own set-resources)"
+
+
+def slurm_profile(path: str | os.PathLike | None = None, gpu_rules=None) -> dict | None:
+    """Partition and GPU request of the SLURM profile's GPU rules, as the executor plugin will submit them
+    (None: no profile given). ``gpu_rules``: the rules that declare a GPU (the workflow knows them: its
+    rules' ``resources: gpu``); None: the rules whose profile entry says where or how to submit them, and
+    one entry for every other GPU rule (the profile's ``default-resources``)."""
     import yaml
 
-    p = Path(path) if path else SLURM_PROFILE
+    if not path:
+        return None
+    p = Path(path)
     if p.is_dir():
         p = p / "config.yaml"
-    if not p.is_file():
-        if path:  # asked for by name: its absence is a problem, not "no profile" (issue 24, class 5)
-            raise MvlptError(f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder or "
-                             f"its config.yaml (default: {SLURM_PROFILE.parent}).")
-        return None
+    if not p.is_file():  # asked for by name: its absence is a problem, not "no profile" (issue 24, class 5)
+        raise MvlptError(f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder "
+                         f"(e.g. workflow/profiles/slurm) or its config.yaml.")
     try:
         prof = yaml.safe_load(p.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise MvlptError(f"the SLURM profile {p} cannot be read ({e}).") from None
     default = prof.get("default-resources") or {}
+    per_rule = prof.get("set-resources") or {}
+    if gpu_rules is None:
+        names = [r for r, v in per_rule.items() if isinstance(v, dict) and any(k in v for k in SLURM_GPU_KEYS)]
+        names.append(DEFAULT_RULE)
+    else:
+        names = list(gpu_rules)
     rules = {}
-    for rule in GPU_RULES:
-        r = {**default, **((prof.get("set-resources") or {}).get(rule) or {})}
+    for rule in names:
+        r = {**default, **(per_rule.get(rule) or {})}
         gpu = r.get("gpu", 1)
         if r.get("gres"):
             request = f"--gres={r['gres']}"
@@ -408,7 +402,7 @@ def slurm_profile(path: str | os.PathLike | None = None) -> dict | None:
     return {"profile": str(p), "executor": prof.get("executor"), "jobs": prof.get("jobs"), "rules": rules}
 
 
-def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None = None) -> dict:
+def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None = None, gpu_rules=None) -> dict:
     from .devices import NO_LEASE_ENV, default_lock_dir
 
     out: dict[str, Any] = {"cuda_gpus": [], "lease_dir": default_lock_dir(), "lease_dir_writable": None, "slurm": None}
@@ -434,7 +428,7 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
                             f"(a SLURM profile submits them to GPU nodes).")
         else:
             warnings.append(f"{msg}: jobs run on the CPU unless they are submitted to GPU nodes (SLURM profile).")
-    out["slurm"] = slurm_profile(profile)
+    out["slurm"] = slurm_profile(profile, gpu_rules)
     return out
 
 
@@ -447,7 +441,7 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
     from .config import COMPILE_CACHE, COMPILE_MODES
 
     mode = str((cfg.get("train") or {}).get("compile", "none"))
-    if mode == "none" or mode not in COMPILE_MODES:  # an unknown mode is a config problem (_check_config)
+    if mode == "none" or mode not in COMPILE_MODES:  # an unknown mode is a config problem (mvlpt.configcheck)
         return {"mode": mode}
     # the workflow's (a TORCHINDUCTOR_CACHE_DIR in the jobs' environment wins; torch sets that variable
     # itself in a process that compiled, so this one's says nothing about the jobs')
@@ -529,7 +523,7 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
         for r in rows:  # the frozen image features (CoOp's), one set per task for every method that reads them: test split + few-shot images, float32
             n = (r.test_images or 0) + seeds * ((r.fewshot_train or 0) + (r.fewshot_val or 0))
             cache_b += n * m["embed_dim"] * 4
-    sim = {"sample_size": 256, **(cfg.get("similarity") or {})}
+    sim = study.similarity_settings(cfg.get("similarity"))
     cache_b += sum((int(sim["sample_size"]) + seeds * ((r.fewshot_train or 0))) * m["embed_dim"] * 4 + r.classes * m["embed_dim"] * 4
                    for r in rows)
     cache_b += states_b * max(1, concurrent)  # resumable states of the jobs running at once
@@ -612,33 +606,6 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ run
-def _check_config(cfg: dict, problems: list) -> bool:
-    from .tasks import list_tasks
-    from .tasks.fewshot import POLICIES
-
-    ok = True
-    known = set(list_tasks())
-    unknown = [t for t in cfg["tasks"] if t not in known]
-    if unknown:
-        problems.append(f"config: unknown task(s) {', '.join(map(str, unknown))}; `mvlpt tasks` lists the known ones.")
-        ok = False
-    if cfg[POLICY_KEY] not in POLICIES:
-        problems.append(f"config: `{POLICY_KEY}` must be one of {', '.join(POLICIES)}, got {cfg[POLICY_KEY]!r}.")
-        ok = False
-    shots = cfg.get("shots")
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        problems.append(f"config: `shots` must be an integer >= 1, got {shots!r}.")
-        ok = False
-    from .config import TrainConfig
-
-    try:
-        TrainConfig.from_dict(cfg.get("train"))  # what every training job would refuse
-    except MvlptError as e:
-        problems.append(f"config: train: {e}")
-        ok = False
-    return ok
-
-
 def results_dir_problems(results_dir: str | os.PathLike) -> list[str]:
     """What only preflight sees (issue 24, class 5): the results folder is a folder this user can write
     in, or can be made in a writable folder."""
@@ -682,17 +649,14 @@ def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = No
 
 
 def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None,
-        multitask: bool | None = None, noise_from: str | os.PathLike | None = None) -> Report:
+        multitask: bool | None = None, noise_from: str | os.PathLike | None = None, gpu_rules=None) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
-    section, even an empty one; False: never)."""
+    section, even an empty one; False: never). ``profile``: a SLURM profile (folder or config.yaml) to
+    read back, for ``gpu_rules`` (:func:`slurm_profile`)."""
     t0 = time.perf_counter()
-    import copy
-
-    from .configcheck import rule_problems
-
-    # the workflow's own rules first (mvlpt.configcheck: one rule set), then what only preflight sees
-    ruled = [f"config: {p}." for p in rule_problems(copy.deepcopy(cfg))]
+    # the workflow's own rules first (mvlpt.settings: one rule set), then what only preflight sees
+    ruled = [f"config: {p}." for p in settings.problems(cfg)]
     if any(p.endswith("(see config/README.md).") and not p.startswith("config: train: ") for p in ruled):
         # the schema: nothing else is safe to read
         return Report(config_path, [], ruled, [], {}, {}, [], {}, seconds=round(time.perf_counter() - t0, 2))
@@ -707,11 +671,11 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
     problems.extend(ruled)
     problems.extend(multitask_problems(cfg))
     problems.extend(results_dir_problems(cfg.get("results_dir") or "results"))
-    if not ruled and _check_config(cfg, problems):
+    if not ruled:  # the tasks are known, shots and the policy valid (settings.problems)
         for name in cfg["tasks"]:
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
     model = check_weights(cfg["model"], problems)
-    devices = check_devices(cfg, problems, warnings, profile)
+    devices = check_devices(cfg, problems, warnings, profile, gpu_rules)
     devices["compile"] = check_compile(cfg, devices, problems, warnings, on_slurm=bool(profile))
     disk, est = [], {}
     if rows and model.get("name"):
@@ -736,15 +700,16 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
 
 
 def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None,
-             multitask: bool = False) -> list[str]:
+             multitask: bool = False, profile: str | os.PathLike | None = None, gpu_rules=None) -> list[str]:
     """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
     whole report written to ``report_path`` if given. Skipped (empty list) when the config says
     ``preflight: false``. ``multitask``: the run's targets include the multitask study, so check and
     price it too (a validated config always has a ``multitask`` section: the schema's default fills it
-    in, so its presence says nothing there)."""
+    in, so its presence says nothing there). ``profile``, ``gpu_rules``: the run's SLURM profile and the
+    workflow's GPU rules (:func:`slurm_profile`)."""
     if cfg.get(SKIP_KEY) is False:
         return []
-    rep = run(cfg, deep=deep, multitask=multitask)
+    rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules)
     if report_path is not None:
         from .io import write_json
 

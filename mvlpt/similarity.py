@@ -44,7 +44,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import study
+from . import settings, study
 from .errors import MvlptError
 
 log = logging.getLogger(__name__)
@@ -254,8 +254,8 @@ def _sqrtm_psd(c: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def fit_gaussian(x: np.ndarray, shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
-                 ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> GaussianFit:
+def fit_gaussian(x: np.ndarray, shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+                 ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> GaussianFit:
     """Mean and (regularised) covariance of the rows of ``x``, in float64.
 
     ``ledoit_wolf``: scikit-learn's Ledoit-Wolf shrinkage towards a scaled identity (the shrinkage
@@ -291,8 +291,8 @@ def frechet_distance(f1: GaussianFit, f2: GaussianFit) -> float:
     return max(d, 0.0)
 
 
-def frechet_distance_samples(a: np.ndarray, b: np.ndarray, shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
-                             ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> float:
+def frechet_distance_samples(a: np.ndarray, b: np.ndarray, shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+                             ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> float:
     return frechet_distance(fit_gaussian(a, shrinkage, ridge), fit_gaussian(b, shrinkage, ridge))
 
 
@@ -313,8 +313,8 @@ def mean_cosine_matrix(embeddings: Sequence[Embeddings]) -> np.ndarray:
     return _symmetric(len(means), lambda i, j: float(np.clip(means[i] @ means[j], -1, 1)))
 
 
-def frechet_matrix(embeddings: Sequence[Embeddings], shrinkage: str = study.SIMILARITY_DEFAULTS["shrinkage"],
-                   ridge: float = study.SIMILARITY_DEFAULTS["ridge"]) -> np.ndarray:
+def frechet_matrix(embeddings: Sequence[Embeddings], shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+                   ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> np.ndarray:
     """Frechet distance between Gaussian fits of the tasks' embeddings (0 on the diagonal)."""
     fits = [fit_gaussian(e.features, shrinkage, ridge) for e in embeddings]
     out = _symmetric(len(fits), lambda i, j: frechet_distance(fits[i], fits[j]))

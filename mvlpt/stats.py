@@ -5,7 +5,7 @@ and a linear model of gain on similarities (scikit-learn's OLS). Resampling is s
 bootstrap confidence intervals (:func:`scipy.stats.bootstrap`, paired, vectorised) and permutation
 p-values (:func:`scipy.stats.permutation_test`). A bootstrap CI is NaN when some resample leaves the
 statistic undefined (e.g. every resampled pair has the same similarity), which only happens with a
-handful of pairs. Resampling defaults: :data:`mvlpt.study.ANALYSIS_DEFAULTS`.
+handful of pairs. Resampling defaults: :data:`mvlpt.settings.ANALYSIS_DEFAULTS`.
 
 Distances (:func:`mvlpt.study.is_distance`) are negated first, so that for every measure a positive
 estimate means "more similar pairs gain more".
@@ -19,11 +19,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import study
+from . import settings, study
 from .errors import MvlptError
 from .tables import oriented, pairs_with_similarity
 
-DEFAULTS = study.ANALYSIS_DEFAULTS
+DEFAULTS = settings.ANALYSIS_DEFAULTS
 CORRELATION_COLUMNS = ("method", "analysis", "similarity", "estimate", "ci_low", "ci_high", "p_value", "n", "note",
                        "against", "role")
 # what each analysis is: within-target statistics are the primary ones (a target's sources share its

@@ -13,9 +13,9 @@ plots and the benchmark speak about.
   are distances, their options. Adding a measure = its function + one line here.
 * **Result layout and record schema** (:data:`RESULT_FORMAT`, :data:`RESULT_FIELDS`,
   :func:`result_path`, :func:`check_record`): one JSON per run and target.
-* **Defaults** of the analysis and of task similarity (:data:`ANALYSIS_DEFAULTS`,
-  :data:`SIMILARITY_DEFAULTS`); the config schema states the same values and a test holds the two
-  together.
+* **Settings** of the analysis, task similarity, predictors and the multitask study
+  (:func:`analysis_settings`, ...): a config section over its defaults, which only the config schema
+  states (:mod:`mvlpt.settings`).
 
 This module imports neither torch nor numpy: ``workflow/rules/common.smk`` imports it on every
 Snakemake start (and on every cluster job).
@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import names
+from . import names, settings
 from .errors import MvlptError
 
 
@@ -323,9 +323,6 @@ PREDICTORS: dict[str, Predictor] = {
           for m in MEASURES.values()),
     )
 }
-PREDICTOR_DEFAULTS: dict[str, Any] = {
-    "names": None,  # None: every predictor of PREDICTORS
-}
 
 
 def predictor(name: str) -> Predictor:
@@ -337,7 +334,7 @@ def predictor(name: str) -> Predictor:
 
 def predictor_settings(cfg: dict | None) -> dict:
     """The config's ``predictors`` section over the defaults, with ``names`` resolved and checked."""
-    out = {**PREDICTOR_DEFAULTS, **(cfg or {})}
+    out = {**settings.PREDICTOR_DEFAULTS, **(cfg or {})}  # names None: every predictor of PREDICTORS
     names = list(PREDICTORS) if out["names"] is None else list(dict.fromkeys(out["names"]))
     for n in names:
         predictor(n)
@@ -356,21 +353,12 @@ MULTITASK_MODES = ("init", "joint")
 # how a target's source group is chosen: every other task; the top-k sources by measured pairwise gain
 # (of the same method); by a similarity measure; by a transferability predictor; k random sources
 GROUPING_STRATEGIES = ("all", "gain", "similarity", "predictor", "random")
-MULTITASK_DEFAULTS: dict[str, Any] = {
-    "methods": None,  # None: the study's methods, and softcpt when coop is among them (its baseline)
-    "modes": list(MULTITASK_MODES),
-    "strategies": ["all", "gain", "similarity", "random"],
-    "k": 3,  # sources per group (strategies other than "all")
-    "similarity": "label_match",  # the measure of strategy "similarity"
-    "predictor": "prompt_accuracy",  # the predictor of strategy "predictor"
-    "seed": 0,  # of strategy "random"
-}
 
 
 def multitask_settings(cfg: dict | None, study_methods: Iterable[str] = ()) -> dict:
     """The config's ``multitask`` section over the defaults (``methods`` None: the study's methods, and
     SoftCPT when CoOp, the baseline it is compared with, is among them)."""
-    out = {**MULTITASK_DEFAULTS, **(cfg or {})}
+    out = {**settings.MULTITASK_DEFAULTS, **(cfg or {})}
     if out["methods"] is None:
         study_methods = list(study_methods)
         softcpt = [m for m, entry in METHODS.items() if entry.multitask_only and entry.baseline in study_methods]
@@ -434,38 +422,19 @@ def group_prompt_path(results_dir, method: str, group: str, seed: int | str) -> 
 
 
 # --------------------------------------------------------------------------------------------------
-# Analysis and similarity defaults (the config schema repeats them; tests/test_study.py checks)
+# Analysis and similarity settings (defaults: the config schema's, mvlpt.settings)
 # --------------------------------------------------------------------------------------------------
-ANALYSIS_DEFAULTS: dict[str, Any] = {
-    "n_boot": 2000,  # bootstrap resamples of every confidence interval
-    "n_perm": 2000,  # permutations of every permutation p-value
-    "seed": 0,  # of the resampling
-    "level": 0.95,  # confidence level; a gain is significant where its q-value is below 1 - level
-    "fdr": "bh",  # multiple-comparison control over a method's cells: Benjamini-Hochberg (bh) or -Yekutieli (by)
-    "cluster": False,  # heatmaps in clustered order
-    "model_measures": ["visual_cosine", "label_match"],  # predictors of the joint linear model
-}
-SIMILARITY_DEFAULTS: dict[str, Any] = {
-    "sample_size": 256,  # train images per task drawn at random on top of the few-shot ones (0: none)
-    "sample_seed": 0,
-    "fewshot_seeds": None,  # None: the study's seeds
-    "shots": None,  # None: the study's shots
-    "templates": "default",
-    "shrinkage": "ledoit_wolf",
-    "ridge": 1e-3,
-    "device": None,  # None: the study's device
-    "batch_size": 128,
-}
 SHRINKAGES = ("ledoit_wolf", "ridge", "none")
 
 
 def analysis_settings(cfg: dict | None) -> dict:
     """The config's ``analysis`` section over the defaults."""
-    return {**ANALYSIS_DEFAULTS, **(cfg or {})}
+    return {**settings.ANALYSIS_DEFAULTS, **(cfg or {})}
 
 
 def similarity_settings(cfg: dict | None) -> dict:
-    return {**SIMILARITY_DEFAULTS, **(cfg or {})}
+    """The config's ``similarity`` section over the defaults (None: the study's seeds, shots, device)."""
+    return {**settings.SIMILARITY_DEFAULTS, **(cfg or {})}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import results, study
+from . import results, settings, study
 from .errors import MvlptError
 
 log = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ def check_matrix(m: pd.DataFrame, path) -> pd.DataFrame:
 
 
 def with_cell_statistics(pairs: pd.DataFrame, runs: pd.DataFrame, replicates: dict | None, *,
-                         level: float = study.ANALYSIS_DEFAULTS["level"], fdr: str = study.ANALYSIS_DEFAULTS["fdr"],
+                         level: float = settings.ANALYSIS_DEFAULTS["level"], fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
                          tasks: Sequence[str] | None = None) -> pd.DataFrame:
     """``pairs`` with every off-diagonal cell's interval, test and interaction (:func:`mvlpt.gainstats.cell_table`)
     as columns after its own (NaN on the diagonal)."""
@@ -399,7 +399,7 @@ def with_cell_statistics(pairs: pd.DataFrame, runs: pd.DataFrame, replicates: di
     return out
 
 
-def gain_summary(pairs: pd.DataFrame, level: float = study.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+def gain_summary(pairs: pd.DataFrame, level: float = settings.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
     """Per method: how many off-diagonal gains are distinguishable from noise, and how large the noise is.
 
     ``share_positive`` counts every gain > 0 (noise included); ``share_significant_positive`` /
@@ -451,7 +451,7 @@ def decomposition_table(pairs: pd.DataFrame, tasks: Sequence[str] | None = None)
 
 def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
                     tasks: Sequence[str] | None = None, replicates: dict | None = None, *,
-                    level: float = study.ANALYSIS_DEFAULTS["level"], fdr: str = study.ANALYSIS_DEFAULTS["fdr"],
+                    level: float = settings.ANALYSIS_DEFAULTS["level"], fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
                     reference: pd.DataFrame | None = None, reference_replicates: dict | None = None) -> list[Path]:
     """Write every table of the study under ``out_dir`` (layout in docs/figures.md). Given the ``reference``
     table (:func:`mvlpt.reference.load_reference`, possibly empty), the pairs get its columns and

@@ -157,7 +157,9 @@ class Trainer:
         self.autocast_dtype = None
         if self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.startswith("cuda")):
             self.autocast_dtype = torch.bfloat16
-        self.tasks = [get_task(n) for n in spec.tasks]
+        from .tasks.elevater import scored_task
+
+        self.tasks = [scored_task(get_task(n), spec.hateful_memes_metric) for n in spec.tasks]
         classnames = [c for t in self.tasks for c in t.classnames]
         self.n_classes = len(classnames)
         self._train_splits = {t.name: t.load("train", spec.data_dir) for t in self.tasks}

@@ -65,14 +65,15 @@ def test_metrics():
 
 
 def test_hateful_memes_metric_is_selectable():
-    try:
-        elevater.set_hateful_memes_metric("accuracy")
-        assert get_task("hateful-memes").metric == "accuracy"
-        with pytest.raises(MvlptError, match="hateful_memes_metric"):
-            elevater.set_hateful_memes_metric("f1")
-    finally:
-        elevater.set_hateful_memes_metric("roc_auc")
-    assert get_task("hateful-memes").metric == "roc_auc"
+    """Chosen per call (the jobs' --hateful-memes-metric), never by changing the registry."""
+    task = get_task("hateful-memes")
+    assert elevater.scored_task(task, "accuracy").metric == "accuracy"
+    assert elevater.scored_task(task, None) is task and elevater.scored_task(task, "roc_auc").metric == "roc_auc"
+    assert get_task("hateful-memes").metric == "roc_auc"  # the registry is unchanged
+    other = get_task("cifar-10")
+    assert elevater.scored_task(other, "accuracy") is other
+    with pytest.raises(MvlptError, match="hateful_memes_metric"):
+        elevater.scored_task(task, "f1")
 
 
 def test_every_task_has_a_route_and_hateful_memes_is_by_hand():

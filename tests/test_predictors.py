@@ -460,10 +460,12 @@ def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_c
 # The config section and the rules
 # --------------------------------------------------------------------------------------------------
 def test_schema_predictors_section_is_the_study_registry():
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    from mvlpt import settings
+
+    schema = settings.schema()
     sec = schema["properties"]["predictors"]
     assert sec["default"] == {} and sec["additionalProperties"] is False
-    assert set(sec["properties"]) == set(study.PREDICTOR_DEFAULTS)
+    assert set(sec["properties"]) == set(settings.PREDICTOR_DEFAULTS)
     assert sec["properties"]["names"]["items"]["enum"] == list(study.PREDICTORS)
     assert "default" not in sec["properties"]["names"]  # None: every predictor
     assert study.predictor_settings(None)["names"] == list(study.PREDICTORS)

@@ -1,8 +1,8 @@
 """The study vocabulary (mvlpt.study) and the places that must agree with it.
 
-* The workflow's config schema (workflow/schemas/config.schema.yaml) names the methods and states the
-  analysis and similarity defaults; TrainConfig (mvlpt.config) owns the training options. The schema
-  repeats them for users and for Snakemake's validation; these tests hold the copies equal.
+* The config schema (mvlpt/config.schema.yaml, package data) names the methods, and TrainConfig
+  (mvlpt.config) owns the training options, whose types the schema repeats; these tests hold the
+  copies equal. (The schema is the only home of the other defaults: tests/test_settings.py.)
 * The result layout and record schema: a valid record passes, each kind of bad record or misplaced
   file is refused with one sentence.
 """
@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import study
+from mvlpt import settings, study
 from mvlpt.config import TrainConfig
 from mvlpt.errors import MvlptError
 
 from fakes import make_record
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = settings.schema_path()
 
 
 @pytest.fixture(scope="module")
@@ -48,34 +47,8 @@ def test_schema_leaves_method_names_to_the_registry(schema):
     assert multitask["strategies"]["items"]["enum"] == list(study.GROUPING_STRATEGIES)
 
 
-@pytest.mark.parametrize("section, defaults", [("analysis", study.ANALYSIS_DEFAULTS),
-                                               ("similarity", study.SIMILARITY_DEFAULTS),
-                                               ("multitask", study.MULTITASK_DEFAULTS)])
-def test_schema_defaults_are_the_study_defaults(schema, section, defaults):
-    sec = schema["properties"][section]
-    assert sec["default"] == {} and sec["additionalProperties"] is False
-    props = sec["properties"]
-    assert set(props) == set(defaults), "every key of the section is a study setting, and vice versa"
-    for key, value in defaults.items():
-        if value is None:  # "the study's own" (seeds, shots, device): no fixed default
-            assert "default" not in props[key], key
-        else:
-            assert props[key].get("default") == value, key
-
-
 def test_schema_shrinkage_choices_are_the_study_choices(schema):
     assert schema["properties"]["similarity"]["properties"]["shrinkage"]["enum"] == list(study.SHRINKAGES)
-
-
-def test_snakemake_fills_the_study_defaults(schema):
-    """What the workflow sees for an empty section, after Snakemake's validate, is the study's defaults."""
-    from snakemake.utils import validate
-
-    cfg = {"tasks": ["shapes"]}
-    validate(cfg, str(SCHEMA_PATH))
-    assert cfg["analysis"] == study.ANALYSIS_DEFAULTS
-    assert cfg["similarity"] == {k: v for k, v in study.SIMILARITY_DEFAULTS.items() if v is not None}
-    assert study.analysis_settings(cfg["analysis"]) == study.ANALYSIS_DEFAULTS
 
 
 JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}

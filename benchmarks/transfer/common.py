@@ -4,7 +4,6 @@ benchmark's task pair, timing primitives and the device's name."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 
 from mvlpt import study
-from mvlpt.models.prompts import learner_class
 from mvlpt.models.prompts.text import _word_tokens
 from mvlpt.tasks import get_task
 from mvlpt.tasks.registry import ArraySplit, Task, register
@@ -23,24 +21,9 @@ from mvlpt.tasks.registry import ArraySplit, Task, register
 REPO = Path(__file__).resolve().parents[2]
 H100_SXM_BF16_DENSE_TFLOPS = 989.4
 
-# The paper's configuration, used when config/elevater.yaml cannot be read.
-PAPER_DEFAULTS = {
-    "tasks": [
-        "caltech-101", "cifar-10", "cifar-100", "country211", "dtd", "eurosat_clip", "fer-2013",
-        "fgvc-aircraft-2013b-variants102", "food-101", "gtsrb", "hateful-memes", "kitti-distance", "mnist",
-        "oxford-flower-102", "oxford-iiit-pets", "patch-camelyon", "rendered-sst2", "resisc45_clip",
-        "stanford-cars", "voc-2007-classification",
-    ],
-    "methods": list(study.METHODS),
-    "seeds": [1, 2, 3],
-    "shots": 20,
-    "train": {"epochs": 200, "batch_size": 32, "batch_size_multitask": 64, "eval_batch_size": 100},
-    "method_options": {
-        "coop": {"n_ctx": 16, "position": "middle", "csc": False},
-        "vpt": {"n_ctx": 16, "deep": True},
-        "upt": {"n_ctx": 4, "hidden": 128, "mix": "all"},
-    },
-}
+# The paper's configuration: the study config the benchmark prices (read through mvlpt.settings, whose
+# schema and TrainConfig hold the defaults; no copy of them here).
+PAPER_CONFIG = REPO / "config" / "elevater.yaml"
 
 # cpu: a quick check (a smaller pair, 2 epochs, 1 torch thread: on a shared 2-core machine more threads
 # spin against other processes and run several times slower); gpu: the paper's model class.
@@ -133,25 +116,23 @@ def steady_statistic(device: str):
     return statistics.median if device.startswith("cuda") else min
 
 
-def load_paper_config() -> dict:
-    cfg = json.loads(json.dumps(PAPER_DEFAULTS))
-    path = REPO / "config" / "elevater.yaml"
-    try:
-        import yaml
+def load_paper_config(path: str | os.PathLike = PAPER_CONFIG) -> dict:
+    """The paper's study config (``path``), checked and over its defaults (:func:`mvlpt.settings.load`):
+    tasks, methods, seeds, shots, the training options that shape a job, and every option of each
+    method (the config's over the learner's own defaults, :func:`mvlpt.study.full_options`)."""
+    import dataclasses
 
-        y = yaml.safe_load(path.read_text())
-        for key in ("tasks", "methods", "seeds", "shots"):
-            if key in y:
-                cfg[key] = y[key]
-        cfg["train"].update({k: v for k, v in (y.get("train") or {}).items() if k in cfg["train"]})
-        for m, o in (y.get("method_options") or {}).items():
-            cfg["method_options"][m] = o
-        cfg["method_options"] = {m: learner_class(m).canonical_options(o, warn=False) if m in study.METHODS else o
-                                 for m, o in cfg["method_options"].items()}  # e.g. VPT's n_tokens -> n_ctx
-        cfg["source"] = str(path.relative_to(REPO))
-    except Exception as e:  # noqa: BLE001 - fall back to the documented values
-        cfg["source"] = f"built-in defaults ({path.name} not read: {e})"
-    return cfg
+    from mvlpt import settings
+    from mvlpt.preflight import load_config
+
+    s = settings.load(load_config(path))
+    train = dataclasses.asdict(s.train)
+    return {
+        "tasks": list(s.tasks), "methods": list(s.methods), "seeds": list(s.seeds), "shots": s.shots,
+        "train": {k: train[k] for k in ("epochs", "batch_size", "batch_size_multitask", "eval_batch_size")},
+        "method_options": {m: study.full_options(m, s.method_options.get(m)) for m in s.methods},
+        "source": str(Path(path).resolve().relative_to(REPO)) if Path(path).resolve().is_relative_to(REPO) else str(path),
+    }
 
 
 def device_name(device: str) -> str:

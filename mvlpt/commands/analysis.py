@@ -303,7 +303,7 @@ def _selection_args(p) -> None:
 
 
 def _resampling_args(p) -> None:
-    from ..study import ANALYSIS_DEFAULTS as D
+    from ..settings import ANALYSIS_DEFAULTS as D
 
     p.add_argument("--model-measures", nargs="+", default=list(D["model_measures"]),
                    help="predictors of the linear model ('none': no model)")
@@ -321,8 +321,8 @@ def _mixed_settings_arg(p) -> None:
 
 def add_parser(subparsers) -> None:
     from ..cli import add_model_args
-    from ..gainstats import FDR_METHODS
-    from ..study import ANALYSIS_DEFAULTS as D, MATRIX_STATS, MEASURES, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+    from ..settings import ANALYSIS_DEFAULTS as D, SIMILARITY_DEFAULTS as SIM, choices
+    from ..study import MATRIX_STATS, MEASURES, SHRINKAGES
 
     fmt = DefaultsHelpFormatter
 
@@ -350,7 +350,7 @@ def add_parser(subparsers) -> None:
                         "(default: <results-dir>/reference; none there: those columns are NaN)")
     p.add_argument("--level", type=float, default=D["level"],
                    help="confidence level of every cell's interval; a gain is significant where its q-value < 1 - level")
-    p.add_argument("--fdr", choices=FDR_METHODS, default=D["fdr"],
+    p.add_argument("--fdr", choices=choices("analysis", "fdr"), default=D["fdr"],
                    help="multiple-comparison control over a method's cells: Benjamini-Hochberg or -Yekutieli")
     _mixed_settings_arg(p)
     p.set_defaults(func=run_collect)
@@ -469,7 +469,7 @@ def add_parser(subparsers) -> None:
     _selection_args(p)
     p.add_argument("--cluster", action="store_true")
     _resampling_args(p)
-    p.add_argument("--fdr", choices=FDR_METHODS, default=D["fdr"], help="multiple-comparison control over a method's cells")
+    p.add_argument("--fdr", choices=choices("analysis", "fdr"), default=D["fdr"], help="multiple-comparison control over a method's cells")
     _mixed_settings_arg(p)
     p.add_argument("--manifest", help="also write the list of figure files here")
     p.set_defaults(func=run_figures)

@@ -84,7 +84,8 @@ def run_figure(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..study import ANALYSIS_DEFAULTS as A, GROUPING_STRATEGIES, MULTITASK_DEFAULTS as D, MULTITASK_MODES
+    from ..settings import ANALYSIS_DEFAULTS as A, MULTITASK_DEFAULTS as D
+    from ..study import GROUPING_STRATEGIES, MULTITASK_MODES
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(

@@ -142,7 +142,8 @@ def run_plot(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..cli import add_model_args
-    from ..study import ANALYSIS_DEFAULTS as A, METHODS, PREDICTORS, SHRINKAGES, SIMILARITY_DEFAULTS as SIM
+    from ..settings import ANALYSIS_DEFAULTS as A, SIMILARITY_DEFAULTS as SIM
+    from ..study import METHODS, PREDICTORS, SHRINKAGES
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(

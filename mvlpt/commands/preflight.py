@@ -44,7 +44,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--deep", action="store_true", help="verify the data's sha256 too (reads every file), not only sizes")
     p.add_argument("--json", default=default_json_path(), metavar="OUT", help="report file (default: %(default)s)")
     p.add_argument("--profile", default=None, metavar="DIR",
-                   help="SLURM workflow profile to read back (default: workflow/profiles/slurm of this checkout)")
+                   help="the SLURM workflow profile the study is run with (e.g. workflow/profiles/slurm): read back its "
+                        "partition and GPU request, and count on GPU nodes (default: none, the jobs run here)")
     p.add_argument("--calibrate", action="store_true",
                    help="first measure this machine's GPU (or CPU) for the config's model (a minute or two) and store "
                         "it; the estimate then speaks of this hardware")

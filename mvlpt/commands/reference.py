@@ -20,9 +20,13 @@ def run_reference(args) -> int:
     from ..io import check_writable
     from ..models.clip import load_clip
     from ..tasks import get_task
+    from ..tasks.elevater import scored_task
     from ..tasks.fewshot import make_split, read_split
 
-    task = get_task(args.task)
+    for option, value, known in (("--kind", args.kind, R.KINDS), ("--fit-on", args.fit_on, R.FIT_ON)):
+        if value not in known:  # checked here, not by argparse: building the parser imports no pandas
+            raise MvlptError(f"{option} must be one of {', '.join(known)}, got {value!r}.")
+    task = scored_task(get_task(args.task), args.hateful_memes_metric)
     check_data_dir(args.data_dir)
     split = None
     if args.kind == "linear_probe":
@@ -65,8 +69,7 @@ def _positive_float(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    from ..cli import add_model_args
-    from ..reference import C_GRID, FIT_ON, KINDS
+    from ..cli import add_metric_args, add_model_args
 
     p = sub.add_parser(
         "reference", help="zero-shot CLIP or a few-shot linear probe on one task: the reference rows",
@@ -75,7 +78,7 @@ def add_parser(sub) -> None:
                     "templates, averaged per class) or a logistic-regression linear probe on the few-shot split's train "
                     "image features, its C chosen on the split's validation images. Writes one JSON record "
                     "(docs/protocol.md, 'Reference rows').")
-    p.add_argument("--kind", choices=KINDS, required=True,
+    p.add_argument("--kind", required=True,
                    help="zeroshot (one record per task) or linear_probe (one per task and few-shot split)")
     p.add_argument("--task", required=True, help="the task (`mvlpt tasks` lists them)")
     p.add_argument("--split-file", default=None, help="linear probe: the few-shot split file (as training uses)")
@@ -83,12 +86,13 @@ def add_parser(sub) -> None:
                    help="linear probe: the few-shot seed (checked against --split-file; without it the split is sampled)")
     p.add_argument("--shots", type=int, default=5, help="linear probe without --split-file: shots of the sampled split")
     p.add_argument("--c-grid", nargs="+", type=_positive_float, default=None,
-                   help=f"linear probe: the C values tried (default: {len(C_GRID)} values, 1e-3 .. 1e3, log-spaced)")
-    p.add_argument("--fit-on", choices=FIT_ON, default="train",
+                   help="linear probe: the C values tried (default: mvlpt.reference.C_GRID, 1e-3 .. 1e3, log-spaced)")
+    p.add_argument("--fit-on", default="train",
                    help="linear probe: fit the chosen C on the split's train images (the prompt baseline's data), or "
                         "refit on train+val as ELEVATER does")
     p.add_argument("--out", required=True, help="JSON record to write")
     p.add_argument("--cache-dir", default=None, help="frozen-feature cache (read, and written when missing)")
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    add_metric_args(p)
     add_model_args(p)
     p.set_defaults(func=run_reference)

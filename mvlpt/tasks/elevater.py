@@ -6,9 +6,8 @@ caltech-101, fgvc-aircraft-2013b-variants102, oxford-flower-102 and oxford-iiit-
 for voc-2007-classification (multi-label); ROC-AUC for hateful-memes; accuracy otherwise.
 
 hateful-memes: ELEVATER scores it by ROC-AUC, the MVLPT reference code by accuracy. The default is
-ROC-AUC; choose with :func:`set_hateful_memes_metric` (the config key
-``elevater: {hateful_memes_metric: accuracy}`` is meant to call it) or the environment variable
-``MVLPT_HATEFUL_MEMES_METRIC`` (read when this module is imported).
+ROC-AUC; :func:`scored_task` gives the task scored by accuracy, for the commands that take
+``--hateful-memes-metric`` (the workflow passes the config key ``elevater: {hateful_memes_metric: ...}``).
 
 Loading: ``get_task(name).load(split, data_dir)``; ``data_dir`` None -> ``$MVLPT_DATA_DIR`` ->
 ``~/.cache/mvlpt/data``. The data may be in ELEVATER's own layout, the hub mirror's, torchvision's
@@ -19,6 +18,7 @@ lazy: an index is read, images are decoded by ``split.image(i)``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -46,7 +46,6 @@ METRIC_OVERRIDES = {
 }
 HATEFUL_MEMES = "hateful-memes"
 HATEFUL_MEMES_METRICS = ("roc_auc", "accuracy")
-HATEFUL_MEMES_ENV = "MVLPT_HATEFUL_MEMES_METRIC"
 
 _cache: dict[tuple, TaskSplit] = {}
 _cache_lock = threading.Lock()
@@ -156,19 +155,20 @@ def _make_task(name: str, hateful_memes_metric: str | None = None) -> Task:
     )
 
 
-def set_hateful_memes_metric(metric: str) -> Task:
-    """Score hateful-memes by ``"roc_auc"`` (ELEVATER, default) or ``"accuracy"`` (MVLPT reference code)."""
-    if metric not in HATEFUL_MEMES_METRICS:
-        raise MvlptError(f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, not {metric!r}.")
-    return register(_make_task(HATEFUL_MEMES, metric), replace=True)
+def scored_task(task: Task, hateful_memes_metric: str | None = None) -> Task:
+    """``task``, hateful-memes scored by ``hateful_memes_metric``: ``"roc_auc"`` (ELEVATER, the default,
+    also for None) or ``"accuracy"`` (the MVLPT reference code). Any other task is returned as it is;
+    the registry is left alone."""
+    if hateful_memes_metric is not None and hateful_memes_metric not in HATEFUL_MEMES_METRICS:
+        raise MvlptError(f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, not {hateful_memes_metric!r}.")
+    if task.name != HATEFUL_MEMES or task.source != SOURCE or not hateful_memes_metric or task.metric == hateful_memes_metric:
+        return task
+    return dataclasses.replace(task, metric=hateful_memes_metric)
 
 
 def _register_all() -> None:
-    hm = os.environ.get(HATEFUL_MEMES_ENV) or None
-    if hm and hm not in HATEFUL_MEMES_METRICS:
-        raise MvlptError(f"{HATEFUL_MEMES_ENV} must be one of {', '.join(HATEFUL_MEMES_METRICS)}, not {hm!r}.")
     for name in catalog.task_names():
-        register(_make_task(name, hm), replace=True)
+        register(_make_task(name), replace=True)
 
 
 _register_all()

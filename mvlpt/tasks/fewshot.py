@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 
+from .. import settings
 from ..errors import MvlptError
 from ..io import read_json, write_json
 from ..names import check_seed, seed_ok
@@ -42,7 +43,7 @@ from .registry import Task
 
 FORMAT = 1
 POLICIES = ("available", "strict")
-DEFAULT_POLICY = "available"
+DEFAULT_POLICY = settings.DEFAULTS["fewshot_policy"]  # the config schema's (mvlpt.settings)
 
 
 def _classes_of(labels: np.ndarray, i: int) -> list[int]:

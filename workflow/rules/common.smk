@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 
-check_config(config)
+STUDY = check_config(config)  # mvlpt.settings.StudyConfig; `config` has the schema's defaults now
 
 
 # ------------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ LOGS = "logs"
 BENCHMARKS = f"{LOGS}/benchmarks"  # time and memory of training jobs (benchmarks/ holds the speed benchmark)
 
 # The training options as `mvlpt train` reads them (the config's `train` section over its defaults).
-TRAIN_CONFIG = TrainConfig.from_dict(TRAIN)
+TRAIN_CONFIG = STUDY.train
 # Those that change results go into the training jobs' params (a change reruns the jobs); the runtime
 # ones (TrainConfig.RUNTIME: compile, evaluation batch size, workers, ...) reach them through runtime_args.
 TRAIN_RESULT = {k: v for k, v in TRAIN.items() if k not in TrainConfig.RUNTIME}
@@ -243,10 +243,11 @@ def split_policy_args():
     return "" if policy == "available" else f"--policy {shlex.quote(policy)}"
 
 
-def env_prefix():
-    """Environment settings that change results (ELEVATER's hateful-memes metric)."""
-    metric = (config.get("elevater") or {}).get("hateful_memes_metric")
-    return f"MVLPT_HATEFUL_MEMES_METRIC={shlex.quote(metric)}" if metric else ""
+def metric_args():
+    """The scoring options of a job that evaluates tasks (they change results): ELEVATER's hateful-memes
+    metric (config `elevater.hateful_memes_metric`), given only when the config sets it."""
+    metric = STUDY.elevater.hateful_memes_metric
+    return f"--hateful-memes-metric {shlex.quote(metric)}" if metric else ""
 
 
 def train_args(wildcards):
@@ -286,7 +287,7 @@ def train_state(wildcards):
 
     Its name carries a hash of the run's settings, so a state saved under other settings is never
     offered to mvlpt (which would refuse it) after a config change."""
-    key = json.dumps([train_args(wildcards), env_prefix(), job_seeds(wildcards)])
+    key = json.dumps([train_args(wildcards), metric_args(), job_seeds(wildcards)])
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     w = {k: getattr(wildcards, k) for k in ("a", "b", "source", "target", "task", "seed") if hasattr(wildcards, k)}
     if "a" in w:
@@ -511,7 +512,7 @@ def mt_train_args(wildcards):
 def mt_state(wildcards, kind, seeds=None):
     """Resumable-state file of a multitask training job (seeds: the job's, by default)."""
     seeds = job_seeds(wildcards) if seeds is None else seeds
-    key = json.dumps([mt_train_args(wildcards), env_prefix(), seeds, kind])
+    key = json.dumps([mt_train_args(wildcards), metric_args(), seeds, kind])
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     where = f"{wildcards.group}/{wildcards.target}" if hasattr(wildcards, "target") else wildcards.group
     stem = f"seeds{'-'.join(map(str, seeds))}"

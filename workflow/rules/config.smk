@@ -1,17 +1,15 @@
 # The study config: read, coerced and checked before any job runs; every problem is one sentence.
 #
 # The Snakefile calls `readable_config_file` on its default config file and `check_config(config)`
-# once the config is complete. The order of the checks:
+# once the config is complete:
 #   1. `--config` values: Snakemake reads `seeds=[1]` or `train={epochs: 3}` as lists and objects of
 #      *strings*; their scalars are re-read as YAML, as they would be in a config file.
-#   2. the JSON schema (workflow/schemas/config.schema.yaml): keys, types, ranges, the method names
-#      (tests/test_study.py holds its enums and defaults equal to mvlpt.study and mvlpt.config);
-#   3. what the schema cannot say well: task and measure names against mvlpt's registries, duplicates;
-#   4. the `train` section through mvlpt.config.TrainConfig, the rules `mvlpt train` applies itself;
-#   5. Snakemake's own `validate`, which fills in the schema's defaults.
+#   2. mvlpt.settings.load: the one check of the package (the JSON schema mvlpt/config.schema.yaml,
+#      task and measure names, duplicates, the multitask section, the `train` section as `mvlpt train`
+#      checks it; `mvlpt preflight` applies the same rules), and the schema's defaults filled in.
 #
 # Cheap on purpose: every Snakemake start (and every cluster job) runs this; nothing imports torch
-# (mvlpt.study and mvlpt.config import neither torch nor numpy; the task registry needs numpy and
+# (mvlpt.settings and mvlpt.study import neither torch nor numpy; the task registry needs numpy and
 # Pillow: about 0.2 s).
 
 import os
@@ -19,19 +17,17 @@ import sys
 
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 try:
-    from mvlpt import study
-    from mvlpt.config import COMPILE_CACHE, TrainConfig, yaml_text_number
+    from mvlpt import settings, study
+    from mvlpt.config import COMPILE_CACHE, TrainConfig
     from mvlpt.errors import MvlptError
 except ImportError as e:
     raise WorkflowError(
         f"config check: cannot import mvlpt ({e}); run Snakemake from the environment where mvlpt is installed "
         "(pip install -e '.[workflow]')."
     )
-
-CONFIG_SCHEMA = os.path.join(workflow.current_basedir, "..", "schemas", "config.schema.yaml")
 
 
 def readable_config_file(path):
@@ -82,26 +78,6 @@ def coerce_command_line_config(cfg):
         update_config(cfg, _typed(dict(given)))
 
 
-# ------------------------------------------------------------------------------------------------
-# 2. The schema, as one sentence naming the key (Snakemake's own message dumps the whole schema)
-# ------------------------------------------------------------------------------------------------
-def schema_problem(cfg):
-    """The schema's first violation as one clause: mvlpt.configcheck, the rules preflight applies too."""
-    from mvlpt.configcheck import schema_problem as problem
-
-    return problem(cfg, CONFIG_SCHEMA)
-
-
-# ------------------------------------------------------------------------------------------------
-# 3. Names against mvlpt's registries, duplicates (the config has passed the schema)
-# ------------------------------------------------------------------------------------------------
-def config_problems(cfg):
-    """What the schema cannot say well, each as one clause (empty list: none): mvlpt.configcheck."""
-    from mvlpt.configcheck import config_problems as problems
-
-    return problems(cfg)
-
-
 def multitask_requested():
     """Whether this run asks for the multitask study (`snakemake multitask`, or one of its files as the
     target: anything under a `multitask/` folder, or the `multitask*` tables and figures): its section
@@ -117,19 +93,46 @@ def multitask_requested():
 # All of it
 # ------------------------------------------------------------------------------------------------
 def check_config(cfg):
+    """The study config (mvlpt.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place.
+    Checked by the main process; a cluster job, which parses the workflow again with the config the main
+    process checked, only types it (no jsonschema, no task registry: a third of a second per job)."""
     coerce_command_line_config(cfg)
-    # steps 2-4: one rule set, mvlpt.configcheck, which `mvlpt preflight` applies too (issue 24, class 5)
-    from mvlpt.configcheck import rule_problems
-
-    problems = rule_problems(cfg, multitask=multitask_requested(), schema_path=CONFIG_SCHEMA)
-    if problems:
-        raise WorkflowError(f"invalid config: {'; '.join(problems)}.")
-    validate(cfg, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+    try:
+        checked = settings.load(cfg, multitask=multitask_requested(), checked=not workflow.is_main_process)
+    except MvlptError as e:
+        raise WorkflowError(str(e))
+    cfg.update(checked.as_dict())
+    return checked
 
 
 # ------------------------------------------------------------------------------------------------
 # Preflight: data, weights, devices and disk of the whole study, checked before the first job
 # ------------------------------------------------------------------------------------------------
+def gpu_rules():
+    """The rules whose jobs take a GPU (`resources: gpu=1`), for preflight's read-back of a SLURM profile."""
+    declared = ((r.name, dict(r.resources).get("gpu")) for r in workflow.rules)
+    # a callable resource counts as a GPU one (it may give one); a number says itself
+    return [name for name, gpu in declared if gpu is not None and (gpu.is_evaluable() or gpu.value)]
+
+
+def slurm_profile_used():
+    """The profile (folder) of this run when it submits to SLURM (`--workflow-profile` or `--profile`,
+    `executor: slurm`), else None: Snakemake keeps no record of it, the command line tells."""
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        for flag in ("--workflow-profile", "--profile"):
+            value = a.split("=", 1)[1] if a.startswith(flag + "=") else (args[i + 1] if a == flag and i + 1 < len(args) else None)
+            if value:
+                path = value if os.path.isdir(value) else os.path.join("profiles", value)
+                try:
+                    with open(os.path.join(path, "config.yaml"), encoding="utf-8") as fh:
+                        if (yaml.safe_load(fh) or {}).get("executor") == "slurm":
+                            return path
+                except (OSError, yaml.YAMLError):
+                    pass
+    return None
+
+
 def run_preflight():
     """`mvlpt preflight`'s problems for this config, as one error before any job starts (the report:
     `mvlpt preflight --configfile ...`). Skipped with `preflight: false`."""
@@ -145,7 +148,8 @@ def run_preflight():
         logging.root.addHandler(logging.NullHandler())
 
     report_file = os.path.join("logs", "preflight.json")
-    found = problems(config, report_path=report_file, multitask=multitask_requested())
+    found = problems(config, report_path=report_file, multitask=multitask_requested(), profile=slurm_profile_used(),
+                     gpu_rules=gpu_rules())
     if found:
         raise WorkflowError(
             f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: {report_file}, or "

@@ -63,7 +63,7 @@ rule train_group_source:
         ]),
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "source"),
-        env=env_prefix(),
+        metric=metric_args(),
         runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
@@ -74,7 +74,7 @@ rule train_group_source:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
+        "mvlpt train {params.metric} {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 rule train_group_target:
@@ -102,7 +102,7 @@ rule train_group_target:
         ]),
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "init"),
-        env=env_prefix(),
+        metric=metric_args(),
         runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
@@ -113,7 +113,7 @@ rule train_group_target:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
+        "mvlpt train {params.metric} --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 # One process for all seeds (stacked, whatever stack_seeds says): its output is one folder,
@@ -140,7 +140,7 @@ rule train_group_joint:
         ]),
         args=mt_train_args,
         state=lambda wildcards: mt_state(wildcards, "joint", SEEDS),
-        env=env_prefix(),
+        metric=metric_args(),
         runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
@@ -151,7 +151,7 @@ rule train_group_joint:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
+        "mvlpt train {params.metric} {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
 rule multitask_table:

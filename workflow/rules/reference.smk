@@ -20,7 +20,7 @@ rule reference_zeroshot:
     params:
         model=model_args(),
         cache=CACHE,
-        env=env_prefix(),
+        metric=metric_args(),
         workers=runtime_workers,
     threads: JOB_THREADS
     resources:
@@ -30,7 +30,7 @@ rule reference_zeroshot:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt reference --kind zeroshot --task {wildcards.task:q} --cache-dir {params.cache:q} "
+        "mvlpt reference {params.metric} --kind zeroshot --task {wildcards.task:q} --cache-dir {params.cache:q} "
         "--workers {params.workers} {params.model} --out {output:q} > {log:q} 2>&1"
 
 
@@ -44,7 +44,7 @@ rule reference_linear_probe:
     params:
         model=model_args(),
         cache=CACHE,
-        env=env_prefix(),
+        metric=metric_args(),
         split=lambda wildcards: split_file(wildcards.task, wildcards.seed),
         workers=runtime_workers,
     threads: JOB_THREADS
@@ -55,6 +55,6 @@ rule reference_linear_probe:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt reference --kind linear_probe --task {wildcards.task:q} --split-file {params.split:q} "
+        "mvlpt reference {params.metric} --kind linear_probe --task {wildcards.task:q} --split-file {params.split:q} "
         "--seed {wildcards.seed} --cache-dir {params.cache:q} --workers {params.workers} {params.model} "
         "--out {output:q} > {log:q} 2>&1"

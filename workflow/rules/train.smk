@@ -31,7 +31,7 @@ rule train_single:
         args=train_args,
         io=single_io_args,
         state=train_state,
-        env=env_prefix(),
+        metric=metric_args(),
         runtime_opts=runtime_args,
     threads: JOB_THREADS
     retries: 2
@@ -42,7 +42,7 @@ rule train_single:
     conda:
         CONDA_ENV
     shell:
-        "{params.env} mvlpt train --task {wildcards.task:q} {params.io} {params.args} {params.runtime_opts} "
+        "mvlpt train {params.metric} --task {wildcards.task:q} {params.io} {params.args} {params.runtime_opts} "
         "--state {params.state:q} > {log:q} 2>&1"
 
 
@@ -64,7 +64,7 @@ if MODE == "joint":
             args=train_args,
             io=joint_io_args,
             state=train_state,
-            env=env_prefix(),
+            metric=metric_args(),
             runtime_opts=runtime_args,
         threads: JOB_THREADS
         retries: 2
@@ -75,7 +75,7 @@ if MODE == "joint":
         conda:
             CONDA_ENV
         shell:
-            "{params.env} mvlpt train --task {wildcards.a:q} --task {wildcards.b:q} {params.io} {params.args} {params.runtime_opts} "
+            "mvlpt train {params.metric} --task {wildcards.a:q} --task {wildcards.b:q} {params.io} {params.args} {params.runtime_opts} "
             "--state {params.state:q} > {log:q} 2>&1"
 
 else:
@@ -95,7 +95,7 @@ else:
             args=train_args,
             io=sequential_io_args,
             state=train_state,
-            env=env_prefix(),
+            metric=metric_args(),
             runtime_opts=runtime_args,
         threads: JOB_THREADS
         retries: 2
@@ -106,5 +106,5 @@ else:
         conda:
             CONDA_ENV
         shell:
-            "{params.env} mvlpt train --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} "
+            "mvlpt train {params.metric} --task {wildcards.target:q} {params.io} {params.args} {params.runtime_opts} "
             "--state {params.state:q} > {log:q} 2>&1"
