@@ -262,21 +262,23 @@ def train_args(wildcards):
     return f"{q(args)} {model_args()}"
 
 
-def runtime_args(wildcards, threads):
+def runtime_args(wildcards, output):
     """The runtime training options of a training command (`TrainConfig.RUNTIME`, as a second
     --train-options), and with train.compile the kernel cache every training job shares
     (``COMPILE_CACHE_DIR``: a job whose graphs an earlier job compiled loads them instead of compiling).
 
     They do not change results, so changing one must not rerun finished jobs. A param function that
-    takes the job's ``threads`` is one Snakemake counts as derived from the job's resources and leaves
-    out of its rerun triggers; tests/test_workflow.py holds that (and that other options do rerun)."""
+    takes the job's ``output`` is one Snakemake counts as derived and leaves out of its rerun triggers;
+    tests/test_workflow.py holds that (and that other options do rerun). (``output``, not ``threads``:
+    asking for ``threads`` makes Snakemake evaluate every job's resources while it plans the DAG, about a
+    fifth of the paper config's dry-run.)"""
     args = ["--train-options", json.dumps(TRAIN_RUNTIME, sort_keys=True)] if TRAIN_RUNTIME else []
     if TRAIN_CONFIG.compile != "none":
         args += ["--compile-cache", COMPILE_CACHE_DIR]
     return q(args)
 
 
-def runtime_workers(wildcards, threads):
+def runtime_workers(wildcards, output):
     """train.workers, a runtime option (see runtime_args)."""
     return TRAIN_CONFIG.workers
 
