@@ -1,9 +1,101 @@
 # Analysis of the transfer study: tables, task similarity, correlations, figures (issue #4).
 #
-# Names and input functions are in common.smk (section "Analysis"); the measures, table names and
-# the defaults of the `similarity` and `analysis` config sections are mvlpt.study's (config/README.md).
+# The measures, table names and the defaults of the `similarity` and `analysis` config sections are
+# mvlpt.study's (config/README.md); every path is mvlpt.layout's (common.smk: table(), the *_DIR names).
 # Entry points: `snakemake analysis` (every table and figure; trains what is missing),
 #               `snakemake figures` (every figure from the results that exist now; never trains).
+
+def results_dir_of(wildcards, output):
+    """The results directory of a tables output ``{results}/tables/runs.csv``."""
+    return os.path.dirname(os.path.dirname(output.runs))
+
+
+def tables_dir_of(wildcards, output):
+    return os.path.dirname(output.runs)
+
+
+def reference_dir_of(wildcards, output):
+    """The reference folder next to the results of a tables output (rule collect_results)."""
+    return os.path.join(results_dir_of(wildcards, output), layout.REFERENCE_DIR.relative())
+
+
+def _study_selection():
+    return f"--methods {q(METHODS)} --tasks {q(TASKS)} --seeds {q(SEEDS)}"
+
+
+def _embed_split_seeds():
+    seeds = SIMILARITY["fewshot_seeds"]
+    return [int(s) for s in (SEEDS if seeds is None else seeds)]
+
+
+def _embed_shots():
+    return SHOTS if SIMILARITY["shots"] is None else int(SIMILARITY["shots"])
+
+
+def _use_split_files():
+    """Use the study's pinned split files (data.smk) when they are the ones asked for."""
+    return _embed_shots() == SHOTS and set(_embed_split_seeds()) <= set(SEEDS)
+
+
+def embed_image_inputs(wildcards):
+    if not _use_split_files():
+        return []
+    return [ancient(split_file(wildcards.task, s)) for s in _embed_split_seeds()]
+
+
+def embed_image_args(wildcards):
+    seeds = _embed_split_seeds()
+    if _use_split_files():
+        seeds_arg = f"--split-files {q(split_file(wildcards.task, s) for s in seeds)}"
+    else:
+        seeds_arg = f"--fewshot-seeds {q(seeds)}"
+    args = [
+        "--shots", _embed_shots(),
+        "--sample-size", SIMILARITY["sample_size"],
+        "--sample-seed", SIMILARITY["sample_seed"],
+        "--batch-size", SIMILARITY["batch_size"],
+    ]
+    return f"{model_args(SIMILARITY['device'])} {q(args)} {seeds_arg}"
+
+
+def embed_label_args(wildcards):
+    return f"{model_args(SIMILARITY['device'])} --templates {q([SIMILARITY['templates']])}"
+
+
+def measure_embeddings(wildcards):
+    """The input of the `similarity` job of one measure: the embeddings it is computed from."""
+    return embeddings(study.MEASURES[wildcards.measure].kind)
+
+
+def measure_args(wildcards):
+    """--tasks, then the measure's own options (study.MEASURES[...].options) from the config's `similarity` section."""
+    options = study.MEASURES[wildcards.measure].options
+    return q(["--tasks", *TASKS, *(a for name in options for a in (f"--{name.replace('_', '-')}", SIMILARITY[name]))])
+
+
+def similarity_tables(wildcards=None):
+    return [layout.SIMILARITY.template(SIMILARITY_DIR, m, "parquet") for m in MEASURES]
+
+
+def resampling_args():
+    """The statistics options of every command that draws confidence intervals or p-values (`mvlpt
+    correlate`, `mvlpt figures`): the same options, so both draw the same intervals."""
+    args = ["--n-boot", ANALYSIS["n_boot"], "--n-perm", ANALYSIS["n_perm"], "--seed", ANALYSIS["seed"],
+            "--level", ANALYSIS["level"]]
+    return f"{q(args)} --model-measures {q(ANALYSIS['model_measures'] or ['none'])}"
+
+
+def correlate_args(wildcards=None):
+    return f"{resampling_args()} --methods {q(METHODS)}"
+
+
+def cluster_flag(wildcards=None):
+    return "--cluster" if ANALYSIS["cluster"] else ""
+
+
+def report_table(name, caption, category, **kw):
+    return report(table(name), caption=f"../report/{caption}.rst", category=category, **kw)
+
 
 # ------------------------------------------------------------------------------------------------
 # Tables
@@ -13,21 +105,22 @@ rule collect_results:
         all_results(),
         reference_results(),
     output:
-        runs=report(f"{TABLES_DIR}/runs.csv", caption="../report/runs.rst", category="Tables"),
-        reference=report(f"{TABLES_DIR}/reference.csv", caption="../report/reference.rst", category="Tables"),
-        baselines=report(f"{TABLES_DIR}/baselines.csv", caption="../report/baselines.rst", category="Tables"),
-        reference_parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.REFERENCE_TABLE_NAMES),
-        pairs=report(f"{TABLES_DIR}/pairs.csv", caption="../report/pairs.rst", category="Tables"),
-        best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
-        source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
-        target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
-        gain_summary=report(f"{TABLES_DIR}/gain_summary.csv", caption="../report/gain_summary.rst", category="Transfer"),
-        decomposition=report(f"{TABLES_DIR}/decomposition.csv", caption="../report/decomposition.rst", category="Transfer"),
-        selection=report(f"{TABLES_DIR}/selection.csv", caption="../report/selection.rst", category="Tables"),
-        parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
-        matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
+        runs=report_table("runs", "runs", "Tables"),
+        reference=report_table("reference", "reference", "Tables"),
+        baselines=report_table("baselines", "baselines", "Tables"),
+        reference_parquet=[table(name, "parquet") for name in study.REFERENCE_TABLE_NAMES],
+        pairs=report_table("pairs", "pairs", "Tables"),
+        best_source=report_table("best_source", "best_source", "Tables"),
+        source_gain=report_table("source_gain", "source_gain", "Tables"),
+        target_gain=report_table("target_gain", "target_gain", "Tables"),
+        gain_summary=report_table("gain_summary", "gain_summary", "Transfer"),
+        decomposition=report_table("decomposition", "decomposition", "Transfer"),
+        selection=report_table("selection", "selection", "Tables"),
+        parquet=[table(name, "parquet") for name in study.TABLE_NAMES],
+        matrices=[layout.MATRIX.template(TABLES_DIR, m, stat, ext) for m in METHODS for stat in study.MATRIX_STATS
+                  for ext in ("csv", "parquet")],
     log:
-        f"{LOGS}/analysis/collect_results.log",
+        job_log("analysis/collect_results"),
     params:
         results=results_dir_of,
         out=tables_dir_of,
@@ -45,13 +138,13 @@ rule collect_results:
 # What the study can resolve: the smallest detectable gain with its seeds and test sets, the seeds a gain needs.
 rule power:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        runs=f"{TABLES_DIR}/runs.parquet",
+        pairs=table("pairs", "parquet"),
+        runs=table("runs", "parquet"),
     output:
-        csv=report(f"{TABLES_DIR}/power.csv", caption="../report/power.rst", category="Transfer"),
-        parquet=f"{TABLES_DIR}/power.parquet",
+        csv=report_table("power", "power", "Transfer"),
+        parquet=table("power", "parquet"),
     log:
-        f"{LOGS}/analysis/power.log",
+        job_log("analysis/power"),
     params:
         tables=lambda wildcards, input: os.path.dirname(input.pairs),
         level=q([ANALYSIS["level"]]),
@@ -69,9 +162,9 @@ rule embed_task_images:
     input:
         embed_image_inputs,
     output:
-        f"{EMBED_DIR}/{{task}}.images.npz",
+        layout.EMBEDDING.template(CACHE, kind="images"),
     log:
-        f"{LOGS}/analysis/embed_images/{{task}}.log",
+        job_log("analysis/embed_images/{task}"),
     wildcard_constraints:
         task=alternation(TASKS),
     params:
@@ -88,9 +181,9 @@ rule embed_task_images:
 
 rule embed_task_labels:
     output:
-        f"{EMBED_DIR}/{{task}}.labels.npz",
+        layout.EMBEDDING.template(CACHE, kind="labels"),
     log:
-        f"{LOGS}/analysis/embed_labels/{{task}}.log",
+        job_log("analysis/embed_labels/{task}"),
     wildcard_constraints:
         task=alternation(TASKS),
     params:
@@ -110,11 +203,11 @@ rule similarity:
     input:
         measure_embeddings,
     output:
-        csv=report(f"{SIMILARITY_DIR}/{{measure}}.csv", caption="../report/similarity.rst", category="Similarity",
-                   labels={"table": "task similarity", "measure": "{measure}"}),
-        parquet=f"{SIMILARITY_DIR}/{{measure}}.parquet",
+        csv=report(layout.SIMILARITY.template(SIMILARITY_DIR, ext="csv"), caption="../report/similarity.rst",
+                   category="Similarity", labels={"table": "task similarity", "measure": "{measure}"}),
+        parquet=layout.SIMILARITY.template(SIMILARITY_DIR, ext="parquet"),
     log:
-        f"{LOGS}/analysis/similarity_{{measure}}.log",
+        job_log("analysis/similarity_{measure}"),
     wildcard_constraints:
         measure=alternation(MEASURES),
     params:
@@ -137,14 +230,14 @@ rule similarity:
 # ------------------------------------------------------------------------------------------------
 rule correlate_gain_similarity:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        runs=f"{TABLES_DIR}/runs.parquet",
+        pairs=table("pairs", "parquet"),
+        runs=table("runs", "parquet"),
         similarity=similarity_tables(),
     output:
-        csv=report(f"{TABLES_DIR}/correlations.csv", caption="../report/correlations.rst", category="Correlations"),
-        parquet=f"{TABLES_DIR}/correlations.parquet",
+        csv=report_table("correlations", "correlations", "Correlations"),
+        parquet=table("correlations", "parquet"),
     log:
-        f"{LOGS}/analysis/correlate_gain_similarity.log",
+        job_log("analysis/correlate_gain_similarity"),
     params:
         args=correlate_args(),
     localrule: True
@@ -161,15 +254,15 @@ rule correlate_gain_similarity:
 # the cells that are distinguishable from noise.
 rule gain_heatmap:
     input:
-        matrix=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.parquet",
-        q=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}_q.parquet",
-        reference=f"{TABLES_DIR}/baselines.parquet",  # the strip: baseline, zero-shot, linear probe per target
+        matrix=layout.MATRIX.template(TABLES_DIR, ext="parquet"),
+        q=layout.MATRIX.template(TABLES_DIR, stat="{stat}_q", ext="parquet"),
+        reference=table("baselines", "parquet"),  # the strip: baseline, zero-shot, linear probe per target
     output:
-        png=report(f"{FIGURES_DIR}/{{stat}}_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
-                   labels={"figure": "{stat} heatmap", "method": "{method}"}),
-        pdf=f"{FIGURES_DIR}/{{stat}}_{{method}}.pdf",
+        png=report(layout.HEATMAP_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/gain_heatmap.rst",
+                   category="Transfer", labels={"figure": "{stat} heatmap", "method": "{method}"}),
+        pdf=layout.HEATMAP_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/gain_heatmap/{{stat}}_{{method}}.log",
+        job_log("analysis/gain_heatmap/{stat}_{method}"),
     wildcard_constraints:
         method=alternation(METHODS),
         stat="gain|interaction",
@@ -187,13 +280,13 @@ rule gain_heatmap:
 
 rule similarity_heatmap:
     input:
-        f"{SIMILARITY_DIR}/{{measure}}.parquet",
+        layout.SIMILARITY.template(SIMILARITY_DIR, ext="parquet"),
     output:
-        png=report(f"{FIGURES_DIR}/similarity_{{measure}}.png", caption="../report/similarity_heatmap.rst",
+        png=report(layout.SIMILARITY_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/similarity_heatmap.rst",
                    category="Similarity", labels={"figure": "similarity heatmap", "measure": "{measure}"}),
-        pdf=f"{FIGURES_DIR}/similarity_{{measure}}.pdf",
+        pdf=layout.SIMILARITY_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/similarity_heatmap/{{measure}}.log",
+        job_log("analysis/similarity_heatmap/{measure}"),
     wildcard_constraints:
         measure=alternation(MEASURES),
     params:
@@ -208,14 +301,14 @@ rule similarity_heatmap:
 
 rule gain_scatter:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
+        pairs=table("pairs", "parquet"),
         similarity=similarity_tables(),
     output:
-        png=report(f"{FIGURES_DIR}/scatter_{{method}}.png", caption="../report/gain_scatter.rst", category="Correlations",
-                   labels={"figure": "gain vs similarity", "method": "{method}"}),
-        pdf=f"{FIGURES_DIR}/scatter_{{method}}.pdf",
+        png=report(layout.SCATTER_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/gain_scatter.rst",
+                   category="Correlations", labels={"figure": "gain vs similarity", "method": "{method}"}),
+        pdf=layout.SCATTER_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/gain_scatter/{{method}}.log",
+        job_log("analysis/gain_scatter/{method}"),
     wildcard_constraints:
         method=alternation(METHODS),
     localrule: True
@@ -227,14 +320,14 @@ rule gain_scatter:
 
 rule summary_figure:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        correlations=f"{TABLES_DIR}/correlations.parquet",
+        pairs=table("pairs", "parquet"),
+        correlations=table("correlations", "parquet"),
     output:
-        png=report(f"{FIGURES_DIR}/summary.png", caption="../report/summary.rst", category="Transfer",
+        png=report(layout.FIGURE.template(FIGURES_DIR, "summary", "png"), caption="../report/summary.rst", category="Transfer",
                    labels={"figure": "methods compared"}),
-        pdf=f"{FIGURES_DIR}/summary.pdf",
+        pdf=layout.FIGURE.template(FIGURES_DIR, "summary", "pdf"),
     log:
-        f"{LOGS}/analysis/summary_figure.log",
+        job_log("analysis/summary_figure"),
     params:
         level=q([ANALYSIS["level"]]),
     localrule: True
@@ -255,7 +348,7 @@ rule analysis:
 # jobs into the DAG. Similarity heatmaps and scatters need results/similarity/*.csv to exist.
 rule figures:
     log:
-        f"{LOGS}/analysis/figures.log",
+        job_log("analysis/figures"),
     params:
         results=RESULTS,
         out=FIGURES_DIR,

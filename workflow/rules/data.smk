@@ -1,13 +1,28 @@
 # Data preparation per task: pinned few-shot splits, and CoOp's frozen image features.
 
 
+def split_policy_args():
+    """`mvlpt split`'s --policy, only when it is not the default (the commands of existing studies stay as they were)."""
+    policy = config.get("fewshot_policy", "available")
+    return "" if policy == "available" else f"--policy {shlex.quote(policy)}"
+
+
+def features_split_args(wildcards):
+    return " ".join(f"--split-file {shlex.quote(split_file(wildcards.task, s))}" for s in SEEDS)
+
+
+def cache_dir_of(wildcards, output):
+    """The cache directory of a features marker (mvlpt.layout.FEATURES_DONE)."""
+    return os.path.dirname(os.path.dirname(output[0]))
+
+
 # One split file per (task, seed): the few-shot train/val ids, so every method, pair and rerun
 # trains on exactly the same images. Cheap (reads the task's index); grouped on SLURM.
 rule fewshot_split:
     output:
-        f"{SPLITS_DIR}/{{task}}/shots{SHOTS}_seed{{seed}}.json",
+        layout.SPLIT.template(CACHE, shots=SHOTS),
     log:
-        f"{LOGS}/fewshot_split/{{task}}/shots{SHOTS}_seed{{seed}}.log",
+        job_log(f"fewshot_split/{{task}}/shots{SHOTS}_seed{{seed}}"),
     params:
         shots=SHOTS,
         data=q(["--data-dir", config["data_dir"]]) if config.get("data_dir") else "",
@@ -30,9 +45,9 @@ rule frozen_features:
     input:
         [split_file("{task}", s) for s in SEEDS],
     output:
-        f"{FEATURES_DIR}/{{task}}.shots{SHOTS}.done.json",
+        layout.FEATURES_DONE.template(CACHE, shots=SHOTS),
     log:
-        f"{LOGS}/frozen_features/{{task}}.shots{SHOTS}.log",
+        job_log(f"frozen_features/{{task}}.shots{SHOTS}"),
     params:
         splits=features_split_args,
         model=model_args(),

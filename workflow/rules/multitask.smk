@@ -16,7 +16,106 @@
 # training jobs read their task lists from groups.csv but do not take it as an input, and rewriting
 # groups.csv with the same content (`--forcerun multitask_groups`) retrains nothing.
 
-# Names and input functions: common.smk, section "Multitask study".
+MT = study.multitask_settings(config.get("multitask"), METHODS)
+MT_METHODS = list(MT["methods"])
+MT_GROUPS = layout.MULTITASK_GROUPS.template(RESULTS)
+# SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head
+MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task"} if study.METHODS[m].task_conditioned else TRAIN_RESULT) for m in MT_METHODS}
+
+
+def multitask_plan_message():
+    """How many training jobs the multitask study adds, in one line (the Snakefile prints it)."""
+    return study.multitask_plan_message(len(TASKS), MT, len(SEEDS), STACK)
+
+
+def multitask_group_inputs(wildcards=None):
+    """What the groups are chosen from: the pairwise gain matrices (strategy gain), the similarity
+    matrix (strategy similarity), the predictor's matrices (strategy predictor)."""
+    strategies = {s for m in MT_METHODS for _, s in study.multitask_runs(m, MT)}
+    pairwise = [m for m in MT_METHODS if not study.METHODS[m].multitask_only]
+    inputs = {}
+    if "gain" in strategies:
+        inputs["gain"] = [layout.MATRIX.template(TABLES_DIR, m, "gain", "csv") for m in pairwise]
+    if "similarity" in strategies:
+        inputs["similarity"] = layout.SIMILARITY.template(SIMILARITY_DIR, MT["similarity"], "csv")
+    if "predictor" in strategies:
+        p = MT["predictor"]
+        inputs["predictor"] = ([layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, m, p, "csv") for m in pairwise]
+                               if study.PREDICTORS[p].per_method else layout.PREDICTOR.template(PREDICTORS_DIR, p, "csv"))
+    return inputs
+
+
+_GROUPS_CACHE = {}
+
+
+def multitask_groups():
+    """The chosen groups (after the checkpoint has run): a DataFrame of mvlpt.grouping.read_groups."""
+    path = checkpoints.multitask_groups.get().output[0]
+    stamp = os.stat(path).st_mtime_ns
+    if _GROUPS_CACHE.get("stamp") != stamp:
+        from mvlpt.grouping import read_groups
+
+        _GROUPS_CACHE.update(stamp=stamp, groups=read_groups(path))
+    return _GROUPS_CACHE["groups"]
+
+
+def group_tasks(wildcards):
+    """The training tasks of group ``wildcards.group`` (config order)."""
+    rows = multitask_groups()
+    rows = rows[rows["group"] == wildcards.group]
+    if rows.empty:
+        raise WorkflowError(f"group {wildcards.group} is not in {MT_GROUPS}; it was chosen by an earlier run whose tables have changed.")
+    return str(rows["tasks"].iloc[0]).split("+")
+
+
+def mt_train_args(wildcards):
+    return method_args(wildcards.method, MT_TRAIN[wildcards.method])
+
+
+def mt_state(wildcards, kind, seeds=None):
+    """Resumable-state file of a multitask training job (seeds: the job's, by default)."""
+    seeds = job_seeds(wildcards) if seeds is None else seeds
+    tag = state_tag(mt_train_args(wildcards), env_prefix(), seeds, kind)
+    where = f"{wildcards.group}/{wildcards.target}" if hasattr(wildcards, "target") else wildcards.group
+    stem = f"seeds{'-'.join(map(str, seeds))}"
+    return layout.MULTITASK_STATE.template(CACHE, wildcards.method, kind, where, stem, tag)
+
+
+def group_prompt(method, group, seed):
+    return layout.GROUP_PROMPT.template(RESULTS, method, group, seed)
+
+
+def mt_result(method, mode, group, target, seed):
+    return layout.MULTITASK_RESULT.template(RESULTS, method, mode, group, target, seed)
+
+
+def task_args(tasks):
+    return q(a for t in tasks for a in ("--task", t))
+
+
+def multitask_results(wildcards=None):
+    """Every multitask result the table reads (known once the groups are): init results per seed, joint folders."""
+    out = set()
+    for row in multitask_groups().itertuples():
+        if row.mode == "init":
+            out.update(mt_result(row.method, "init", row.group, row.target, s) for s in SEEDS)
+        else:
+            out.add(layout.MULTITASK_JOINT.template(RESULTS, row.method, row.group))
+    return sorted(out)
+
+
+def multitask_baselines(wildcards=None):
+    """The single-task baselines the multitask results are compared with (study.Method.baseline)."""
+    methods = dict.fromkeys(study.METHODS[m].baseline or m for m in MT_METHODS)
+    return [result_path(m, t, t, s) for m in methods for t in TASKS for s in SEEDS]
+
+
+def mt_log(job):
+    return job_log(f"multitask/{job}")
+
+
+def mt_benchmark(job):
+    return job_benchmark(f"multitask/{job}")
 
 
 checkpoint multitask_groups:
@@ -25,7 +124,7 @@ checkpoint multitask_groups:
     output:
         MT_GROUPS,
     log:
-        f"{LOGS}/multitask/groups.log",
+        mt_log("groups"),
     params:
         args=lambda wildcards, input: q(
             ["--tasks", *TASKS, "--methods", *MT_METHODS, "--modes", *MT["modes"], "--strategies", *MT["strategies"],
@@ -46,11 +145,11 @@ rule train_group_source:
     input:
         unpack(lambda wildcards: train_inputs(wildcards.method, group_tasks(wildcards), job_seeds(wildcards))),
     output:
-        seed_paths(f"{MT_DIR}/prompts/{{method}}/{{group}}/seed{{seed}}.safetensors"),
+        seed_paths(layout.GROUP_PROMPT.template(RESULTS)),
     log:
-        f"{LOGS}/multitask/source/{{method}}/{{group}}/{SEED_STEM}.log",
+        mt_log(f"source/{{method}}/{{group}}/{SEED_STEM}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/source/{{method}}/{{group}}/{SEED_STEM}.tsv"
+        mt_benchmark(f"source/{{method}}/{{group}}/{SEED_STEM}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -84,11 +183,11 @@ rule train_group_target:
             "prompts": [group_prompt(wildcards.method, wildcards.group, s) for s in job_seeds(wildcards)],
         }),
     output:
-        seed_paths(f"{MT_DIR}/{{method}}/init/{{group}}/{{target}}/seed{{seed}}.json"),
+        seed_paths(layout.MULTITASK_RESULT.template(RESULTS, mode="init")),
     log:
-        f"{LOGS}/multitask/init/{{method}}/{{group}}/{{target}}/{SEED_STEM}.log",
+        mt_log(f"init/{{method}}/{{group}}/{{target}}/{SEED_STEM}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/init/{{method}}/{{group}}/{{target}}/{SEED_STEM}.tsv"
+        mt_benchmark(f"init/{{method}}/{{group}}/{{target}}/{SEED_STEM}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -97,7 +196,7 @@ rule train_group_target:
             seed_args(job_seeds(wildcards)),
             split_args([wildcards.target], seed_slot(wildcards)),
             q(["--init-from", group_prompt(wildcards.method, wildcards.group, seed_slot(wildcards))]),
-            _pair_args("--output", [(wildcards.target, mt_result(wildcards.method, "init", wildcards.group, wildcards.target,
+            pair_args("--output", [(wildcards.target, mt_result(wildcards.method, "init", wildcards.group, wildcards.target,
                                                                   seed_slot(wildcards)))]),
         ]),
         args=mt_train_args,
@@ -122,11 +221,11 @@ rule train_group_joint:
     input:
         unpack(lambda wildcards: train_inputs(wildcards.method, group_tasks(wildcards), SEEDS)),
     output:
-        directory(f"{MT_DIR}/{{method}}/joint/{{group}}"),
+        directory(layout.MULTITASK_JOINT.template(RESULTS)),
     log:
-        f"{LOGS}/multitask/joint/{{method}}/{{group}}.log",
+        mt_log("joint/{method}/{group}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/joint/{{method}}/{{group}}.tsv"
+        mt_benchmark("joint/{method}/{group}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -135,7 +234,7 @@ rule train_group_joint:
         io=lambda wildcards: " ".join([
             seed_args(SEEDS),
             split_args(group_tasks(wildcards), "{seed}"),
-            _pair_args("--output", [(t, mt_result(wildcards.method, "joint", wildcards.group, t, "{seed}"))
+            pair_args("--output", [(t, mt_result(wildcards.method, "joint", wildcards.group, t, "{seed}"))
                                     for t in group_tasks(wildcards)]),
         ]),
         args=mt_train_args,
@@ -160,10 +259,10 @@ rule multitask_table:
         results=multitask_results,
         baselines=multitask_baselines,
     output:
-        table=report(f"{TABLES_DIR}/multitask.csv", caption="../report/multitask.rst", category="Multitask"),
-        summary=report(f"{TABLES_DIR}/multitask_summary.csv", caption="../report/multitask_summary.rst", category="Multitask"),
+        table=report(table("multitask"), caption="../report/multitask.rst", category="Multitask"),
+        summary=report(table("multitask_summary"), caption="../report/multitask_summary.rst", category="Multitask"),
     log:
-        f"{LOGS}/multitask/table.log",
+        mt_log("table"),
     params:
         args=lambda wildcards: q(["--results-dir", RESULTS, "--seeds", *SEEDS, "--n-boot", ANALYSIS["n_boot"],
                                   "--level", ANALYSIS["level"], "--boot-seed", ANALYSIS["seed"]]),
@@ -177,13 +276,13 @@ rule multitask_table:
 
 rule multitask_figure:
     input:
-        f"{TABLES_DIR}/multitask_summary.csv",
+        table("multitask_summary"),
     output:
-        png=report(f"{FIGURES_DIR}/multitask.png", caption="../report/multitask_figure.rst", category="Multitask",
-                   labels={"figure": "multitask gain"}),
-        pdf=f"{FIGURES_DIR}/multitask.pdf",
+        png=report(layout.FIGURE.template(FIGURES_DIR, "multitask", "png"), caption="../report/multitask_figure.rst",
+                   category="Multitask", labels={"figure": "multitask gain"}),
+        pdf=layout.FIGURE.template(FIGURES_DIR, "multitask", "pdf"),
     log:
-        f"{LOGS}/multitask/figure.log",
+        mt_log("figure"),
     localrule: True
     conda:
         CONDA_ENV
@@ -193,6 +292,6 @@ rule multitask_figure:
 
 rule multitask:
     input:
-        f"{TABLES_DIR}/multitask.csv",
-        f"{TABLES_DIR}/multitask_summary.csv",
-        expand(f"{FIGURES_DIR}/multitask.{{ext}}", ext=["png", "pdf"]),
+        table("multitask"),
+        table("multitask_summary"),
+        [layout.FIGURE.template(FIGURES_DIR, "multitask", ext) for ext in ("png", "pdf")],

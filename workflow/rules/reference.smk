@@ -7,16 +7,30 @@
 #
 # Both read (and, if missing, write) the frozen image-feature cache the CoOp runs use
 # ({cache_dir}/features/...): when the study has the frozen_features jobs, they run after them and
-# encode nothing. Inputs of rule collect_results (analysis.smk), hence built by the default target.
-# Names and input functions: common.smk, section "Reference rows".
+# encode nothing. Inputs of rule collect_results (analysis.smk), hence built by the default target
+# (common.smk: reference_results).
+
+REFERENCE_DIR = layout.REFERENCE_DIR.template(RESULTS)
+
+
+def reference_feature_inputs(wildcards):
+    """The task's frozen-feature marker when the study computes the cache anyway (a method reads it)."""
+    if any(caches_image_features(m) for m in METHODS):
+        return [ancient(features_marker(wildcards.task))]
+    return []
+
+
+def reference_probe_inputs(wildcards):
+    return [ancient(split_file(wildcards.task, wildcards.seed)), *reference_feature_inputs(wildcards)]
+
 
 rule reference_zeroshot:
     input:
         reference_feature_inputs,
     output:
-        reference_zeroshot_path("{task}"),
+        layout.REFERENCE_ZEROSHOT.template(REFERENCE_DIR),
     log:
-        f"{LOGS}/reference/zeroshot/{{task}}.log",
+        job_log("reference/zeroshot/{task}"),
     params:
         model=model_args(),
         cache=CACHE,
@@ -38,9 +52,9 @@ rule reference_linear_probe:
     input:
         reference_probe_inputs,
     output:
-        reference_probe_path("{task}", "{seed}"),
+        layout.REFERENCE_PROBE.template(REFERENCE_DIR),
     log:
-        f"{LOGS}/reference/linear_probe/{{task}}/seed{{seed}}.log",
+        job_log("reference/linear_probe/{task}/seed{seed}"),
     params:
         model=model_args(),
         cache=CACHE,
