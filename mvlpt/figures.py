@@ -57,12 +57,14 @@ def similarity_figure(similarities: pd.DataFrame, measure: str, *, tasks: Sequen
 
 
 def scatter_figure(pairs: pd.DataFrame, similarities: pd.DataFrame, method: str, *,
-                   measures: Sequence[str] | None = None, y: str = "gain"):
-    """Gain vs every similarity measure (or ``measures``) for one method."""
+                   measures: Sequence[str] | None = None, y: str = "gain", n_boot: int = DEFAULTS["n_boot"],
+                   seed: int = DEFAULTS["seed"]):
+    """Gain vs every similarity measure (or ``measures``) for one method; the fit's band drawn from
+    ``n_boot`` bootstrap resamples with ``seed`` (the analysis's settings)."""
     data = tables.pairs_with_similarity(pairs, similarities)
     measures = list(measures) if measures else study.measure_order(
         c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
-    return plots.scatter_gain_vs_similarity(data, method, measures, y=y)
+    return plots.scatter_gain_vs_similarity(data, method, measures, y=y, n_boot=n_boot, seed=seed)
 
 
 def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *,
@@ -125,7 +127,7 @@ def make_all_figures(
                                          layout.SIMILARITY_FIGURE.path(out_dir, m, "png"))
         measures = study.measure_order(sims["measure"].unique())
         for method in found_methods:
-            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures),
+            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures, n_boot=n_boot, seed=seed),
                                          layout.SCATTER_FIGURE.path(out_dir, method, "png"))
         model = list(model_measures or [])
         corr = stats.correlate(pairs, sims, measures=measures,

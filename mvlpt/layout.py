@@ -25,15 +25,17 @@ import re
 import string
 from pathlib import Path
 
-_FIELD_RE = {"seed": r"-?\d+", "shots": r"\d+"}  # fields read back as integers
-_INT_FIELDS = frozenset(_FIELD_RE)
+# what a field holds, where it is narrower than one path component: seeds and shots (read back as
+# integers), file extensions and embedding kinds (no dot)
+_FIELD_RE = {"seed": r"-?\d+", "shots": r"\d+", "ext": r"[^/.]+", "kind": r"[^/.]+"}
+_INT_FIELDS = frozenset({"seed", "shots"})
 
 
 class Entry:
     """A kind of file (or folder) of a study: ``pattern``'s first field is the folder it lies under.
 
-    ``spans``: fields that may hold several path components (a log's job name), read back by
-    :meth:`parse` with ``.+`` instead of one component."""
+    ``spans``: fields that may hold several path components (a log's job name); :meth:`parse` reads
+    them back given the root folder."""
 
     def __init__(self, pattern: str, doc: str = "", spans: tuple[str, ...] = ()):
         parsed = list(string.Formatter().parse(pattern))
@@ -53,7 +55,9 @@ class Entry:
                 part = ".+?" if field in spans else _FIELD_RE.get(field, r"[^/]+?")
                 rest.append(f"(?P<{field}>{part})")
         # the part below the root folder: the root itself can be any folder
-        self._regex = re.compile(r"(?:^|/)" + "".join(rest).removeprefix(re.escape("/")) + r"$")
+        below = "".join(rest).removeprefix(re.escape("/")) + "$"
+        self._regex = re.compile(r"(?:^|/)" + below)
+        self._below = re.compile(below)
 
     def __repr__(self) -> str:
         return f"Entry({self.pattern!r})"
@@ -104,10 +108,17 @@ class Entry:
         values.pop(self.root, None)
         return self._fill(values, other=lambda name: "*").split("/", 1)[1]
 
-    def parse(self, path: str | os.PathLike) -> dict | None:
+    def parse(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> dict | None:
         """The fields of ``path`` below its root folder (``seed`` and ``shots`` as integers), or None
-        where it is not laid out as this entry says."""
-        m = self._regex.search(Path(path).as_posix())
+        where it is not laid out as this entry says. Without ``root`` the root can be any folder (not
+        for an entry with ``spans``, whose fields could then swallow it)."""
+        if root is None:
+            m = self._regex.search(Path(path).as_posix())
+        else:
+            try:
+                m = self._below.match(Path(path).relative_to(root).as_posix())
+            except ValueError:  # not under root
+                return None
         if m is None:
             return None
         return {k: int(v) if k in _INT_FIELDS else v for k, v in m.groupdict().items()}

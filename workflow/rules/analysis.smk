@@ -311,11 +311,14 @@ rule gain_scatter:
         job_log("analysis/gain_scatter/{method}"),
     wildcard_constraints:
         method=alternation(METHODS),
+    params:
+        resampling=q(["--n-boot", ANALYSIS["n_boot"], "--seed", ANALYSIS["seed"]]),  # the fit's band
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt plot scatter --pairs {input.pairs:q} --similarity {input.similarity:q} --method {wildcards.method:q} --out {output.png:q} > {log:q} 2>&1"
+        "mvlpt plot scatter --pairs {input.pairs:q} --similarity {input.similarity:q} --method {wildcards.method:q} "
+        "{params.resampling} --out {output.png:q} > {log:q} 2>&1"
 
 
 rule summary_figure:
