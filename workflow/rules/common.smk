@@ -1,8 +1,9 @@
-# What more than one rule file needs: the study's names, its paths (mvlpt.layout's templates), what
-# `rule all` builds, and the input functions and params of the training and encoding jobs. What one
-# rule file alone needs lives in that file; logic that is not DAG wiring lives in the package
-# (mvlpt.layout: every path; mvlpt.wildcards: wildcard constraints and shell quoting; mvlpt.study: the
-# vocabulary and the defaults).
+# Shared by several of the workflow's files. The study's names, its paths (mvlpt.layout's templates),
+# the default target's files, and the input functions and params of the jobs that train or load the
+# CLIP. What one rule file alone needs is in functions/<that file>.smk, included by it (Snakemake's
+# lint keeps functions out of the files with rules); logic that is not DAG wiring lives in the
+# package (mvlpt.layout, every path; mvlpt.wildcards, wildcard constraints and shell quoting;
+# mvlpt.study, the vocabulary and the defaults).
 #
 # Kept cheap on purpose: on a cluster every job parses the Snakefile again, so nothing here globs
 # the file system, loads data or imports torch. The config was read and checked by config.smk.
@@ -106,7 +107,7 @@ def caches_image_features(method):
 
 
 # ------------------------------------------------------------------------------------------------
-# What `snakemake` builds by default (rule all): every result file, the reference rows, the analysis
+# What `snakemake` builds by default (`all`): every result file, the reference rows, the analysis
 # ------------------------------------------------------------------------------------------------
 def all_results():
     """Every result file the study expects: methods x seeds x all (source, target) pairs."""

@@ -10,18 +10,7 @@
 # encode nothing. Inputs of rule collect_results (analysis.smk), hence built by the default target
 # (common.smk: reference_results).
 
-REFERENCE_DIR = layout.REFERENCE_DIR.template(RESULTS)
-
-
-def reference_feature_inputs(wildcards):
-    """The task's frozen-feature marker when the study computes the cache anyway (a method reads it)."""
-    if any(caches_image_features(m) for m in METHODS):
-        return [ancient(features_marker(wildcards.task))]
-    return []
-
-
-def reference_probe_inputs(wildcards):
-    return [ancient(split_file(wildcards.task, wildcards.seed)), *reference_feature_inputs(wildcards)]
+include: "functions/reference.smk"
 
 
 rule reference_zeroshot:
