@@ -31,6 +31,17 @@ _FIELD_RE = {"seed": r"-?\d+", "shots": r"\d+", "ext": r"[^/.]+", "kind": r"[^/.
 _INT_FIELDS = frozenset({"seed", "shots"})
 
 
+class _Others(dict):
+    """Values for str.format_map; a field without one becomes ``other % name``."""
+
+    def __init__(self, values: dict, other: str):
+        super().__init__(values)
+        self.other = other
+
+    def __missing__(self, name: str) -> str:
+        return self.other % name if "%s" in self.other else self.other
+
+
 class Entry:
     """A kind of file (or folder) of a study: ``pattern``'s first field is the folder it lies under.
 
@@ -41,13 +52,15 @@ class Entry:
         parsed = list(string.Formatter().parse(pattern))
         self.pattern = pattern
         self.fields = tuple(f for _, f, _, _ in parsed if f is not None)
+        self._field_set = frozenset(self.fields)
+        if any(spec or conv for _, f, spec, conv in parsed if f is not None) or not all(f.isidentifier() for f in self.fields):
+            raise ValueError(f"layout pattern {pattern!r}: fields are plain names")
         if not self.fields or not pattern.startswith("{" + self.fields[0] + "}/"):
             raise ValueError(f"layout pattern {pattern!r} must start with its root folder field")
         if len(set(self.fields)) != len(self.fields):
             raise ValueError(f"layout pattern {pattern!r} names a field twice")
         self.root = self.fields[0]
         self.__doc__ = doc
-        self._parsed = parsed
         rest = []
         for literal, field, _, _ in parsed[1:] if parsed[0][0] == "" else parsed:
             rest.append(re.escape(literal))
@@ -66,24 +79,23 @@ class Entry:
         if len(args) > len(self.fields):
             raise TypeError(f"{self.pattern}: {len(args)} values for {len(self.fields)} fields")
         values = dict(zip(self.fields, args))
-        for k, v in kwargs.items():
-            if k not in self.fields:
-                raise TypeError(f"{self.pattern}: no field {k!r}")
-            if k in values:
-                raise TypeError(f"{self.pattern}: field {k!r} given twice")
-            values[k] = v
+        if kwargs:
+            for k in kwargs:
+                if k not in self._field_set:
+                    raise TypeError(f"{self.pattern}: no field {k!r}")
+                if k in values:
+                    raise TypeError(f"{self.pattern}: field {k!r} given twice")
+            values.update(kwargs)
         if complete and len(values) < len(self.fields):
             missing = [f for f in self.fields if f not in values]
             raise TypeError(f"{self.pattern}: missing {', '.join(missing)}")
         return values
 
-    def _fill(self, values: dict, other=lambda name: "{" + name + "}") -> str:
-        out = []
-        for literal, field, _, _ in self._parsed:
-            out.append(literal)
-            if field is not None:
-                out.append(str(values[field]) if field in values else other(field))
-        return "".join(out)
+    def _fill(self, values: dict, other: str = "{%s}") -> str:
+        """The pattern with ``values`` (as ``str`` gives them) and ``other % name`` for the other fields."""
+        if len(values) == len(self.fields):
+            return self.pattern.format_map(values)  # the common case, in C
+        return self.pattern.format_map(_Others(values, other))
 
     def template(self, *args, **kwargs) -> str:
         """The pattern with the given fields filled in (positional: in the pattern's order, the root
@@ -106,7 +118,7 @@ class Entry:
         """A glob below the root folder: the given fields filled in, the others ``*``."""
         values = self._values((), kwargs, complete=False)
         values.pop(self.root, None)
-        return self._fill(values, other=lambda name: "*").split("/", 1)[1]
+        return self._fill(values, other="*").split("/", 1)[1]
 
     def parse(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> dict | None:
         """The fields of ``path`` below its root folder (``seed`` and ``shots`` as integers), or None

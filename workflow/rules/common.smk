@@ -8,6 +8,7 @@
 # Kept cheap on purpose: on a cluster every job parses the Snakefile again, so nothing here globs
 # the file system, loads data or imports torch. The config was read and checked by config.smk.
 
+import functools
 import hashlib
 import json
 import os
@@ -66,18 +67,23 @@ FIGURES_DIR = layout.FIGURES_DIR.template(RESULTS)
 PREDICTORS_DIR = layout.PREDICTORS_DIR.template(RESULTS)  # transferability predictors (predictors.smk)
 
 
+# (memoised: the input functions ask for the same few paths thousands of times while Snakemake plans)
+@functools.cache
 def result_path(method, source, target, seed):
     return layout.RESULT.template(RESULTS, method, source, target, seed)
 
 
+@functools.cache
 def split_file(task, seed):
     return layout.SPLIT.template(CACHE, task, SHOTS, seed)
 
 
+@functools.cache
 def features_marker(task):
     return layout.FEATURES_DONE.template(CACHE, task, SHOTS)
 
 
+@functools.cache
 def prompt_file(method, task, seed):
     return layout.PROMPT.template(RESULTS, method, task, seed)
 
