@@ -39,7 +39,7 @@ class _Others(dict):
         self.other = other
 
     def __missing__(self, name: str) -> str:
-        return self.other % name if "%s" in self.other else self.other
+        return self.other.replace("%s", name)
 
 
 class Entry:
@@ -62,7 +62,7 @@ class Entry:
         self.root = self.fields[0]
         self.__doc__ = doc
         rest = []
-        for literal, field, _, _ in parsed[1:] if parsed[0][0] == "" else parsed:
+        for literal, field, _, _ in parsed[1:]:  # parsed[0]: the root field
             rest.append(re.escape(literal))
             if field is not None and field != self.root:
                 part = ".+?" if field in spans else _FIELD_RE.get(field, r"[^/]+?")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 GROUP_RE = r"g[0-9a-f]{10}"  # a group's name, mvlpt.study.group_id
 NEVER = "(?!)"  # matches nothing

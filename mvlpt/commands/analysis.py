@@ -185,7 +185,7 @@ def run_correlate(args) -> int:
 # power
 # --------------------------------------------------------------------------------------------------
 def run_power(args) -> int:
-    from .. import gainstats as G, tables as T
+    from .. import gainstats as G, layout, tables as T
 
     check_level(args.level)
     if not 0 < args.power < 1:
@@ -194,8 +194,8 @@ def run_power(args) -> int:
         raise MvlptError(f"--gains must be positive fractions (0.02 = 2 points), got {' '.join(map(str, args.gains))}.")
     runs = None
     if args.tables:
-        runs = T.read_table(f"{args.tables}/runs.parquet")
-        noises = G.noise_from(T.read_table(f"{args.tables}/pairs.parquet"), runs)
+        runs = T.read_table(layout.TABLE.path(args.tables, "runs", "parquet"))
+        noises = G.noise_from(T.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
     else:
         noises = G.SHIPPED_NOISE
     if not noises:
