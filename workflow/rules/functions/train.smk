@@ -49,7 +49,12 @@ def sequential_io_args(wildcards):
 
 def train_args(wildcards):
     """The config's part of a training command (a param: changing it reruns the jobs)."""
-    return method_args(wildcards.method, TRAIN_RESULT or None)
+    return _train_args(wildcards.method)
+
+
+@functools.cache
+def _train_args(method):
+    return method_args(method, TRAIN_RESULT or None)
 
 
 def train_state(wildcards):
