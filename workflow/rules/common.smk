@@ -113,8 +113,20 @@ def caches_image_features(method):
 
 
 # ------------------------------------------------------------------------------------------------
-# What `snakemake` builds by default (`all`): the analysis's tables and figures, hence everything
+# What `snakemake` builds by default (`all`): every result file, the reference rows, the analysis
 # ------------------------------------------------------------------------------------------------
+def all_results():
+    """Every result file the study expects: methods x seeds x all (source, target) pairs."""
+    return [result_path(m, s, t, seed) for m in METHODS for seed in SEEDS for s in TASKS for t in TASKS]
+
+
+def reference_results(wildcards=None):
+    """Every reference record of the study (reference.smk): zero-shot per task, linear probe per task and seed."""
+    ref = layout.REFERENCE_DIR.template(RESULTS)
+    return ([layout.REFERENCE_ZEROSHOT.template(ref, t) for t in TASKS]
+            + [layout.REFERENCE_PROBE.template(ref, t, s) for t in TASKS for s in SEEDS])
+
+
 def predictor_targets():
     """The predictor matrices, their scores and figure (predictors.smk). Ranking sources needs at least
     two sources per target, hence three tasks; a smaller study has none (`snakemake predictors` says why)."""
@@ -148,10 +160,10 @@ def analysis_targets():
 
 
 def study_targets():
-    """The analysis's tables and figures: the tables read every result file and reference record
-    (rule collect_results), so those are built too, without `all` listing them a second time (which
-    doubled the lookups Snakemake makes while it plans the paper's DAG)."""
-    return analysis_targets()
+    """Every result file and reference record, then the analysis. The records are listed although the
+    tables read them: Snakemake rebuilds a missing file only where a job that needs to run reads it, so
+    a result deleted after its tables were made would otherwise stay missing (tests/test_workflow.py)."""
+    return [*all_results(), *reference_results(), *analysis_targets()]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 #
 # Both read (and, if missing, write) the frozen image-feature cache the CoOp runs use
 # ({cache_dir}/features/...): when the study has the frozen_features jobs, they run after them and
-# encode nothing. Inputs of rule collect_results (analysis.smk: reference_results), hence built by the
-# default target.
+# encode nothing. Inputs of rule collect_results (analysis.smk) and of the default target (common.smk:
+# reference_results).
 
 include: "functions/reference.smk"
 

@@ -1,20 +1,6 @@
 # Input functions and params of analysis.smk (tables, task similarity, correlations, figures).
 
 
-def all_results():
-    """Every result file the study expects, which collect_results reads; methods x seeds x all
-    (source, target) pairs."""
-    return [result_path(m, s, t, seed) for m in METHODS for seed in SEEDS for s in TASKS for t in TASKS]
-
-
-def reference_results(wildcards=None):
-    """Every reference record of the study, which reference.smk writes and collect_results reads;
-    zero-shot per task, linear probe per task and seed."""
-    ref = layout.REFERENCE_DIR.template(RESULTS)
-    return ([layout.REFERENCE_ZEROSHOT.template(ref, t) for t in TASKS]
-            + [layout.REFERENCE_PROBE.template(ref, t, s) for t in TASKS for s in SEEDS])
-
-
 def results_dir_of(wildcards, output):
     """The results directory of a tables output ``{results}/tables/runs.csv``."""
     return os.path.dirname(os.path.dirname(output.runs))
