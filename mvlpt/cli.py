@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, layout
 from .errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
@@ -98,9 +98,9 @@ def cmd_features(args) -> int:
     train = task.load("train", args.data_dir) if args.split_file else None
     for f in args.split_file or []:
         sp = read_split(f, task.name)
-        name = f"shots{sp['shots']}_seed{sp['seed']}"
         for part in ("train", "val"):
-            image_features(clip, task.name, train, indices_of(train, sp[part]), f"{name}_{part}", args.cache_dir, write=True)
+            image_features(clip, task.name, train, indices_of(train, sp[part]), layout.features_name(sp["shots"], sp["seed"], part),
+                           args.cache_dir, write=True)
     if args.done:
         from .io import write_json
 

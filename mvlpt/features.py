@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import layout
 from .data import encode_split_images
 from .io import atomic_path
 
@@ -22,7 +23,7 @@ def ids_digest(ids) -> str:
 
 
 def cache_path(cache_dir, clip, task: str, name: str) -> Path:
-    return Path(cache_dir) / "features" / clip.key / task / f"{name}.safetensors"
+    return layout.FEATURES.path(cache_dir, clip.key, task, name)
 
 
 def read_cached(path: Path, ids) -> torch.Tensor | None:

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import plots, settings, stats, study, tables
+from . import layout, plots, settings, stats, study, tables
 from .errors import MvlptError
 from .similarity import long_to_matrix
 
@@ -57,12 +57,14 @@ def similarity_figure(similarities: pd.DataFrame, measure: str, *, tasks: Sequen
 
 
 def scatter_figure(pairs: pd.DataFrame, similarities: pd.DataFrame, method: str, *,
-                   measures: Sequence[str] | None = None, y: str = "gain"):
-    """Gain vs every similarity measure (or ``measures``) for one method."""
+                   measures: Sequence[str] | None = None, y: str = "gain", n_boot: int = DEFAULTS["n_boot"],
+                   seed: int = DEFAULTS["seed"]):
+    """Gain vs every similarity measure (or ``measures``) for one method; the fit's band drawn from
+    ``n_boot`` bootstrap resamples with ``seed`` (the analysis's settings)."""
     data = tables.pairs_with_similarity(pairs, similarities)
     measures = list(measures) if measures else study.measure_order(
         c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
-    return plots.scatter_gain_vs_similarity(data, method, measures, y=y)
+    return plots.scatter_gain_vs_similarity(data, method, measures, y=y, n_boot=n_boot, seed=seed)
 
 
 def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *,
@@ -97,8 +99,8 @@ def make_all_figures(
     resampling settings (defaults: :data:`mvlpt.settings.ANALYSIS_DEFAULTS`).
     """
     results_dir = Path(results_dir)
-    out_dir = Path(out_dir) if out_dir else results_dir / "figures"
-    sim_dir = Path(similarity_dir) if similarity_dir else results_dir / "similarity"
+    out_dir = Path(out_dir) if out_dir else layout.FIGURES_DIR.path(results_dir)
+    sim_dir = Path(similarity_dir) if similarity_dir else layout.SIMILARITY_DIR.path(results_dir)
     runs, replicates = tables.load_study(results_dir, methods, tasks, seeds, allow_mixed_settings=allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {results_dir}; run the study first or check --results-dir.")
@@ -114,7 +116,7 @@ def make_all_figures(
         for stat in ("gain", "interaction"):
             fig = gain_figure(tables.matrix(pairs, method, stat, order), method, stat=stat, cluster=cluster,
                               q=tables.matrix(pairs, method, f"{stat}_q", order), level=level, reference=baselines)
-            written += plots.save_figure(fig, out_dir / f"{stat}_{method}")
+            written += plots.save_figure(fig, layout.HEATMAP_FIGURE.path(out_dir, stat, method, "png"))
     sim_files = tables.similarity_files(sim_dir)
     corr = pd.DataFrame()
     if sim_files:
@@ -122,11 +124,11 @@ def make_all_figures(
         sim_tasks = [t for t in order if t in set(sims["task_a"])]
         for m in sims["measure"].unique():
             written += plots.save_figure(similarity_figure(sims, m, tasks=sim_tasks, cluster=cluster),
-                                         out_dir / f"similarity_{m}")
+                                         layout.SIMILARITY_FIGURE.path(out_dir, m, "png"))
         measures = study.measure_order(sims["measure"].unique())
         for method in found_methods:
-            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures),
-                                         out_dir / f"scatter_{method}")
+            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures, n_boot=n_boot, seed=seed),
+                                         layout.SCATTER_FIGURE.path(out_dir, method, "png"))
         model = list(model_measures or [])
         corr = stats.correlate(pairs, sims, measures=measures,
                                model_measures=model if model and set(model) <= set(measures) else None,
@@ -134,10 +136,10 @@ def make_all_figures(
     else:
         log.warning("no similarity tables in %s: similarity heatmaps and scatters skipped", sim_dir)
     if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
-        written += plots.save_figure(summary_figure(pairs, corr, level=level), out_dir / "summary")
-    predictor_scores = results_dir / "tables" / "predictors.parquet"  # `mvlpt predict score` made it
+        written += plots.save_figure(summary_figure(pairs, corr, level=level), layout.FIGURE.path(out_dir, "summary", "png"))
+    predictor_scores = layout.TABLE.path(layout.TABLES_DIR.path(results_dir), "predictors", "parquet")  # `mvlpt predict score` made it
     if predictor_scores.exists():
-        written += plots.save_figure(predictors_figure(tables.read_table(predictor_scores)), out_dir / "predictors")
+        written += plots.save_figure(predictors_figure(tables.read_table(predictor_scores)), layout.FIGURE.path(out_dir, "predictors", "png"))
     return written
 
 

@@ -53,7 +53,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import settings, study, tables
+from . import layout, settings, study, tables
 from .errors import MvlptError
 
 GROUP_COLUMNS = ("method", "strategy", "mode", "target", "group", "tasks", "sources", "k")
@@ -63,7 +63,7 @@ PAIRWISE_HINT = "run the pairwise study first: snakemake analysis"
 
 def groups_path(results_dir: str | os.PathLike) -> Path:
     """``{results_dir}/multitask/groups.csv``."""
-    return study.multitask_dir(results_dir) / "groups.csv"
+    return layout.MULTITASK_GROUPS.path(results_dir)
 
 
 def offered(method: str, strategy: str, mode: str) -> bool:

@@ -6,7 +6,7 @@ Inputs, all on disk (nothing is trained here):
 * the groups table of :mod:`mvlpt.grouping` (``{results}/multitask/groups.csv``): which group serves
   each (method, strategy, mode, target);
 * the multitask result files, one per run, target and seed, at
-  :func:`mvlpt.study.multitask_result_path` (``{results}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json``):
+  :data:`mvlpt.layout.MULTITASK_RESULT` (``{results}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json``):
   each is read with :func:`mvlpt.results.read_result` (the record schema, :func:`mvlpt.study.check_record`)
   and must hold the method, target and seed its place names, with the record mode of its multitask
   mode (:data:`RECORD_MODE`: ``init`` runs are sequential runs from the group's prompt, ``joint`` runs
@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import results, settings, study, tables
+from . import layout, results, settings, study, tables
 from .errors import MvlptError
 
 
@@ -111,10 +111,10 @@ def found_seeds(results_dir: str | os.PathLike, groups: pd.DataFrame) -> list[in
     """The seeds of the multitask result files of the ``groups``' cells that exist now."""
     seeds = set()
     for m, d, g, t in groups[["method", "mode", "group", "target"]].drop_duplicates().itertuples(index=False):
-        for p in study.multitask_result_path(results_dir, m, d, g, t, 0).parent.glob("seed*.json"):
-            stem = p.stem[4:]
-            if stem.lstrip("-").isdigit():
-                seeds.add(int(stem))
+        for p in layout.MULTITASK_RESULT.path(results_dir, m, d, g, t, 0).parent.glob("seed*.json"):
+            placed = layout.MULTITASK_RESULT.parse(p)
+            if placed is not None:
+                seeds.add(placed["seed"])
     return sorted(seeds)
 
 
@@ -149,14 +149,14 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
     check_groups(groups)  # one row per target, each consistent with its group id (issue 24, class 3)
     seeds = sorted({int(s) for s in seeds}) if seeds else found_seeds(results_dir, groups)
     if not seeds:
-        raise MvlptError(f"no multitask result files under {study.multitask_dir(results_dir)}; {MULTITASK_HINT}.")
+        raise MvlptError(f"no multitask result files under {layout.MULTITASK_DIR.path(results_dir)}; {MULTITASK_HINT}.")
     cells: dict[tuple, list] = {}
     baselines: dict[tuple, list] = {}
     rows = []
     for r in groups.itertuples(index=False):
         key = (r.method, r.mode, r.group, r.target)
         if key not in cells:
-            paths = [study.multitask_result_path(results_dir, *key, s) for s in seeds]
+            paths = [layout.MULTITASK_RESULT.path(results_dir, *key, s) for s in seeds]
             missing = [p for p in paths if not p.is_file()]
             if missing:
                 more = f" (and {len(missing) - 1} more of this cell)" if len(missing) > 1 else ""
@@ -166,7 +166,7 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
             _check_sources(cells[key], r)
         bm = baseline_method(r.method)
         if (bm, r.target) not in baselines:
-            paths = [study.result_path(results_dir, bm, r.target, r.target, s) for s in seeds]
+            paths = [layout.RESULT.path(results_dir, bm, r.target, r.target, s) for s in seeds]
             missing = [p for p in paths if not p.is_file()]
             if missing:
                 raise MvlptError(f"the single-task baseline {missing[0]} of {r.method}'s target {r.target} is missing; "

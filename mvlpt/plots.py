@@ -294,8 +294,12 @@ def similarity_heatmap(m: pd.DataFrame, measure: str, *, cluster: bool = False, 
 
 @_quiet
 def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequence[str], *, y: str = "gain",
-                               correlations: pd.DataFrame | None = None) -> plt.Figure:
+                               correlations: pd.DataFrame | None = None, n_boot: int = study.ANALYSIS_DEFAULTS["n_boot"],
+                               seed: int = study.ANALYSIS_DEFAULTS["seed"]) -> plt.Figure:
     """One panel per similarity: off-diagonal pairs, OLS fit with 95% band, Pearson r / Spearman rho in the title.
+
+    The band is seaborn's bootstrap of the fit over the pairs, with the analysis's resamples ``n_boot``
+    and ``seed`` (config ``analysis``), as every other interval of the study.
 
     ``data`` is :func:`mvlpt.tables.pairs_with_similarity` (raw similarity values; distances are
     plotted as they are, so their expected slope is negative, while r in the title is computed on
@@ -314,7 +318,7 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
         dd = d[[meas, y]].dropna()
         xs, ys = dd[meas].to_numpy(float), dd[y].to_numpy(float) * SCALE.get(y, 1.0)
         sns.regplot(x=xs, y=ys, ax=ax, color=colour, scatter_kws={"s": 14, "alpha": 0.7, "linewidths": 0},
-                    line_kws={"lw": 1.5}, ci=95, truncate=True, n_boot=500, seed=0)
+                    line_kws={"lw": 1.5}, ci=95, truncate=True, n_boot=n_boot, seed=seed)
         ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)
         if len(ys):  # keep the points in view when the fit's band is wide (few pairs)
             lo, hi = min(ys.min(), 0.0), max(ys.max(), 0.0)

@@ -629,11 +629,11 @@ def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = No
     its tables folder) or the figures mvlpt ships (:data:`mvlpt.gainstats.SHIPPED_NOISE`)."""
     import numpy as np
 
-    from . import gainstats, tables
+    from . import gainstats, layout, tables
 
     if noise_from is not None:
-        d = Path(noise_from)
-        noises = gainstats.noise_from(tables.read_table(d / "pairs.parquet"), tables.read_table(d / "runs.parquet"))
+        pairs, runs = (tables.read_table(layout.TABLE.path(noise_from, name, "parquet")) for name in ("pairs", "runs"))
+        noises = gainstats.noise_from(pairs, runs)
     else:
         noises = gainstats.SHIPPED_NOISE
     methods = [m for m in cfg["methods"] if m in noises]

@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, layout
 from .errors import MvlptError
 from .io import content_hash, write_json
 
@@ -54,17 +54,17 @@ LOW_SCORE = -1e9  # the score of a class the probe never saw (a few-shot split w
 # Places
 # --------------------------------------------------------------------------------------------------
 def reference_dir(results_dir: str | os.PathLike) -> Path:
-    return Path(results_dir) / "reference"
+    return layout.REFERENCE_DIR.path(results_dir)
 
 
 def reference_path(results_dir: str | os.PathLike, kind: str, task: str, seed: int | None = None) -> Path:
     """``{results_dir}/reference/zeroshot/{task}.json`` or ``.../linear_probe/{task}/seed{seed}.json``."""
     check_kind(kind)
     if kind == "zeroshot":
-        return reference_dir(results_dir) / "zeroshot" / f"{task}.json"
+        return layout.REFERENCE_ZEROSHOT.path(reference_dir(results_dir), task)
     if seed is None:
         raise MvlptError("a linear probe's record needs the few-shot seed.")
-    return reference_dir(results_dir) / "linear_probe" / task / f"seed{int(seed)}.json"
+    return layout.REFERENCE_PROBE.path(reference_dir(results_dir), task, int(seed))
 
 
 def check_kind(kind: str) -> str:
@@ -189,11 +189,11 @@ def _split_features(clip, task, split, train_data, cache_dir, workers, write):
     from .features import image_features
     from .tasks.fewshot import indices_of
 
-    name = f"shots{split['shots']}_seed{split['seed']}"  # the trainer's cache names: features encoded once
     out = {}
-    for part in ("train", "val"):
+    for part in ("train", "val"):  # the trainer's cache names (mvlpt.layout.FEATURES): features encoded once
         idx = indices_of(train_data, split[part])
-        f = image_features(clip, task.name, train_data, idx, f"{name}_{part}", cache_dir, workers=workers, write=write)
+        name = layout.features_name(split["shots"], split["seed"], part)
+        f = image_features(clip, task.name, train_data, idx, name, cache_dir, workers=workers, write=write)
         out[part] = (f.numpy().astype(np.float64), labels_of(train_data, idx))
     return out
 

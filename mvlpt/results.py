@@ -2,8 +2,8 @@
 
 This module is the only one that writes, reads, finds and validates result files. The layout
 (``{results_dir}/{method}/{source}__{target}/seed{seed}.json``, baseline: source == target) and the
-record schema with its version are :mod:`mvlpt.study`'s (:func:`~mvlpt.study.result_path`,
-:func:`~mvlpt.study.parse_result_path`, :func:`~mvlpt.study.check_record`). Every record is checked
+record schema with its version are :mod:`mvlpt.layout`'s (:data:`~mvlpt.layout.RESULT`,
+:func:`~mvlpt.layout.parse_result_path`) and :mod:`mvlpt.study`'s (:func:`~mvlpt.study.check_record`). Every record is checked
 when it is written and again when it is read: a NaN metric, a percentage where a fraction belongs,
 a wrong type or a misplaced file ends in one sentence.
 
@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import study
+from . import layout, study
 from .errors import MvlptError
 from .io import write_json
 
@@ -57,7 +57,7 @@ def find_result_files(
     tasks: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> list[Path]:
-    """Result files under ``root`` laid out as :func:`mvlpt.study.result_path` says, in a stable order.
+    """Result files under ``root`` laid out as :data:`mvlpt.layout.RESULT` says, in a stable order.
 
     ``methods``/``tasks``/``seeds`` restrict the selection (both source and target must be in
     ``tasks``). Other files and folders under ``root`` (tables, figures, ...) are ignored.
@@ -69,8 +69,8 @@ def find_result_files(
     tasks_set = set(tasks) if tasks is not None else None
     seeds_set = {int(s) for s in seeds} if seeds is not None else None
     out = []
-    for path in sorted(root.glob(study.RESULT_GLOB)):
-        placed = study.parse_result_path(path)
+    for path in sorted(root.glob(layout.RESULT_GLOB)):
+        placed = layout.parse_result_path(path)
         if placed is None or not path.is_file():
             continue
         method, source, target, seed = placed

@@ -11,8 +11,8 @@ plots and the benchmark speak about.
 * **Measures** (:data:`MEASURES`): task-similarity measures (and, later, transferability
   predictors): name, what they are computed from, the function that computes them, whether they
   are distances, their options. Adding a measure = its function + one line here.
-* **Result layout and record schema** (:data:`RESULT_FORMAT`, :data:`RESULT_FIELDS`,
-  :func:`result_path`, :func:`check_record`): one JSON per run and target.
+* **Result record schema** (:data:`RESULT_FORMAT`, :data:`RESULT_FIELDS`, :func:`check_record`):
+  one JSON per run and target; where it lies is :mod:`mvlpt.layout`'s.
 * **Settings** of the analysis, task similarity, predictors and the multitask study
   (:func:`analysis_settings`, ...): a config section over its defaults, which only the config schema
   states (:mod:`mvlpt.settings`).
@@ -27,12 +27,11 @@ import dataclasses
 import importlib
 import math
 import os
-import re
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import names, settings
 from .errors import MvlptError
+from .layout import parse_result_path
 
 
 def _load(ref: str) -> Any:
@@ -398,27 +397,23 @@ def multitask_job_counts(n_tasks: int, settings: dict, seeds: int = 1, stack_see
     return counts
 
 
+def multitask_plan_message(n_tasks: int, settings: dict, seeds: int = 1, stack_seeds: bool = True) -> str:
+    """How many training jobs the multitask study adds (:func:`multitask_job_counts`), in one line: what
+    `snakemake multitask` says first, since Snakemake's own job table lists them only once its groups exist."""
+    c = multitask_job_counts(n_tasks, settings, seeds, stack_seeds)
+    bound = "" if c["exact"] else "up to "
+    return (f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
+            f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {n_tasks} tasks"
+            + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
+            + "; GPU-hours: mvlpt preflight.")
+
+
 def group_id(tasks: Iterable[str]) -> str:
     """A short, stable name of a set of tasks (order does not matter): ``g`` + 10 hex digits."""
     import hashlib
 
     names = sorted(set(tasks))
     return "g" + hashlib.sha256("+".join(names).encode()).hexdigest()[:10]
-
-
-def multitask_dir(results_dir: str | os.PathLike) -> Path:
-    return Path(results_dir) / "multitask"
-
-
-def multitask_result_path(results_dir, method: str, mode: str, group: str, target: str, seed: int | str) -> Path:
-    """``{results_dir}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json``; ``group`` is a
-    :func:`group_id`: of the sources (init) or of the tasks trained together, target included (joint)."""
-    return multitask_dir(results_dir) / method / mode / group / target / f"seed{seed}.json"
-
-
-def group_prompt_path(results_dir, method: str, group: str, seed: int | str) -> Path:
-    """The source prompt of a group (mode init): ``{results_dir}/multitask/prompts/{method}/{group}/seed{seed}.safetensors``."""
-    return multitask_dir(results_dir) / "prompts" / method / group / f"seed{seed}.safetensors"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -446,12 +441,9 @@ REFERENCE_TABLE_NAMES = ("reference", "baselines")  # mvlpt.reference: written b
 
 
 # --------------------------------------------------------------------------------------------------
-# Result files: layout and record schema
+# Result files: record schema (their places: mvlpt.layout)
 # --------------------------------------------------------------------------------------------------
 RESULT_FORMAT = 1
-RESULT_GLOB = "*/*__*/seed*.json"
-_PAIR_RE = re.compile(r"^(?P<source>.+?)__(?P<target>.+)$")
-_SEED_RE = re.compile(r"^seed(?P<seed>-?\d+)\.json$")
 
 
 def _is_int(v) -> bool:
@@ -536,26 +528,6 @@ RESULT_FIELDS: tuple[Field, ...] = (
 # The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
 # when these agree (besides the seed itself).
 SETTING_FIELDS = ("mode", "shots", "metric", "epochs", "model", "pretrained", "method_options", "setting_hash")
-
-
-def result_path(results_dir: str | os.PathLike, method: str, source: str, target: str, seed: int | str) -> Path:
-    """``{results_dir}/{method}/{source}__{target}/seed{seed}.json`` (baseline: source == target)."""
-    return Path(results_dir) / method / f"{source}__{target}" / f"seed{seed}.json"
-
-
-def result_template(results_dir: str, method: str = "{method}", source: str = "{source}", target: str = "{target}",
-                    seed: str = "{seed}") -> str:
-    """:func:`result_path` as a string pattern (Snakemake wildcards by default)."""
-    return f"{results_dir}/{method}/{source}__{target}/seed{seed}.json"
-
-
-def parse_result_path(path: str | os.PathLike) -> tuple[str, str, str, int] | None:
-    """(method, source, target, seed) from a result file's place, or None if it is not laid out as one."""
-    path = Path(path)
-    pm, sm = _PAIR_RE.match(path.parent.name), _SEED_RE.match(path.name)
-    if not pm or not sm:
-        return None
-    return path.parent.parent.name, pm["source"], pm["target"], int(sm["seed"])
 
 
 def record_problem(rec: Any) -> str | None:

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import results, settings, study
+from . import layout, results, settings, study
 from .errors import MvlptError
 
 log = logging.getLogger(__name__)
@@ -462,18 +462,18 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
     if reference is not None:  # the reference rows (zero-shot, linear probe): their own tables, columns of pairs
         from .reference import baselines_table, with_reference
 
-        written += write_table(reference, out_dir / "reference")
+        written += write_table(reference, layout.TABLE.path(out_dir, "reference", "csv"))
         written += write_table(baselines_table(pairs, reference, runs=runs, replicates=replicates,
-                                               reference_reps=reference_replicates, level=level), out_dir / "baselines")
+                                               reference_reps=reference_replicates, level=level), layout.TABLE.path(out_dir, "baselines", "csv"))
         pairs = with_reference(pairs, reference)
-    written += write_table(runs, out_dir / "runs")
-    written += write_table(pairs, out_dir / "pairs")
-    written += write_table(best_source(pairs), out_dir / "best_source")
-    written += write_table(source_gain(pairs), out_dir / "source_gain")
-    written += write_table(target_gain(pairs), out_dir / "target_gain")
-    written += write_table(gain_summary(pairs, level), out_dir / "gain_summary")
-    written += write_table(decomposition_table(pairs, tasks), out_dir / "decomposition")
-    written += write_table(selection_table(runs), out_dir / "selection")
+    written += write_table(runs, layout.TABLE.path(out_dir, "runs", "csv"))
+    written += write_table(pairs, layout.TABLE.path(out_dir, "pairs", "csv"))
+    written += write_table(best_source(pairs), layout.TABLE.path(out_dir, "best_source", "csv"))
+    written += write_table(source_gain(pairs), layout.TABLE.path(out_dir, "source_gain", "csv"))
+    written += write_table(target_gain(pairs), layout.TABLE.path(out_dir, "target_gain", "csv"))
+    written += write_table(gain_summary(pairs, level), layout.TABLE.path(out_dir, "gain_summary", "csv"))
+    written += write_table(decomposition_table(pairs, tasks), layout.TABLE.path(out_dir, "decomposition", "csv"))
+    written += write_table(selection_table(runs), layout.TABLE.path(out_dir, "selection", "csv"))
     methods = list(methods) if methods is not None else sorted(pairs["method"].unique())
     order = task_order(pairs, tasks)
     for m in methods:
@@ -482,7 +482,7 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
                 mat = matrix(pairs, m, stat, order)
             else:  # keep the promised outputs even when a method has no results yet
                 mat = pd.DataFrame(np.nan, index=pd.Index(order, name="source"), columns=pd.Index(order, name="target"))
-            written += write_table(mat, out_dir / "matrices" / f"{m}_{stat}", index=True)
+            written += write_table(mat, layout.MATRIX.path(out_dir, m, stat, "csv"), index=True)
     return written
 
 
@@ -492,8 +492,9 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
 def similarity_files(similarity_dir: str | os.PathLike) -> list[Path]:
     """The similarity tables that exist in ``similarity_dir`` (parquet, else CSV), in the measures' order."""
     d = Path(similarity_dir)
-    files = [d / f"{m}.parquet" if (d / f"{m}.parquet").exists() else d / f"{m}.csv" for m in study.MEASURES]
-    return [p for p in files if p.exists()]
+    files = [next((p for p in (layout.SIMILARITY.path(d, m, ext) for ext in ("parquet", "csv")) if p.exists()), None)
+             for m in study.MEASURES]
+    return [p for p in files if p is not None]
 
 
 def read_similarities(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:

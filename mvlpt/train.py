@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__, study
+from . import __version__, layout, study
 from .checkpoints import load_prompt, load_state, remove, save_prompt, save_state, source_prompts
 from .config import RunSpec
 from .data import iter_image_batches, labels_of, load_images
@@ -211,9 +211,8 @@ class Trainer:
         split_hash = content_hash({"train": split["train"], "val": split["val"]})
         tr, va = indices_of(train_split, split["train"]), indices_of(train_split, split["val"])
         if self.cache_images:
-            name = f"shots{spec.shots}_seed{split['seed']}"
-            tf = image_features(self.clip, task.name, train_split, tr, f"{name}_train", spec.cache_dir)
-            vf = image_features(self.clip, task.name, train_split, va, f"{name}_val", spec.cache_dir)
+            tf, vf = (image_features(self.clip, task.name, train_split, idx, layout.features_name(spec.shots, split["seed"], part),
+                                     spec.cache_dir) for idx, part in ((tr, "train"), (va, "val")))
             tx = vx = None
         else:
             tx, vx = load_images(self.clip, train_split, tr), load_images(self.clip, train_split, va)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mvlpt import study
+from mvlpt import layout, study
 from mvlpt.results import write_result
 from mvlpt.tables import write_table
 
@@ -33,7 +33,7 @@ def make_record(method="coop", source="a", target="a", seed=1, test=0.5, **field
 
 def write_record(root, method="coop", source="a", target="a", seed=1, test=0.5, **fields) -> Path:
     """Write :func:`make_record` where the study's layout puts it; returns the path."""
-    path = study.result_path(root, method, source, target, seed)
+    path = layout.RESULT.path(root, method, source, target, seed)
     write_result(make_record(method, source, target, seed, test, **fields), path)
     return path
 
@@ -94,11 +94,11 @@ def write_fake_study(
 
 
 def write_multitask_record(root, method, mode, group, target, seed, test, sources, **fields) -> Path:
-    """A multitask result record where :func:`mvlpt.study.multitask_result_path` puts it: the record mode
+    """A multitask result record where :data:`mvlpt.layout.MULTITASK_RESULT` puts it: the record mode
     of the multitask ``mode`` (init: sequential from the group's prompt; joint), source = ``sources``."""
     from mvlpt.multitask import RECORD_MODE
 
-    path = study.multitask_result_path(root, method, mode, group, target, seed)
+    path = layout.MULTITASK_RESULT.path(root, method, mode, group, target, seed)
     write_result(make_record(method, "+".join(sources), target, seed, test, mode=RECORD_MODE[mode], **fields), path)
     return path
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from fakes import make_record, write_fake_study, write_record
-from mvlpt import results as R, stats, study, tables as T
+from mvlpt import layout, results as R, stats, study, tables as T
 from mvlpt.errors import MvlptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_misplaced_or_foreign_result_file_is_an_error(tmp_path):
 def test_collect_refuses_an_invalid_record_in_one_sentence(tmp_path, run_mvlpt, field, value, needle):
     root = tmp_path / "results"
     _write(root, "coop", "a", "a", 1, 0.5)
-    bad = study.result_path(root, "coop", "b", "a", 1)
+    bad = layout.RESULT.path(root, "coop", "b", "a", 1)
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({**make_record("coop", "b", "a", 1, 0.6), field: value}))  # json writes NaN as NaN
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
@@ -103,7 +103,7 @@ def test_collect_refuses_an_invalid_record_in_one_sentence(tmp_path, run_mvlpt, 
 
 
 def test_write_result_refuses_an_invalid_record_and_writes_nothing(tmp_path):
-    path = study.result_path(tmp_path, "coop", "a", "a", 1)
+    path = layout.RESULT.path(tmp_path, "coop", "a", "a", 1)
     for bad in ({"test": float("nan")}, {"test": 87.5}, {"seed": "1"}):
         rec = make_record("coop", "a", "a", 1, 0.5)
         rec.pop("format")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fakes import write_fake_multitask_study, write_multitask_record, write_record
-from mvlpt import grouping as G, multitask as MT, study
+from mvlpt import grouping as G, layout, multitask as MT, study
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
 
@@ -85,12 +85,12 @@ def test_summary_means_in_points_ci_and_paper_column(small):
 def test_missing_results_are_one_sentence_naming_the_first_missing_file(small):
     root, groups, _ = small
     row = groups[(groups["method"] == "coop") & (groups["mode"] == "joint") & (groups["target"] == "b")].iloc[0]
-    gone = study.multitask_result_path(root, "coop", "joint", row["group"], "b", 2)
+    gone = layout.MULTITASK_RESULT.path(root, "coop", "joint", row["group"], "b", 2)
     gone.unlink()
     incomplete = rf"coop joint results of strategy all are incomplete: {re.escape(str(gone))} is missing; run the multitask"
     with pytest.raises(MvlptError, match=incomplete):
         MT.collect(root, groups)
-    base = study.result_path(root, "coop", "a", "a", 1)
+    base = layout.RESULT.path(root, "coop", "a", "a", 1)
     base.unlink()
     no_base = rf"single-task baseline {re.escape(str(base))} of coop's target a is missing; run the pairwise study"
     with pytest.raises(MvlptError, match=no_base):
@@ -102,7 +102,7 @@ def test_missing_results_are_one_sentence_naming_the_first_missing_file(small):
 def test_misplaced_or_mixed_records_are_refused(small, caplog):
     root, groups, _ = small
     row = groups[(groups["method"] == "coop") & (groups["mode"] == "init") & (groups["target"] == "a")].iloc[0]
-    path = study.multitask_result_path(root, "coop", "init", row["group"], "a", 1)
+    path = layout.MULTITASK_RESULT.path(root, "coop", "init", row["group"], "a", 1)
     write_multitask_record(root, "coop", "joint", row["group"], "a", 1, 0.6, ["b"]).replace(path)  # a joint run's record
     with pytest.raises(MvlptError, match="holds method/target/seed/mode .* but its place says"):
         MT.collect(root, groups)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mvlpt import io as mio
-from mvlpt import study
+from mvlpt import layout, study
 from mvlpt.checkpoints import load_prompt, load_state, read_prompt_meta, save_prompt, save_state
 from mvlpt.errors import MvlptError, one_line
 from mvlpt.results import read_result, write_result
@@ -66,7 +66,7 @@ def _valid_or_error(path):
 @given(value=json_values)
 @example(value=float("nan"))
 def test_any_json_as_a_result_file(tmp_path, value):
-    path = study.result_path(_dir(tmp_path), "coop", "a", "a", 1)
+    path = layout.RESULT.path(_dir(tmp_path), "coop", "a", "a", 1)
     path.parent.mkdir(parents=True)
     path.write_text(_dump(value))
     assert _valid_or_error(path) is None  # no arbitrary value is a record
@@ -88,7 +88,7 @@ def test_a_damaged_result_record(tmp_path, changes, drop):
     for k in drop:
         rec.pop(k, None)
     seed = rec.get("seed")
-    path = study.result_path(_dir(tmp_path), "coop", "a", "a", seed if isinstance(seed, int) and not isinstance(seed, bool) else 1)
+    path = layout.RESULT.path(_dir(tmp_path), "coop", "a", "a", seed if isinstance(seed, int) and not isinstance(seed, bool) else 1)
     path.parent.mkdir(parents=True)
     path.write_text(_dump(rec))
     got = _valid_or_error(path)
@@ -111,7 +111,7 @@ def test_a_damaged_result_record(tmp_path, changes, drop):
 @example(data=b"1" * 5000, cut=0)
 @example(data=b"\xff\xfe{}", cut=0)
 def test_damaged_bytes_of_a_result_file(tmp_path, data, cut):
-    path = study.result_path(_dir(tmp_path), "coop", "a", "a", 1)
+    path = layout.RESULT.path(_dir(tmp_path), "coop", "a", "a", 1)
     path.parent.mkdir(parents=True)
     good = json.dumps({"format": study.RESULT_FORMAT, **make_record()}).encode()
     path.write_bytes(data if cut == 0 else good[:cut] + data)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import settings, study
+from mvlpt import layout, settings, study
 from mvlpt.config import TrainConfig
 from mvlpt.errors import MvlptError
 
@@ -71,7 +71,7 @@ def one_sentence(msg: str) -> bool:
 
 def test_valid_record_passes():
     rec = make_record("vpt", "shapes", "orientation", 2, test=0.75)
-    path = study.result_path("results", "vpt", "shapes", "orientation", 2)
+    path = layout.RESULT.path("results", "vpt", "shapes", "orientation", 2)
     assert study.check_record(rec, path) is rec
     assert study.record_problem(rec) is None
 
@@ -106,19 +106,9 @@ def test_record_missing_a_field_is_refused():
 
 def test_misplaced_record_is_refused():
     rec = make_record("coop", "shapes", "orientation", 1)
-    wrong = study.result_path("results", "coop", "orientation", "shapes", 1)  # the other direction
+    wrong = layout.RESULT.path("results", "coop", "orientation", "shapes", 1)  # the other direction
     with pytest.raises(MvlptError, match="misplaced") as e:
         study.check_record(rec, wrong)
     assert one_sentence(str(e.value))
     with pytest.raises(MvlptError, match="misplaced"):
-        study.check_record(rec, study.result_path("results", "coop", "shapes", "orientation", 2))  # other seed
-
-
-def test_result_path_round_trip():
-    path = study.result_path("out", "upt", "glyph-digits", "shape-colours", 3)
-    assert path == Path("out/upt/glyph-digits__shape-colours/seed3.json")
-    assert study.parse_result_path(path) == ("upt", "glyph-digits", "shape-colours", 3)
-    assert study.result_template("out", "upt", "glyph-digits", "shape-colours", 3) == str(path)
-    assert study.result_template("r") == "r/{method}/{source}__{target}/seed{seed}.json"  # Snakemake wildcards
-    assert study.parse_result_path("out/upt/glyph-digits/seed3.json") is None  # no source__target folder
-    assert study.parse_result_path("out/upt/a__b/result.json") is None
+        study.check_record(rec, layout.RESULT.path("results", "coop", "shapes", "orientation", 2))  # other seed

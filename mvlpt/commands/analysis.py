@@ -185,7 +185,7 @@ def run_correlate(args) -> int:
 # power
 # --------------------------------------------------------------------------------------------------
 def run_power(args) -> int:
-    from .. import gainstats as G, tables as T
+    from .. import gainstats as G, layout, tables as T
 
     check_level(args.level)
     if not 0 < args.power < 1:
@@ -194,8 +194,8 @@ def run_power(args) -> int:
         raise MvlptError(f"--gains must be positive fractions (0.02 = 2 points), got {' '.join(map(str, args.gains))}.")
     runs = None
     if args.tables:
-        runs = T.read_table(f"{args.tables}/runs.parquet")
-        noises = G.noise_from(T.read_table(f"{args.tables}/pairs.parquet"), runs)
+        runs = T.read_table(layout.TABLE.path(args.tables, "runs", "parquet"))
+        noises = G.noise_from(T.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
     else:
         noises = G.SHIPPED_NOISE
     if not noises:
@@ -256,7 +256,7 @@ def run_plot_scatter(args) -> int:
     from .. import figures as F, plots as P, tables as T
 
     fig = F.scatter_figure(T.read_table(args.pairs), T.read_similarities(args.similarity), args.method,
-                           measures=args.measures, y=args.y)
+                           measures=args.measures, y=args.y, n_boot=args.n_boot, seed=args.seed)
     _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
     return 0
 
@@ -433,6 +433,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--method", required=True)
     q.add_argument("--measures", nargs="+")
     q.add_argument("--y", choices=("gain", "gain_rel"), default="gain")
+    q.add_argument("--n-boot", type=int, default=D["n_boot"], help="bootstrap resamples of the fit's band")
+    q.add_argument("--seed", type=int, default=D["seed"], help="seed of the resampling")
     q.add_argument("--out", required=True)
     q.set_defaults(func=run_plot_scatter)
     q = sub.add_parser("summary", help="methods compared: gains, positive transfers, correlations", formatter_class=fmt)

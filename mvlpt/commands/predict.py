@@ -62,7 +62,7 @@ def run_compute(args) -> int:
 
 
 def run_prompts(args) -> int:
-    from .. import predictors as P, study
+    from .. import layout, predictors as P, study
     from ..checkpoints import read_prompt_meta
     from ..cli import check_data_dir, pretrained_arg
     from ..devices import describe_lease, lease_device
@@ -99,7 +99,7 @@ def run_prompts(args) -> int:
     with write_together():  # every matrix of the method, or none
         for name in names:
             m, seconds = P.prompt_matrix(name, views)
-            P.write_predictor(m, name, seconds, out / f"{name}.csv", method=args.method)
+            P.write_predictor(m, name, seconds, layout.PREDICTOR.path(out, name, "csv"), method=args.method)
     _say(f"{args.method}: {', '.join(names)} over {len(tasks)} tasks and seeds {views.seeds} "
          f"(forward passes {views.seconds['estimators'] + views.seconds['metric']:.2f} s) -> {out}")
     return 0

@@ -1,9 +1,12 @@
 # Analysis of the transfer study: tables, task similarity, correlations, figures (issue #4).
 #
-# Names and input functions are in common.smk (section "Analysis"); the measures, table names and
-# the defaults of the `similarity` and `analysis` config sections are mvlpt.study's (config/README.md).
+# The measures, table names and the defaults of the `similarity` and `analysis` config sections are
+# mvlpt.study's (config/README.md); every path is mvlpt.layout's (common.smk: table(), the *_DIR names).
 # Entry points: `snakemake analysis` (every table and figure; trains what is missing),
 #               `snakemake figures` (every figure from the results that exist now; never trains).
+
+include: "functions/analysis.smk"
+
 
 # ------------------------------------------------------------------------------------------------
 # Tables
@@ -13,21 +16,22 @@ rule collect_results:
         all_results(),
         reference_results(),
     output:
-        runs=report(f"{TABLES_DIR}/runs.csv", caption="../report/runs.rst", category="Tables"),
-        reference=report(f"{TABLES_DIR}/reference.csv", caption="../report/reference.rst", category="Tables"),
-        baselines=report(f"{TABLES_DIR}/baselines.csv", caption="../report/baselines.rst", category="Tables"),
-        reference_parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.REFERENCE_TABLE_NAMES),
-        pairs=report(f"{TABLES_DIR}/pairs.csv", caption="../report/pairs.rst", category="Tables"),
-        best_source=report(f"{TABLES_DIR}/best_source.csv", caption="../report/best_source.rst", category="Tables"),
-        source_gain=report(f"{TABLES_DIR}/source_gain.csv", caption="../report/source_gain.rst", category="Tables"),
-        target_gain=report(f"{TABLES_DIR}/target_gain.csv", caption="../report/target_gain.rst", category="Tables"),
-        gain_summary=report(f"{TABLES_DIR}/gain_summary.csv", caption="../report/gain_summary.rst", category="Transfer"),
-        decomposition=report(f"{TABLES_DIR}/decomposition.csv", caption="../report/decomposition.rst", category="Transfer"),
-        selection=report(f"{TABLES_DIR}/selection.csv", caption="../report/selection.rst", category="Tables"),
-        parquet=expand(f"{TABLES_DIR}/{{name}}.parquet", name=study.TABLE_NAMES),
-        matrices=expand(f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.{{ext}}", method=METHODS, stat=study.MATRIX_STATS, ext=["csv", "parquet"]),
+        runs=report_table("runs", "runs", "Tables"),
+        reference=report_table("reference", "reference", "Tables"),
+        baselines=report_table("baselines", "baselines", "Tables"),
+        reference_parquet=[table(name, "parquet") for name in study.REFERENCE_TABLE_NAMES],
+        pairs=report_table("pairs", "pairs", "Tables"),
+        best_source=report_table("best_source", "best_source", "Tables"),
+        source_gain=report_table("source_gain", "source_gain", "Tables"),
+        target_gain=report_table("target_gain", "target_gain", "Tables"),
+        gain_summary=report_table("gain_summary", "gain_summary", "Transfer"),
+        decomposition=report_table("decomposition", "decomposition", "Transfer"),
+        selection=report_table("selection", "selection", "Tables"),
+        parquet=[table(name, "parquet") for name in study.TABLE_NAMES],
+        matrices=[layout.MATRIX.template(TABLES_DIR, m, stat, ext) for m in METHODS for stat in study.MATRIX_STATS
+                  for ext in ("csv", "parquet")],
     log:
-        f"{LOGS}/analysis/collect_results.log",
+        job_log("analysis/collect_results"),
     params:
         results=results_dir_of,
         out=tables_dir_of,
@@ -45,13 +49,13 @@ rule collect_results:
 # What the study can resolve: the smallest detectable gain with its seeds and test sets, the seeds a gain needs.
 rule power:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        runs=f"{TABLES_DIR}/runs.parquet",
+        pairs=table("pairs", "parquet"),
+        runs=table("runs", "parquet"),
     output:
-        csv=report(f"{TABLES_DIR}/power.csv", caption="../report/power.rst", category="Transfer"),
-        parquet=f"{TABLES_DIR}/power.parquet",
+        csv=report_table("power", "power", "Transfer"),
+        parquet=table("power", "parquet"),
     log:
-        f"{LOGS}/analysis/power.log",
+        job_log("analysis/power"),
     params:
         tables=lambda wildcards, input: os.path.dirname(input.pairs),
         level=q([ANALYSIS["level"]]),
@@ -69,9 +73,9 @@ rule embed_task_images:
     input:
         embed_image_inputs,
     output:
-        f"{EMBED_DIR}/{{task}}.images.npz",
+        layout.EMBEDDING.template(CACHE, kind="images"),
     log:
-        f"{LOGS}/analysis/embed_images/{{task}}.log",
+        job_log("analysis/embed_images/{task}"),
     wildcard_constraints:
         task=alternation(TASKS),
     params:
@@ -88,9 +92,9 @@ rule embed_task_images:
 
 rule embed_task_labels:
     output:
-        f"{EMBED_DIR}/{{task}}.labels.npz",
+        layout.EMBEDDING.template(CACHE, kind="labels"),
     log:
-        f"{LOGS}/analysis/embed_labels/{{task}}.log",
+        job_log("analysis/embed_labels/{task}"),
     wildcard_constraints:
         task=alternation(TASKS),
     params:
@@ -110,11 +114,11 @@ rule similarity:
     input:
         measure_embeddings,
     output:
-        csv=report(f"{SIMILARITY_DIR}/{{measure}}.csv", caption="../report/similarity.rst", category="Similarity",
-                   labels={"table": "task similarity", "measure": "{measure}"}),
-        parquet=f"{SIMILARITY_DIR}/{{measure}}.parquet",
+        csv=report(layout.SIMILARITY.template(SIMILARITY_DIR, ext="csv"), caption="../report/similarity.rst",
+                   category="Similarity", labels={"table": "task similarity", "measure": "{measure}"}),
+        parquet=layout.SIMILARITY.template(SIMILARITY_DIR, ext="parquet"),
     log:
-        f"{LOGS}/analysis/similarity_{{measure}}.log",
+        job_log("analysis/similarity_{measure}"),
     wildcard_constraints:
         measure=alternation(MEASURES),
     params:
@@ -137,14 +141,14 @@ rule similarity:
 # ------------------------------------------------------------------------------------------------
 rule correlate_gain_similarity:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        runs=f"{TABLES_DIR}/runs.parquet",
+        pairs=table("pairs", "parquet"),
+        runs=table("runs", "parquet"),
         similarity=similarity_tables(),
     output:
-        csv=report(f"{TABLES_DIR}/correlations.csv", caption="../report/correlations.rst", category="Correlations"),
-        parquet=f"{TABLES_DIR}/correlations.parquet",
+        csv=report_table("correlations", "correlations", "Correlations"),
+        parquet=table("correlations", "parquet"),
     log:
-        f"{LOGS}/analysis/correlate_gain_similarity.log",
+        job_log("analysis/correlate_gain_similarity"),
     params:
         args=correlate_args(),
     localrule: True
@@ -161,15 +165,15 @@ rule correlate_gain_similarity:
 # the cells that are distinguishable from noise.
 rule gain_heatmap:
     input:
-        matrix=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}.parquet",
-        q=f"{TABLES_DIR}/matrices/{{method}}_{{stat}}_q.parquet",
-        reference=f"{TABLES_DIR}/baselines.parquet",  # the strip: baseline, zero-shot, linear probe per target
+        matrix=layout.MATRIX.template(TABLES_DIR, ext="parquet"),
+        q=layout.MATRIX.template(TABLES_DIR, stat="{stat}_q", ext="parquet"),
+        reference=table("baselines", "parquet"),  # the strip: baseline, zero-shot, linear probe per target
     output:
-        png=report(f"{FIGURES_DIR}/{{stat}}_{{method}}.png", caption="../report/gain_heatmap.rst", category="Transfer",
-                   labels={"figure": "{stat} heatmap", "method": "{method}"}),
-        pdf=f"{FIGURES_DIR}/{{stat}}_{{method}}.pdf",
+        png=report(layout.HEATMAP_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/gain_heatmap.rst",
+                   category="Transfer", labels={"figure": "{stat} heatmap", "method": "{method}"}),
+        pdf=layout.HEATMAP_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/gain_heatmap/{{stat}}_{{method}}.log",
+        job_log("analysis/gain_heatmap/{stat}_{method}"),
     wildcard_constraints:
         method=alternation(METHODS),
         stat="gain|interaction",
@@ -187,13 +191,13 @@ rule gain_heatmap:
 
 rule similarity_heatmap:
     input:
-        f"{SIMILARITY_DIR}/{{measure}}.parquet",
+        layout.SIMILARITY.template(SIMILARITY_DIR, ext="parquet"),
     output:
-        png=report(f"{FIGURES_DIR}/similarity_{{measure}}.png", caption="../report/similarity_heatmap.rst",
+        png=report(layout.SIMILARITY_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/similarity_heatmap.rst",
                    category="Similarity", labels={"figure": "similarity heatmap", "measure": "{measure}"}),
-        pdf=f"{FIGURES_DIR}/similarity_{{measure}}.pdf",
+        pdf=layout.SIMILARITY_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/similarity_heatmap/{{measure}}.log",
+        job_log("analysis/similarity_heatmap/{measure}"),
     wildcard_constraints:
         measure=alternation(MEASURES),
     params:
@@ -208,33 +212,36 @@ rule similarity_heatmap:
 
 rule gain_scatter:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
+        pairs=table("pairs", "parquet"),
         similarity=similarity_tables(),
     output:
-        png=report(f"{FIGURES_DIR}/scatter_{{method}}.png", caption="../report/gain_scatter.rst", category="Correlations",
-                   labels={"figure": "gain vs similarity", "method": "{method}"}),
-        pdf=f"{FIGURES_DIR}/scatter_{{method}}.pdf",
+        png=report(layout.SCATTER_FIGURE.template(FIGURES_DIR, ext="png"), caption="../report/gain_scatter.rst",
+                   category="Correlations", labels={"figure": "gain vs similarity", "method": "{method}"}),
+        pdf=layout.SCATTER_FIGURE.template(FIGURES_DIR, ext="pdf"),
     log:
-        f"{LOGS}/analysis/gain_scatter/{{method}}.log",
+        job_log("analysis/gain_scatter/{method}"),
     wildcard_constraints:
         method=alternation(METHODS),
+    params:
+        resampling=q(["--n-boot", ANALYSIS["n_boot"], "--seed", ANALYSIS["seed"]]),  # the fit's band
     localrule: True
     conda:
         CONDA_ENV
     shell:
-        "mvlpt plot scatter --pairs {input.pairs:q} --similarity {input.similarity:q} --method {wildcards.method:q} --out {output.png:q} > {log:q} 2>&1"
+        "mvlpt plot scatter --pairs {input.pairs:q} --similarity {input.similarity:q} --method {wildcards.method:q} "
+        "{params.resampling} --out {output.png:q} > {log:q} 2>&1"
 
 
 rule summary_figure:
     input:
-        pairs=f"{TABLES_DIR}/pairs.parquet",
-        correlations=f"{TABLES_DIR}/correlations.parquet",
+        pairs=table("pairs", "parquet"),
+        correlations=table("correlations", "parquet"),
     output:
-        png=report(f"{FIGURES_DIR}/summary.png", caption="../report/summary.rst", category="Transfer",
+        png=report(layout.FIGURE.template(FIGURES_DIR, "summary", "png"), caption="../report/summary.rst", category="Transfer",
                    labels={"figure": "methods compared"}),
-        pdf=f"{FIGURES_DIR}/summary.pdf",
+        pdf=layout.FIGURE.template(FIGURES_DIR, "summary", "pdf"),
     log:
-        f"{LOGS}/analysis/summary_figure.log",
+        job_log("analysis/summary_figure"),
     params:
         level=q([ANALYSIS["level"]]),
     localrule: True
@@ -255,7 +262,7 @@ rule analysis:
 # jobs into the DAG. Similarity heatmaps and scatters need results/similarity/*.csv to exist.
 rule figures:
     log:
-        f"{LOGS}/analysis/figures.log",
+        job_log("analysis/figures"),
     params:
         results=RESULTS,
         out=FIGURES_DIR,

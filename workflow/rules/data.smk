@@ -1,13 +1,16 @@
 # Data preparation per task: pinned few-shot splits, and CoOp's frozen image features.
 
 
+include: "functions/data.smk"
+
+
 # One split file per (task, seed): the few-shot train/val ids, so every method, pair and rerun
 # trains on exactly the same images. Cheap (reads the task's index); grouped on SLURM.
 rule fewshot_split:
     output:
-        f"{SPLITS_DIR}/{{task}}/shots{SHOTS}_seed{{seed}}.json",
+        layout.SPLIT.template(CACHE, shots=SHOTS),
     log:
-        f"{LOGS}/fewshot_split/{{task}}/shots{SHOTS}_seed{{seed}}.log",
+        job_log(f"fewshot_split/{{task}}/shots{SHOTS}_seed{{seed}}"),
     params:
         shots=SHOTS,
         data=q(["--data-dir", config["data_dir"]]) if config.get("data_dir") else "",
@@ -30,9 +33,9 @@ rule frozen_features:
     input:
         [split_file("{task}", s) for s in SEEDS],
     output:
-        f"{FEATURES_DIR}/{{task}}.shots{SHOTS}.done.json",
+        layout.FEATURES_DONE.template(CACHE, shots=SHOTS),
     log:
-        f"{LOGS}/frozen_features/{{task}}.shots{SHOTS}.log",
+        job_log(f"frozen_features/{{task}}.shots{SHOTS}"),
     params:
         splits=features_split_args,
         model=model_args(),

@@ -16,7 +16,7 @@
 # training jobs read their task lists from groups.csv but do not take it as an input, and rewriting
 # groups.csv with the same content (`--forcerun multitask_groups`) retrains nothing.
 
-# Names and input functions: common.smk, section "Multitask study".
+include: "functions/multitask.smk"
 
 
 checkpoint multitask_groups:
@@ -25,7 +25,7 @@ checkpoint multitask_groups:
     output:
         MT_GROUPS,
     log:
-        f"{LOGS}/multitask/groups.log",
+        mt_log("groups"),
     params:
         args=lambda wildcards, input: q(
             ["--tasks", *TASKS, "--methods", *MT_METHODS, "--modes", *MT["modes"], "--strategies", *MT["strategies"],
@@ -46,11 +46,11 @@ rule train_group_source:
     input:
         unpack(lambda wildcards: train_inputs(wildcards.method, group_tasks(wildcards), job_seeds(wildcards))),
     output:
-        seed_paths(f"{MT_DIR}/prompts/{{method}}/{{group}}/seed{{seed}}.safetensors"),
+        seed_paths(layout.GROUP_PROMPT.template(RESULTS)),
     log:
-        f"{LOGS}/multitask/source/{{method}}/{{group}}/{SEED_STEM}.log",
+        mt_log(f"source/{{method}}/{{group}}/{SEED_STEM}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/source/{{method}}/{{group}}/{SEED_STEM}.tsv"
+        mt_benchmark(f"source/{{method}}/{{group}}/{SEED_STEM}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -84,11 +84,11 @@ rule train_group_target:
             "prompts": [group_prompt(wildcards.method, wildcards.group, s) for s in job_seeds(wildcards)],
         }),
     output:
-        seed_paths(f"{MT_DIR}/{{method}}/init/{{group}}/{{target}}/seed{{seed}}.json"),
+        seed_paths(layout.MULTITASK_RESULT.template(RESULTS, mode="init")),
     log:
-        f"{LOGS}/multitask/init/{{method}}/{{group}}/{{target}}/{SEED_STEM}.log",
+        mt_log(f"init/{{method}}/{{group}}/{{target}}/{SEED_STEM}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/init/{{method}}/{{group}}/{{target}}/{SEED_STEM}.tsv"
+        mt_benchmark(f"init/{{method}}/{{group}}/{{target}}/{SEED_STEM}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -97,7 +97,7 @@ rule train_group_target:
             seed_args(job_seeds(wildcards)),
             split_args([wildcards.target], seed_slot(wildcards)),
             q(["--init-from", group_prompt(wildcards.method, wildcards.group, seed_slot(wildcards))]),
-            _pair_args("--output", [(wildcards.target, mt_result(wildcards.method, "init", wildcards.group, wildcards.target,
+            pair_args("--output", [(wildcards.target, mt_result(wildcards.method, "init", wildcards.group, wildcards.target,
                                                                   seed_slot(wildcards)))]),
         ]),
         args=mt_train_args,
@@ -122,11 +122,11 @@ rule train_group_joint:
     input:
         unpack(lambda wildcards: train_inputs(wildcards.method, group_tasks(wildcards), SEEDS)),
     output:
-        directory(f"{MT_DIR}/{{method}}/joint/{{group}}"),
+        directory(layout.MULTITASK_JOINT.template(RESULTS)),
     log:
-        f"{LOGS}/multitask/joint/{{method}}/{{group}}.log",
+        mt_log("joint/{method}/{group}"),
     benchmark:
-        f"{BENCHMARKS}/multitask/joint/{{method}}/{{group}}.tsv"
+        mt_benchmark("joint/{method}/{group}")
     wildcard_constraints:
         method=alternation(MT_METHODS),
         group=GROUP_RE,
@@ -135,7 +135,7 @@ rule train_group_joint:
         io=lambda wildcards: " ".join([
             seed_args(SEEDS),
             split_args(group_tasks(wildcards), "{seed}"),
-            _pair_args("--output", [(t, mt_result(wildcards.method, "joint", wildcards.group, t, "{seed}"))
+            pair_args("--output", [(t, mt_result(wildcards.method, "joint", wildcards.group, t, "{seed}"))
                                     for t in group_tasks(wildcards)]),
         ]),
         args=mt_train_args,
@@ -160,10 +160,10 @@ rule multitask_table:
         results=multitask_results,
         baselines=multitask_baselines,
     output:
-        table=report(f"{TABLES_DIR}/multitask.csv", caption="../report/multitask.rst", category="Multitask"),
-        summary=report(f"{TABLES_DIR}/multitask_summary.csv", caption="../report/multitask_summary.rst", category="Multitask"),
+        table=report(table("multitask"), caption="../report/multitask.rst", category="Multitask"),
+        summary=report(table("multitask_summary"), caption="../report/multitask_summary.rst", category="Multitask"),
     log:
-        f"{LOGS}/multitask/table.log",
+        mt_log("table"),
     params:
         args=lambda wildcards: q(["--results-dir", RESULTS, "--seeds", *SEEDS, "--n-boot", ANALYSIS["n_boot"],
                                   "--level", ANALYSIS["level"], "--boot-seed", ANALYSIS["seed"]]),
@@ -177,13 +177,13 @@ rule multitask_table:
 
 rule multitask_figure:
     input:
-        f"{TABLES_DIR}/multitask_summary.csv",
+        table("multitask_summary"),
     output:
-        png=report(f"{FIGURES_DIR}/multitask.png", caption="../report/multitask_figure.rst", category="Multitask",
-                   labels={"figure": "multitask gain"}),
-        pdf=f"{FIGURES_DIR}/multitask.pdf",
+        png=report(layout.FIGURE.template(FIGURES_DIR, "multitask", "png"), caption="../report/multitask_figure.rst",
+                   category="Multitask", labels={"figure": "multitask gain"}),
+        pdf=layout.FIGURE.template(FIGURES_DIR, "multitask", "pdf"),
     log:
-        f"{LOGS}/multitask/figure.log",
+        mt_log("figure"),
     localrule: True
     conda:
         CONDA_ENV
@@ -193,6 +193,6 @@ rule multitask_figure:
 
 rule multitask:
     input:
-        f"{TABLES_DIR}/multitask.csv",
-        f"{TABLES_DIR}/multitask_summary.csv",
-        expand(f"{FIGURES_DIR}/multitask.{{ext}}", ext=["png", "pdf"]),
+        table("multitask"),
+        table("multitask_summary"),
+        [layout.FIGURE.template(FIGURES_DIR, "multitask", ext) for ext in ("png", "pdf")],

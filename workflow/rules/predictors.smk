@@ -10,14 +10,17 @@
 # `snakemake predictors`.
 
 
+include: "functions/predictors.smk"
+
+
 # The study's pinned split files of every seed: the images the target's prompts are trained on.
 rule embed_task_fewshot:
     input:
         lambda wildcards: [ancient(split_file(wildcards.task, s)) for s in SEEDS],
     output:
-        f"{EMBED_DIR}/{{task}}.fewshot.npz",
+        layout.EMBEDDING.template(CACHE, kind="fewshot"),
     log:
-        f"{LOGS}/analysis/embed_fewshot/{{task}}.log",
+        job_log("analysis/embed_fewshot/{task}"),
     wildcard_constraints:
         task=alternation(TASKS),
     params:
@@ -38,12 +41,12 @@ rule predictor:
         # the embedding files of every task it is computed from: {kind: [files]}, kinds fewshot, labels, images
         unpack(lambda wildcards: {k: embeddings(k) for k in study.PREDICTORS[wildcards.predictor].embedding_kinds}),
     output:
-        csv=report(f"{PREDICTORS_DIR}/{{predictor}}.csv", caption="../report/predictor.rst", category="Predictors",
-                   labels={"table": "predictor matrix", "predictor": "{predictor}"}),
-        parquet=f"{PREDICTORS_DIR}/{{predictor}}.parquet",
-        cost=f"{PREDICTORS_DIR}/{{predictor}}.json",
+        csv=report(layout.PREDICTOR.template(PREDICTORS_DIR, ext="csv"), caption="../report/predictor.rst",
+                   category="Predictors", labels={"table": "predictor matrix", "predictor": "{predictor}"}),
+        parquet=layout.PREDICTOR.template(PREDICTORS_DIR, ext="parquet"),
+        cost=layout.PREDICTOR.template(PREDICTORS_DIR, ext="json"),
     log:
-        f"{LOGS}/analysis/predictor_{{predictor}}.log",
+        job_log("analysis/predictor_{predictor}"),
     wildcard_constraints:
         predictor=alternation(SHARED_PREDICTORS),
     params:
@@ -68,15 +71,15 @@ if PROMPT_PREDICTORS:
             prompts=lambda wildcards: [prompt_file(wildcards.method, t, s) for t in TASKS for s in SEEDS],
             splits=[ancient(split_file(t, s)) for t in TASKS for s in SEEDS],
         output:
-            csv=[f"{PREDICTORS_DIR}/{{method}}/{p}.csv" for p in PROMPT_PREDICTORS],
-            parquet=[f"{PREDICTORS_DIR}/{{method}}/{p}.parquet" for p in PROMPT_PREDICTORS],
-            cost=[f"{PREDICTORS_DIR}/{{method}}/{p}.json" for p in PROMPT_PREDICTORS],
+            csv=[layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, predictor=p, ext="csv") for p in PROMPT_PREDICTORS],
+            parquet=[layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, predictor=p, ext="parquet") for p in PROMPT_PREDICTORS],
+            cost=[layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, predictor=p, ext="json") for p in PROMPT_PREDICTORS],
         log:
-            f"{LOGS}/analysis/prompt_predictors_{{method}}.log",
+            job_log("analysis/prompt_predictors_{method}"),
         params:
             tasks=q(TASKS),
             names=q(PROMPT_PREDICTORS),
-            out=lambda wildcards: q([f"{PREDICTORS_DIR}/{wildcards.method}"]),
+            out=lambda wildcards: q([os.path.dirname(layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, wildcards.method))]),
             args=f"{model_args(SIMILARITY['device'])} {q(['--batch-size', SIMILARITY['batch_size']])}",
         resources:
             gpu=1,
@@ -91,16 +94,14 @@ if PROMPT_PREDICTORS:
 
 rule score_predictors:
     input:
-        runs=f"{TABLES_DIR}/runs.parquet",  # per-seed gains: the two-level bootstrap (targets, then seeds)
-        predictors=expand(f"{PREDICTORS_DIR}/{{predictor}}.parquet", predictor=SHARED_PREDICTORS)
-        + expand(f"{PREDICTORS_DIR}/{{method}}/{{predictor}}.parquet", method=METHODS, predictor=PROMPT_PREDICTORS),
-        costs=expand(f"{PREDICTORS_DIR}/{{predictor}}.json", predictor=SHARED_PREDICTORS)
-        + expand(f"{PREDICTORS_DIR}/{{method}}/{{predictor}}.json", method=METHODS, predictor=PROMPT_PREDICTORS),
+        runs=table("runs", "parquet"),  # per-seed gains: the two-level bootstrap (targets, then seeds)
+        predictors=predictor_files("parquet"),
+        costs=predictor_files("json"),
     output:
-        csv=report(f"{TABLES_DIR}/predictors.csv", caption="../report/predictors.rst", category="Predictors"),
-        parquet=f"{TABLES_DIR}/predictors.parquet",
+        csv=report(table("predictors"), caption="../report/predictors.rst", category="Predictors"),
+        parquet=table("predictors", "parquet"),
     log:
-        f"{LOGS}/analysis/score_predictors.log",
+        job_log("analysis/score_predictors"),
     params:
         args=f"{q(['--n-boot', ANALYSIS['n_boot'], '--n-perm', ANALYSIS['n_perm'], '--seed', ANALYSIS['seed'], '--level', ANALYSIS['level']])} --methods {q(METHODS)}",
     localrule: True
@@ -112,13 +113,13 @@ rule score_predictors:
 
 rule predictors_figure:
     input:
-        f"{TABLES_DIR}/predictors.parquet",
+        table("predictors", "parquet"),
     output:
-        png=report(f"{FIGURES_DIR}/predictors.png", caption="../report/predictors_figure.rst", category="Predictors",
-                   labels={"figure": "predictors ranked"}),
-        pdf=f"{FIGURES_DIR}/predictors.pdf",
+        png=report(layout.FIGURE.template(FIGURES_DIR, "predictors", "png"), caption="../report/predictors_figure.rst",
+                   category="Predictors", labels={"figure": "predictors ranked"}),
+        pdf=layout.FIGURE.template(FIGURES_DIR, "predictors", "pdf"),
     log:
-        f"{LOGS}/analysis/predictors_figure.log",
+        job_log("analysis/predictors_figure"),
     localrule: True
     conda:
         CONDA_ENV
@@ -128,7 +129,6 @@ rule predictors_figure:
 
 rule predictors:
     input:
-        expand(f"{PREDICTORS_DIR}/{{predictor}}.csv", predictor=SHARED_PREDICTORS),
-        expand(f"{PREDICTORS_DIR}/{{method}}/{{predictor}}.csv", method=METHODS, predictor=PROMPT_PREDICTORS),
-        f"{TABLES_DIR}/predictors.csv",
-        expand(f"{FIGURES_DIR}/predictors.{{ext}}", ext=["png", "pdf"]),
+        predictor_files("csv"),
+        table("predictors"),
+        [layout.FIGURE.template(FIGURES_DIR, "predictors", ext) for ext in ("png", "pdf")],

@@ -7,16 +7,19 @@
 #
 # Both read (and, if missing, write) the frozen image-feature cache the CoOp runs use
 # ({cache_dir}/features/...): when the study has the frozen_features jobs, they run after them and
-# encode nothing. Inputs of rule collect_results (analysis.smk), hence built by the default target.
-# Names and input functions: common.smk, section "Reference rows".
+# encode nothing. Inputs of rule collect_results (analysis.smk) and of the default target (common.smk:
+# reference_results).
+
+include: "functions/reference.smk"
+
 
 rule reference_zeroshot:
     input:
         reference_feature_inputs,
     output:
-        reference_zeroshot_path("{task}"),
+        layout.REFERENCE_ZEROSHOT.template(REFERENCE_DIR),
     log:
-        f"{LOGS}/reference/zeroshot/{{task}}.log",
+        job_log("reference/zeroshot/{task}"),
     params:
         model=model_args(),
         cache=CACHE,
@@ -38,9 +41,9 @@ rule reference_linear_probe:
     input:
         reference_probe_inputs,
     output:
-        reference_probe_path("{task}", "{seed}"),
+        layout.REFERENCE_PROBE.template(REFERENCE_DIR),
     log:
-        f"{LOGS}/reference/linear_probe/{{task}}/seed{{seed}}.log",
+        job_log("reference/linear_probe/{task}/seed{seed}"),
     params:
         model=model_args(),
         cache=CACHE,

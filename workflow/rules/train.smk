@@ -17,16 +17,19 @@
 # runtime ones (train.compile, eval_batch_size, workers, ...), which never rerun a finished job.
 
 
+include: "functions/train.smk"
+
+
 rule train_single:
     input:
         unpack(single_inputs),
     output:
-        results=seed_paths(f"{RESULTS}/{{method}}/{{task}}__{{task}}/seed{{seed}}.json"),
-        prompts=seed_paths(f"{PROMPTS_DIR}/{{method}}/{{task}}/seed{{seed}}.safetensors"),
+        results=seed_paths(layout.RESULT.template(RESULTS, source="{task}", target="{task}")),
+        prompts=seed_paths(layout.PROMPT.template(RESULTS)),
     log:
-        f"{LOGS}/train_single/{{method}}/{{task}}/{SEED_STEM}.log",
+        train_log("train_single", "{task}"),
     benchmark:
-        f"{BENCHMARKS}/train_single/{{method}}/{{task}}/{SEED_STEM}.tsv"
+        train_benchmark("train_single", "{task}")
     params:
         args=train_args,
         io=single_io_args,
@@ -52,12 +55,12 @@ if MODE == "joint":
         input:
             unpack(joint_inputs),
         output:
-            ab=seed_paths(f"{RESULTS}/{{method}}/{{a}}__{{b}}/seed{{seed}}.json"),
-            ba=seed_paths(f"{RESULTS}/{{method}}/{{b}}__{{a}}/seed{{seed}}.json"),
+            ab=seed_paths(layout.RESULT.template(RESULTS, source="{a}", target="{b}")),
+            ba=seed_paths(layout.RESULT.template(RESULTS, source="{b}", target="{a}")),
         log:
-            f"{LOGS}/train_joint/{{method}}/{{a}}__{{b}}/{SEED_STEM}.log",
+            train_log("train_joint", "{a}__{b}"),
         benchmark:
-            f"{BENCHMARKS}/train_joint/{{method}}/{{a}}__{{b}}/{SEED_STEM}.tsv"
+            train_benchmark("train_joint", "{a}__{b}")
         wildcard_constraints:
             **joint_pair_constraints(TASKS),
         params:
@@ -84,11 +87,11 @@ else:
         input:
             unpack(sequential_inputs),
         output:
-            seed_paths(f"{RESULTS}/{{method}}/{{source}}__{{target}}/seed{{seed}}.json"),
+            seed_paths(layout.RESULT.template(RESULTS)),
         log:
-            f"{LOGS}/train_sequential/{{method}}/{{source}}__{{target}}/{SEED_STEM}.log",
+            train_log("train_sequential", "{source}__{target}"),
         benchmark:
-            f"{BENCHMARKS}/train_sequential/{{method}}/{{source}}__{{target}}/{SEED_STEM}.tsv"
+            train_benchmark("train_sequential", "{source}__{target}")
         wildcard_constraints:
             target=off_diagonal_target(TASKS),
         params:
