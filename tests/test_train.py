@@ -30,7 +30,7 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(9, cfg) < lr_at(5, cfg) < lr_at(2, cfg)
 
 
-@pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
+@pytest.mark.parametrize("method", ["coop", "vpt", pytest.param("upt", marks=pytest.mark.slow)])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, method):
     full = run(spec(tmp_path / "full", method, save_prompts={A: str(tmp_path / "full.safetensors")}))[0]
 
@@ -144,7 +144,8 @@ def test_bad_training_options_are_clear():
         TrainConfig.from_dict({"head": "both"})
 
 
-@pytest.mark.parametrize("method,tasks", [("coop", (A,)), ("vpt", (A, B)), ("upt", (A,))])
+@pytest.mark.parametrize("method,tasks", [("coop", (A,)), pytest.param("vpt", (A, B), marks=pytest.mark.slow),
+                                          pytest.param("upt", (A,), marks=pytest.mark.slow)])  # the fast lane: CoOp
 def test_stacked_seeds_equal_separate_runs(tmp_path, method, tasks):
     """K prompt sets in one forward pass give the results of K separate runs."""
     seeds = [1, 2, 3]

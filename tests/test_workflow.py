@@ -103,8 +103,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 # The paper's DAG, from config/elevater.yaml
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", [{}, {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
-                                     {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}])
+@pytest.mark.parametrize("variant", [{}, *(pytest.param(v, marks=pytest.mark.slow) for v in (  # the fast lane: the paper's own
+    {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
+    {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}))])
 def test_paper_config_dag_has_every_pair(tmp_path, variant):
     cfg = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
     cfg.update(variant)
