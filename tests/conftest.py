@@ -33,3 +33,12 @@ def run_mvlpt(capsys):
         return CliRun(rc, [line for line in err.splitlines() if line.startswith("mvlpt: error:")], err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory):
+    """The shared end-to-end study (tests/studies.py), built once per session with the README's command.
+    Read it, never write into it: a test that reruns or extends it works on ``studies.copy_study``'s copy."""
+    import studies
+
+    return studies.build(tmp_path_factory.mktemp("finished-study"))

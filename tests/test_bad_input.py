@@ -85,6 +85,7 @@ def test_bad_config_stops_the_workflow(tmp_path, case):
     assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_more_shots_than_a_class_has_images_under_the_strict_policy(tmp_path):
     """The preflight stops the run before any job; without it, the split job stops with the sentence in its log.
     (Under the default policy, `available`, the class gives all it has: tests/test_fewshot.py.)"""

@@ -52,13 +52,24 @@ def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
         (["train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16-quickgelu", "--pretrained", "openai", "--output", "shapes=x.json"], "cannot be downloaded"),
     ],
 )
-def test_user_errors_are_one_sentence_with_status_2(tmp_path, args, needle):
-    r = mvlpt(*args, cwd=tmp_path)
+def test_user_errors_are_one_sentence_with_status_2(tmp_path, monkeypatch, run_mvlpt, args, needle):
+    """In-process (mvlpt.cli.main, as the console script calls it); the process itself: the next test."""
+    monkeypatch.chdir(tmp_path)
+    rc, lines, err = run_mvlpt(*args)
+    assert rc == 2, err
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_a_user_error_ends_the_process_with_status_2_and_one_sentence(tmp_path):
+    """`python -m mvlpt.cli` as a workflow rule runs it: exit status 2, one `mvlpt: error:` line, no traceback."""
+    r = mvlpt("train", "--method", "coopp", "--task", "shapes", "--output", "shapes=x.json", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("mvlpt: error:")]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert len(lines) == 1 and "unknown prompt method 'coopp'" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "x.json").exists() and not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_split_and_train_write_their_files(tmp_path):

@@ -5,18 +5,19 @@ from its saved state.
 * ``test_sigkilled_training_resumes_from_its_state``: ``mvlpt train --state F`` killed with SIGKILL
   after a state save resumes there (it says so) and ends with the metrics of an uninterrupted run.
   (``tests/test_train.py::test_resume_equals_uninterrupted`` interrupts in-process, per method.)
-* ``test_killed_study_reruns_to_identical_tables``: a small study, run in a copy of the checkout
-  with the README's command ``snakemake --cores 2`` and nothing else (so the workflow profile
-  profiles/default applies), first uninterrupted, then killed (the whole process group, SIGKILL)
-  three times: once just after the first resumable training state is saved, then at seeded random
-  moments (each 10-50 % of the uninterrupted wall time into its rerun). After every kill each file
+* ``test_killed_study_reruns_to_identical_tables``: the shared small study (tests/studies.py), run in a copy
+  of the checkout with the README's command ``snakemake --cores 2`` and nothing else (so the workflow profile
+  profiles/default applies), first uninterrupted (the session fixture ``finished_study``), then killed
+  (the whole process group, SIGKILL) three times: once just after the first resumable training state is
+  saved, then at seeded random moments (each 10-50 % of the uninterrupted wall time into its rerun). After every kill each file
   under a final name is complete; every rerun is the same plain command (the killed run's lock is
   removed by the workflow, its incomplete jobs redone by the profile's rerun-incomplete); training
   jobs killed after a state save resume from it (their logs say so, no state goes back to an
   earlier epoch); the last rerun ends with tables equal to the uninterrupted run's (CPU:
   bit-identical metrics) and nothing left to do.
-* ``test_orphaned_jobs_of_a_killed_snakemake``: only Snakemake is killed; its training job lives on
-  (held stopped by the test, so that it surely outlives the rerun). The plain rerun refuses to start
+* ``test_orphaned_jobs_of_a_killed_snakemake``: in a copy of the finished study missing one result, only
+  Snakemake is killed while it reruns that training job; the job lives on (held stopped by the test, so
+  that it surely outlives the rerun). The plain rerun refuses to start
   beside it and names it; once the orphan has ended (and written its outputs), the plain rerun redoes
   its job and ends with the uninterrupted run's tables.
 """
@@ -24,11 +25,9 @@ from its saved state.
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -39,36 +38,15 @@ from safetensors import safe_open
 from mvlpt.checkpoints import load_state
 from mvlpt.cli import main
 from mvlpt.results import read_result
+from studies import CACHE, README_COMMAND, checkout, copy_study, env
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 RESUMED = "resuming from the saved training state"
-
-# Small but complete: baselines and joint pairs, CoOp (frozen-feature cache) and VPT, two stacked
-# seeds, a state saved after every epoch, then the analysis (the README command builds everything)
-# with few resamples.
-STUDY = textwrap.dedent("""\
-    tasks: [shapes, orientation]
-    methods: [coop, vpt]
-    seeds: [1, 2]
-    shots: 3
-    device: cpu
-    model: {name: mvlpt-tiny, pretrained: synthetic, init_seed: 0}
-    train: {epochs: 3, lr: 0.01, batch_size: 8, batch_size_multitask: 16, warmup_epochs: 0, checkpoint_every: 1}
-    similarity: {sample_size: 8}
-    analysis: {n_boot: 50, n_perm: 50}
-    results_dir: results
-    cache_dir: cache
-""")
-README_COMMAND = [str(SNAKEMAKE), "--cores", "2"]  # README: "snakemake --cores 2", in the checkout
 N_KILLS = 2  # at random moments, after one kill just after a state save
 KILL_SEED = 7
 UNLOCKED = "removed the lock left by a killed Snakemake"
-
-
-def _env():
-    # one BLAS/OpenMP thread per job: two jobs on two cores without oversubscription
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The study killed here is the shared study of tests/studies.py (three tasks, CoOp with its frozen-feature
+# cache and VPT, two stacked seeds, a state saved after every epoch, then the analysis): its finished copy,
+# the session fixture ``finished_study``, is the uninterrupted reference.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -88,7 +66,7 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
 
     state, out = tmp_path / "state" / "run.safetensors", tmp_path / "killed.json"
     args = _train_args(tmp_path, out, "--state", str(state))
-    proc = subprocess.Popen([sys.executable, "-m", "mvlpt.cli", *args], env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "mvlpt.cli", *args], env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -123,20 +101,9 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 # Snakemake level: the study killed at random moments
 # --------------------------------------------------------------------------------------------------
-def _checkout(workdir):
-    """A copy of the workflow as a user's checkout has it, with STUDY as config/config.yaml."""
-    ignore = shutil.ignore_patterns("__pycache__", ".snakemake")
-    shutil.copy(REPO / "Snakefile", workdir / "Snakefile")
-    for folder in ("workflow", "profiles"):
-        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
-    (workdir / "config").mkdir()
-    (workdir / "config" / "config.yaml").write_text(STUDY)
-    return workdir
-
-
 def _start(workdir, *args, log_name):
     log = open(workdir / log_name, "w")
-    proc = subprocess.Popen([*README_COMMAND, *args], cwd=workdir, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([*README_COMMAND, *args], cwd=workdir, env=env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group: snakemake and every job it starts
     log.close()
     return proc
@@ -194,7 +161,7 @@ def _visible(paths):
 def _check_nothing_half_written(workdir):
     """Every file under a final name is complete; returns the number of files checked."""
     n = 0
-    results, cache = workdir / "results", workdir / "cache"
+    results, cache = workdir / "results", workdir / CACHE
     for p in _visible((results).glob("*/*__*/seed*.json")):
         read_result(p)  # parses, current format, every required field
         n += 1
@@ -232,7 +199,8 @@ def _check_nothing_half_written(workdir):
 
 def _states(workdir):
     """Resumable training states on disk: path (relative to the work dir, as mvlpt names it) -> next epoch."""
-    return {str(p.relative_to(workdir)): load_state(p)[1]["next_epoch"] for p in _visible((workdir / "cache").glob("state/**/*.state.safetensors"))}
+    states = _visible((workdir / CACHE).glob("state/**/*.state.safetensors"))
+    return {str(p.relative_to(workdir)): load_state(p)[1]["next_epoch"] for p in states}
 
 
 def _check_resumed(workdir, before, after):
@@ -250,18 +218,14 @@ def _check_resumed(workdir, before, after):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The study run uninterrupted: its tables, and its wall time."""
-    assert SNAKEMAKE.exists(), f"snakemake is not installed next to {sys.executable}"
-    ref = _checkout(tmp_path_factory.mktemp("uninterrupted"))
-    t0 = time.monotonic()
-    _run_to_end(ref, log_name="snakemake.log")
-    t_ref = time.monotonic() - t0
-    tables = _tables(ref)
+def reference(finished_study):
+    """The study run uninterrupted (the shared study, built by the README's command): its tables, and its wall time."""
+    tables = _tables(finished_study.work)
+    cfg = finished_study.cfg
     assert {"runs.csv", "pairs.csv", "correlations.csv", "matrices/coop_gain.csv", "matrices/vpt_gain.csv"} <= set(tables)
-    assert len(tables["runs.csv"]) == 2 * 2 * 4  # methods x seeds x (source, target) pairs
-    assert "Using workflow specific profile profiles/default" in (ref / "snakemake.log").read_text()
-    return tables, t_ref
+    assert len(tables["runs.csv"]) == len(cfg["methods"]) * len(cfg["seeds"]) * len(cfg["tasks"]) ** 2  # every run
+    assert "Using workflow specific profile profiles/default" in finished_study.log
+    return tables, finished_study.wall_s
 
 
 def _check_same_tables_and_done(work, reference_tables):
@@ -270,14 +234,14 @@ def _check_same_tables_and_done(work, reference_tables):
     for name, df in reference_tables.items():
         pd.testing.assert_frame_equal(rerun[name], df, check_exact=True, obj=name)
     assert not _states(work), "no resumable state is left once every job is complete"
-    proc = subprocess.run([*README_COMMAND, "-n"], cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*README_COMMAND, "-n"], cwd=work, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
 def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
     reference_tables, t_ref = reference
-    work = _checkout(tmp_path)
+    work = checkout(tmp_path)
     kills, segments, resumed, states = [], [], 0, {}
     t0 = time.monotonic()
 
@@ -311,7 +275,7 @@ def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
 
     # Kill 1 lands just after the first resumable training state is saved, so that resuming is
     # exercised whatever the timing; the others at seeded random moments.
-    finished, _ = segment(0, lambda t: bool(_visible((work / "cache").glob("state/**/*.state.safetensors"))))
+    finished, _ = segment(0, lambda t: bool(_visible((work / CACHE).glob("state/**/*.state.safetensors"))))
     assert not finished and kills[0]["training_states"] >= 1
     # Each rerun starts with Snakemake's own start-up and lost work to redo, so each random kill is
     # drawn on its own segment's clock (not as differences of one timeline, which would land the
@@ -338,17 +302,19 @@ def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_orphaned_jobs_of_a_killed_snakemake(reference, tmp_path):
+def test_orphaned_jobs_of_a_killed_snakemake(reference, finished_study, tmp_path):
     """Only Snakemake is killed; its training job, orphaned, lives on and writes its outputs later. The
     rerun must not run beside it (both would write the same files), must say why, and must recover once
     it has ended. The test holds the orphan stopped (SIGSTOP) while the rerun starts, so that the orphan
-    surely outlives it, then lets it finish."""
+    surely outlives it, then lets it finish. It starts from a copy of the finished study with one result of
+    the joint VPT run {shapes, orientation} deleted: the plain command reruns that job (and what reads it)."""
     reference_tables, _ = reference
-    work = _checkout(tmp_path)
+    work = copy_study(finished_study, tmp_path / "work").work
+    (work / "results" / "vpt" / "orientation__shapes" / "seed1.json").unlink()
     proc = _start(work, log_name="killed.log")
     try:
         deadline = time.monotonic() + 600
-        while not _visible((work / "cache").glob("state/**/*.state.safetensors")):  # a training job is mid-run
+        while not _visible((work / CACHE).glob("state/**/*.state.safetensors")):  # a training job is mid-run
             assert proc.poll() is None, (work / "killed.log").read_text()[-4000:]
             assert time.monotonic() < deadline, "no training state within 600 s"
             time.sleep(0.02)
@@ -361,7 +327,7 @@ def test_orphaned_jobs_of_a_killed_snakemake(reference, tmp_path):
         orphans = [pid for pid in jobs if pid in _group_alive(proc.pid)]
         assert orphans, "no job outlived Snakemake"
 
-        refused = subprocess.run(README_COMMAND, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+        refused = subprocess.run(README_COMMAND, cwd=work, env=env(), capture_output=True, text=True, timeout=300)
         out = refused.stdout + refused.stderr
         assert refused.returncode != 0, out[-4000:]
         assert "jobs of a killed Snakemake" in out and any(f"{pid} (" in out for pid in orphans), out[-4000:]

@@ -34,7 +34,7 @@ def same_tensors(p, q):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("method", ["coop", "vpt"])
+@pytest.mark.parametrize("method", ["coop", pytest.param("vpt", marks=pytest.mark.slow)])  # the fast lane: CoOp
 def test_a_group_of_one_task_is_the_single_task_run(tmp_path, method):
     single, group = tmp_path / "single.safetensors", tmp_path / "group.safetensors"
     run(spec(tmp_path / "s", [A], method, save_prompts={A: str(single)}))
@@ -83,7 +83,7 @@ def test_a_target_starts_from_a_group_prompt_and_records_the_group(tmp_path):
         run(spec(tmp_path, [A], init_from=str(group), seeds=[1, 2], outputs={A: str(tmp_path / "a{seed}.json")}))
 
 
-@pytest.mark.parametrize("method", ["coop", "upt"])
+@pytest.mark.parametrize("method", ["coop", pytest.param("upt", marks=pytest.mark.slow)])  # the fast lane: CoOp
 def test_one_joint_group_run_serves_every_member(tmp_path, method):
     everyone = run(spec(tmp_path / "all", [A, B, C], method, outputs={t: str(tmp_path / f"all-{t}.json") for t in (A, B, C)},
                         save_prompts={B: str(tmp_path / "b.safetensors")}))

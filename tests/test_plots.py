@@ -132,6 +132,7 @@ def test_plot_verbs(tmp_path, run_mvlpt):
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["gain_coop.pdf", "gain_coop.png", "sim.pdf", "sim.png"]
 
 
+@pytest.mark.slow
 def test_figures_verb_draws_what_the_rules_draw(tmp_path, run_mvlpt):
     """`mvlpt figures` (one call) and the workflow's steps (collect, correlate, one `mvlpt plot` per figure), both with
     their default settings, write the same files with the same pixels."""

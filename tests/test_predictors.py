@@ -174,6 +174,7 @@ def prompt_views_of(trained_prompts):
     return {method: P.prompt_views(clip, method, PROMPT_TASKS, prompts, splits) for method, (prompts, _) in out.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_prompt_accuracy_of_a_task_own_prompt_is_the_training_codes_validation_metric(method, trained_prompts, prompt_views_of):
     """The prompt-specific predictor of (T, T) is T's metric on T's few-shot val images with T's best
@@ -189,6 +190,7 @@ def test_prompt_accuracy_of_a_task_own_prompt_is_the_training_codes_validation_m
     assert ((m.to_numpy() >= 0) & (m.to_numpy() <= 1)).all() and seconds > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_a_prompt_trained_on_the_target_itself_ranks_first(method, prompt_views_of):
     """Known answer: for the targets whose prompt training matters (shapes, glyph-digits; texture-colours
@@ -207,6 +209,7 @@ def test_a_prompt_trained_on_the_target_itself_ranks_first(method, prompt_views_
             assert (others < m.loc[t, t]).all(), (method, name, t, m[t].round(3).to_dict())
 
 
+@pytest.mark.slow
 def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(prompt_views_of):
     """The estimator variants read the source classifier's view of the target's train images exactly as
     the zero-shot ones do, averaged over seeds; the views are the source learner's own logits."""
@@ -226,6 +229,7 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     assert views.target_logits[1][src][tgt].shape[1] == 6  # over the target's (shapes') classes, whatever the source
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_target_class_logits_of_a_task_own_prompt_are_its_own_classifier(method, prompt_views_of):
     """On the diagonal, T's learner holding T's prompt is T's own classifier: the target-class logits equal
@@ -241,6 +245,7 @@ def test_target_class_logits_of_a_task_own_prompt_are_its_own_classifier(method,
                 assert views.target_logits[s][src][t].shape == (len(views.labels[s][t]), n_classes[t])
 
 
+@pytest.mark.slow
 def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained_prompts, prompt_views_of, run_mvlpt, tmp_path):
     root, splits, out = trained_prompts
     prompts = out["coop"][0]

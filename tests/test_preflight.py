@@ -259,6 +259,7 @@ def test_priced_prompt_shapes_are_the_ones_training_builds(tiny_clip, options):
     assert cost.text_rows(100, 29, 1) == 100 * 29  # one token ([SOS]) is not shared, in training either
 
 
+@pytest.mark.slow
 def test_calibrate_measures_this_machine_and_the_estimate_then_speaks_of_it(tmp_path, capsys):
     cfg = fabricated_study(tmp_path)
     path = write_config(tmp_path, cfg)

@@ -188,7 +188,7 @@ def test_select_last_reports_the_final_epoch_for_every_target_and_the_group(tmp_
         assert all(torch.equal(saved[k], final[k].cpu()) for k in saved), path
 
 
-@pytest.mark.parametrize("select", ["best", "last"])
+@pytest.mark.parametrize("select", ["best", pytest.param("last", marks=pytest.mark.slow)])  # the fast lane: best
 def test_resumed_run_equals_uninterrupted_with_the_new_fields(tmp_path, monkeypatch, select):
     def make(sub, **kw):
         return spec(tmp_path / sub, (A, B), train=TrainConfig(epochs=5, lr=0.01, checkpoint_every=1, select=select),

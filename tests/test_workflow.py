@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from studies import copy_study
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e '.[test]')")
@@ -101,8 +103,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 # The paper's DAG, from config/elevater.yaml
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", [{}, {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
-                                     {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}])
+@pytest.mark.parametrize("variant", [{}, *(pytest.param(v, marks=pytest.mark.slow) for v in (  # the fast lane: the paper's own
+    {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
+    {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}))])
 def test_paper_config_dag_has_every_pair(tmp_path, variant):
     cfg = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
     cfg.update(variant)
@@ -139,37 +142,20 @@ def test_every_ordered_pair_has_its_own_result_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# The demo study, end to end (a small version of config/config.yaml)
+# The demo study, end to end: the session's shared study (tests/studies.py), copied here because the
+# tests below rerun and extend it
 # ------------------------------------------------------------------------------------------------
-SMALL = {
-    "tasks": ["shapes", "glyph-digits", "orientation"],
-    "methods": ["coop", "vpt"],
-    "seeds": [1],
-    "shots": 4,
-    "train": {"epochs": 2, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0},
-    "similarity": {"sample_size": 8},
-    "analysis": {"n_boot": 50, "n_perm": 50},
-    # `snakemake multitask` on top: CoOp in both modes, two strategies, and SoftCPT
-    "multitask": {"methods": ["coop", "softcpt"], "modes": ["init", "joint"], "strategies": ["all", "gain"], "k": 1},
-}
-
-
 @pytest.fixture(scope="module")
-def small_study(tmp_path_factory):
-    """The demo config with fewer tasks, methods, seeds and epochs, run once with --cores 2."""
-    work = tmp_path_factory.mktemp("study")
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg.update(SMALL)
-    configfile = work / "study.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
-    res = snakemake(work, "--cores", "2", configfile=configfile, timeout=900)
-    assert res.returncode == 0, (res.stderr + res.stdout)[-6000:]
+def small_study(finished_study, tmp_path_factory):
+    """A copy of the shared study (a small version of the demo config, run once with --cores 2)."""
+    study = finished_study
     # the preflight ran before the first job and left Snakemake's console as it was (open_clip logs
     # through the root logger, which would print every Snakemake message a second time)
-    report = json.loads((work / "logs" / "preflight.json").read_text())
-    assert report["problems"] == [] and [t["task"] for t in report["tasks"]] == cfg["tasks"]
-    assert "INFO:snakemake.logging" not in res.stderr, res.stderr[-3000:]
-    return work, configfile, cfg
+    report = json.loads((study.work / "logs" / "preflight.json").read_text())
+    assert report["problems"] == [] and [t["task"] for t in report["tasks"]] == study.cfg["tasks"]
+    assert "INFO:snakemake.logging" not in study.log, study.log[-3000:]
+    copy = copy_study(study, tmp_path_factory.mktemp("study") / "work")
+    return copy.work, copy.configfile, copy.cfg
 
 
 def result_files(cfg, root: Path):
@@ -184,7 +170,7 @@ def test_demo_study_writes_every_result_and_table(small_study):
         r = json.loads(f.read_text())
         method, pair = f.parent.parent.name, f.parent.name
         assert (r["method"], f"{r['source']}__{r['target']}") == (method, pair)
-        assert 0.0 <= r["test"] <= 1.0 and r["epochs"] == 2 and r["shots"] == 4
+        assert 0.0 <= r["test"] <= 1.0 and r["epochs"] == cfg["train"]["epochs"] and r["shots"] == cfg["shots"]
         assert r["mode"] == ("single" if r["source"] == r["target"] else "joint")
     import pandas as pd
 
