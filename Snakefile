@@ -7,7 +7,7 @@
 #   snakemake multitask --cores 2                              the multitask study (docs/multitask.md)
 #
 # Rules live in workflow/rules/*.smk (each with its functions in workflow/rules/functions/), every path
-# in mvlpt/layout.py; config keys are documented in config/README.md. The profile
+# in mvlpt/study/layout.py; config keys are documented in config/README.md. The profile
 # profiles/default (retries, rerun-incomplete, keep-going, failed logs) is loaded automatically.
 
 

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from mvlpt import study
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.study import vocabulary
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
-from mvlpt.train import Trainer
+from mvlpt.training.train import Trainer
 
-PAIRWISE = [m.name for m in study.PAIRWISE_METHODS]  # checks 1 and 2: every method of the pairwise study (CoCoOp too)
+PAIRWISE = [m.name for m in vocabulary.PAIRWISE_METHODS]  # checks 1 and 2: every method of the pairwise study (CoCoOp too)
 
 
 def cast_once_is_exact(device: str, model: str) -> bool:

@@ -12,8 +12,9 @@ import json
 import os
 import sys
 
-from . import __version__, layout
-from .errors import MvlptError
+from mvlpt import __version__
+from mvlpt.study import layout
+from mvlpt.errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)).
 COMMAND_MODULES = ("data", "analysis", "preflight", "predict", "groundtruth", "multitask", "reference")
@@ -55,14 +56,14 @@ def pretrained_arg(model: str, value: str | None) -> str | None:
 
 def check_data_dir(value: str | None) -> None:
     """A data folder that is a file is said to be one (not reported as missing data later)."""
-    from .datasets.paths import resolve_data_dir
-    from .io import check_folder
+    from mvlpt.datasets.paths import resolve_data_dir
+    from mvlpt.io import check_folder
 
     check_folder(resolve_data_dir(value), "data folder")
 
 
 def cmd_tasks(args) -> int:
-    from .tasks import get_task, list_tasks
+    from mvlpt.tasks import get_task, list_tasks
 
     for name in list_tasks(args.source):
         t = get_task(name)
@@ -72,8 +73,8 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from .tasks import get_task
-    from .tasks.fewshot import make_split, write_split
+    from mvlpt.tasks import get_task
+    from mvlpt.tasks.fewshot import make_split, write_split
 
     check_data_dir(args.data_dir)
     split = make_split(get_task(args.task), args.seed, args.shots, args.data_dir, policy=args.policy)
@@ -83,11 +84,11 @@ def cmd_split(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .devices import resolve_device
-    from .features import image_features
-    from .models.clip import load_clip
-    from .tasks import get_task
-    from .tasks.fewshot import indices_of, read_split
+    from mvlpt.running.devices import resolve_device
+    from mvlpt.training.features import image_features
+    from mvlpt.models.clip import load_clip
+    from mvlpt.tasks import get_task
+    from mvlpt.tasks.fewshot import indices_of, read_split
 
     task = get_task(args.task)
     check_data_dir(args.data_dir)
@@ -102,7 +103,7 @@ def cmd_features(args) -> int:
             image_features(clip, task.name, train, indices_of(train, sp[part]), layout.features_name(sp["shots"], sp["seed"], part),
                            args.cache_dir, write=True)
     if args.done:
-        from .io import write_json
+        from mvlpt.io import write_json
 
         write_json({"task": task.name, "model": clip.key, "splits": args.split_file or []}, args.done)
     return 0
@@ -111,9 +112,9 @@ def cmd_features(args) -> int:
 def cmd_train(args) -> int:
     if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
-    from .config import RunSpec, TrainConfig
-    from .devices import describe_lease, lease_device
-    from .train import run
+    from mvlpt.training.config import RunSpec, TrainConfig
+    from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.training.train import run
 
     train_opts = {}
     for text in args.train_options or []:  # later keys win
@@ -144,13 +145,13 @@ def cmd_train(args) -> int:
         hateful_memes_metric=args.hateful_memes_metric,
     )
     spec.validate()
-    from .tasks import get_task
+    from mvlpt.tasks import get_task
 
     for name in spec.tasks:
         get_task(name)  # an unknown task fails here, before any device is leased
     if not spec.outputs and not spec.save_prompts and not spec.save_group_prompt:
         raise MvlptError("nothing to write: give --output TASK=FILE, --save-prompt TASK=FILE and/or --save-group-prompt FILE.")
-    from .checkpoints import source_prompts
+    from mvlpt.training.checkpoints import source_prompts
 
     check_data_dir(spec.data_dir)
     spec.check_paths()  # all of these fail now, not after training
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    from . import settings, study
+    from mvlpt.study import settings, vocabulary
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
     p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from). Several --task: a joint run; each --output TASK=FILE gets that task's test metric with the checkpoint "
         "that was best on that task's validation split.",
     )
-    p.add_argument("--method", required=True, help=f"the prompt method: {', '.join(study.METHODS)}")
+    p.add_argument("--method", required=True, help=f"the prompt method: {', '.join(vocabulary.METHODS)}")
     p.add_argument("--task", action="append", required=True, help="training task (repeat for a joint run)")
     p.add_argument("--seed", type=int, action="append",
                    help="fixes the few-shot subset and the prompt init (default: 1); repeat to train several seeds "
@@ -288,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        from .domains import check_statistics_args
+        from mvlpt.study.domains import check_statistics_args
 
         check_statistics_args(args)  # --level, --n-boot, --n-perm of any command (issue 24, class 4)
         return int(args.func(args) or 0)
     except MvlptError as e:
-        from .errors import one_line
+        from mvlpt.errors import one_line
 
         msg = one_line(e)  # a path or name with a newline in it stays on the one line
         print(f"mvlpt: error: {msg}", file=sys.stderr)

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import MvlptError
+from mvlpt.errors import MvlptError
 
 # Inside write_together(): the (temporary, final) paths written so far, renamed when the group ends.
 _group: contextvars.ContextVar[list | None] = contextvars.ContextVar("mvlpt_write_group", default=None)
@@ -255,7 +255,7 @@ def check_npz(path: str | os.PathLike, what: str, command: str, meta, arrays: di
     would otherwise flow into every similarity and predictor silently."""
     import numpy as np
 
-    from .names import name_problem
+    from mvlpt.study.names import name_problem
 
     def bad(problem: str):
         raise MvlptError(f"{what} {path} {problem}; delete it and rerun `{command}`.")

@@ -1,6 +1,6 @@
 """Fabricated result records and studies for the analysis tests (the numbers mean nothing).
 
-Every record passes :func:`mvlpt.study.check_record` and is written by :func:`mvlpt.results.write_result`,
+Every record passes :func:`mvlpt.study.vocabulary.check_record` and is written by :func:`mvlpt.study.results.write_result`,
 so a fake study is laid out and validated exactly as ``mvlpt train`` leaves a real one.
 """
 
@@ -13,15 +13,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mvlpt import layout, study
-from mvlpt.results import write_result
-from mvlpt.tables import write_table
+from mvlpt.study import layout, vocabulary
+from mvlpt.study.results import write_result
+from mvlpt.analysis.tables import write_table
 
 
 def make_record(method="coop", source="a", target="a", seed=1, test=0.5, **fields) -> dict:
     """A complete, valid result record (what ``mvlpt train`` writes), with ``fields`` overridden."""
     rec = {
-        "format": study.RESULT_FORMAT, "method": method, "source": source, "target": target,
+        "format": vocabulary.RESULT_FORMAT, "method": method, "source": source, "target": target,
         "mode": "single" if source == target else "joint", "seed": int(seed), "shots": 5, "metric": "accuracy",
         "test": test, "val": 0.5, "best_epoch": 3, "epochs": 5, "wall_time_s": 1.0, "device": "cpu",
         "model": "fake", "pretrained": None, "mvlpt_version": "0", "config_hash": "fake", "n_train": 10,
@@ -94,9 +94,9 @@ def write_fake_study(
 
 
 def write_multitask_record(root, method, mode, group, target, seed, test, sources, **fields) -> Path:
-    """A multitask result record where :data:`mvlpt.layout.MULTITASK_RESULT` puts it: the record mode
+    """A multitask result record where :data:`mvlpt.study.layout.MULTITASK_RESULT` puts it: the record mode
     of the multitask ``mode`` (init: sequential from the group's prompt; joint), source = ``sources``."""
-    from mvlpt.multitask import RECORD_MODE
+    from mvlpt.transfer.multitask import RECORD_MODE
 
     path = layout.MULTITASK_RESULT.path(root, method, mode, group, target, seed)
     write_result(make_record(method, "+".join(sources), target, seed, test, mode=RECORD_MODE[mode], **fields), path)
@@ -121,14 +121,15 @@ def write_fake_multitask_study(
     with a planted relationship: a group's test value = the target's baseline (same seed) + the mean
     pairwise gain of its sources on the target (of the baseline method) + noise; SoftCPT gets CoOp's
     plus 0.01. Returns ``{"groups", "pairs"}``."""
-    from mvlpt import grouping, tables as T
+    from mvlpt.transfer import grouping
+    from mvlpt.analysis import tables
 
     root = Path(root)
     write_fake_study(root, tasks=tasks, methods=methods, seeds=seeds, seed=seed)
-    runs = T.load_results(root)
-    T.write_collected(runs, root / "tables", methods, tasks)
-    pairs = T.pair_table(runs)
-    gain = {m: T.matrix(pairs, m, "gain", tasks) for m in methods}
+    runs = tables.load_results(root)
+    tables.write_collected(runs, root / "tables", methods, tasks)
+    pairs = tables.pair_table(runs)
+    gain = {m: tables.matrix(pairs, m, "gain", tasks) for m in methods}
     similarity = grouping.read_similarity_matrix(root / "similarity" / "label_match.csv", "label_match", tasks)
     all_methods = list(methods) + (["softcpt"] if softcpt else [])
     groups = grouping.choose_groups(tasks, all_methods, strategies, modes, k=k, seed=seed, gain=gain,
@@ -138,7 +139,7 @@ def write_fake_multitask_study(
     rng = np.random.default_rng(seed + 1)
     cells = groups.drop_duplicates(["method", "mode", "group", "target"])
     for r in cells.itertuples(index=False):
-        bm = study.METHODS[r.method].baseline or r.method
+        bm = vocabulary.METHODS[r.method].baseline or r.method
         sources = r.sources.split("+")
         planted = float(np.mean([gain[bm].loc[s, r.target] for s in sources])) + (0.01 if bm != r.method else 0.0)
         for s in seeds:
@@ -150,7 +151,7 @@ def write_fake_multitask_study(
 def kill_training_at(monkeypatch, epoch: int):
     """Make every training run raise KeyboardInterrupt when it reaches ``epoch`` (a simulated kill, after
     the resumable state of the epochs before was saved); ``monkeypatch.undo()`` lets runs finish again."""
-    from mvlpt.train import Trainer
+    from mvlpt.training.train import Trainer
 
     original = Trainer.train_epoch
 

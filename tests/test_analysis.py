@@ -1,4 +1,4 @@
-"""Result files (mvlpt.results), tables and gains (mvlpt.tables), correlations (mvlpt.stats), the analysis CLI
+"""Result files (mvlpt.study.results), tables and gains (mvlpt.analysis.tables), correlations (mvlpt.analysis.stats), the analysis CLI
 verbs and the analysis rules."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from fakes import make_record, write_fake_study, write_record
-from mvlpt import layout, results as R, stats, study, tables as T
+from mvlpt.study import layout, results as R, vocabulary
+from mvlpt.analysis import stats, tables
 from mvlpt.errors import MvlptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,10 +42,10 @@ def small_study(tmp_path):
 
 
 def test_runs_pairs_matrix_best_source(small_study):
-    runs = T.load_results(small_study)
+    runs = tables.load_results(small_study)
     assert list(runs.columns[:6]) == ["method", "source", "target", "seed", "metric", "value"]
     assert len(runs) == 8
-    pairs = T.pair_table(runs).set_index(["source", "target"])
+    pairs = tables.pair_table(runs).set_index(["source", "target"])
     # paired per seed: (0.7-0.5 + 0.6-0.6)/2 = 0.1
     assert pairs.loc[("b", "a"), "gain"] == pytest.approx(0.10)
     assert pairs.loc[("b", "a"), "gain_std"] == pytest.approx(np.std([0.2, 0.0], ddof=1))
@@ -52,21 +53,21 @@ def test_runs_pairs_matrix_best_source(small_study):
     assert pairs.loc[("a", "b"), "gain"] == pytest.approx(-0.30)
     assert pairs.loc[("a", "a"), "gain"] == pytest.approx(0.0)
     assert pairs.loc[("a", "b"), "std"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
-    m = T.matrix(T.pair_table(runs), "coop", "gain", ["a", "b"])
+    m = tables.matrix(tables.pair_table(runs), "coop", "gain", ["a", "b"])
     # rows = source, columns = target
     assert m.loc["b", "a"] == pytest.approx(0.10) and m.loc["a", "b"] == pytest.approx(-0.30)
     assert m.index.name == "source" and m.columns.name == "target"
-    best = T.best_source(T.pair_table(runs)).set_index("target")
+    best = tables.best_source(tables.pair_table(runs)).set_index("target")
     assert best.loc["a", "best_source"] == "b" and best.loc["b", "best_source"] == "a"
     assert best.loc["a", "n_positive"] == 1 and best.loc["b", "n_positive"] == 0
-    sg = T.source_gain(T.pair_table(runs)).set_index("source")
+    sg = tables.source_gain(tables.pair_table(runs)).set_index("source")
     assert sg.loc["b", "mean_gain"] == pytest.approx(0.10) and sg.loc["a", "n_positive"] == 0
 
 
 def test_missing_baseline_gives_nan_gain(tmp_path):
     root = tmp_path / "r"
     _write(root, "coop", "x", "y", 1, 0.5)
-    pairs = T.pair_table(T.load_results(root))
+    pairs = tables.pair_table(tables.load_results(root))
     assert np.isnan(pairs["gain"].iloc[0])
 
 
@@ -76,10 +77,10 @@ def test_misplaced_or_foreign_result_file_is_an_error(tmp_path):
     rec["target"] = "c"
     p.write_text(json.dumps(rec))
     with pytest.raises(MvlptError, match="path says"):
-        T.load_results(tmp_path)
+        tables.load_results(tmp_path)
     p.write_text(json.dumps({"format": 1, "method": "coop"}))
     with pytest.raises(MvlptError, match=r"lacks the field\(s\) source, target"):
-        T.load_results(tmp_path)
+        tables.load_results(tmp_path)
 
 
 # One sentence for each kind of bad record, read by `mvlpt collect` (issue 14, item 4)
@@ -114,7 +115,7 @@ def test_write_result_refuses_an_invalid_record_and_writes_nothing(tmp_path):
     rec = make_record("coop", "a", "a", 1, 0.5)
     rec.pop("format")
     R.write_result(rec, path)
-    assert R.read_result(path) == {**rec, "format": study.RESULT_FORMAT}
+    assert R.read_result(path) == {**rec, "format": vocabulary.RESULT_FORMAT}
 
 
 def test_truncated_result_file_is_named(tmp_path):
@@ -145,7 +146,7 @@ def test_collect_refuses_seeds_of_different_settings_in_one_cell(tmp_path, run_m
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables", "--allow-mixed-settings")
     assert rc == 0 and not errors, err
     assert any("coop b->a" in r.getMessage() and "averaged anyway" in r.getMessage() for r in caplog.records)
-    pairs = T.read_table(root / "tables" / "pairs.csv").set_index(["source", "target"])
+    pairs = tables.read_table(root / "tables" / "pairs.csv").set_index(["source", "target"])
     assert pairs.loc[("b", "a"), "n_seeds"] == 2
 
 
@@ -154,7 +155,7 @@ def test_seeds_differing_only_in_seed_and_config_hash_are_averaged(tmp_path):
     for k in (1, 2):
         _write(root, "coop", "a", "a", k, 0.5, config_hash=f"base{k}")
         _write(root, "coop", "b", "a", k, 0.5 + 0.1 * k, config_hash=f"pair{k}", wall_time_s=float(k), device=f"cuda:{k}")
-    pairs = T.pair_table(T.load_results(root)).set_index(["source", "target"])
+    pairs = tables.pair_table(tables.load_results(root)).set_index(["source", "target"])
     assert pairs.loc[("b", "a"), "n_seeds"] == 2 and pairs.loc[("b", "a"), "gain"] == pytest.approx(0.15)
 
 
@@ -172,17 +173,17 @@ def test_no_gain_over_a_baseline_of_another_setting(tmp_path, run_mvlpt, field, 
     assert not (root / "tables").exists()
     # a joint pair over a single-task baseline of the same setting is fine: the mode is not compared there
     _write(root, "coop", "b", "a", 1, 0.7)
-    assert T.pair_table(T.load_results(root)).set_index(["source", "target"]).loc[("b", "a"), "gain"] == pytest.approx(0.2)
+    assert tables.pair_table(tables.load_results(root)).set_index(["source", "target"]).loc[("b", "a"), "gain"] == pytest.approx(0.2)
 
 
 def test_selection_filters_and_ignores_other_folders(tmp_path):
     write_fake_study(tmp_path, tasks=("a", "b", "c"), methods=("coop", "vpt"), seeds=(1, 2))
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "runs.csv").write_text("x\n")
-    assert len(T.load_results(tmp_path)) == 2 * 9 * 2
-    assert len(T.load_results(tmp_path, methods=["vpt"], tasks=["a", "b"], seeds=[2])) == 4
+    assert len(tables.load_results(tmp_path)) == 2 * 9 * 2
+    assert len(tables.load_results(tmp_path, methods=["vpt"], tasks=["a", "b"], seeds=[2])) == 4
     with pytest.raises(MvlptError, match="does not exist"):
-        T.load_results(tmp_path / "nope")
+        tables.load_results(tmp_path / "nope")
 
 
 def _planted_pairs(n_tasks=20, slope=1.0, noise_sd=0.5, seed=0):
@@ -276,10 +277,10 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
     for name in ("runs", "pairs", "best_source", "source_gain", "target_gain"):
         csv, pq = pd.read_csv(out / f"{name}.csv"), pd.read_parquet(out / f"{name}.parquet")
         assert len(csv) == len(pq) > 0
-    m = T.read_matrix(out / "matrices" / "coop_gain.csv")
+    m = tables.read_matrix(out / "matrices" / "coop_gain.csv")
     assert m.shape == (4, 4) and list(m.index) == tasks and list(m.columns) == tasks
-    pd.testing.assert_frame_equal(m, T.read_matrix(out / "matrices" / "coop_gain.parquet"), check_names=False)
-    assert np.isnan(T.read_matrix(out / "matrices" / "upt_mean.csv").to_numpy()).all()  # promised even if empty
+    pd.testing.assert_frame_equal(m, tables.read_matrix(out / "matrices" / "coop_gain.parquet"), check_names=False)
+    assert np.isnan(tables.read_matrix(out / "matrices" / "upt_mean.csv").to_numpy()).all()  # promised even if empty
     rc, errors, _ = run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--methods", "coop", "upt", "--tasks", *tasks,
                               "--seeds", 1, "--strict")
     assert rc == 2 and len(errors) == 1 and "expected results are missing" in errors[0]
@@ -308,7 +309,7 @@ def test_analysis_rules_dry_run(tmp_path):
     res = subprocess.run(base + ["-n", "--quiet", "rules"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr + res.stdout
     out = res.stdout + res.stderr
-    n_measures = len(study.MEASURES)  # one `similarity` job and one heatmap per registered measure
+    n_measures = len(vocabulary.MEASURES)  # one `similarity` job and one heatmap per registered measure
     for rule, count in [("collect_results", 1), ("embed_task_images", 3), ("embed_task_labels", 3),
                         ("similarity", n_measures), ("correlate_gain_similarity", 1), ("gain_heatmap", 4),
                         ("power", 1),

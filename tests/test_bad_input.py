@@ -25,9 +25,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from fakes import one_sentence
-from mvlpt.checkpoints import save_prompt, save_state
+from mvlpt.training.checkpoints import save_prompt, save_state
 from mvlpt.cli import main
-from mvlpt.images import decode_image
+from mvlpt.datasets.images import decode_image
 from mvlpt.models.prompts import build_prompt_learner
 from mvlpt.tasks import Task, get_task, registry
 
@@ -398,12 +398,12 @@ def test_full_disk_while_writing_leaves_no_file(tmp_path, monkeypatch, run_mvlpt
 
 def _no_training(monkeypatch):
     """Make any start of training fail loudly: the checks below must come before it."""
-    import mvlpt.train
+    import mvlpt.training.train
 
     def refuse(*a, **k):
         raise AssertionError("training started although an output cannot be written")
 
-    monkeypatch.setattr(mvlpt.train.Trainer, "__init__", refuse)
+    monkeypatch.setattr(mvlpt.training.train.Trainer, "__init__", refuse)
 
 
 @pytest.mark.parametrize("bad", ["output is a folder", "parent is a file", "same file twice"])
@@ -517,7 +517,7 @@ def test_planted_pickle_is_refused_without_unpickling(tmp_path, run_mvlpt, kind,
 
 def test_planted_pickle_in_caches_is_never_loaded(tmp_path, run_mvlpt, tiny_clip):
     """A frozen-feature cache file that is a pickle is recomputed; an embedding file that is one is refused."""
-    from mvlpt.features import cache_path
+    from mvlpt.training.features import cache_path
     from mvlpt.models.clip import load_clip
 
     marker = tmp_path / "unpickled"

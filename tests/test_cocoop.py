@@ -12,16 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt import cost, preflight, study
-from mvlpt.checkpoints import PROVENANCE, load_prompt, save_prompt
+from mvlpt.running import cost, preflight
+from mvlpt.study import vocabulary
+from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.models.clip import load_clip
-from mvlpt.models.prompts import (
-    build_prompt_learner,
-    stacked_conditioned_text_features,
-    stacked_logits,
-)
+from mvlpt.models.prompts import build_prompt_learner, stacked_conditioned_text_features, stacked_logits
 from mvlpt.models.prompts.text import normalize
-from mvlpt.results import read_result
+from mvlpt.study.results import read_result
 from mvlpt.tasks import get_task
 
 NAMES = ["red circle", "square", "green triangle"]
@@ -57,7 +54,7 @@ def test_shapes_follow_the_reference(clip):
     shapes = {k: tuple(v.shape) for k, v in lr.state_dict().items()}
     assert shapes == {"ctx": (16, W), "meta_net.0.weight": (D // 16, D), "meta_net.0.bias": (D // 16,),
                       "meta_net.2.weight": (W, D // 16), "meta_net.2.bias": (W,)}
-    assert lr.options() == {"n_ctx": 16, "position": "end"} and study.METHODS["cocoop"].caches_image_features
+    assert lr.options() == {"n_ctx": 16, "position": "end"} and vocabulary.METHODS["cocoop"].caches_image_features
     dims = {"embed_dim": D, "text_width": W, "vision_width": 0, "layers": 0}
     assert type(lr).parameter_count(lr.options(), dims) == sum(p.numel() for p in lr.parameters())
     x = _images(clip, 5)
@@ -256,12 +253,12 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
 
 # ------------------------------------------------------------------------------ the prompt predictors
 def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip, tmp_path):
-    """The prompt predictors (mvlpt.predictors.prompt_views) run the same forward as the trainer: a
+    """The prompt predictors (mvlpt.transfer.predictors.prompt_views) run the same forward as the trainer: a
     task's own CoCoOp prompt on its few-shot val images gives the record's `val`."""
-    from mvlpt import predictors as P
-    from mvlpt.config import RunSpec, TrainConfig
+    from mvlpt.transfer import predictors as P
+    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks.fewshot import make_split, write_split
-    from mvlpt.train import run
+    from mvlpt.training.train import run
 
     tasks, prompts, splits, val = [A, B], {}, {}, {}
     for t in tasks:

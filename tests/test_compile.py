@@ -21,12 +21,12 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.models import clip as clip_module
 from mvlpt.models.clip import FrozenCLIP, compiled_graphs, load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
-from mvlpt.train import Trainer, run
+from mvlpt.training.train import Trainer, run
 
 A, B = "shape-colours", "shapes"
 NAMES = ["circle", "square", "red triangle"]

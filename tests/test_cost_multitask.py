@@ -1,5 +1,5 @@
-"""The multitask study's cost (mvlpt.cost.estimate_multitask) and its preflight checks
-(mvlpt.preflight.multitask_problems): job counts by hand, GPU-hours that grow with k and epochs,
+"""The multitask study's cost (mvlpt.running.cost.estimate_multitask) and its preflight checks
+(mvlpt.running.preflight.multitask_problems): job counts by hand, GPU-hours that grow with k and epochs,
 SoftCPT priced as CoOp plus its task prompts, one sentence per problem, the report's lines."""
 
 import json
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from mvlpt import cost, preflight, study
+from mvlpt.running import cost, preflight
+from mvlpt.study import vocabulary
 from mvlpt.cli import main
 
 KINDS = ("source", "target", "joint")
@@ -22,7 +23,7 @@ def shape(n=4, seeds=2, stacked=True, epochs=10, task_prompt=12, classes=(10, 20
 
 def settings(**over):
     base = {"methods": ["coop", "softcpt"], "modes": ["init", "joint"], "strategies": ["all", "gain"], "k": 2}
-    return study.multitask_settings({**base, **over}, ["coop", "vpt", "upt"])
+    return vocabulary.multitask_settings({**base, **over}, ["coop", "vpt", "upt"])
 
 
 CAL = cost.shipped_calibration()
@@ -39,7 +40,7 @@ def test_job_counts_by_hand_agree_with_the_study(stacked, source, target, joint)
     est = cost.estimate_multitask(shape(stacked=stacked), settings(), CAL)
     want = {"source": source, "target": target, "joint": joint, "total": source + target + joint}
     assert est["jobs"] == want
-    counts = study.multitask_job_counts(4, settings(), 2, stacked)
+    counts = vocabulary.multitask_job_counts(4, settings(), 2, stacked)
     assert {k: counts[k] for k in want} == want
     assert est["per_method"]["softcpt"]["jobs"] == {"source": 0, "target": 0, "joint": 1, "total": 1}
     assert sum(r["jobs"] for r in est["per_method"]["coop"]["by_run"].values()) == want["total"] - 1
@@ -55,7 +56,7 @@ def test_groups_of_all_the_other_tasks_are_one_joint_run_and_exact():
     assert exact["jobs"] == {"source": 4, "target": 4, "joint": 2, "total": 10}
     # k >= the other tasks: every gain group is every other task, so it costs what strategy all costs
     wide = cost.estimate_multitask(shape(), settings(strategies=["gain"], k=3), CAL)["per_method"]["coop"]
-    assert wide["jobs"]["joint"] == 1 == study.multitask_job_counts(4, settings(methods=["coop"], strategies=["gain"], k=3), 2)["joint"]
+    assert wide["jobs"]["joint"] == 1 == vocabulary.multitask_job_counts(4, settings(methods=["coop"], strategies=["gain"], k=3), 2)["joint"]
     assert wide["gpu_hours"]["total"] == pytest.approx(exact["per_method"]["coop"]["gpu_hours"]["total"])
 
 
@@ -104,7 +105,7 @@ def mt_cfg(section, tasks=TASKS4, methods=("coop", "vpt"), **top):
 
 
 @pytest.mark.parametrize("cfg, says", [
-    (mt_cfg({"methods": ["coop", "nope"]}), f"multitask: unknown method(s) nope in `methods`; choose from {', '.join(study.METHODS)}."),
+    (mt_cfg({"methods": ["coop", "nope"]}), f"multitask: unknown method(s) nope in `methods`; choose from {', '.join(vocabulary.METHODS)}."),
     (mt_cfg({"methods": ["upt"]}), "multitask: method upt is not among the study's `methods` (coop, vpt), whose pairwise results"),
     (mt_cfg({"methods": ["softcpt"]}, methods=["vpt"]), "multitask: method softcpt is compared with coop's single-task results, "
                                                         "so the study's `methods` must include coop."),
@@ -142,7 +143,7 @@ def test_sound_multitask_sections_have_no_problem(cfg):
 
 
 def test_multitask_problems_imports_nothing_slow():
-    code = ("import sys; from mvlpt.preflight import multitask_problems; "
+    code = ("import sys; from mvlpt.running.preflight import multitask_problems; "
             "p = multitask_problems({'tasks': ['a', 'b'], 'multitask': {'k': 0}}); "
             "assert p and p[0].startswith('multitask: `k`'), p; "
             "slow = [m for m in ('torch', 'numpy', 'open_clip', 'pandas') if m in sys.modules]; assert not slow, slow")
@@ -163,7 +164,7 @@ def test_report_prints_and_writes_the_multitask_jobs_and_gpu_hours(tmp_path, mon
     out = capsys.readouterr().out
     rep = json.loads(out_json.read_text())
     mt = rep["cost"]["multitask"]
-    counts = study.multitask_job_counts(4, study.multitask_settings(cfg["multitask"], ["coop"]), 2, True)
+    counts = vocabulary.multitask_job_counts(4, vocabulary.multitask_settings(cfg["multitask"], ["coop"]), 2, True)
     assert mt["jobs"] == {k: counts[k] for k in (*KINDS, "total")} and mt["exact"] is False
     assert rep["cost"]["with_multitask"]["jobs"] == rep["cost"]["jobs"] + counts["total"]
     assert rep["cost"]["with_multitask"]["gpu_hours"] == pytest.approx(rep["cost"]["gpu_hours"] + mt["gpu_hours"]["total"])

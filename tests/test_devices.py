@@ -1,4 +1,4 @@
-"""Device selection and GPU leasing (mvlpt.devices), CPU-only: GPUs are faked with n_devices."""
+"""Device selection and GPU leasing (mvlpt.running.devices), CPU-only: GPUs are faked with n_devices."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mvlpt import devices
-from mvlpt.devices import DeviceLease, describe_lease, lease_device, list_leases, resolve_device
+from mvlpt.running import devices
+from mvlpt.running.devices import DeviceLease, describe_lease, lease_device, list_leases, resolve_device
 from mvlpt.errors import MvlptError
 
 SCHEDULER_ENV = ("SLURM_JOB_ID", "MVLPT_NO_LEASE", "CUDA_VISIBLE_DEVICES", "MVLPT_GPU_LOCK_DIR")
@@ -24,7 +24,7 @@ SCHEDULER_ENV = ("SLURM_JOB_ID", "MVLPT_NO_LEASE", "CUDA_VISIBLE_DEVICES", "MVLP
 HOLDER = textwrap.dedent(
     """
     import json, os, random, sys, time
-    from mvlpt.devices import lease_device
+    from mvlpt.running.devices import lease_device
     lock_dir, n, out, go, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     rng = random.Random(seed)
     open(out + ".ready", "w").close()
@@ -43,7 +43,7 @@ HOLDER = textwrap.dedent(
 SLEEPER = textwrap.dedent(
     """
     import sys, time
-    from mvlpt.devices import lease_device
+    from mvlpt.running.devices import lease_device
     with lease_device("auto", sys.argv[1], n_devices=1, label="sleeper") as lease:
         open(sys.argv[2], "w").write(lease.device)
         time.sleep(120)

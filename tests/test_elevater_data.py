@@ -19,7 +19,7 @@ from PIL import Image
 from mvlpt.cli import main
 from mvlpt.datasets import lock, routes
 from mvlpt.errors import MvlptError
-from mvlpt.images import CorruptImageError, check_split
+from mvlpt.datasets.images import CorruptImageError, check_split
 from mvlpt.tasks import elevater, get_task
 from mvlpt.tasks.fewshot import make_split, read_split, write_split
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mvlpt.images import CorruptImageError, check_split, decode_image
+from mvlpt.datasets.images import CorruptImageError, check_split, decode_image
 from mvlpt.tasks.registry import ArraySplit
 
 

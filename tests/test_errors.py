@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import save_file
 
 from mvlpt.cli import main
-from mvlpt.config import TrainConfig
+from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
 import mvlpt.io
 from mvlpt.io import atomic_path, write_json
-from mvlpt.results import read_result
+from mvlpt.study.results import read_result
 from mvlpt.tasks import ArraySplit, Task
 from mvlpt.tasks.fewshot import make_split
 
@@ -166,5 +166,5 @@ def test_training_options_must_be_finite(option, value, needle):
 
 def test_config_module_imports_without_torch():
     """The workflow validates `train:` with TrainConfig.from_dict on every Snakemake start: no torch import."""
-    code = "import sys, mvlpt.config; sys.exit(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')) != [])"
+    code = "import sys, mvlpt.training.config; sys.exit(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')) != [])"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,4 +1,4 @@
-"""The statistics of a gain (mvlpt.gainstats): each against an independent computation on a small example,
+"""The statistics of a gain (mvlpt.analysis.gainstats): each against an independent computation on a small example,
 and the intervals and the power formula against simulation."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from fakes import write_record
-from mvlpt import gainstats as G, metrics as M, stats as S, tables as T
+from mvlpt.analysis import gainstats as G, stats as S, tables
+from mvlpt.training import metrics as M
 from mvlpt.errors import MvlptError
 
 TASKS = [f"t{i}" for i in range(6)]
@@ -158,8 +159,8 @@ def test_collect_pairs_replicates_with_the_baseline_of_the_same_seed(tmp_path):
                 v = rng.uniform(0.3, 0.7, size=20)
                 reps[(s, t, k)] = v
                 write_record(tmp_path, "coop", s, t, k, test=float(v.mean()), test_bootstrap=_boot(v))
-    runs, replicates = T.load_study(tmp_path)
-    pairs = T.with_cell_statistics(T.pair_table(runs), runs, replicates).set_index(["source", "target"])
+    runs, replicates = tables.load_study(tmp_path)
+    pairs = tables.with_cell_statistics(tables.pair_table(runs), runs, replicates).set_index(["source", "target"])
     rep_gain = np.mean([reps[("a", "b", k)] - reps[("b", "b", k)] for k in (1, 2)], axis=0)
     seed_gain = [reps[("a", "b", k)].mean() - reps[("b", "b", k)].mean() for k in (1, 2)]
     se = np.sqrt(np.var(seed_gain, ddof=1) / 2 + np.var(rep_gain, ddof=1))
@@ -172,7 +173,7 @@ def test_collect_pairs_replicates_with_the_baseline_of_the_same_seed(tmp_path):
     # a run tested on another test set cannot be paired: one sentence
     write_record(tmp_path, "coop", "c", "b", 3, test=0.5, test_bootstrap=_boot(np.full(20, 0.5), test_set="zzz"))
     with pytest.raises(MvlptError, match="different test sets"):
-        T.load_study(tmp_path)
+        tables.load_study(tmp_path)
 
 
 def test_gain_summary_counts_only_significant_gains():
@@ -183,7 +184,7 @@ def test_gain_summary_counts_only_significant_gains():
         "gain_se": 0.01, "gain_se_seed": 0.01, "gain_se_test": 0.005, "interaction": [0.01, -0.01, 0.0, np.nan],
         "interaction_se": 0.01, "interval": "seeds+test",
     })
-    s = T.gain_summary(pairs).iloc[0]
+    s = tables.gain_summary(pairs).iloc[0]
     assert s["share_positive"] == pytest.approx(2 / 3)
     assert s["share_significant_positive"] == pytest.approx(1 / 3) and s["share_significant_negative"] == pytest.approx(1 / 3)
     assert s["share_interaction_significant"] == pytest.approx(1 / 3)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlpt import groundtruth as G
+from mvlpt.analysis import groundtruth
 from mvlpt.errors import MvlptError
 from mvlpt.tasks import designed, get_task, list_tasks, synthetic
 
@@ -95,30 +95,30 @@ def test_relatedness_is_the_table_the_docs_state():
 
 def test_designed_best_sources():
     src = list(designed.SUITE)
-    assert G.designed_best("gt-shapes", src) == {"gt-twin"}
-    assert G.designed_best("gt-half-labels", src) == {"gt-shapes", "gt-twin"}
-    assert G.designed_best("gt-shift-100", src) == {"gt-shift-50"}
-    assert G.designed_best("gt-textures", src) == set()  # nothing related
+    assert groundtruth.designed_best("gt-shapes", src) == {"gt-twin"}
+    assert groundtruth.designed_best("gt-half-labels", src) == {"gt-shapes", "gt-twin"}
+    assert groundtruth.designed_best("gt-shift-100", src) == {"gt-shift-50"}
+    assert groundtruth.designed_best("gt-textures", src) == set()  # nothing related
 
 
 # --------------------------------------------------------------------------------------------------
 # Scoring measured gains against the design
 # --------------------------------------------------------------------------------------------------
 def _pairs(gain_of) -> pd.DataFrame:
-    d = G.designed_pairs()
+    d = groundtruth.designed_pairs()
     return d.assign(method="coop", gain=[gain_of(r) for r in d["relatedness"]])
 
 
 def test_recovery_known_answers():
-    perfect = G.recovery(_pairs(lambda r: r))
+    perfect = groundtruth.recovery(_pairs(lambda r: r))
     assert perfect.loc[0, "spearman"] == pytest.approx(1.0) and perfect.loc[0, "recovered"]
     assert perfect.loc[0, "n_pairs"] == 30 and perfect.loc[0, "top1_hits"] == perfect.loc[0, "top1_targets"] == 5
-    reversed_ = G.recovery(_pairs(lambda r: -r))
+    reversed_ = groundtruth.recovery(_pairs(lambda r: -r))
     assert reversed_.loc[0, "spearman"] == pytest.approx(-1.0) and not reversed_.loc[0, "recovered"]
     assert reversed_.loc[0, "top1_hits"] == 0
     rng = np.random.default_rng(0)
-    noise = G.recovery(_pairs(lambda r: rng.normal()))
-    assert abs(noise.loc[0, "spearman"]) < G.THRESHOLD
+    noise = groundtruth.recovery(_pairs(lambda r: rng.normal()))
+    assert abs(noise.loc[0, "spearman"]) < groundtruth.THRESHOLD
 
 
 def test_read_pairs_and_cli(tmp_path, run_mvlpt, capsys):
@@ -131,7 +131,7 @@ def test_read_pairs_and_cli(tmp_path, run_mvlpt, capsys):
     assert rc == 2 and len(errors) == 1 and "no pair table" in errors[0]
     with pytest.raises(MvlptError, match="not a pair table"):
         pd.DataFrame({"x": [1]}).to_csv(tmp_path / "bad.csv", index=False)
-        G.read_pairs(tmp_path / "bad.csv")
+        groundtruth.read_pairs(tmp_path / "bad.csv")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,9 +143,9 @@ def test_reduced_world_recovers_the_designed_ordering(tmp_path):
     twins must gain more from the other than from the shifted task. (This contrast was picked after
     the full run; the one picked before it, the twin against gt-textures, was within seed noise there:
     docs/groundtruth.md, Results.)"""
-    from mvlpt import tables
-    from mvlpt.config import RunSpec, TrainConfig
-    from mvlpt.train import run
+    from mvlpt.analysis import tables
+    from mvlpt.training.config import RunSpec, TrainConfig
+    from mvlpt.training.train import run
 
     tasks = ["gt-shapes", "gt-twin", "gt-shift-100"]
     train = TrainConfig(epochs=10, lr=0.01, batch_size=8, batch_size_multitask=16, warmup_epochs=0, head="per_task")
@@ -160,7 +160,7 @@ def test_reduced_world_recovers_the_designed_ordering(tmp_path):
     gain = pairs.set_index(["source", "target"])["gain"]
     assert gain["gt-twin", "gt-shapes"] > gain["gt-shift-100", "gt-shapes"]
     assert gain["gt-shapes", "gt-twin"] > gain["gt-shift-100", "gt-twin"]
-    rec = G.recovery(pairs)
+    rec = groundtruth.recovery(pairs)
     assert rec.loc[0, "top1_hits"] == rec.loc[0, "top1_targets"] == 3
 
 
@@ -169,7 +169,7 @@ def test_reduced_world_recovers_the_designed_ordering(tmp_path):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def zero_shot():
-    return G.zero_shot_scores(seed=1, shots=8)
+    return groundtruth.zero_shot_scores(seed=1, shots=8)
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def test_names_view_is_blind_to_domain_shift(zero_shot):
 
 @pytest.mark.slow
 def test_declared_predictor_picks_the_designed_best_source_for_most_targets(zero_shot):
-    hits = G.predictor_hits(zero_shot).set_index(["view", "estimator"])
-    best = hits.loc[G.DECLARED_PREDICTOR]
+    hits = groundtruth.predictor_hits(zero_shot).set_index(["view", "estimator"])
+    best = hits.loc[groundtruth.DECLARED_PREDICTOR]
     assert best["targets"] == 5
     assert best["hits"] >= 3, hits.to_string()

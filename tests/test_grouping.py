@@ -1,4 +1,4 @@
-"""Grouping strategies of the multitask study (mvlpt.grouping): known answers on hand-built matrices."""
+"""Grouping strategies of the multitask study (mvlpt.transfer.grouping): known answers on hand-built matrices."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlpt import grouping as G, study
+from mvlpt.transfer import grouping
+from mvlpt.study import vocabulary
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
-from mvlpt.tables import write_table
+from mvlpt.analysis.tables import write_table
 
 TASKS = ["a", "b", "c", "d", "e"]
 
@@ -34,18 +35,18 @@ def long_table(m: pd.DataFrame, measure: str) -> pd.DataFrame:
 def test_gain_takes_the_top_k_sources_of_the_target_never_the_target():
     gain = matrix({("a", "a"): 0.9, ("b", "a"): 0.1, ("c", "a"): 0.3, ("d", "a"): -0.2, ("e", "a"): 0.2,
                    ("a", "b"): 0.5})  # the diagonal and other targets must not matter
-    assert G.sources_gain(gain, "a", TASKS, 2) == ["c", "e"]  # in config order, not rank order
-    assert G.sources_gain(gain, "a", TASKS, 1) == ["c"]
-    assert G.sources_gain(gain, "a", TASKS, 3) == ["b", "c", "e"]
-    assert G.sources_gain(gain, "b", TASKS, 1) == ["a"]
+    assert grouping.sources_gain(gain, "a", TASKS, 2) == ["c", "e"]  # in config order, not rank order
+    assert grouping.sources_gain(gain, "a", TASKS, 1) == ["c"]
+    assert grouping.sources_gain(gain, "a", TASKS, 3) == ["b", "c", "e"]
+    assert grouping.sources_gain(gain, "b", TASKS, 1) == ["a"]
 
 
 def test_ties_are_broken_by_config_order_and_large_k_gives_every_other_task():
     gain = matrix({("b", "a"): 0.1, ("c", "a"): 0.1, ("d", "a"): 0.1, ("e", "a"): 0.05})
-    assert G.sources_gain(gain, "a", TASKS, 2) == ["b", "c"]
-    assert G.sources_gain(gain, "a", ["a", "e", "d", "c", "b"], 2) == ["d", "c"]
-    assert G.sources_gain(gain, "a", TASKS, 4) == ["b", "c", "d", "e"]
-    assert G.sources_gain(gain, "a", TASKS, 10) == ["b", "c", "d", "e"]
+    assert grouping.sources_gain(gain, "a", TASKS, 2) == ["b", "c"]
+    assert grouping.sources_gain(gain, "a", ["a", "e", "d", "c", "b"], 2) == ["d", "c"]
+    assert grouping.sources_gain(gain, "a", TASKS, 4) == ["b", "c", "d", "e"]
+    assert grouping.sources_gain(gain, "a", TASKS, 10) == ["b", "c", "d", "e"]
 
 
 def test_similarity_reads_task_a_as_source_and_turns_distances_around(tmp_path):
@@ -54,50 +55,50 @@ def test_similarity_reads_task_a_as_source_and_turns_distances_around(tmp_path):
                 ("a", "b"): 0.0, ("a", "c"): 1.0, ("a", "d"): 1.0, ("a", "e"): 1.0})
     for measure, expected in (("label_match", ["b", "d"]), ("visual_frechet", ["c", "e"])):
         write_table(long_table(m, measure), tmp_path / measure)
-        sim = G.read_similarity_matrix(tmp_path / f"{measure}.csv", measure, TASKS)
-        assert study.MEASURES[measure].distance == (measure == "visual_frechet")
-        assert G.sources_similarity(sim, measure, "a", TASKS, 2) == expected
+        sim = grouping.read_similarity_matrix(tmp_path / f"{measure}.csv", measure, TASKS)
+        assert vocabulary.MEASURES[measure].distance == (measure == "visual_frechet")
+        assert grouping.sources_similarity(sim, measure, "a", TASKS, 2) == expected
     with pytest.raises(MvlptError, match="has no label_cosine values"):
-        G.read_similarity_matrix(tmp_path / "label_match.csv", "label_cosine", TASKS)
+        grouping.read_similarity_matrix(tmp_path / "label_match.csv", "label_cosine", TASKS)
 
 
 def test_predictor_matrix_per_method_or_shared():
     coop = matrix({("b", "a"): 0.9, ("c", "a"): 0.8})
     vpt = matrix({("d", "a"): 0.9, ("e", "a"): 0.8})
-    assert study.PREDICTORS["prompt_accuracy"].per_method and not study.PREDICTORS["leep"].per_method
-    g = G.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop, "vpt": vpt},
+    assert vocabulary.PREDICTORS["prompt_accuracy"].per_method and not vocabulary.PREDICTORS["leep"].per_method
+    g = grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop, "vpt": vpt},
                         predictor="prompt_accuracy")
     picked = g[g["target"] == "a"].set_index("method")["sources"]
     assert picked["coop"] == "b+c" and picked["vpt"] == "d+e"
-    g = G.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={None: vpt}, predictor="leep")
+    g = grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={None: vpt}, predictor="leep")
     assert set(g[g["target"] == "a"]["sources"]) == {"d+e"}
     with pytest.raises(MvlptError, match="predictor matrix of vpt"):
-        G.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop}, predictor="prompt_accuracy")
+        grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop}, predictor="prompt_accuracy")
 
 
 TWELVE = [f"task{i:02d}" for i in range(12)]
 
 
 def test_random_groups_are_stable_distinct_per_target_and_never_hold_the_target():
-    draws = {t: G.sources_random(t, TWELVE, 3, seed=0) for t in TWELVE}
-    assert draws == {t: G.sources_random(t, TWELVE, 3, seed=0) for t in TWELVE}
+    draws = {t: grouping.sources_random(t, TWELVE, 3, seed=0) for t in TWELVE}
+    assert draws == {t: grouping.sources_random(t, TWELVE, 3, seed=0) for t in TWELVE}
     for t, s in draws.items():
         assert t not in s and len(s) == 3 and len(set(s)) == 3
         assert s == [x for x in TWELVE if x in s]  # config order
     # which of the other tasks (by position) were drawn differs between targets, and with the seed
-    positions = {tuple(G.sources_all(t, TWELVE).index(x) for x in s) for t, s in draws.items()}
+    positions = {tuple(grouping.sources_all(t, TWELVE).index(x) for x in s) for t, s in draws.items()}
     assert len(positions) > 1
-    assert any(G.sources_random(t, TWELVE, 3, seed=1) != s for t, s in draws.items())
-    assert G.sources_random("task00", TWELVE, 11, seed=0) == TWELVE[1:]
+    assert any(grouping.sources_random(t, TWELVE, 3, seed=1) != s for t, s in draws.items())
+    assert grouping.sources_random("task00", TWELVE, 11, seed=0) == TWELVE[1:]
 
 
 def test_random_groups_are_the_same_in_another_process_and_for_every_method():
-    code = ("from mvlpt.grouping import sources_random; "
+    code = ("from mvlpt.transfer.grouping import sources_random; "
             f"print('+'.join(sources_random('task05', {TWELVE!r}, 4, seed=7)))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
-    assert out == "+".join(G.sources_random("task05", TWELVE, 4, seed=7))
-    g = G.choose_groups(TWELVE, ["coop", "vpt", "upt"], ["random"], ["init"], k=4, seed=7)
+    assert out == "+".join(grouping.sources_random("task05", TWELVE, 4, seed=7))
+    g = grouping.choose_groups(TWELVE, ["coop", "vpt", "upt"], ["random"], ["init"], k=4, seed=7)
     per_method = g.pivot(index="target", columns="method", values="sources")
     assert (per_method["coop"] == per_method["vpt"]).all() and (per_method["coop"] == per_method["upt"]).all()
     assert per_method.loc["task05", "coop"] == out
@@ -105,12 +106,12 @@ def test_random_groups_are_the_same_in_another_process_and_for_every_method():
 
 def test_modes_make_the_training_group_and_its_id():
     gain = matrix({("b", "a"): 0.3, ("e", "a"): 0.2, ("c", "a"): 0.1})
-    g = G.choose_groups(TASKS, ["coop"], ["gain", "all"], ["init", "joint"], k=2, gain={"coop": gain})
+    g = grouping.choose_groups(TASKS, ["coop"], ["gain", "all"], ["init", "joint"], k=2, gain={"coop": gain})
     row = g.set_index(["strategy", "mode", "target"])
     init, joint = row.loc[("gain", "init", "a")], row.loc[("gain", "joint", "a")]
     assert init["sources"] == joint["sources"] == "b+e"
-    assert init["tasks"] == "b+e" and init["group"] == study.group_id(["e", "b"])
-    assert joint["tasks"] == "a+b+e" and joint["group"] == study.group_id(["a", "b", "e"])
+    assert init["tasks"] == "b+e" and init["group"] == vocabulary.group_id(["e", "b"])
+    assert joint["tasks"] == "a+b+e" and joint["group"] == vocabulary.group_id(["a", "b", "e"])
     assert init["k"] == 2
     every = row.loc[("all", "joint")]
     assert every["group"].nunique() == 1 and set(every["tasks"]) == {"+".join(TASKS)}  # one run serves every target
@@ -119,26 +120,26 @@ def test_modes_make_the_training_group_and_its_id():
 
 
 def test_softcpt_has_only_strategy_all_in_mode_joint():
-    g = G.choose_groups(TASKS, ["coop", "softcpt"], ["all", "gain", "random"], ["init", "joint"], k=2,
+    g = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all", "gain", "random"], ["init", "joint"], k=2,
                         gain={"coop": matrix({})})
     soft = g[g["method"] == "softcpt"]
     assert set(zip(soft["strategy"], soft["mode"])) == {("all", "joint")}
     assert len(soft) == len(TASKS) and soft["group"].nunique() == 1
-    assert soft["group"].iloc[0] == study.group_id(TASKS)
-    assert not G.offered("softcpt", "gain", "joint") and G.offered("coop", "gain", "init")
+    assert soft["group"].iloc[0] == vocabulary.group_id(TASKS)
+    assert not grouping.offered("softcpt", "gain", "joint") and grouping.offered("coop", "gain", "init")
 
 
 def test_groups_csv_is_byte_identical_on_a_second_write_and_reads_back(tmp_path):
     gain = {"coop": matrix({("b", "a"): 0.3}), "vpt": matrix({("c", "a"): 0.3})}
-    g = G.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain)
-    path = G.groups_path(tmp_path)
-    G.write_groups(g, path)
+    g = grouping.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain)
+    path = grouping.groups_path(tmp_path)
+    grouping.write_groups(g, path)
     first = path.read_bytes()
-    G.write_groups(g.sample(frac=1.0, random_state=3), path)  # another row order: the same file
+    grouping.write_groups(g.sample(frac=1.0, random_state=3), path)  # another row order: the same file
     assert path.read_bytes() == first
-    G.write_groups(G.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain), path)
+    grouping.write_groups(grouping.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain), path)
     assert path.read_bytes() == first
-    back = G.read_groups(path)
+    back = grouping.read_groups(path)
     pd.testing.assert_frame_equal(back, g.reset_index(drop=True))
     assert not list(tmp_path.glob("multitask/.*.tmp"))
 
@@ -156,11 +157,11 @@ def test_groups_csv_is_byte_identical_on_a_second_write_and_reads_back(tmp_path)
 def test_user_errors_are_one_sentence(kwargs, match):
     args = {"strategies": ["all"], "modes": ["init"], **kwargs}
     with pytest.raises(MvlptError, match=match):
-        G.choose_groups(TASKS, ["coop"], **args)
+        grouping.choose_groups(TASKS, ["coop"], **args)
 
 
 def test_cli_groups_reads_the_workflow_files_and_fails_in_one_sentence(tmp_path, capsys):
-    from mvlpt.predictors import write_predictor
+    from mvlpt.transfer.predictors import write_predictor
 
     mats = tmp_path / "tables" / "matrices"
     for method, best in (("coop", "b"), ("vpt", "d")):
@@ -175,7 +176,7 @@ def test_cli_groups_reads_the_workflow_files_and_fails_in_one_sentence(tmp_path,
             str(tmp_path / "similarity" / "label_match.csv"), "--predictor-name", "prompt_accuracy", "--predictor",
             *(str(tmp_path / "predictors" / m / "prompt_accuracy.csv") for m in ("vpt", "coop")), "--out", str(out)]
     assert main([*argv, "--gain", *gain]) == 0
-    g = G.read_groups(out)
+    g = grouping.read_groups(out)
     pick = g[(g["target"] == "a") & (g["mode"] == "init")].set_index(["method", "strategy"])["sources"]
     assert pick[("coop", "gain")] == "b+c" and pick[("vpt", "gain")] == "c+d"
     assert pick[("coop", "similarity")] == pick[("vpt", "similarity")] == "b+e"

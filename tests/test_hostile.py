@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mvlpt import io as mio
-from mvlpt.checkpoints import load_state, read_prompt_meta, save_prompt, save_state
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt import io
+from mvlpt.training.checkpoints import load_state, read_prompt_meta, save_prompt, save_state
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
-from mvlpt.names import check_name, check_seed
+from mvlpt.study.names import check_name, check_seed
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import read_split, write_split
 
@@ -106,7 +106,7 @@ def test_the_atomic_writer_refuses_every_non_regular_destination(tmp_path):
     try:
         for dest, kind in ((fifo, "a FIFO"), (sock, "a socket"), (folder, "a folder")):
             with pytest.raises(MvlptError, match=re.escape(kind)):
-                mio.write_json({"a": 1}, dest)
+                io.write_json({"a": 1}, dest)
         assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISSOCK(os.stat(sock).st_mode) and folder.is_dir()
     finally:
         s.close()
@@ -116,9 +116,9 @@ def test_the_atomic_writer_refuses_every_non_regular_destination(tmp_path):
 def test_a_destination_that_turns_into_a_fifo_while_written_is_not_replaced(tmp_path):
     ok, dest = tmp_path / "ok.json", tmp_path / "dest.json"
     with pytest.raises(MvlptError, match=r"a FIFO"):
-        with mio.write_together():
-            mio.write_json({"a": 1}, ok)
-            mio.write_json({"b": 2}, dest)
+        with io.write_together():
+            io.write_json({"a": 1}, ok)
+            io.write_json({"b": 2}, dest)
             os.mkfifo(dest)
     assert stat.S_ISFIFO(os.stat(dest).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest.json"]  # all or none: ok.json is not there either
@@ -137,14 +137,14 @@ def test_a_device_is_classified_and_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "stat", fake_stat)
     with pytest.raises(MvlptError, match=r"it is a device, not a regular file, and mvlpt never replaces one"):
-        mio.check_destination(dev)
+        io.check_destination(dev)
 
 
 def test_a_file_name_over_the_limit_is_one_sentence(tmp_path, run_mvlpt):
     long = "r" * 250 + ".json"
     one_sentence(train(run_mvlpt, "--output", f"shapes={tmp_path / long}"), r"its file name is 255 bytes long.*give a shorter name")
     with pytest.raises(MvlptError, match=r"give a shorter name"):
-        mio.write_json({}, tmp_path / ("é" * 200))
+        io.write_json({}, tmp_path / ("é" * 200))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -216,7 +216,7 @@ def test_a_prompt_whose_provenance_was_edited_is_refused(tmp_path, tiny_clip):
 
 
 def test_a_gain_pairs_only_runs_of_one_split(tmp_path, run_mvlpt):
-    from mvlpt import tables
+    from mvlpt.analysis import tables
 
     root = tmp_path / "results"
     write_record(root, "coop", "a", "a", 1, 0.5, splits={"a": "1" * 64})
@@ -295,7 +295,7 @@ def test_a_damaged_state(tmp_path):
 def test_a_full_disk_while_saving_a_prompt(tmp_path, tiny_clip, monkeypatch):
     from safetensors import SafetensorError
 
-    import mvlpt.checkpoints as ck
+    import mvlpt.training.checkpoints as ck
 
     def full(*a, **k):
         raise SafetensorError("No space left on device (os error 28)")
@@ -389,7 +389,7 @@ def test_a_missing_weights_file_is_not_called_an_unknown_tag(tmp_path, run_mvlpt
 
 
 def test_a_failed_collect_leaves_no_table(tmp_path, run_mvlpt, monkeypatch):
-    from mvlpt import tables
+    from mvlpt.analysis import tables
 
     root = tmp_path / "results"
     for s, t in (("a", "a"), ("b", "b"), ("a", "b"), ("b", "a")):

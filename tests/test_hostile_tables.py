@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from fakes import one_sentence, write_multitask_record, write_record
-from mvlpt import grouping as G, multitask as MT, study
+from mvlpt.transfer import grouping, multitask
+from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
 
 TASKS = ["a", "b", "c"]
@@ -27,12 +28,12 @@ def mt_study(tmp_path):
     for i, t in enumerate(TASKS):
         for seed in (1, 2):
             write_record(root, "coop", t, t, seed, test=0.5 + 0.05 * i)
-    groups = G.choose_groups(TASKS, ["coop", "softcpt"], ["all"], ["init", "joint"], k=2)
+    groups = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all"], ["init", "joint"], k=2)
     for j, r in enumerate(groups.itertuples(index=False)):
         for seed in (1, 2):
             write_multitask_record(root, r.method, r.mode, r.group, r.target, seed, 0.6 + 0.03 * j, r.sources.split("+"))
     path = tmp_path / "groups.csv"
-    G.write_groups(groups, path)
+    grouping.write_groups(groups, path)
     return root, groups, path
 
 
@@ -44,7 +45,7 @@ def table_run(run_mvlpt, root, groups_path, tmp_path):
 def test_class3_valid_index_gives_records_sources(mt_study, tmp_path, run_mvlpt):
     root, groups, path = mt_study
     assert table_run(run_mvlpt, root, path, tmp_path).rc == 0
-    table = MT.collect(root, G.read_groups(path))
+    table = multitask.collect(root, grouping.read_groups(path))
     assert len(table) == len(groups) and not table.duplicated(["method", "mode", "strategy", "target"]).any()
 
 
@@ -66,7 +67,7 @@ def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlp
         for seed in (1, 2):
             write_multitask_record(root, "coop", "init", g.loc[i, "group"], "a", seed, 0.7, ["b"])
     elif edit == "group_id_edited":
-        g.loc[i, "group"] = study.group_id(["c"])
+        g.loc[i, "group"] = vocabulary.group_id(["c"])
     elif edit == "k_edited":
         g.loc[i, "k"] = 7
     elif edit == "target_in_sources":
@@ -78,21 +79,21 @@ def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlp
     elif edit == "method_unknown":
         g.loc[i, "method"] = "coop2"
     elif edit == "all_lacks_a_source":  # strategy all with sources b only (a self-consistent row otherwise)
-        g.loc[i, ["group", "tasks", "sources", "k"]] = [study.group_id(["b"]), "b", "b", 1]
+        g.loc[i, ["group", "tasks", "sources", "k"]] = [vocabulary.group_id(["b"]), "b", "b", 1]
     bad = tmp_path / "bad.csv"
     g.to_csv(bad, index=False)
     one_sentence(table_run(run_mvlpt, root, bad, tmp_path),
                  "trained with the sources 'b'" if edit == "other_group_consistent" else "groups table")
     assert not (tmp_path / "t").exists()  # nothing written
     with pytest.raises(MvlptError):
-        MT.collect(root, g)  # the same rule for a DataFrame given directly
+        multitask.collect(root, g)  # the same rule for a DataFrame given directly
 
 
 def test_class3_summary_refuses_duplicated_targets(mt_study):
     root, groups, _ = mt_study
-    table = MT.collect(root, groups)
+    table = multitask.collect(root, groups)
     with pytest.raises(MvlptError, match="count twice"):
-        MT.summarize(pd.concat([table, table.iloc[[0]]]), n_boot=20)
+        multitask.summarize(pd.concat([table, table.iloc[[0]]]), n_boot=20)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,8 +105,8 @@ def test_class4_blow_up_on_any_step_is_caught(tmp_path, monkeypatch, at):
     the learned parameters are checked after every epoch."""
     import torch
 
-    from mvlpt.config import TrainConfig
-    from mvlpt.train import Trainer, run
+    from mvlpt.training.config import TrainConfig
+    from mvlpt.training.train import Trainer, run
     from test_train import A, spec
 
     original = Trainer.train_step
@@ -139,14 +140,14 @@ def _emb(tmp_path, features, names=None, kind="images", task="a"):
 
 
 def _emb_format():
-    from mvlpt.similarity import EMBEDDING_FORMAT
+    from mvlpt.analysis.similarity import EMBEDDING_FORMAT
 
     return EMBEDDING_FORMAT
 
 
 @pytest.mark.parametrize("damage", ["nan", "inf", "empty", "no_columns", "one_d", "names_short", "strings", "kind"])
 def test_class4_embedding_reader_refuses_outside_its_domain(tmp_path, damage):
-    from mvlpt.similarity import load_embeddings
+    from mvlpt.analysis.similarity import load_embeddings
 
     good = np.eye(3, 4, dtype=np.float32)
     f = {"nan": np.where(good == 1, np.nan, good), "inf": np.where(good == 1, np.inf, good),
@@ -163,7 +164,7 @@ def test_class4_embedding_reader_refuses_outside_its_domain(tmp_path, damage):
 @pytest.mark.parametrize("damage", ["nan", "empty", "labels_negative", "labels_float", "seeds_short"])
 def test_class4_fewshot_reader_refuses_outside_its_domain(tmp_path, damage):
     from mvlpt.io import write_npz
-    from mvlpt.predictors import FEWSHOT_FORMAT, load_fewshot
+    from mvlpt.transfer.predictors import FEWSHOT_FORMAT, load_fewshot
 
     n = 0 if damage == "empty" else 4
     f = np.ones((n, 3), np.float32)
@@ -199,11 +200,11 @@ def _pairs_with_gains(gains: dict[tuple[str, str], float]) -> pd.DataFrame:
 
 
 def test_class4_tied_best_sources_are_reported_and_order_free():
-    from mvlpt import tables as T
+    from mvlpt.analysis import tables
 
     gains = {("b", "a"): 0.7 - 0.6, ("c", "a"): 0.1, ("d", "a"): 0.05, ("a", "b"): 0.2, ("c", "b"): 0.1}
     pairs = _pairs_with_gains(gains)
-    outs = [T.best_source(pairs.sample(frac=1, random_state=k)).set_index("target") for k in range(6)]
+    outs = [tables.best_source(pairs.sample(frac=1, random_state=k)).set_index("target") for k in range(6)]
     for out in outs[1:]:
         pd.testing.assert_frame_equal(out, outs[0])
     best = outs[0]
@@ -213,7 +214,7 @@ def test_class4_tied_best_sources_are_reported_and_order_free():
 
 @pytest.mark.parametrize("keep", [4, 12, 29])
 def test_class4_groundtruth_on_an_incomplete_study_is_not_scored(tmp_path, run_mvlpt, keep):
-    from mvlpt import groundtruth as G
+    from mvlpt.analysis import groundtruth
     from mvlpt.tasks import designed
 
     tasks = list(designed.SUITE)
@@ -221,22 +222,22 @@ def test_class4_groundtruth_on_an_incomplete_study_is_not_scored(tmp_path, run_m
     pairs = _pairs_with_gains(dict(list(gains.items())[:keep]))
     pairs = pd.concat([pairs, _pairs_with_gains({(t, t): 0.0 for t in tasks}).query("is_baseline")])
     with pytest.raises(MvlptError, match=f"{keep} of the {len(gains)} off-diagonal pairs"):
-        G.recovery(pairs)
+        grouping.recovery(pairs)
     path = tmp_path / "pairs.csv"
     pairs.to_csv(path, index=False)
     one_sentence(run_mvlpt("groundtruth", "--pairs", path), "not|complete study")
-    assert G.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
+    assert grouping.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
 
 
 @pytest.mark.parametrize("content", [",a,b\n", ",a,b\na,1,inf\nb,2,3\n", ",a,a\na,1,2\nb,2,3\n",
                                      ",a,b\na,1,2\na,2,3\n", ",a,b\na,1,x\nb,2,3\n", ""])
 def test_class4_matrix_reader_refuses_outside_its_domain(tmp_path, content):
-    from mvlpt import tables as T
+    from mvlpt.analysis import tables
 
     path = tmp_path / "m.csv"
     path.write_text(content)
     with pytest.raises(MvlptError) as e:
-        T.read_matrix(path)
+        tables.read_matrix(path)
     assert "\n" not in str(e.value)
 
 
@@ -277,8 +278,8 @@ def _cfg(tmp_path, **over):
     ({"tasks": ["no-such-task"]}, "no-such-task"),
 ])
 def test_class5_preflight_applies_the_workflows_rules(tmp_path, over, needle):
-    from mvlpt import preflight
-    from mvlpt.configcheck import rule_problems
+    from mvlpt.running import preflight
+    from mvlpt.study.configcheck import rule_problems
 
     cfg = _cfg(tmp_path, **over)
     workflow = rule_problems(dict(cfg), multitask="multitask" in over)
@@ -291,7 +292,7 @@ def test_class5_preflight_applies_the_workflows_rules(tmp_path, over, needle):
 def test_class5_preflight_sees_a_results_folder_it_cannot_write(tmp_path):
     import os
 
-    from mvlpt import preflight
+    from mvlpt.running import preflight
 
     (tmp_path / "file").write_text("x")
     for results in (tmp_path / "file", tmp_path / "file" / "sub"):

@@ -35,9 +35,9 @@ import pandas as pd
 import pytest
 from safetensors import safe_open
 
-from mvlpt.checkpoints import load_state
+from mvlpt.training.checkpoints import load_state
 from mvlpt.cli import main
-from mvlpt.results import read_result
+from mvlpt.study.results import read_result
 from studies import CACHE, README_COMMAND, checkout, copy_study, env
 
 RESUMED = "resuming from the saved training state"
@@ -350,7 +350,7 @@ def test_orphaned_jobs_of_a_killed_snakemake(reference, finished_study, tmp_path
 
 
 def test_removing_a_state_removes_what_a_killed_save_of_it_left(tmp_path):
-    from mvlpt.checkpoints import remove
+    from mvlpt.training.checkpoints import remove
 
     state = tmp_path / "run.safetensors"
     state.write_bytes(b"state")

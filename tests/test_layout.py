@@ -1,4 +1,4 @@
-"""mvlpt.layout: every path of a study, one pattern per kind of file; and mvlpt.wildcards.
+"""mvlpt.study.layout: every path of a study, one pattern per kind of file; and mvlpt.study.wildcards.
 
 A template (what the rules declare) and a concrete path (what the package reads and writes) come
 from one pattern, so they cannot disagree; these tests hold that, hold the rules to take their
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mvlpt import layout
-from mvlpt.wildcards import alternation, joint_pair_constraints, off_diagonal_target, pair_args, q
+from mvlpt.study import layout
+from mvlpt.study.wildcards import alternation, joint_pair_constraints, off_diagonal_target, pair_args, q
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRIES = {name: e for name, e in vars(layout).items() if isinstance(e, layout.Entry)}
@@ -86,8 +86,8 @@ def test_template_refuses_what_is_not_a_field():
 
 
 def test_layout_imports_neither_torch_nor_numpy():
-    """The workflow imports mvlpt.layout and mvlpt.wildcards on every Snakemake start."""
-    code = ("import sys; import mvlpt.layout, mvlpt.wildcards, mvlpt.study; "
+    """The workflow imports mvlpt.study.layout and mvlpt.study.wildcards on every Snakemake start."""
+    code = ("import sys; import mvlpt.study.layout, mvlpt.study.wildcards, mvlpt.study.vocabulary; "
             "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
@@ -136,11 +136,11 @@ def test_shell_quoting():
 
 
 # ------------------------------------------------------------------------------------------------
-# The rules take their paths from mvlpt.layout
+# The rules take their paths from mvlpt.study.layout
 # ------------------------------------------------------------------------------------------------
 def test_every_output_log_and_benchmark_of_the_dag_is_a_layout_entry(tmp_path):
     """Every file the demo study's jobs declare (outputs, logs, benchmarks) lies under the study's
-    results, cache or log folder where one of mvlpt.layout's entries puts it."""
+    results, cache or log folder where one of mvlpt.study.layout's entries puts it."""
     snakemake = Path(sys.executable).parent / "snakemake"
     res = subprocess.run([str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "all", "multitask",
                           "-n", "-p", "--configfile", str(REPO / "config" / "config.yaml")],
@@ -169,7 +169,7 @@ def test_every_output_log_and_benchmark_of_the_dag_is_a_layout_entry(tmp_path):
 
 
 def test_rule_files_spell_no_paths_of_their_own():
-    """Outputs, logs and benchmarks in workflow/rules/*.smk are built from mvlpt.layout (directly or
+    """Outputs, logs and benchmarks in workflow/rules/*.smk are built from mvlpt.study.layout (directly or
     through common.smk's helpers), never written out as f-strings (a log's job name aside)."""
     offenders = []
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):

@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
-from mvlpt.config import RunSpec, TrainConfig
-from mvlpt.train import Trainer
+from mvlpt.training.config import RunSpec, TrainConfig
+from mvlpt.training.train import Trainer
 
 DEMO = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 TASK = "glyph-letters"  # 8 classes, chance 0.125; untrained prompts ~0.6, trained ~0.75-0.95

@@ -11,14 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from mvlpt import cost, preflight, study
-from mvlpt.config import RunSpec, TrainConfig
-from mvlpt.configcheck import rule_problems
+from mvlpt.running import cost, preflight
+from mvlpt.study import vocabulary
+from mvlpt.training.config import RunSpec, TrainConfig
+from mvlpt.study.configcheck import rule_problems
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import PromptLearner
 from mvlpt.models.prompts.text import TokenLayout
-from mvlpt.results import read_result
-from mvlpt.train import run
+from mvlpt.study.results import read_result
+from mvlpt.training.train import run
 
 REPO = Path(__file__).resolve().parents[1]
 A, B = "shape-colours", "shapes"
@@ -57,18 +58,18 @@ class Uncounted(Twin):
 
 @pytest.fixture
 def twin():
-    entry = study.register_method(study.Method("twin", f"{__name__}:Twin", learns_text=True, learns_image=False,
+    entry = vocabulary.register_method(vocabulary.Method("twin", f"{__name__}:Twin", learns_text=True, learns_image=False,
                                                label="Twin", priced_as="coop", in_default_study=False))
     yield entry
-    study.unregister_method("twin")
+    vocabulary.unregister_method("twin")
 
 
 @pytest.fixture
 def unpriced():
-    study.register_method(study.Method("unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False,
+    vocabulary.register_method(vocabulary.Method("unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False,
                                        label="Unpriced", in_default_study=False))
     yield
-    study.unregister_method("unpriced")
+    vocabulary.unregister_method("unpriced")
 
 
 def test_a_method_from_a_test_module_trains_single_joint_and_sequential(twin, tmp_path):
@@ -115,37 +116,37 @@ def test_cost_and_preflight_price_it_from_a_calibrated_method_and_say_so(twin, t
 def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpriced, tmp_path, monkeypatch):
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "none.json"))
     with pytest.raises(MvlptError, match=r"has no figures for method 'unpriced'; name a calibrated method .* as its "
-                                         r"`priced_as` in mvlpt.study.METHODS\.$"):
+                                         r"`priced_as` in mvlpt.study.vocabulary.METHODS\.$"):
         cost.shipped_calibration().coefficients("unpriced")
     rep = preflight.run(_cfg(tmp_path, ["unpriced"]), multitask=False)
     assert not rep.ok and any("`priced_as`" in p for p in rep.problems)
 
 
 def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(tmp_path):
-    study.register_method(study.Method("uncounted", f"{__name__}:Uncounted", learns_text=True, learns_image=False,
+    vocabulary.register_method(vocabulary.Method("uncounted", f"{__name__}:Uncounted", learns_text=True, learns_image=False,
                                        label="Uncounted", priced_as="coop", in_default_study=False))
     try:
         with pytest.raises(MvlptError, match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
                                              r"give its class a parameter_count classmethod\.$"):
             preflight._prompt_params("uncounted", {}, 512, 768, 12)
     finally:
-        study.unregister_method("uncounted")
+        vocabulary.unregister_method("uncounted")
 
 
 def test_registering_a_taken_name_is_refused(twin):
     with pytest.raises(MvlptError, match="registered already"):
-        study.register_method(twin)
+        vocabulary.register_method(twin)
 
 
 # the files issue 23 lists: none of them may test a method by its name
-_CHECKED = ["mvlpt/train.py", "mvlpt/cost.py", "mvlpt/preflight.py", "mvlpt/predictors.py", "mvlpt/groundtruth.py",
-            "mvlpt/tables.py", "mvlpt/plots.py", "mvlpt/figures.py", "mvlpt/multitask.py", "mvlpt/grouping.py",
-            "mvlpt/configcheck.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "workflow" / "rules").glob("*.smk")),
+_CHECKED = ["mvlpt/training/train.py", "mvlpt/running/cost.py", "mvlpt/running/preflight.py", "mvlpt/transfer/predictors.py", "mvlpt/analysis/groundtruth.py",
+            "mvlpt/analysis/tables.py", "mvlpt/analysis/plots.py", "mvlpt/analysis/figures.py", "mvlpt/transfer/multitask.py", "mvlpt/transfer/grouping.py",
+            "mvlpt/study/configcheck.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "workflow" / "rules").glob("*.smk")),
             *sorted(str(p.relative_to(REPO)) for p in (REPO / "benchmarks").rglob("*.py"))]
 
 
 def test_no_method_name_is_compared_outside_the_vocabulary_and_the_learners():
-    names = "|".join(map(re.escape, study.METHODS))
+    names = "|".join(map(re.escape, vocabulary.METHODS))
     quoted = rf"""["'](?:{names})["']"""
     compare = re.compile(rf"(?:==|!=|\bin)\s*{quoted}|{quoted}\s*(?:==|!=|\bin\b|\bnot in\b)")
     found = []

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-from mvlpt.metrics import average_precision_11point, compute_metric
+from mvlpt.training.metrics import average_precision_11point, compute_metric
 
 
 @pytest.fixture

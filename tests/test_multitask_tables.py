@@ -1,4 +1,4 @@
-"""The multitask study's tables and figure (mvlpt.multitask): hand computations on fabricated result files."""
+"""The multitask study's tables and figure (mvlpt.transfer.multitask): hand computations on fabricated result files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fakes import write_fake_multitask_study, write_multitask_record, write_record
-from mvlpt import grouping as G, layout, multitask as MT, study
+from mvlpt.transfer import grouping, multitask
+from mvlpt.study import layout, vocabulary
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
 
@@ -24,7 +25,7 @@ def small(tmp_path):
     for t, values in (("a", (0.50, 0.60)), ("b", (0.70, 0.80))):
         for seed, v in zip((1, 2), values):
             write_record(root, "coop", t, t, seed, test=v)
-    groups = G.choose_groups(TASKS, ["coop", "softcpt"], ["all"], ["init", "joint"], k=1)
+    groups = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all"], ["init", "joint"], k=1)
     values = {("coop", "init", "a"): (0.62, 0.66), ("coop", "init", "b"): (0.70, 0.74),
               ("coop", "joint", "a"): (0.58, 0.58), ("coop", "joint", "b"): (0.80, 0.90),
               ("softcpt", "joint", "a"): (0.56, 0.60), ("softcpt", "joint", "b"): (0.76, 0.78)}
@@ -40,8 +41,8 @@ def sd(x, y):
 
 def test_table_means_stds_and_gains_by_hand(small):
     root, groups, values = small
-    table = MT.collect(root, groups, tasks=TASKS)
-    assert list(table.columns) == list(MT.TABLE_COLUMNS)
+    table = multitask.collect(root, groups, tasks=TASKS)
+    assert list(table.columns) == list(multitask.TABLE_COLUMNS)
     assert list(zip(table["method"], table["mode"], table["target"])) == [
         ("coop", "init", "a"), ("coop", "init", "b"), ("coop", "joint", "a"), ("coop", "joint", "b"),
         ("softcpt", "joint", "a"), ("softcpt", "joint", "b")]
@@ -55,16 +56,16 @@ def test_table_means_stds_and_gains_by_hand(small):
         assert r.baseline_std == pytest.approx(sd(*base[r.target]))
         assert r.gain == pytest.approx((x + y) / 2 - sum(base[r.target]) / 2)
     init_a = table[(table["mode"] == "init") & (table["target"] == "a")].iloc[0]
-    assert init_a["sources"] == "b" and init_a["group"] == study.group_id(["b"])
+    assert init_a["sources"] == "b" and init_a["group"] == vocabulary.group_id(["b"])
     joint_a = table[(table["method"] == "softcpt") & (table["target"] == "a")].iloc[0]
-    assert joint_a["group"] == study.group_id(TASKS) and joint_a["sources"] == "b"
+    assert joint_a["group"] == vocabulary.group_id(TASKS) and joint_a["sources"] == "b"
 
 
 def test_summary_means_in_points_ci_and_paper_column(small):
     root, groups, values = small
-    table = MT.collect(root, groups, tasks=TASKS)
-    summary = MT.summarize(table, n_boot=500, seed=0)
-    assert list(summary.columns) == list(MT.SUMMARY_COLUMNS)
+    table = multitask.collect(root, groups, tasks=TASKS)
+    summary = multitask.summarize(table, n_boot=500, seed=0)
+    assert list(summary.columns) == list(multitask.SUMMARY_COLUMNS)
     coop_init = summary[(summary["method"] == "coop") & (summary["mode"] == "init")].iloc[0]
     gains = [(0.62 + 0.66) / 2 - 0.55, (0.70 + 0.74) / 2 - 0.75]
     assert coop_init["n_targets"] == 2
@@ -78,7 +79,7 @@ def test_summary_means_in_points_ci_and_paper_column(small):
     soft = summary[summary["method"] == "softcpt"].iloc[0]
     assert soft["paper"].startswith("SoftCPT paper, RN50") and "Plant-6 67.68 vs 62.59" in soft["paper"]
     assert summary[(summary["method"] == "coop") & (summary["mode"] == "joint")].iloc[0]["paper"] == ""
-    no_ci = MT.summarize(table, n_boot=0)
+    no_ci = multitask.summarize(table, n_boot=0)
     assert no_ci["gain_ci_low_pts"].isna().all()
 
 
@@ -89,14 +90,14 @@ def test_missing_results_are_one_sentence_naming_the_first_missing_file(small):
     gone.unlink()
     incomplete = rf"coop joint results of strategy all are incomplete: {re.escape(str(gone))} is missing; run the multitask"
     with pytest.raises(MvlptError, match=incomplete):
-        MT.collect(root, groups)
+        multitask.collect(root, groups)
     base = layout.RESULT.path(root, "coop", "a", "a", 1)
     base.unlink()
     no_base = rf"single-task baseline {re.escape(str(base))} of coop's target a is missing; run the pairwise study"
     with pytest.raises(MvlptError, match=no_base):
-        MT.collect(root, groups[groups["mode"] == "init"])
+        multitask.collect(root, groups[groups["mode"] == "init"])
     with pytest.raises(MvlptError, match="no multitask result files"):
-        MT.collect(root / "elsewhere", groups)
+        multitask.collect(root / "elsewhere", groups)
 
 
 def test_misplaced_or_mixed_records_are_refused(small, caplog):
@@ -105,11 +106,11 @@ def test_misplaced_or_mixed_records_are_refused(small, caplog):
     path = layout.MULTITASK_RESULT.path(root, "coop", "init", row["group"], "a", 1)
     write_multitask_record(root, "coop", "joint", row["group"], "a", 1, 0.6, ["b"]).replace(path)  # a joint run's record
     with pytest.raises(MvlptError, match="holds method/target/seed/mode .* but its place says"):
-        MT.collect(root, groups)
+        multitask.collect(root, groups)
     write_multitask_record(root, "coop", "init", row["group"], "a", 1, 0.6, ["b"], epochs=7)
     with pytest.raises(MvlptError, match="different settings .*epochs"):
-        MT.collect(root, groups)
-    assert len(MT.collect(root, groups, allow_mixed_settings=True)) == len(groups)
+        multitask.collect(root, groups)
+    assert len(multitask.collect(root, groups, allow_mixed_settings=True)) == len(groups)
     assert "averaged anyway" in caplog.text
 
 
@@ -118,7 +119,7 @@ def test_cli_table_and_figure_on_a_fabricated_study(tmp_path, capsys):
     tasks = ("alpha", "beta", "gamma", "delta", "epsilon")
     write_fake_multitask_study(root, tasks=tasks)
     out = root / "tables"
-    argv = ["multitask", "table", "--results-dir", str(root), "--groups", str(G.groups_path(root)), "--out",
+    argv = ["multitask", "table", "--results-dir", str(root), "--groups", str(grouping.groups_path(root)), "--out",
             str(out / "multitask.csv"), "--summary-out", str(out / "multitask_summary.csv"), "--tasks", *tasks,
             "--n-boot", "200", "--boot-seed", "3"]
     assert main(argv) == 0
@@ -145,8 +146,8 @@ def test_figure_bars_are_the_summary_gains(small):
     import matplotlib.pyplot as plt
 
     root, groups, _ = small
-    summary = MT.summarize(MT.collect(root, groups), n_boot=100)
-    fig = MT.gain_figure(summary)
+    summary = multitask.summarize(multitask.collect(root, groups), n_boot=100)
+    fig = multitask.gain_figure(summary)
     axes = [ax for ax in fig.axes if ax.patches]
     assert [ax.get_title() for ax in axes] == ["CoOp", "SoftCPT"]
     heights = [p.get_height() for ax in axes for p in ax.patches]

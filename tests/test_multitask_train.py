@@ -9,10 +9,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fakes import kill_training_at
-from mvlpt.checkpoints import load_prompt
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.training.checkpoints import load_prompt
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
-from mvlpt.train import Trainer, run
+from mvlpt.training.train import Trainer, run
 
 A, B, C = "shape-colours", "shapes", "glyph-digits"
 

@@ -49,15 +49,15 @@ def results_dir_with_tables(results_dir, tmp_path_factory):
     """The same study plus the correlations table the workflow writes (notebook 02 reads it when present)."""
     import shutil
 
-    from mvlpt import stats, tables as T
+    from mvlpt.analysis import stats, tables
 
     if os.environ.get("MVLPT_TEST_RESULTS"):
         return results_dir
     root = tmp_path_factory.mktemp("nb2") / "results"
     shutil.copytree(results_dir, root)
-    pairs = T.pair_table(T.load_results(root))
-    sims = T.read_similarities(T.similarity_files(root / "similarity"))
-    T.write_table(stats.correlate(pairs, sims, n_boot=100, n_perm=100), root / "tables" / "correlations")
+    pairs = tables.pair_table(tables.load_results(root))
+    sims = tables.read_similarities(tables.similarity_files(root / "similarity"))
+    tables.write_table(stats.correlate(pairs, sims, n_boot=100, n_perm=100), root / "tables" / "correlations")
     return root
 
 
@@ -105,12 +105,12 @@ def test_notebook_03_reads_the_workflow_tables(results_dir_multitask, tmp_path, 
     """With the tables `mvlpt multitask table` writes, notebook 03 reads them instead of recomputing."""
     import shutil
 
-    from mvlpt import grouping as G, multitask as MT
+    from mvlpt.transfer import grouping, multitask
 
     root = tmp_path / "results"
     shutil.copytree(results_dir_multitask, root)
-    table = MT.collect(root, G.read_groups(G.groups_path(root)))
-    MT.write_tables(table, MT.summarize(table, n_boot=50), root / "tables" / "multitask", root / "tables" / "multitask_summary")
+    table = multitask.collect(root, grouping.read_groups(grouping.groups_path(root)))
+    multitask.write_tables(table, multitask.summarize(table, n_boot=50), root / "tables" / "multitask", root / "tables" / "multitask_summary")
     text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[2])], root, monkeypatch)
     assert f"read {root / 'tables' / 'multitask.parquet'}" in text
 
@@ -120,19 +120,21 @@ def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_wit
     section reads them and lists, per target, the best predictor's pick next to the measured best source."""
     import shutil
 
-    from mvlpt import predictors as P, study, tables as T
-    from mvlpt.similarity import long_to_matrix
+    from mvlpt.transfer import predictors as P
+    from mvlpt.study import vocabulary
+    from mvlpt.analysis import tables
+    from mvlpt.analysis.similarity import long_to_matrix
 
     root = tmp_path / "results"
     shutil.copytree(results_dir_with_tables, root)
-    pairs = T.pair_table(T.load_results(root))
-    sims = T.read_similarities(T.similarity_files(root / "similarity"))
+    pairs = tables.pair_table(tables.load_results(root))
+    sims = tables.read_similarities(tables.similarity_files(root / "similarity"))
     preds = {}
     for m in ("visual_cosine", "label_match"):
-        matrix = long_to_matrix(sims, m) * (-1.0 if study.is_distance(m) else 1.0)
+        matrix = long_to_matrix(sims, m) * (-1.0 if vocabulary.is_distance(m) else 1.0)
         P.write_predictor(matrix, m, 0.25, root / "predictors" / m)
         preds[m] = P.read_predictor(root / "predictors" / f"{m}.parquet")
-    T.write_table(P.score_predictors(pairs, preds, n_boot=50), root / "tables" / "predictors")
+    tables.write_table(P.score_predictors(pairs, preds, n_boot=50), root / "tables" / "predictors")
     text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[1])], root, monkeypatch)
     assert f"read {root / 'tables' / 'predictors.parquet'}" in text
     assert "measured best source" in text and "picks" in text

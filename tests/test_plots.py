@@ -1,4 +1,4 @@
-"""Figures of mvlpt.plots, checked from the matplotlib objects (cells, tick labels, titles), not pixels."""
+"""Figures of mvlpt.analysis.plots, checked from the matplotlib objects (cells, tick labels, titles), not pixels."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
 from fakes import write_fake_study  # noqa: E402
-from mvlpt import plots as P, stats, tables as T  # noqa: E402
+from mvlpt.analysis import plots, stats, tables  # noqa: E402
 
 
 def _matrix(n, seed=0, names=None):
@@ -38,7 +38,7 @@ def _close():
 @pytest.mark.parametrize("n", [3, 7, 22])
 def test_gain_heatmap_has_n_by_n_cells_and_task_names_on_both_axes(n):
     m = _matrix(n)
-    fig = P.gain_heatmap(m, "coop")
+    fig = plots.gain_heatmap(m, "coop")
     ax = fig.axes[0]
     mesh = _mesh(ax)
     assert mesh.get_array().size == n * n
@@ -57,7 +57,7 @@ def test_gain_heatmap_has_n_by_n_cells_and_task_names_on_both_axes(n):
     assert arr.diagonal().all() and not arr[~np.eye(n, dtype=bool)].any()  # diagonal (baseline) masked
     # annotated up to 20 tasks: one text per unmasked cell, matching the value in points
     texts = [t for t in ax.texts if t.get_text()]
-    if n <= P.ANNOTATE_MAX:
+    if n <= plots.ANNOTATE_MAX:
         assert len(texts) == n * n - n
         assert float(texts[0].get_text()) == pytest.approx(100 * m.iloc[0, 1], abs=0.051)
     else:
@@ -68,7 +68,7 @@ def test_clustered_order_is_the_same_on_both_axes_and_groups_blocks():
     names = ["a1", "b1", "a2", "b2", "a3", "b3"]
     grp = np.array([n[0] == "a" for n in names])
     m = pd.DataFrame(np.where(grp[:, None] == grp[None, :], 0.1, -0.1), index=names, columns=names)
-    fig = P.gain_heatmap(m, "vpt", cluster=True)
+    fig = plots.gain_heatmap(m, "vpt", cluster=True)
     ax = fig.axes[0]
     xs = [t.get_text() for t in ax.get_xticklabels()]
     ys = [t.get_text() for t in ax.get_yticklabels()]
@@ -79,11 +79,11 @@ def test_clustered_order_is_the_same_on_both_axes_and_groups_blocks():
 
 def test_similarity_heatmap_sequential_and_reversed_for_distances():
     m = _matrix(4).abs()
-    ax = P.similarity_heatmap(m, "visual_cosine").axes[0]
-    assert _mesh(ax).cmap.name == P.SEQUENTIAL
+    ax = plots.similarity_heatmap(m, "visual_cosine").axes[0]
+    assert _mesh(ax).cmap.name == plots.SEQUENTIAL
     assert [t.get_text() for t in ax.get_yticklabels()] == list(m.index)
-    ax = P.similarity_heatmap(m, "visual_frechet").axes[0]
-    assert _mesh(ax).cmap.name == P.SEQUENTIAL + "_r"
+    ax = plots.similarity_heatmap(m, "visual_frechet").axes[0]
+    assert _mesh(ax).cmap.name == plots.SEQUENTIAL + "_r"
 
 
 def test_scatter_has_one_panel_per_similarity_with_r_in_the_title():
@@ -97,7 +97,7 @@ def test_scatter_has_one_panel_per_similarity_with_r_in_the_title():
                 s = rng.uniform()
                 rows.append(("coop", f"t{i}", f"t{j}", 0.2 * s + rng.normal(0, 0.01), 0.0, s, 1 - s))
     data = pd.DataFrame(rows, columns=["method", "source", "target", "gain", "gain_rel", "visual_cosine", "visual_frechet"])
-    fig = P.scatter_gain_vs_similarity(data, "coop", ["visual_cosine", "visual_frechet"])
+    fig = plots.scatter_gain_vs_similarity(data, "coop", ["visual_cosine", "visual_frechet"])
     axes = fig.axes
     assert len(axes) == 2
     r = stats.pearsonr(data["visual_cosine"], data["gain"]).statistic
@@ -108,17 +108,17 @@ def test_scatter_has_one_panel_per_similarity_with_r_in_the_title():
 def test_summary_panel_and_save_figure_write_png_and_pdf(tmp_path):
     root = tmp_path / "results"
     write_fake_study(root, tasks=("a", "b", "c", "d"), methods=("coop", "vpt", "upt"), seeds=(1,))
-    pairs = T.pair_table(T.load_results(root))
-    sims = T.similarity_long(T.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
+    pairs = tables.pair_table(tables.load_results(root))
+    sims = tables.similarity_long(tables.read_table(p) for p in sorted((root / "similarity").glob("*.csv")))
     corr = stats.correlate(pairs, sims, n_boot=50, n_perm=50)
-    fig = P.summary_panel(pairs, corr)
+    fig = plots.summary_panel(pairs, corr)
     assert len(fig.axes) == 4  # gains, transfers, correlations, variance shares of the gain matrix
     assert fig.axes[1].get_title() == "positive transfers (no intervals)"  # pairs without cell statistics
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["coop", "vpt", "upt"]
-    written = P.save_figure(fig, tmp_path / "fig" / "summary.png")
+    written = plots.save_figure(fig, tmp_path / "fig" / "summary.png")
     assert [p.name for p in written] == ["summary.png", "summary.pdf"]
     assert written[0].read_bytes()[:4] == b"\x89PNG" and written[1].read_bytes()[:4] == b"%PDF"
-    assert len(P.summary_panel(pairs).axes) == 3  # without correlations
+    assert len(plots.summary_panel(pairs).axes) == 3  # without correlations
 
 
 def test_plot_verbs(tmp_path, run_mvlpt):

@@ -1,4 +1,4 @@
-"""Transferability predictors of a study (mvlpt.predictors, `mvlpt predict`, workflow/rules/predictors.smk):
+"""Transferability predictors of a study (mvlpt.transfer.predictors, `mvlpt predict`, workflow/rules/predictors.smk):
 cases with known answers built by hand, the scoring against planted gains, the CLI and the rules."""
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import yaml
 from scipy import special, stats
 
 from fakes import write_fake_study, write_record
-from mvlpt import predictors as P, study, tables as T, transferability as TR
-from mvlpt.similarity import Embeddings, save_embeddings
+from mvlpt.transfer import predictors as P, transferability as TR
+from mvlpt.study import vocabulary
+from mvlpt.analysis import tables
+from mvlpt.analysis.similarity import Embeddings, save_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
-ZEROSHOT = [n for n, p in study.PREDICTORS.items() if p.family == "zeroshot"]
-SHARED = [n for n, p in study.PREDICTORS.items() if not p.per_method]  # one matrix for every method
-PROMPT = [n for n, p in study.PREDICTORS.items() if p.family == "prompt"]  # per method, from trained prompts
+ZEROSHOT = [n for n, p in vocabulary.PREDICTORS.items() if p.family == "zeroshot"]
+SHARED = [n for n, p in vocabulary.PREDICTORS.items() if not p.per_method]  # one matrix for every method
+PROMPT = [n for n, p in vocabulary.PREDICTORS.items() if p.family == "prompt"]  # per method, from trained prompts
 SCALE = 20.0
 
 
@@ -56,7 +58,7 @@ def _world(seed=0, d=24, per_class=6, noise=0.35):
 @pytest.mark.parametrize("name", SHARED)
 def test_a_target_identical_to_a_source_ranks_that_source_first(name):
     fewshot, labels, images = _world()
-    pred = study.PREDICTORS[name]
+    pred = vocabulary.PREDICTORS[name]
     if pred.family == "zeroshot":
         m, _ = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
     else:
@@ -77,7 +79,7 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
             x, y = tgt.features[tgt.seeds == s], tgt.labels[tgt.seeds == s]
             logits = SCALE * x.astype(float) @ src.features.astype(float).T  # CLIP: scale * <image, class name>
             view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1),
-                    "logits": logits}[study.PREDICTORS[name].reads]
+                    "logits": logits}[vocabulary.PREDICTORS[name].reads]
             per_seed.append({**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}[name](view, y))
         expected[name] = np.mean(per_seed)
         m, seconds = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
@@ -87,7 +89,7 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
 
 
 def test_similarity_predictors_are_the_oriented_measures():
-    from mvlpt.similarity import similarity_matrix
+    from mvlpt.analysis.similarity import similarity_matrix
 
     _, labels, images = _world(seed=2)
     m, _ = P.predictor_matrix("visual_frechet", embeddings=images)
@@ -128,10 +130,10 @@ def trained_prompts(tmp_path_factory):
     split files and result records, as the study's train_single writes them."""
     import torch
 
-    from mvlpt.config import RunSpec, TrainConfig
+    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import make_split, write_split
-    from mvlpt.train import run
+    from mvlpt.training.train import run
 
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     root = tmp_path_factory.mktemp("prompts")
@@ -217,9 +219,9 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     src, tgt = "glyph-digits", "shapes"
     estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
     for name in PROMPT[:-1]:
-        reads = study.PREDICTORS[name].reads
+        reads = vocabulary.PREDICTORS[name].reads
         if reads == "target_logits":
-            fn = getattr(TR, study.PREDICTORS[name].function.split(":")[1])
+            fn = getattr(TR, vocabulary.PREDICTORS[name].function.split(":")[1])
             expected = np.mean([fn(views.target_logits[s][src][tgt], views.labels[s][tgt]) for s in (1, 2)])
         else:
             expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
@@ -278,7 +280,7 @@ def test_per_method_predictors_are_scored_against_their_own_methods_gains(tmp_pa
         for i, s in enumerate(tasks):
             for j, t in enumerate(tasks):
                 write_record(tmp_path, method, s, t, 1, test=0.5 + (0 if i == j else g[i, j]))
-    pairs = T.pair_table(T.load_results(tmp_path))
+    pairs = tables.pair_table(tables.load_results(tmp_path))
     per_method = {m: (_matrix(g, tasks), {"seconds": 2.0, "method": m}) for m, g in gains.items()}
     table = P.score_predictors(pairs, {"prompt_accuracy": per_method}, n_boot=50)
     own = table[(table["predictor"] == "prompt_accuracy") & (table["against"] == "gain")]
@@ -369,7 +371,7 @@ def test_score_predictors_reads_the_gains_of_each_method_from_the_pairs(tmp_path
             for j, t in enumerate(tasks):
                 for seed in (1, 2):
                     write_record(tmp_path, method, s, t, seed, test=0.5 + (0 if i == j else g[i, j]))
-    pairs = T.pair_table(T.load_results(tmp_path))
+    pairs = tables.pair_table(tables.load_results(tmp_path))
     planted = _matrix(gains["coop"], tasks)
     table = P.score_predictors(pairs, {"leep": (planted, {"seconds": 1.5})}, n_boot=100)
     assert list(table.columns) == list(P.SCORE_COLUMNS)
@@ -408,12 +410,12 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
     for i, s in enumerate(tasks):
         for j, t in enumerate(tasks):
             write_record(tmp_path / "results", "coop", s, t, 1, test=0.5 if i == j else 0.5 + 0.01 * vf.iloc[i, j])
-    T.write_collected(T.load_results(tmp_path / "results"), tmp_path / "tables")
+    tables.write_collected(tables.load_results(tmp_path / "results"), tmp_path / "tables")
     rc, errors, _ = run_mvlpt("predict", "score", "--runs", tmp_path / "tables" / "runs.parquet", "--n-boot", 50, "--n-perm", 50,
                               "--predictors", out / "gbc.parquet", out / "visual_frechet.parquet",
                               "--out", tmp_path / "tables" / "predictors.csv")
     assert rc == 0, errors
-    scores = T.read_table(tmp_path / "tables" / "predictors.parquet")
+    scores = tables.read_table(tmp_path / "tables" / "predictors.parquet")
     assert set(scores["predictor"]) == {"gbc", "visual_frechet", "source_quality", "random"}
     assert set(scores["against"]) == {"gain", "interaction"}
     vf_scores = scores[(scores["predictor"] == "visual_frechet") & (scores["against"] == "gain")].set_index("score")["estimate"]
@@ -437,7 +439,7 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
 def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_clip):
     """The few-shot embedding of a synthetic task: the split's train images, their labels and seeds,
     the features the similarity embedding gives the same images."""
-    from mvlpt.data import encode_split_images
+    from mvlpt.training.data import encode_split_images
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import indices_of, make_split, write_split
 
@@ -465,15 +467,15 @@ def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_c
 # The config section and the rules
 # --------------------------------------------------------------------------------------------------
 def test_schema_predictors_section_is_the_study_registry():
-    from mvlpt import settings
+    from mvlpt.study import settings
 
     schema = settings.schema()
     sec = schema["properties"]["predictors"]
     assert sec["default"] == {} and sec["additionalProperties"] is False
     assert set(sec["properties"]) == set(settings.PREDICTOR_DEFAULTS)
-    assert sec["properties"]["names"]["items"]["enum"] == list(study.PREDICTORS)
+    assert sec["properties"]["names"]["items"]["enum"] == list(vocabulary.PREDICTORS)
     assert "default" not in sec["properties"]["names"]  # None: every predictor
-    assert study.predictor_settings(None)["names"] == list(study.PREDICTORS)
+    assert vocabulary.predictor_settings(None)["names"] == list(vocabulary.PREDICTORS)
 
 
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent))
@@ -500,10 +502,10 @@ def test_predictor_rules_dry_run(tmp_path, names):
                 path = tmp_path / "results" / "prompts" / method / t / f"seed{seed}.safetensors"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()
-    chosen = names or list(study.PREDICTORS)
-    n_pred = len([n for n in chosen if not study.PREDICTORS[n].per_method])
-    n_prompt = len(cfg["methods"]) if any(study.PREDICTORS[n].per_method for n in chosen) else 0
-    n_zeroshot = len([n for n in chosen if study.PREDICTORS[n].family == "zeroshot"])
+    chosen = names or list(vocabulary.PREDICTORS)
+    n_pred = len([n for n in chosen if not vocabulary.PREDICTORS[n].per_method])
+    n_prompt = len(cfg["methods"]) if any(vocabulary.PREDICTORS[n].per_method for n in chosen) else 0
+    n_zeroshot = len([n for n in chosen if vocabulary.PREDICTORS[n].family == "zeroshot"])
     for target in ([], ["--", "predictors"]):
         res = subprocess.run(base + target, capture_output=True, text=True, timeout=180)
         assert res.returncode == 0, res.stderr + res.stdout
@@ -584,7 +586,7 @@ def test_two_level_interval_equals_a_loop_over_targets_then_seeds():
     seeds inside each drawn target (as gainstats.two_level_resamples draws them), average the seeds, score
     each drawn column with scipy's Spearman over its sources (the interaction: decompose's least squares);
     the percentiles of the resampled means."""
-    from mvlpt.gainstats import decompose
+    from mvlpt.analysis.gainstats import decompose
 
     gains, tasks, pred = _tiny_study()
     k, n, _ = gains.shape
@@ -649,7 +651,7 @@ def test_null_predictors_and_the_paired_difference_to_source_quality():
     # against the interaction, source quality (row-constant) carries nothing: within-target rho of a row
     # effect with the residual of a row + column fit is not systematically positive
     assert abs(t.loc[("source_quality", "interaction", wt), "estimate"]) < 0.6
-    from mvlpt.gainstats import decompose
+    from mvlpt.analysis.gainstats import decompose
 
     inter = decompose(truth).interaction
     rows = P.score_gains(gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0)
@@ -680,8 +682,8 @@ def test_runs_and_pairs_give_the_same_estimates_and_the_runs_a_seed_level(tmp_pa
         for j, t in enumerate(tasks):
             for seed in (1, 2, 3):
                 write_record(tmp_path, "coop", s, t, seed, test=0.5 + 0.05 * i + 0.02 * rng.normal())
-    runs = T.load_results(tmp_path)
-    pairs = T.pair_table(runs)
+    runs = tables.load_results(tmp_path)
+    pairs = tables.pair_table(runs)
     pred = {"leep": (_matrix(rng.normal(size=(5, 5)), tasks), {"seconds": 0.0})}
     a = P.score_predictors(pairs, pred, n_boot=200, n_perm=100)
     b = P.score_predictors(None, pred, runs=runs, n_boot=200, n_perm=100)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import cost, preflight, study
+from mvlpt.running import cost, preflight
+from mvlpt.study import vocabulary
 from mvlpt.cli import main
 from mvlpt.datasets import catalog, routes
 from mvlpt.tasks import elevater
@@ -130,7 +131,7 @@ def test_paper_config_without_the_data_lists_every_task_and_prints_the_cost(tmp_
     assert 60 < rep["cost"]["gpu_hours"] < 140
     # its multitask section: the jobs it adds (an upper bound before the pairwise tables choose the groups)
     mt = rep["cost"]["multitask"]
-    counts = study.multitask_job_counts(len(paper["tasks"]), study.multitask_settings(paper["multitask"], paper["methods"]),
+    counts = vocabulary.multitask_job_counts(len(paper["tasks"]), vocabulary.multitask_settings(paper["multitask"], paper["methods"]),
                                         len(paper["seeds"]), paper.get("stack_seeds", True))
     assert mt["jobs"]["total"] == counts["total"] > 0 and mt["exact"] is counts["exact"] is False
     assert f" {mt['gpu_hours']['total']:.1f} GPU-hours  ({counts['total']} jobs: " in out
@@ -152,7 +153,7 @@ def test_training_options_every_job_would_refuse_are_a_problem(tmp_path):
     cfg = fabricated_study(tmp_path)
     cfg["train"] = {"epochs": 2, "lr": "2e-3"}  # `lr: 2e-3` in a YAML file: text to PyYAML
     rep = preflight.run(cfg)
-    # the workflow's own sentence (one rule set: mvlpt.configcheck)
+    # the workflow's own sentence (one rule set: mvlpt.study.configcheck)
     assert rep.problems == ["config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, write 0.002 "
                             "instead (see config/README.md)."]
     cfg["train"] = {"epochs": 2, "warmup_epochs": 2}
@@ -244,10 +245,10 @@ def test_priced_prompt_shapes_are_the_ones_training_builds(tiny_clip, options):
     from mvlpt.models.prompts import build_prompt_learner
 
     names = ["pickup truck", "sea", "maple tree"]
-    methods = [m for m, e in study.METHODS.items() if e.learns_text]
+    methods = [m for m, e in vocabulary.METHODS.items() if e.learns_text]
     lengths, prefixes = cost.prompt_shapes(names, "mvlpt-tiny", {m: options.get(m, {}) for m in methods})
     for m in methods:
-        tasks = [("shapes", 1), ("shape-colours", 2)] if study.METHODS[m].task_conditioned else None
+        tasks = [("shapes", 1), ("shape-colours", 2)] if vocabulary.METHODS[m].task_conditioned else None
         lr = build_prompt_learner(m, tiny_clip, names, options.get(m), tasks=tasks)
         assert lengths[m] == lr.layout.tokens.shape[1], m
         assert prefixes[m] == lr.shared_text_prefix(lr.current_prompts()), m

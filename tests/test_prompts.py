@@ -6,10 +6,15 @@ import textwrap
 import pytest
 import torch
 
-from mvlpt import study
+from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
-from mvlpt.models.prompts import (PromptLearner, build_prompt_learner, stacked_image_features, stacked_logits,
-                                  stacked_text_features)
+from mvlpt.models.prompts import (
+    PromptLearner,
+    build_prompt_learner,
+    stacked_image_features,
+    stacked_logits,
+    stacked_text_features,
+)
 from mvlpt.models.prompts.text import TokenLayout, encode_prompted_text, phrase_embeddings
 from mvlpt.models.prompts.vision import encode_prompted_image
 
@@ -83,7 +88,7 @@ def test_every_method_shares_only_what_is_shared(tiny_clip, toy_method):
     """Each text-learning method's claimed shared prefix really is the same in every class's prompt
     embeddings (a method that builds its embeddings another way must say so), and stops before [EOS]."""
     claimed = {}
-    for name, entry in study.METHODS.items():
+    for name, entry in vocabulary.METHODS.items():
         if not entry.learns_text:
             continue
         tasks = [("shapes", 2), ("shape-colours", len(NAMES) - 2)] if entry.task_conditioned else None
@@ -223,7 +228,7 @@ def test_prompted_image_tower_equals_open_clip_forward_with_prompts_put_in(tiny_
 
 
 def test_methods_come_from_the_study_registry(tiny_clip):
-    for name, entry in study.METHODS.items():
+    for name, entry in vocabulary.METHODS.items():
         cls = entry.learner_class()
         assert issubclass(cls, PromptLearner) and cls.method == name, name
         # what learns is stated once, in the registry: no class repeats it
@@ -269,7 +274,7 @@ def toy_method(tmp_path, monkeypatch):
     """A method added the documented way: its module and one registry line."""
     (tmp_path / "toy_suffix_method.py").write_text(TOY_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(study.METHODS, "suffix", study.Method("suffix", "toy_suffix_method:Suffix", learns_text=True,
+    monkeypatch.setitem(vocabulary.METHODS, "suffix", vocabulary.Method("suffix", "toy_suffix_method:Suffix", learns_text=True,
                                                               learns_image=False, label="Suffix"))
     return "suffix"
 

@@ -1,5 +1,5 @@
 """Property tests (Hypothesis) of the readers and writers of the study's files in mvlpt/io.py,
-mvlpt/results.py, mvlpt/tasks/fewshot.py and mvlpt/checkpoints.py (issue 24): generated damaged and
+mvlpt/study/results.py, mvlpt/tasks/fewshot.py and mvlpt/training/checkpoints.py (issue 24): generated damaged and
 adversarial inputs end in an :class:`MvlptError` (``mvlpt: error:`` on the command line) or in a
 valid result, never in another exception, a wrong number or a replaced file.
 
@@ -17,11 +17,11 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mvlpt import io as mio
-from mvlpt import layout, study
-from mvlpt.checkpoints import load_prompt, load_state, read_prompt_meta, save_prompt, save_state
+from mvlpt import io
+from mvlpt.study import layout, vocabulary
+from mvlpt.training.checkpoints import load_prompt, load_state, read_prompt_meta, save_prompt, save_state
 from mvlpt.errors import MvlptError, one_line
-from mvlpt.results import read_result, write_result
+from mvlpt.study.results import read_result, write_result
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import read_split
 
@@ -55,7 +55,7 @@ def _valid_or_error(path):
     except MvlptError as e:
         assert "\n" not in one_line(e)
         return None
-    assert study.record_problem(rec) is None
+    assert vocabulary.record_problem(rec) is None
     for k in ("test", "val"):
         assert isinstance(rec[k], (int, float)) and math.isfinite(rec[k]) and 0 <= rec[k] <= 1
     assert 0 <= rec["seed"] < 2**31 and isinstance(rec["seed"], int) and not isinstance(rec["seed"], bool)
@@ -102,7 +102,7 @@ def test_a_damaged_result_record(tmp_path, changes, drop):
     except MvlptError:
         assert not out.exists()
     else:
-        assert got is not None or "format" in drop or rec.get("format") != study.RESULT_FORMAT
+        assert got is not None or "format" in drop or rec.get("format") != vocabulary.RESULT_FORMAT
 
 
 @settings(max_examples=N["result_bytes"], **SETTINGS)
@@ -113,7 +113,7 @@ def test_a_damaged_result_record(tmp_path, changes, drop):
 def test_damaged_bytes_of_a_result_file(tmp_path, data, cut):
     path = layout.RESULT.path(_dir(tmp_path), "coop", "a", "a", 1)
     path.parent.mkdir(parents=True)
-    good = json.dumps({"format": study.RESULT_FORMAT, **make_record()}).encode()
+    good = json.dumps({"format": vocabulary.RESULT_FORMAT, **make_record()}).encode()
     path.write_bytes(data if cut == 0 else good[:cut] + data)
     got = _valid_or_error(path)
     if got is not None:
@@ -154,7 +154,7 @@ def test_a_generated_split_file(tmp_path, train, val, seed, shots, task, shots_t
 
 
 # --------------------------------------------------------------------------------------------------
-# prompts and states: mvlpt/checkpoints.py
+# prompts and states: mvlpt/training/checkpoints.py
 # --------------------------------------------------------------------------------------------------
 PROV = {"task": "orientation", "tasks": ["orientation"], "seed": 1, "shots": 3, "model": "mvlpt-tiny",  # tiny_clip: a random init
         "pretrained": None, "init_seed": 0, "config_hash": "0" * 16, "splits": {"orientation": "0" * 64},
@@ -294,10 +294,10 @@ def test_the_atomic_writer(tmp_path, name, kind, grouped, value):
     before = {p.name: os.lstat(p).st_mode for p in d.iterdir()}
     try:
         if grouped:
-            with mio.write_together():
-                mio.write_json(value, dest)
+            with io.write_together():
+                io.write_json(value, dest)
         else:
-            mio.write_json(value, dest)
+            io.write_json(value, dest)
     except MvlptError as e:
         assert "\n" not in one_line(e)
         after = {p.name: os.lstat(p).st_mode for p in d.iterdir()}
@@ -338,7 +338,7 @@ def test_outputs_are_compared_as_files(tmp_path, spellings, exists):
         paths.append(p)
     same = len({n for n, _ in spellings}) < len(spellings)
     try:
-        mio.check_writable(paths)
+        io.check_writable(paths)
     except MvlptError as e:
         assert same and "given as the output of two different things" in str(e)
     else:

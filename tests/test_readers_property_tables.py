@@ -1,6 +1,6 @@
 """Property tests (Hypothesis) of the readers of the multitask index (``groups.csv``), the embedding
-files (``mvlpt embed``'s and the few-shot ``.npz``) and the tables (:func:`mvlpt.tables.read_table`,
-:func:`mvlpt.tables.read_matrix`, CSV and parquet), issue 24 classes 3 and 4: generated damaged and
+files (``mvlpt embed``'s and the few-shot ``.npz``) and the tables (:func:`mvlpt.analysis.tables.read_table`,
+:func:`mvlpt.analysis.tables.read_matrix`, CSV and parquet), issue 24 classes 3 and 4: generated damaged and
 adversarial inputs end in an :class:`MvlptError` (``mvlpt: error:`` on the command line, one line) or
 in a valid result that satisfies the reader's stated domain, never in another exception or a wrong
 number. Hand-picked members of each class: tests/test_hostile_tables.py.
@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fakes import write_multitask_record, write_record
-from mvlpt import grouping as G, multitask as MT, study, tables as T
+from mvlpt.transfer import grouping, multitask
+from mvlpt.study import vocabulary
+from mvlpt.analysis import tables
 from mvlpt.errors import MvlptError, one_line
 from mvlpt.io import write_npz
-from mvlpt.predictors import FEWSHOT_FORMAT, load_fewshot
-from mvlpt.similarity import EMBEDDING_FORMAT, load_embeddings
+from mvlpt.transfer.predictors import FEWSHOT_FORMAT, load_fewshot
+from mvlpt.analysis.similarity import EMBEDDING_FORMAT, load_embeddings
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 N = {"groups_edit": 80, "groups_bytes": 50, "groups_collect": 50, "embedding_arrays": 80, "embedding_bytes": 50,
@@ -33,7 +35,7 @@ N = {"groups_edit": 80, "groups_bytes": 50, "groups_collect": 50, "embedding_arr
 N_EXAMPLES = sum(N.values())  # 560
 
 TASKS = ["a", "b", "c"]
-GROUPS = G.choose_groups(TASKS, ["coop", "softcpt"], ["all", "random"], ["init", "joint"], k=1, seed=0)
+GROUPS = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all", "random"], ["init", "joint"], k=1, seed=0)
 texts = st.text(max_size=12) | st.sampled_from(["a", "b", "c", "a+b", "b+c", "a+c", "a+b+c", "", " a", "a,b", "../x"])
 
 
@@ -55,11 +57,11 @@ def _consistent(df: pd.DataFrame) -> None:
         sources, tasks = r.sources.split("+"), r.tasks.split("+")
         assert r.target not in sources and len(set(sources)) == len(sources) == r.k
         assert set(tasks) == set(sources) | ({r.target} if r.mode == "joint" else set())
-        assert r.group == study.group_id(tasks)
+        assert r.group == vocabulary.group_id(tasks)
 
 
 edits = st.lists(st.tuples(st.sampled_from(["cell", "dup", "drop", "swap"]), st.integers(0, len(GROUPS) - 1),
-                           st.sampled_from(G.GROUP_COLUMNS), texts | st.integers(-3, 9).map(str)), min_size=1, max_size=4)
+                           st.sampled_from(grouping.GROUP_COLUMNS), texts | st.integers(-3, 9).map(str)), min_size=1, max_size=4)
 
 
 def _edited(ops) -> pd.DataFrame:
@@ -87,7 +89,7 @@ def test_edited_groups_table_is_refused_or_consistent(tmp_path, ops):
     path = _dir(tmp_path) / "groups.csv"
     _edited(ops).to_csv(path, index=False)
     try:
-        df = G.read_groups(path)
+        df = grouping.read_groups(path)
     except MvlptError as e:
         return _one_line(e)
     _consistent(df)
@@ -102,7 +104,7 @@ def test_damaged_groups_file_is_one_sentence(tmp_path, data, cut):
     good = GROUPS.to_csv(index=False).encode()
     path.write_bytes(good[:cut] + data)
     try:
-        df = G.read_groups(path)
+        df = grouping.read_groups(path)
     except MvlptError as e:
         return _one_line(e)
     _consistent(df)
@@ -128,7 +130,7 @@ def test_tables_follow_the_records_not_the_index(mt_root, ops):
     df = _edited(ops)
     try:
         df["k"] = pd.to_numeric(df["k"], errors="raise").astype("int64")
-        table = MT.collect(mt_root, df)
+        table = multitask.collect(mt_root, df)
     except (MvlptError, ValueError, TypeError) as e:  # ValueError/TypeError: the test's own k conversion
         if isinstance(e, MvlptError):
             _one_line(e)
@@ -137,7 +139,7 @@ def test_tables_follow_the_records_not_the_index(mt_root, ops):
     for r in table.itertuples(index=False):
         assert truth[(r.method, r.mode, r.target, r.group)] == r.sources
     assert not table.duplicated(["method", "mode", "strategy", "target"]).any()
-    summary = MT.summarize(table, n_boot=20)
+    summary = multitask.summarize(table, n_boot=20)
     assert (summary["n_targets"] == table.groupby(["method", "mode", "strategy"], sort=False).size().values).all()
 
 
@@ -246,14 +248,14 @@ def test_damaged_table_is_one_sentence(tmp_path, fmt, cut, flips, tail):
         data[i % len(data)] ^= x
     path = _dir(tmp_path) / f"t.{fmt}"
     path.write_bytes(bytes(data[:cut]) + tail)
-    for reader in (T.read_table, T.read_matrix):
+    for reader in (tables.read_table, tables.read_matrix):
         try:
             out = reader(path)
         except MvlptError as e:
             _one_line(e)
             continue
         assert isinstance(out, pd.DataFrame)
-        if reader is T.read_matrix:
+        if reader is tables.read_matrix:
             v = out.to_numpy()
             assert v.dtype == np.float64 and not np.isinf(v).any() and out.index.is_unique and out.columns.is_unique
 
@@ -271,11 +273,11 @@ def test_generated_matrix_is_refused_or_in_its_domain(tmp_path, rows, cols, fmt,
     df = pd.DataFrame(values, index=pd.Index(rows, dtype=object), columns=pd.Index(cols, dtype=object))
     path = _dir(tmp_path) / f"m.{fmt}"
     try:
-        T.write_table(df.astype(str) if fmt == "parquet" else df, path, index=True, formats=(fmt,))
+        tables.write_table(df.astype(str) if fmt == "parquet" else df, path, index=True, formats=(fmt,))
     except (ValueError, TypeError):  # pyarrow refuses to write some frames (duplicate columns): not a reader's case
         return
     try:
-        m = T.read_matrix(path)
+        m = tables.read_matrix(path)
     except MvlptError as e:
         return _one_line(e)
     v = m.to_numpy()
@@ -290,7 +292,7 @@ def test_written_tables_read_back_equal(tmp_path, values, names):
     n = min(len(values), len(names))
     df = pd.DataFrame({"target": names[:n], "gain": values[:n]})
     d = _dir(tmp_path)
-    for path in T.write_table(df, d / "t.csv"):
-        back = T.read_table(path)
+    for path in tables.write_table(df, d / "t.csv"):
+        back = tables.read_table(path)
         np.testing.assert_array_equal(back["gain"].to_numpy(float), np.asarray(values[:n], float))
         assert back["target"].astype(str).tolist() == names[:n]

@@ -1,4 +1,4 @@
-"""Reference rows (mvlpt.reference): zero-shot CLIP and the few-shot linear probe, their records, the
+"""Reference rows (mvlpt.analysis.reference): zero-shot CLIP and the few-shot linear probe, their records, the
 tables `mvlpt collect` makes of them and the strip beside the gain heatmap."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fakes import make_record, write_record  # noqa: E402
-from mvlpt import reference as R, tables as T  # noqa: E402
+from mvlpt.analysis import reference as R, tables  # noqa: E402
 from mvlpt.errors import MvlptError  # noqa: E402
-from mvlpt import metrics  # noqa: E402
-from mvlpt.metrics import metric_replicates  # noqa: E402
+from mvlpt.training import metrics  # noqa: E402
+from mvlpt.training.metrics import metric_replicates  # noqa: E402
 from mvlpt.tasks import get_task  # noqa: E402
 from mvlpt.tasks.fewshot import make_split, write_split  # noqa: E402
 
@@ -216,17 +216,17 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
     _study(root)
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "plain")
     assert rc == 0 and "no reference results" in err and "baseline_below_zeroshot is NA" in err, err
-    plain = T.read_table(root / "plain" / "pairs.parquet")
+    plain = tables.read_table(root / "plain" / "pairs.parquet")
     assert plain["zeroshot"].isna().all() and plain["linear_probe"].isna().all()
     assert plain["baseline_below_zeroshot"].isna().all()
-    assert T.read_table(root / "plain" / "reference.parquet").empty
-    assert T.read_table(root / "plain" / "baselines.parquet")["zeroshot"].isna().all()
+    assert tables.read_table(root / "plain" / "reference.parquet").empty
+    assert tables.read_table(root / "plain" / "baselines.parquet")["zeroshot"].isna().all()
 
     _write_reference(root)
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 0 and not errors, err
     assert "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points; 0 with their whole interval below)" in err, err
-    pairs = T.read_table(root / "tables" / "pairs.parquet").set_index(["source", "target"])
+    pairs = tables.read_table(root / "tables" / "pairs.parquet").set_index(["source", "target"])
     # every column the pairs table has without the reference is unchanged
     cols = [c for c in plain.columns if c not in R.PAIR_COLUMNS + ("source", "target")]
     pd.testing.assert_frame_equal(pairs[cols].reset_index(drop=True),
@@ -238,23 +238,23 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
         assert pairs.loc[(source, "b"), "zeroshot"] == pytest.approx(0.6)
         assert np.isnan(pairs.loc[(source, "b"), "linear_probe"])
         assert bool(pairs.loc[(source, "b"), "baseline_below_zeroshot"]) is False  # 0.70 > 0.60
-    base = T.read_table(root / "tables" / "baselines.csv").set_index("target")
+    base = tables.read_table(root / "tables" / "baselines.csv").set_index("target")
     assert list(base.reset_index().columns) == ["target", "method", *R.BASELINE_COLUMNS[2:], *R.INTERVAL_COLUMNS]
     assert base.loc["a", "baseline_mean"] == pytest.approx(0.41)
     assert base.loc["a", "baseline_minus_zeroshot"] == pytest.approx(-0.07)
     assert base.loc["a", "baseline_minus_linear_probe"] == pytest.approx(0.09)
     assert base.loc["a", "linear_probe_seeds"] == 2 and base.loc["b", "linear_probe_seeds"] == 0
     assert base["baseline_below_zeroshot"].tolist() == [True, False]
-    ref = T.read_table(root / "tables" / "reference.csv")
+    ref = tables.read_table(root / "tables" / "reference.csv")
     assert sorted(zip(ref["method"], ref["target"], ref["seed"])) == [
         ("linear_probe", "a", 1), ("linear_probe", "a", 2), ("zeroshot", "a", -1), ("zeroshot", "b", -1)]
     # nothing downstream takes a reference row for a method: runs, best source and matrices are as before
     for name in ("runs", "best_source", "source_gain", "matrices/coop_gain"):
-        pd.testing.assert_frame_equal(T.read_table(root / "tables" / f"{name}.csv"), T.read_table(root / "plain" / f"{name}.csv"))
+        pd.testing.assert_frame_equal(tables.read_table(root / "tables" / f"{name}.csv"), tables.read_table(root / "plain" / f"{name}.csv"))
     assert not list((root / "tables" / "matrices").glob("zeroshot*")) and not list((root / "tables" / "matrices").glob("linear*"))
     # a selection of seeds selects the linear probes too
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "seed1", "--seeds", "1").rc == 0
-    assert T.read_table(root / "seed1" / "baselines.csv").set_index("target").loc["a", "linear_probe"] == pytest.approx(0.30)
+    assert tables.read_table(root / "seed1" / "baselines.csv").set_index("target").loc["a", "linear_probe"] == pytest.approx(0.30)
 
 
 def test_collect_refuses_a_reference_of_another_model(tmp_path, run_mvlpt):
@@ -268,7 +268,7 @@ def test_collect_refuses_a_reference_of_another_model(tmp_path, run_mvlpt):
 
 
 def test_flag_is_na_without_zeroshot_and_the_reference_table_has_its_columns_when_empty():
-    pairs = T.pair_table(T.runs_table([make_record("coop", "a", "a", 1, 0.5), make_record("coop", "b", "a", 1, 0.6)]))
+    pairs = tables.pair_table(tables.runs_table([make_record("coop", "a", "a", 1, 0.5), make_record("coop", "b", "a", 1, 0.6)]))
     empty = R.reference_table([])
     assert list(empty.columns) == list(R.REFERENCE_COLUMNS)
     out = R.with_reference(pairs, empty)
@@ -282,15 +282,15 @@ def test_flag_is_na_without_zeroshot_and_the_reference_table_has_its_columns_whe
 # The strip beside the gain heatmap
 # --------------------------------------------------------------------------------------------------
 def test_gain_heatmap_with_reference_has_a_strip_aligned_with_its_columns_marking_baselines_below_zeroshot():
-    from mvlpt import plots as P
+    from mvlpt.analysis import plots
 
     names = ["a", "b", "c"]
     gain = pd.DataFrame(np.arange(9.0).reshape(3, 3) / 100, index=names, columns=names)
     ref = pd.DataFrame({"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, np.nan],
                         "linear_probe": [0.30, np.nan, 0.55]}, index=names)
-    plain = P.gain_heatmap(gain, "coop")
+    plain = plots.gain_heatmap(gain, "coop")
     assert not any(ax.get_gid() == "reference" for ax in plain.axes)
-    fig = P.gain_heatmap(gain, "coop", reference=ref)
+    fig = plots.gain_heatmap(gain, "coop", reference=ref)
     strip = next(ax for ax in fig.axes if ax.get_gid() == "reference")
     heat = next(ax for ax in fig.axes if ax.get_xlabel() == "target")
     points = {c.get_gid(): c.get_offsets() for c in strip.collections if c.get_gid()}
@@ -318,22 +318,22 @@ def test_plot_gain_heatmap_verb_takes_the_baselines_table(tmp_path, run_mvlpt):
 
 @pytest.mark.slow
 def test_every_figure_gets_the_strip_when_the_results_hold_reference_rows(tmp_path, monkeypatch):
-    from mvlpt import figures as F, plots as P
+    from mvlpt.analysis import figures, plots
 
     root = tmp_path / "results"
     _study(root)
     seen = []
-    draw = P.gain_heatmap
+    draw = plots.gain_heatmap
 
     def spy(gain, method, **kw):
         seen.append(kw.get("reference"))
         return draw(gain, method, **kw)
 
-    monkeypatch.setattr(P, "gain_heatmap", spy)
-    F.make_all_figures(root, tmp_path / "figs")
+    monkeypatch.setattr(plots, "gain_heatmap", spy)
+    figures.make_all_figures(root, tmp_path / "figs")
     assert seen == [None, None]  # gain and interaction heatmaps; no reference records: as before
     _write_reference(root)
-    F.make_all_figures(root, tmp_path / "figs")
+    figures.make_all_figures(root, tmp_path / "figs")
     assert len(seen) == 4 and seen[2] is not None and seen[3] is not None  # both heatmaps get the strip
     ref = seen[-1]
     assert ref.loc["a", "zeroshot"] == pytest.approx(0.48) and ref.loc["a", "baseline"] == pytest.approx(0.41)
@@ -342,7 +342,7 @@ def test_every_figure_gets_the_strip_when_the_results_hold_reference_rows(tmp_pa
 
 
 def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_templates(clip, monkeypatch):
-    from mvlpt.similarity import encode_task_labels
+    from mvlpt.analysis.similarity import encode_task_labels
 
     task = get_task("glyph-digits")  # 10 classes x 4 templates: 40 texts, in batches of 7
     monkeypatch.setattr(R, "TEXT_BATCH", 7)
@@ -350,7 +350,7 @@ def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_
 
 
 def test_strip_and_q_frames_together_on_one_heatmap():
-    from mvlpt import plots as P
+    from mvlpt.analysis import plots
 
     names = ["a", "b", "c"]
     gain = pd.DataFrame(np.arange(9.0).reshape(3, 3) / 100, index=names, columns=names)
@@ -358,7 +358,7 @@ def test_strip_and_q_frames_together_on_one_heatmap():
     q.loc["a", "b"] = 0.01
     ref = pd.DataFrame({"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, 0.45],
                         "linear_probe": [0.30, 0.5, 0.55]}, index=names)
-    fig = P.gain_heatmap(gain, "coop", q=q, reference=ref)
+    fig = plots.gain_heatmap(gain, "coop", q=q, reference=ref)
     strip = next(ax for ax in fig.axes if ax.get_gid() == "reference")
     heat = next(ax for ax in fig.axes if ax.get_xlabel() == "target")
     assert len([p for p in heat.patches if isinstance(p, plt.Rectangle) and not p.get_fill()]) == 1
@@ -370,9 +370,9 @@ def test_strip_and_q_frames_together_on_one_heatmap():
 def test_baselines_table_gives_baseline_minus_zeroshot_an_interval_from_seeds_and_paired_test_replicates():
     from scipy import stats
 
-    runs = T.runs_table([make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
+    runs = tables.runs_table([make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
                         + [make_record("coop", "b", "b", k, 0.7) for k in (1, 2, 3)])
-    pairs = T.pair_table(runs)
+    pairs = tables.pair_table(runs)
     reference = R.reference_table([_zs("a", 0.48), _zs("b", 0.69)])
     rng = np.random.default_rng(0)
     z = 0.48 + rng.normal(0, 0.03, 200)

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from mvlpt import plots as P  # noqa: E402
+from mvlpt.analysis import plots  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,13 +32,13 @@ def _data(n=6, seed=0):
 @pytest.fixture
 def regplot_calls(monkeypatch):
     calls = []
-    real = P.sns.regplot
+    real = plots.sns.regplot
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(P.sns, "regplot", spy)
+    monkeypatch.setattr(plots.sns, "regplot", spy)
     return calls
 
 
@@ -51,20 +51,20 @@ def _band(fig) -> np.ndarray:
 
 def test_band_takes_the_resamples_and_seed_given(regplot_calls):
     data = _data()
-    a = P.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=1)
-    b = P.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=1)
-    c = P.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=2)
+    a = plots.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=1)
+    b = plots.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=1)
+    c = plots.scatter_gain_vs_similarity(data, "coop", ["visual_cosine"], n_boot=40, seed=2)
     assert [(k["n_boot"], k["seed"]) for k in regplot_calls] == [(40, 1), (40, 1), (40, 2)]
     assert np.array_equal(_band(a), _band(b))  # reproducible
     assert not np.array_equal(_band(a), _band(c))  # and drawn from the resamples of that seed
 
 
 def test_band_defaults_to_the_analysis_defaults(regplot_calls):
-    from mvlpt import study
+    from mvlpt.study import vocabulary
 
-    P.scatter_gain_vs_similarity(_data(), "coop", ["visual_cosine"])
-    assert regplot_calls[0]["n_boot"] == study.ANALYSIS_DEFAULTS["n_boot"] != 500
-    assert regplot_calls[0]["seed"] == study.ANALYSIS_DEFAULTS["seed"]
+    plots.scatter_gain_vs_similarity(_data(), "coop", ["visual_cosine"])
+    assert regplot_calls[0]["n_boot"] == vocabulary.ANALYSIS_DEFAULTS["n_boot"] != 500
+    assert regplot_calls[0]["seed"] == vocabulary.ANALYSIS_DEFAULTS["seed"]
 
 
 def test_workflow_passes_the_configured_resamples_to_the_scatter_jobs(tmp_path):

@@ -2,7 +2,7 @@
 the fields each result records, the resumable state, and the ``selection`` table of ``mvlpt collect``.
 
 * ``best``: highest validation metric; among epochs tied on it the lower validation loss; among those
-  still tied the later epoch (:func:`mvlpt.train.better`), checked on hand-made cases, against a
+  still tied the later epoch (:func:`mvlpt.training.train.better`), checked on hand-made cases, against a
   brute-force ordering, and in a real run against the choice computed by hand from every epoch's
   validation values.
 * ``last``: the final epoch, for every target of a joint run and for the group prompt.
@@ -21,12 +21,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fakes import kill_training_at, make_record, write_record
-from mvlpt import study
-from mvlpt import tables as T
-from mvlpt.checkpoints import load_state
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.study import vocabulary
+from mvlpt.analysis import tables
+from mvlpt.training.checkpoints import load_state
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
-from mvlpt.train import GROUP, Trainer, better, run, validation_loss
+from mvlpt.training.train import GROUP, Trainer, better, run, validation_loss
 
 A, B = "shape-colours", "shapes"
 
@@ -215,10 +215,10 @@ def test_resumed_run_equals_uninterrupted_with_the_new_fields(tmp_path, monkeypa
 # Records and the table
 # --------------------------------------------------------------------------------------------------
 def test_records_check_select_and_val_loss():
-    assert study.record_problem(make_record(select="last", val_loss=0.3)) is None
-    assert study.record_problem(make_record(val_loss=None)) is None
-    assert "select" in study.record_problem(make_record(select="final"))
-    assert "val_loss" in study.record_problem(make_record(val_loss=-1.0))
+    assert vocabulary.record_problem(make_record(select="last", val_loss=0.3)) is None
+    assert vocabulary.record_problem(make_record(val_loss=None)) is None
+    assert "select" in vocabulary.record_problem(make_record(select="final"))
+    assert "val_loss" in vocabulary.record_problem(make_record(val_loss=-1.0))
 
 
 def test_selection_table_by_hand(tmp_path):
@@ -231,18 +231,18 @@ def test_selection_table_by_hand(tmp_path):
         extra = {"select": select} if select else {}
         write_record(tmp_path / "results", method, source, target, seed, best_epoch=epoch, n_val=12 if target == "a" else 6,
                      **extra)
-    runs = T.load_results(tmp_path / "results", allow_mixed_settings=True)
+    runs = tables.load_results(tmp_path / "results", allow_mixed_settings=True)
     assert "select" in runs.columns and "val_loss" in runs.columns
-    table = T.selection_table(runs)
-    assert list(table.columns) == list(T.SELECTION_COLUMNS)
+    table = tables.selection_table(runs)
+    assert list(table.columns) == list(tables.SELECTION_COLUMNS)
     got = {(r.method, r.target, r.select): (r.n_runs, r.first_epoch_share, r.median_epoch, r.epochs, r.n_val)
            for r in table.itertuples()}
     assert got == {("coop", "a", "best"): (4, 0.5, 2.0, 5, 12.0), ("coop", "b", "best"): (2, 0.0, 3.5, 5, 6.0),
                    ("vpt", "a", "last"): (2, 0.0, 5.0, 5, 12.0)}
-    T.write_collected(runs, tmp_path / "tables")
+    tables.write_collected(runs, tmp_path / "tables")
     back = pd.read_parquet(tmp_path / "tables" / "selection.parquet")
-    assert len(back) == 3 and "selection" in study.TABLE_NAMES
-    assert T.selection_table(runs.iloc[0:0]).empty
+    assert len(back) == 3 and "selection" in vocabulary.TABLE_NAMES
+    assert tables.selection_table(runs.iloc[0:0]).empty
 
 
 def test_bad_select_in_the_config_stops_the_workflow_before_any_job(tmp_path):

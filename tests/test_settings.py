@@ -1,4 +1,4 @@
-"""The typed study config (mvlpt.settings, issue 23): one schema as package data, the one home of the
+"""The typed study config (mvlpt.study.settings, issue 23): one schema as package data, the one home of the
 defaults; one check (settings.load); nothing in the package reads the workflow's files."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import preflight, settings, study
-from mvlpt.config import TrainConfig
+from mvlpt.running import preflight
+from mvlpt.study import settings, vocabulary
+from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,13 +58,13 @@ def test_section_defaults_come_from_the_schema(section, defaults):
 
 
 def test_the_settings_functions_read_the_one_home():
-    assert study.analysis_settings(None) == dataclasses.asdict(settings.AnalysisSettings())
-    assert study.similarity_settings({"ridge": 0.5}) == {**settings.SIMILARITY_DEFAULTS, "ridge": 0.5}
-    assert study.multitask_settings(None, ["coop"])["methods"] == ["coop", "softcpt"]
-    assert study.predictor_settings(None)["names"] == list(study.PREDICTORS)
+    assert vocabulary.analysis_settings(None) == dataclasses.asdict(settings.AnalysisSettings())
+    assert vocabulary.similarity_settings({"ridge": 0.5}) == {**settings.SIMILARITY_DEFAULTS, "ridge": 0.5}
+    assert vocabulary.multitask_settings(None, ["coop"])["methods"] == ["coop", "softcpt"]
+    assert vocabulary.predictor_settings(None)["names"] == list(vocabulary.PREDICTORS)
     # the old copies are gone
     for name in ("ANALYSIS_DEFAULTS", "SIMILARITY_DEFAULTS", "MULTITASK_DEFAULTS", "PREDICTOR_DEFAULTS"):
-        assert not hasattr(study, name), name
+        assert not hasattr(vocabulary, name), name
     assert not hasattr(preflight, "FALLBACK_DEFAULTS") and not hasattr(preflight, "config_defaults")
 
 
@@ -173,7 +174,7 @@ def test_the_shipped_slurm_profile_reads_back():
 # The hateful-memes metric: config -> job option (no environment variable, no re-registered task)
 # --------------------------------------------------------------------------------------------------
 def test_runspec_refuses_an_unknown_hateful_memes_metric():
-    from mvlpt.config import RunSpec
+    from mvlpt.training.config import RunSpec
 
     with pytest.raises(MvlptError, match="hateful_memes_metric must be one of roc_auc, accuracy"):
         RunSpec(method="coop", tasks=["shapes"], hateful_memes_metric="f1").validate()
@@ -202,7 +203,7 @@ def test_the_workflow_passes_the_hateful_memes_metric_as_an_option(tmp_path):
 def test_command_line_choices_mirror_the_schema():
     """The options that mirror a config key take their choices and default from the schema, and the
     schema allows what the code implements."""
-    from mvlpt import gainstats
+    from mvlpt.analysis import gainstats
     from mvlpt.cli import build_parser
     from mvlpt.tasks import fewshot
 
@@ -249,7 +250,7 @@ def test_the_workflow_names_its_gpu_rules(tmp_path):
 
 def test_a_checked_config_is_typed_without_the_checks(monkeypatch):
     """A cluster job parses the workflow again with the config its main process checked: it is typed only."""
-    from mvlpt import configcheck
+    from mvlpt.study import configcheck
 
     def refuse(*a, **k):
         raise AssertionError("checked again")
@@ -276,6 +277,6 @@ def test_the_benchmark_prices_the_paper_config_through_settings():
     assert paper["tasks"] == list(loaded.tasks) and paper["methods"] == list(loaded.methods)
     assert paper["shots"] == loaded.shots and paper["train"]["epochs"] == loaded.train.epochs
     for m in loaded.methods:  # every option of each method, the config's over the learner's own
-        assert paper["method_options"][m] == study.full_options(m, loaded.method_options.get(m))
+        assert paper["method_options"][m] == vocabulary.full_options(m, loaded.method_options.get(m))
     with pytest.raises(MvlptError):
         load_paper_config(REPO / "config" / "no-such.yaml")

@@ -1,4 +1,4 @@
-"""Task similarity measures (mvlpt.similarity), their caching, and the embed/similarity verbs."""
+"""Task similarity measures (mvlpt.analysis.similarity), their caching, and the embed/similarity verbs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mvlpt import similarity as S, study
+from mvlpt.analysis import similarity as S
+from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
 from mvlpt.tasks import ArraySplit, Task
 
@@ -31,7 +32,7 @@ def test_frechet_of_a_sample_with_itself_is_zero_also_with_few_samples():
     rng = np.random.default_rng(0)
     for n, d in [(5, 64), (30, 16), (400, 8)]:  # n < d: singular sample covariance
         x = _unit(rng.normal(size=(n, d)))
-        for shrink in study.SHRINKAGES:
+        for shrink in vocabulary.SHRINKAGES:
             dist = S.frechet_distance_samples(x, x, shrinkage=shrink)
             assert 0.0 <= dist < 1e-8, (n, d, shrink, dist)
         y = _unit(rng.normal(size=(n, d)) + 1.0)
@@ -77,7 +78,7 @@ def test_task_with_itself_is_maximally_similar():
         a = m.to_numpy()
         assert a.shape == (5, 5) and list(m.index) == list(m.columns) == [e.task for e in embs]
         assert np.allclose(a, a.T)
-        if study.MEASURES[measure].distance:
+        if vocabulary.MEASURES[measure].distance:
             assert np.allclose(np.diag(a), 0)
             assert (a[~np.eye(5, dtype=bool)] > 1e-3).all()
             assert (a.argmin(axis=1) == np.arange(5)).all()
@@ -106,11 +107,11 @@ def test_matrix_long_round_trip_and_errors():
 
 def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
     """The matrix of every registered measure is its registered function's N x N array; a measure added to
-    mvlpt.study.MEASURES is computed (and offered by `mvlpt similarity`) without touching similarity.py."""
+    mvlpt.study.vocabulary.MEASURES is computed (and offered by `mvlpt similarity`) without touching similarity.py."""
     rng = np.random.default_rng(4)
     imgs = _random_tasks(rng, n_tasks=3)
     labs = [_emb(f"t{k}", "labels", _unit(rng.normal(size=(4 + k, 16)))) for k in range(3)]
-    for name, meas in study.MEASURES.items():
+    for name, meas in vocabulary.MEASURES.items():
         embs = imgs if meas.kind == "images" else labs
         direct = meas.compute(embs)
         assert isinstance(direct, np.ndarray) and direct.shape == (3, 3)
@@ -118,8 +119,8 @@ def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
     ridge = S.similarity_matrix(imgs, "visual_frechet", shrinkage="ridge", ridge=0.5).to_numpy()
     assert np.array_equal(ridge, S.frechet_matrix(imgs, shrinkage="ridge", ridge=0.5))
     assert not np.allclose(ridge, S.frechet_matrix(imgs))  # the options reach the function
-    extra = study.Measure("label_cosine_copy", "labels", "mvlpt.similarity:mean_cosine_matrix", False, "a copy")
-    monkeypatch.setitem(study.MEASURES, extra.name, extra)
+    extra = vocabulary.Measure("label_cosine_copy", "labels", "mvlpt.analysis.similarity:mean_cosine_matrix", False, "a copy")
+    monkeypatch.setitem(vocabulary.MEASURES, extra.name, extra)
     assert np.array_equal(S.similarity_matrix(labs, extra.name).to_numpy(), S.similarity_matrix(labs, "label_cosine").to_numpy())
     from mvlpt.cli import build_parser
 
@@ -223,15 +224,15 @@ def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
                          "--fewshot-seeds", "1", "--shots", "2", "--sample-size", "8").rc == 0
     imgs = S.load_embeddings(tmp_path / "orientation.images.npz")
     assert imgs.kind == "images" and imgs.features.shape[0] >= 8 and imgs.meta["model"].startswith("mvlpt-tiny")
-    for measure in study.MEASURES:
-        kind = study.MEASURES[measure].kind
+    for measure in vocabulary.MEASURES:
+        kind = vocabulary.MEASURES[measure].kind
         names = tasks if kind == "labels" else image_tasks
         out = tmp_path / "sim" / f"{measure}.csv"
         assert run_mvlpt("similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names],
                          "--out", out).rc == 0
         m = S.long_to_matrix(pd.read_parquet(out.with_suffix(".parquet")), measure, names)
         a = m.to_numpy()
-        if study.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
+        if vocabulary.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
             assert np.allclose(np.diag(a), 0, atol=1e-6) and np.allclose(a.min(1), np.diag(a))
         else:
             assert np.allclose(np.diag(a), 1, atol=1e-5) and np.allclose(a.max(1), np.diag(a))

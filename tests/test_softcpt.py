@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.checkpoints import PROVENANCE, load_prompt, save_prompt
+from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.errors import MvlptError
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits, stacked_text_features

@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.models.clip import FrozenCLIP, load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
-from mvlpt.train import Trainer, _targets, lr_at, run
+from mvlpt.training.train import Trainer, _targets, lr_at, run
 
 A, B = "shape-colours", "shapes"
 NAMES = ["circle", "square", "red triangle"]

@@ -1,7 +1,7 @@
-"""The study vocabulary (mvlpt.study) and the places that must agree with it.
+"""The study vocabulary (mvlpt.study.vocabulary) and the places that must agree with it.
 
-* The config schema (mvlpt/config.schema.yaml, package data) names the methods, and TrainConfig
-  (mvlpt.config) owns the training options, whose types the schema repeats; these tests hold the
+* The config schema (mvlpt/study/config.schema.yaml, package data) names the methods, and TrainConfig
+  (mvlpt.training.config) owns the training options, whose types the schema repeats; these tests hold the
   copies equal. (The schema is the only home of the other defaults: tests/test_settings.py.)
 * The result layout and record schema: a valid record passes, each kind of bad record or misplaced
   file is refused with one sentence.
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt import layout, settings, study
-from mvlpt.config import TrainConfig
+from mvlpt.study import layout, settings, vocabulary
+from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
 
 from fakes import make_record
@@ -34,21 +34,21 @@ def schema():
 # The config schema against the vocabulary
 # --------------------------------------------------------------------------------------------------
 def test_schema_leaves_method_names_to_the_registry(schema):
-    """A new method needs no schema edit: the schema lists no method name (mvlpt.configcheck checks them
+    """A new method needs no schema edit: the schema lists no method name (mvlpt.study.configcheck checks them
     against the registry), and its `methods` default is the registry's default study."""
     methods = schema["properties"]["methods"]
     assert "enum" not in methods["items"]
-    assert methods["default"] == list(study.DEFAULT_METHODS)
-    assert "softcpt" not in study.DEFAULT_METHODS  # SoftCPT: multitask only
+    assert methods["default"] == list(vocabulary.DEFAULT_METHODS)
+    assert "softcpt" not in vocabulary.DEFAULT_METHODS  # SoftCPT: multitask only
     assert "properties" not in schema["properties"]["method_options"]
     multitask = schema["properties"]["multitask"]["properties"]
     assert "enum" not in multitask["methods"]["items"]
-    assert multitask["modes"]["items"]["enum"] == list(study.MULTITASK_MODES)
-    assert multitask["strategies"]["items"]["enum"] == list(study.GROUPING_STRATEGIES)
+    assert multitask["modes"]["items"]["enum"] == list(vocabulary.MULTITASK_MODES)
+    assert multitask["strategies"]["items"]["enum"] == list(vocabulary.GROUPING_STRATEGIES)
 
 
 def test_schema_shrinkage_choices_are_the_study_choices(schema):
-    assert schema["properties"]["similarity"]["properties"]["shrinkage"]["enum"] == list(study.SHRINKAGES)
+    assert schema["properties"]["similarity"]["properties"]["shrinkage"]["enum"] == list(vocabulary.SHRINKAGES)
 
 
 JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
@@ -72,8 +72,8 @@ def one_sentence(msg: str) -> bool:
 def test_valid_record_passes():
     rec = make_record("vpt", "shapes", "orientation", 2, test=0.75)
     path = layout.RESULT.path("results", "vpt", "shapes", "orientation", 2)
-    assert study.check_record(rec, path) is rec
-    assert study.record_problem(rec) is None
+    assert vocabulary.check_record(rec, path) is rec
+    assert vocabulary.record_problem(rec) is None
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_valid_record_passes():
 def test_bad_record_is_refused_with_one_sentence(change, needle):
     rec = make_record(**change)
     with pytest.raises(MvlptError) as e:
-        study.check_record(rec, "results/coop/a__a/seed1.json")
+        vocabulary.check_record(rec, "results/coop/a__a/seed1.json")
     msg = str(e.value)
     assert needle in msg and "results/coop/a__a/seed1.json" in msg and one_sentence(msg), msg
 
@@ -98,17 +98,17 @@ def test_record_missing_a_field_is_refused():
     rec = make_record()
     del rec["val"]
     with pytest.raises(MvlptError, match=r"lacks the field\(s\) val") as e:
-        study.check_record(rec)
+        vocabulary.check_record(rec)
     assert one_sentence(str(e.value))
     with pytest.raises(MvlptError, match="not an mvlpt result"):
-        study.check_record(["a", "list"])
+        vocabulary.check_record(["a", "list"])
 
 
 def test_misplaced_record_is_refused():
     rec = make_record("coop", "shapes", "orientation", 1)
     wrong = layout.RESULT.path("results", "coop", "orientation", "shapes", 1)  # the other direction
     with pytest.raises(MvlptError, match="misplaced") as e:
-        study.check_record(rec, wrong)
+        vocabulary.check_record(rec, wrong)
     assert one_sentence(str(e.value))
     with pytest.raises(MvlptError, match="misplaced"):
-        study.check_record(rec, layout.RESULT.path("results", "coop", "shapes", "orientation", 2))  # other seed
+        vocabulary.check_record(rec, layout.RESULT.path("results", "coop", "shapes", "orientation", 2))  # other seed

@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from fakes import kill_training_at
-from mvlpt import study
-from mvlpt.config import RunSpec, TrainConfig
+from mvlpt.study import vocabulary
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
-from mvlpt.train import Trainer, lr_at, run
+from mvlpt.training.train import Trainer, lr_at, run
 
 A, B = "shape-colours", "shapes"
 
@@ -182,11 +182,11 @@ class Front(CoOp):
 
 
 def test_a_new_method_trains_from_its_module_and_one_registry_line(tmp_path, monkeypatch):
-    """Adding a method = its module + one line in mvlpt.study.METHODS; the loop needs nothing else
+    """Adding a method = its module + one line in mvlpt.study.vocabulary.METHODS; the loop needs nothing else
     (its frozen image side is cached because the registry line says so)."""
     (tmp_path / "toy_front_method.py").write_text(TOY_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(study.METHODS, "front", study.Method("front", "toy_front_method:Front", learns_text=True,
+    monkeypatch.setitem(vocabulary.METHODS, "front", vocabulary.Method("front", "toy_front_method:Front", learns_text=True,
                                                              learns_image=False, label="Front"))
     s = spec(tmp_path, "front", (A,), train=TrainConfig(epochs=2, lr=0.01, warmup_epochs=0))
     trainer = Trainer(s)
@@ -197,7 +197,7 @@ def test_a_new_method_trains_from_its_module_and_one_registry_line(tmp_path, mon
 
 
 def test_setting_hash_tells_training_settings_apart_but_not_seeds_tasks_or_sources():
-    from mvlpt.config import RunSpec, TrainConfig
+    from mvlpt.training.config import RunSpec, TrainConfig
 
     base = RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3))
     same = [RunSpec(method="coop", tasks=["shapes", "textures"], seeds=[2], shots=5, train=TrainConfig(epochs=3)),

@@ -7,7 +7,7 @@ import pytest
 from scipy import optimize, stats
 from sklearn.metrics import mutual_info_score
 
-from mvlpt import transferability as T
+from mvlpt.transfer import transferability
 
 
 def _data(seed=0, n=60, d=5, classes=3, sep=2.0):
@@ -28,13 +28,13 @@ def test_leep_equals_the_definition_computed_by_loops():
     total = 0.0
     for i in range(n):
         total += math.log(sum(joint[y[i]][z] / pz[z] * probs[i, z] for z in range(nz)))
-    assert T.leep(probs, y) == pytest.approx(total / n, rel=1e-12)
+    assert transferability.leep(probs, y) == pytest.approx(total / n, rel=1e-12)
 
 
 def test_leep_is_zero_for_a_perfect_one_to_one_source():
     y = np.repeat(np.arange(4), 5)
     probs = np.eye(4)[y]  # the source predicts a class that determines the target label
-    assert T.leep(probs, y) == pytest.approx(0.0, abs=1e-12)
+    assert transferability.leep(probs, y) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_nce_equals_mutual_information_minus_label_entropy():
@@ -42,7 +42,7 @@ def test_nce_equals_mutual_information_minus_label_entropy():
     z = rng.integers(0, 5, 200)
     y = (z + rng.integers(0, 2, 200)) % 4
     h_y = stats.entropy(np.bincount(y))
-    assert T.nce(z, y) == pytest.approx(mutual_info_score(y, z) - h_y, rel=1e-10)
+    assert transferability.nce(z, y) == pytest.approx(mutual_info_score(y, z) - h_y, rel=1e-10)
 
 
 def test_h_score_equals_the_definition():
@@ -51,7 +51,7 @@ def test_h_score_equals_the_definition():
     cov_f = np.cov(fc, rowvar=False, bias=True)
     g = np.stack([fc[y == c].mean(0) for c in y])
     cov_g = np.cov(g, rowvar=False, bias=True)
-    assert T.h_score(f, y) == pytest.approx(np.trace(np.linalg.inv(cov_f) @ cov_g), rel=1e-8)
+    assert transferability.h_score(f, y) == pytest.approx(np.trace(np.linalg.inv(cov_f) @ cov_g), rel=1e-8)
 
 
 def _log_evidence(f, t, alpha, beta):
@@ -63,7 +63,7 @@ def _log_evidence(f, t, alpha, beta):
 @pytest.mark.parametrize("n,d", [(50, 4), (12, 20)])  # more samples than features, and fewer
 def test_logme_is_the_maximised_evidence(n, d):
     f, y = _data(4, n=n, d=d, classes=2, sep=1.0)
-    ours = T.logme(f, y)
+    ours = transferability.logme(f, y)
     # independent: maximise the directly computed evidence over (log alpha, log beta) per class
     best = []
     for k in range(2):
@@ -88,7 +88,7 @@ def test_gbc_equals_bhattacharyya_with_full_matrices():
             dm = f[y == i].mean(0) - f[y == j].mean(0)
             db = dm @ np.linalg.inv(s) @ dm / 8 + 0.5 * math.log(np.linalg.det(s) / math.sqrt(np.linalg.det(si) * np.linalg.det(sj)))
             total += math.exp(-db)
-    assert T.gbc(f, y, eps=eps) == pytest.approx(-total, rel=1e-10)
+    assert transferability.gbc(f, y, eps=eps) == pytest.approx(-total, rel=1e-10)
 
 
 @pytest.mark.parametrize("name", ["logme", "h_score", "gbc"])
@@ -96,7 +96,7 @@ def test_feature_estimators_prefer_features_that_separate_the_classes(name):
     good, y = _data(6, sep=3.0)
     rng = np.random.default_rng(7)
     noise = rng.normal(size=good.shape)  # the same target, seen through a useless source
-    fn = T.ESTIMATORS[name]
+    fn = transferability.ESTIMATORS[name]
     assert fn(good, y) > fn(noise, y)
 
 
@@ -108,25 +108,25 @@ def test_prediction_estimators_rank_the_identical_source_first():
     partial = np.where(rng.random(len(y)) < 0.5, y, rng.integers(0, 5, len(y)))
     unrelated = rng.integers(0, 5, len(y))
     probs = {"own": own, "partial": np.eye(5)[partial] * 0.9 + 0.02, "unrelated": np.eye(5)[unrelated] * 0.9 + 0.02}
-    leep = {k: T.leep(p, y) for k, p in probs.items()}
+    leep = {k: transferability.leep(p, y) for k, p in probs.items()}
     assert leep["own"] > leep["partial"] > leep["unrelated"]
-    nce = {k: T.nce(p.argmax(1), y) for k, p in probs.items()}
+    nce = {k: transferability.nce(p.argmax(1), y) for k, p in probs.items()}
     assert nce["own"] > nce["partial"] > nce["unrelated"]
 
 
 def test_ranking_scores():
     gain = [0.1, 0.5, -0.2, 0.3]
-    assert T.spearman([1, 4, 0, 2], gain) == pytest.approx(1.0)
-    assert T.top_k_hit([1, 4, 0, 2], gain, 1) == 1.0
-    assert T.top_k_hit([4, 1, 0, 2], gain, 1) == 0.0
-    assert T.top_k_hit([4, 1, 0, 2], gain, 3) == 1.0
-    assert T.ndcg_at_k([1, 4, 0, 2], gain, 3) == pytest.approx(1.0)
+    assert transferability.spearman([1, 4, 0, 2], gain) == pytest.approx(1.0)
+    assert transferability.top_k_hit([1, 4, 0, 2], gain, 1) == 1.0
+    assert transferability.top_k_hit([4, 1, 0, 2], gain, 1) == 0.0
+    assert transferability.top_k_hit([4, 1, 0, 2], gain, 3) == 1.0
+    assert transferability.ndcg_at_k([1, 4, 0, 2], gain, 3) == pytest.approx(1.0)
     # by hand: ranking [0, 3, 1] of relevances (g - min) [0.3, 0.5, 0.7] at positions 1, 2, 3
     rel = np.array(gain) - min(gain)
     got = rel[0] / 1 + rel[3] / math.log2(3) + rel[1] / 2
     ideal = rel[1] / 1 + rel[3] / math.log2(3) + rel[0] / 2
-    assert T.ndcg_at_k([4, 1, 0, 3], gain, 3) == pytest.approx(got / ideal)
-    assert math.isnan(T.spearman([1, 1, 1, 1], gain))  # a constant predictor ranks nothing
+    assert transferability.ndcg_at_k([4, 1, 0, 3], gain, 3) == pytest.approx(got / ideal)
+    assert math.isnan(transferability.spearman([1, 1, 1, 1], gain))  # a constant predictor ranks nothing
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,12 +160,12 @@ def _clusters(seed=0, classes=4, d=32, per=10, spread=3.0, scale=30.0, noise_dir
 
 def test_stratified_halves_split_every_class_and_depend_on_the_labels_only():
     y = np.array([0] * 5 + [1] * 4 + [2] * 3 + [3] * 1)
-    a = T.stratified_halves(y, seed=3)
+    a = transferability.stratified_halves(y, seed=3)
     for c in range(4):
         assert abs(int(a[y == c].sum()) - int((~a[y == c]).sum())) <= 1
     assert abs(int(a.sum()) - int((~a).sum())) <= 1
-    assert np.array_equal(a, T.stratified_halves(y, seed=3))  # the same for every source of a target
-    assert not np.array_equal(a, T.stratified_halves(y, seed=4))
+    assert np.array_equal(a, transferability.stratified_halves(y, seed=3))  # the same for every source of a target
+    assert not np.array_equal(a, transferability.stratified_halves(y, seed=4))
 
 
 def _cond_by_loops(p, y, ny, prior):
@@ -183,7 +183,7 @@ def test_cross_fitted_leep_nce_and_eep_features_equal_the_definition_by_loops():
     n, nz, ny = 17, 5, 3
     probs = _softmax(rng.normal(size=(n, nz)) * 2)
     y = np.r_[np.arange(ny), rng.integers(0, ny, n - ny)]
-    a = T.stratified_halves(y)
+    a = transferability.stratified_halves(y)
     leep = nce = 0.0
     z = probs.argmax(1)
     onehot = np.eye(nz)[np.unique(z, return_inverse=True)[1]]
@@ -195,13 +195,13 @@ def test_cross_fitted_leep_nce_and_eep_features_equal_the_definition_by_loops():
             leep += math.log(sum(cond[y[i], k] * probs[i, k] for k in range(nz)))
             nce += math.log(cond_hard[y[i], list(np.unique(z)).index(z[i])])
             feats[i] = [sum(cond[c, k] * probs[i, k] for k in range(nz)) for c in range(ny)]
-    assert T.leep_crossfit(probs, y) == pytest.approx(leep / n, rel=1e-10)
-    assert T.nce_crossfit(z, y) == pytest.approx(nce / n, rel=1e-10)
-    assert np.allclose(T.eep_features(probs, y), feats)
-    assert T.logme_eep(probs, y) == pytest.approx(T.logme(feats, y))
-    assert T.h_score_eep(probs, y) == pytest.approx(T.h_score(feats, y))
-    assert T.gbc_eep(probs, y) == pytest.approx(T.gbc(feats, y))
-    assert T.eep_features(np.hstack([probs, np.zeros((n, 7))]), y).shape == (n, ny)  # one size for every source
+    assert transferability.leep_crossfit(probs, y) == pytest.approx(leep / n, rel=1e-10)
+    assert transferability.nce_crossfit(z, y) == pytest.approx(nce / n, rel=1e-10)
+    assert np.allclose(transferability.eep_features(probs, y), feats)
+    assert transferability.logme_eep(probs, y) == pytest.approx(transferability.logme(feats, y))
+    assert transferability.h_score_eep(probs, y) == pytest.approx(transferability.h_score(feats, y))
+    assert transferability.gbc_eep(probs, y) == pytest.approx(transferability.gbc(feats, y))
+    assert transferability.eep_features(np.hstack([probs, np.zeros((n, 7))]), y).shape == (n, ny)  # one size for every source
 
 
 @pytest.mark.parametrize("d,k", [(5, 64), (12, 4)])
@@ -222,13 +222,13 @@ def test_gbc_spherical_is_the_authors_code_after_sklearn_pca(d, k):
             s = (si + sj) / 2
             db = np.sum((mi - mj) ** 2 / s) / 8 + 0.5 * (np.log(s) - 0.5 * np.log(si) - 0.5 * np.log(sj))
             total += math.exp(-db)
-    assert T.gbc_spherical(f, y, pca_dims=k) == pytest.approx(-total, rel=1e-8)
+    assert transferability.gbc_spherical(f, y, pca_dims=k) == pytest.approx(-total, rel=1e-8)
     # one dimension: their distance is the exact Bhattacharyya distance of two normals
     x = np.r_[np.random.default_rng(0).normal(0, 1, 30), np.random.default_rng(1).normal(1, 2, 30)][:, None]
     lab = np.repeat([0, 1], 30)
     m0, m1, v0, v1 = x[:30].mean(), x[30:].mean(), x[:30].var(), x[30:].var()
     exact = (m0 - m1) ** 2 / (4 * (v0 + v1)) + 0.5 * np.log((v0 + v1) / (2 * np.sqrt(v0 * v1)))
-    assert T.gbc_spherical(x, lab) == pytest.approx(-2 * math.exp(-exact))
+    assert transferability.gbc_spherical(x, lab) == pytest.approx(-2 * math.exp(-exact))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -238,8 +238,8 @@ def test_pure_noise_class_directions_raise_the_logit_estimators_but_not_the_fixe
     on the cross-fitted target-class EEP features every feature estimator falls."""
     logits, y = _clusters(seed)
     same, noisy = logits["identical"], logits["noisy"]
-    assert T.gbc(noisy, y) > T.gbc(same, y) and T.h_score(noisy, y) > T.h_score(same, y)  # reproduced
-    for fn in (T.gbc_eep, T.h_score_eep, T.logme_eep, T.gbc_spherical_eep, T.leep_crossfit):
+    assert transferability.gbc(noisy, y) > transferability.gbc(same, y) and transferability.h_score(noisy, y) > transferability.h_score(same, y)  # reproduced
+    for fn in (transferability.gbc_eep, transferability.h_score_eep, transferability.logme_eep, transferability.gbc_spherical_eep, transferability.leep_crossfit):
         assert fn(_softmax(noisy), y) < fn(_softmax(same), y), fn.__name__
 
 
@@ -250,9 +250,9 @@ def test_cross_fitting_ranks_the_identical_source_above_label_free_prototypes(se
     images the identical source wins."""
     logits, y = _clusters(seed)
     same, proto = _softmax(logits["identical"]), _softmax(logits["prototypes"])
-    assert T.leep(proto, y) > T.leep(same, y) and T.nce(proto.argmax(1), y) > T.nce(same.argmax(1), y)
-    assert T.leep_crossfit(same, y) > T.leep_crossfit(proto, y)
-    assert T.nce_crossfit(same.argmax(1), y) > T.nce_crossfit(proto.argmax(1), y)
+    assert transferability.leep(proto, y) > transferability.leep(same, y) and transferability.nce(proto.argmax(1), y) > transferability.nce(same.argmax(1), y)
+    assert transferability.leep_crossfit(same, y) > transferability.leep_crossfit(proto, y)
+    assert transferability.nce_crossfit(same.argmax(1), y) > transferability.nce_crossfit(proto.argmax(1), y)
 
 
 def test_label_permutation_control():
@@ -268,13 +268,13 @@ def test_label_permutation_control():
         pa, pb = _softmax(a), _softmax(b)
         for _ in range(6):
             yp = rng.permutation(y)
-            diffs["leep"].append(T.leep(pb, yp) - T.leep(pa, yp))
-            diffs["nce"].append(T.nce(pb.argmax(1), yp) - T.nce(pa.argmax(1), yp))
-            diffs["h_score"].append(T.h_score(b, yp) - T.h_score(a, yp))
-            diffs["leep_xfit"].append(T.leep_crossfit(pb, yp) - T.leep_crossfit(pa, yp))
-            diffs["nce_xfit"].append(T.nce_crossfit(pb.argmax(1), yp) - T.nce_crossfit(pa.argmax(1), yp))
-            diffs["logme_eep"].append(T.logme_eep(pb, yp) - T.logme_eep(pa, yp))
-            diffs["h_score_eep"].append(T.h_score_eep(pb, yp) - T.h_score_eep(pa, yp))
+            diffs["leep"].append(transferability.leep(pb, yp) - transferability.leep(pa, yp))
+            diffs["nce"].append(transferability.nce(pb.argmax(1), yp) - transferability.nce(pa.argmax(1), yp))
+            diffs["h_score"].append(transferability.h_score(b, yp) - transferability.h_score(a, yp))
+            diffs["leep_xfit"].append(transferability.leep_crossfit(pb, yp) - transferability.leep_crossfit(pa, yp))
+            diffs["nce_xfit"].append(transferability.nce_crossfit(pb.argmax(1), yp) - transferability.nce_crossfit(pa.argmax(1), yp))
+            diffs["logme_eep"].append(transferability.logme_eep(pb, yp) - transferability.logme_eep(pa, yp))
+            diffs["h_score_eep"].append(transferability.h_score_eep(pb, yp) - transferability.h_score_eep(pa, yp))
     # effect in units of the spread of one permutation's difference (the noise of scoring one target)
     z = {k: np.mean(v) / np.std(v, ddof=1) for k, v in diffs.items()}
     for k in ("leep", "nce", "h_score"):  # in-sample: the many-class unrelated source wins on permuted labels
@@ -283,7 +283,7 @@ def test_label_permutation_control():
         assert abs(z[k]) < 1, (k, z)
 
 
-@pytest.mark.parametrize("name", sorted(T.CROSSFIT_ESTIMATORS))
+@pytest.mark.parametrize("name", sorted(transferability.CROSSFIT_ESTIMATORS))
 def test_every_new_estimator_ranks_own_above_partial_above_unrelated(name):
     """The known answer of the published estimators, re-checked for the cross-fitted, fixed-size ones: the
     target's own classifier, a half-relabelled one, an unrelated one (probabilities of 5 classes)."""
@@ -292,7 +292,7 @@ def test_every_new_estimator_ranks_own_above_partial_above_unrelated(name):
     partial = np.where(rng.random(len(y)) < 0.5, y, rng.integers(0, 5, len(y)))
     unrelated = rng.integers(0, 5, len(y))
     probs = {k: np.eye(5)[z] * 0.9 + 0.02 for k, z in (("own", y), ("partial", partial), ("unrelated", unrelated))}
-    fn = T.CROSSFIT_ESTIMATORS[name]
-    view = {k: (p.argmax(1) if T.ESTIMATOR_VIEWS[name] == "predictions" else p) for k, p in probs.items()}
+    fn = transferability.CROSSFIT_ESTIMATORS[name]
+    view = {k: (p.argmax(1) if transferability.ESTIMATOR_VIEWS[name] == "predictions" else p) for k, p in probs.items()}
     score = {k: fn(v, y) for k, v in view.items()}
     assert score["own"] > score["partial"] > score["unrelated"], score

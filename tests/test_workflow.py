@@ -63,7 +63,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     kind (images, labels), one table and heatmap per similarity measure, a heatmap and scatter per method.
     Reference rows: one zero-shot job per task, one linear-probe job per task and seed.
     Predictors: one few-shot embedding per task, one job per predictor (the 5 published estimators of
-    mvlpt.transferability, their 6 variants where the assumptions hold, and each similarity measure), one job per
+    mvlpt.transfer.transferability, their 6 variants where the assumptions hold, and each similarity measure), one job per
     method for the predictors of its trained prompts (the 11 estimators again, 4 on the target-class logits and the
     prompt-specific one), one score table and its figure, when there are at least two sources per target to
     rank (three tasks).
@@ -355,7 +355,7 @@ def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
         ({"tasks": ["shapes", "shapes"]}, "listed more than once in `tasks`: shapes"),
         ({"similarity": {"sampel_size": 8}}, "'sampel_size' was unexpected"),
         ({"analysis": {"model_measures": ["visual_cosine", "colour"]}}, "unknown similarity measure(s) in `analysis.model_measures`: colour"),
-        # the rules of `mvlpt train` itself (mvlpt.config.TrainConfig), before any job runs
+        # the rules of `mvlpt train` itself (mvlpt.training.config.TrainConfig), before any job runs
         ({"train": {"lr": math.nan}}, "invalid config: train: lr must be"),
         ({"train": {"epochs": 3, "warmup_epochs": 5}}, "invalid config: train: warmup_epochs (5) must be smaller than epochs (3)"),
         ({"train": {"epochs": 3.5}}, "invalid config: train.epochs: 3.5 is not of type 'integer'"),

@@ -2,7 +2,7 @@
 
 In one process, on one machine, for CoOp, VPT and UPT:
 
-* **ours**: the real :class:`mvlpt.train.Trainer` (cut text context, CoOp image features read from
+* **ours**: the real :class:`mvlpt.training.train.Trainer` (cut text context, CoOp image features read from
   the frozen-feature cache that the workflow's ``frozen_features`` rule writes, VPT class text
   features computed once, one joint run serving both directions, ``--seeds`` seeds stacked in one
   forward pass, bf16 autocast on a GPU);

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from mvlpt import study
-from mvlpt.config import TrainConfig
-from mvlpt.features import image_features
+from mvlpt.study import vocabulary
+from mvlpt.training.config import TrainConfig
+from mvlpt.training.features import image_features
 from mvlpt.models.clip import load_clip
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import indices_of, make_split
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.error = p.error
     args.compile = [m for m in args.compile.split(",") if m]
-    from mvlpt.config import COMPILE_MODES
+    from mvlpt.training.config import COMPILE_MODES
 
     bad = [m for m in args.compile if m not in COMPILE_MODES or m == "none"]
     if bad:
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
     report = new_report(ctx, s, argv)
 
     with stage("feature cache", ctx["stage_timeout"]):
-        cached = any(study.method(m).caches_image_features for m in s["methods"])  # CoOp's frozen image features
+        cached = any(vocabulary.method(m).caches_image_features for m in s["methods"])  # CoOp's frozen image features
         report["feature_cache"] = build_feature_cache(ctx, tmp) if cached else {"load_s": 0.0}
 
     # component cost model (same process, same device)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvlpt import study
+from mvlpt.study import vocabulary
 from mvlpt.models.prompts.text import _word_tokens
 from mvlpt.tasks import get_task
 from mvlpt.tasks.registry import ArraySplit, Task, register
@@ -21,7 +21,7 @@ from mvlpt.tasks.registry import ArraySplit, Task, register
 REPO = Path(__file__).resolve().parents[2]
 H100_SXM_BF16_DENSE_TFLOPS = 989.4
 
-# The paper's configuration: the study config the benchmark prices (read through mvlpt.settings, whose
+# The paper's configuration: the study config the benchmark prices (read through mvlpt.study.settings, whose
 # schema and TrainConfig hold the defaults; no copy of them here).
 PAPER_CONFIG = REPO / "config" / "elevater.yaml"
 
@@ -117,20 +117,20 @@ def steady_statistic(device: str):
 
 
 def load_paper_config(path: str | os.PathLike = PAPER_CONFIG) -> dict:
-    """The paper's study config (``path``), checked and over its defaults (:func:`mvlpt.settings.load`):
+    """The paper's study config (``path``), checked and over its defaults (:func:`mvlpt.study.settings.load`):
     tasks, methods, seeds, shots, the training options that shape a job, and every option of each
-    method (the config's over the learner's own defaults, :func:`mvlpt.study.full_options`)."""
+    method (the config's over the learner's own defaults, :func:`mvlpt.study.vocabulary.full_options`)."""
     import dataclasses
 
-    from mvlpt import settings
-    from mvlpt.preflight import load_config
+    from mvlpt.study import settings
+    from mvlpt.running.preflight import load_config
 
     s = settings.load(load_config(path))
     train = dataclasses.asdict(s.train)
     return {
         "tasks": list(s.tasks), "methods": list(s.methods), "seeds": list(s.seeds), "shots": s.shots,
         "train": {k: train[k] for k in ("epochs", "batch_size", "batch_size_multitask", "eval_batch_size")},
-        "method_options": {m: study.full_options(m, s.method_options.get(m)) for m in s.methods},
+        "method_options": {m: vocabulary.full_options(m, s.method_options.get(m)) for m in s.methods},
         "source": str(Path(path).resolve().relative_to(REPO)) if Path(path).resolve().is_relative_to(REPO) else str(path),
     }
 

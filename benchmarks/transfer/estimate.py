@@ -1,6 +1,6 @@
 """The benchmark's cost model: a run's step, validation and test seconds from the towers' measured
 component times (:func:`model_costs`), calibrated on the measured pair (:func:`calibrate`), summed
-over the paper's job list (:func:`study_estimate`). ``mvlpt.cost`` (the preflight's estimate)
+over the paper's job list (:func:`study_estimate`). ``mvlpt.running.cost`` (the preflight's estimate)
 follows the same ideas."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from mvlpt import study
+from mvlpt.study import vocabulary
 from mvlpt.tasks import get_task
 
 from .common import prompt_length, steady
@@ -59,7 +59,7 @@ def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: 
     ours: K stacked seeds, cut text length L, cached image features (CoOp) / text features (VPT);
     ref: one seed, 77 tokens, both towers on every step and every evaluation batch."""
     text, img = comp["text"], comp["image"]
-    learns_text, learns_image = study.method(method).learns_text, study.method(method).learns_image
+    learns_text, learns_image = vocabulary.method(method).learns_text, vocabulary.method(method).learns_image
     img_train = f"{method}_fwd_bwd" if learns_image else "plain_fwd"  # components measured per prompted method
     img_eval = f"{method}_fwd" if learns_image else "plain_fwd"
     if path == "ours":
@@ -103,7 +103,7 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
             n_test = 0
         info[t] = {"C": task.num_classes, "n_test": n_test,
                    "L": {m: prompt_length(ctx["tokenizer"], task.classnames, paper["method_options"][m]["n_ctx"])
-                         for m in paper["methods"] if study.method(m).learns_text}}
+                         for m in paper["methods"] if vocabulary.method(m).learns_text}}
     proc = overhead.get("process_start_import_device_s", 0.0)
     out = {"tasks": len(tasks), "seeds": K, "epochs": E, "shots": shots, "per_method": {}, "assumptions": []}
     total_ours = total_ref = 0.0
@@ -114,7 +114,7 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
 
         def job(path, run_tasks, targets, bs, k):
             C = sum(info[t]["C"] for t in run_tasks)
-            L = max(info[t]["L"][method] for t in run_tasks) if study.method(method).learns_text else 0
+            L = max(info[t]["L"][method] for t in run_tasks) if vocabulary.method(method).learns_text else 0
             costs = model_costs(method, path, comp_o if path == "ours" else comp_r, C, L, k, bs,
                                 n_train=n_tr_pc * C, val_sizes=[n_val_pc * info[t]["C"] for t in run_tasks],
                                 test_sizes=[info[t]["n_test"] for t in targets], eval_bs=ebs)
@@ -147,7 +147,7 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
                     n_jobs["ref"] += K
                     for k, v in parts.items():
                         acc["ref"][k] += K * v
-        if study.method(method).caches_image_features:  # one frozen-feature job per task: test split + every seed's few-shot images
+        if vocabulary.method(method).caches_image_features:  # one frozen-feature job per task: test split + every seed's few-shot images
             fit = comp_o["image"]["plain_fwd"]
             for t in tasks:
                 n = info[t]["n_test"] + K * shots * info[t]["C"]

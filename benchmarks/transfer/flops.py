@@ -8,7 +8,7 @@ import contextlib
 
 import torch
 
-from mvlpt import study
+from mvlpt.study import vocabulary
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts.text import encode_prompted_text
 from mvlpt.models.prompts.vision import encode_prompted_image
@@ -105,7 +105,7 @@ def flop_report(ctx, comps: dict, pair_like: list[str]) -> dict:
     n_test = [int(catalog.manifest_entry(t.name)["test"]["num_images"]) for t in tasks]
     out = {"model": comps["ours"]["model"], "pair": pair_like, "classes": C, "per_method": {}}
     for method in paper["methods"]:
-        L = max(prompt_length(ctx["tokenizer"], t.classnames, paper["method_options"][method]["n_ctx"]) for t in tasks) if study.method(method).learns_text else 0
+        L = max(prompt_length(ctx["tokenizer"], t.classnames, paper["method_options"][method]["n_ctx"]) for t in tasks) if vocabulary.method(method).learns_text else 0
         r = {}
         for path, k, targets in (("ours", K, n_test), ("ref", 1, n_test[1:])):
             c = model_costs(method, path, comps[path], C, L, k, paper["train"]["batch_size_multitask"],

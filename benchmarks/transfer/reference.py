@@ -13,14 +13,14 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from mvlpt.data import iter_image_batches, labels_of, load_images
-from mvlpt.metrics import compute_metric
+from mvlpt.training.data import iter_image_batches, labels_of, load_images
+from mvlpt.training.metrics import compute_metric
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
 from mvlpt.models.prompts.text import TokenLayout, normalize
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import indices_of, make_split
-from mvlpt.train import _targets, lr_at
+from mvlpt.training.train import _targets, lr_at
 
 from .common import autocast, now, steady, sync
 

@@ -1,4 +1,4 @@
-"""Timings: "ours" (the real :class:`mvlpt.train.Trainer`, phase by phase), the frozen towers as
+"""Timings: "ours" (the real :class:`mvlpt.training.train.Trainer`, phase by phase), the frozen towers as
 functions of their work (the cost model's components), and a workflow job's per-process overhead."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from mvlpt.config import RunSpec
+from mvlpt.training.config import RunSpec
 from mvlpt.models.clip import compile_account, compile_errors, load_clip
 from mvlpt.models.prompts.text import encode_prompted_text
 from mvlpt.models.prompts.vision import encode_prompted_image
-from mvlpt.train import Trainer
+from mvlpt.training.train import Trainer
 
 from .common import REPO, autocast, log, median_time, now, steady, sync
 from .estimate import fit_line, fit_text
@@ -214,8 +214,8 @@ def measure_overhead(ctx, tmp: Path) -> dict:
     out = {}
     out["python_start_s"] = min(wall([py, "-c", "pass"]) for _ in range(2))
     out["import_torch_s"] = min(wall([py, "-c", "import torch"]) for _ in range(2))
-    out["import_mvlpt_train_s"] = min(wall([py, "-c", "import mvlpt.train, mvlpt.cli"]) for _ in range(2))
-    init = f"import torch, mvlpt.train; torch.zeros(1, device={dev!r}); torch.cuda.synchronize() if {dev!r}.startswith('cuda') else None"
+    out["import_mvlpt_train_s"] = min(wall([py, "-c", "import mvlpt.training.train, mvlpt.cli"]) for _ in range(2))
+    init = f"import torch, mvlpt.training.train; torch.zeros(1, device={dev!r}); torch.cuda.synchronize() if {dev!r}.startswith('cuda') else None"
     out["process_start_import_device_s"] = min(wall([py, "-c", init]) for _ in range(2))
     t = now()
     load_clip(ctx["model"], ctx["pretrained"], device=dev)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import MvlptError
-from . import DefaultsHelpFormatter
+from mvlpt.errors import MvlptError
+from mvlpt.commands import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -23,8 +23,8 @@ def _say(msg: str) -> None:
 
 
 def check_level(level: float) -> None:
-    """A confidence level is a number strictly between 0 and 1 (the rule: :func:`mvlpt.domains.check_level`)."""
-    from ..domains import check_level as check
+    """A confidence level is a number strictly between 0 and 1 (the rule: :func:`mvlpt.study.domains.check_level`)."""
+    from mvlpt.study.domains import check_level as check
 
     check(level)
 
@@ -40,11 +40,11 @@ def _int_list(values):
 # collect
 # --------------------------------------------------------------------------------------------------
 def run_collect(args) -> int:
-    from .. import tables as T
+    from mvlpt.analysis import tables
 
     seeds = _int_list(args.seeds)
     check_level(args.level)
-    runs, replicates = T.load_study(args.results_dir, args.methods, args.tasks, seeds,
+    runs, replicates = tables.load_study(args.results_dir, args.methods, args.tasks, seeds,
                                     allow_mixed_settings=args.allow_mixed_settings)
     if runs.empty:
         raise MvlptError(f"no result files found under {args.results_dir}; run the study first or check --results-dir.")
@@ -52,7 +52,7 @@ def run_collect(args) -> int:
         # --strict: the selection is the complete study: every method x source x target x seed of the
         # given selection, and where an option is not given, of what is on disk (issue 24, class 5)
         methods, tasks, want_seeds, told = _strict_selection(runs, args.methods, args.tasks, seeds)
-        missing = T.expected_missing(runs, methods, tasks, want_seeds)
+        missing = tables.expected_missing(runs, methods, tasks, want_seeds)
         n = len(methods) * len(tasks) ** 2 * len(want_seeds)
         if missing:
             msg = f"{len(missing)} of {n} expected results are missing, e.g. {missing[0]}"
@@ -66,10 +66,10 @@ def run_collect(args) -> int:
         _say(f"note: {without} of {len(runs)} results carry no test-set replicates (written by an older mvlpt): the "
              f"intervals of their cells hold the seed variation only (column `interval`)")
     reference, reference_reps = _collect_reference(args, runs, seeds, replicates)
-    from ..io import write_together
+    from mvlpt.io import write_together
 
     with write_together():  # every table or none: a collect that fails (a full disk) leaves no runs.csv behind
-        written = T.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level,
+        written = tables.write_collected(runs, args.out_dir, args.methods, args.tasks, replicates, level=args.level,
                                     fdr=args.fdr, reference=reference, reference_replicates=reference_reps)
     _say(f"collected {len(runs)} results into {len(written)} files under {args.out_dir}")
     return 0
@@ -79,11 +79,11 @@ def _strict_selection(runs, methods, tasks, seeds):
     """The study ``--strict`` checks: the given methods, tasks and seeds, and for each one not given,
     those of the result files found (a task with no result file at all is seen only through --tasks);
     and a clause saying which is which."""
-    from .. import tables as T
+    from mvlpt.analysis import tables
 
     found_tasks = set(runs["target"]) | {s for s in runs["source"] if "+" not in s}
     out = (list(methods) if methods else sorted(runs["method"].unique()),
-           list(tasks) if tasks else T.natural_sorted(found_tasks),
+           list(tasks) if tasks else tables.natural_sorted(found_tasks),
            list(seeds) if seeds else sorted(int(k) for k in runs["seed"].unique()))
     parts = [f"{len(v)} {name} {'given' if given else 'found on disk'}"
              for name, v, given in zip(("methods", "tasks", "seeds"), out, (methods, tasks, seeds))]
@@ -91,11 +91,12 @@ def _strict_selection(runs, methods, tasks, seeds):
 
 
 def _collect_reference(args, runs, seeds, replicates):
-    """The reference rows of the selected tasks and seeds (mvlpt.reference), checked against the runs'
+    """The reference rows of the selected tasks and seeds (mvlpt.analysis.reference), checked against the runs'
     setting, and their test-set replicates; an empty table, said in the log, when there are none (an older study)."""
     from pathlib import Path
 
-    from .. import reference as R, results, tables as T
+    from mvlpt.analysis import reference as R, tables
+    from mvlpt.study import results
 
     ref_dir = Path(args.reference_dir) if args.reference_dir else R.reference_dir(args.results_dir)
     records = R.read_references(ref_dir, args.tasks, seeds)
@@ -105,7 +106,7 @@ def _collect_reference(args, runs, seeds, replicates):
         _say(f"note: no reference results under {ref_dir}: the zeroshot and linear_probe columns are NaN and "
              f"baseline_below_zeroshot is NA (make them with `mvlpt reference`)")
     else:
-        table = R.baselines_table(T.pair_table(runs), reference, runs=runs, replicates=replicates, reference_reps=reps,
+        table = R.baselines_table(tables.pair_table(runs), reference, runs=runs, replicates=replicates, reference_reps=reps,
                                   level=args.level)
         _say(f"reference rows: {len(reference)} under {ref_dir}; " + R.flagged_sentence(table))
     return reference, reps
@@ -115,15 +116,15 @@ def _collect_reference(args, runs, seeds, replicates):
 # embed
 # --------------------------------------------------------------------------------------------------
 def run_embed(args) -> int:
-    from .. import similarity as S
-    from ..devices import describe_lease, lease_device
-    from ..models.clip import load_clip
-    from ..tasks import get_task
+    from mvlpt.analysis import similarity as S
+    from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.models.clip import load_clip
+    from mvlpt.tasks import get_task
 
     task = get_task(args.task)
     with lease_device(args.device, label=f"embed {args.task} {args.kind}") as lease:
         _say(f"device: {describe_lease(lease)}")
-        from ..cli import pretrained_arg
+        from mvlpt.cli import pretrained_arg
 
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), cache_dir=args.weights_cache_dir, device=lease.device,
                          init_seed=args.init_seed)
@@ -147,8 +148,8 @@ def run_embed(args) -> int:
 # similarity
 # --------------------------------------------------------------------------------------------------
 def run_similarity(args) -> int:
-    from .. import similarity as S
-    from ..tables import write_table
+    from mvlpt.analysis import similarity as S
+    from mvlpt.analysis.tables import write_table
 
     embs = [S.load_embeddings(p) for p in args.embeddings]
     if args.tasks:
@@ -167,16 +168,16 @@ def run_similarity(args) -> int:
 # correlate
 # --------------------------------------------------------------------------------------------------
 def run_correlate(args) -> int:
-    from .. import stats, tables as T
+    from mvlpt.analysis import stats, tables
 
     check_level(args.level)
-    pairs = T.read_table(args.pairs)
-    runs = T.read_table(args.runs) if args.runs else None
-    sims = T.read_similarities(args.similarity)
+    pairs = tables.read_table(args.pairs)
+    runs = tables.read_table(args.runs) if args.runs else None
+    sims = tables.read_similarities(args.similarity)
     model = None if args.model_measures == ["none"] else args.model_measures
     corr = stats.correlate(pairs, sims, measures=args.measures, model_measures=model, methods=args.methods, y=args.y,
                            n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level, runs=runs)
-    written = T.write_table(corr, args.out)
+    written = tables.write_table(corr, args.out)
     _say(f"{len(corr)} correlation rows -> {', '.join(map(str, written))}")
     return 0
 
@@ -185,7 +186,8 @@ def run_correlate(args) -> int:
 # power
 # --------------------------------------------------------------------------------------------------
 def run_power(args) -> int:
-    from .. import gainstats as G, layout, tables as T
+    from mvlpt.analysis import gainstats as G, tables
+    from mvlpt.study import layout
 
     check_level(args.level)
     if not 0 < args.power < 1:
@@ -194,8 +196,8 @@ def run_power(args) -> int:
         raise MvlptError(f"--gains must be positive fractions (0.02 = 2 points), got {' '.join(map(str, args.gains))}.")
     runs = None
     if args.tables:
-        runs = T.read_table(layout.TABLE.path(args.tables, "runs", "parquet"))
-        noises = G.noise_from(T.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
+        runs = tables.read_table(layout.TABLE.path(args.tables, "runs", "parquet"))
+        noises = G.noise_from(tables.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
     else:
         noises = G.SHIPPED_NOISE
     if not noises:
@@ -212,7 +214,7 @@ def run_power(args) -> int:
              f"{args.power:g} is {100 * r.min_detectable_gain:.1f} points ({100 * r.min_detectable_gain_any_seeds:.1f} "
              f"with unlimited seeds: the test set's error)")
     if args.out:
-        written = T.write_table(table, args.out)
+        written = tables.write_table(table, args.out)
         _say(f"-> {', '.join(map(str, written))}")
     else:
         print(table.to_string(index=False))
@@ -223,51 +225,51 @@ def run_power(args) -> int:
 # plot
 # --------------------------------------------------------------------------------------------------
 def run_plot_gain(args) -> int:
-    from .. import figures as F, plots as P, tables as T
+    from mvlpt.analysis import figures, plots, tables
 
     if args.matrix:
-        m = T.read_matrix(args.matrix)
+        m = tables.read_matrix(args.matrix)
     elif args.pairs:
-        m = T.matrix(T.read_table(args.pairs), args.method, args.stat, args.tasks)
+        m = tables.matrix(tables.read_table(args.pairs), args.method, args.stat, args.tasks)
     else:
         raise MvlptError("give --matrix (a matrix table) or --pairs (the pairs table) to plot.")
     check_level(args.level)
-    q = T.read_matrix(args.q_matrix) if args.q_matrix else None
-    if q is None and args.pairs and f"{args.stat}_q" in T.read_table(args.pairs).columns:
-        q = T.matrix(T.read_table(args.pairs), args.method, f"{args.stat}_q", args.tasks)
-    reference = T.read_table(args.reference) if args.reference else None  # the baselines table of `mvlpt collect`
-    fig = F.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster, q=q, level=args.level,
+    q = tables.read_matrix(args.q_matrix) if args.q_matrix else None
+    if q is None and args.pairs and f"{args.stat}_q" in tables.read_table(args.pairs).columns:
+        q = tables.matrix(tables.read_table(args.pairs), args.method, f"{args.stat}_q", args.tasks)
+    reference = tables.read_table(args.reference) if args.reference else None  # the baselines table of `mvlpt collect`
+    fig = figures.gain_figure(m, args.method, stat=args.stat, tasks=args.tasks, cluster=args.cluster, q=q, level=args.level,
                         reference=reference)
-    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_similarity(args) -> int:
-    from .. import figures as F, plots as P, tables as T
+    from mvlpt.analysis import figures, plots, tables
 
-    sims = T.read_similarities([args.similarity])
+    sims = tables.read_similarities([args.similarity])
     measure = args.measure or (sims["measure"].iloc[0] if sims["measure"].nunique() == 1 else None)
-    fig = F.similarity_figure(sims, measure, tasks=args.tasks, cluster=args.cluster)
-    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    fig = figures.similarity_figure(sims, measure, tasks=args.tasks, cluster=args.cluster)
+    _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_scatter(args) -> int:
-    from .. import figures as F, plots as P, tables as T
+    from mvlpt.analysis import figures, plots, tables
 
-    fig = F.scatter_figure(T.read_table(args.pairs), T.read_similarities(args.similarity), args.method,
+    fig = figures.scatter_figure(tables.read_table(args.pairs), tables.read_similarities(args.similarity), args.method,
                            measures=args.measures, y=args.y, n_boot=args.n_boot, seed=args.seed)
-    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
     return 0
 
 
 def run_plot_summary(args) -> int:
-    from .. import figures as F, plots as P, tables as T
+    from mvlpt.analysis import figures, plots, tables
 
     check_level(args.level)
-    corr = T.read_table(args.correlations) if args.correlations else None
-    fig = F.summary_figure(T.read_table(args.pairs), corr, analysis=args.analysis, level=args.level)
-    _say("wrote " + ", ".join(map(str, P.save_figure(fig, args.out))))
+    corr = tables.read_table(args.correlations) if args.correlations else None
+    fig = figures.summary_figure(tables.read_table(args.pairs), corr, analysis=args.analysis, level=args.level)
+    _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
     return 0
 
 
@@ -275,8 +277,8 @@ def run_plot_summary(args) -> int:
 # figures: everything from what exists
 # --------------------------------------------------------------------------------------------------
 def run_figures(args) -> int:
-    from ..figures import make_all_figures
-    from ..io import atomic_path
+    from mvlpt.analysis.figures import make_all_figures
+    from mvlpt.io import atomic_path
 
     check_level(args.level)
     model = None if args.model_measures == ["none"] else args.model_measures
@@ -303,7 +305,7 @@ def _selection_args(p) -> None:
 
 
 def _resampling_args(p) -> None:
-    from ..settings import ANALYSIS_DEFAULTS as D
+    from mvlpt.study.settings import ANALYSIS_DEFAULTS as D
 
     p.add_argument("--model-measures", nargs="+", default=list(D["model_measures"]),
                    help="predictors of the linear model ('none': no model)")
@@ -320,9 +322,9 @@ def _mixed_settings_arg(p) -> None:
 
 
 def add_parser(subparsers) -> None:
-    from ..cli import add_model_args
-    from ..settings import ANALYSIS_DEFAULTS as D, SIMILARITY_DEFAULTS as SIM, choices
-    from ..study import MATRIX_STATS, MEASURES, SHRINKAGES
+    from mvlpt.cli import add_model_args
+    from mvlpt.study.settings import ANALYSIS_DEFAULTS as D, SIMILARITY_DEFAULTS as SIM, choices
+    from mvlpt.study.vocabulary import MATRIX_STATS, MEASURES, SHRINKAGES
 
     fmt = DefaultsHelpFormatter
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import MvlptError
-from ..io import check_folder
+from mvlpt.errors import MvlptError
+from mvlpt.io import check_folder
 
 ROUTE_CHOICES = ("auto", "local", "hub", "torchvision", "manual")
 
 
 def _tasks(names: list[str] | None, *, default_all: bool) -> list[str]:
-    from ..datasets import catalog
+    from mvlpt.datasets import catalog
 
     if not names or names == ["all"]:
         if names == ["all"] or default_all:
@@ -33,8 +33,8 @@ def _say(msg: str) -> None:
 
 
 def run_fetch(args) -> int:
-    from ..datasets import routes
-    from ..datasets.paths import resolve_data_dir
+    from mvlpt.datasets import routes
+    from mvlpt.datasets.paths import resolve_data_dir
 
     tasks = _tasks(args.tasks, default_all=False)
     data_dir = resolve_data_dir(args.data_dir)
@@ -67,8 +67,8 @@ def run_fetch(args) -> int:
 
 
 def run_check(args) -> int:
-    from ..datasets import lock, routes
-    from ..datasets.paths import resolve_data_dir
+    from mvlpt.datasets import lock, routes
+    from mvlpt.datasets.paths import resolve_data_dir
 
     tasks = _tasks(args.tasks, default_all=True)
     data_dir = resolve_data_dir(args.data_dir)
@@ -102,8 +102,8 @@ def run_check(args) -> int:
 
 
 def _check_images(task: str, data_dir, on_corrupt: str) -> str:
-    from ..images import CorruptImageError, check_split
-    from ..tasks import get_task
+    from mvlpt.datasets.images import CorruptImageError, check_split
+    from mvlpt.tasks import get_task
 
     t = get_task(task)
     status = "present"
@@ -127,7 +127,7 @@ def _check_images(task: str, data_dir, on_corrupt: str) -> str:
 
 
 def routes_markdown(tasks: list[str]) -> str:
-    from ..datasets.routes import route_rows
+    from mvlpt.datasets.routes import route_rows
 
     lines = [
         "| task | routes (default first) | source of the default route | disk, GB | where the default route's splits differ from ELEVATER's |",
@@ -146,7 +146,7 @@ def routes_markdown(tasks: list[str]) -> str:
 
 
 def run_routes(args) -> int:
-    from ..datasets.routes import route_rows
+    from mvlpt.datasets.routes import route_rows
 
     tasks = _tasks(args.tasks, default_all=True)
     if args.markdown:

@@ -6,21 +6,21 @@
 
 from __future__ import annotations
 
-from ..errors import MvlptError
+from mvlpt.errors import MvlptError
 
 
 def run_groundtruth(args) -> int:
     import pandas as pd
 
-    from .. import groundtruth as G
+    from mvlpt.analysis import groundtruth
 
     if not args.pairs and not args.predictors:
         raise MvlptError("give --pairs PAIRS_TABLE (designed vs measured gain) or --predictors (from the frozen model).")
     tables = []
     if args.pairs:
-        tables.append(G.recovery(G.read_pairs(args.pairs)))
+        tables.append(groundtruth.recovery(groundtruth.read_pairs(args.pairs)))
     if args.predictors:
-        tables.append(G.predictor_hits(G.zero_shot_scores(seed=args.seed, shots=args.shots, device=args.device)))
+        tables.append(groundtruth.predictor_hits(groundtruth.zero_shot_scores(seed=args.seed, shots=args.shots, device=args.device)))
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         for table in tables:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

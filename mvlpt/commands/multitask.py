@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import MvlptError
-from . import DefaultsHelpFormatter
+from mvlpt.errors import MvlptError
+from mvlpt.commands import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -24,68 +24,70 @@ def _say(msg: str) -> None:
 
 
 def run_groups(args) -> int:
-    from .. import grouping as G, study
+    from mvlpt.transfer import grouping
+    from mvlpt.study import vocabulary
 
     strategies = list(dict.fromkeys(args.strategies))
     for s in strategies:
-        if s not in study.GROUPING_STRATEGIES:
-            raise MvlptError(f"unknown grouping strategy {s!r}; choose from {', '.join(study.GROUPING_STRATEGIES)}.")
+        if s not in vocabulary.GROUPING_STRATEGIES:
+            raise MvlptError(f"unknown grouping strategy {s!r}; choose from {', '.join(vocabulary.GROUPING_STRATEGIES)}.")
     methods = list(dict.fromkeys(args.methods))
     for m in methods:
-        study.method(m)
+        vocabulary.method(m)
     # read only what the asked strategies need, for the methods that offer them
-    ranked = [m for m in methods if not study.method(m).multitask_only]
+    ranked = [m for m in methods if not vocabulary.method(m).multitask_only]
     gain = similarity = predicted = None
     if "gain" in strategies and ranked:
         if not args.gain:
             raise MvlptError("strategy gain needs --gain, the pairwise gain matrices (tables/matrices/{method}_gain.csv).")
-        gain = G.read_gain_matrices(args.gain)
+        gain = grouping.read_gain_matrices(args.gain)
     if "similarity" in strategies and ranked:
-        study.measure(args.measure)
+        vocabulary.measure(args.measure)
         if not args.similarity:
             raise MvlptError(f"strategy similarity needs --similarity, the {args.measure} similarity table.")
-        similarity = G.read_similarity_matrix(args.similarity, args.measure, args.tasks)
+        similarity = grouping.read_similarity_matrix(args.similarity, args.measure, args.tasks)
     if "predictor" in strategies and ranked:
-        study.predictor(args.predictor_name)
+        vocabulary.predictor(args.predictor_name)
         if not args.predictor:
             raise MvlptError(f"strategy predictor needs --predictor, the {args.predictor_name} predictor matrix file(s).")
-        predicted = G.read_predictor_matrices(args.predictor, args.predictor_name)
-    groups = G.choose_groups(args.tasks, methods, strategies, args.modes, k=args.k, seed=args.seed, gain=gain,
+        predicted = grouping.read_predictor_matrices(args.predictor, args.predictor_name)
+    groups = grouping.choose_groups(args.tasks, methods, strategies, args.modes, k=args.k, seed=args.seed, gain=gain,
                              similarity=similarity, measure=args.measure, predicted=predicted,
                              predictor=args.predictor_name)
-    G.write_groups(groups, args.out)
+    grouping.write_groups(groups, args.out)
     _say(f"{len(groups)} (method, strategy, mode, target) rows in {groups['group'].nunique()} groups -> {args.out}")
     return 0
 
 
 def run_table(args) -> int:
-    from .. import grouping as G, multitask as MT
+    from mvlpt.transfer import grouping, multitask
 
-    groups = G.read_groups(args.groups)
+    groups = grouping.read_groups(args.groups)
     for col in ("methods", "strategies", "modes"):
         chosen = getattr(args, col)
         if chosen:
             name = {"methods": "method", "strategies": "strategy", "modes": "mode"}[col]
             groups = groups[groups[name].isin(chosen)]
-    table = MT.collect(args.results_dir, groups, seeds=args.seeds, tasks=args.tasks,
+    table = multitask.collect(args.results_dir, groups, seeds=args.seeds, tasks=args.tasks,
                        allow_mixed_settings=args.allow_mixed_settings)
-    summary = MT.summarize(table, n_boot=args.n_boot, seed=args.boot_seed, level=args.level)
-    written = MT.write_tables(table, summary, args.out, args.summary_out)
+    summary = multitask.summarize(table, n_boot=args.n_boot, seed=args.boot_seed, level=args.level)
+    written = multitask.write_tables(table, summary, args.out, args.summary_out)
     _say(f"{len(table)} targets, {len(summary)} (method, mode, strategy) rows -> {', '.join(map(str, written))}")
     return 0
 
 
 def run_figure(args) -> int:
-    from .. import multitask as MT, plots, tables as T
+    from mvlpt.transfer import multitask
+    from mvlpt.analysis import plots, tables
 
-    written = plots.save_figure(MT.gain_figure(T.read_table(args.summary)), args.out)
+    written = plots.save_figure(multitask.gain_figure(tables.read_table(args.summary)), args.out)
     _say("wrote " + ", ".join(map(str, written)))
     return 0
 
 
 def add_parser(subparsers) -> None:
-    from ..settings import ANALYSIS_DEFAULTS as A, MULTITASK_DEFAULTS as D
-    from ..study import GROUPING_STRATEGIES, MULTITASK_MODES
+    from mvlpt.study.settings import ANALYSIS_DEFAULTS as A, MULTITASK_DEFAULTS as D
+    from mvlpt.study.vocabulary import GROUPING_STRATEGIES, MULTITASK_MODES
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(

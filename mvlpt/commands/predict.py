@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import MvlptError
-from . import DefaultsHelpFormatter
+from mvlpt.errors import MvlptError
+from mvlpt.commands import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:
@@ -22,11 +22,11 @@ def _say(msg: str) -> None:
 
 
 def run_embed(args) -> int:
-    from .. import predictors as P
-    from ..cli import check_data_dir, pretrained_arg
-    from ..devices import describe_lease, lease_device
-    from ..models.clip import load_clip
-    from ..tasks import get_task
+    from mvlpt.transfer import predictors as P
+    from mvlpt.cli import check_data_dir, pretrained_arg
+    from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.models.clip import load_clip
+    from mvlpt.tasks import get_task
 
     task = get_task(args.task)
     check_data_dir(args.data_dir)
@@ -40,10 +40,11 @@ def run_embed(args) -> int:
 
 
 def run_compute(args) -> int:
-    from .. import predictors as P, study
-    from ..similarity import load_embeddings
+    from mvlpt.transfer import predictors as P
+    from mvlpt.study import vocabulary
+    from mvlpt.analysis.similarity import load_embeddings
 
-    pred = study.predictor(args.predictor)
+    pred = vocabulary.predictor(args.predictor)
     if pred.family == "prompt":
         raise MvlptError(f"predictor {pred.name} is computed from a method's trained prompts; use `mvlpt predict prompts`.")
     missing = [k for k in pred.embedding_kinds if not getattr(args, k)]
@@ -62,17 +63,18 @@ def run_compute(args) -> int:
 
 
 def run_prompts(args) -> int:
-    from .. import layout, predictors as P, study
-    from ..checkpoints import read_prompt_meta
-    from ..cli import check_data_dir, pretrained_arg
-    from ..devices import describe_lease, lease_device
-    from ..io import write_together
-    from ..models.clip import load_clip
-    from ..tasks.fewshot import read_split
+    from mvlpt.study import layout, vocabulary
+    from mvlpt.transfer import predictors as P
+    from mvlpt.training.checkpoints import read_prompt_meta
+    from mvlpt.cli import check_data_dir, pretrained_arg
+    from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.io import write_together
+    from mvlpt.models.clip import load_clip
+    from mvlpt.tasks.fewshot import read_split
 
-    names = args.predictors or [n for n, p in study.PREDICTORS.items() if p.family == "prompt"]
+    names = args.predictors or [n for n, p in vocabulary.PREDICTORS.items() if p.family == "prompt"]
     for n in names:
-        if study.predictor(n).family != "prompt":
+        if vocabulary.predictor(n).family != "prompt":
             raise MvlptError(f"predictor {n} is not computed from trained prompts; use `mvlpt predict compute` for it.")
     check_data_dir(args.data_dir)
     # each file says what it is: a prompt its task and seed (provenance), a split file its task and seed
@@ -106,12 +108,13 @@ def run_prompts(args) -> int:
 
 
 def run_score(args) -> int:
-    from .. import predictors as P, tables as T
+    from mvlpt.transfer import predictors as P
+    from mvlpt.analysis import tables
 
     if not args.pairs and not args.runs:
         raise MvlptError("give the runs table (--runs results/tables/runs.parquet) or the pairs table (--pairs).")
-    runs = T.read_table(args.runs) if args.runs else None
-    pairs = T.read_table(args.pairs) if args.pairs else None
+    runs = tables.read_table(args.runs) if args.runs else None
+    pairs = tables.read_table(args.pairs) if args.pairs else None
     preds = {}
     for path in args.predictors:
         m, info = P.read_predictor(path)
@@ -127,23 +130,23 @@ def run_score(args) -> int:
         preds[name] = (m, info)
     scores = P.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
                                 seed=args.seed, level=args.level)
-    written = T.write_table(scores, args.out)
+    written = tables.write_table(scores, args.out)
     _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")
     return 0
 
 
 def run_plot(args) -> int:
-    from .. import figures as F, plots, tables as T
+    from mvlpt.analysis import figures, plots, tables
 
-    fig = F.predictors_figure(T.read_table(args.scores))
+    fig = figures.predictors_figure(tables.read_table(args.scores))
     _say("wrote " + ", ".join(map(str, plots.save_figure(fig, args.out))))
     return 0
 
 
 def add_parser(subparsers) -> None:
-    from ..cli import add_model_args
-    from ..settings import ANALYSIS_DEFAULTS as A, SIMILARITY_DEFAULTS as SIM
-    from ..study import METHODS, PREDICTORS, SHRINKAGES
+    from mvlpt.cli import add_model_args
+    from mvlpt.study.settings import ANALYSIS_DEFAULTS as A, SIMILARITY_DEFAULTS as SIM
+    from mvlpt.study.vocabulary import METHODS, PREDICTORS, SHRINKAGES
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(

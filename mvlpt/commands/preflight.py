@@ -12,8 +12,8 @@ import sys
 
 
 def run_preflight(args) -> int:
-    from ..io import write_json
-    from ..preflight import POLICY_KEY, format_report, load_config, measure_calibration, run, with_defaults
+    from mvlpt.io import write_json
+    from mvlpt.running.preflight import POLICY_KEY, format_report, load_config, measure_calibration, run, with_defaults
 
     cfg = load_config(args.configfile)
     if args.calibrate:
@@ -29,7 +29,7 @@ def run_preflight(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from ..preflight import default_json_path
+    from mvlpt.running.preflight import default_json_path
 
     p = subparsers.add_parser(
         "preflight", help="check a study before any job starts, and estimate its cost",

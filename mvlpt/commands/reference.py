@@ -1,4 +1,4 @@
-"""CLI verb of the reference rows (mvlpt.reference, docs/protocol.md "Reference rows"):
+"""CLI verb of the reference rows (mvlpt.analysis.reference, docs/protocol.md "Reference rows"):
 
     mvlpt reference --kind zeroshot --task T --out results/reference/zeroshot/T.json [--cache-dir C] [model args]
     mvlpt reference --kind linear_probe --task T --split-file S.json --out results/reference/linear_probe/T/seed1.json
@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import MvlptError
-from . import DefaultsHelpFormatter
+from mvlpt.errors import MvlptError
+from mvlpt.commands import DefaultsHelpFormatter
 
 
 def run_reference(args) -> int:
-    from .. import reference as R
-    from ..cli import check_data_dir, pretrained_arg
-    from ..devices import describe_lease, lease_device
-    from ..io import check_writable
-    from ..models.clip import load_clip
-    from ..tasks import get_task
-    from ..tasks.elevater import scored_task
-    from ..tasks.fewshot import make_split, read_split
+    from mvlpt.analysis import reference as R
+    from mvlpt.cli import check_data_dir, pretrained_arg
+    from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.io import check_writable
+    from mvlpt.models.clip import load_clip
+    from mvlpt.tasks import get_task
+    from mvlpt.tasks.elevater import scored_task
+    from mvlpt.tasks.fewshot import make_split, read_split
 
     for option, value, known in (("--kind", args.kind, R.KINDS), ("--fit-on", args.fit_on, R.FIT_ON)):
         if value not in known:  # checked here, not by argparse: building the parser imports no pandas
@@ -69,7 +69,7 @@ def _positive_float(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    from ..cli import add_metric_args, add_model_args
+    from mvlpt.cli import add_metric_args, add_model_args
 
     p = sub.add_parser(
         "reference", help="zero-shot CLIP or a few-shot linear probe on one task: the reference rows",
@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
                    help="linear probe: the few-shot seed (checked against --split-file; without it the split is sampled)")
     p.add_argument("--shots", type=int, default=5, help="linear probe without --split-file: shots of the sampled split")
     p.add_argument("--c-grid", nargs="+", type=_positive_float, default=None,
-                   help="linear probe: the C values tried (default: mvlpt.reference.C_GRID, 1e-3 .. 1e3, log-spaced)")
+                   help="linear probe: the C values tried (default: mvlpt.analysis.reference.C_GRID, 1e-3 .. 1e3, log-spaced)")
     p.add_argument("--fit-on", default="train",
                    help="linear probe: fit the chosen C on the split's train images (the prompt baseline's data), or "
                         "refit on train+val as ELEVATER does")

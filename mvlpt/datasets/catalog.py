@@ -11,7 +11,7 @@ import functools
 import json
 from importlib import resources
 
-from ..errors import MvlptError
+from mvlpt.errors import MvlptError
 
 _PKG = "mvlpt.tasks"  # files in mvlpt/tasks/data/ (package data, see pyproject.toml)
 

@@ -23,10 +23,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import MvlptError
-from ..images import CorruptImageError, decode_image
-from . import archives
-from .labels import map_by_name, normalise
+from mvlpt.errors import MvlptError
+from mvlpt.datasets.images import CorruptImageError, decode_image
+from mvlpt.datasets import archives
+from mvlpt.datasets.labels import map_by_name, normalise
 
 log = logging.getLogger(__name__)
 

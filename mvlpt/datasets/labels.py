@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import MvlptError
+from mvlpt.errors import MvlptError
 
 
 def normalise(name: str) -> str:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import MvlptError
-from ..io import read_json, write_json
-from .paths import lock_path
+from mvlpt.errors import MvlptError
+from mvlpt.io import read_json, write_json
+from mvlpt.datasets.paths import lock_path
 
 FORMAT = 1
 _CHUNK = 1 << 20

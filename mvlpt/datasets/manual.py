@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import MvlptError
-from ..images import CorruptImageError, decode_image
-from . import archives
+from mvlpt.errors import MvlptError
+from mvlpt.datasets.images import CorruptImageError, decode_image
+from mvlpt.datasets import archives
 
 
 def present(root: Path, spec: dict, split: str | None = None) -> bool:

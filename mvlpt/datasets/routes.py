@@ -25,10 +25,10 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from ..errors import MvlptError
-from . import iris, lock, manual, wds
-from .catalog import manifest_entry, route_spec, routes_table
-from .paths import elevater_dirs, resolve_data_dir, route_dir
+from mvlpt.errors import MvlptError
+from mvlpt.datasets import iris, lock, manual, wds
+from mvlpt.datasets.catalog import manifest_entry, route_spec, routes_table
+from mvlpt.datasets.paths import elevater_dirs, resolve_data_dir, route_dir
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def fetch_torchvision(task: str, data_dir: Path) -> dict:
     if spec is None:
         note = route_spec(task).get("torchvision_note")
         raise MvlptError(f"task {task} has no torchvision route{' (' + note + ')' if note else ''}; use `--route hub`.")
-    from .tv import open_dataset
+    from mvlpt.datasets.tv import open_dataset
 
     folder = route_dir(data_dir, task, "torchvision")
     todo = f"connect to the internet (or set HTTPS_PROXY), or use another route (`mvlpt data routes {task}`)"

@@ -5,7 +5,7 @@ split (``{"split": "trainval"}``, ``{"train": false}``, ...) and how labels map 
 (by class name, or by position where torchvision's names are codes or absent).
 
 Data sit in ``<data_dir>/<task>/torchvision`` (torchvision's own sub-folders below it). Images that
-are files on disk are decoded with :func:`mvlpt.images.decode_image` (robust to odd formats, errors
+are files on disk are decoded with :func:`mvlpt.datasets.images.decode_image` (robust to odd formats, errors
 name the file); in-memory ones (CIFAR, MNIST) come from the arrays.
 """
 
@@ -17,9 +17,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import MvlptError
-from ..images import CorruptImageError, to_rgb, decode_image
-from .labels import map_by_name, map_by_position
+from mvlpt.errors import MvlptError
+from mvlpt.datasets.images import CorruptImageError, to_rgb, decode_image
+from mvlpt.datasets.labels import map_by_name, map_by_position
 
 
 def _dataset_class(name: str):

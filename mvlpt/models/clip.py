@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import MvlptError
+from mvlpt.errors import MvlptError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TINY = "mvlpt-tiny"
@@ -236,7 +236,7 @@ class FrozenCLIP:
         the tests build several models, methods and modes in one process): the recompile limit is
         raised from torch's 8 to :data:`RECOMPILE_LIMIT` for these calls, and reaching it raises
         instead of silently running eager from then on."""
-        from ..config import COMPILE_MODES
+        from mvlpt.training.config import COMPILE_MODES
 
         if mode not in COMPILE_MODES:
             raise MvlptError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}.")
@@ -244,8 +244,8 @@ class FrozenCLIP:
         self.compiled = mode
         if mode == "none":
             return
-        from .prompts.text import encode_prompted_text
-        from .prompts.vision import encode_prompted_image
+        from mvlpt.models.prompts.text import encode_prompted_text
+        from mvlpt.models.prompts.vision import encode_prompted_image
 
         options = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
         for name, fn in (("text", encode_prompted_text), ("image", encode_prompted_image)):
@@ -263,13 +263,13 @@ class FrozenCLIP:
 
     def encode_prompted_text(self, *args, **kwargs) -> torch.Tensor:
         """:func:`mvlpt.models.prompts.text.encode_prompted_text`, eager or compiled (:meth:`compile`)."""
-        from .prompts.text import encode_prompted_text
+        from mvlpt.models.prompts.text import encode_prompted_text
 
         return self._run_encoder("text", encode_prompted_text, args, kwargs)
 
     def encode_prompted_image(self, *args, **kwargs) -> torch.Tensor:
         """:func:`mvlpt.models.prompts.vision.encode_prompted_image`, eager or compiled (:meth:`compile`)."""
-        from .prompts.vision import encode_prompted_image
+        from mvlpt.models.prompts.vision import encode_prompted_image
 
         return self._run_encoder("image", encode_prompted_image, args, kwargs)
 

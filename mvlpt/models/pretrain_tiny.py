@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tasks import synthetic as syn
+from mvlpt.tasks import synthetic as syn
 
 DIGIT_WORDS = syn.DIGITS
 _SEED = 77_000  # pre-training streams: never equal to a task's (seed, split) stream
@@ -93,7 +93,7 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
 
 def encode_text_cut(model, tokens: torch.Tensor) -> torch.Tensor:
     """open_clip's encode_text on sequences cut after the longest caption (causal: same result)."""
-    from .prompts.text import encode_prompted_text
+    from mvlpt.models.prompts.text import encode_prompted_text
 
     eot = tokens.argmax(dim=-1)
     L = int(eot.max()) + 1
@@ -103,7 +103,7 @@ def encode_text_cut(model, tokens: torch.Tensor) -> torch.Tensor:
 
 def pretrain(steps: int = 1200, batch_size: int = 256, n_per_family: int = 3000, lr: float = 2e-3, init_seed: int = 0,
              log_every: int = 100):
-    from .clip import load_clip
+    from mvlpt.models.clip import load_clip
 
     clip = load_clip("mvlpt-tiny", init_seed=init_seed)
     model = clip.model

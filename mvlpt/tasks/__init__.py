@@ -5,12 +5,12 @@ no suite. This package declares the built-in suites to the registry, which impor
 lookup (:func:`get_task`, :func:`list_tasks`), so ``import mvlpt.tasks`` stays cheap.
 """
 
-from .registry import ArraySplit, Task, TaskSplit, add_suite_loader, get_task, list_tasks, register
+from mvlpt.tasks.registry import ArraySplit, Task, TaskSplit, add_suite_loader, get_task, list_tasks, register
 
 
 def _load_builtin_suites() -> None:
-    from . import elevater, synthetic  # noqa: F401  (importing a suite registers its tasks)
-    from . import designed  # noqa: F401  (the designed world, docs/groundtruth.md)
+    from mvlpt.tasks import elevater, synthetic  # noqa: F401  (importing a suite registers its tasks)
+    from mvlpt.tasks import designed  # noqa: F401  (the designed world, docs/groundtruth.md)
 
 
 add_suite_loader(_load_builtin_suites)

@@ -40,9 +40,9 @@ import types
 
 import numpy as np
 
-from ..errors import MvlptError
-from . import synthetic
-from .registry import Task, generated_loader, register
+from mvlpt.errors import MvlptError
+from mvlpt.tasks import synthetic
+from mvlpt.tasks.registry import Task, generated_loader, register
 
 SOURCE = "designed"  # Task.source of every task here (`mvlpt tasks --source designed`)
 RENDERERS = ("shapes", "textures")

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import catalog, iris, lock, routes, wds
-from ..datasets.labels import check_same_order, map_by_name, map_by_position
-from ..datasets.paths import resolve_data_dir
-from ..errors import MvlptError
-from .registry import Task, TaskSplit, register
+from mvlpt.datasets import catalog, iris, lock, routes, wds
+from mvlpt.datasets.labels import check_same_order, map_by_name, map_by_position
+from mvlpt.datasets.paths import resolve_data_dir
+from mvlpt.errors import MvlptError
+from mvlpt.tasks.registry import Task, TaskSplit, register
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,11 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None)
         out = wds.WdsSplit(task, folder, split, mapping, info["num_classes"], multilabel=multilabel or ml,
                            source_split=src_split)
     elif route == "torchvision":
-        from ..datasets.tv import TorchvisionSplit
+        from mvlpt.datasets.tv import TorchvisionSplit
 
         out = TorchvisionSplit(task, folder, spec["torchvision"], split, info["classnames"], info.get("synonyms"))
     else:
-        from ..datasets.manual import ManualSplit
+        from mvlpt.datasets.manual import ManualSplit
 
         out = ManualSplit(task, folder, spec["manual"], split, info["num_classes"])
     with _cache_lock:

@@ -35,15 +35,15 @@ import os
 
 import numpy as np
 
-from .. import settings
-from ..errors import MvlptError
-from ..io import read_json, write_json
-from ..names import check_seed, seed_ok
-from .registry import Task
+from mvlpt.study import settings
+from mvlpt.errors import MvlptError
+from mvlpt.io import read_json, write_json
+from mvlpt.study.names import check_seed, seed_ok
+from mvlpt.tasks.registry import Task
 
 FORMAT = 1
 POLICIES = ("available", "strict")
-DEFAULT_POLICY = settings.DEFAULTS["fewshot_policy"]  # the config schema's (mvlpt.settings)
+DEFAULT_POLICY = settings.DEFAULTS["fewshot_policy"]  # the config schema's (mvlpt.study.settings)
 
 
 def _classes_of(labels: np.ndarray, i: int) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import MvlptError
+from mvlpt.errors import MvlptError
 
 METRICS = ("accuracy", "mean_per_class_accuracy", "roc_auc", "map_11point")
 SPLITS = ("train", "val", "test")
@@ -126,7 +126,7 @@ def _ensure_builtin() -> None:
 
 
 def get_task(name: str) -> Task:
-    from ..names import check_name
+    from mvlpt.study.names import check_name
 
     check_name(name, "task name")
     _ensure_builtin()

@@ -63,7 +63,7 @@ import types
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .registry import Task, generated_loader, register
+from mvlpt.tasks.registry import Task, generated_loader, register
 
 SIZE = 32  # image side in pixels
 _SS = 2  # supersampling factor for anti-aliased masks

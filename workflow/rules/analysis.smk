@@ -1,7 +1,7 @@
 # Analysis of the transfer study: tables, task similarity, correlations, figures (issue #4).
 #
 # The measures, table names and the defaults of the `similarity` and `analysis` config sections are
-# mvlpt.study's (config/README.md); every path is mvlpt.layout's (common.smk: table(), the *_DIR names).
+# mvlpt.study.vocabulary's (config/README.md); every path is mvlpt.study.layout's (common.smk: table(), the *_DIR names).
 # Entry points: `snakemake analysis` (every table and figure; trains what is missing),
 #               `snakemake figures` (every figure from the results that exist now; never trains).
 
@@ -19,7 +19,7 @@ rule collect_results:
         runs=report_table("runs", "runs", "Tables"),
         reference=report_table("reference", "reference", "Tables"),
         baselines=report_table("baselines", "baselines", "Tables"),
-        reference_parquet=[table(name, "parquet") for name in study.REFERENCE_TABLE_NAMES],
+        reference_parquet=[table(name, "parquet") for name in vocabulary.REFERENCE_TABLE_NAMES],
         pairs=report_table("pairs", "pairs", "Tables"),
         best_source=report_table("best_source", "best_source", "Tables"),
         source_gain=report_table("source_gain", "source_gain", "Tables"),
@@ -27,8 +27,8 @@ rule collect_results:
         gain_summary=report_table("gain_summary", "gain_summary", "Transfer"),
         decomposition=report_table("decomposition", "decomposition", "Transfer"),
         selection=report_table("selection", "selection", "Tables"),
-        parquet=[table(name, "parquet") for name in study.TABLE_NAMES],
-        matrices=[layout.MATRIX.template(TABLES_DIR, m, stat, ext) for m in METHODS for stat in study.MATRIX_STATS
+        parquet=[table(name, "parquet") for name in vocabulary.TABLE_NAMES],
+        matrices=[layout.MATRIX.template(TABLES_DIR, m, stat, ext) for m in METHODS for stat in vocabulary.MATRIX_STATS
                   for ext in ("csv", "parquet")],
     log:
         job_log("analysis/collect_results"),
@@ -108,7 +108,7 @@ rule embed_task_labels:
         "mvlpt embed --task {wildcards.task:q} --kind labels --out {output:q} {params.args} > {log:q} 2>&1"
 
 
-# One rule for every measure of mvlpt.study.MEASURES: its input is the embeddings of the measure's
+# One rule for every measure of mvlpt.study.vocabulary.MEASURES: its input is the embeddings of the measure's
 # kind (images or labels), its options come from the config's `similarity` section.
 rule similarity:
     input:
@@ -123,9 +123,9 @@ rule similarity:
         measure=alternation(MEASURES),
     params:
         args=measure_args,
-        label=lambda wildcards: study.MEASURES[wildcards.measure].label,
-        kind=lambda wildcards: study.MEASURES[wildcards.measure].kind,
-        distance=lambda wildcards: study.MEASURES[wildcards.measure].distance,
+        label=lambda wildcards: vocabulary.MEASURES[wildcards.measure].label,
+        kind=lambda wildcards: vocabulary.MEASURES[wildcards.measure].kind,
+        distance=lambda wildcards: vocabulary.MEASURES[wildcards.measure].distance,
     resources:
         mem_mb=8000,
         runtime=30,

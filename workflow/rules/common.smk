@@ -1,9 +1,9 @@
-# Shared by several of the workflow's files. The study's names, its paths (mvlpt.layout's templates),
+# Shared by several of the workflow's files. The study's names, its paths (mvlpt.study.layout's templates),
 # the default target's files, and the input functions and params of the jobs that train or load the
 # CLIP. What one rule file alone needs is in functions/<that file>.smk, included by it (Snakemake's
 # lint keeps functions out of the files with rules); logic that is not DAG wiring lives in the
-# package (mvlpt.layout, every path; mvlpt.wildcards, wildcard constraints and shell quoting;
-# mvlpt.study, the vocabulary and the defaults).
+# package (mvlpt.study.layout, every path; mvlpt.study.wildcards, wildcard constraints and shell quoting;
+# mvlpt.study.vocabulary, the vocabulary and the defaults).
 #
 # Kept cheap on purpose: on a cluster every job parses the Snakefile again, so nothing here globs
 # the file system, loads data or imports torch. The config was read and checked by config.smk.
@@ -14,10 +14,10 @@ import json
 import os
 import shlex
 
-from mvlpt import layout
-from mvlpt.wildcards import GROUP_RE, alternation, joint_pair_constraints, off_diagonal_target, pair_args, q
+from mvlpt.study import layout
+from mvlpt.study.wildcards import GROUP_RE, alternation, joint_pair_constraints, off_diagonal_target, pair_args, q
 
-STUDY = check_config(config)  # mvlpt.settings.StudyConfig; `config` has the schema's defaults now
+STUDY = check_config(config)  # mvlpt.study.settings.StudyConfig; `config` has the schema's defaults now
 
 
 # ------------------------------------------------------------------------------------------------
@@ -49,17 +49,17 @@ JOB_THREADS = 1 + TRAIN_CONFIG.workers
 # `conda:` environment of every rule (paths are relative to the rule files in workflow/rules/).
 CONDA_ENV = "../envs/mvlpt.yaml"
 
-ANALYSIS = study.analysis_settings(config.get("analysis"))
-SIMILARITY = study.similarity_settings(config.get("similarity"))
-MEASURES = list(study.MEASURES)
-PREDICTORS = study.predictor_settings(config.get("predictors"))["names"]
+ANALYSIS = vocabulary.analysis_settings(config.get("analysis"))
+SIMILARITY = vocabulary.similarity_settings(config.get("similarity"))
+MEASURES = list(vocabulary.MEASURES)
+PREDICTORS = vocabulary.predictor_settings(config.get("predictors"))["names"]
 # one matrix for every method (zero-shot, similarity) / one per method, from its trained prompts (family "prompt")
-SHARED_PREDICTORS = [p for p in PREDICTORS if not study.PREDICTORS[p].per_method]
-PROMPT_PREDICTORS = [p for p in PREDICTORS if study.PREDICTORS[p].per_method]
+SHARED_PREDICTORS = [p for p in PREDICTORS if not vocabulary.PREDICTORS[p].per_method]
+PROMPT_PREDICTORS = [p for p in PREDICTORS if vocabulary.PREDICTORS[p].per_method]
 
 
 # ------------------------------------------------------------------------------------------------
-# Paths: mvlpt.layout's entries under this study's folders
+# Paths: mvlpt.study.layout's entries under this study's folders
 # ------------------------------------------------------------------------------------------------
 TABLES_DIR = layout.TABLES_DIR.template(RESULTS)
 SIMILARITY_DIR = layout.SIMILARITY_DIR.template(RESULTS)
@@ -109,7 +109,7 @@ def job_benchmark(job):
 def caches_image_features(method):
     """Whether runs of ``method`` read frozen image features computed once per task (`frozen_features`):
     the method leaves the image tower alone, and train.cache_features is on."""
-    return study.METHODS[method].caches_image_features and TRAIN_CONFIG.cache_features
+    return vocabulary.METHODS[method].caches_image_features and TRAIN_CONFIG.cache_features
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,10 +144,10 @@ def analysis_targets():
     """Every table and figure of the analysis (for `rule all`)."""
     both = ("png", "pdf")
     return (
-        [table(t) for t in study.TABLE_NAMES]
+        [table(t) for t in vocabulary.TABLE_NAMES]
         + [table("power")]
-        + [table(t) for t in study.REFERENCE_TABLE_NAMES]
-        + [layout.MATRIX.template(TABLES_DIR, m, stat, "csv") for m in METHODS for stat in study.MATRIX_STATS]
+        + [table(t) for t in vocabulary.REFERENCE_TABLE_NAMES]
+        + [layout.MATRIX.template(TABLES_DIR, m, stat, "csv") for m in METHODS for stat in vocabulary.MATRIX_STATS]
         + [layout.SIMILARITY.template(SIMILARITY_DIR, m, "csv") for m in MEASURES]
         + [table("correlations")]
         + [layout.HEATMAP_FIGURE.template(FIGURES_DIR, stat, m, ext) for stat in ("gain", "interaction") for m in METHODS

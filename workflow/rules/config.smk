@@ -4,12 +4,12 @@
 # once the config is complete:
 #   1. `--config` values: Snakemake reads `seeds=[1]` or `train={epochs: 3}` as lists and objects of
 #      *strings*; their scalars are re-read as YAML, as they would be in a config file.
-#   2. mvlpt.settings.load: the one check of the package (the JSON schema mvlpt/config.schema.yaml,
+#   2. mvlpt.study.settings.load: the one check of the package (the JSON schema mvlpt/study/config.schema.yaml,
 #      task and measure names, duplicates, the multitask section, the `train` section as `mvlpt train`
 #      checks it; `mvlpt preflight` applies the same rules), and the schema's defaults filled in.
 #
 # Cheap on purpose: every Snakemake start (and every cluster job) runs this; nothing imports torch
-# (mvlpt.settings and mvlpt.study import neither torch nor numpy; the task registry needs numpy and
+# (mvlpt.study.settings and mvlpt.study import neither torch nor numpy; the task registry needs numpy and
 # Pillow: about 0.2 s).
 
 import os
@@ -20,8 +20,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
 try:
-    from mvlpt import settings, study
-    from mvlpt.config import COMPILE_CACHE, TrainConfig
+    from mvlpt.study import settings, vocabulary
+    from mvlpt.training.config import COMPILE_CACHE, TrainConfig
     from mvlpt.errors import MvlptError
 except ImportError as e:
     raise WorkflowError(
@@ -93,7 +93,7 @@ def multitask_requested():
 # All of it
 # ------------------------------------------------------------------------------------------------
 def check_config(cfg):
-    """The study config (mvlpt.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place.
+    """The study config (mvlpt.study.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place.
     Checked by the main process; a cluster job, which parses the workflow again with the config the main
     process checked, only types it (no jsonschema, no task registry: a third of a second per job)."""
     coerce_command_line_config(cfg)
@@ -140,7 +140,7 @@ def run_preflight():
         return
     import logging
 
-    from mvlpt.preflight import problems
+    from mvlpt.running.preflight import problems
 
     # open_clip logs through the root logger (logging.info), which would otherwise install a handler that
     # prints every Snakemake message a second time

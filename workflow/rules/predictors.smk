@@ -2,7 +2,7 @@
 # target, from the frozen model alone, scored against the measured gains.
 #
 # Names (PREDICTORS, SHARED_PREDICTORS, PROMPT_PREDICTORS, PREDICTORS_DIR) are in common.smk; the
-# predictors are mvlpt.study.PREDICTORS (the config's `predictors.names` picks some), the resampling
+# predictors are mvlpt.study.vocabulary.PREDICTORS (the config's `predictors.names` picks some), the resampling
 # settings are the `analysis` section's. Per task one more encoding (its labelled few-shot train
 # images); then one job per shared predictor (zero-shot, similarity), one job per method for the
 # predictors of its trained prompts (family "prompt": every source's baseline prompt over every
@@ -39,7 +39,7 @@ rule embed_task_fewshot:
 rule predictor:
     input:
         # the embedding files of every task it is computed from: {kind: [files]}, kinds fewshot, labels, images
-        unpack(lambda wildcards: {k: embeddings(k) for k in study.PREDICTORS[wildcards.predictor].embedding_kinds}),
+        unpack(lambda wildcards: {k: embeddings(k) for k in vocabulary.PREDICTORS[wildcards.predictor].embedding_kinds}),
     output:
         csv=report(layout.PREDICTOR.template(PREDICTORS_DIR, ext="csv"), caption="../report/predictor.rst",
                    category="Predictors", labels={"table": "predictor matrix", "predictor": "{predictor}"}),
@@ -51,7 +51,7 @@ rule predictor:
         predictor=alternation(SHARED_PREDICTORS),
     params:
         tasks=q(TASKS),
-        files=lambda wildcards, input: " ".join(f"--{k} {q(input[k])}" for k in study.PREDICTORS[wildcards.predictor].embedding_kinds),
+        files=lambda wildcards, input: " ".join(f"--{k} {q(input[k])}" for k in vocabulary.PREDICTORS[wildcards.predictor].embedding_kinds),
         options=q(["--shrinkage", SIMILARITY["shrinkage"], "--ridge", SIMILARITY["ridge"]]),  # for visual_frechet
     resources:
         mem_mb=8000,

@@ -1,11 +1,11 @@
-"""Prompt methods. The list of methods is :data:`mvlpt.study.METHODS`: add a method by writing a
+"""Prompt methods. The list of methods is :data:`mvlpt.study.vocabulary.METHODS`: add a method by writing a
 :class:`PromptLearner` subclass in a module here and one registry line there."""
 
 from __future__ import annotations
 
-from ... import study
-from ...errors import MvlptError
-from .base import (
+from mvlpt.study import vocabulary
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import (
     PromptLearner,
     stacked_conditioned_text_features,
     stacked_image_features,
@@ -17,14 +17,14 @@ from .base import (
 
 def learner_class(method: str) -> type[PromptLearner]:
     """The :class:`PromptLearner` subclass of ``method`` (one sentence if the method is unknown)."""
-    return study.method(method).learner_class()
+    return vocabulary.method(method).learner_class()
 
 
 def build_prompt_learner(method: str, clip, classnames: list[str], options: dict | None = None, generator=None,
                          tasks: list[tuple[str, int]] | None = None) -> PromptLearner:
     """A learner of ``method`` for ``classnames``. ``tasks``: ``[(task name, number of its classes), ...]``
     in class order, passed only to the learners of task-conditioned methods (SoftCPT), which need it."""
-    entry = study.method(method)
+    entry = vocabulary.method(method)
     cls = entry.learner_class()
     options = cls.canonical_options(options)
     extra = {}

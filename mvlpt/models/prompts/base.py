@@ -22,7 +22,7 @@ The towers themselves are :func:`.text.encode_prompted_text` and :func:`.vision.
 option ``compile``.
 
 What learns (and so what may be computed once and cached) is the method's entry in
-:data:`mvlpt.study.METHODS`, not something a learner class states again.
+:data:`mvlpt.study.vocabulary.METHODS`, not something a learner class states again.
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ... import study
-from .text import normalize
+from mvlpt.study import vocabulary
+from mvlpt.models.prompts.text import normalize
 
 
 class PromptLearner(nn.Module):
     """Learned prompts on a frozen CLIP.
 
     Only the prompt parameters are in ``state_dict()``; the CLIP model is held by reference and
-    never trained. A subclass sets ``method`` (its key in :data:`mvlpt.study.METHODS`), builds its
+    never trained. A subclass sets ``method`` (its key in :data:`mvlpt.study.vocabulary.METHODS`), builds its
     parameters, and implements ``current_prompts`` (plus ``fixed_text_features`` if its text side
     does not learn, and ``layout`` (a :class:`~.text.TokenLayout`) if it does), ``options()`` and the
     ``parameter_count`` classmethod. An image-conditioned method's ``current_prompts`` takes the image
@@ -63,29 +63,29 @@ class PromptLearner(nn.Module):
     # --------------------------------------------------------------- what the method is
     @property
     def learns_text(self) -> bool:
-        return study.method(self.method).learns_text
+        return vocabulary.method(self.method).learns_text
 
     @property
     def learns_image(self) -> bool:
-        return study.method(self.method).learns_image
+        return vocabulary.method(self.method).learns_image
 
     @property
     def image_conditioned(self) -> bool:
         """Its class text depends on each image (``current_prompts(image_features)``; CoCoOp)."""
-        return study.method(self.method).image_conditioned
+        return vocabulary.method(self.method).image_conditioned
 
     @classmethod
     def parameter_count(cls, options: dict, dims: dict) -> int:
-        """How many numbers its prompt file holds, from its full options (:func:`mvlpt.study.full_options`)
+        """How many numbers its prompt file holds, from its full options (:func:`mvlpt.study.vocabulary.full_options`)
         and the model's ``dims`` (``embed_dim``, ``text_width``, ``vision_width``, ``layers``:
-        :func:`mvlpt.preflight.model_dims`), without building it (the preflight sizes the study's files)."""
+        :func:`mvlpt.running.preflight.model_dims`), without building it (the preflight sizes the study's files)."""
         raise NotImplementedError(f"{cls.__name__} does not say its parameter count (PromptLearner.parameter_count)")
 
     @classmethod
     def canonical_options(cls, options: dict | None, warn: bool = True) -> dict:
         """``options`` with deprecated names (the registry's ``option_aliases``) replaced by the current
         ones; a FutureWarning says so, unless ``warn`` is False (options read back from a file)."""
-        options, renamed = study.canonical_options(cls.method, options)
+        options, renamed = vocabulary.canonical_options(cls.method, options)
         if warn:
             for old, new in renamed:
                 warnings.warn(f"the {cls.method} option {old!r} is deprecated; call it {new!r}.", FutureWarning, stacklevel=3)

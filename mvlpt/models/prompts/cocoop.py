@@ -35,9 +35,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import MvlptError
-from .base import PromptLearner
-from .text import TokenLayout, phrase_embeddings
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import PromptLearner
+from mvlpt.models.prompts.text import TokenLayout, phrase_embeddings
 
 META_RATIO = 16  # the meta network's hidden width: the image feature size // 16 (the reference's)
 

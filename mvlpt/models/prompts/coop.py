@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import MvlptError
-from .base import PromptLearner
-from .text import TokenLayout, phrase_embeddings
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import PromptLearner
+from mvlpt.models.prompts.text import TokenLayout, phrase_embeddings
 
 
 class CoOp(PromptLearner):

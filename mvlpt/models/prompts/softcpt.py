@@ -29,9 +29,9 @@ import re
 import torch
 from torch import nn
 
-from ...errors import MvlptError
-from .base import PromptLearner
-from .text import TokenLayout, _word_tokens, normalize
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import PromptLearner
+from mvlpt.models.prompts.text import TokenLayout, _word_tokens, normalize
 
 MAX_TASK_TOKENS = 24  # BPE tokens of a task's text (name and short description), [SOS]/[EOS]/"." aside
 
@@ -133,7 +133,7 @@ class SoftCPT(PromptLearner):
     def _task_text(name: str, descriptions: dict | None) -> str:
         if descriptions and name in descriptions:
             return descriptions[name]
-        from ...tasks import get_task
+        from mvlpt.tasks import get_task
 
         task = get_task(name)
         return short_description(task.name, task.description)

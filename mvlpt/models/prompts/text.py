@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import MvlptError
-from . import blocks
-from .blocks import block_rows
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts import blocks
+from mvlpt.models.prompts.blocks import block_rows
 
 POSITIONS = ("end", "middle", "front")
 

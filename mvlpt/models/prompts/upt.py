@@ -24,10 +24,10 @@ import torch
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
-from ...errors import MvlptError
-from .base import PromptLearner
-from .text import TokenLayout
-from .vision import vpt_uniform_init
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import PromptLearner
+from mvlpt.models.prompts.text import TokenLayout
+from mvlpt.models.prompts.vision import vpt_uniform_init
 
 MIX_MODES = ("all", "per_token")
 VISUAL_INITS = ("normal", "uniform")

@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import MvlptError
-from . import blocks
-from .blocks import block_rows
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts import blocks
+from mvlpt.models.prompts.blocks import block_rows
 
 
 def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True) -> torch.Tensor:

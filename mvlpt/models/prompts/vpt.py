@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import MvlptError
-from .base import PromptLearner
-from .vision import vpt_uniform_init
+from mvlpt.errors import MvlptError
+from mvlpt.models.prompts.base import PromptLearner
+from mvlpt.models.prompts.vision import vpt_uniform_init
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 

@@ -60,12 +60,12 @@ def embed_label_args(wildcards):
 
 def measure_embeddings(wildcards):
     """The input of the `similarity` job of one measure: the embeddings it is computed from."""
-    return embeddings(study.MEASURES[wildcards.measure].kind)
+    return embeddings(vocabulary.MEASURES[wildcards.measure].kind)
 
 
 def measure_args(wildcards):
     """--tasks, then the measure's own options (study.MEASURES[...].options) from the config's `similarity` section."""
-    options = study.MEASURES[wildcards.measure].options
+    options = vocabulary.MEASURES[wildcards.measure].options
     return q(["--tasks", *TASKS, *(a for name in options for a in (f"--{name.replace('_', '-')}", SIMILARITY[name]))])
 
 

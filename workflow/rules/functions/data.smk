@@ -12,5 +12,5 @@ def features_split_args(wildcards):
 
 
 def cache_dir_of(wildcards, output):
-    """The cache directory of a features marker (mvlpt.layout.FEATURES_DONE)."""
+    """The cache directory of a features marker (mvlpt.study.layout.FEATURES_DONE)."""
     return os.path.dirname(os.path.dirname(output[0]))

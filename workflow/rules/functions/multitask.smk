@@ -1,23 +1,23 @@
 # Names, input functions and params of multitask.smk (the multitask study).
 
 
-MT = study.multitask_settings(config.get("multitask"), METHODS)
+MT = vocabulary.multitask_settings(config.get("multitask"), METHODS)
 MT_METHODS = list(MT["methods"])
 MT_GROUPS = layout.MULTITASK_GROUPS.template(RESULTS)
 # SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head
-MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task"} if study.METHODS[m].task_conditioned else TRAIN_RESULT) for m in MT_METHODS}
+MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task"} if vocabulary.METHODS[m].task_conditioned else TRAIN_RESULT) for m in MT_METHODS}
 
 
 def multitask_plan_message():
     """How many training jobs the multitask study adds, in one line (the Snakefile prints it)."""
-    return study.multitask_plan_message(len(TASKS), MT, len(SEEDS), STACK)
+    return vocabulary.multitask_plan_message(len(TASKS), MT, len(SEEDS), STACK)
 
 
 def multitask_group_inputs(wildcards=None):
     """What the groups are chosen from: the pairwise gain matrices (strategy gain), the similarity
     matrix (strategy similarity), the predictor's matrices (strategy predictor)."""
-    strategies = {s for m in MT_METHODS for _, s in study.multitask_runs(m, MT)}
-    pairwise = [m for m in MT_METHODS if not study.METHODS[m].multitask_only]
+    strategies = {s for m in MT_METHODS for _, s in vocabulary.multitask_runs(m, MT)}
+    pairwise = [m for m in MT_METHODS if not vocabulary.METHODS[m].multitask_only]
     inputs = {}
     if "gain" in strategies:
         inputs["gain"] = [layout.MATRIX.template(TABLES_DIR, m, "gain", "csv") for m in pairwise]
@@ -26,7 +26,7 @@ def multitask_group_inputs(wildcards=None):
     if "predictor" in strategies:
         p = MT["predictor"]
         inputs["predictor"] = ([layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, m, p, "csv") for m in pairwise]
-                               if study.PREDICTORS[p].per_method else layout.PREDICTOR.template(PREDICTORS_DIR, p, "csv"))
+                               if vocabulary.PREDICTORS[p].per_method else layout.PREDICTOR.template(PREDICTORS_DIR, p, "csv"))
     return inputs
 
 
@@ -34,11 +34,11 @@ _GROUPS_CACHE = {}
 
 
 def multitask_groups():
-    """The chosen groups (after the checkpoint has run): a DataFrame of mvlpt.grouping.read_groups."""
+    """The chosen groups (after the checkpoint has run): a DataFrame of mvlpt.transfer.grouping.read_groups."""
     path = checkpoints.multitask_groups.get().output[0]
     stamp = os.stat(path).st_mtime_ns
     if _GROUPS_CACHE.get("stamp") != stamp:
-        from mvlpt.grouping import read_groups
+        from mvlpt.transfer.grouping import read_groups
 
         _GROUPS_CACHE.update(stamp=stamp, groups=read_groups(path))
     return _GROUPS_CACHE["groups"]
@@ -91,7 +91,7 @@ def multitask_results(wildcards=None):
 
 def multitask_baselines(wildcards=None):
     """The single-task baselines the multitask results are compared with (study.Method.baseline)."""
-    methods = dict.fromkeys(study.METHODS[m].baseline or m for m in MT_METHODS)
+    methods = dict.fromkeys(vocabulary.METHODS[m].baseline or m for m in MT_METHODS)
     return [result_path(m, t, t, s) for m in methods for t in TASKS for s in SEEDS]
 
 
