@@ -19,7 +19,7 @@ import yaml  # noqa: E402
 
 from mvlpt.analysis import plots  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _data(n=6, seed=0):
