@@ -1,18 +1,18 @@
 """Checks of issue 12's step changes that only a GPU can make (run by benchmarks/gpu_check.sh).
 
 1. Frozen weights cast once to bf16 give the logits and prompt gradients of autocast alone, bit for
-   bit, on CUDA (tests/test_speed.py checks the same on the CPU).
+   bit, on CUDA (tests/training/test_speed.py checks the same on the CPU).
 2. A training step never waits for the device: ``torch.cuda.set_sync_debug_mode("error")`` around
    the steps of an epoch (the epoch's one read of its losses comes after).
 3. Train option ``compile`` (torch.compile of the prompted towers, modes ``default`` and
    ``reduce-overhead`` = CUDA graphs): logits and prompt gradients of a few bf16 training steps of
    UPT (both towers learn) on mvlpt-tiny equal eager within bf16 tolerance: at most twice bf16's own
-   error (eager bf16 against eager float32) + 1e-3, relative to the largest entry (tests/test_compile.py
+   error (eager bf16 against eager float32) + 1e-3, relative to the largest entry (tests/training/test_compile.py
    checks float32 on the CPU); each mode has its own time limit (``COMPILE_LIMIT_S``).
 4. The towers' skipping of rows whose outputs are not used (shared text prefix, [EOS]/[CLS]-only last
    blocks, prompt rows the next layer replaces; mvlpt/models/prompts/blocks.py) equals every block on
    every row on ViT-B-16 in bf16 (the CUDA attention kernels with the masks and shapes it makes), within
-   the same tolerance as 3 (tests/test_prompts.py checks float32 on the CPU).
+   the same tolerance as 3 (tests/models/test_prompts.py checks float32 on the CPU).
 Exit status 0 when all hold; one line per check.
 """
 

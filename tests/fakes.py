@@ -6,14 +6,19 @@ so a fake study is laid out and validated exactly as ``mvlpt train`` leaves a re
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from mvlpt.study import layout, vocabulary
+from mvlpt.tasks import elevater, get_task
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.study.results import write_result
 from mvlpt.analysis.tables import write_table
 
@@ -173,3 +178,66 @@ def one_sentence(run, *needles) -> str:
     for needle in needles:
         assert re.search(needle, lines[0]), (needle, lines[0])
     return lines[0]
+
+
+# ELEVATER-layout fakes (IRIS txt index), for the data and preflight tests
+def colour(cls: int) -> tuple[int, int, int]:
+    """A colour that identifies an ELEVATER class id (robust to JPEG)."""
+    return ((cls * 47) % 256, (cls * 97 + 60) % 256, (cls * 23 + 120) % 256)
+
+
+def encode(cls: int, fmt: str = "PNG", size=(12, 12), mode="RGB") -> bytes:
+    img = Image.new("RGB", size, colour(cls))
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
+
+
+def truncated_png() -> bytes:
+    arr = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()[:300]
+
+
+def make_iris_task(data_dir: Path, task: str, per_class: dict, *, labelmap: list | None = None,
+                   corrupt: set = frozenset()) -> Path:
+    """Write ``task`` in ELEVATER's layout (IRIS txt index). ``per_class[split]`` = list of labels
+    (ints, or lists for multi-label). Files go where the manifest says."""
+    entry = elevater.catalog.manifest_entry(task)
+    root = data_dir / entry["root_folder"]
+    root.mkdir(parents=True, exist_ok=True)
+    zips: dict[str, zipfile.ZipFile] = {}
+    for split, labels in per_class.items():
+        index, files = entry[split]["index_path"], entry[split]["files_for_local_usage"]
+        zname = files[0]
+        zf = zips.get(zname) or zipfile.ZipFile(root / zname, "w", compression=zipfile.ZIP_STORED)
+        zips[zname] = zf
+        lines = []
+        for i, lab in enumerate(labels):
+            member = f"{split}/{i}.png"
+            first = lab[0] if isinstance(lab, list) else lab
+            data = truncated_png() if (split, i) in corrupt else encode(first)
+            zf.writestr(member, data)
+            lab_s = ",".join(map(str, lab)) if isinstance(lab, list) else str(lab)
+            lines.append(f"{zname}@{member} {lab_s}")
+        (root / index).write_text("\n".join(lines) + "\n")
+    for zf in zips.values():
+        zf.close()
+    if entry.get("labelmap"):
+        names = labelmap if labelmap is not None else list(get_task(task).classnames)
+        (root / entry["labelmap"]).write_text("\n".join(names) + "\n")
+    return root
+
+
+# a training run spec on the tiny CLIP, for the training tests
+TRAIN_TASK = "shape-colours"
+
+
+def spec(tmp_path, method="coop", tasks=(TRAIN_TASK,), **kw):
+    train = kw.pop("train", TrainConfig(epochs=4, lr=0.01, checkpoint_every=2))
+    outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
+    kw.setdefault("pretrained", "synthetic")
+    return RunSpec(method=method, tasks=list(tasks), seeds=kw.pop("seeds", [1]), shots=5, train=train, outputs=outputs, **kw)

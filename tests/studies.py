@@ -91,3 +91,27 @@ def copy_study(study: Study, dest: Path) -> Study:
     for a test that reruns, extends or damages it."""
     shutil.copytree(study.work, dest, symlinks=True)
     return study._replace(work=dest, configfile=dest / CONFIGFILE)
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600):
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The `Job stats` table of a dry-run: rule -> number of jobs."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] == "total":
+                    break
+                counts[parts[0]] = int(parts[1])
+    return counts

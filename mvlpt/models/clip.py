@@ -279,7 +279,7 @@ class FrozenCLIP:
         open_clip's own ``convert_weights_to_lp``; LayerNorm, embeddings and ``logit_scale`` stay
         float32. Under autocast to ``dtype`` those ops cast their weights to ``dtype`` on every call,
         so running the copy gives bit-identical results without the per-step casts
-        (tests/test_speed.py). The float32 model is kept for everything that runs without autocast
+        (tests/training/test_speed.py). The float32 model is kept for everything that runs without autocast
         (cached features, fixed class features)."""
         if dtype in self.low_precision or dtype == torch.float32:
             return

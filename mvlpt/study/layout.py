@@ -12,7 +12,7 @@ whose first field is the folder it lies under. From the one pattern come:
 
 The folders the entries lie under are entries too (``TABLES_DIR = {results}/tables``), so a command
 given another output folder (``mvlpt collect --out-dir``) lays its files out the same way below it.
-The layout of a study (its file tree) is in docs/workflow.md; tests/test_layout.py holds every
+The layout of a study (its file tree) is in docs/workflow.md; tests/study/test_layout.py holds every
 template equal to its concrete path and every rule's output taken from here.
 
 This module imports neither torch nor numpy: the workflow imports it on every Snakemake start.

@@ -6,7 +6,7 @@ plots and the benchmark speak about.
   then image features cannot be cached; does the class text depend on the image? then it is computed
   per image, not once per pass; which calibrated method prices it). Nothing outside this module and
   the learners tests a method by its name. Adding a method = its module under
-  ``mvlpt/models/prompts/`` + one line here (``tests/test_method_contract.py`` registers one from a
+  ``mvlpt/models/prompts/`` + one line here (``tests/models/test_method_contract.py`` registers one from a
   test module and runs it through training, the cost model and the preflight).
 * **Measures** (:data:`MEASURES`): task-similarity measures (and, later, transferability
   predictors): name, what they are computed from, the function that computes them, whether they

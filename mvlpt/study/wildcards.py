@@ -3,7 +3,7 @@ quoting of their commands' arguments.
 
 They keep ``{source}__{target}`` and friends unambiguous: a constraint that matches only the
 configured names makes Snakemake find exactly one job per file. Kept here, not in the rule files,
-so they are tested as functions (tests/test_layout.py). Imports neither torch nor numpy.
+so they are tested as functions (tests/study/test_layout.py). Imports neither torch nor numpy.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ multi-hot (one or two colours per image). All other tasks are balanced (train 48
 class). There is no "val" split: the few-shot protocol carves val out of train.
 
 A linear probe on downsampled pixels plus the grey-level amplitude spectrum (trained on train,
-scored on test; see tests/test_synthetic.py) sits well between chance and perfect on every task,
+scored on test; see tests/tasks/test_synthetic.py) sits well between chance and perfect on every task,
 from ~0.5 (shapes, textures) to ~0.95 (glyph-letters). Glyphs come from Pillow's default
 FreeType font, so their pixels can differ across Pillow/FreeType versions; everything else
 depends only on numpy's ``Generator`` streams and Pillow's polygon filling.

@@ -52,7 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs between resumable state saves (0: never)
     workers: int = 0  # image decoding processes for test evaluation
     # torch.compile of the prompted towers: "none" (eager) or a torch.compile mode; equal results within
-    # float tolerance (tests/test_compile.py), so a runtime choice like the ones below
+    # float tolerance (tests/training/test_compile.py), so a runtime choice like the ones below
     compile: str = "none"
     # the checkpoint each target reports (SELECT_MODES): "best" validation metric (ties: lower validation
     # loss, then the later epoch; mvlpt.training.train.better) or the "last" epoch's; changes results, so it is hashed

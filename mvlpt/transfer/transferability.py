@@ -3,7 +3,7 @@
 Each estimator scores one (source, target) pair from the *target's* labelled few-shot data seen
 through the source: either the source model's predictions over its own classes (LEEP, NCE) or
 features (LogME, H-score, GBC). Larger is better for every estimator here. Written from the
-papers; each is tested against an independent computation (tests/test_transferability.py).
+papers; each is tested against an independent computation (tests/transfer/test_transferability.py).
 
 * LEEP  -- Nguyen et al., "LEEP: A New Measure to Evaluate Transferability of Learned
   Representations", ICML 2020.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on loopback (munge, MariaDB + slurmdbd, slurmctld, slurmd), for
-# tests/test_slurm.py. Follows ../../../shared/reference/slurm-local.md (variant A: with slurmdbd, so
+# tests/workflow/test_slurm.py. Follows ../../../shared/reference/slurm-local.md (variant A: with slurmdbd, so
 # that sacct works and the Snakemake SLURM plugin's status checks never hang), plus one fake GPU
 # (gres.conf with File=/dev/null) so that jobs asking for `gpu=1` can be scheduled on a GPU-less node.
 #

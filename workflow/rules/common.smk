@@ -162,7 +162,7 @@ def analysis_targets():
 def study_targets():
     """Every result file and reference record, then the analysis. The records are listed although the
     tables read them: Snakemake rebuilds a missing file only where a job that needs to run reads it, so
-    a result deleted after its tables were made would otherwise stay missing (tests/test_workflow.py)."""
+    a result deleted after its tables were made would otherwise stay missing (tests/workflow/test_workflow.py)."""
     return [*all_results(), *reference_results(), *analysis_targets()]
 
 
@@ -258,7 +258,7 @@ def runtime_args(wildcards, output):
 
     They do not change results, so changing one must not rerun finished jobs. A param function that
     takes the job's ``output`` is one Snakemake counts as derived and leaves out of its rerun triggers;
-    tests/test_workflow.py holds that (and that other options do rerun). (``output``, not ``threads``:
+    tests/workflow/test_workflow.py holds that (and that other options do rerun). (``output``, not ``threads``:
     asking for ``threads`` makes Snakemake evaluate every job's resources while it plans the DAG, about a
     fifth of the paper config's dry-run.)"""
     args = ["--train-options", json.dumps(TRAIN_RUNTIME, sort_keys=True)] if TRAIN_RUNTIME else []

@@ -113,7 +113,7 @@ class PromptLearner(nn.Module):
     def shared_text_prefix(self, prompts: dict) -> int:
         """How many leading positions of :meth:`text_embeddings` are the same for every class: the
         layout's shared prefix when one context serves all classes, else 0 (class-specific context).
-        A method that builds its embeddings otherwise must say so here (``tests/test_prompts.py``
+        A method that builds its embeddings otherwise must say so here (``tests/models/test_prompts.py``
         checks the claim of every registered method)."""
         return self.layout.shared_prefix if prompts["text"].dim() == 2 else 0
 

@@ -6,7 +6,7 @@ reads only [CLS] after the last block, and a text prompt's positions shared by e
 same for all classes. :func:`block_rows` runs a block's own modules (``ln_1``, ``attention``,
 ``ls_1``, ``ln_2``, ``mlp``, ``ls_2``) for the query rows only, with keys and values from all the rows
 they attend to: the same function as the whole block followed by a selection of its output rows, so
-equal to it within float tolerance (``tests/test_prompts.py``), with the queries', the output
+equal to it within float tolerance (``tests/models/test_prompts.py``), with the queries', the output
 projection's and the MLP's work of the dropped rows saved.
 
 It applies to open_clip's plain, batch-first :class:`~open_clip.transformer.ResidualAttentionBlock`

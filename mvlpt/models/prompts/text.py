@@ -6,14 +6,14 @@ context vectors replace the token embeddings at the context positions.
 
 The text transformer is causal, so the feature read at [EOS] does not depend on later positions:
 the sequence is cut to the longest prompt among the classes (positional embedding and attention
-mask sliced alike). ``tests/test_prompts.py`` checks that this equals the full 77-token result.
+mask sliced alike). ``tests/models/test_prompts.py`` checks that this equals the full 77-token result.
 
 Causality also means that the leading positions every class's prompt has in common (``[SOS]`` and
 the context before the class name when the context is shared: 17 of CoOp's positions with the class
 token at the end, 9 in the middle) have the same hidden states in every class. With
 ``shared_prefix``, :func:`encode_prompted_text` runs them once per prompt set and lets each class's
 remaining positions attend to them (:func:`.blocks.block_rows`, with the prefix's keys and values in
-front of the class's own); ``tests/test_prompts.py`` checks it against the plain pass.
+front of the class's own); ``tests/models/test_prompts.py`` checks it against the plain pass.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ is configured) and the projection give the feature.
 ``forward_intermediates`` calls them too), so every vision-tower variant open_clip configures is
 followed without mvlpt copying its pooling branches. They are private: pyproject pins
 ``open_clip_torch>=3,<4``, :func:`encode_prompted_image` stops with one sentence if they are gone,
-and ``tests/test_prompts.py`` checks that with zero prompt tokens this is exactly ``encode_image``
+and ``tests/models/test_prompts.py`` checks that with zero prompt tokens this is exactly ``encode_image``
 and that shallow prompts equal open_clip's own ``forward`` with the prompts put into ``_embeds``.
 
 Rows whose outputs are not used are not computed (:func:`.blocks.block_rows`): a block before a
 layer that replaces the prompts computes [CLS] and the patches only (keys and values from every
 row), the last block [CLS] only when the pooling reads [CLS] alone (CLIP's ViTs). For ViT-B-16 with
-16 deep prompts that is 13 % of the image tower's FLOPs; ``tests/test_prompts.py`` checks it against
+16 deep prompts that is 13 % of the image tower's FLOPs; ``tests/models/test_prompts.py`` checks it against
 every block on every row.
 """
 

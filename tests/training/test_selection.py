@@ -247,7 +247,7 @@ def test_selection_table_by_hand(tmp_path):
 
 def test_bad_select_in_the_config_stops_the_workflow_before_any_job(tmp_path):
     import yaml
-    from test_workflow import REPO, snakemake
+    from studies import REPO, snakemake
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["train"] = {**(cfg.get("train") or {}), "select": "final"}

@@ -13,9 +13,9 @@ from mvlpt.study import vocabulary
 from mvlpt.cli import main
 from mvlpt.datasets import catalog, routes
 from mvlpt.tasks import elevater
-from test_elevater_data import make_iris_task
+from fakes import make_iris_task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Hostile inputs, second round (issue 24), classes 3, 4 and 5: tables built from the records, not
 from an index; NaN and degenerate numbers refused by each reader and statistic; ``--strict`` and
 preflight checking what they say. Each test tries members of its class, not one case. Property tests
-of the readers: tests/test_readers_property_tables.py. docs/reliability.md states the rules."""
+of the readers: tests/robustness/test_readers_property_tables.py. docs/reliability.md states the rules."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_class4_blow_up_on_any_step_is_caught(tmp_path, monkeypatch, at):
 
     from mvlpt.training.config import TrainConfig
     from mvlpt.training.train import Trainer, run
-    from test_train import A, spec
+    from fakes import TRAIN_TASK as A, spec
 
     original = Trainer.train_step
     calls = []
@@ -222,11 +222,11 @@ def test_class4_groundtruth_on_an_incomplete_study_is_not_scored(tmp_path, run_m
     pairs = _pairs_with_gains(dict(list(gains.items())[:keep]))
     pairs = pd.concat([pairs, _pairs_with_gains({(t, t): 0.0 for t in tasks}).query("is_baseline")])
     with pytest.raises(MvlptError, match=f"{keep} of the {len(gains)} off-diagonal pairs"):
-        grouping.recovery(pairs)
+        groundtruth.recovery(pairs)
     path = tmp_path / "pairs.csv"
     pairs.to_csv(path, index=False)
     one_sentence(run_mvlpt("groundtruth", "--pairs", path), "not|complete study")
-    assert grouping.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
+    assert groundtruth.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
 
 
 @pytest.mark.parametrize("content", [",a,b\n", ",a,b\na,1,inf\nb,2,3\n", ",a,a\na,1,2\nb,2,3\n",

@@ -16,7 +16,7 @@ from mvlpt.study import settings, vocabulary
 from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 
 

@@ -59,7 +59,7 @@ def clean_env(monkeypatch):
 
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCHEDULER_ENV}
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -1,6 +1,6 @@
 """Hostile inputs, second round (issue 24), classes 1, 2, 6 and 7: each is closed by a rule, and each
 test tries members of the class the first round did not. Property tests of the same readers and
-writers: tests/test_readers_property.py. docs/reliability.md states the rules."""
+writers: tests/robustness/test_readers_property.py. docs/reliability.md states the rules."""
 
 import json
 import os
@@ -23,7 +23,7 @@ from mvlpt.tasks.fewshot import read_split, write_split
 
 from fakes import one_sentence, write_record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrained", "synthetic", "--device", "cpu"]
 
 

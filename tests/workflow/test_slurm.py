@@ -8,7 +8,7 @@ run twice: on the cluster with `--workflow-profile workflow/profiles/slurm`, and
 differ), and every job must have gone through SLURM (sacct, scontrol, the plugin's logs).
 
 Runs only as root on Debian (it installs packages, writes /etc/slurm and starts daemons) and is
-skipped with the reason otherwise; MVLPT_SKIP_SLURM=1 skips it anywhere. `pytest tests/test_slurm.py
+skipped with the reason otherwise; MVLPT_SKIP_SLURM=1 skips it anywhere. `pytest tests/workflow/test_slurm.py
 -s` prints the wall times of both runs. The daemons it started are stopped by PID at the end, also
 when the test fails.
 """
@@ -31,7 +31,7 @@ import yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 SNAKEFILE = REPO / "Snakefile"

@@ -1,7 +1,7 @@
 """Bad input (issue 7, part 2) and safe artefacts (part 4): each case ends in one clear sentence and a
 non-zero exit status, and leaves nothing that looks finished. This file holds the cases the other
 test files do not (test_errors.py, test_cli.py, test_train.py, test_fewshot.py, test_elevater_*.py,
-test_analysis.py, test_similarity.py, test_devices.py); docs/reliability.md lists them all.
+test_tables.py, test_similarity.py, test_devices.py); docs/reliability.md lists them all.
 
 Workflow cases run ``snakemake -n`` (or a real run) on a bad config; CLI cases call ``mvlpt.cli.main``.
 """
@@ -31,7 +31,7 @@ from mvlpt.datasets.images import decode_image
 from mvlpt.models.prompts import build_prompt_learner
 from mvlpt.tasks import Task, get_task, registry
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 TINY = ["--pretrained", "synthetic", "--device", "cpu"]
 
@@ -60,7 +60,7 @@ def snakemake(workdir, config, *args, timeout=300):
 
 WORKFLOW_CASES = {
     # case: (config change, what the message must say); unknown task and method, duplicate tasks, empty
-    # task list and negative shots: tests/test_workflow.py::test_config_errors_stop_before_any_job
+    # task list and negative shots: tests/workflow/test_workflow.py::test_config_errors_stop_before_any_job
     "duplicate seeds": ({"seeds": [1, 2, 1]}, r"invalid config: value\(s\) listed more than once in `seeds`: 1\."),
     "zero seeds": ({"seeds": []}, r"invalid config: seeds: \[\] should be non-empty \(see config/README\.md\)\."),
     "tasks not a list": ({"tasks": "shapes"}, r"invalid config: tasks: 'shapes' is not of type 'array' \(see config/README\.md\)\."),
@@ -88,7 +88,7 @@ def test_bad_config_stops_the_workflow(tmp_path, case):
 @pytest.mark.slow
 def test_more_shots_than_a_class_has_images_under_the_strict_policy(tmp_path):
     """The preflight stops the run before any job; without it, the split job stops with the sentence in its log.
-    (Under the default policy, `available`, the class gives all it has: tests/test_fewshot.py.)"""
+    (Under the default policy, `available`, the class gives all it has: tests/tasks/test_fewshot.py.)"""
     config = {**BASE, "tasks": ["shapes"], "shots": 1000, "fewshot_policy": "strict"}
     split = "cache/splits/shapes/shots1000_seed1.json"
     sentence = ("task 'shapes' has only 48 training images of class 'circle' (6 classes short in all), fewer than "

@@ -280,7 +280,7 @@ def test_the_workflow_takes_it_by_its_name_alone(tmp_path):
     """`methods: [coop, cocoop]` builds the study's DAG (no schema or rule edit): every pair of both
     methods, one frozen-feature job per task serving both, the multitask study included."""
     import yaml
-    from test_workflow import job_counts, snakemake
+    from studies import job_counts, snakemake
 
     cfg = {"tasks": [A, B, C], "methods": ["coop", "cocoop"], "seeds": [1], "shots": 5,
            "model": {"name": "mvlpt-tiny", "pretrained": "synthetic", "init_seed": 0}, "train": {"epochs": 2}}

@@ -4,6 +4,7 @@ import json
 import pickle
 
 import pytest
+from fakes import spec
 import torch
 from safetensors.torch import load_file
 
@@ -14,13 +15,6 @@ from mvlpt.errors import MvlptError
 from mvlpt.training.train import Trainer, lr_at, run
 
 A, B = "shape-colours", "shapes"
-
-
-def spec(tmp_path, method="coop", tasks=(A,), **kw):
-    train = kw.pop("train", TrainConfig(epochs=4, lr=0.01, checkpoint_every=2))
-    outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    kw.setdefault("pretrained", "synthetic")
-    return RunSpec(method=method, tasks=list(tasks), seeds=kw.pop("seeds", [1]), shots=5, train=train, outputs=outputs, **kw)
 
 
 def test_lr_schedule_warmup_then_cosine():

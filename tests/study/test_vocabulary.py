@@ -2,7 +2,7 @@
 
 * The config schema (mvlpt/study/config.schema.yaml, package data) names the methods, and TrainConfig
   (mvlpt.training.config) owns the training options, whose types the schema repeats; these tests hold the
-  copies equal. (The schema is the only home of the other defaults: tests/test_settings.py.)
+  copies equal. (The schema is the only home of the other defaults: tests/study/test_settings.py.)
 * The result layout and record schema: a valid record passes, each kind of bad record or misplaced
   file is refused with one sentence.
 """

@@ -19,7 +19,7 @@ import yaml  # noqa: E402
 
 from mvlpt.analysis import plots  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _data(n=6, seed=0):
@@ -60,11 +60,11 @@ def test_band_takes_the_resamples_and_seed_given(regplot_calls):
 
 
 def test_band_defaults_to_the_analysis_defaults(regplot_calls):
-    from mvlpt.study import vocabulary
+    from mvlpt.study import settings
 
     plots.scatter_gain_vs_similarity(_data(), "coop", ["visual_cosine"])
-    assert regplot_calls[0]["n_boot"] == vocabulary.ANALYSIS_DEFAULTS["n_boot"] != 500
-    assert regplot_calls[0]["seed"] == vocabulary.ANALYSIS_DEFAULTS["seed"]
+    assert regplot_calls[0]["n_boot"] == settings.ANALYSIS_DEFAULTS["n_boot"] != 500
+    assert regplot_calls[0]["seed"] == settings.ANALYSIS_DEFAULTS["seed"]
 
 
 def test_workflow_passes_the_configured_resamples_to_the_scatter_jobs(tmp_path):

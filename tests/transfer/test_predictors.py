@@ -22,7 +22,7 @@ from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
 from mvlpt.analysis.similarity import Embeddings, save_embeddings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ZEROSHOT = [n for n, p in vocabulary.PREDICTORS.items() if p.family == "zeroshot"]
 SHARED = [n for n, p in vocabulary.PREDICTORS.items() if not p.per_method]  # one matrix for every method
 PROMPT = [n for n, p in vocabulary.PREDICTORS.items() if p.family == "prompt"]  # per method, from trained prompts

@@ -4,7 +4,7 @@ from its saved state.
 
 * ``test_sigkilled_training_resumes_from_its_state``: ``mvlpt train --state F`` killed with SIGKILL
   after a state save resumes there (it says so) and ends with the metrics of an uninterrupted run.
-  (``tests/test_train.py::test_resume_equals_uninterrupted`` interrupts in-process, per method.)
+  (``tests/training/test_train.py::test_resume_equals_uninterrupted`` interrupts in-process, per method.)
 * ``test_killed_study_reruns_to_identical_tables``: the shared small study (tests/studies.py), run in a copy
   of the checkout with the README's command ``snakemake --cores 2`` and nothing else (so the workflow profile
   profiles/default applies), first uninterrupted (the session fixture ``finished_study``), then killed

@@ -16,7 +16,7 @@ nbclient = pytest.importorskip("nbclient")
 
 from fakes import write_fake_multitask_study, write_fake_study  # noqa: E402
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 NAMES = ["01-transfer-results.ipynb", "02-similarity-vs-gain.ipynb", "03-multitask.ipynb"]
 
 

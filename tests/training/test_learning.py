@@ -20,7 +20,7 @@ import yaml
 from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import Trainer
 
-DEMO = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+DEMO = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
 TASK = "glyph-letters"  # 8 classes, chance 0.125; untrained prompts ~0.6, trained ~0.75-0.95
 SEEDS = (1, 2, 3)
 MARGIN = 0.08  # mean gain over the untrained prompt; measured gains are 0.12 (vpt) to 0.3 (coop, upt)

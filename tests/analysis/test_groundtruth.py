@@ -13,7 +13,7 @@ from mvlpt.analysis import groundtruth
 from mvlpt.errors import MvlptError
 from mvlpt.tasks import designed, get_task, list_tasks, synthetic
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "groundtruth.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "groundtruth.md"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from mvlpt.errors import MvlptError
 from mvlpt.tasks import get_task, list_tasks
 from mvlpt.tasks import elevater
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "elevater"
+REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "elevater"
 
 
 def test_twenty_tasks_named_as_in_elevater():

@@ -3,7 +3,7 @@ files (``mvlpt embed``'s and the few-shot ``.npz``) and the tables (:func:`mvlpt
 :func:`mvlpt.analysis.tables.read_matrix`, CSV and parquet), issue 24 classes 3 and 4: generated damaged and
 adversarial inputs end in an :class:`MvlptError` (``mvlpt: error:`` on the command line, one line) or
 in a valid result that satisfies the reader's stated domain, never in another exception or a wrong
-number. Hand-picked members of each class: tests/test_hostile_tables.py.
+number. Hand-picked members of each class: tests/robustness/test_hostile_tables.py.
 
 Generated inputs per run of this file: the sum of the ``max_examples`` below (N_EXAMPLES)."""
 

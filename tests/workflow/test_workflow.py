@@ -16,41 +16,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from studies import job_counts, snakemake
 import yaml
 
 from studies import copy_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install -e '.[test]')")
 
 # Facts of the study's design, written out here so that the expected DAG does not come from the rules:
 SIMILARITY_MEASURES = 4  # visual_cosine, visual_frechet, label_match, label_cosine
 FROZEN_IMAGE_METHODS = {"coop"}  # CoOp learns text prompts only: its image features are computed once per task
-
-
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: int = 600):
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The `Job stats` table of a dry-run: rule -> number of jobs."""
-    counts, in_table = {}, False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            in_table = True
-            continue
-        if in_table:
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                if parts[0] == "total":
-                    break
-                counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def expected_jobs(cfg: dict) -> dict[str, int]:

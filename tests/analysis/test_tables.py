@@ -19,7 +19,7 @@ from mvlpt.study import layout, results as R, vocabulary
 from mvlpt.analysis import stats, tables
 from mvlpt.errors import MvlptError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(root: Path, method, source, target, seed, value, **fields):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import colour, encode, make_iris_task, truncated_png
 from PIL import Image
 
 from mvlpt.cli import main
@@ -25,60 +26,9 @@ from mvlpt.tasks.fewshot import make_split, read_split, write_split
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def colour(cls: int) -> tuple[int, int, int]:
-    """A colour that identifies an ELEVATER class id (robust to JPEG)."""
-    return ((cls * 47) % 256, (cls * 97 + 60) % 256, (cls * 23 + 120) % 256)
-
-
 def class_of(img: Image.Image, n: int) -> int:
     px = np.asarray(img.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(0)
     return int(np.argmin([np.abs(px - np.array(colour(c))).sum() for c in range(n)]))
-
-
-def encode(cls: int, fmt: str = "PNG", size=(12, 12), mode="RGB") -> bytes:
-    img = Image.new("RGB", size, colour(cls))
-    if mode != "RGB":
-        img = img.convert(mode)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
-    return buf.getvalue()
-
-
-def truncated_png() -> bytes:
-    arr = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()[:300]
-
-
-def make_iris_task(data_dir: Path, task: str, per_class: dict, *, labelmap: list | None = None,
-                   corrupt: set = frozenset()) -> Path:
-    """Write ``task`` in ELEVATER's layout (IRIS txt index). ``per_class[split]`` = list of labels
-    (ints, or lists for multi-label). Files go where the manifest says."""
-    entry = elevater.catalog.manifest_entry(task)
-    root = data_dir / entry["root_folder"]
-    root.mkdir(parents=True, exist_ok=True)
-    zips: dict[str, zipfile.ZipFile] = {}
-    for split, labels in per_class.items():
-        index, files = entry[split]["index_path"], entry[split]["files_for_local_usage"]
-        zname = files[0]
-        zf = zips.get(zname) or zipfile.ZipFile(root / zname, "w", compression=zipfile.ZIP_STORED)
-        zips[zname] = zf
-        lines = []
-        for i, lab in enumerate(labels):
-            member = f"{split}/{i}.png"
-            first = lab[0] if isinstance(lab, list) else lab
-            data = truncated_png() if (split, i) in corrupt else encode(first)
-            zf.writestr(member, data)
-            lab_s = ",".join(map(str, lab)) if isinstance(lab, list) else str(lab)
-            lines.append(f"{zname}@{member} {lab_s}")
-        (root / index).write_text("\n".join(lines) + "\n")
-    for zf in zips.values():
-        zf.close()
-    if entry.get("labelmap"):
-        names = labelmap if labelmap is not None else list(get_task(task).classnames)
-        (root / entry["labelmap"]).write_text("\n".join(names) + "\n")
-    return root
 
 
 def make_wds_folder(folder: Path, classnames: list[str], splits: dict, *, multilabel=False, corrupt=frozenset()) -> Path:

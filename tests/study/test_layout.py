@@ -18,7 +18,7 @@ import pytest
 from mvlpt.study import layout
 from mvlpt.study.wildcards import alternation, joint_pair_constraints, off_diagonal_target, pair_args, q
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENTRIES = {name: e for name, e in vars(layout).items() if isinstance(e, layout.Entry)}
 
 
