@@ -144,13 +144,16 @@ def _run_to_end(workdir, *args, log_name, timeout=900):
     assert rc == 0, (workdir / log_name).read_text()[-4000:]
 
 
+TIMES = ("wall_time_s", "cost_s")  # a run's wall time, a predictor's compute time: the only columns that may differ
+
+
 def _tables(workdir):
-    """Every CSV table of the study, wall times left out (the only column that may differ)."""
+    """Every CSV table of the study, the measured times (TIMES) left out."""
     root = workdir / "results" / "tables"
     out = {}
     for p in sorted(root.rglob("*.csv")):
         df = pd.read_csv(p)
-        out[str(p.relative_to(root))] = df.drop(columns=[c for c in df.columns if c == "wall_time_s"])
+        out[str(p.relative_to(root))] = df.drop(columns=[c for c in df.columns if c in TIMES])
     return out
 
 
