@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from fakes import write_record
-from mvlpt.analysis import gainstats as G, stats as S, tables
+from mvlpt.analysis import gainstats as G, stats, tables
 from mvlpt.training import metrics as M
 from mvlpt.errors import MvlptError
 
@@ -194,7 +194,7 @@ def test_masked_spearman_and_the_two_level_interval():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(5, 9)), rng.normal(size=(5, 9))
     x[1, 3] = np.nan
-    rho = S.masked_spearman(x, y, axis=-1)
+    rho = stats.masked_spearman(x, y, axis=-1)
     for i in range(5):
         ok = np.isfinite(x[i])
         assert rho[i] == pytest.approx(sps.spearmanr(x[i, ok], y[i, ok]).statistic)
@@ -204,8 +204,8 @@ def test_masked_spearman_and_the_two_level_interval():
     per_seed = np.stack([sim + rng.normal(0, 0.05, size=(n, n)) for _ in range(3)])
     for m in (sim, *per_seed):
         np.fill_diagonal(m, np.nan)
-    lo, hi = S.two_level_within_target_ci(sim, per_seed, n_boot=300, rng=np.random.default_rng(0), level=0.9)
+    lo, hi = stats.two_level_within_target_ci(sim, per_seed, n_boot=300, rng=np.random.default_rng(0), level=0.9)
     assert 0.6 < lo <= hi <= 1.0
-    lo0, hi0 = S.two_level_within_target_ci(rng.normal(size=(n, n)), per_seed, n_boot=300, rng=np.random.default_rng(0),
+    lo0, hi0 = stats.two_level_within_target_ci(rng.normal(size=(n, n)), per_seed, n_boot=300, rng=np.random.default_rng(0),
                                             level=0.9)
     assert lo0 < 0.6  # an unrelated similarity is not confidently related
