@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mvlpt.running import cost, preflight
+from mvlpt.running import calibration, disk_check, preflight
 from mvlpt.study import vocabulary
 from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.study.configcheck import rule_problems
@@ -110,14 +110,14 @@ def test_cost_and_preflight_price_it_from_a_calibrated_method_and_say_so(twin, t
     note = [w for w in rep.warnings if w.startswith("cost: twin: the calibration has no figures of its own: priced with coop's")]
     assert len(note) == 1, rep.warnings
     # its prompt files are sized by its own parameter count
-    assert preflight._prompt_params("twin", {"n_ctx": 3}, 512, 768, 12) == 2 * 3 * 512
+    assert disk_check.prompt_params("twin", {"n_ctx": 3}, 512, 768, 12) == 2 * 3 * 512
 
 
 def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpriced, tmp_path, monkeypatch):
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "none.json"))
     with pytest.raises(MvlptError, match=r"has no figures for method 'unpriced'; name a calibrated method .* as its "
                                          r"`priced_as` in mvlpt.study.vocabulary.METHODS\.$"):
-        cost.shipped_calibration().coefficients("unpriced")
+        calibration.shipped_calibration().coefficients("unpriced")
     rep = preflight.run(_cfg(tmp_path, ["unpriced"]), multitask=False)
     assert not rep.ok and any("`priced_as`" in p for p in rep.problems)
 
@@ -128,7 +128,7 @@ def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(
     try:
         with pytest.raises(MvlptError, match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
                                              r"give its class a parameter_count classmethod\.$"):
-            preflight._prompt_params("uncounted", {}, 512, 768, 12)
+            disk_check.prompt_params("uncounted", {}, 512, 768, 12)
     finally:
         vocabulary.unregister_method("uncounted")
 
@@ -139,7 +139,9 @@ def test_registering_a_taken_name_is_refused(twin):
 
 
 # the files issue 23 lists: none of them may test a method by its name
-_CHECKED = ["mvlpt/training/train.py", "mvlpt/running/cost.py", "mvlpt/running/preflight.py", "mvlpt/transfer/predictors.py", "mvlpt/analysis/groundtruth.py",
+_CHECKED = ["mvlpt/training/train.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "mvlpt" / "running").glob("*.py")),
+            "mvlpt/transfer/fewshot_features.py", "mvlpt/transfer/predictors.py", "mvlpt/transfer/prompt_views.py",
+            "mvlpt/transfer/predictor_scores.py", "mvlpt/analysis/groundtruth.py",
             "mvlpt/analysis/tables.py", "mvlpt/analysis/plots.py", "mvlpt/analysis/figures.py", "mvlpt/transfer/multitask.py", "mvlpt/transfer/grouping.py",
             "mvlpt/study/configcheck.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "workflow" / "rules").glob("*.smk")),
             *sorted(str(p.relative_to(REPO)) for p in (REPO / "benchmarks").rglob("*.py"))]
