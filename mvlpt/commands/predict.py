@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mvlpt.errors import MvlptError
-from mvlpt.commands import DefaultsHelpFormatter
+from mvlpt.commands.args import DefaultsHelpFormatter, add_model_args, check_data_dir, pretrained_arg
 
 
 def _say(msg: str) -> None:
@@ -23,7 +23,6 @@ def _say(msg: str) -> None:
 
 def run_embed(args) -> int:
     from mvlpt.transfer import fewshot_features as FS
-    from mvlpt.cli import check_data_dir, pretrained_arg
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.models.clip import load_clip
     from mvlpt.tasks import get_task
@@ -66,7 +65,6 @@ def run_prompts(args) -> int:
     from mvlpt.study import layout, vocabulary
     from mvlpt.transfer import predictors as P, prompt_views as PV
     from mvlpt.training.checkpoints import read_prompt_meta
-    from mvlpt.cli import check_data_dir, pretrained_arg
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.io import write_together
     from mvlpt.models.clip import load_clip
@@ -144,7 +142,6 @@ def run_plot(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from mvlpt.cli import add_model_args
     from mvlpt.study.settings import ANALYSIS_DEFAULTS as A, SIMILARITY_DEFAULTS as SIM
     from mvlpt.study.vocabulary import METHODS, PREDICTORS, SHRINKAGES
 
