@@ -1,8 +1,7 @@
 """What a study costs: GPU-hours per method from its job list and a calibrated per-step cost model.
 
-The model (the ideas of the speed benchmark's ``model_costs`` / ``study_estimate`` in
-``benchmarks/transfer/estimate.py``,
-reduced to what a calibration file can carry):
+The model (the one cost model: ``mvlpt preflight`` prices a study with it, and the speed benchmark,
+``benchmarks/transfer/estimate.py``, prices the paper's study with it from its measured components):
 
 * one training step of a run with ``K`` stacked seeds, ``C`` classes (all its tasks), text prompts
   of ``L`` tokens and batch ``B`` costs, per method, ``fixed + t x K*R + i x K*B`` (``t`` only for
