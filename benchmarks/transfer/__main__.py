@@ -18,11 +18,12 @@ from mvlpt.study import vocabulary
 from mvlpt.training.config import TrainConfig
 from mvlpt.training.features import image_features
 from mvlpt.models.clip import load_clip
+from mvlpt.running.prompt_shapes import prompt_shapes
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import indices_of, make_split
 
 from . import __doc__ as _package_doc
-from .common import (H100_SXM_BF16_DENSE_TFLOPS, PRESETS, REPO, device_name, load_paper_config, log, now, prompt_length,
+from .common import (H100_SXM_BF16_DENSE_TFLOPS, PRESETS, REPO, device_name, load_paper_config, log, now,
                      StageTimeout, register_bench_task, stage, steady, steady_statistic, sync)
 from .estimate import calibrate, compiled_study, study_estimate
 from .flops import count_flops, flop_components, flop_report
@@ -122,7 +123,8 @@ def make_context(s: dict, args, probe) -> dict:
         "peak_tflops": args.peak_tflops,
     }
     names = [c for n in pair for c in get_task(n).classnames]
-    ctx["cut_length"] = {m: prompt_length(probe.tokenizer, names, ctx["method_options"][m]["n_ctx"]) for m in ("coop", "upt")}
+    # the text prompts' cut length and shared prefix, as the package's cost model reads them
+    ctx["cut_length"], ctx["prefix"] = prompt_shapes(names, s["model"], {m: ctx["method_options"][m] for m in ("coop", "upt")})
     return ctx
 
 

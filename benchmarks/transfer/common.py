@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mvlpt.study import vocabulary
-from mvlpt.models.prompts.text import _word_tokens
+from mvlpt.models.prompts.text import word_tokens
 from mvlpt.tasks import get_task
 from mvlpt.tasks.registry import ArraySplit, Task, register
 
@@ -166,5 +166,5 @@ def register_bench_task(name: str, like: str, shots: int, n_test: int, image_siz
 
 def prompt_length(tokenizer, classnames, n_ctx: int) -> int:
     """Cut text length of a CoOp-layout prompt: [SOS] ctx + name + '.' [EOS]."""
-    period = len(_word_tokens(tokenizer, "."))
-    return max(1 + n_ctx + len(_word_tokens(tokenizer, c)) + period + 1 for c in classnames)
+    period = len(word_tokens(tokenizer, "."))
+    return max(1 + n_ctx + len(word_tokens(tokenizer, c)) + period + 1 for c in classnames)

@@ -1,7 +1,9 @@
-"""The benchmark's cost model: a run's step, validation and test seconds from the towers' measured
-component times (:func:`model_costs`), calibrated on the measured pair (:func:`calibrate`), summed
-over the paper's job list (:func:`study_estimate`). ``mvlpt.running.cost`` (the preflight's estimate)
-follows the same ideas."""
+"""The benchmark's estimates: a run's step, validation and test seconds from the towers' measured
+component times (:func:`model_costs`), calibrated on the measured pair (:func:`calibrate`). The paper's
+study (:func:`study_estimate`) is priced by the package's cost model (``mvlpt.running.cost``, the
+preflight's estimate) from those calibrated components (:func:`package_calibration`); only the
+reference code's way (one seed per process, 77 tokens, both towers every step), which the package does
+not model, is summed here over its job list."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from mvlpt.study import vocabulary
 from mvlpt.tasks import get_task
 
-from .common import prompt_length, steady
+from .common import steady
 
 
 def fit_line(xs, ys) -> dict:
@@ -51,23 +53,32 @@ def text_time(fit: dict, n: int, L: int) -> float:
     return fit["a"] + fit["b"] * n * L + fit["c"] * n * L * L
 
 
+def text_rows_time(fit: dict, rows: float, L: int) -> float:
+    """:func:`text_time` of ``rows`` token rows (:func:`mvlpt.running.cost.text_rows`: the prompts' shared prefix
+    counted as the package's cost model counts it) of prompts of length ``L``."""
+    return fit["a"] + (fit["b"] + fit["c"] * L) * rows
+
 
 def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: int, n_train: int,
-                val_sizes: list[int], test_sizes: list[int], eval_bs: int) -> dict:
+                val_sizes: list[int], test_sizes: list[int], eval_bs: int, prefix: int = 0) -> dict:
     """Predicted seconds of one training step, one validation pass and the test passes of one run.
 
-    ours: K stacked seeds, cut text length L, cached image features (CoOp) / text features (VPT);
+    ours: K stacked seeds, cut text length L whose first ``prefix`` tokens all classes share (text rows as
+    :func:`mvlpt.running.cost.text_rows` counts them), cached image features (CoOp) / text features (VPT);
     ref: one seed, 77 tokens, both towers on every step and every evaluation batch."""
+    from mvlpt.running.cost import text_rows
+
     text, img = comp["text"], comp["image"]
     learns_text, learns_image = vocabulary.method(method).learns_text, vocabulary.method(method).learns_image
     img_train = f"{method}_fwd_bwd" if learns_image else "plain_fwd"  # components measured per prompted method
     img_eval = f"{method}_fwd" if learns_image else "plain_fwd"
     if path == "ours":
-        step = (text_time(text["fwd_bwd"], K * C, L) if learns_text else 0.0) + (line(img[img_train], K * bs) if learns_image else 0.0)
+        rows = K * text_rows(C, L, prefix)
+        step = (text_rows_time(text["fwd_bwd"], rows, L) if learns_text else 0.0) + (line(img[img_train], K * bs) if learns_image else 0.0)
 
         def eval_pass(sizes, text_passes):  # per task, batches of eval_bs, all members stacked in each batch;
             # class features once per validation / per test (Trainer.validate, Trainer.test)
-            t = text_passes * text_time(text["fwd"], K * C, L) if learns_text else 0.0
+            t = text_passes * text_rows_time(text["fwd"], rows, L) if learns_text else 0.0
             for n in sizes:
                 if learns_image:
                     t += math.ceil(n / eval_bs) * img[img_eval]["a"] + img[img_eval]["b"] * K * n
@@ -84,9 +95,43 @@ def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: 
 
 
 # ---------------------------------------------------------------------------- the whole study
+def package_calibration(method: str, comps: dict, calib: dict, job_setup_s: float, length: float):
+    """The benchmark's measured components of ``method`` (its path ``ours``), scaled by the factors measured on
+    the benchmark pair (:func:`calibrate`), as a calibration of the package's cost model
+    (:class:`mvlpt.running.calibration.Calibration`): step coefficients from the training components, forward
+    ones from the evaluation components (scaled by the validation factor: validation and test passes share
+    them there). The text tower's attention term (``c n L^2``) becomes a per-token cost at the method's mean
+    prompt length ``length``; image decoding is not priced (as before: random pixels, no JPEG)."""
+    from mvlpt.running.calibration import Calibration
+
+    text, img = comps["text"], comps["image"]
+    meth = vocabulary.method(method)
+    img_train = f"{method}_fwd_bwd" if meth.learns_image else "plain_fwd"  # components measured per prompted method
+    img_eval = f"{method}_fwd" if meth.learns_image else "plain_fwd"
+    c = calib[method]["ours"]
+
+    def coeffs(text_fit, image_fit, factor):
+        fixed = (text_fit["a"] if meth.learns_text else 0.0) + (image_fit["a"] if meth.learns_image else 0.0)
+        return {"fixed_ms": factor * fixed * 1e3, "text_us_per_token": factor * (text_fit["b"] + text_fit["c"] * length) * 1e6,
+                "image_ms_per_image": factor * image_fit["b"] * 1e3}
+
+    step = coeffs(text["fwd_bwd"], img[img_train], c["train"])
+    forward = coeffs(text["fwd"], img[img_eval], c["val"])
+    forward["fixed_ms"] = c["val"] * img[img_eval]["a"] * 1e3  # per evaluation batch; the class text once per pass
+    return Calibration(device="benchmark", model=str(comps.get("model", "")), precision=str(comps.get("precision", "")),
+                       origin="measured", methods={method: {"step": step, "forward": forward}},
+                       features_ms_per_image=img["plain_fwd"]["b"] * 1e3, job_setup_s=job_setup_s,
+                       decode_images_per_s=math.inf)
+
+
 def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, feature_job: dict) -> dict:
-    """GPU-hours of the paper's study, both ways, from the job list and the calibrated cost model."""
+    """GPU-hours of the paper's study, both ways: ``ours`` by the package's cost model
+    (:func:`mvlpt.running.cost.estimate`, the preflight's) with the benchmark's calibrated components
+    (:func:`package_calibration`), ``ref`` (the reference code's way: one seed per process, 77 tokens, both
+    towers every step) by the component model (:func:`model_costs`) over the reference's job list."""
     from mvlpt.datasets import catalog
+    from mvlpt.running import cost
+    from mvlpt.running.prompt_shapes import prompt_shapes
 
     paper = ctx["paper"]
     tasks = paper["tasks"]
@@ -94,6 +139,7 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
     n_val_pc = max(1, round(0.2 * shots))
     n_tr_pc = shots - n_val_pc
     bs1, bs2, ebs = paper["train"]["batch_size"], paper["train"]["batch_size_multitask"], paper["train"]["eval_batch_size"]
+    text_options = {m: paper["method_options"][m] for m in paper["methods"] if vocabulary.method(m).learns_text}
     info = {}
     for t in tasks:
         task = get_task(t)
@@ -101,72 +147,59 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
             n_test = int(catalog.manifest_entry(t)["test"]["num_images"])
         except Exception:  # noqa: BLE001
             n_test = 0
-        info[t] = {"C": task.num_classes, "n_test": n_test,
-                   "L": {m: prompt_length(ctx["tokenizer"], task.classnames, paper["method_options"][m]["n_ctx"])
-                         for m in paper["methods"] if vocabulary.method(m).learns_text}}
+        lengths, prefixes = prompt_shapes(task.classnames, ctx["model"], text_options)
+        info[t] = cost.TaskCost(t, task.num_classes, n_tr_pc * task.num_classes, n_val_pc * task.num_classes, n_test,
+                                lengths, 0, prefixes)
     proc = overhead.get("process_start_import_device_s", 0.0)
     out = {"tasks": len(tasks), "seeds": K, "epochs": E, "shots": shots, "per_method": {}, "assumptions": []}
     total_ours = total_ref = 0.0
     for method in paper["methods"]:
         if method not in calib:
             continue
-        comp_o, comp_r = comps["ours"], comps["ref"]
+        comp_r = comps["ref"]
 
-        def job(path, run_tasks, targets, bs, k):
-            C = sum(info[t]["C"] for t in run_tasks)
-            L = max(info[t]["L"][method] for t in run_tasks) if vocabulary.method(method).learns_text else 0
-            costs = model_costs(method, path, comp_o if path == "ours" else comp_r, C, L, k, bs,
-                                n_train=n_tr_pc * C, val_sizes=[n_val_pc * info[t]["C"] for t in run_tasks],
-                                test_sizes=[info[t]["n_test"] for t in targets], eval_bs=ebs)
-            c = calib[method][path]
-            train = E * costs["steps"] * costs["step"] * c["train"]
-            val = E * costs["val"] * c["val"]
-            test = costs["test"] * c["test"]
-            return setup[method][path] + proc + train + val + test, {"train": train, "validation": val, "test": test,
-                                                                    "setup": setup[method][path] + proc}
+        def ref_job(run_tasks, targets, bs):
+            C = sum(info[t].classes for t in run_tasks)
+            costs = model_costs(method, "ref", comp_r, C, 77, 1, bs, n_train=n_tr_pc * C,
+                                val_sizes=[n_val_pc * info[t].classes for t in run_tasks],
+                                test_sizes=[info[t].test for t in targets], eval_bs=ebs)
+            c = calib[method]["ref"]
+            return {"train": E * costs["steps"] * costs["step"] * c["train"], "validation": E * costs["val"] * c["val"],
+                    "test": costs["test"] * c["test"], "setup": setup[method]["ref"] + proc}
 
-        acc = {"ours": {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0, "features": 0.0},
-               "ref": {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0}}
-        n_jobs = {"ours": 0, "ref": 0}
-        for i, a in enumerate(tasks):
-            _, parts = job("ours", [a], [a], bs1, K)
-            n_jobs["ours"] += 1
-            for k, v in parts.items():
-                acc["ours"][k] += v
-            _, parts = job("ref", [a], [a], bs1, 1)
-            n_jobs["ref"] += K
-            for k, v in parts.items():
-                acc["ref"][k] += K * v
+        length = [info[t].length[method] for t in tasks if method in info[t].length]
+        cal = package_calibration(method, comps["ours"], calib, setup[method]["ours"] + proc,
+                                  sum(length) / len(length) if length else 0.0)
+        shape = cost.StudyShape(tuple(info[t] for t in tasks), (method,), K, "joint", True, E, bs1, bs2, ebs, shots)
+        ours = cost.estimate(shape, cal)["per_method"][method]
+        acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0}
+        n_ref = 0
+        for i, a in enumerate(tasks):  # the reference: a process per seed, a joint pair tested on one target at a time
+            for key, v in ref_job([a], [a], bs1).items():
+                acc[key] += K * v
+            n_ref += K
             for b in tasks[i + 1:]:
-                _, parts = job("ours", [a, b], [a, b], bs2, K)
-                n_jobs["ours"] += 1
-                for k, v in parts.items():
-                    acc["ours"][k] += v
                 for target in (a, b):
-                    _, parts = job("ref", [a, b], [target], bs2, 1)
-                    n_jobs["ref"] += K
-                    for k, v in parts.items():
-                        acc["ref"][k] += K * v
-        if vocabulary.method(method).caches_image_features:  # one frozen-feature job per task: test split + every seed's few-shot images
-            fit = comp_o["image"]["plain_fwd"]
-            for t in tasks:
-                n = info[t]["n_test"] + K * shots * info[t]["C"]
-                acc["ours"]["features"] += proc + feature_job["load_s"] + math.ceil(n / 256) * fit["a"] + fit["b"] * n
-            n_jobs["ours"] += len(tasks)
-        o, r = sum(acc["ours"].values()), sum(acc["ref"].values())
+                    for key, v in ref_job([a, b], [target], bs2).items():
+                        acc[key] += K * v
+                    n_ref += K
+        o, r = ours["gpu_hours"] * 3600, sum(acc.values())
         total_ours += o
         total_ref += r
         out["per_method"][method] = {
-            "jobs": n_jobs, "ours_gpu_h": o / 3600, "ref_gpu_h": r / 3600, "ratio": r / o,
-            "ours_breakdown_h": {k: v / 3600 for k, v in acc["ours"].items()},
-            "ref_breakdown_h": {k: v / 3600 for k, v in acc["ref"].items()},
+            "jobs": {"ours": ours["jobs"], "ref": n_ref}, "ours_gpu_h": o / 3600, "ref_gpu_h": r / 3600, "ratio": r / o,
+            "ours_breakdown_h": dict(ours["breakdown_h"]),
+            "ref_breakdown_h": {k: v / 3600 for k, v in acc.items()},
         }
     out["ours_gpu_h"], out["ref_gpu_h"] = total_ours / 3600, total_ref / 3600
     out["ratio"] = total_ref / total_ours if total_ours else None
     out["assumptions"] = [
         f"{n_tr_pc} train + {n_val_pc} val images per class ({shots} shots); test sets from the ELEVATER manifest",
         "set-up per job (model load, few-shot data, caches) as measured on the benchmark pair; real JPEG decoding not included",
-        "step, validation and test costs from the component model, scaled by the calibration measured on the benchmark pair",
+        "ours: the package's cost model (mvlpt.running.cost, the preflight's estimate) with coefficients from the component "
+        "model scaled by the calibration measured on the benchmark pair (the text tower's attention term at each method's "
+        "mean prompt length; validation and test passes at the validation factor)",
+        "ref: the component model over the reference's job list, scaled by the calibration measured on the benchmark pair",
         f"per process: {proc:.2f} s (interpreter, imports, device init), added to every job of both paths",
     ]
     return out
@@ -216,11 +249,13 @@ def calibrate(method: str, ctx, comps: dict, ours: dict, ref: dict) -> dict:
     for path, meas in (("ours", ours), ("ref", ref)):
         K = len(ctx["seeds"]) if path == "ours" else 1
         L = ctx["cut_length"].get(method, 0) if path == "ours" else 77
+        P = ctx.get("prefix", {}).get(method, 0) if path == "ours" else 0
         tgt = pair if path == "ours" else [ref["runs"][-1]["target"]]
         pred = model_costs(method, path, comps[path], C, L, K, train_cfg.batch_size_multitask,
                            n_train=sum((shots - round(0.2 * shots)) * get_task(n).num_classes for n in pair),
                            val_sizes=[round(0.2 * shots) * get_task(n).num_classes for n in pair],
-                           test_sizes=[len(get_task(n).load("test")) for n in tgt], eval_bs=train_cfg.eval_batch_size)
+                           test_sizes=[len(get_task(n).load("test")) for n in tgt], eval_bs=train_cfg.eval_batch_size,
+                           prefix=P)
         m_step = meas["step_s"]
         m_val = steady(meas["val_s"], ctx["steady"]) if path == "ours" else meas["val_s"]
         m_test = sum(meas["test_s"]) if path == "ours" else meas["test_s"]

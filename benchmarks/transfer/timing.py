@@ -74,11 +74,11 @@ class TimedTrainer(Trainer):
     def train_epoch(self, epoch):
         return self._timed(self.t_train, super().train_epoch, epoch)
 
-    def validate(self):
-        return self._timed(self.t_val, super().validate)
+    def validation(self):
+        return self._timed(self.t_val, super().validation)
 
-    def test(self, k, members=None):
-        return self._timed(self.t_test, super().test, k, members)
+    def test(self, k, members=None, replicates=False):
+        return self._timed(self.t_test, super().test, k, members, replicates)
 
     def steps_per_epoch(self) -> int:
         bs = self.cfg.batch_size if len(self.tasks) == 1 else self.cfg.batch_size_multitask

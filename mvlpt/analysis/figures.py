@@ -150,8 +150,8 @@ def make_all_figures(
 
 def predictors_figure(scores: pd.DataFrame, *, by: str = "within_target_spearman"):
     """The transferability predictors ranked (best first by their mean ``by`` over methods), every score
-    of :func:`mvlpt.transfer.predictors.score_predictors` per method."""
-    from mvlpt.transfer.predictors import SCORES, predictor_order
+    of :func:`mvlpt.transfer.predictor_scores.score_predictors` per method."""
+    from mvlpt.transfer.predictor_scores import SCORES, predictor_order
 
     panels = sorted(SCORES, key=lambda x: x[0] != by)  # the primary score first
     return plots.predictor_ranking(scores, predictor_order(scores, by), [(s, label) for s, label, _ in panels])

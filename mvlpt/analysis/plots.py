@@ -449,7 +449,7 @@ def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: 
     (dashed), each method's ``source_quality`` estimate (dotted, in the method's colour). A filled marker is
     a *useful* predictor (its paired difference to source quality has an interval above 0), an open one not.
 
-    ``scores`` is the long table of :func:`mvlpt.transfer.predictors.score_predictors`; ``score_labels`` the
+    ``scores`` is the long table of :func:`mvlpt.transfer.predictor_scores.score_predictors`; ``score_labels`` the
     (score, label) pairs to draw, in panel order."""
     set_style()
     if scores.empty:

@@ -102,7 +102,7 @@ def within_target_spearman(df: pd.DataFrame, x_col: str, y_col: str = "gain", *,
     rhos = np.array([pearson_along(x, y) for x, y in zip(xs, ys)])
     out["estimate"] = float(rhos.mean())
     if n_perm > 0:
-        out["p_value"] = _within_target_permutation_p(xs, ys, n_perm, rng)
+        out["p_value"] = within_target_permutation_p(xs, ys, n_perm, rng)
     if n_boot > 0 and len(rhos) >= 2:
         lo, hi = bootstrap_ci((rhos,), np.mean, paired=False, n_boot=n_boot, rng=rng, level=level)
         out["ci_low"], out["ci_high"] = float(lo), float(hi)
@@ -151,7 +151,7 @@ def two_level_within_target_ci(x: np.ndarray, per_seed: np.ndarray, *, against: 
     return float(lo), float(hi)
 
 
-def _within_target_permutation_p(xs: list[np.ndarray], ys: list[np.ndarray], n_perm: int, rng) -> float:
+def within_target_permutation_p(xs: list[np.ndarray], ys: list[np.ndarray], n_perm: int, rng) -> float:
     """Two-sided p-value of the mean within-target rho, the ``y`` ranks permuted within every target.
 
     :func:`scipy.stats.permutation_test` has no strata, so it permutes the order of all rows

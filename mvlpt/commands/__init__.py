@@ -1,11 +1,2 @@
-"""CLI verbs beyond the core ones: each module has ``add_parser(subparsers)``; see ``mvlpt.cli``."""
-
-import argparse
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, except a default of None: that option's help says
-    what happens without it."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+"""The CLI verbs: each module has ``add_parser(subparsers)``, adding its verbs' parsers and their handlers
+(``mvlpt.cli`` lists the modules and dispatches); :mod:`mvlpt.commands.args` holds the argument helpers they share."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from mvlpt.errors import MvlptError
-from mvlpt.commands import DefaultsHelpFormatter
+from mvlpt.commands.args import DefaultsHelpFormatter, add_model_args, pretrained_arg
 
 
 def _say(msg: str) -> None:
@@ -124,8 +124,6 @@ def run_embed(args) -> int:
     task = get_task(args.task)
     with lease_device(args.device, label=f"embed {args.task} {args.kind}") as lease:
         _say(f"device: {describe_lease(lease)}")
-        from mvlpt.cli import pretrained_arg
-
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), cache_dir=args.weights_cache_dir, device=lease.device,
                          init_seed=args.init_seed)
         if args.kind == "images":
@@ -322,7 +320,6 @@ def _mixed_settings_arg(p) -> None:
 
 
 def add_parser(subparsers) -> None:
-    from mvlpt.cli import add_model_args
     from mvlpt.study.settings import ANALYSIS_DEFAULTS as D, SIMILARITY_DEFAULTS as SIM, choices
     from mvlpt.study.vocabulary import MATRIX_STATS, MEASURES, SHRINKAGES
 

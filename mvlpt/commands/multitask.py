@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from mvlpt.errors import MvlptError
-from mvlpt.commands import DefaultsHelpFormatter
+from mvlpt.commands.args import DefaultsHelpFormatter
 
 
 def _say(msg: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mvlpt.errors import MvlptError
-from mvlpt.commands import DefaultsHelpFormatter
+from mvlpt.commands.args import DefaultsHelpFormatter, add_model_args, check_data_dir, pretrained_arg
 
 
 def _say(msg: str) -> None:
@@ -22,8 +22,7 @@ def _say(msg: str) -> None:
 
 
 def run_embed(args) -> int:
-    from mvlpt.transfer import predictors as P
-    from mvlpt.cli import check_data_dir, pretrained_arg
+    from mvlpt.transfer import fewshot_features as FS
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.models.clip import load_clip
     from mvlpt.tasks import get_task
@@ -33,14 +32,14 @@ def run_embed(args) -> int:
     with lease_device(args.device, label=f"embed {args.task} few-shot") as lease:
         _say(f"device: {describe_lease(lease)}")
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
-        fs = P.encode_fewshot(clip, task, args.split_files, data_dir=args.data_dir, batch_size=args.batch_size)
-    P.save_fewshot(fs, args.out)
+        fs = FS.encode_fewshot(clip, task, args.split_files, data_dir=args.data_dir, batch_size=args.batch_size)
+    FS.save_fewshot(fs, args.out)
     _say(f"{args.task}: {len(fs.ids)} labelled few-shot images (seeds {sorted(set(fs.seeds.tolist()))}) -> {args.out}")
     return 0
 
 
 def run_compute(args) -> int:
-    from mvlpt.transfer import predictors as P
+    from mvlpt.transfer import fewshot_features as FS, predictors as P
     from mvlpt.study import vocabulary
     from mvlpt.analysis.similarity import load_embeddings
 
@@ -52,7 +51,7 @@ def run_compute(args) -> int:
         raise MvlptError(f"predictor {pred.name} is computed from {' and '.join(f'--{k}' for k in pred.embedding_kinds)} "
                          f"files; give {' and '.join(f'--{k}' for k in missing)}.")
     if pred.family == "zeroshot":
-        m, seconds = P.predictor_matrix(pred.name, fewshot=[P.load_fewshot(p) for p in args.fewshot],
+        m, seconds = P.predictor_matrix(pred.name, fewshot=[FS.load_fewshot(p) for p in args.fewshot],
                                         labels=[load_embeddings(p) for p in args.labels], tasks=args.tasks)
     else:
         m, seconds = P.predictor_matrix(pred.name, embeddings=[load_embeddings(p) for p in getattr(args, pred.reads)],
@@ -64,9 +63,8 @@ def run_compute(args) -> int:
 
 def run_prompts(args) -> int:
     from mvlpt.study import layout, vocabulary
-    from mvlpt.transfer import predictors as P
+    from mvlpt.transfer import predictors as P, prompt_views as PV
     from mvlpt.training.checkpoints import read_prompt_meta
-    from mvlpt.cli import check_data_dir, pretrained_arg
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.io import write_together
     from mvlpt.models.clip import load_clip
@@ -95,12 +93,12 @@ def run_prompts(args) -> int:
     with lease_device(args.device, label=f"prompt predictors {args.method}") as lease:
         _say(f"device: {describe_lease(lease)}")
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
-        views = P.prompt_views(clip, args.method, tasks, {k: v for k, v in prompts.items() if k[0] in tasks}, splits,
+        views = PV.prompt_views(clip, args.method, tasks, {k: v for k, v in prompts.items() if k[0] in tasks}, splits,
                                data_dir=args.data_dir, batch_size=args.batch_size)
     out = Path(args.out_dir)
     with write_together():  # every matrix of the method, or none
         for name in names:
-            m, seconds = P.prompt_matrix(name, views)
+            m, seconds = PV.prompt_matrix(name, views)
             P.write_predictor(m, name, seconds, layout.PREDICTOR.path(out, name, "csv"), method=args.method)
     _say(f"{args.method}: {', '.join(names)} over {len(tasks)} tasks and seeds {views.seeds} "
          f"(forward passes {views.seconds['estimators'] + views.seconds['metric']:.2f} s) -> {out}")
@@ -108,7 +106,7 @@ def run_prompts(args) -> int:
 
 
 def run_score(args) -> int:
-    from mvlpt.transfer import predictors as P
+    from mvlpt.transfer import predictor_scores as PS, predictors as P
     from mvlpt.analysis import tables
 
     if not args.pairs and not args.runs:
@@ -128,7 +126,7 @@ def run_score(args) -> int:
         if name in preds:
             raise MvlptError(f"predictor {name} is given twice (e.g. {path}); pass each matrix once.")
         preds[name] = (m, info)
-    scores = P.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
+    scores = PS.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
                                 seed=args.seed, level=args.level)
     written = tables.write_table(scores, args.out)
     _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")
@@ -144,7 +142,6 @@ def run_plot(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from mvlpt.cli import add_model_args
     from mvlpt.study.settings import ANALYSIS_DEFAULTS as A, SIMILARITY_DEFAULTS as SIM
     from mvlpt.study.vocabulary import METHODS, PREDICTORS, SHRINKAGES
 

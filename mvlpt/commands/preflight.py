@@ -13,7 +13,9 @@ import sys
 
 def run_preflight(args) -> int:
     from mvlpt.io import write_json
-    from mvlpt.running.preflight import POLICY_KEY, format_report, load_config, measure_calibration, run, with_defaults
+    from mvlpt.running.calibration import measure_calibration
+    from mvlpt.running.preflight import format_report, load_config, run, with_defaults
+    from mvlpt.running.task_check import POLICY_KEY
 
     cfg = load_config(args.configfile)
     if args.calibrate:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import sys
 
 from mvlpt.errors import MvlptError
-from mvlpt.commands import DefaultsHelpFormatter
+from mvlpt.commands.args import DefaultsHelpFormatter, add_metric_args, add_model_args, check_data_dir, pretrained_arg
 
 
 def run_reference(args) -> int:
     from mvlpt.analysis import reference as R
-    from mvlpt.cli import check_data_dir, pretrained_arg
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.io import check_writable
     from mvlpt.models.clip import load_clip
@@ -69,8 +68,6 @@ def _positive_float(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    from mvlpt.cli import add_metric_args, add_model_args
-
     p = sub.add_parser(
         "reference", help="zero-shot CLIP or a few-shot linear probe on one task: the reference rows",
         formatter_class=DefaultsHelpFormatter,

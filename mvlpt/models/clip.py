@@ -38,7 +38,7 @@ TINY_WEIGHTS = {"synthetic": Path(__file__).parent / "weights" / "mvlpt-tiny-syn
 _configs_added = False
 
 
-def _open_clip():
+def open_clip_module():
     global _configs_added
     import open_clip
 
@@ -84,7 +84,7 @@ def local_weights(model: str, pretrained: str, cache_dir: str | None = None) -> 
     if not pretrained.startswith("hf-hub:") and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))):
         raise MvlptError(f"the weights file {pretrained} does not exist; give the path of an existing file, or an "
                          f"open_clip pretrained tag (`python -c 'import open_clip; print(open_clip.list_pretrained())'`).")
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         tags = [t for m, t in open_clip.list_pretrained() if m == model]
@@ -350,7 +350,7 @@ def load_clip(
     init_seed: int = 0,
 ) -> FrozenCLIP:
     """Load ``model`` with ``pretrained`` weights (None: random init from ``init_seed``), frozen, in eval mode."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     if model not in open_clip.list_models():
         raise MvlptError(
             f"unknown open_clip model {model!r}; use {TINY!r} for the offline tiny model or one of "

@@ -1,23 +1,24 @@
 """Preflight: will a study run through, and what will it cost? Answered in seconds, before any job.
 
 :func:`run` reads a study config (the workflow's format, its defaults filled in) and checks, per
-task and for the study:
+task and for the study (each check in its own module):
 
-* **data**: present and intact by the lock file's sizes (``deep``: sha256), by which route;
+* **data** (:mod:`mvlpt.running.task_check`): present and intact by the lock file's sizes (``deep``: sha256), by which route;
   ELEVATER tasks that are not on disk are named with the command that fetches them;
 * **few-shot**: images per class in the train split against the configured shots and the few-shot
   policy (config key ``fewshot_policy``: ``available`` (default, ELEVATER's: a class with fewer
   than k images gives all it has) or ``strict`` (such a class stops the study here)); few-shot
   train / val images per seed, test size;
-* **model weights** resolvable offline (the shipped tiny weights, a file, or the Hugging Face
+* **model weights** (:mod:`mvlpt.running.model_check`) resolvable offline (the shipped tiny weights, a file, or the Hugging Face
   cache), never downloading;
-* **devices**: CUDA GPUs visible, the GPU lease directory writable; the SLURM profile's partition
+* **devices** (:mod:`mvlpt.running.device_check`): CUDA GPUs visible, the GPU lease directory writable; the SLURM profile's partition
   and GPU request read back;
-* **disk**: what the study writes (caches, states, results; data still to fetch) against the free
+* **disk** (:mod:`mvlpt.running.disk_check`): what the study writes (caches, states, results; data still to fetch) against the free
   space of each location;
-* **cost**: GPU-hours per method and in total (:mod:`mvlpt.running.cost`), naming the GPU it is for;
+* **cost**: GPU-hours per method and in total (:mod:`mvlpt.running.cost`, priced by
+  :mod:`mvlpt.running.study_estimates`), naming the GPU it is for; and the **power** the seeds give;
 * **multitask** (when the config has a ``multitask`` section, even an empty one): its settings
-  (:func:`multitask_problems`) and the jobs and GPU-hours it adds, by kind
+  (:func:`mvlpt.running.multitask_check.multitask_problems`) and the jobs and GPU-hours it adds, by kind
   (:func:`mvlpt.running.cost.estimate_multitask`).
 
 Every problem is one sentence naming the task (or the item) and what to do. :func:`problems` is the
@@ -28,21 +29,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-from mvlpt.study import settings, vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.running.device_check import check_compile, check_devices
+from mvlpt.running.disk_check import check_disk
+from mvlpt.running.model_check import check_weights, model_dims
+from mvlpt.running.multitask_check import multitask_problems
+from mvlpt.running.study_estimates import study_cost, study_power
+from mvlpt.running.task_check import TaskRow, check_task
+from mvlpt.study import settings
 
-POLICY_KEY = "fewshot_policy"
 SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the check
-RESULT_BYTES = 1500  # one result JSON
-TABLES_BYTES = 50e6  # tables, matrices, similarity tables, figures, reports (all together)
 
 
-# ------------------------------------------------------------------------------------------ config
 def load_config(path: str | os.PathLike) -> dict:
     import yaml
 
@@ -73,102 +74,6 @@ def with_defaults(cfg: dict) -> dict:
     return out
 
 
-RANKED_STRATEGIES = ("gain", "similarity", "predictor")  # rank the other tasks: need at least 3 tasks
-
-
-def multitask_problems(cfg: dict) -> list[str]:
-    """What is wrong with ``cfg``'s ``multitask`` section, one sentence each (empty: nothing, or no
-    section). Reads the config only (no torch, no data): the workflow's config check calls it too.
-
-    A method must be known; one of the pairwise study must be among the study's ``methods`` (its pairwise
-    results choose strategy gain's groups and give its baseline); a multitask-only one (SoftCPT) needs its
-    baseline method there; ``k`` >= 1; ``similarity`` a measure, ``predictor`` a predictor and, when
-    strategy predictor is used, one the study computes (``predictors.names``); the strategies that
-    rank the other tasks (gain, similarity, predictor) need at least 3 tasks, any multitask study 2."""
-    section = cfg.get("multitask")
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        return [f"multitask: the section must be a mapping of settings (docs/multitask.md), got {section!r}."]
-    out = []
-    unknown = [str(key) for key in section if key not in settings.MULTITASK_DEFAULTS]
-    if unknown:
-        out.append(f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(settings.MULTITASK_DEFAULTS)}.")
-    study_methods = cfg["methods"] if "methods" in cfg else settings.DEFAULTS["methods"]
-    study_methods = list(study_methods or [])
-    tasks = cfg.get("tasks") if isinstance(cfg.get("tasks"), list) else []
-    s = vocabulary.multitask_settings(section, study_methods)
-
-    def names(key, known, what):
-        v = s[key]
-        if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-            out.append(f"multitask: `{key}` must be a non-empty list of {what} ({', '.join(known)}), got {v!r}.")
-            return []
-        bad = [x for x in v if x not in known]
-        if bad:
-            out.append(f"multitask: unknown {what} {', '.join(bad)} in `{key}`; choose from {', '.join(known)}.")
-        return [x for x in v if x in known]
-
-    methods = names("methods", list(vocabulary.METHODS), "method(s)")
-    names("modes", vocabulary.MULTITASK_MODES, "mode(s)")
-    strategies = names("strategies", vocabulary.GROUPING_STRATEGIES, "strategy(ies)")
-    for m in methods:
-        meth = vocabulary.METHODS[m]
-        if meth.multitask_only:
-            if meth.baseline and meth.baseline not in study_methods:
-                out.append(f"multitask: method {m} is compared with {meth.baseline}'s single-task results, so the study's "
-                           f"`methods` must include {meth.baseline}.")
-        elif m not in study_methods:
-            out.append(f"multitask: method {m} is not among the study's `methods` ({', '.join(map(str, study_methods))}), "
-                       f"whose pairwise results it needs (strategy gain and its baseline); add it there or drop it here.")
-    k = s["k"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        out.append(f"multitask: `k` (sources per group) must be an integer >= 1, got {k!r}.")
-    if s["similarity"] not in vocabulary.MEASURES:
-        out.append(f"multitask: `similarity` must be a similarity measure ({', '.join(vocabulary.MEASURES)}), got {s['similarity']!r}.")
-    if s["predictor"] not in vocabulary.PREDICTORS:
-        out.append(f"multitask: `predictor` must be a transferability predictor ({', '.join(vocabulary.PREDICTORS)}), "
-                   f"got {s['predictor']!r}.")
-    elif "predictor" in strategies:
-        computed = (cfg.get("predictors") or {}).get("names")
-        if computed is not None and s["predictor"] not in computed:
-            out.append(f"multitask: strategy predictor reads predictor {s['predictor']}, which the study does not compute; "
-                       f"add it to `predictors.names` or choose one of {', '.join(map(str, computed))}.")
-    seed = s["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        out.append(f"multitask: `seed` (of strategy random) must be an integer, got {seed!r}.")
-    ranked = [x for x in strategies if x in RANKED_STRATEGIES]
-    pairwise = any(not vocabulary.METHODS[m].multitask_only for m in methods)
-    if len(tasks) < 2:
-        out.append(f"multitask: the multitask study needs at least 2 tasks, the config has {len(tasks)}.")
-    elif ranked and pairwise and len(tasks) < 3:
-        many = len(ranked) > 1
-        out.append(f"multitask: strateg{'ies' if many else 'y'} {', '.join(ranked)} rank{'' if many else 's'} the other tasks, "
-                   f"which needs at least 3 tasks (the config has {len(tasks)}); add tasks or drop {'them' if many else 'it'}.")
-    return out
-
-
-# ------------------------------------------------------------------------------------------ report
-@dataclasses.dataclass
-class TaskRow:
-    task: str
-    suite: str
-    classes: int
-    data: str = ""  # built-in | present | missing | corrupt | unreadable
-    route: str = ""
-    folder: str = ""
-    train_images: int | None = None
-    per_class_min: int | None = None
-    per_class_max: int | None = None
-    per_class_from: str = ""  # "data" | "manifest (mean)"
-    short_classes: int = 0
-    shots_taken_min: int | None = None
-    fewshot_train: int | None = None  # per seed
-    fewshot_val: int | None = None
-    test_images: int | None = None
-    notes: list = dataclasses.field(default_factory=list)
-
-
 @dataclasses.dataclass
 class Report:
     config: str
@@ -192,420 +97,6 @@ class Report:
         return d
 
 
-# ------------------------------------------------------------------------------------------ data
-def _fetch_cmd(task: str, data_dir: Path, explicit: bool) -> str:
-    return f"`mvlpt data fetch {task}" + (f" --data-dir {data_dir}`" if explicit else "`")
-
-
-def _split_plan(counts, shots: int) -> tuple[int, int, int]:
-    """(few-shot train, val images per seed, smallest shots taken) for per-class image counts."""
-    train = val = 0
-    for n in counts:
-        k = min(int(n), shots)
-        if shots == 1:
-            train += k
-            val += 1 if n >= 2 else 0
-            continue
-        nv = (max(1, round(0.2 * k)) if k >= 2 else 0)
-        train += k - nv
-        val += nv
-    return train, val, min((min(int(n), shots) for n in counts), default=0)
-
-
-def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: list) -> TaskRow:
-    import numpy as np
-
-    from mvlpt.tasks import get_task
-    from mvlpt.tasks.fewshot import class_counts
-
-    task = get_task(name)
-    shots, policy = int(cfg["shots"]), cfg[POLICY_KEY]
-    row = TaskRow(name, task.source, task.num_classes)
-    data_dir_cfg = cfg.get("data_dir")
-    train = test = None
-    if task.source == "elevater":
-        from mvlpt.datasets import catalog, lock, routes
-        from mvlpt.datasets.paths import resolve_data_dir
-
-        data_dir = resolve_data_dir(data_dir_cfg)
-        fetch = _fetch_cmd(name, data_dir, bool(data_dir_cfg))
-        present = routes.present_routes(name, data_dir)
-        try:
-            verdict = lock.verify(data_dir, name, quick=not deep)
-        except MvlptError as e:
-            verdict = None
-            problems.append(f"task {name}: {e}")
-        if not present:
-            row.data = "missing"
-            how = (" (its licence must be accepted first: the command says what to download and where to put it)"
-                   if routes.default_route(name) == "manual" else "")
-            problems.append(f"task {name}: no data under {data_dir}; run {fetch}{how}.")
-        elif verdict is not None and verdict.status in ("corrupt", "missing"):
-            row.data, row.route = verdict.status, verdict.route
-            problems.append(f"task {name}: the data fetched by route {verdict.route} is {verdict.status} "
-                            f"({verdict.problems[0]}); delete the damaged files and run {fetch}.")
-        else:
-            row.data = "present"
-            route, folder = present[0]
-            if verdict is not None and verdict.status == "present":
-                route = verdict.route or route
-                folder = next((f for r, f in present if r == route), folder)
-            else:
-                warnings.append(f"task {name}: data present (route {route}, {folder}) but not in the lock file; run "
-                                f"`mvlpt data fetch {name} --route {route}` to record its checksums.")
-            row.route, row.folder = route, str(folder)
-        entry = catalog.manifest_entry(name)
-        if row.data != "present":
-            n = int(entry["train"]["num_images"])
-            per = n // task.num_classes
-            row.train_images, row.per_class_min, row.per_class_max = n, per, per
-            row.per_class_from = "manifest (mean)"
-            row.test_images = int(entry["test"]["num_images"])
-            counts = [per] * task.num_classes if not task.multilabel else [n] * task.num_classes
-        else:
-            try:
-                train = task.load("train", data_dir_cfg)
-                test = task.load("test", data_dir_cfg)
-            except MvlptError as e:
-                row.data = "unreadable"
-                problems.append(str(e) if str(e).startswith(f"task {name}") else f"task {name}: {e}")
-    else:
-        row.data, row.route = "built-in", "synthetic"
-        train, test = task.load("train"), task.load("test")
-    if train is not None:
-        counts = class_counts(np.asarray(train.labels), task.num_classes)
-        row.train_images, row.test_images = len(train), len(test)
-        row.per_class_min, row.per_class_max, row.per_class_from = int(counts.min()), int(counts.max()), "data"
-    if row.train_images is None:
-        return row
-    short = {task.classnames[c]: int(n) for c, n in enumerate(counts) if n < shots}
-    row.short_classes = len(short)
-    empty = [c for c, n in short.items() if n == 0]
-    if empty:
-        problems.append(f"task {name}: {len(empty)} class(es) have no training image (e.g. {empty[0]!r}), so they "
-                        f"cannot be learned; check the task's data (`mvlpt data check {name} --images`).")
-    row.fewshot_train, row.fewshot_val, row.shots_taken_min = _split_plan(counts, shots)
-    if short:
-        worst = min(short, key=short.get)
-        where = "" if row.per_class_from == "data" else " by ELEVATER's manifest"
-        if policy == "strict":
-            problems.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than shots={shots} "
-                            f"training images{where} (class {worst!r}: {short[worst]}), which the strict few-shot policy "
-                            f"refuses; lower `shots`, drop the task, or set `{POLICY_KEY}: available`.")
-        else:
-            row.notes.append(f"{len(short)} classes short of {shots} shots: all their images are taken "
-                             f"(smallest {row.shots_taken_min})")
-            warnings.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than {shots} training "
-                            f"images{where} (smallest: {short[worst]}); policy available takes all they have "
-                            f"(recorded as shots_taken in the split files).")
-    if row.fewshot_val == 0:
-        problems.append(f"task {name}: no class has a validation image at shots={shots}; raise `shots`.")
-    return row
-
-
-def manifest_shortfall(shots: int) -> dict[str, dict]:
-    """ELEVATER tasks whose train split, by the shipped manifest, cannot give ``shots`` images per class:
-    ``{task: {"train": n, "classes": C, "per_class": n // C}}`` (multi-label tasks excluded: a mean says
-    nothing about them)."""
-    from mvlpt.datasets import catalog
-
-    out = {}
-    for name in catalog.task_names():
-        e = catalog.manifest_entry(name)
-        if e["type"] == "classification_multilabel":
-            continue
-        n, C = int(e["train"]["num_images"]), int(e["num_classes"])
-        if n // C < shots:
-            out[name] = {"train": n, "classes": C, "per_class": n // C}
-    return out
-
-
-# ------------------------------------------------------------------------------------------ model
-def check_weights(model: dict, problems: list) -> dict:
-    """Where the weights come from, without downloading anything."""
-    name, pretrained = model.get("name", "mvlpt-tiny"), model.get("pretrained")
-    out = {"name": name, "pretrained": pretrained, "weights": None, "resolved": True}
-    from mvlpt.models.clip import _open_clip, local_weights, weights_cache_dir
-
-    if name not in _open_clip().list_models():
-        problems.append(f"model {name!r} is not an open_clip model; set `model.name` (the paper: ViT-B-16-quickgelu).")
-        out["resolved"] = False
-        return out
-    if pretrained in (None, "", "none", "None"):
-        out["weights"] = f"random init (seed {model.get('init_seed', 0)})"
-        return out
-    try:
-        src = local_weights(name, str(pretrained))
-    except MvlptError as e:
-        problems.append(f"model weights: {str(e).rstrip('.')}; set `model.pretrained`.")
-        out["resolved"] = False
-        return out
-    if src.path:
-        out["weights"] = src.path
-        return out
-    out["resolved"] = False
-    if not src.hub_repo:
-        problems.append(f"model weights {name}/{pretrained}: only downloadable from {src.url or '?'}, which mvlpt does "
-                        f"not do; download the file and set `model.pretrained` to its path.")
-        return out
-    repo_id, where = src.hub_repo, weights_cache_dir()
-    problems.append(f"model weights {name}/{pretrained} are not in the Hugging Face cache ({where}); run "
-                    f"`hf download {repo_id}` (on a machine with network, into that cache), or set `model.pretrained` "
-                    f"to a weights file.")
-    return out
-
-
-# ------------------------------------------------------------------------------------------ devices
-# the per-rule resources of a SLURM profile that say where and how a GPU job is submitted
-SLURM_GPU_KEYS = ("gpu", "gres", "gpu_model", "slurm_partition", "slurm_account")
-DEFAULT_RULE = "(every GPU rule without its own set-resources)"
-
-
-def slurm_profile(path: str | os.PathLike | None = None, gpu_rules=None) -> dict | None:
-    """Partition and GPU request of the SLURM profile's GPU rules, as the executor plugin will submit them
-    (None: no profile given). ``gpu_rules``: the rules that declare a GPU (the workflow knows them: its
-    rules' ``resources: gpu``); None: the rules whose profile entry says where or how to submit them, and
-    one entry for every other GPU rule (the profile's ``default-resources``)."""
-    import yaml
-
-    if not path:
-        return None
-    p = Path(path)
-    if p.is_dir():
-        p = p / "config.yaml"
-    if not p.is_file():  # asked for by name: its absence is a problem, not "no profile" (issue 24, class 5)
-        raise MvlptError(f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder "
-                         f"(e.g. workflow/profiles/slurm) or its config.yaml.")
-    try:
-        prof = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise MvlptError(f"the SLURM profile {p} cannot be read ({e}).") from None
-    default = prof.get("default-resources") or {}
-    per_rule = prof.get("set-resources") or {}
-    if gpu_rules is None:
-        names = [r for r, v in per_rule.items() if isinstance(v, dict) and any(k in v for k in SLURM_GPU_KEYS)]
-        names.append(DEFAULT_RULE)
-    else:
-        names = list(gpu_rules)
-    rules = {}
-    for rule in names:
-        r = {**default, **(per_rule.get(rule) or {})}
-        gpu = r.get("gpu", 1)
-        if r.get("gres"):
-            request = f"--gres={r['gres']}"
-        elif not gpu:
-            request = "no GPU (CPU job)"
-        else:
-            request = f"--gpus={r['gpu_model'] + ':' if r.get('gpu_model') else ''}{gpu}"
-        rules[rule] = {"partition": r.get("slurm_partition") or "cluster default (not set)", "gpu_request": request,
-                       "account": r.get("slurm_account")}
-    return {"profile": str(p), "executor": prof.get("executor"), "jobs": prof.get("jobs"), "rules": rules}
-
-
-def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None = None, gpu_rules=None) -> dict:
-    from mvlpt.running.devices import NO_LEASE_ENV, default_lock_dir
-
-    out: dict[str, Any] = {"cuda_gpus": [], "lease_dir": default_lock_dir(), "lease_dir_writable": None, "slurm": None}
-    try:
-        import torch
-
-        out["cuda_gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception as e:  # noqa: BLE001 - a broken driver is reported, not raised
-        warnings.append(f"devices: CUDA cannot be queried ({type(e).__name__}: {e}).")
-    d = Path(out["lease_dir"])
-    probe = d
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    out["lease_dir_writable"] = os.access(probe, os.W_OK | os.X_OK)
-    requested = str(cfg.get("device", "auto"))
-    if out["cuda_gpus"] and not out["lease_dir_writable"] and os.environ.get(NO_LEASE_ENV, "") in ("", "0"):
-        problems.append(f"devices: the GPU lease directory {d} is not writable, so no job can lease a GPU; set "
-                        f"MVLPT_GPU_LOCK_DIR to a writable folder.")
-    if not out["cuda_gpus"]:
-        msg = "devices: no CUDA GPU is visible here"
-        if requested.startswith("cuda"):
-            warnings.append(f"{msg} but the config asks for device {requested}; run the jobs where GPUs are "
-                            f"(a SLURM profile submits them to GPU nodes).")
-        else:
-            warnings.append(f"{msg}: jobs run on the CPU unless they are submitted to GPU nodes (SLURM profile).")
-    out["slurm"] = slurm_profile(profile, gpu_rules)
-    return out
-
-
-def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_slurm: bool = False) -> dict:
-    """``train.compile``: what torch.compile needs where the jobs run, looked up in this environment:
-    Triton for GPU jobs, a C++ compiler for CPU jobs. Without it every job stops at its first step, so
-    it is a problem where the jobs surely run on that kind of device (GPUs visible here, ``device:
-    cuda``, a SLURM profile; ``device: cpu``), else a warning. The cost estimate prices eager steps,
-    which a warning says."""
-    from mvlpt.training.config import COMPILE_CACHE, COMPILE_MODES
-
-    mode = str((cfg.get("train") or {}).get("compile", "none"))
-    if mode == "none" or mode not in COMPILE_MODES:  # an unknown mode is a config problem (mvlpt.study.configcheck)
-        return {"mode": mode}
-    # the workflow's (a TORCHINDUCTOR_CACHE_DIR in the jobs' environment wins; torch sets that variable
-    # itself in a process that compiled, so this one's says nothing about the jobs')
-    out: dict[str, Any] = {"mode": mode, "kernel_cache": str(Path(cfg["cache_dir"]) / COMPILE_CACHE)}
-    requested = str(cfg.get("device", "auto"))
-    on_gpu = bool(devices.get("cuda_gpus")) or on_slurm or requested.startswith("cuda")
-    on_cpu = requested == "cpu"
-    if not on_cpu:
-        import torch
-        from torch.utils._triton import has_triton_package
-
-        out["triton"] = has_triton_package()
-        if not out["triton"]:
-            (problems if on_gpu else warnings).append(
-                f"train.compile: {mode} compiles the GPU jobs' towers with Triton, which this environment lacks; "
-                f"install the `triton` package that matches torch {torch.__version__}, or set `train: {{compile: none}}`.")
-    if not on_gpu:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        try:
-            out["cxx"] = get_cpp_compiler()
-        except Exception as e:  # noqa: BLE001 - torch's InvalidCxxCompiler, or a broken installation
-            out["cxx"] = None
-            (problems if on_cpu else warnings).append(
-                f"train.compile: {mode} compiles CPU jobs with a C++ compiler, and none works here "
-                f"({str(e).splitlines()[0][:200]}); install one (g++) or set `train: {{compile: none}}`.")
-    warnings.append(f"cost: train.compile is {mode}: the estimate prices eager steps and leaves out compile time "
-                    f"(paid in each job's first epoch, mostly by the first job of each shape: the jobs share the "
-                    f"kernel cache {out['kernel_cache']}); the training log and each result's `compile` field record it.")
-    return out
-
-
-# ------------------------------------------------------------------------------------------ disk
-def _prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int, embed_dim: int = 512) -> int:
-    """The numbers a prompt file of ``method`` holds: its learner's own count (``parameter_count``)."""
-    dims = {"embed_dim": embed_dim, "text_width": text_w, "vision_width": vis_w, "layers": layers}
-    try:
-        return int(vocabulary.method(method).learner_class().parameter_count(vocabulary.full_options(method, opts), dims))
-    except NotImplementedError:
-        raise MvlptError(f"method {method!r}'s learner does not say how many parameters it has, so the preflight cannot "
-                         f"size its prompt files; give its class a parameter_count classmethod.") from None
-
-
-def _free_bytes(path: Path) -> tuple[Path, int, int]:
-    p = path.resolve()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    st = os.stat(p)
-    return p, shutil.disk_usage(p).free, st.st_dev
-
-
-def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1,
-               multitask: dict | None = None) -> list:
-    """Bytes the study writes per location against the free space of each file system; ``multitask``:
-    the multitask study's job estimate (:func:`mvlpt.running.cost.estimate_multitask`), whose group prompts and
-    results are added."""
-    from mvlpt.datasets.paths import resolve_data_dir
-
-    m = model_info
-    seeds, tasks = len(cfg["seeds"]), len(rows)
-    methods = list(cfg["methods"])
-    results_b = len(methods) * tasks * tasks * seeds * RESULT_BYTES + TABLES_BYTES
-    states_b = 0
-    for method in methods:
-        params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"],
-                                m["embed_dim"])
-        results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
-        states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
-    if multitask:  # group source prompts, target and joint results; each job writes every seed it trains
-        per_job = seeds if cfg["stack_seeds"] else 1
-        for method, est in multitask["per_method"].items():
-            jobs = est["jobs"]
-            params = _prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"],
-                                    m["vision_width"], m["layers"], m["embed_dim"])
-            # a joint job writes a result per member and seed: at most every task's
-            results_b += per_job * (jobs["source"] * params * 4 + (jobs["target"] + jobs["joint"] * tasks) * RESULT_BYTES)
-    cache_b = tasks * seeds * 20e3  # split files
-    if any(vocabulary.method(x).caches_image_features for x in methods):
-        for r in rows:  # the frozen image features (CoOp's), one set per task for every method that reads them: test split + few-shot images, float32
-            n = (r.test_images or 0) + seeds * ((r.fewshot_train or 0) + (r.fewshot_val or 0))
-            cache_b += n * m["embed_dim"] * 4
-    sim = vocabulary.similarity_settings(cfg.get("similarity"))
-    cache_b += sum((int(sim["sample_size"]) + seeds * ((r.fewshot_train or 0))) * m["embed_dim"] * 4 + r.classes * m["embed_dim"] * 4
-                   for r in rows)
-    cache_b += states_b * max(1, concurrent)  # resumable states of the jobs running at once
-    need = [("results", Path(cfg["results_dir"]), results_b), ("cache", Path(cfg["cache_dir"]), cache_b)]
-    if any(r.suite == "elevater" for r in rows):
-        from mvlpt.datasets import routes
-
-        data_dir = resolve_data_dir(cfg.get("data_dir"))
-        to_fetch = 0.0
-        for r in rows:
-            if r.suite == "elevater" and r.data == "missing":
-                spec = routes.route_spec(r.task)
-                first = spec.get(spec["routes"][0]) if spec.get("routes") else spec.get("manual")
-                to_fetch += float((first or {}).get("disk_gb") or 0) * 1e9
-        need.append(("data (still to fetch)", data_dir, to_fetch))
-    by_dev: dict[int, dict] = {}
-    out = []
-    for what, path, b in need:
-        where, free, dev = _free_bytes(path)
-        out.append({"location": what, "path": str(path), "need_bytes": int(b), "free_bytes": int(free), "filesystem": str(where)})
-        g = by_dev.setdefault(dev, {"need": 0, "free": free, "what": []})
-        g["need"] += b
-        g["what"].append(f"{what} ({path})")
-    for g in by_dev.values():
-        if g["need"] > g["free"]:
-            problems.append(f"disk: {', '.join(g['what'])} need about {g['need'] / 1e9:.1f} GB but only "
-                            f"{g['free'] / 1e9:.1f} GB are free there; free space or point `results_dir` / `cache_dir` / "
-                            f"`data_dir` elsewhere.")
-    return out
-
-
-# ------------------------------------------------------------------------------------------ cost
-def model_dims(name: str) -> dict:
-    from mvlpt.models.clip import _open_clip
-
-    mc = _open_clip().get_model_config(name) or {}
-    v, t = mc.get("vision_cfg", {}), mc.get("text_cfg", {})
-    return {"embed_dim": int(mc.get("embed_dim", 512)), "text_width": int(t.get("width", 512)),
-            "vision_width": int(v.get("width", 768)), "layers": int(v.get("layers", 12))}
-
-
-def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
-    from mvlpt.running import cost
-    from mvlpt.tasks import get_task
-
-    model = cfg["model"]["name"]
-    cal, note = cost.load_calibration(model)
-    if note:
-        warnings.append(f"cost: {note}.")
-    text_options = {m: (cfg.get("method_options") or {}).get(m) or {} for m, meth in vocabulary.METHODS.items() if meth.learns_text}
-    from mvlpt.training.config import TrainConfig
-
-    train = {**dataclasses.asdict(TrainConfig()), **cfg["train"]}
-    priced = [r for r in rows if r.fewshot_train is not None]
-    multitask = isinstance(cfg.get("multitask"), dict) and not multitask_problems(cfg)
-    mt = vocabulary.multitask_settings(cfg.get("multitask"), cfg["methods"]) if multitask else None
-    task_prompt = {}
-    conditioned = [m for m in (mt["methods"] if mt is not None else []) if vocabulary.METHODS[m].task_conditioned]
-    if conditioned:  # SoftCPT's task prompts
-        opts = vocabulary.full_options(conditioned[0], (cfg.get("method_options") or {}).get(conditioned[0]))
-        task_prompt = cost.task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
-    tasks = []
-    for r in priced:
-        lengths, prefix = cost.prompt_shapes(get_task(r.task).classnames, model, text_options)
-        tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths,
-                                   task_prompt.get(r.task, 0), prefix))
-    shape = cost.StudyShape(tuple(tasks), tuple(cfg["methods"]), len(cfg["seeds"]), cfg["mode"], bool(cfg["stack_seeds"]),
-                            int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
-                            int(train["eval_batch_size"]), int(cfg["shots"]))
-    est = cost.estimate(shape, cal)
-    warnings.extend(f"cost: {a}." for a in est["assumptions"])  # a method priced from another's figures says so
-    if mt is not None and len(tasks) >= 2:
-        est["multitask"] = m = cost.estimate_multitask(shape, mt, cal)
-        est["with_multitask"] = {"gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],
-                                 "jobs": est["jobs"] + m["jobs"]["total"]}
-    est["calibration_file"] = cal.path
-    est["calibration_describes"] = cal.describes()
-    est["note"] = note
-    return est
-
-
-# ------------------------------------------------------------------------------------------ run
 def results_dir_problems(results_dir: str | os.PathLike) -> list[str]:
     """What only preflight sees (issue 24, class 5): the results folder is a folder this user can write
     in, or can be made in a writable folder."""
@@ -622,39 +113,12 @@ def results_dir_problems(results_dir: str | os.PathLike) -> list[str]:
     return []
 
 
-def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = None) -> dict:
-    """What the study can resolve (:func:`mvlpt.analysis.gainstats.power_table`): per method, the smallest gain a cell
-    detects (two-sided test at 1 - level, power 0.8) with the config's seeds and the median test set of its
-    tasks, and the seeds that gains of 1, 2 and 5 points need. The noise is a collected study's (``noise_from``:
-    its tables folder) or the figures mvlpt ships (:data:`mvlpt.analysis.gainstats.SHIPPED_NOISE`)."""
-    import numpy as np
-
-    from mvlpt.analysis import gainstats, tables
-    from mvlpt.study import layout
-
-    if noise_from is not None:
-        pairs, runs = (tables.read_table(layout.TABLE.path(noise_from, name, "parquet")) for name in ("pairs", "runs"))
-        noises = gainstats.noise_from(pairs, runs)
-    else:
-        noises = gainstats.SHIPPED_NOISE
-    methods = [m for m in cfg["methods"] if m in noises]
-    sizes = [r.test_images for r in rows if r.test_images]
-    if not methods or not sizes:
-        return {}
-    n_test = float(np.median(sizes))
-    level = float(vocabulary.analysis_settings(cfg.get("analysis"))["level"])
-    table = gainstats.power_table({m: noises[m] for m in methods}, len(cfg["seeds"]), n_test, alpha=1 - level)
-    return {"seeds": len(cfg["seeds"]), "n_test": n_test, "alpha": 1 - level, "noise_from": noises[methods[0]].source,
-            "per_method": table.set_index("method").drop(columns=["seeds", "n_test", "alpha", "noise_from"])
-            .replace({np.nan: None}).to_dict(orient="index")}
-
-
 def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None,
         multitask: bool | None = None, noise_from: str | os.PathLike | None = None, gpu_rules=None) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
     section, even an empty one; False: never). ``profile``: a SLURM profile (folder or config.yaml) to
-    read back, for ``gpu_rules`` (:func:`slurm_profile`)."""
+    read back, for ``gpu_rules`` (:func:`mvlpt.running.device_check.slurm_profile`)."""
     t0 = time.perf_counter()
     # the workflow's own rules first (mvlpt.study.settings: one rule set), then what only preflight sees
     ruled = [f"config: {p}." for p in settings.problems(cfg)]
@@ -707,7 +171,7 @@ def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | 
     ``preflight: false``. ``multitask``: the run's targets include the multitask study, so check and
     price it too (a validated config always has a ``multitask`` section: the schema's default fills it
     in, so its presence says nothing there). ``profile``, ``gpu_rules``: the run's SLURM profile and the
-    workflow's GPU rules (:func:`slurm_profile`)."""
+    workflow's GPU rules (:func:`mvlpt.running.device_check.slurm_profile`)."""
     if cfg.get(SKIP_KEY) is False:
         return []
     rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules)
@@ -718,7 +182,6 @@ def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | 
     return rep.problems
 
 
-# ------------------------------------------------------------------------------------------ output
 def _gb(b: float) -> str:
     return f"{b / 1e9:.1f} GB" if b >= 1e8 else f"{b / 1e6:.0f} MB"
 
@@ -814,17 +277,3 @@ def _n(v) -> str:
 
 def default_json_path() -> str:
     return os.path.join("logs", "preflight.json")
-
-
-def measure_calibration(cfg: dict, say=print) -> str:
-    """``--calibrate``: measure this machine's GPU (or CPU) for ``cfg``'s model and store it."""
-    from mvlpt.running import cost
-
-    cfg = with_defaults(cfg)
-    opts = cfg.get("method_options") or {}
-    cal = cost.calibrate(cfg["model"]["name"], None if str(cfg.get("device", "auto")) == "auto" else str(cfg["device"]),
-                         workers=int(cfg["train"].get("workers", 3) or 1),
-                         n_ctx=int((opts.get("coop") or {}).get("n_ctx", 16)),
-                         vpt_tokens=int(vocabulary.canonical_options("vpt", opts.get("vpt"))[0].get("n_ctx", 16)),
-                         upt_tokens=int((opts.get("upt") or {}).get("n_ctx", 4)), say=say)
-    return str(cost.save_user_calibration(cal))

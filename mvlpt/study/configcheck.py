@@ -10,7 +10,7 @@ The rules, in order (each problem is one clause; the callers make the sentence):
 2. what the schema cannot say well (:func:`config_problems`): task, method and measure names against
    mvlpt's registries (so a new method needs no schema edit), values listed twice in ``tasks``,
    ``methods`` or ``seeds``;
-3. the ``multitask`` section (:func:`mvlpt.running.preflight.multitask_problems`), when the run asks for it;
+3. the ``multitask`` section (:func:`mvlpt.running.multitask_check.multitask_problems`), when the run asks for it;
 4. the ``train`` section through :class:`mvlpt.training.config.TrainConfig` (what ``mvlpt train`` refuses).
 
 Cheap: no torch; the task registry needs numpy and Pillow.
@@ -102,7 +102,7 @@ def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
         return [f"{problem} (see config/README.md)"]
     problems = config_problems(cfg)
     if multitask:
-        from mvlpt.running.preflight import multitask_problems
+        from mvlpt.running.multitask_check import multitask_problems
 
         problems += [p.rstrip(".") for p in multitask_problems(cfg)]
     if problems:

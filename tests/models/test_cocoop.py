@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.running import cost, preflight
+from mvlpt.running import calibration, preflight
 from mvlpt.study import vocabulary
 from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.models.clip import load_clip
@@ -242,7 +242,7 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
     assert per["cocoop"]["jobs"] == per["coop"]["jobs"] - len(cfg["tasks"])
     assert per["cocoop"]["breakdown_h"]["train"] > per["coop"]["breakdown_h"]["train"]
     # a step's text term is CoOp's times the images of the batch (one set of class prompts per image)
-    cal = cost.shipped_calibration()
+    cal = calibration.shipped_calibration()
     fixed = cal.coefficients("coop")["step"]["fixed_ms"] / 1e3
     shape = {"seeds": 2, "classes": 10, "length": 20, "batch": 8, "prefix": 9}
     assert cal.step_s("cocoop", **shape) - fixed == pytest.approx(8 * (cal.step_s("coop", **shape) - fixed))
@@ -253,9 +253,9 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
 
 # ------------------------------------------------------------------------------ the prompt predictors
 def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip, tmp_path):
-    """The prompt predictors (mvlpt.transfer.predictors.prompt_views) run the same forward as the trainer: a
+    """The prompt predictors (mvlpt.transfer.prompt_views.prompt_views) run the same forward as the trainer: a
     task's own CoCoOp prompt on its few-shot val images gives the record's `val`."""
-    from mvlpt.transfer import predictors as P
+    from mvlpt.transfer import prompt_views as PV
     from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks.fewshot import make_split, write_split
     from mvlpt.training.train import run
@@ -270,7 +270,7 @@ def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip
                        outputs={t: str(tmp_path / f"{t}.result.json")}, save_prompts={t: str(prompts[(t, 1)])},
                        cache_dir=str(tmp_path / "cache"))
         val[t] = run(spec)[0]["val"]
-    views = P.prompt_views(clip, "cocoop", tasks, prompts, splits)
+    views = PV.prompt_views(clip, "cocoop", tasks, prompts, splits)
     for t in tasks:
         assert views.metric[1][t][t] == pytest.approx(val[t], abs=1e-9)
     assert views.logits[1][A][B].shape[1] == get_task(A).num_classes

@@ -14,7 +14,7 @@ from mvlpt.errors import MvlptError
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from mvlpt.models.prompts.softcpt import MAX_TASK_TOKENS, fit_text, short_description
-from mvlpt.models.prompts.text import _word_tokens, phrase_embeddings
+from mvlpt.models.prompts.text import word_tokens, phrase_embeddings
 from mvlpt.tasks import get_task
 
 NAMES = ["circle", "square", "triangle", "red", "green"]
@@ -112,8 +112,8 @@ def test_descriptions_override_and_long_texts_are_cut_to_whole_words(tiny_clip):
     tok = tiny_clip.tokenizer
     long = " ".join(f"word{i}" for i in range(60))
     cut = softcpt(tiny_clip, {"descriptions": {"shapes": long}}).task_texts[0]
-    assert long.startswith(cut + " ") and len(_word_tokens(tok, cut)) <= MAX_TASK_TOKENS
-    assert len(_word_tokens(tok, cut + " word99")) > MAX_TASK_TOKENS  # as long as fits, not shorter
+    assert long.startswith(cut + " ") and len(word_tokens(tok, cut)) <= MAX_TASK_TOKENS
+    assert len(word_tokens(tok, cut + " word99")) > MAX_TASK_TOKENS  # as long as fits, not shorter
     assert fit_text(tok, "orange cat, sleeping", 2, "t") == "orange cat"  # trailing punctuation dropped
     with pytest.raises(MvlptError, match="does not fit the model's context length"):
         fit_text(tok, "supercalifragilistic", 1, "t")

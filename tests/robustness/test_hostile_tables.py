@@ -164,7 +164,7 @@ def test_class4_embedding_reader_refuses_outside_its_domain(tmp_path, damage):
 @pytest.mark.parametrize("damage", ["nan", "empty", "labels_negative", "labels_float", "seeds_short"])
 def test_class4_fewshot_reader_refuses_outside_its_domain(tmp_path, damage):
     from mvlpt.io import write_npz
-    from mvlpt.transfer.predictors import FEWSHOT_FORMAT, load_fewshot
+    from mvlpt.transfer.fewshot_features import FEWSHOT_FORMAT, load_fewshot
 
     n = 0 if damage == "empty" else 4
     f = np.ones((n, 3), np.float32)

@@ -26,7 +26,7 @@ from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
 from mvlpt.errors import MvlptError, one_line
 from mvlpt.io import write_npz
-from mvlpt.transfer.predictors import FEWSHOT_FORMAT, load_fewshot
+from mvlpt.transfer.fewshot_features import FEWSHOT_FORMAT, load_fewshot
 from mvlpt.analysis.similarity import EMBEDDING_FORMAT, load_embeddings
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

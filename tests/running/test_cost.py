@@ -1,5 +1,5 @@
 """The multitask study's cost (mvlpt.running.cost.estimate_multitask) and its preflight checks
-(mvlpt.running.preflight.multitask_problems): job counts by hand, GPU-hours that grow with k and epochs,
+(mvlpt.running.multitask_check.multitask_problems): job counts by hand, GPU-hours that grow with k and epochs,
 SoftCPT priced as CoOp plus its task prompts, one sentence per problem, the report's lines."""
 
 import json
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mvlpt.running import cost, preflight
+from mvlpt.running import calibration, cost, multitask_check, preflight
 from mvlpt.study import vocabulary
 from mvlpt.cli import main
 
@@ -26,7 +26,7 @@ def settings(**over):
     return vocabulary.multitask_settings({**base, **over}, ["coop", "vpt", "upt"])
 
 
-CAL = cost.shipped_calibration()
+CAL = calibration.shipped_calibration()
 
 
 @pytest.mark.parametrize("stacked, source, target, joint", [
@@ -124,7 +124,7 @@ def mt_cfg(section, tasks=TASKS4, methods=("coop", "vpt"), **top):
     (mt_cfg(["coop"]), "multitask: the section must be a mapping of settings"),
 ])
 def test_each_multitask_problem_is_one_sentence(cfg, says):
-    found = preflight.multitask_problems(cfg)
+    found = multitask_check.multitask_problems(cfg)
     assert len(found) == 1 and found[0].startswith(says), found
     assert found[0].endswith(".") and ". " not in found[0].rstrip(".")
 
@@ -139,11 +139,11 @@ def test_each_multitask_problem_is_one_sentence(cfg, says):
     mt_cfg({"strategies": ["predictor"], "predictor": "leep"}, predictors={"names": ["leep"]}),
 ])
 def test_sound_multitask_sections_have_no_problem(cfg):
-    assert preflight.multitask_problems(cfg) == []
+    assert multitask_check.multitask_problems(cfg) == []
 
 
 def test_multitask_problems_imports_nothing_slow():
-    code = ("import sys; from mvlpt.running.preflight import multitask_problems; "
+    code = ("import sys; from mvlpt.running.multitask_check import multitask_problems; "
             "p = multitask_problems({'tasks': ['a', 'b'], 'multitask': {'k': 0}}); "
             "assert p and p[0].startswith('multitask: `k`'), p; "
             "slow = [m for m in ('torch', 'numpy', 'open_clip', 'pandas') if m in sys.modules]; assert not slow, slow")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt.running import cost, preflight
+from mvlpt.running import calibration, cost, model_check, preflight, prompt_shapes, task_check
 from mvlpt.study import vocabulary
 from mvlpt.cli import main
 from mvlpt.datasets import catalog, routes
@@ -80,7 +80,7 @@ def test_disk_counts_the_multitask_studys_prompts_and_results(tmp_path):
     assert "softcpt" in per_method  # the default multitask methods: the study's and SoftCPT
     # every group source job saves a prompt per seed, the smallest of which is CoOp's context (n_ctx x width)
     sources = sum(m["jobs"]["source"] for m in per_method.values())
-    smallest = 16 * preflight.model_dims("mvlpt-tiny")["text_width"] * 4
+    smallest = 16 * model_check.model_dims("mvlpt-tiny")["text_width"] * 4
     assert sources > 0 and results_need(mt) - results_need(plain) >= sources * len(cfg["seeds"]) * smallest
 
 
@@ -212,16 +212,16 @@ def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, mon
 
 
 def test_manifest_says_which_tasks_fall_short_at_5_10_20_shots_and_the_docs_say_the_same():
-    assert preflight.manifest_shortfall(5) == {} and preflight.manifest_shortfall(10) == {}
-    assert preflight.manifest_shortfall(20) == {"oxford-flower-102": {"train": 1020, "classes": 102, "per_class": 10}}
+    assert task_check.manifest_shortfall(5) == {} and task_check.manifest_shortfall(10) == {}
+    assert task_check.manifest_shortfall(20) == {"oxford-flower-102": {"train": 1020, "classes": 102, "per_class": 10}}
     doc = (REPO / "docs" / "preflight.md").read_text()
     for shots in (5, 10, 20):
-        short = ", ".join(sorted(preflight.manifest_shortfall(shots))) or "none"
+        short = ", ".join(sorted(task_check.manifest_shortfall(shots))) or "none"
         assert f"| {shots} | {short} |" in doc
 
 
 def test_shipped_calibration_reproduces_the_h100_step_times_and_scales():
-    cal = cost.shipped_calibration()
+    cal = calibration.shipped_calibration()
     fig = json.loads((REPO / "mvlpt" / "tasks" / "data" / "cost_calibration.json").read_text())["figures"]
     shape = fig["shape"]
     for method, ms in fig["step_ms"].items():
@@ -246,13 +246,13 @@ def test_priced_prompt_shapes_are_the_ones_training_builds(tiny_clip, options):
 
     names = ["pickup truck", "sea", "maple tree"]
     methods = [m for m, e in vocabulary.METHODS.items() if e.learns_text]
-    lengths, prefixes = cost.prompt_shapes(names, "mvlpt-tiny", {m: options.get(m, {}) for m in methods})
+    lengths, prefixes = prompt_shapes.prompt_shapes(names, "mvlpt-tiny", {m: options.get(m, {}) for m in methods})
     for m in methods:
         tasks = [("shapes", 1), ("shape-colours", 2)] if vocabulary.METHODS[m].task_conditioned else None
         lr = build_prompt_learner(m, tiny_clip, names, options.get(m), tasks=tasks)
         assert lengths[m] == lr.layout.tokens.shape[1], m
         assert prefixes[m] == lr.shared_text_prefix(lr.current_prompts()), m
-    cal = cost.shipped_calibration()
+    cal = calibration.shipped_calibration()
     plain = cal.step_s("coop", seeds=3, classes=100, length=29, batch=32)
     shared = cal.step_s("coop", seeds=3, classes=100, length=29, batch=32, prefix=9)
     rows = cost.text_rows(100, 29, 9)
@@ -271,5 +271,5 @@ def test_calibrate_measures_this_machine_and_the_estimate_then_speaks_of_it(tmp_
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["cost"]["calibration"] == "measured" and rep["cost"]["gpu"].startswith("CPU")
     assert "(measured here)" in capsys.readouterr().out
-    cal, note = cost.load_calibration("ViT-B-16-quickgelu")  # another model: the shipped one, with a note
+    cal, note = calibration.load_calibration("ViT-B-16-quickgelu")  # another model: the shipped one, with a note
     assert cal.origin == "shipped" and "mvlpt-tiny" in note

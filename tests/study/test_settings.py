@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt.running import preflight
+from mvlpt.running import device_check, preflight
 from mvlpt.study import settings, vocabulary
 from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
@@ -147,26 +147,26 @@ def test_nothing_in_the_package_reads_the_workflow_by_path():
 
 
 def test_slurm_profile_is_read_only_when_given(tmp_path):
-    assert preflight.slurm_profile(None) is None
+    assert device_check.slurm_profile(None) is None
     with pytest.raises(MvlptError, match="does not exist"):
-        preflight.slurm_profile(tmp_path / "nowhere")
+        device_check.slurm_profile(tmp_path / "nowhere")
     prof = tmp_path / "slurm"
     prof.mkdir()
     (prof / "config.yaml").write_text(yaml.safe_dump({
         "executor": "slurm", "jobs": 7, "default-resources": {"slurm_partition": "gpu"},
         "set-resources": {"train_joint": {"gpu_model": "a100"}, "fewshot_split": {"group_slots": 1}}}))
     # the workflow names its GPU rules
-    got = preflight.slurm_profile(prof, ["train_single", "train_joint"])
+    got = device_check.slurm_profile(prof, ["train_single", "train_joint"])
     assert set(got["rules"]) == {"train_single", "train_joint"} and got["jobs"] == 7
     assert got["rules"]["train_joint"]["gpu_request"] == "--gpus=a100:1"
     assert got["rules"]["train_single"] == {"partition": "gpu", "gpu_request": "--gpus=1", "account": None}
     # `mvlpt preflight --profile`: the rules the profile sets up, and one entry for every other GPU rule
-    got = preflight.slurm_profile(prof / "config.yaml")
-    assert set(got["rules"]) == {"train_joint", preflight.DEFAULT_RULE}
+    got = device_check.slurm_profile(prof / "config.yaml")
+    assert set(got["rules"]) == {"train_joint", device_check.DEFAULT_RULE}
 
 
 def test_the_shipped_slurm_profile_reads_back():
-    got = preflight.slurm_profile(REPO / "workflow" / "profiles" / "slurm", ["train_single"])
+    got = device_check.slurm_profile(REPO / "workflow" / "profiles" / "slurm", ["train_single"])
     assert got["executor"] == "slurm" and got["rules"]["train_single"]["gpu_request"] == "--gpus=1"
 
 

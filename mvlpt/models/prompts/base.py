@@ -78,7 +78,7 @@ class PromptLearner(nn.Module):
     def parameter_count(cls, options: dict, dims: dict) -> int:
         """How many numbers its prompt file holds, from its full options (:func:`mvlpt.study.vocabulary.full_options`)
         and the model's ``dims`` (``embed_dim``, ``text_width``, ``vision_width``, ``layers``:
-        :func:`mvlpt.running.preflight.model_dims`), without building it (the preflight sizes the study's files)."""
+        :func:`mvlpt.running.model_check.model_dims`), without building it (the preflight sizes the study's files)."""
         raise NotImplementedError(f"{cls.__name__} does not say its parameter count (PromptLearner.parameter_count)")
 
     @classmethod

@@ -31,7 +31,7 @@ from torch import nn
 
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import PromptLearner
-from mvlpt.models.prompts.text import TokenLayout, _word_tokens, normalize
+from mvlpt.models.prompts.text import TokenLayout, word_tokens, normalize
 
 MAX_TASK_TOKENS = 24  # BPE tokens of a task's text (name and short description), [SOS]/[EOS]/"." aside
 
@@ -55,7 +55,7 @@ def _trim(text: str) -> str:
 def fit_text(tokenizer, text: str, budget: int, task: str) -> str:
     """``text`` cut word by word to at most ``budget`` BPE tokens (one sentence if nothing fits)."""
     words = _trim(text).split()
-    while words and len(_word_tokens(tokenizer, " ".join(words))) > budget:
+    while words and len(word_tokens(tokenizer, " ".join(words))) > budget:
         words.pop()
         words = _trim(" ".join(words)).split()
     if not words:
@@ -106,7 +106,7 @@ class SoftCPT(PromptLearner):
         context_length = int(clip.tokenizer(["x"]).shape[1])
         budget = min(MAX_TASK_TOKENS, context_length - 3 - n_task_ctx)  # [SOS], ".", [EOS]
         self.task_names = names
-        self.task_texts = [fit_text(clip.tokenizer, self._task_text(t, descriptions), budget, t) for t in names]
+        self.task_texts = [fit_text(clip.tokenizer, self.task_text(t, descriptions), budget, t) for t in names]
         self.task_layout = TokenLayout(clip, self.task_texts, n_task_ctx, "end")
         self.register_buffer("task_of_class", torch.repeat_interleave(torch.arange(len(names)), torch.tensor(counts)).to(device),
                              persistent=False)
@@ -130,7 +130,7 @@ class SoftCPT(PromptLearner):
         return list(names), list(counts)
 
     @staticmethod
-    def _task_text(name: str, descriptions: dict | None) -> str:
+    def task_text(name: str, descriptions: dict | None) -> str:
         if descriptions and name in descriptions:
             return descriptions[name]
         from mvlpt.tasks import get_task

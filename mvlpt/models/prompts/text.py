@@ -29,7 +29,7 @@ from mvlpt.models.prompts.blocks import block_rows
 POSITIONS = ("end", "middle", "front")
 
 
-def _word_tokens(tokenizer, text: str) -> list[int]:
+def word_tokens(tokenizer, text: str) -> list[int]:
     """The BPE tokens of ``text`` without [SOS]/[EOS]."""
     ids = tokenizer([text])[0].tolist()
     eot = max(range(len(ids)), key=lambda i: ids[i])  # [EOS] has the largest id
@@ -43,12 +43,12 @@ def prompt_tokens(tokenizer, classnames: list[str], n_ctx: int, position: str = 
         raise MvlptError(f"class token position must be one of {', '.join(POSITIONS)}, got {position!r}.")
     full = tokenizer(["x"])[0]
     sos, eos, context_length = int(full[0]), int(full.max()), full.shape[0]
-    period = _word_tokens(tokenizer, ".")
-    filler = _word_tokens(tokenizer, "x")[0]  # any token: its embedding is replaced by the context
+    period = word_tokens(tokenizer, ".")
+    filler = word_tokens(tokenizer, "x")[0]  # any token: its embedding is replaced by the context
     seqs, ctx_pos = [], []
     half = n_ctx // 2
     for name in classnames:
-        name_ids = _word_tokens(tokenizer, name)
+        name_ids = word_tokens(tokenizer, name)
         if position == "end":
             body, pos = [filler] * n_ctx + name_ids, list(range(1, 1 + n_ctx))
         elif position == "front":
@@ -189,7 +189,7 @@ def _pool_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor) -> torc
 
 def phrase_embeddings(clip, phrase: str) -> torch.Tensor:
     """Token embeddings of ``phrase`` (its BPE tokens, no [SOS]/[EOS]): a CoOp context init."""
-    ids = _word_tokens(clip.tokenizer, phrase)
+    ids = word_tokens(clip.tokenizer, phrase)
     weight = clip.model.token_embedding.weight
     with torch.no_grad():
         return weight[torch.tensor(ids, device=weight.device)].detach().float().clone()
