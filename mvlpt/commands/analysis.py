@@ -95,28 +95,28 @@ def _collect_reference(args, runs, seeds, replicates):
     setting, and their test-set replicates; an empty table, said in the log, when there are none (an older study)."""
     from pathlib import Path
 
-    from mvlpt.analysis import reference as R, tables
+    from mvlpt.analysis import reference, tables
     from mvlpt.study import results
 
-    ref_dir = Path(args.reference_dir) if args.reference_dir else R.reference_dir(args.results_dir)
-    records = R.read_references(ref_dir, args.tasks, seeds)
-    reference, reps = R.reference_table(records), R.reference_replicates(records)
-    results.refuse_mixed_settings(R.settings_problems(runs, reference), allow_mixed=args.allow_mixed_settings)
-    if reference.empty:
+    ref_dir = Path(args.reference_dir) if args.reference_dir else reference.reference_dir(args.results_dir)
+    records = reference.read_references(ref_dir, args.tasks, seeds)
+    ref_rows, reps = reference.reference_table(records), reference.reference_replicates(records)
+    results.refuse_mixed_settings(reference.settings_problems(runs, ref_rows), allow_mixed=args.allow_mixed_settings)
+    if ref_rows.empty:
         _say(f"note: no reference results under {ref_dir}: the zeroshot and linear_probe columns are NaN and "
              f"baseline_below_zeroshot is NA (make them with `mvlpt reference`)")
     else:
-        table = R.baselines_table(tables.pair_table(runs), reference, runs=runs, replicates=replicates, reference_reps=reps,
+        table = reference.baselines_table(tables.pair_table(runs), ref_rows, runs=runs, replicates=replicates, reference_reps=reps,
                                   level=args.level)
-        _say(f"reference rows: {len(reference)} under {ref_dir}; " + R.flagged_sentence(table))
-    return reference, reps
+        _say(f"reference rows: {len(ref_rows)} under {ref_dir}; " + reference.flagged_sentence(table))
+    return ref_rows, reps
 
 
 # --------------------------------------------------------------------------------------------------
 # embed
 # --------------------------------------------------------------------------------------------------
 def run_embed(args) -> int:
-    from mvlpt.analysis import similarity as S
+    from mvlpt.analysis import similarity
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.models.clip import load_clip
     from mvlpt.tasks import get_task
@@ -127,17 +127,17 @@ def run_embed(args) -> int:
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), cache_dir=args.weights_cache_dir, device=lease.device,
                          init_seed=args.init_seed)
         if args.kind == "images":
-            sel = S.ImageSelection(
+            sel = similarity.ImageSelection(
                 fewshot_seeds=tuple(_int_list(args.fewshot_seeds) or ()),
                 shots=args.shots,
                 sample_size=args.sample_size,
                 sample_seed=args.sample_seed,
                 split_files=tuple(args.split_files or ()),
             )
-            emb = S.encode_task_images(clip, task, sel, data_dir=args.data_dir, batch_size=args.batch_size)
+            emb = similarity.encode_task_images(clip, task, sel, data_dir=args.data_dir, batch_size=args.batch_size)
         else:
-            emb = S.encode_task_labels(clip, task, args.templates)
-    S.save_embeddings(emb, args.out)
+            emb = similarity.encode_task_labels(clip, task, args.templates)
+    similarity.save_embeddings(emb, args.out)
     _say(f"{args.task}: {len(emb.names)} {args.kind} embeddings of dim {emb.features.shape[1]} -> {args.out}")
     return 0
 
@@ -146,18 +146,18 @@ def run_embed(args) -> int:
 # similarity
 # --------------------------------------------------------------------------------------------------
 def run_similarity(args) -> int:
-    from mvlpt.analysis import similarity as S
+    from mvlpt.analysis import similarity
     from mvlpt.analysis.tables import write_table
 
-    embs = [S.load_embeddings(p) for p in args.embeddings]
+    embs = [similarity.load_embeddings(p) for p in args.embeddings]
     if args.tasks:
         by = {e.task: e for e in embs}
         missing = [t for t in args.tasks if t not in by]
         if missing:
             raise MvlptError(f"no embeddings given for task(s) {', '.join(missing)}; pass their .npz files.")
         embs = [by[t] for t in args.tasks]
-    m = S.similarity_matrix(embs, args.measure, shrinkage=args.shrinkage, ridge=args.ridge)
-    written = write_table(S.matrix_to_long(m, args.measure), args.out)
+    m = similarity.similarity_matrix(embs, args.measure, shrinkage=args.shrinkage, ridge=args.ridge)
+    written = write_table(similarity.matrix_to_long(m, args.measure), args.out)
     _say(f"{args.measure} over {len(embs)} tasks -> {', '.join(map(str, written))}")
     return 0
 
@@ -184,7 +184,7 @@ def run_correlate(args) -> int:
 # power
 # --------------------------------------------------------------------------------------------------
 def run_power(args) -> int:
-    from mvlpt.analysis import gainstats as G, tables
+    from mvlpt.analysis import gainstats, tables
     from mvlpt.study import layout
 
     check_level(args.level)
@@ -195,9 +195,9 @@ def run_power(args) -> int:
     runs = None
     if args.tables:
         runs = tables.read_table(layout.TABLE.path(args.tables, "runs", "parquet"))
-        noises = G.noise_from(tables.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
+        noises = gainstats.noise_from(tables.read_table(layout.TABLE.path(args.tables, "pairs", "parquet")), runs)
     else:
-        noises = G.SHIPPED_NOISE
+        noises = gainstats.SHIPPED_NOISE
     if not noises:
         raise MvlptError("no noise figures: the study's cells have no standard errors (one seed and no test replicates?).")
     seeds = args.seeds if args.seeds is not None else (int(runs.groupby(["method", "source", "target"])["seed"].nunique()
@@ -206,7 +206,7 @@ def run_power(args) -> int:
                                                           if runs is not None else 1000.0)
     if seeds < 1 or n_test < 1:
         raise MvlptError(f"--seeds and --n-test must be >= 1, got {seeds} and {n_test}.")
-    table = G.power_table(noises, seeds, n_test, gains=tuple(args.gains), alpha=1 - args.level, power=args.power)
+    table = gainstats.power_table(noises, seeds, n_test, gains=tuple(args.gains), alpha=1 - args.level, power=args.power)
     for r in table.itertuples(index=False):
         _say(f"{r.method}: with {seeds} seeds and {n_test:.0f} test images the smallest gain detected with power "
              f"{args.power:g} is {100 * r.min_detectable_gain:.1f} points ({100 * r.min_detectable_gain_any_seeds:.1f} "

@@ -22,7 +22,7 @@ def _say(msg: str) -> None:
 
 
 def run_embed(args) -> int:
-    from mvlpt.transfer import fewshot_features as FS
+    from mvlpt.transfer import fewshot_features
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.models.clip import load_clip
     from mvlpt.tasks import get_task
@@ -32,14 +32,14 @@ def run_embed(args) -> int:
     with lease_device(args.device, label=f"embed {args.task} few-shot") as lease:
         _say(f"device: {describe_lease(lease)}")
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
-        fs = FS.encode_fewshot(clip, task, args.split_files, data_dir=args.data_dir, batch_size=args.batch_size)
-    FS.save_fewshot(fs, args.out)
+        fs = fewshot_features.encode_fewshot(clip, task, args.split_files, data_dir=args.data_dir, batch_size=args.batch_size)
+    fewshot_features.save_fewshot(fs, args.out)
     _say(f"{args.task}: {len(fs.ids)} labelled few-shot images (seeds {sorted(set(fs.seeds.tolist()))}) -> {args.out}")
     return 0
 
 
 def run_compute(args) -> int:
-    from mvlpt.transfer import fewshot_features as FS, predictors as P
+    from mvlpt.transfer import fewshot_features, predictors
     from mvlpt.study import vocabulary
     from mvlpt.analysis.similarity import load_embeddings
 
@@ -51,19 +51,19 @@ def run_compute(args) -> int:
         raise MvlptError(f"predictor {pred.name} is computed from {' and '.join(f'--{k}' for k in pred.embedding_kinds)} "
                          f"files; give {' and '.join(f'--{k}' for k in missing)}.")
     if pred.family == "zeroshot":
-        m, seconds = P.predictor_matrix(pred.name, fewshot=[FS.load_fewshot(p) for p in args.fewshot],
+        m, seconds = predictors.predictor_matrix(pred.name, fewshot=[fewshot_features.load_fewshot(p) for p in args.fewshot],
                                         labels=[load_embeddings(p) for p in args.labels], tasks=args.tasks)
     else:
-        m, seconds = P.predictor_matrix(pred.name, embeddings=[load_embeddings(p) for p in getattr(args, pred.reads)],
+        m, seconds = predictors.predictor_matrix(pred.name, embeddings=[load_embeddings(p) for p in getattr(args, pred.reads)],
                                         tasks=args.tasks, shrinkage=args.shrinkage, ridge=args.ridge)
-    written = P.write_predictor(m, pred.name, seconds, args.out)
+    written = predictors.write_predictor(m, pred.name, seconds, args.out)
     _say(f"{pred.name} over {len(m)} tasks in {seconds:.3f} s -> {', '.join(map(str, written))}")
     return 0
 
 
 def run_prompts(args) -> int:
     from mvlpt.study import layout, vocabulary
-    from mvlpt.transfer import predictors as P, prompt_views as PV
+    from mvlpt.transfer import predictors, prompt_views
     from mvlpt.training.checkpoints import read_prompt_meta
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.io import write_together
@@ -93,20 +93,20 @@ def run_prompts(args) -> int:
     with lease_device(args.device, label=f"prompt predictors {args.method}") as lease:
         _say(f"device: {describe_lease(lease)}")
         clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=lease.device, init_seed=args.init_seed)
-        views = PV.prompt_views(clip, args.method, tasks, {k: v for k, v in prompts.items() if k[0] in tasks}, splits,
+        views = prompt_views.prompt_views(clip, args.method, tasks, {k: v for k, v in prompts.items() if k[0] in tasks}, splits,
                                data_dir=args.data_dir, batch_size=args.batch_size)
     out = Path(args.out_dir)
     with write_together():  # every matrix of the method, or none
         for name in names:
-            m, seconds = PV.prompt_matrix(name, views)
-            P.write_predictor(m, name, seconds, layout.PREDICTOR.path(out, name, "csv"), method=args.method)
+            m, seconds = prompt_views.prompt_matrix(name, views)
+            predictors.write_predictor(m, name, seconds, layout.PREDICTOR.path(out, name, "csv"), method=args.method)
     _say(f"{args.method}: {', '.join(names)} over {len(tasks)} tasks and seeds {views.seeds} "
          f"(forward passes {views.seconds['estimators'] + views.seconds['metric']:.2f} s) -> {out}")
     return 0
 
 
 def run_score(args) -> int:
-    from mvlpt.transfer import predictor_scores as PS, predictors as P
+    from mvlpt.transfer import predictor_scores, predictors
     from mvlpt.analysis import tables
 
     if not args.pairs and not args.runs:
@@ -115,7 +115,7 @@ def run_score(args) -> int:
     pairs = tables.read_table(args.pairs) if args.pairs else None
     preds = {}
     for path in args.predictors:
-        m, info = P.read_predictor(path)
+        m, info = predictors.read_predictor(path)
         name = info["predictor"]
         if "method" in info:  # a per-method predictor (trained prompts): one matrix per method
             given = preds.setdefault(name, {})
@@ -126,7 +126,7 @@ def run_score(args) -> int:
         if name in preds:
             raise MvlptError(f"predictor {name} is given twice (e.g. {path}); pass each matrix once.")
         preds[name] = (m, info)
-    scores = PS.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
+    scores = predictor_scores.score_predictors(pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm,
                                 seed=args.seed, level=args.level)
     written = tables.write_table(scores, args.out)
     _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")

@@ -14,7 +14,7 @@ from mvlpt.commands.args import DefaultsHelpFormatter, add_metric_args, add_mode
 
 
 def run_reference(args) -> int:
-    from mvlpt.analysis import reference as R
+    from mvlpt.analysis import reference
     from mvlpt.running.devices import describe_lease, lease_device
     from mvlpt.io import check_writable
     from mvlpt.models.clip import load_clip
@@ -22,7 +22,7 @@ def run_reference(args) -> int:
     from mvlpt.tasks.elevater import scored_task
     from mvlpt.tasks.fewshot import make_split, read_split
 
-    for option, value, known in (("--kind", args.kind, R.KINDS), ("--fit-on", args.fit_on, R.FIT_ON)):
+    for option, value, known in (("--kind", args.kind, reference.KINDS), ("--fit-on", args.fit_on, reference.FIT_ON)):
         if value not in known:  # checked here, not by argparse: building the parser imports no pandas
             raise MvlptError(f"{option} must be one of {', '.join(known)}, got {value!r}.")
     task = scored_task(get_task(args.task), args.hateful_memes_metric)
@@ -40,7 +40,7 @@ def run_reference(args) -> int:
             split = make_split(task, args.seed, args.shots, args.data_dir)
     elif args.split_file or args.seed is not None:
         raise MvlptError("zero-shot uses no few-shot split; drop --split-file and --seed.")
-    grid = R.C_GRID if not args.c_grid else tuple(args.c_grid)
+    grid = reference.C_GRID if not args.c_grid else tuple(args.c_grid)
     check_writable([args.out])
     with lease_device(args.device, label=f"reference {args.kind} {args.task}") as lease:
         print(f"device: {describe_lease(lease)}", file=sys.stderr, flush=True)
@@ -49,10 +49,10 @@ def run_reference(args) -> int:
         common = dict(data_dir=args.data_dir, cache_dir=args.cache_dir, workers=args.workers,
                       write_cache=bool(args.cache_dir))
         if args.kind == "zeroshot":
-            rec = R.zeroshot(clip, task, **common)
+            rec = reference.zeroshot(clip, task, **common)
         else:
-            rec = R.linear_probe(clip, task, split, grid=grid, fit_on=args.fit_on, **common)
-    R.write_reference(rec, args.out)
+            rec = reference.linear_probe(clip, task, split, grid=grid, fit_on=args.fit_on, **common)
+    reference.write_reference(rec, args.out)
     extra = f" (C {rec['C']:g} chosen on {rec['n_val']} validation images, val {rec['val']:.4f})" if rec["C"] else ""
     seed = f" seed {rec['seed']}" if rec["seed"] is not None else ""
     print(f"{args.kind} {task.name}{seed}: test {rec['metric']} {rec['test']:.4f}{extra} -> {args.out}", file=sys.stderr)

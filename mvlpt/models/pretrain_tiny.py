@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvlpt.tasks import synthetic as syn
+from mvlpt.tasks import synthetic
 
-DIGIT_WORDS = syn.DIGITS
+DIGIT_WORDS = synthetic.DIGITS
 _SEED = 77_000  # pre-training streams: never equal to a task's (seed, split) stream
 
 
@@ -41,24 +41,24 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
     n = n_per_family
     # shapes: shape and colour
     rng = _rng(10 + chunk)
-    shapes = rng.integers(0, len(syn.SHAPES), n)
-    colours = rng.integers(0, len(syn.COLOURS), n)
-    images.append(syn.shape_images(rng, shapes, colours))
+    shapes = rng.integers(0, len(synthetic.SHAPES), n)
+    colours = rng.integers(0, len(synthetic.COLOURS), n)
+    images.append(synthetic.shape_images(rng, shapes, colours))
     forms = ("a {c} {s}.", "a drawing of a {c} {s}.", "a {s}.", "something coloured {c}.", "a {c} shape.", "a {s} shape.")
-    captions += [f.format(c=syn.COLOUR_NAMES[c], s=syn.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)]
+    captions += [f.format(c=synthetic.COLOUR_NAMES[c], s=synthetic.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)]
     # textures: kind and colours (named when they are palette colours)
     rng = _rng(20 + chunk)
-    k = len(syn.COLOURS)
-    kinds = rng.integers(0, len(syn.TEXTURES), n)
-    pool = len(syn.TEXTURE_POOL)  # the palette colours first (k of them), then neutrals
+    k = len(synthetic.COLOURS)
+    kinds = rng.integers(0, len(synthetic.TEXTURES), n)
+    pool = len(synthetic.TEXTURE_POOL)  # the palette colours first (k of them), then neutrals
     a = rng.integers(0, pool, n)
     b = (a + rng.integers(1, pool, n)) % pool
-    plain = kinds == syn.TEXTURES.index("plain")
+    plain = kinds == synthetic.TEXTURES.index("plain")
     b = np.where(plain, a, b)
-    images.append(syn.texture_images(rng, kinds, a, b))
+    images.append(synthetic.texture_images(rng, kinds, a, b))
     for i in range(n):
-        names = sorted({syn.COLOUR_NAMES[j] for j in (a[i], b[i]) if j < k})
-        kind = syn.TEXTURES[kinds[i]]
+        names = sorted({synthetic.COLOUR_NAMES[j] for j in (a[i], b[i]) if j < k})
+        kind = synthetic.TEXTURES[kinds[i]]
         if names and rng.random() < 0.6:
             captions.append(f"a {kind} texture in {' and '.join(names)}.")
         else:
@@ -66,28 +66,28 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
     # printed digits and letters
     rng = _rng(30 + chunk)
     labels = rng.integers(0, 10, n)
-    images.append(syn.glyph_images(rng, tuple("0123456789"), labels))
+    images.append(synthetic.glyph_images(rng, tuple("0123456789"), labels))
     forms = ("the number {}.", "a printed digit {}.", 'a photo of the number: "{}".')
     captions += [f.format(DIGIT_WORDS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
     rng = _rng(40 + chunk)
-    labels = rng.integers(0, len(syn.LETTERS), n)
-    images.append(syn.glyph_images(rng, syn.LETTERS, labels))
+    labels = rng.integers(0, len(synthetic.LETTERS), n)
+    images.append(synthetic.glyph_images(rng, synthetic.LETTERS, labels))
     forms = ('the letter "{}".', "a printed letter {}.", "the capital letter {}.")
-    captions += [f.format(syn.LETTERS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
+    captions += [f.format(synthetic.LETTERS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
     # handwritten digits not used by the sklearn-digits task's train/test splits
     rng = _rng(50 + chunk)
-    free = syn.spare_sklearn_digits()
+    free = synthetic.spare_sklearn_digits()
     idx = free[rng.integers(0, len(free), n)]
-    labels, img = syn.sklearn_digit_images(rng, idx)
+    labels, img = synthetic.sklearn_digit_images(rng, idx)
     images.append(img)
     forms = ("a handwritten digit {}.", "the number {}.", "a blurry scan of the number {}.")
     captions += [f.format(DIGIT_WORDS[d]) for f, d in zip(_pick(rng, forms, n), labels)]
     # oriented bars: the task's renderer on another stream, balanced classes
-    labels, img = syn.orientation_images(_rng(60 + chunk), (n // 4,) * 4)
+    labels, img = synthetic.orientation_images(_rng(60 + chunk), (n // 4,) * 4)
     images.append(img)
     forms = ("a {} line.", "a drawing of a {} bar.", "a {} stroke.")
     rng = _rng(70 + chunk)
-    captions += [f.format(syn.ORIENTATIONS[o]) for f, o in zip(_pick(rng, forms, len(labels)), labels)]
+    captions += [f.format(synthetic.ORIENTATIONS[o]) for f, o in zip(_pick(rng, forms, len(labels)), labels)]
     return np.concatenate(images), captions
 
 

@@ -19,7 +19,7 @@ from mvlpt.analysis import tables
 from mvlpt.analysis.stats import spearman_along
 from mvlpt.errors import MvlptError
 from mvlpt.study import settings, vocabulary
-from mvlpt.transfer import transferability as TR
+from mvlpt.transfer import transferability
 
 # (name, label, k): the scores of a predictor against one method's gains, in table order
 SCORES: tuple[tuple[str, str, int], ...] = (
@@ -52,12 +52,12 @@ def per_target(pred: np.ndarray, gain: np.ndarray) -> dict[str, np.ndarray]:
         ok = np.isfinite(pred[:, j]) & np.isfinite(gain[:, j])
         p, g = pred[ok, j], gain[ok, j]
         n = len(g)
-        out["within_target_spearman"].append(TR.spearman(p, g) if n >= 3 else np.nan)
+        out["within_target_spearman"].append(transferability.spearman(p, g) if n >= 3 else np.nan)
         chance["within_target_spearman"].append(0.0 if n >= 3 else np.nan)
         for name, k in (("top1", 1), ("top3", 3)):
-            out[name].append(TR.top_k_hit(p, g, k) if n >= 2 else np.nan)
+            out[name].append(transferability.top_k_hit(p, g, k) if n >= 2 else np.nan)
             chance[name].append(min(k, n) / n if n >= 2 else np.nan)
-        out["ndcg3"].append(TR.ndcg_at_k(p, g, 3) if n >= 2 else np.nan)
+        out["ndcg3"].append(transferability.ndcg_at_k(p, g, 3) if n >= 2 else np.nan)
         chance["ndcg3"].append(_chance_ndcg(g, 3) if n >= 2 else np.nan)
     return {k: np.asarray(v, float) for k, v in out.items()}, {k: np.asarray(v, float) for k, v in chance.items()}
 
@@ -78,7 +78,7 @@ def _pooled_spearman(pred: np.ndarray, gain: np.ndarray):
     else:
         def statistic(idx, axis=-1):
             idx = np.asarray(idx)
-            flat = [TR.spearman(pred[:, cols].ravel(), gain[:, cols].ravel()) for cols in idx.reshape(-1, idx.shape[-1])]
+            flat = [transferability.spearman(pred[:, cols].ravel(), gain[:, cols].ravel()) for cols in idx.reshape(-1, idx.shape[-1])]
             return np.asarray(flat).reshape(idx.shape[:-1])
     return statistic
 

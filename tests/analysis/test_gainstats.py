@@ -9,8 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from fakes import write_record
-from mvlpt.analysis import gainstats as G, stats, tables
-from mvlpt.training import metrics as M
+from mvlpt.analysis import gainstats, stats, tables
+from mvlpt.training import metrics
 from mvlpt.errors import MvlptError
 
 TASKS = [f"t{i}" for i in range(6)]
@@ -25,7 +25,7 @@ def test_decompose_matches_a_dummy_coded_least_squares_fit():
     g = rng.normal(size=(6, 6)) + 2 * rng.normal(size=6)[:, None] - rng.normal(size=6)[None, :]
     np.fill_diagonal(g, np.nan)
     g[1, 4] = np.nan  # a missing cell
-    d = G.decompose(_frame(g))
+    d = gainstats.decompose(_frame(g))
     # independent fit: treatment (dummy) coding with numpy's lstsq; the fitted values do not depend on the coding
     rows, cols = np.nonzero(np.isfinite(g))
     x = np.zeros((len(rows), 1 + 5 + 5))
@@ -50,13 +50,13 @@ def test_decompose_recovers_planted_effects_and_refuses_too_few_cells():
     a, b = np.array([1.0, -2, 0.5, 0.5]), np.array([0.3, 0.3, -0.1, -0.5])
     g = 0.7 + a[:, None] + b[None, :]
     np.fill_diagonal(g, np.nan)
-    d = G.decompose(_frame(g))
+    d = gainstats.decompose(_frame(g))
     assert d.mean == pytest.approx(0.7) and np.allclose(d.source, a) and np.allclose(d.target, b)
     assert np.nanmax(np.abs(d.interaction.to_numpy())) < 1e-12 and d.shares()["interaction"] < 1e-20
     with pytest.raises(MvlptError, match="too few to separate"):
-        G.decompose(_frame(np.array([[np.nan, 1.0], [2.0, np.nan]])))
+        gainstats.decompose(_frame(np.array([[np.nan, 1.0], [2.0, np.nan]])))
     with pytest.raises(MvlptError, match="has 0 measured"):  # baselines only
-        G.decompose(_frame(np.full((3, 3), np.nan)))
+        gainstats.decompose(_frame(np.full((3, 3), np.nan)))
 
 
 def test_additive_residual_is_decompose_vectorised():
@@ -65,15 +65,15 @@ def test_additive_residual_is_decompose_vectorised():
     for m in mats:
         np.fill_diagonal(m, np.nan)
     mats[2, 0, 3] = np.nan
-    res = G.additive_residual(mats)
+    res = gainstats.additive_residual(mats)
     for m, r in zip(mats, res):
-        assert np.allclose(r, G.decompose(_frame(m)).interaction.to_numpy(), equal_nan=True, atol=1e-9)
+        assert np.allclose(r, gainstats.decompose(_frame(m)).interaction.to_numpy(), equal_nan=True, atol=1e-9)
 
 
 def test_cell_intervals_by_hand():
     per_seed = np.array([0.05, 0.02, 0.08])[:, None, None]  # one cell, three seeds
     per_rep = np.random.default_rng(0).normal(0.05, 0.01, size=(200, 1, 1))
-    out = G.cell_intervals(per_seed, per_rep, 0.9)
+    out = gainstats.cell_intervals(per_seed, per_rep, 0.9)
     v_s = np.var([0.05, 0.02, 0.08], ddof=1) / 3
     v_t = np.var(per_rep[:, 0, 0], ddof=1)
     se = np.sqrt(v_s + v_t)
@@ -83,13 +83,13 @@ def test_cell_intervals_by_hand():
     assert out["ci_low"][0, 0] == pytest.approx(0.05 - t * se) and out["ci_high"][0, 0] == pytest.approx(0.05 + t * se)
     assert out["p"][0, 0] == pytest.approx(2 * sps.t.sf(0.05 / se, dof))
     assert out["interval"][0, 0] == "seeds+test"
-    one_seed = G.cell_intervals(per_seed[:1], per_rep, 0.9)  # one seed: the test set's error only, and said so
+    one_seed = gainstats.cell_intervals(per_seed[:1], per_rep, 0.9)  # one seed: the test set's error only, and said so
     assert one_seed["interval"][0, 0] == "test" and one_seed["se"][0, 0] == pytest.approx(np.sqrt(v_t))
 
 
 def test_fdr_is_benjamini_hochberg_by_hand():
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
-    q = G.fdr(p)
+    q = gainstats.fdr(p)
     finite = np.array([0.01, 0.04, 0.03, 0.2])
     order = np.argsort(finite)
     m = len(finite)
@@ -97,9 +97,9 @@ def test_fdr_is_benjamini_hochberg_by_hand():
     expect = np.empty(m)
     expect[order] = np.minimum(hand, 1)
     assert np.allclose(q[[0, 1, 3, 4]], expect) and np.isnan(q[2])
-    assert (G.fdr(p, "by")[[0, 1, 3, 4]] >= expect).all()
+    assert (gainstats.fdr(p, "by")[[0, 1, 3, 4]] >= expect).all()
     with pytest.raises(MvlptError, match="unknown FDR method"):
-        G.fdr(p, "holm")
+        gainstats.fdr(p, "holm")
 
 
 def test_intervals_cover_at_their_level_on_simulated_noise():
@@ -111,39 +111,39 @@ def test_intervals_cover_at_their_level_on_simulated_noise():
     test_err = rng.normal(0, sd_test, size=n_cells)  # the fixed test set's error of the cell, shared by its seeds
     per_seed = truth + test_err[None, :] + rng.normal(0, sd_seed, size=(k, n_cells))
     per_rep = per_seed.mean(0)[None, :] + rng.normal(0, sd_test, size=(r, n_cells))  # the bootstrap around it
-    out = G.cell_intervals(per_seed[:, None, :], per_rep[:, None, :], 0.9)
+    out = gainstats.cell_intervals(per_seed[:, None, :], per_rep[:, None, :], 0.9)
     cover = np.mean((out["ci_low"] <= truth) & (truth <= out["ci_high"]))
     assert 0.87 <= cover <= 0.95, cover
-    seeds_only = G.cell_intervals(per_seed[:, None, :], np.full((0, 1, n_cells), np.nan), 0.9)
+    seeds_only = gainstats.cell_intervals(per_seed[:, None, :], np.full((0, 1, n_cells), np.nan), 0.9)
     assert np.mean((seeds_only["ci_low"] <= truth) & (truth <= seeds_only["ci_high"])) < cover - 0.05
 
 
 def test_min_detectable_gain_has_its_power_in_simulation():
-    noise = G.Noise("x", sigma_seed=0.03, sigma_test_unit=0.3, n_cells=1, source="test")
+    noise = gainstats.Noise("x", sigma_seed=0.03, sigma_test_unit=0.3, n_cells=1, source="test")
     k, n_test = 4, 900
-    mde = G.min_detectable_gain(noise, k, n_test, alpha=0.05, power=0.8)
+    mde = gainstats.min_detectable_gain(noise, k, n_test, alpha=0.05, power=0.8)
     rng = np.random.default_rng(11)
     sims = 6000
     sd_test = noise.sigma_test_unit / np.sqrt(n_test)
     per_seed = mde + rng.normal(0, sd_test, size=sims)[None, :] + rng.normal(0, noise.sigma_seed, size=(k, sims))
     per_rep = per_seed.mean(0)[None, :] + rng.normal(0, sd_test, size=(200, sims))
-    p = G.cell_intervals(per_seed[:, None, :], per_rep[:, None, :], 0.95)["p"]
+    p = gainstats.cell_intervals(per_seed[:, None, :], per_rep[:, None, :], 0.95)["p"]
     assert 0.74 <= np.mean(p < 0.05) <= 0.86
-    assert G.seeds_needed(noise, mde, n_test) == k
-    assert G.seeds_needed(noise, 0.005, n_test) is None  # below what the test set's error allows: no seeds help
-    assert G.min_detectable_gain(noise, 1, n_test) == np.inf
+    assert gainstats.seeds_needed(noise, mde, n_test) == k
+    assert gainstats.seeds_needed(noise, 0.005, n_test) is None  # below what the test set's error allows: no seeds help
+    assert gainstats.min_detectable_gain(noise, 1, n_test) == np.inf
 
 
 def test_metric_replicates_equal_the_metric_on_the_shared_resamples():
     rng = np.random.default_rng(2)
     s, y = rng.normal(size=(120, 4)), rng.integers(0, 4, 120)
-    idx = M.bootstrap_indices(120, 30)
-    assert (idx == M.bootstrap_indices(120, 30)).all()  # the same resamples for every run of the test set
+    idx = metrics.bootstrap_indices(120, 30)
+    assert (idx == metrics.bootstrap_indices(120, 30)).all()  # the same resamples for every run of the test set
     for name in ("accuracy", "mean_per_class_accuracy"):
-        hand = [M.compute_metric(name, s[i], y[i]) for i in idx]
-        assert np.allclose(M.metric_replicates(name, s, y, n=30), hand)
-    rec = M.bootstrap_record("roc_auc", rng.normal(size=(50, 2)), rng.integers(0, 2, 50))
-    assert rec["n"] == len(rec["values"]) == M.TEST_BOOTSTRAP["n"] and len(rec["test_set"]) == 16
+        hand = [metrics.compute_metric(name, s[i], y[i]) for i in idx]
+        assert np.allclose(metrics.metric_replicates(name, s, y, n=30), hand)
+    rec = metrics.bootstrap_record("roc_auc", rng.normal(size=(50, 2)), rng.integers(0, 2, 50))
+    assert rec["n"] == len(rec["values"]) == metrics.TEST_BOOTSTRAP["n"] and len(rec["test_set"]) == 16
 
 
 def _boot(values, test_set="abc"):
@@ -168,7 +168,7 @@ def test_collect_pairs_replicates_with_the_baseline_of_the_same_seed(tmp_path):
     assert cell["gain_se"] == pytest.approx(se) and cell["interval"] == "seeds+test"
     assert cell["gain_se_test"] == pytest.approx(np.std(rep_gain, ddof=1))
     assert np.isnan(pairs.loc[("b", "b"), "gain_se"])  # the diagonal is a baseline, not a gain
-    q = G.fdr(pairs.loc[~pairs["is_baseline"], "gain_p"].to_numpy())
+    q = gainstats.fdr(pairs.loc[~pairs["is_baseline"], "gain_p"].to_numpy())
     assert np.allclose(pairs.loc[~pairs["is_baseline"], "gain_q"], q)
     # a run tested on another test set cannot be paired: one sentence
     write_record(tmp_path, "coop", "c", "b", 3, test=0.5, test_bootstrap=_boot(np.full(20, 0.5), test_set="zzz"))

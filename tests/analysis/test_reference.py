@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fakes import make_record, write_record  # noqa: E402
-from mvlpt.analysis import reference as R, tables  # noqa: E402
+from mvlpt.analysis import reference, tables  # noqa: E402
 from mvlpt.errors import MvlptError  # noqa: E402
 from mvlpt.training import metrics  # noqa: E402
 from mvlpt.training.metrics import metric_replicates  # noqa: E402
@@ -47,7 +47,7 @@ def test_zeroshot_equals_a_hand_computation_with_open_clip(clip):
     import open_clip
 
     task = get_task("shapes")
-    rec = R.zeroshot(clip, task)
+    rec = reference.zeroshot(clip, task)
     # by hand: every template of every class through open_clip's text tower, normalised, averaged, renormalised
     tok = open_clip.get_tokenizer("mvlpt-tiny")
     with torch.no_grad():
@@ -65,10 +65,10 @@ def test_zeroshot_equals_a_hand_computation_with_open_clip(clip):
     boot = rec["test_bootstrap"]
     assert boot["test_set"] == metrics.test_set_hash(y) and boot["n"] == 200
     np.testing.assert_allclose(boot["values"], metric_replicates("accuracy", logits, y), atol=1e-6)
-    reps = R.reference_replicates([rec])
+    reps = reference.reference_replicates([rec])
     assert list(reps) == [("zeroshot", "shapes", None)]
     np.testing.assert_allclose(reps[("zeroshot", "shapes", None)], metric_replicates("accuracy", logits, y), atol=1e-6)
-    np.testing.assert_allclose(R.zeroshot_scores(clip, task, _hand_image_features(clip, test)), logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(reference.zeroshot_scores(clip, task, _hand_image_features(clip, test)), logits, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,15 +81,15 @@ def test_choose_C_takes_the_best_validation_metric_and_on_ties_the_smallest_C():
     x = centres[y] + 0.05 * rng.normal(size=(len(y), 8))
     vy = np.repeat(np.arange(3), 2)
     vx = centres[vy] + 0.05 * rng.normal(size=(len(vy), 8))
-    c, val, sweep = R.choose_C(x, y, vx, vy, "accuracy", 3, grid=(10.0, 0.1, 1.0))
+    c, val, sweep = reference.choose_C(x, y, vx, vy, "accuracy", 3, grid=(10.0, 0.1, 1.0))
     assert sweep == {0.1: 1.0, 1.0: 1.0, 10.0: 1.0}  # separable: every C is perfect
     assert (c, val) == (0.1, 1.0)  # the tie goes to the strongest regularisation
     # a class the probe never saw scores lowest for every image
-    model = R.fit_probe(x[y < 2], y[y < 2], 1.0)
-    s = R.probe_scores(model, vx, 3)
-    assert s.shape == (6, 3) and (s[:, 2] == R.LOW_SCORE).all()
+    model = reference.fit_probe(x[y < 2], y[y < 2], 1.0)
+    s = reference.probe_scores(model, vx, 3)
+    assert s.shape == (6, 3) and (s[:, 2] == reference.LOW_SCORE).all()
     with pytest.raises(MvlptError, match="single class"):
-        R.fit_probe(x[y == 0], y[y == 0], 1.0)
+        reference.fit_probe(x[y == 0], y[y == 0], 1.0)
 
 
 def test_linear_probe_chooses_C_as_a_hand_sweep_does(clip, tmp_path):
@@ -98,7 +98,7 @@ def test_linear_probe_chooses_C_as_a_hand_sweep_does(clip, tmp_path):
     task = get_task("shapes")
     split = make_split(task, 1, 10)
     grid = (0.01, 0.1, 1.0, 10.0, 100.0)
-    rec = R.linear_probe(clip, task, split, grid=grid, cache_dir=tmp_path, write_cache=True)
+    rec = reference.linear_probe(clip, task, split, grid=grid, cache_dir=tmp_path, write_cache=True)
     train = task.load("train")
     pos = {sid: i for i, sid in enumerate(train.ids)}
     tr, va = [pos[s] for s in split["train"]], [pos[s] for s in split["val"]]
@@ -128,14 +128,14 @@ def test_linear_probe_chooses_C_as_a_hand_sweep_does(clip, tmp_path):
     boot = rec["test_bootstrap"]
     np.testing.assert_allclose(boot["values"], metric_replicates("accuracy", scores, np.asarray(test.labels)), atol=1e-6)
     # ELEVATER's refit on train + val is an option
-    refit = R.linear_probe(clip, task, split, grid=grid, cache_dir=tmp_path, fit_on="train+val")
+    refit = reference.linear_probe(clip, task, split, grid=grid, cache_dir=tmp_path, fit_on="train+val")
     assert refit["C"] == best and refit["fit_on"] == "train+val"
 
 
 def test_linear_probe_of_a_multilabel_task_is_one_vs_rest(clip):
     task = get_task("texture-colours")
     assert task.multilabel and task.metric == "map_11point"
-    rec = R.linear_probe(clip, task, make_split(task, 1, 5), grid=(0.1, 1.0, 10.0))
+    rec = reference.linear_probe(clip, task, make_split(task, 1, 5), grid=(0.1, 1.0, 10.0))
     assert rec["head"] == "one_vs_rest" and 0 <= rec["test"] <= 1
     assert rec["test_bootstrap"]["test_set"] == metrics.test_set_hash(np.asarray(task.load("test").labels))
 
@@ -152,12 +152,12 @@ def test_reference_verb_writes_records_and_refuses_in_one_sentence(tmp_path, run
     rc, errors, err = run_mvlpt("reference", "--kind", "linear_probe", "--task", "orientation", "--split-file", split_file,
                                 "--seed", "2", "--c-grid", "0.1", "1", "--device", "cpu", "--out", out)
     assert rc == 0 and not errors, err
-    rec = R.read_reference(out)
+    rec = reference.read_reference(out)
     assert rec["seed"] == 2 and rec["C"] in (0.1, 1.0) and rec["metric"] == "mean_per_class_accuracy"
     assert set(rec["val_by_C"]) == {"0.1", "1"}
     zs = tmp_path / "zs.json"
     assert run_mvlpt("reference", "--kind", "zeroshot", "--task", "orientation", "--device", "cpu", "--out", zs).rc == 0
-    assert R.read_reference(zs)["seed"] is None
+    assert reference.read_reference(zs)["seed"] is None
     for args, needle in [
         (("--kind", "linear_probe", "--task", "orientation"), "a linear probe needs its few-shot split"),
         (("--kind", "linear_probe", "--task", "orientation", "--split-file", split_file, "--seed", "1"), "sampled with seed 2"),
@@ -172,25 +172,25 @@ def test_reference_verb_writes_records_and_refuses_in_one_sentence(tmp_path, run
 
 
 def test_a_damaged_reference_file_is_one_sentence(tmp_path):
-    path = R.reference_path(tmp_path, "zeroshot", "a")
+    path = reference.reference_path(tmp_path, "zeroshot", "a")
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(_zs("a", 0.5) | {"test": 50.0}))
     with pytest.raises(MvlptError, match=r"not a fraction in \[0, 1\]; delete it and rerun its reference job\.$"):
-        R.read_reference(path)
+        reference.read_reference(path)
     with pytest.raises(MvlptError, match="unknown reference kind"):
-        R.reference_path(tmp_path, "fewshot", "a")
+        reference.reference_path(tmp_path, "fewshot", "a")
 
 
 # --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
 def _zs(task, test, **fields):
-    return {"format": R.REFERENCE_FORMAT, "kind": "zeroshot", "task": task, "seed": None, "metric": "accuracy",
+    return {"format": reference.REFERENCE_FORMAT, "kind": "zeroshot", "task": task, "seed": None, "metric": "accuracy",
             "test": test, "model": "fake", "pretrained": None, "n_templates": 4, "n_test": 20, **fields}
 
 
 def _lp(task, seed, test, **fields):
-    return {"format": R.REFERENCE_FORMAT, "kind": "linear_probe", "task": task, "seed": seed, "metric": "accuracy",
+    return {"format": reference.REFERENCE_FORMAT, "kind": "linear_probe", "task": task, "seed": seed, "metric": "accuracy",
             "test": test, "val": 0.5, "C": 1.0, "fit_on": "train", "shots": 5, "model": "fake", "pretrained": None,
             "n_train": 8, "n_val": 2, "n_test": 20, **fields}
 
@@ -205,10 +205,10 @@ def _study(root):
 
 
 def _write_reference(root, zs_b=0.6):
-    R.write_reference(_zs("a", 0.48), R.reference_path(root, "zeroshot", "a"))
-    R.write_reference(_zs("b", zs_b), R.reference_path(root, "zeroshot", "b"))
+    reference.write_reference(_zs("a", 0.48), reference.reference_path(root, "zeroshot", "a"))
+    reference.write_reference(_zs("b", zs_b), reference.reference_path(root, "zeroshot", "b"))
     for seed, v in ((1, 0.30), (2, 0.34)):
-        R.write_reference(_lp("a", seed, v), R.reference_path(root, "linear_probe", "a", seed))
+        reference.write_reference(_lp("a", seed, v), reference.reference_path(root, "linear_probe", "a", seed))
 
 
 def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_zeroshot(tmp_path, run_mvlpt):
@@ -228,7 +228,7 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
     assert "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points; 0 with their whole interval below)" in err, err
     pairs = tables.read_table(root / "tables" / "pairs.parquet").set_index(["source", "target"])
     # every column the pairs table has without the reference is unchanged
-    cols = [c for c in plain.columns if c not in R.PAIR_COLUMNS + ("source", "target")]
+    cols = [c for c in plain.columns if c not in reference.PAIR_COLUMNS + ("source", "target")]
     pd.testing.assert_frame_equal(pairs[cols].reset_index(drop=True),
                                   plain.set_index(["source", "target"])[cols].reset_index(drop=True))
     for source in ("a", "b"):  # on every row of a target
@@ -239,7 +239,7 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
         assert np.isnan(pairs.loc[(source, "b"), "linear_probe"])
         assert bool(pairs.loc[(source, "b"), "baseline_below_zeroshot"]) is False  # 0.70 > 0.60
     base = tables.read_table(root / "tables" / "baselines.csv").set_index("target")
-    assert list(base.reset_index().columns) == ["target", "method", *R.BASELINE_COLUMNS[2:], *R.INTERVAL_COLUMNS]
+    assert list(base.reset_index().columns) == ["target", "method", *reference.BASELINE_COLUMNS[2:], *reference.INTERVAL_COLUMNS]
     assert base.loc["a", "baseline_mean"] == pytest.approx(0.41)
     assert base.loc["a", "baseline_minus_zeroshot"] == pytest.approx(-0.07)
     assert base.loc["a", "baseline_minus_linear_probe"] == pytest.approx(0.09)
@@ -260,7 +260,7 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
 def test_collect_refuses_a_reference_of_another_model(tmp_path, run_mvlpt):
     root = tmp_path / "results"
     _study(root)
-    R.write_reference(_zs("a", 0.48, model="ViT-B-16"), R.reference_path(root, "zeroshot", "a"))
+    reference.write_reference(_zs("a", 0.48, model="ViT-B-16"), reference.reference_path(root, "zeroshot", "a"))
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 2 and len(errors) == 1, err
     assert "the zeroshot reference of a was made with another setting than its prompt runs (model 'ViT-B-16' vs 'fake')" in errors[0]
@@ -269,12 +269,12 @@ def test_collect_refuses_a_reference_of_another_model(tmp_path, run_mvlpt):
 
 def test_flag_is_na_without_zeroshot_and_the_reference_table_has_its_columns_when_empty():
     pairs = tables.pair_table(tables.runs_table([make_record("coop", "a", "a", 1, 0.5), make_record("coop", "b", "a", 1, 0.6)]))
-    empty = R.reference_table([])
-    assert list(empty.columns) == list(R.REFERENCE_COLUMNS)
-    out = R.with_reference(pairs, empty)
+    empty = reference.reference_table([])
+    assert list(empty.columns) == list(reference.REFERENCE_COLUMNS)
+    out = reference.with_reference(pairs, empty)
     assert out["baseline_below_zeroshot"].isna().all() and str(out["baseline_below_zeroshot"].dtype) == "boolean"
-    assert R.flagged_sentence(R.baselines_table(pairs, empty)) == "no zero-shot reference: baseline_below_zeroshot is NA"
-    out = R.with_reference(pairs, R.reference_table([_zs("a", 0.5)]))
+    assert reference.flagged_sentence(reference.baselines_table(pairs, empty)) == "no zero-shot reference: baseline_below_zeroshot is NA"
+    out = reference.with_reference(pairs, reference.reference_table([_zs("a", 0.5)]))
     assert out["baseline_below_zeroshot"].tolist() == [False, False]  # equal is not below
 
 
@@ -345,8 +345,8 @@ def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_
     from mvlpt.analysis.similarity import encode_task_labels
 
     task = get_task("glyph-digits")  # 10 classes x 4 templates: 40 texts, in batches of 7
-    monkeypatch.setattr(R, "TEXT_BATCH", 7)
-    np.testing.assert_allclose(R.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5)
+    monkeypatch.setattr(reference, "TEXT_BATCH", 7)
+    np.testing.assert_allclose(reference.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5)
 
 
 def test_strip_and_q_frames_together_on_one_heatmap():
@@ -373,11 +373,11 @@ def test_baselines_table_gives_baseline_minus_zeroshot_an_interval_from_seeds_an
     runs = tables.runs_table([make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
                         + [make_record("coop", "b", "b", k, 0.7) for k in (1, 2, 3)])
     pairs = tables.pair_table(runs)
-    reference = R.reference_table([_zs("a", 0.48), _zs("b", 0.69)])
+    ref_rows = reference.reference_table([_zs("a", 0.48), _zs("b", 0.69)])
     rng = np.random.default_rng(0)
     z = 0.48 + rng.normal(0, 0.03, 200)
     reps = {("coop", "a", "a", k): z - 0.06 + rng.normal(0, 0.01, 200) for k in (1, 2, 3)}
-    table = R.baselines_table(pairs, reference, runs=runs, replicates=reps, reference_reps={("zeroshot", "a", None): z},
+    table = reference.baselines_table(pairs, ref_rows, runs=runs, replicates=reps, reference_reps={("zeroshot", "a", None): z},
                               level=0.95).set_index("target")
     # by hand: the seeds' variance of the mean plus the variance of the paired replicate differences, Welch's t
     seeds = np.array([0.40, 0.44, 0.42]) - 0.48
@@ -397,6 +397,6 @@ def test_baselines_table_gives_baseline_minus_zeroshot_an_interval_from_seeds_an
     assert bool(table.loc["b", "baseline_below_zeroshot"]) is False
     assert pd.isna(table.loc["b", "baseline_below_zeroshot_significant"])
     # without runs: the columns are there, empty
-    plain = R.baselines_table(pairs, reference)
-    assert list(plain.columns) == list(R.BASELINE_COLUMNS + R.INTERVAL_COLUMNS)
+    plain = reference.baselines_table(pairs, ref_rows)
+    assert list(plain.columns) == list(reference.BASELINE_COLUMNS + reference.INTERVAL_COLUMNS)
     assert plain["baseline_minus_zeroshot_se"].isna().all() and plain["baseline_below_zeroshot_significant"].isna().all()

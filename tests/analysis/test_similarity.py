@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mvlpt.analysis import similarity as S
+from mvlpt.analysis import similarity
 from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
 from mvlpt.tasks import ArraySplit, Task
@@ -18,7 +18,7 @@ def _unit(x):
 
 
 def _emb(task, kind, x, names=None):
-    return S.Embeddings(task, kind, x, tuple(names or [f"{task}-{i}" for i in range(len(x))]), {"model": "m"})
+    return similarity.Embeddings(task, kind, x, tuple(names or [f"{task}-{i}" for i in range(len(x))]), {"model": "m"})
 
 
 def _random_tasks(rng, n_tasks=5, n=40, d=16):
@@ -33,40 +33,40 @@ def test_frechet_of_a_sample_with_itself_is_zero_also_with_few_samples():
     for n, d in [(5, 64), (30, 16), (400, 8)]:  # n < d: singular sample covariance
         x = _unit(rng.normal(size=(n, d)))
         for shrink in vocabulary.SHRINKAGES:
-            dist = S.frechet_distance_samples(x, x, shrinkage=shrink)
+            dist = similarity.frechet_distance_samples(x, x, shrinkage=shrink)
             assert 0.0 <= dist < 1e-8, (n, d, shrink, dist)
         y = _unit(rng.normal(size=(n, d)) + 1.0)
-        assert S.frechet_distance_samples(x, y) > 0.1
-        assert S.frechet_distance_samples(x, y) == pytest.approx(S.frechet_distance_samples(y, x), rel=1e-6)
+        assert similarity.frechet_distance_samples(x, y) > 0.1
+        assert similarity.frechet_distance_samples(x, y) == pytest.approx(similarity.frechet_distance_samples(y, x), rel=1e-6)
 
 
 def test_frechet_matches_closed_form_for_diagonal_gaussians():
     # d^2 = |mu1-mu2|^2 + sum (sqrt(a) - sqrt(b))^2 for diagonal covariances a, b
     a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    f1 = S.GaussianFit(mu1, np.diag(a), np.diag(np.sqrt(a)), 10)
-    f2 = S.GaussianFit(mu2, np.diag(b), np.diag(np.sqrt(b)), 10)
+    f1 = similarity.GaussianFit(mu1, np.diag(a), np.diag(np.sqrt(a)), 10)
+    f2 = similarity.GaussianFit(mu2, np.diag(b), np.diag(np.sqrt(b)), 10)
     expected = 5.0 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
-    assert S.frechet_distance(f1, f2) == pytest.approx(expected, rel=1e-10)
+    assert similarity.frechet_distance(f1, f2) == pytest.approx(expected, rel=1e-10)
     # and from samples with the plain sample covariance (large n): close to the population value
     rng = np.random.default_rng(1)
     x = mu1 + rng.normal(size=(20000, 3)) * np.sqrt(a)
     y = mu2 + rng.normal(size=(20000, 3)) * np.sqrt(b)
-    assert S.frechet_distance_samples(x, y, shrinkage="none") == pytest.approx(expected, rel=0.05)
+    assert similarity.frechet_distance_samples(x, y, shrinkage="none") == pytest.approx(expected, rel=0.05)
 
 
 def test_identical_class_names_give_label_similarity_one():
     rng = np.random.default_rng(0)
     a = _unit(rng.normal(size=(6, 32)))
     b = a[[3, 1, 5, 0, 2, 4]]  # same names, other order
-    assert S.label_match(a, b) == pytest.approx(1.0, abs=1e-6)
+    assert similarity.label_match(a, b) == pytest.approx(1.0, abs=1e-6)
     c = _unit(rng.normal(size=(4, 32)))
-    assert S.label_match(a, c) < 0.9
+    assert similarity.label_match(a, c) < 0.9
     # one direction is a subset: A's classes all found in the union, not vice versa
     union = np.vstack([a, c])
-    assert S.label_match_directed(a, union) == pytest.approx(1.0)
-    assert S.label_match_directed(union, a) < 1.0
-    assert S.label_match(a, union) == pytest.approx(0.5 * (1 + S.label_match_directed(union, a)))
+    assert similarity.label_match_directed(a, union) == pytest.approx(1.0)
+    assert similarity.label_match_directed(union, a) < 1.0
+    assert similarity.label_match(a, union) == pytest.approx(0.5 * (1 + similarity.label_match_directed(union, a)))
 
 
 def test_task_with_itself_is_maximally_similar():
@@ -74,7 +74,7 @@ def test_task_with_itself_is_maximally_similar():
     imgs = _random_tasks(rng)
     labs = [_emb(f"t{k}", "labels", _unit(rng.normal(size=(5 + k, 16)))) for k in range(5)]
     for measure, embs in [("visual_cosine", imgs), ("visual_frechet", imgs), ("label_match", labs), ("label_cosine", labs)]:
-        m = S.similarity_matrix(embs, measure)
+        m = similarity.similarity_matrix(embs, measure)
         a = m.to_numpy()
         assert a.shape == (5, 5) and list(m.index) == list(m.columns) == [e.task for e in embs]
         assert np.allclose(a, a.T)
@@ -91,18 +91,18 @@ def test_task_with_itself_is_maximally_similar():
 def test_matrix_long_round_trip_and_errors():
     rng = np.random.default_rng(3)
     imgs = _random_tasks(rng, n_tasks=3)
-    m = S.similarity_matrix(imgs, "visual_cosine")
-    long = S.matrix_to_long(m, "visual_cosine")
+    m = similarity.similarity_matrix(imgs, "visual_cosine")
+    long = similarity.matrix_to_long(m, "visual_cosine")
     assert list(long.columns) == ["task_a", "task_b", "measure", "value"] and len(long) == 9
-    pd.testing.assert_frame_equal(S.long_to_matrix(long), m, check_names=False)
+    pd.testing.assert_frame_equal(similarity.long_to_matrix(long), m, check_names=False)
     with pytest.raises(MvlptError, match="needs labels"):
-        S.similarity_matrix(imgs, "label_match")
+        similarity.similarity_matrix(imgs, "label_match")
     with pytest.raises(MvlptError, match="unknown similarity measure"):
-        S.similarity_matrix(imgs, "nope")
+        similarity.similarity_matrix(imgs, "nope")
     other = _emb("x", "images", imgs[0].features)
     other.meta["model"] = "other"
     with pytest.raises(MvlptError, match="different models"):
-        S.similarity_matrix([imgs[0], other], "visual_cosine")
+        similarity.similarity_matrix([imgs[0], other], "visual_cosine")
 
 
 def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
@@ -115,13 +115,13 @@ def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
         embs = imgs if meas.kind == "images" else labs
         direct = meas.compute(embs)
         assert isinstance(direct, np.ndarray) and direct.shape == (3, 3)
-        assert np.array_equal(S.similarity_matrix(embs, name).to_numpy(), direct)
-    ridge = S.similarity_matrix(imgs, "visual_frechet", shrinkage="ridge", ridge=0.5).to_numpy()
-    assert np.array_equal(ridge, S.frechet_matrix(imgs, shrinkage="ridge", ridge=0.5))
-    assert not np.allclose(ridge, S.frechet_matrix(imgs))  # the options reach the function
+        assert np.array_equal(similarity.similarity_matrix(embs, name).to_numpy(), direct)
+    ridge = similarity.similarity_matrix(imgs, "visual_frechet", shrinkage="ridge", ridge=0.5).to_numpy()
+    assert np.array_equal(ridge, similarity.frechet_matrix(imgs, shrinkage="ridge", ridge=0.5))
+    assert not np.allclose(ridge, similarity.frechet_matrix(imgs))  # the options reach the function
     extra = vocabulary.Measure("label_cosine_copy", "labels", "mvlpt.analysis.similarity:mean_cosine_matrix", False, "a copy")
     monkeypatch.setitem(vocabulary.MEASURES, extra.name, extra)
-    assert np.array_equal(S.similarity_matrix(labs, extra.name).to_numpy(), S.similarity_matrix(labs, "label_cosine").to_numpy())
+    assert np.array_equal(similarity.similarity_matrix(labs, extra.name).to_numpy(), similarity.similarity_matrix(labs, "label_cosine").to_numpy())
     from mvlpt.cli import build_parser
 
     args = build_parser().parse_args(["similarity", "--measure", extra.name, "--embeddings", "x.npz", "--out", "y.csv"])
@@ -173,25 +173,25 @@ def test_image_selection_is_fewshot_train_plus_fixed_sample():
     from mvlpt.tasks.fewshot import make_split
 
     task = _colour_task("red", (200, 30, 30))
-    sel = S.ImageSelection(fewshot_seeds=(1, 2), shots=5, sample_size=7, sample_seed=3)
-    idx = S.select_images(task, sel)
+    sel = similarity.ImageSelection(fewshot_seeds=(1, 2), shots=5, sample_size=7, sample_seed=3)
+    idx = similarity.select_images(task, sel)
     train = task.load("train")
     ids = {train.ids[i] for i in idx}
     for seed in (1, 2):
         assert set(make_split(task, seed, 5)["train"]) <= ids
-    assert idx == sorted(idx) and idx == S.select_images(task, sel)  # deterministic
-    assert len(S.select_images(task, S.ImageSelection(fewshot_seeds=(), sample_size=7))) == 7
-    assert len(S.select_images(task, S.ImageSelection(fewshot_seeds=(), sample_size=10_000))) == len(train)
+    assert idx == sorted(idx) and idx == similarity.select_images(task, sel)  # deterministic
+    assert len(similarity.select_images(task, similarity.ImageSelection(fewshot_seeds=(), sample_size=7))) == 7
+    assert len(similarity.select_images(task, similarity.ImageSelection(fewshot_seeds=(), sample_size=10_000))) == len(train)
 
 
 def test_cache_makes_n_tasks_cost_n_encodings(tmp_path):
     clip = FakeCLIP()
     tasks = [_colour_task("red", (200, 30, 30)), _colour_task("green", (30, 200, 30)), _colour_task("reddish", (190, 40, 40))]
-    sel = S.ImageSelection(fewshot_seeds=(1,), shots=2, sample_size=5)
+    sel = similarity.ImageSelection(fewshot_seeds=(1,), shots=2, sample_size=5)
 
     def all_pairs():
-        embs = [S.cached_embeddings(clip, t, "images", cache_dir=tmp_path, selection=sel, batch_size=64) for t in tasks]
-        return S.similarity_matrix(embs, "visual_cosine")
+        embs = [similarity.cached_embeddings(clip, t, "images", cache_dir=tmp_path, selection=sel, batch_size=64) for t in tasks]
+        return similarity.similarity_matrix(embs, "visual_cosine")
 
     m = all_pairs()
     assert clip.image_calls == 3  # one batch per task
@@ -200,14 +200,14 @@ def test_cache_makes_n_tasks_cost_n_encodings(tmp_path):
     pd.testing.assert_frame_equal(m, m2)
     assert m.loc["red", "reddish"] > m.loc["red", "green"]
     # other settings -> another cache entry
-    S.cached_embeddings(clip, tasks[0], "images", cache_dir=tmp_path, selection=S.ImageSelection(sample_size=6))
+    similarity.cached_embeddings(clip, tasks[0], "images", cache_dir=tmp_path, selection=similarity.ImageSelection(sample_size=6))
     assert clip.image_calls == 4
-    labs = S.cached_embeddings(clip, tasks[0], "labels", cache_dir=tmp_path, templates="task")
+    labs = similarity.cached_embeddings(clip, tasks[0], "labels", cache_dir=tmp_path, templates="task")
     assert labs.features.shape == (3, 8) and np.allclose(np.linalg.norm(labs.features, axis=1), 1, atol=1e-5)
     assert labs.meta["templates"] == ["a photo of a {}.", "a picture of a {}."]
     path = tmp_path / "e.npz"
-    S.save_embeddings(labs, path)
-    back = S.load_embeddings(path)
+    similarity.save_embeddings(labs, path)
+    back = similarity.load_embeddings(path)
     assert back.names == labs.names and np.array_equal(back.features, labs.features) and back.meta["model"] == "fake-clip"
 
 
@@ -222,7 +222,7 @@ def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
     for t in image_tasks:
         assert run_mvlpt("embed", "--task", t, "--kind", "images", "--out", tmp_path / f"{t}.images.npz", "--device", "cpu",
                          "--fewshot-seeds", "1", "--shots", "2", "--sample-size", "8").rc == 0
-    imgs = S.load_embeddings(tmp_path / "orientation.images.npz")
+    imgs = similarity.load_embeddings(tmp_path / "orientation.images.npz")
     assert imgs.kind == "images" and imgs.features.shape[0] >= 8 and imgs.meta["model"].startswith("mvlpt-tiny")
     for measure in vocabulary.MEASURES:
         kind = vocabulary.MEASURES[measure].kind
@@ -230,13 +230,13 @@ def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
         out = tmp_path / "sim" / f"{measure}.csv"
         assert run_mvlpt("similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names],
                          "--out", out).rc == 0
-        m = S.long_to_matrix(pd.read_parquet(out.with_suffix(".parquet")), measure, names)
+        m = similarity.long_to_matrix(pd.read_parquet(out.with_suffix(".parquet")), measure, names)
         a = m.to_numpy()
         if vocabulary.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
             assert np.allclose(np.diag(a), 0, atol=1e-6) and np.allclose(a.min(1), np.diag(a))
         else:
             assert np.allclose(np.diag(a), 1, atol=1e-5) and np.allclose(a.max(1), np.diag(a))
-    lm = S.long_to_matrix(pd.read_csv(tmp_path / "sim" / "label_match.csv"))
+    lm = similarity.long_to_matrix(pd.read_csv(tmp_path / "sim" / "label_match.csv"))
     assert lm.loc["glyph-digits", "sklearn-digits"] == pytest.approx(1.0, abs=1e-5)
     assert lm.loc["glyph-digits", "orientation"] < 0.999
     rc, errors, _ = run_mvlpt("similarity", "--measure", "visual_cosine", "--embeddings", tmp_path / "orientation.labels.npz",

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from fakes import make_record, write_fake_study, write_record
-from mvlpt.study import layout, results as R, vocabulary
+from mvlpt.study import layout, results, vocabulary
 from mvlpt.analysis import stats, tables
 from mvlpt.errors import MvlptError
 
@@ -110,19 +110,19 @@ def test_write_result_refuses_an_invalid_record_and_writes_nothing(tmp_path):
         rec.pop("format")
         rec.update(bad)
         with pytest.raises(MvlptError):
-            R.write_result(rec, path)
+            results.write_result(rec, path)
         assert not path.exists() and not list(tmp_path.rglob("*.json"))
     rec = make_record("coop", "a", "a", 1, 0.5)
     rec.pop("format")
-    R.write_result(rec, path)
-    assert R.read_result(path) == {**rec, "format": vocabulary.RESULT_FORMAT}
+    results.write_result(rec, path)
+    assert results.read_result(path) == {**rec, "format": vocabulary.RESULT_FORMAT}
 
 
 def test_truncated_result_file_is_named(tmp_path):
     p = _write(tmp_path, "coop", "a", "a", 1, 0.5)
     p.write_text(p.read_text()[:30])
     with pytest.raises(MvlptError, match=rf"result file {re.escape(str(p))} cannot be read \(.*\); delete it"):
-        R.read_result(p)
+        results.read_result(p)
 
 
 # Seeds of other settings are not averaged, nor is a gain taken over a baseline of another setting (issue 14, item 1)

@@ -255,7 +255,7 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
 def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip, tmp_path):
     """The prompt predictors (mvlpt.transfer.prompt_views.prompt_views) run the same forward as the trainer: a
     task's own CoCoOp prompt on its few-shot val images gives the record's `val`."""
-    from mvlpt.transfer import prompt_views as PV
+    from mvlpt.transfer import prompt_views
     from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks.fewshot import make_split, write_split
     from mvlpt.training.train import run
@@ -270,7 +270,7 @@ def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip
                        outputs={t: str(tmp_path / f"{t}.result.json")}, save_prompts={t: str(prompts[(t, 1)])},
                        cache_dir=str(tmp_path / "cache"))
         val[t] = run(spec)[0]["val"]
-    views = PV.prompt_views(clip, "cocoop", tasks, prompts, splits)
+    views = prompt_views.prompt_views(clip, "cocoop", tasks, prompts, splits)
     for t in tasks:
         assert views.metric[1][t][t] == pytest.approx(val[t], abs=1e-9)
     assert views.logits[1][A][B].shape[1] == get_task(A).num_classes

@@ -17,13 +17,7 @@ import yaml
 from scipy import special, stats
 
 from fakes import write_fake_study, write_record
-from mvlpt.transfer import (
-    fewshot_features as FS,
-    predictor_scores as PS,
-    predictors as P,
-    prompt_views as PV,
-    transferability as TR,
-)
+from mvlpt.transfer import fewshot_features, predictor_scores, predictors, prompt_views, transferability
 from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
 from mvlpt.analysis.similarity import Embeddings, save_embeddings
@@ -54,7 +48,7 @@ def _world(seed=0, d=24, per_class=6, noise=0.35):
         y = np.tile(np.repeat(np.arange(len(w)), per_class), 2)
         seeds = np.repeat([1, 2], len(w) * per_class)
         x = _unit(w[y] + noise * rng.normal(size=(len(y), d)))
-        fewshot.append(FS.FewShot(task, x, y, seeds, tuple(f"{task}/{i}" for i in range(len(y))),
+        fewshot.append(fewshot_features.FewShot(task, x, y, seeds, tuple(f"{task}/{i}" for i in range(len(y))),
                                  {"model": "hand", "logit_scale": SCALE}))
         labels.append(Embeddings(task, "labels", w, tuple(f"{task}-class{i}" for i in range(len(w))), {"model": "hand"}))
     images = [Embeddings(f.task, "images", f.features, f.ids, {"model": "hand"}) for f in fewshot]
@@ -66,9 +60,9 @@ def test_a_target_identical_to_a_source_ranks_that_source_first(name):
     fewshot, labels, images = _world()
     pred = vocabulary.PREDICTORS[name]
     if pred.family == "zeroshot":
-        m, _ = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
+        m, _ = predictors.predictor_matrix(name, fewshot=fewshot, labels=labels)
     else:
-        m, _ = P.predictor_matrix(name, embeddings=images if pred.reads == "images" else labels)
+        m, _ = predictors.predictor_matrix(name, embeddings=images if pred.reads == "images" else labels)
     for target, twin in (("twin", "a"), ("a", "twin")):
         others = m[target].drop(target)
         assert others.idxmax() == twin, (name, target, others.round(3).to_dict())
@@ -86,9 +80,9 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
             logits = SCALE * x.astype(float) @ src.features.astype(float).T  # CLIP: scale * <image, class name>
             view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1),
                     "logits": logits}[vocabulary.PREDICTORS[name].reads]
-            per_seed.append({**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}[name](view, y))
+            per_seed.append({**transferability.ESTIMATORS, **transferability.CROSSFIT_ESTIMATORS}[name](view, y))
         expected[name] = np.mean(per_seed)
-        m, seconds = P.predictor_matrix(name, fewshot=fewshot, labels=labels)
+        m, seconds = predictors.predictor_matrix(name, fewshot=fewshot, labels=labels)
         assert m.loc["b", "c"] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
         assert seconds >= 0
     assert expected["leep"] != pytest.approx(expected["nce"])  # the views differ
@@ -98,17 +92,17 @@ def test_similarity_predictors_are_the_oriented_measures():
     from mvlpt.analysis.similarity import similarity_matrix
 
     _, labels, images = _world(seed=2)
-    m, _ = P.predictor_matrix("visual_frechet", embeddings=images)
+    m, _ = predictors.predictor_matrix("visual_frechet", embeddings=images)
     raw = similarity_matrix(images, "visual_frechet").to_numpy()
     assert np.allclose(m.to_numpy(), -raw) and (raw >= 0).all()  # a distance, negated
-    m, _ = P.predictor_matrix("label_match", embeddings=labels)
+    m, _ = predictors.predictor_matrix("label_match", embeddings=labels)
     assert np.allclose(m.to_numpy(), similarity_matrix(labels, "label_match").to_numpy())
 
 
 def test_multi_label_images_count_once_per_class():
     labels = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=np.uint8)
-    assert FS.fewshot_rows(labels, [0, 1, 2]) == ([0, 0, 1], [0, 2, 1])
-    assert FS.fewshot_rows(np.array([2, 0, 1]), [2, 0]) == ([2, 0], [1, 2])
+    assert fewshot_features.fewshot_rows(labels, [0, 1, 2]) == ([0, 0, 1], [0, 2, 1])
+    assert fewshot_features.fewshot_rows(np.array([2, 0, 1]), [2, 0]) == ([2, 0], [1, 2])
 
 
 def test_mismatched_inputs_are_refused_in_one_sentence():
@@ -116,12 +110,12 @@ def test_mismatched_inputs_are_refused_in_one_sentence():
 
     fewshot, labels, _ = _world()
     with pytest.raises(MvlptError, match="same tasks"):
-        P.predictor_matrix("leep", fewshot=fewshot, labels=labels[::-1])
+        predictors.predictor_matrix("leep", fewshot=fewshot, labels=labels[::-1])
     other = [Embeddings(e.task, e.kind, e.features, e.names, {"model": "other"}) for e in labels]
     with pytest.raises(MvlptError, match="different models"):
-        P.predictor_matrix("leep", fewshot=fewshot, labels=other)
+        predictors.predictor_matrix("leep", fewshot=fewshot, labels=other)
     with pytest.raises(MvlptError, match="unknown transferability predictor"):
-        P.predictor_matrix("oracle")
+        predictors.predictor_matrix("oracle")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,7 +173,7 @@ def prompt_views_of(trained_prompts):
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     clip = load_clip(demo["model"]["name"], demo["model"]["pretrained"], device="cpu", init_seed=0)
     _, splits, out = trained_prompts
-    return {method: PV.prompt_views(clip, method, PROMPT_TASKS, prompts, splits) for method, (prompts, _) in out.items()}
+    return {method: prompt_views.prompt_views(clip, method, PROMPT_TASKS, prompts, splits) for method, (prompts, _) in out.items()}
 
 
 @pytest.mark.slow
@@ -190,7 +184,7 @@ def test_prompt_accuracy_of_a_task_own_prompt_is_the_training_codes_validation_m
     _, _, out = trained_prompts
     results = out[method][1]
     views = prompt_views_of[method]
-    m, seconds = PV.prompt_matrix("prompt_accuracy", views)
+    m, seconds = prompt_views.prompt_matrix("prompt_accuracy", views)
     for t in PROMPT_TASKS:
         for seed in (1, 2):
             assert views.metric[seed][t][t] == pytest.approx(results[(t, seed)]["val"], abs=1e-9), (t, seed)
@@ -208,7 +202,7 @@ def test_a_prompt_trained_on_the_target_itself_ranks_first(method, prompt_views_
     favour sources with more classes: docs/predictors.md); that is a measured finding, not asserted."""
     views = prompt_views_of[method]
     for name in PROMPT:
-        m, _ = PV.prompt_matrix(name, views)
+        m, _ = prompt_views.prompt_matrix(name, views)
         assert list(m.index) == list(PROMPT_TASKS) == list(m.columns) and np.isfinite(m.to_numpy()).all()
         if name not in ("prompt_accuracy", "nce_prompt"):
             continue
@@ -223,16 +217,16 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
     the zero-shot ones do, averaged over seeds; the views are the source learner's own logits."""
     views = prompt_views_of["vpt"]
     src, tgt = "glyph-digits", "shapes"
-    estimators = {**TR.ESTIMATORS, **TR.CROSSFIT_ESTIMATORS}
+    estimators = {**transferability.ESTIMATORS, **transferability.CROSSFIT_ESTIMATORS}
     for name in PROMPT[:-1]:
         reads = vocabulary.PREDICTORS[name].reads
         if reads == "target_logits":
-            fn = getattr(TR, vocabulary.PREDICTORS[name].function.split(":")[1])
+            fn = getattr(transferability, vocabulary.PREDICTORS[name].function.split(":")[1])
             expected = np.mean([fn(views.target_logits[s][src][tgt], views.labels[s][tgt]) for s in (1, 2)])
         else:
-            expected = np.mean([estimators[name.removesuffix("_prompt")](P.source_view(views.logits[s][src][tgt], reads),
+            expected = np.mean([estimators[name.removesuffix("_prompt")](predictors.source_view(views.logits[s][src][tgt], reads),
                                                                             views.labels[s][tgt]) for s in (1, 2)])
-        assert PV.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
+        assert prompt_views.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
     assert views.logits[1][src][tgt].shape[1] == 10  # over the source's (glyph-digits') classes
     assert views.target_logits[1][src][tgt].shape[1] == 6  # over the target's (shapes') classes, whatever the source
 
@@ -263,9 +257,9 @@ def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained
                               "--split-files", *splits.values(), "--out-dir", tmp_path / "coop", *model)
     assert rc == 0, errors
     for name in PROMPT:
-        m, info = P.read_predictor(tmp_path / "coop" / f"{name}.parquet")
+        m, info = predictors.read_predictor(tmp_path / "coop" / f"{name}.parquet")
         assert info["method"] == "coop" and info["family"] == "prompt" and info["seconds"] > 0
-        assert np.allclose(m.to_numpy(), PV.prompt_matrix(name, prompt_views_of["coop"])[0].to_numpy())
+        assert np.allclose(m.to_numpy(), prompt_views.prompt_matrix(name, prompt_views_of["coop"])[0].to_numpy())
     # a vpt prompt given as coop's, and a missing seed: one sentence, nothing written
     bad = {**prompts, ("shapes", 1): out["vpt"][0][("shapes", 1)]}
     rc, errors, _ = run_mvlpt("predict", "prompts", "--method", "coop", "--prompts", *bad.values(),
@@ -288,14 +282,14 @@ def test_per_method_predictors_are_scored_against_their_own_methods_gains(tmp_pa
                 write_record(tmp_path, method, s, t, 1, test=0.5 + (0 if i == j else g[i, j]))
     pairs = tables.pair_table(tables.load_results(tmp_path))
     per_method = {m: (_matrix(g, tasks), {"seconds": 2.0, "method": m}) for m, g in gains.items()}
-    table = PS.score_predictors(pairs, {"prompt_accuracy": per_method}, n_boot=50)
+    table = predictor_scores.score_predictors(pairs, {"prompt_accuracy": per_method}, n_boot=50)
     own = table[(table["predictor"] == "prompt_accuracy") & (table["against"] == "gain")]
     assert np.allclose(own["estimate"], 1.0) and set(table["method"]) == {"coop", "vpt"}
-    assert set(own["family"]) == {"prompt"} and set(table["predictor"]) == {"prompt_accuracy", *PS.NULL_PREDICTORS}
+    assert set(own["family"]) == {"prompt"} and set(table["predictor"]) == {"prompt_accuracy", *predictor_scores.NULL_PREDICTORS}
     from mvlpt.errors import MvlptError
 
     with pytest.raises(MvlptError, match="no matrix for method vpt"):
-        PS.score_predictors(pairs, {"prompt_accuracy": {"coop": per_method["coop"]}}, n_boot=0)
+        predictor_scores.score_predictors(pairs, {"prompt_accuracy": {"coop": per_method["coop"]}}, n_boot=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,7 +317,7 @@ def test_scores_of_a_planted_gain_matrix_have_their_known_values():
                     [3.0, nan, 2.0, 3.0],
                     [2.0, 2.0, nan, 1.0],
                     [1.0, 1.0, 1.0, nan]], tasks)
-    got = _scores(PS.score_matrix(pred, gain, n_boot=200, seed=0))
+    got = _scores(predictor_scores.score_matrix(pred, gain, n_boot=200, seed=0))
     assert got["within_target_spearman"]["estimate"] == pytest.approx((1 + 1 - 1 + 0.5) / 4)
     assert got["top1"]["estimate"] == pytest.approx(0.5) and got["top1"]["chance"] == pytest.approx(1 / 3)
     assert got["top3"]["estimate"] == pytest.approx(1.0) and got["top3"]["chance"] == pytest.approx(1.0)
@@ -348,8 +342,8 @@ def test_the_gain_itself_scores_perfectly_and_its_reverse_worst():
     g = rng.normal(size=(6, 6))
     np.fill_diagonal(g, np.nan)
     gain = _matrix(g, tasks)
-    best = _scores(PS.score_matrix(_matrix(2 * g + 1, tasks), gain, n_boot=100))
-    worst = _scores(PS.score_matrix(_matrix(-g, tasks), gain, n_boot=100))
+    best = _scores(predictor_scores.score_matrix(_matrix(2 * g + 1, tasks), gain, n_boot=100))
+    worst = _scores(predictor_scores.score_matrix(_matrix(-g, tasks), gain, n_boot=100))
     for s in ("spearman", "within_target_spearman", "top1", "top3", "ndcg3"):
         assert best[s]["estimate"] == pytest.approx(1.0), s
     assert worst["spearman"]["estimate"] == pytest.approx(-1.0)
@@ -357,14 +351,14 @@ def test_the_gain_itself_scores_perfectly_and_its_reverse_worst():
     assert worst["top1"]["estimate"] == 0.0 and worst["top3"]["estimate"] == 0.0  # the best of 5 is ranked last
     assert worst["ndcg3"]["estimate"] < best["ndcg3"]["chance"] < 1.0
     assert best["top1"]["chance"] == pytest.approx(1 / 5) and best["top3"]["chance"] == pytest.approx(3 / 5)
-    assert math.isnan(_scores(PS.score_matrix(_matrix(g, tasks), gain, n_boot=0))["top1"]["ci_low"])
+    assert math.isnan(_scores(predictor_scores.score_matrix(_matrix(g, tasks), gain, n_boot=0))["top1"]["ci_low"])
 
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_chance_ndcg_is_the_mean_over_every_ranking(n):
     g = np.random.default_rng(n).normal(size=n)
-    every = [TR.ndcg_at_k(np.argsort(perm), g, 3) for perm in itertools.permutations(range(n))]
-    assert PS._chance_ndcg(g, 3) == pytest.approx(np.mean(every))
+    every = [transferability.ndcg_at_k(np.argsort(perm), g, 3) for perm in itertools.permutations(range(n))]
+    assert predictor_scores._chance_ndcg(g, 3) == pytest.approx(np.mean(every))
 
 
 def test_score_predictors_reads_the_gains_of_each_method_from_the_pairs(tmp_path):
@@ -379,8 +373,8 @@ def test_score_predictors_reads_the_gains_of_each_method_from_the_pairs(tmp_path
                     write_record(tmp_path, method, s, t, seed, test=0.5 + (0 if i == j else g[i, j]))
     pairs = tables.pair_table(tables.load_results(tmp_path))
     planted = _matrix(gains["coop"], tasks)
-    table = PS.score_predictors(pairs, {"leep": (planted, {"seconds": 1.5})}, n_boot=100)
-    assert list(table.columns) == list(PS.SCORE_COLUMNS)
+    table = predictor_scores.score_predictors(pairs, {"leep": (planted, {"seconds": 1.5})}, n_boot=100)
+    assert list(table.columns) == list(predictor_scores.SCORE_COLUMNS)
     table = table[(table["predictor"] == "leep") & (table["against"] == "gain")]
     coop = table[table["method"] == "coop"].set_index("score")["estimate"]
     assert np.allclose(coop.to_numpy(), 1.0)
@@ -397,7 +391,7 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
     fewshot, labels, images = _world()
     tasks = [f.task for f in fewshot]
     for f, lab, img in zip(fewshot, labels, images):
-        FS.save_fewshot(f, tmp_path / f"{f.task}.fewshot.npz")
+        fewshot_features.save_fewshot(f, tmp_path / f"{f.task}.fewshot.npz")
         save_embeddings(lab, tmp_path / f"{f.task}.labels.npz")
         save_embeddings(img, tmp_path / f"{f.task}.images.npz")
     out = tmp_path / "predictors"
@@ -405,14 +399,14 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
                               "--fewshot", *(tmp_path / f"{t}.fewshot.npz" for t in tasks[::-1]),
                               "--labels", *(tmp_path / f"{t}.labels.npz" for t in tasks), "--out", out / "gbc.csv")
     assert rc == 0, errors
-    m, info = P.read_predictor(out / "gbc.parquet")
+    m, info = predictors.read_predictor(out / "gbc.parquet")
     assert list(m.index) == tasks == list(m.columns) and info["predictor"] == "gbc" and info["seconds"] >= 0
-    assert np.allclose(m.to_numpy(), P.predictor_matrix("gbc", fewshot=fewshot, labels=labels)[0].to_numpy())
+    assert np.allclose(m.to_numpy(), predictors.predictor_matrix("gbc", fewshot=fewshot, labels=labels)[0].to_numpy())
     rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "visual_frechet", "--shrinkage", "ridge",
                               "--images", *(tmp_path / f"{t}.images.npz" for t in tasks), "--out", out / "visual_frechet.csv")
     assert rc == 0, errors
     # a study over these tasks, with gains planted as visual_frechet's ranking
-    vf, _ = P.read_predictor(out / "visual_frechet.csv")
+    vf, _ = predictors.read_predictor(out / "visual_frechet.csv")
     for i, s in enumerate(tasks):
         for j, t in enumerate(tasks):
             write_record(tmp_path / "results", "coop", s, t, 1, test=0.5 if i == j else 0.5 + 0.01 * vf.iloc[i, j])
@@ -454,7 +448,7 @@ def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_c
     for seed in (1, 2):
         files.append(tmp_path / f"shots2_seed{seed}.json")
         write_split(make_split(task, seed, 2), files[-1])
-    fs = FS.encode_fewshot(tiny_clip, task, files)
+    fs = fewshot_features.encode_fewshot(tiny_clip, task, files)
     train = task.load("train")
     for seed, f in zip((1, 2), files):
         ids = yaml.safe_load(f.read_text())["train"]
@@ -464,8 +458,8 @@ def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_c
         assert (fs.labels[rows] == train.labels[idx]).all()
         assert np.allclose(fs.features[rows], encode_split_images(tiny_clip, train, idx).numpy(), atol=1e-6)
     assert fs.logit_scale == pytest.approx(float(tiny_clip.model.logit_scale.exp()))
-    FS.save_fewshot(fs, tmp_path / "shapes.fewshot.npz")
-    back = FS.load_fewshot(tmp_path / "shapes.fewshot.npz")
+    fewshot_features.save_fewshot(fs, tmp_path / "shapes.fewshot.npz")
+    back = fewshot_features.load_fewshot(tmp_path / "shapes.fewshot.npz")
     assert back.ids == fs.ids and np.array_equal(back.features, fs.features) and back.meta["model"] == tiny_clip.key
 
 
@@ -549,7 +543,7 @@ def test_column_scores_with_ties_equal_the_mean_over_every_tie_breaking_order():
     g = np.round(rng.normal(size=(8, 6)), 1)
     g[0] = [0.2, 0.5, 0.1, 0.5, 0.0, 0.3]  # two tied best, one ranked first-equal by p, one last
     g[1] = [0.9, 0.1, 0.2, 0.3, 0.4, 0.5]  # the best is p's fourth
-    got = PS.column_scores(p, g)
+    got = predictor_scores.column_scores(p, g)
     for r in range(len(g)):
         want = _brute_force_column(p, g[r])
         for name in ("top1", "top3", "ndcg3"):
@@ -562,7 +556,7 @@ def test_chance_scores_are_the_mean_over_every_ranking():
     g = np.array([0.3, 0.1, 0.3, -0.2, 0.0])  # two tied best
     every = [_brute_force_column(np.array(perm, float), g) for perm in itertools.permutations(range(5))]
     want = {k: np.mean([e[k] for e in every]) for k in ("top1", "top3", "ndcg3")}
-    got = PS.chance_scores(g)
+    got = predictor_scores.chance_scores(g)
     assert got["top1"] == pytest.approx(want["top1"]) == pytest.approx(2 / 5)
     assert got["top3"] == pytest.approx(want["top3"]) and got["ndcg3"] == pytest.approx(want["ndcg3"])
     assert got["within_target_spearman"] == 0.0
@@ -571,7 +565,7 @@ def test_chance_scores_are_the_mean_over_every_ranking():
 def test_bh_qvalues_equal_scipys_false_discovery_control():
     p = np.array([0.001, 0.04, np.nan, 0.03, 0.2, 0.04, 0.9, 0.0005])
     ok = np.isfinite(p)
-    q = PS.bh_qvalues(p)
+    q = predictor_scores.bh_qvalues(p)
     assert np.isnan(q[2]) and np.allclose(q[ok], stats.false_discovery_control(p[ok], method="bh"))
     # by hand: sorted p 0.0005 0.001 0.03 0.04 0.04 0.2 0.9 (m = 7), q_(i) = min_{j >= i} p_(j) m / j
     assert q[0] == pytest.approx(0.001 * 7 / 2) and q[1] == pytest.approx(0.04 * 7 / 5)
@@ -597,7 +591,7 @@ def test_two_level_interval_equals_a_loop_over_targets_then_seeds():
     gains, tasks, pred = _tiny_study()
     k, n, _ = gains.shape
     n_boot, level = 300, 0.9
-    rows = PS.score_gains(gains, tasks, {"x": pred}, n_boot=n_boot, n_perm=0, seed=5, level=level)
+    rows = predictor_scores.score_gains(gains, tasks, {"x": pred}, n_boot=n_boot, n_perm=0, seed=5, level=level)
     got = {(r["against"], r["score"]): r for r in rows if r["predictor"] == "x"}
     rng = np.random.default_rng(5)
     targets = rng.integers(0, n, size=(n_boot, n))
@@ -636,7 +630,7 @@ def test_null_predictors_and_the_paired_difference_to_source_quality():
         np.fill_diagonal(gains[s], np.nan)
     truth = pd.DataFrame(gains.mean(0), index=tasks, columns=tasks)
     reverse = -truth
-    rows = PS.score_gains(gains, tasks, {"truth": truth, "reverse": reverse}, quality=quality, n_boot=400, n_perm=500, seed=0)
+    rows = predictor_scores.score_gains(gains, tasks, {"truth": truth, "reverse": reverse}, quality=quality, n_boot=400, n_perm=500, seed=0)
     t = pd.DataFrame(rows).set_index(["predictor", "against", "score"])
     wt = ("within_target_spearman")
     q = t.loc[("source_quality", "gain", wt)]
@@ -660,7 +654,7 @@ def test_null_predictors_and_the_paired_difference_to_source_quality():
     from mvlpt.analysis.gainstats import decompose
 
     inter = decompose(truth).interaction
-    rows = PS.score_gains(gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0)
+    rows = predictor_scores.score_gains(gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0)
     assert [r["estimate"] for r in rows if r["predictor"] == "interaction" and r["score"] == wt] == [pytest.approx(1.0)]
 
 
@@ -676,7 +670,7 @@ def test_within_target_p_is_the_exact_stratified_permutation_p():
              for a in itertools.permutations(ys[0]) for b in itertools.permutations(ys[1])]
     every = np.array(every)
     want = min(1.0, 2 * min(np.mean(every >= obs - 1e-12), np.mean(every <= obs + 1e-12)))
-    assert PS._within_p(pred, values, 5000, np.random.default_rng(0)) == pytest.approx(want)
+    assert predictor_scores._within_p(pred, values, 5000, np.random.default_rng(0)) == pytest.approx(want)
 
 
 def test_runs_and_pairs_give_the_same_estimates_and_the_runs_a_seed_level(tmp_path):
@@ -691,8 +685,8 @@ def test_runs_and_pairs_give_the_same_estimates_and_the_runs_a_seed_level(tmp_pa
     runs = tables.load_results(tmp_path)
     pairs = tables.pair_table(runs)
     pred = {"leep": (_matrix(rng.normal(size=(5, 5)), tasks), {"seconds": 0.0})}
-    a = PS.score_predictors(pairs, pred, n_boot=200, n_perm=100)
-    b = PS.score_predictors(None, pred, runs=runs, n_boot=200, n_perm=100)
+    a = predictor_scores.score_predictors(pairs, pred, n_boot=200, n_perm=100)
+    b = predictor_scores.score_predictors(None, pred, runs=runs, n_boot=200, n_perm=100)
     assert np.allclose(a["estimate"], b["estimate"], equal_nan=True)
     assert np.allclose(a["p_value"], b["p_value"], equal_nan=True)
     wa = a[(a["predictor"] == "source_quality") & (a["score"] == "within_target_spearman") & (a["against"] == "gain")]

@@ -120,7 +120,7 @@ def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_wit
     section reads them and lists, per target, the best predictor's pick next to the measured best source."""
     import shutil
 
-    from mvlpt.transfer import predictor_scores as PS, predictors as P
+    from mvlpt.transfer import predictor_scores, predictors
     from mvlpt.study import vocabulary
     from mvlpt.analysis import tables
     from mvlpt.analysis.similarity import long_to_matrix
@@ -132,9 +132,9 @@ def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_wit
     preds = {}
     for m in ("visual_cosine", "label_match"):
         matrix = long_to_matrix(sims, m) * (-1.0 if vocabulary.is_distance(m) else 1.0)
-        P.write_predictor(matrix, m, 0.25, root / "predictors" / m)
-        preds[m] = P.read_predictor(root / "predictors" / f"{m}.parquet")
-    tables.write_table(PS.score_predictors(pairs, preds, n_boot=50), root / "tables" / "predictors")
+        predictors.write_predictor(matrix, m, 0.25, root / "predictors" / m)
+        preds[m] = predictors.read_predictor(root / "predictors" / f"{m}.parquet")
+    tables.write_table(predictor_scores.score_predictors(pairs, preds, n_boot=50), root / "tables" / "predictors")
     text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[1])], root, monkeypatch)
     assert f"read {root / 'tables' / 'predictors.parquet'}" in text
     assert "measured best source" in text and "picks" in text
