@@ -142,6 +142,10 @@ def cmd_train(args) -> int:
         state_path=args.state,
         device=args.device,
     )
+    if args.zero_epoch:
+        from .zero_epoch import ZeroEpochSpec, run
+
+        spec = ZeroEpochSpec.of(spec)
     spec.validate()
     from .tasks import get_task
 
@@ -199,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks.fewshot import DEFAULT_POLICY, POLICIES
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
-    p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
+    p.add_argument("--source", choices=["synthetic", "elevater", "designed", "designed2"], default=None, help="only tasks of this suite")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("split", help="write a few-shot split file", description="Sample a task's few-shot train/val ids (seeded) into a JSON file.")
@@ -243,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
     p.add_argument("--source", default=None,
                    help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")
+    p.add_argument("--zero-epoch", action="store_true",
+                   help="evaluate the --init-from prompt on the target without training it (mode zero_epoch, mvlpt.zero_epoch)")
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
     p.add_argument("--train-options", action="append",
                    help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'; may be repeated, later keys win')

@@ -41,7 +41,7 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 POLICY_KEY = "fewshot_policy"
 SKIP_KEY = "preflight"  # `preflight: false` in a config: the workflow skips the check
-GPU_RULES = ("train_single", "train_joint", "train_sequential", "frozen_features", "embed_task_images",
+GPU_RULES = ("train_single", "train_joint", "train_sequential", "transfer_zero_epoch", "frozen_features", "embed_task_images",
              "reference_zeroshot", "reference_linear_probe")
 # Defaults of the keys preflight reads, used when the workflow's schema is not next to the package.
 FALLBACK_DEFAULTS = {"methods": ["coop", "vpt", "upt"], "seeds": [1, 2, 3], "shots": 5, "mode": "joint",
