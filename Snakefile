@@ -21,6 +21,7 @@ configfile: readable_config_file("config/config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/zero_epoch.smk"
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/predictors.smk"

@@ -77,11 +77,11 @@ def recovery(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     over targets whose sources differ in relatedness), n_targets, top1_hits (targets whose measured
     best source is a designed best one), top1_targets, recovered (spearman >= threshold)."""
     off = pairs[(pairs["source"] != pairs["target"]) & pairs["gain"].notna()]
-    off = off[off["source"].isin(designed.DESIGNS) & off["target"].isin(designed.DESIGNS)]
+    off = off[off["source"].isin(designed.ALL_DESIGNS) & off["target"].isin(designed.ALL_DESIGNS)]
     if off.empty:
         raise MvlptError("the pair table has no gain of a pair of designed tasks (mvlpt tasks --source designed).")
     # the domain of a verdict (issue 24, class 4): every off-diagonal pair of the study's designed tasks
-    tasks = sorted({t for col in ("source", "target") for t in pairs[col].astype(str)} & set(designed.DESIGNS))
+    tasks = sorted({t for col in ("source", "target") for t in pairs[col].astype(str)} & set(designed.ALL_DESIGNS))
     want = len(tasks) * (len(tasks) - 1)
     for method in pairs["method"].unique():
         have = len(off[off["method"] == method][["source", "target"]].drop_duplicates())
@@ -187,3 +187,78 @@ def predictor_hits(scores: pd.DataFrame) -> pd.DataFrame:
         rows.append({"view": view, "estimator": est, "hits": int(hits), "targets": n, "spearman_design": float(rho),
                      "within_target_design": float(np.mean(within)) if within else np.nan})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The second world's primary statistic, its interval, and its power before the run
+# --------------------------------------------------------------------------------------------------
+def within_target_mean(gain: pd.DataFrame) -> tuple[float, int]:
+    """Mean over targets (columns of ``gain``: sources x targets, NaN diagonal) of the Spearman correlation
+    between the designed relatedness of the target's sources and their gains; targets whose sources
+    do not differ in relatedness, or whose gains are all equal, are left out. Returns (mean, targets)."""
+    rhos = []
+    for t in gain.columns:
+        g = gain[t].drop(index=t, errors="ignore").dropna()
+        r = np.array([designed.relatedness(s, t) for s in g.index])
+        if len(g) >= 3 and np.ptp(r) > 0 and np.ptp(g.to_numpy(float)) > 0:
+            rhos.append(stats.spearmanr(r, g.to_numpy(float)).statistic)
+    return (float(np.mean(rhos)) if rhos else np.nan), len(rhos)
+
+
+def primary(pairs: pd.DataFrame, *, threshold: float = THRESHOLD, n_boot: int = 2000, level: float = 0.95,
+            seed: int = 0) -> pd.DataFrame:
+    """The second world's primary statistic per method (docs/groundtruth.md, pre-registered): the mean
+    within-target Spearman between designed relatedness and measured gain over every off-diagonal
+    pair, with a ``level`` interval from a parametric bootstrap of the cells (each gain redrawn from a
+    normal with its standard error ``gain_se``: seeds and test set, mvlpt.analysis.gainstats; ``n_boot`` draws),
+    and, on the interaction term of the gain decomposition (``interaction``: source and target effects
+    removed), the pooled Spearman with the design. Columns: method, within_target, ci_low, ci_high,
+    n_targets, spearman_interaction, met (within_target >= threshold)."""
+    from mvlpt.study.domains import check_level
+
+    check_level(level)
+    recovery(pairs)  # the domain: a complete study of designed tasks, or one sentence
+    off = pairs[(pairs["source"] != pairs["target"]) & pairs["gain"].notna()]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for method, sub in off.groupby("method", sort=False):
+        gain = sub.pivot_table(index="source", columns="target", values="gain")
+        est, n = within_target_mean(gain)
+        if "gain_se" in sub.columns and sub["gain_se"].notna().all():
+            se = sub.pivot_table(index="source", columns="target", values="gain_se").reindex_like(gain)
+            draws = [within_target_mean(gain + rng.standard_normal(gain.shape) * se.to_numpy())[0] for _ in range(n_boot)]
+            lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        else:
+            lo = hi = np.nan
+        inter = np.nan
+        if "interaction" in sub.columns and sub["interaction"].notna().sum() >= 3:
+            rel = [designed.relatedness(s, t) for s, t in zip(sub["source"], sub["target"])]
+            inter = float(stats.spearmanr(rel, sub["interaction"]).statistic)
+        rows.append({"method": method, "within_target": est, "ci_low": float(lo), "ci_high": float(hi), "n_targets": n,
+                     "spearman_interaction": inter, "met": bool(est >= threshold)})
+    return pd.DataFrame(rows)
+
+
+def simulate_power(tasks: Sequence[str], effect: dict[float, float], sigma_seed: float, sigma_test: dict[str, float] | float,
+                   seeds: int, *, threshold: float = THRESHOLD, n_sim: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The probability that the primary statistic (:func:`within_target_mean` over every off-diagonal
+    pair of ``tasks``) reaches ``threshold`` if the design is right: each cell's true gain is
+    ``effect[relatedness]`` (a designed level -> gain, fractions), each seed's gain adds a normal
+    ``sigma_seed`` and the cell's test set a normal ``sigma_test`` (per target, or one value), the cell's
+    gain is the mean over ``seeds`` seeds, all independent. Returns (power, median statistic)."""
+    tasks = list(tasks)
+    rel = np.array([[designed.relatedness(s, t) if s != t else np.nan for t in tasks] for s in tasks])
+    levels = {round(float(v), 9) for v in rel[np.isfinite(rel)]}
+    missing = levels - {round(float(k), 9) for k in effect}
+    if missing:
+        raise MvlptError(f"no effect given for the designed level(s) {', '.join(map(str, sorted(missing)))}.")
+    mean = np.vectorize(lambda v: np.nan if np.isnan(v) else {round(float(k), 9): e for k, e in effect.items()}[round(float(v), 9)])(rel)
+    st = np.array([sigma_test[t] if isinstance(sigma_test, dict) else sigma_test for t in tasks])[None, :]
+    sd = np.sqrt(sigma_seed ** 2 / seeds + st ** 2)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_sim):
+        g = pd.DataFrame(mean + rng.standard_normal(mean.shape) * sd, index=tasks, columns=tasks)
+        values.append(within_target_mean(g)[0])
+    values = np.asarray(values)
+    return float(np.mean(values >= threshold)), float(np.median(values))

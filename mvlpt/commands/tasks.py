@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
     from mvlpt.study import settings
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
-    p.add_argument("--source", choices=["synthetic", "elevater", "designed"], default=None, help="only tasks of this suite")
+    p.add_argument("--source", choices=["synthetic", "elevater", "designed", "designed2"], default=None, help="only tasks of this suite")
     p.set_defaults(func=run_tasks)
 
     p = sub.add_parser("split", help="write a few-shot split file", description="Sample a task's few-shot train/val ids (seeded) into a JSON file.")

@@ -70,6 +70,10 @@ def run_train(args) -> int:
         device=args.device,
         hateful_memes_metric=args.hateful_memes_metric,
     )
+    if args.zero_epoch:
+        from mvlpt.training.zero_epoch import ZeroEpochSpec, run
+
+        spec = ZeroEpochSpec.of(spec)
     spec.validate()
     from mvlpt.tasks import get_task
 
@@ -122,6 +126,8 @@ def add_parser(sub) -> None:
     p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
     p.add_argument("--source", default=None,
                    help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")
+    p.add_argument("--zero-epoch", action="store_true",
+                   help="evaluate the --init-from prompt on the target without training it (mode zero_epoch, mvlpt.training.zero_epoch)")
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
     p.add_argument("--train-options", action="append",
                    help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'; may be repeated, later keys win')

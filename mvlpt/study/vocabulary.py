@@ -479,7 +479,7 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("method", lambda v: names.name_problem(v) is None, "a method name (mvlpt.study.names)"),
     Field("source", lambda v: names.name_problem(v, names.JOINED_MAX) is None, "a task name (mvlpt.study.names)"),
     Field("target", lambda v: names.name_problem(v) is None, "a task name (mvlpt.study.names)"),
-    Field("mode", lambda v: v in ("single", "joint", "sequential"), "single, joint or sequential"),
+    Field("mode", lambda v: v in ("single", "joint", "sequential", "zero_epoch"), "single, joint, sequential or zero_epoch"),
     Field("seed", names.seed_ok, f"an integer from 0 to {names.SEED_LIMIT - 1}"),
     Field("shots", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     Field("metric", _name, "a metric name"),

@@ -79,12 +79,41 @@ DESIGNS: types.MappingProxyType = types.MappingProxyType({d.name: d for d in (
 )})
 SUITE: tuple[str, ...] = tuple(DESIGNS)
 
+# The second designed world (docs/groundtruth.md, "A second world"; config/groundtruth2.yaml): three
+# families of two independent draws each, every task in the model's domain (no negatives). Each task's
+# twin is its one fully related partner; the two shape families share half of their classes (two of
+# four), the texture family shares nothing with them. `mvlpt tasks --source designed2`.
+SOURCE2 = "designed2"
+_SHAPES_A = ("circle", "square", "triangle", "star")
+_SHAPES_B = ("triangle", "star", "cross", "heart")
+DESIGNS2: types.MappingProxyType = types.MappingProxyType({d.name: d for d in (
+    Design("gw2-shapes-a1", _SHAPES_A, "shapes", 0.0, 2201, "shape family A (circle, square, triangle, star), draw 1"),
+    Design("gw2-shapes-a2", _SHAPES_A, "shapes", 0.0, 2202, "shape family A, draw 2 (gw2-shapes-a1's twin)"),
+    Design("gw2-shapes-b1", _SHAPES_B, "shapes", 0.0, 2203, "shape family B (triangle, star, cross, heart), draw 1"),
+    Design("gw2-shapes-b2", _SHAPES_B, "shapes", 0.0, 2204, "shape family B, draw 2 (gw2-shapes-b1's twin)"),
+    Design("gw2-textures-1", synthetic.TEXTURES, "textures", 0.0, 2205, "the texture family, draw 1"),
+    Design("gw2-textures-2", synthetic.TEXTURES, "textures", 0.0, 2206, "the texture family, draw 2 (gw2-textures-1's twin)"),
+)})
+SUITE2: tuple[str, ...] = tuple(DESIGNS2)
+ALL_DESIGNS: types.MappingProxyType = types.MappingProxyType({**DESIGNS, **DESIGNS2})
+WORLDS: types.MappingProxyType = types.MappingProxyType({"groundtruth": SUITE, "groundtruth2": SUITE2})
+
 
 def design(name: str) -> Design:
     try:
-        return DESIGNS[name]
+        return ALL_DESIGNS[name]
     except KeyError:
-        raise MvlptError(f"{name!r} is not a task of the designed world; its tasks are: {', '.join(SUITE)}.") from None
+        raise MvlptError(f"{name!r} is not a task of a designed world; their tasks are: {', '.join(ALL_DESIGNS)}.") from None
+
+
+def world_of(tasks) -> str:
+    """The designed world (a key of :data:`WORLDS`) all of ``tasks`` belong to; one sentence otherwise."""
+    tasks = set(tasks)
+    for world, suite in WORLDS.items():
+        if tasks and tasks <= set(suite):
+            return world
+    raise MvlptError(f"the tasks {', '.join(sorted(tasks)) or '(none)'} are not all of one designed world "
+                     f"({'; '.join(f'{w}: {chr(44).join(s)}' for w, s in WORLDS.items())}).")
 
 
 def label_overlap(source: str, target: str) -> float:
@@ -167,9 +196,9 @@ TASKS: types.MappingProxyType = types.MappingProxyType({
         loader=_loader(d.name),
         domain=f"{d.renderer}, {round(100 * d.shift)}% negatives",
         description=f"Designed world: {d.role} ({d.renderer} renderer, {round(100 * d.shift)}% negatives).",
-        source=SOURCE,
+        source=SOURCE if d.name in DESIGNS else SOURCE2,
     )
-    for d in DESIGNS.values()
+    for d in ALL_DESIGNS.values()
 })
 
 for _task in TASKS.values():

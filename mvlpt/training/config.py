@@ -12,7 +12,13 @@ from typing import Any
 from mvlpt.errors import MvlptError
 
 HEADS = ("union", "per_task")
-MODES = ("single", "joint", "sequential")
+MODES = ("single", "joint", "sequential", "zero_epoch")  # zero_epoch: mvlpt.training.zero_epoch (no target training)
+# train option `joint_batch`: how a joint run's steps are made (mvlpt.training.train.Trainer.epoch_plan). "shared": one
+# shuffled order of the union of the tasks' few-shot sets, batch_size_multitask images a step, the loss their
+# mean (the reference code's: one loader over the concatenated train sets, trainers/mvlpt.py); "added": every
+# step holds batch_size images of each task and the loss is the sum of each task's mean, so a task's update is
+# its baseline's update plus the other tasks' (docs/groundtruth.md, the second world)
+JOINT_BATCHES = ("shared", "added")
 # train option `compile`: "none" (eager) or one of torch.compile's modes (mvlpt.models.clip.FrozenCLIP.compile)
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # train.compile: the folder under a study's cache_dir where its jobs share torch.compile's kernel cache
@@ -57,6 +63,9 @@ class TrainConfig:
     # the checkpoint each target reports (SELECT_MODES): "best" validation metric (ties: lower validation
     # loss, then the later epoch; mvlpt.training.train.better) or the "last" epoch's; changes results, so it is hashed
     select: str = "best"
+    # joint runs: JOINT_BATCHES; changes results, so it is hashed, but only when not "shared" (the hashes of
+    # the runs made before the option existed stay what they were)
+    joint_batch: str = "shared"
 
     # options that do not change results (beyond float tolerance), left out of the config hash
     RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features", "compile")
@@ -85,6 +94,9 @@ class TrainConfig:
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
             (self.select in SELECT_MODES, f"select must be {' or '.join(SELECT_MODES)} (the best-validation or the final "
                                           f"epoch's checkpoint), got {self.select!r}"),
+            (self.joint_batch in JOINT_BATCHES, f"joint_batch must be {' or '.join(JOINT_BATCHES)} (a joint step's images "
+                                                f"shared by the tasks, or each task's batch with the others' added), "
+                                                f"got {self.joint_batch!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -112,7 +124,10 @@ class TrainConfig:
         return cls(**d).validate()
 
     def hashable(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
+        if out["joint_batch"] == "shared":  # the default before the option existed: hashes unchanged
+            del out["joint_batch"]
+        return out
 
 
 @dataclasses.dataclass

@@ -251,7 +251,10 @@ class Trainer:
         """The epoch's steps: for each step, each active member's (task data, sample indices) parts.
 
         Each member has its own seeded order of the union of its tasks' few-shot sets; the indices
-        of the whole epoch go to the device in one copy."""
+        of the whole epoch go to the device in one copy. A joint run with train option ``joint_batch: added``
+        plans each task on its own instead (:meth:`added_plan`)."""
+        if self.cfg.joint_batch == "added" and len(self.tasks) > 1:
+            return self.added_plan(epoch)
         bs = self.cfg.batch_size if len(self.tasks) == 1 else self.cfg.batch_size_multitask
         plans = []
         for m in self.members:
@@ -278,6 +281,37 @@ class Trainer:
         idx = iter(flat.split([len(p) for p in pieces]))
         return [[(m, [(td, next(idx)) for td in parts]) for m, parts in batch] for batch in layout]
 
+    def added_plan(self, epoch: int) -> list[list[tuple[Member, list[tuple[TaskData, torch.Tensor]]]]]:
+        """The epoch's steps of a joint run with ``joint_batch: added``: every step holds ``batch_size``
+        images of each task (its own seeded order; a task with fewer images than the longest starts its
+        next shuffled pass within the epoch), as many steps as the largest task's baseline takes, so each
+        task gets its baseline's batches and the other tasks' are added to them (the loss sums each
+        task's mean, :meth:`train_step`)."""
+        bs = self.cfg.batch_size
+        n_steps = max(math.ceil(len(td.train_idx) / bs) for m in self.members for td in m.data)
+        layout, pieces = [], []
+        orders = []
+        for m in self.members:
+            per_task = []
+            for k, td in enumerate(m.data):
+                gen = torch.Generator().manual_seed((m.seed * 100_003 + epoch) * 1_009 + k + 1)
+                n = len(td.train_idx)
+                passes = math.ceil(n_steps * bs / n)
+                per_task.append(torch.cat([torch.randperm(n, generator=gen) for _ in range(passes)]).numpy())
+            orders.append(per_task)
+        for step in range(n_steps):
+            batch = []
+            for m, per_task in zip(self.members, orders):
+                parts = []
+                for td, order in zip(m.data, per_task):
+                    parts.append(td)
+                    pieces.append(order[step * bs : (step + 1) * bs])
+                batch.append((m, parts))
+            layout.append(batch)
+        flat = torch.as_tensor(np.concatenate(pieces), dtype=torch.long).to(self.device)
+        idx = iter(flat.split([len(p) for p in pieces]))
+        return [[(m, [(td, next(idx)) for td in parts]) for m, parts in batch] for batch in layout]
+
     def train_step(self, batch) -> torch.Tensor:
         """One SGD step on ``batch`` (one entry of :meth:`epoch_plan`); the active members' losses,
         on the device (not synchronised)."""
@@ -297,6 +331,11 @@ class Trainer:
             if cfg.head == "per_task":
                 logits = logits.masked_fill(~mask, float("-inf"))
             logp = F.log_softmax(logits, dim=-1)
+            if cfg.joint_batch == "added" and len(self.tasks) > 1:  # each task's mean loss, summed over the tasks
+                rows = -(target * logp.masked_fill(target == 0, 0)).sum(1)
+                sizes = [len(sel) for _, sel in batch[len(losses)][1]]
+                losses.append(torch.stack([part.mean() for part in rows.split(sizes)]).sum())
+                continue
             losses.append(-(target * logp.masked_fill(target == 0, 0)).sum(1).mean())
         losses = torch.stack(losses)  # computed outside the compiled towers: no CUDA-graph output is kept
         self.optimizer.zero_grad(set_to_none=True)

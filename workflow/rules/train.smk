@@ -6,6 +6,7 @@
 #             writes both directions, a__b (target b) and b__a (target a); mvlpt keeps the best
 #             validation checkpoint per target task.
 # sequential: the baseline's best prompt on the source initialises a run on the target.
+# zero_epoch: that prompt evaluated on the target untrained (workflow/rules/zero_epoch.smk).
 #
 # Seeds: with stack_seeds (default) one process trains every seed at once (mvlpt stacks them into
 # one forward pass; results equal separate runs), else there is one job per seed (wildcard {seed}).
@@ -81,7 +82,7 @@ if MODE == "joint":
             "mvlpt train {params.metric} --task {wildcards.a:q} --task {wildcards.b:q} {params.io} {params.args} {params.runtime_opts} "
             "--state {params.state:q} > {log:q} 2>&1"
 
-else:
+elif MODE == "sequential":
 
     rule train_sequential:
         input:
