@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from mvlpt.study import vocabulary
-from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
+from mvlpt.study import vocabulary
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import Trainer
 
 PAIRWISE = [m.name for m in vocabulary.PAIRWISE_METHODS]  # checks 1 and 2: every method of the pairwise study (CoCoOp too)
@@ -39,8 +39,9 @@ def cast_once_is_exact(device: str, model: str) -> bool:
     ok = True
     for method in PAIRWISE:
         clip = load_clip(model, "synthetic" if model == "mvlpt-tiny" else None, device=device)
-        learner = build_prompt_learner(method, clip, ["circle", "square", "red triangle"], {},
-                                       generator=torch.Generator().manual_seed(1))
+        learner = build_prompt_learner(
+            method, clip, ["circle", "square", "red triangle"], {}, generator=torch.Generator().manual_seed(1)
+        )
         g = torch.Generator().manual_seed(0)
         images = [torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)]
 
@@ -54,8 +55,11 @@ def cast_once_is_exact(device: str, model: str) -> bool:
         clip.cast_frozen(torch.bfloat16)
         cast = forward()
         same = torch.equal(plain[0], cast[0]) and all(torch.equal(a, b) for a, b in zip(plain[1], cast[1]))
-        print(f"cast once, {model} {method}: logits and gradients {'bit-identical' if same else 'DIFFER'} "
-              f"(max |logit diff| {(plain[0] - cast[0]).abs().max().item():.3g})", flush=True)
+        print(
+            f"cast once, {model} {method}: logits and gradients {'bit-identical' if same else 'DIFFER'} "
+            f"(max |logit diff| {(plain[0] - cast[0]).abs().max().item():.3g})",
+            flush=True,
+        )
         ok &= same
     return ok
 
@@ -64,9 +68,16 @@ def steps_never_sync(device: str) -> bool:
     tmp = Path(tempfile.mkdtemp())
     ok = True
     for method in PAIRWISE:
-        spec = RunSpec(method=method, tasks=["shapes", "shape-colours"], seeds=[1, 2], shots=5, pretrained="synthetic",
-                       train=TrainConfig(epochs=2, warmup_epochs=0, batch_size_multitask=16, precision="bf16"),
-                       outputs={"shapes": str(tmp / method / "r{seed}.json")}, device=device)
+        spec = RunSpec(
+            method=method,
+            tasks=["shapes", "shape-colours"],
+            seeds=[1, 2],
+            shots=5,
+            pretrained="synthetic",
+            train=TrainConfig(epochs=2, warmup_epochs=0, batch_size_multitask=16, precision="bf16"),
+            outputs={"shapes": str(tmp / method / "r{seed}.json")},
+            device=device,
+        )
         trainer = Trainer(spec)
         trainer.train_epoch(0)  # warm-up (first calls may allocate, autotune)
         plan = trainer.epoch_plan(1)
@@ -95,11 +106,15 @@ def rel(xs, ys) -> float:
 def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> bool:
     clip = load_clip("mvlpt-tiny", "synthetic", device=device)
     clip.cast_frozen(torch.bfloat16)
-    learners = [build_prompt_learner("upt", clip, ["circle", "square", "red triangle"], {},
-                                     generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    learners = [
+        build_prompt_learner("upt", clip, ["circle", "square", "red triangle"], {}, generator=torch.Generator().manual_seed(s))
+        for s in (1, 2)
+    ]
     g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
-              for _ in learners]
+    images = [
+        torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
+        for _ in learners
+    ]
 
     def steps(n=3, autocast=torch.bfloat16):  # CUDA graph trees warm up, record, then replay: the third step replays
         for _ in range(n):
@@ -108,7 +123,9 @@ def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> 
                 lr.zero_grad(set_to_none=True)
             logits = stacked_logits(learners, images=images, autocast=autocast)
             torch.cat(logits).log_softmax(-1).square().sum().backward()
-        return [lg.detach().clone() for lg in logits], [p.grad.clone() for lr in learners for p in lr.parameters() if p.requires_grad]
+        return [lg.detach().clone() for lg in logits], [
+            p.grad.clone() for lr in learners for p in lr.parameters() if p.requires_grad
+        ]
 
     eager, fp32 = steps(), steps(autocast=None)
     # bf16's own error (eager bf16 against eager float32) is the scale: compiled kernels round in
@@ -116,6 +133,7 @@ def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> 
     bound = [2 * rel(fp32[0], eager[0]) + 1e-3, 2 * rel(fp32[1], eager[1]) + 1e-3]
     ok = True
     for mode in modes:
+
         def expired(signum, frame):
             raise TimeoutError(f"not done within {COMPILE_LIMIT_S} s")
 
@@ -128,15 +146,20 @@ def compiled_equals_eager(device: str, modes=("default", "reduce-overhead")) -> 
             torch.cuda.synchronize()
             dl, dg = rel(eager[0], logits), rel(eager[1], grads)
             same = dl <= bound[0] and dg <= bound[1]
-            msg = (f"largest difference / largest entry: logits {dl:.3g} (bound {bound[0]:.3g}), "
-                   f"gradients {dg:.3g} (bound {bound[1]:.3g}); bound = 2 x bf16's own error + 1e-3")
+            msg = (
+                f"largest difference / largest entry: logits {dl:.3g} (bound {bound[0]:.3g}), "
+                f"gradients {dg:.3g} (bound {bound[1]:.3g}); bound = 2 x bf16's own error + 1e-3"
+            )
         except Exception as e:  # noqa: BLE001 - one line per check
             same, msg = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
-        print(f"compile {mode}, mvlpt-tiny upt bf16: {'equal to eager within bf16 tolerance' if same else 'DIFFERS'} "
-              f"({msg}; {time.perf_counter() - t:.0f} s with compilation)", flush=True)
+        print(
+            f"compile {mode}, mvlpt-tiny upt bf16: {'equal to eager within bf16 tolerance' if same else 'DIFFERS'} "
+            f"({msg}; {time.perf_counter() - t:.0f} s with compilation)",
+            flush=True,
+        )
         ok &= same
     clip.compile("none")
     return ok
@@ -150,19 +173,24 @@ def skipped_rows_equal_every_row(device: str, model: str = "ViT-B-16") -> bool:
     clip.cast_frozen(torch.bfloat16)
     names = list(get_task("dtd").classnames)
     g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
-              for _ in range(2)]
+    images = [
+        torch.randint(0, 256, (8, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=g).to(device)
+        for _ in range(2)
+    ]
     ok = True
     for method, options in (("coop", {"position": "middle"}), ("vpt", {}), ("upt", {"position": "middle"})):
-        learners = [build_prompt_learner(method, clip, names, options, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+        learners = [
+            build_prompt_learner(method, clip, names, options, generator=torch.Generator().manual_seed(s)) for s in (1, 2)
+        ]
 
         def step(autocast=torch.bfloat16):
             for lr in learners:
                 lr.zero_grad(set_to_none=True)
             logits = stacked_logits(learners, images=images, autocast=autocast)
             torch.cat(logits).log_softmax(-1).square().sum().backward()
-            return [lg.detach().clone() for lg in logits], [p.grad.clone() for lr in learners for p in lr.parameters()
-                                                            if p.grad is not None]
+            return [lg.detach().clone() for lg in logits], [
+                p.grad.clone() for lr in learners for p in lr.parameters() if p.grad is not None
+            ]
 
         skipped = step()
         applies = blocks.applies
@@ -174,8 +202,11 @@ def skipped_rows_equal_every_row(device: str, model: str = "ViT-B-16") -> bool:
         bound = [2 * rel(every_fp32[0], every[0]) + 1e-3, 2 * rel(every_fp32[1], every[1]) + 1e-3]
         dl, dg = rel(every[0], skipped[0]), rel(every[1], skipped[1])
         same = dl <= bound[0] and dg <= bound[1]
-        print(f"rows skipped, {model} {method} bf16: {'equal to every row within bf16 tolerance' if same else 'DIFFERS'} "
-              f"(logits {dl:.3g}, bound {bound[0]:.3g}; gradients {dg:.3g}, bound {bound[1]:.3g})", flush=True)
+        print(
+            f"rows skipped, {model} {method} bf16: {'equal to every row within bf16 tolerance' if same else 'DIFFERS'} "
+            f"(logits {dl:.3g}, bound {bound[0]:.3g}; gradients {dg:.3g}, bound {bound[1]:.3g})",
+            flush=True,
+        )
         ok &= same
     return ok
 

@@ -32,8 +32,14 @@ from mvlpt.tasks import designed
 LEVEL_CELLS = {
     1.0: [("gt-twin", "gt-shapes"), ("gt-shapes", "gt-twin")],
     0.5: [("gt-half-labels", "gt-shapes"), ("gt-half-labels", "gt-twin")],
-    0.0: [("gt-textures", "gt-shapes"), ("gt-textures", "gt-twin"), ("gt-textures", "gt-half-labels"),
-          ("gt-shapes", "gt-textures"), ("gt-twin", "gt-textures"), ("gt-half-labels", "gt-textures")],
+    0.0: [
+        ("gt-textures", "gt-shapes"),
+        ("gt-textures", "gt-twin"),
+        ("gt-textures", "gt-half-labels"),
+        ("gt-shapes", "gt-textures"),
+        ("gt-twin", "gt-textures"),
+        ("gt-half-labels", "gt-textures"),
+    ],
 }
 TARGETS = ("gt-shapes", "gt-twin", "gt-half-labels", "gt-textures")  # the first world's in-domain targets
 N_TEST = {t: 100 * len(designed.design(t).classes) for t in designed.SUITE2}
@@ -43,17 +49,30 @@ def pilot(first: str, out: str, methods) -> None:
     from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.training.zero_epoch import run
 
-    train = TrainConfig.from_dict({"epochs": 10, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16,
-                                   "warmup_epochs": 0, "head": "per_task"})
+    train = TrainConfig.from_dict(
+        {"epochs": 10, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0, "head": "per_task"}
+    )
     for m in methods:
         for t in TARGETS:
             for s in designed.SUITE:
                 path = f"{out}/{m}/{s}__{t}/seed{{seed}}.json"
                 if s == t or os.path.exists(path.format(seed=3)):
                     continue
-                run(RunSpec(method=m, tasks=[t], seeds=[1, 2, 3], shots=8, train=train, model="mvlpt-tiny",
-                            pretrained="synthetic", init_from=f"{first}/prompts/{m}/{s}/seed{{seed}}.safetensors",
-                            outputs={t: path}, cache_dir=f"{out}/cache", device="cpu"))
+                run(
+                    RunSpec(
+                        method=m,
+                        tasks=[t],
+                        seeds=[1, 2, 3],
+                        shots=8,
+                        train=train,
+                        model="mvlpt-tiny",
+                        pretrained="synthetic",
+                        init_from=f"{first}/prompts/{m}/{s}/seed{{seed}}.safetensors",
+                        outputs={t: path},
+                        cache_dir=f"{out}/cache",
+                        device="cpu",
+                    )
+                )
 
 
 def seed_gains(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +91,7 @@ def effects_and_noise(g: pd.DataFrame) -> pd.DataFrame:
         centred = sub.assign(gain=sub["gain"] - sub.groupby(["target", "seed"])["gain"].transform("mean"))
         resid = centred["gain"] - centred.groupby(["source", "target"])["gain"].transform("mean")
         k = sub["seed"].nunique()
-        sigma = float(np.sqrt((resid ** 2).sum() / (len(resid) - resid.size / k)))
+        sigma = float(np.sqrt((resid**2).sum() / (len(resid) - resid.size / k)))
         rows.append({"method": m, "effect_1": eff[1.0], "effect_0.5": eff[0.5], "effect_0": eff[0.0], "sigma_seed": sigma})
     return pd.DataFrame(rows)
 
@@ -80,7 +99,9 @@ def effects_and_noise(g: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--first-world", default="results/groundtruth", help="the first world's results folder")
-    ap.add_argument("--pilot", default=None, help="folder of the zero-epoch measure on the first world's prompts (made if absent)")
+    ap.add_argument(
+        "--pilot", default=None, help="folder of the zero-epoch measure on the first world's prompts (made if absent)"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 5])
     ap.add_argument("--n-sim", type=int, default=2000)
     ap.add_argument("--out", default=None, help="also write the table to this CSV")
@@ -108,12 +129,22 @@ def main(argv=None) -> int:
         for r in table.itertuples(index=False):
             unit = gainstats.SHIPPED_NOISE[r.method].sigma_test_unit
             sigma_test = {t: unit / np.sqrt(n) for t, n in N_TEST.items()}
-            eff = {1.0: r.effect_1, 0.5: getattr(r, "_2"), 0.0: r.effect_0}
+            eff = {1.0: r.effect_1, 0.5: r._2, 0.0: r.effect_0}
             for k in a.seeds:
                 power, med = groundtruth.simulate_power(designed.SUITE2, eff, r.sigma_seed, sigma_test, k, n_sim=a.n_sim)
-                rows.append({"protocol": protocol, "method": r.method, "seeds": k, "effect_1": r.effect_1,
-                             "effect_0.5": eff[0.5], "effect_0": r.effect_0, "sigma_seed": r.sigma_seed,
-                             "median_statistic": med, "power": power})
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "method": r.method,
+                        "seeds": k,
+                        "effect_1": r.effect_1,
+                        "effect_0.5": eff[0.5],
+                        "effect_0": r.effect_0,
+                        "sigma_seed": r.sigma_seed,
+                        "median_statistic": med,
+                        "power": power,
+                    }
+                )
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 160):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

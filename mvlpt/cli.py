@@ -21,7 +21,9 @@ COMMAND_MODULES = ("tasks", "train", "info", "data", "analysis", "preflight", "p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study.")
+    parser = argparse.ArgumentParser(
+        prog="mvlpt", description="Multitask vision-language prompt tuning: the task-transferability study."
+    )
     parser.add_argument("--version", action="version", version=f"mvlpt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in COMMAND_MODULES:

@@ -20,8 +20,8 @@ import os
 import stat
 import tempfile
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from mvlpt.errors import MvlptError
 
@@ -58,8 +58,10 @@ def check_destination(path: str | os.PathLike) -> Path:
     if not path.name or path.name in (".", ".."):
         raise MvlptError(f"cannot write {path}: give a file name, not a folder.")
     if len(os.fsencode(path.name)) + _TEMP_EXTRA > NAME_MAX:
-        raise MvlptError(f"cannot write {path}: its file name is {len(os.fsencode(path.name))} bytes long, file "
-                         f"systems take {NAME_MAX - _TEMP_EXTRA} here at most; give a shorter name.")
+        raise MvlptError(
+            f"cannot write {path}: its file name is {len(os.fsencode(path.name))} bytes long, file "
+            f"systems take {NAME_MAX - _TEMP_EXTRA} here at most; give a shorter name."
+        )
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -71,10 +73,19 @@ def check_destination(path: str | os.PathLike) -> Path:
     if stat.S_ISDIR(st.st_mode):
         raise MvlptError(f"cannot write {path}: it is a folder; give a file name.")
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
-                "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-        raise MvlptError(f"cannot write {path}: it is {kind}, not a regular file, and mvlpt never replaces one; "
-                         f"give a file path (to discard an output, write it to a scratch file and delete that).")
+        kind = (
+            "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file"
+        )
+        raise MvlptError(
+            f"cannot write {path}: it is {kind}, not a regular file, and mvlpt never replaces one; "
+            f"give a file path (to discard an output, write it to a scratch file and delete that)."
+        )
     return path
 
 
@@ -216,7 +227,9 @@ def read_json(path: str | os.PathLike, what: str = "file"):
     except IsADirectoryError:
         raise MvlptError(f"{what} {path} is a folder, not a file.") from None
     except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, a number too long, nesting too deep
-        raise MvlptError(f"{what} {path} is not valid JSON ({str(e)[:200]}); delete it and rerun the step that makes it.") from None
+        raise MvlptError(
+            f"{what} {path} is not valid JSON ({str(e)[:200]}); delete it and rerun the step that makes it."
+        ) from None
     except OSError as e:  # a FIFO's reader would wait; a device or a damaged disk: one sentence
         raise MvlptError(f"{what} {path} cannot be read ({e.strerror or e}).") from None
 
@@ -246,8 +259,17 @@ def read_npz(path: str | os.PathLike, what: str, command: str) -> tuple[dict, di
         raise MvlptError(f"{what} {path} cannot be read ({e}); delete it and rerun `{command}`.") from None
 
 
-def check_npz(path: str | os.PathLike, what: str, command: str, meta, arrays: dict, *, rows: Iterable[str] = (),
-              ints: Iterable[str] = (), kinds: Iterable[str] | None = None) -> None:
+def check_npz(
+    path: str | os.PathLike,
+    what: str,
+    command: str,
+    meta,
+    arrays: dict,
+    *,
+    rows: Iterable[str] = (),
+    ints: Iterable[str] = (),
+    kinds: Iterable[str] | None = None,
+) -> None:
     """The domain of an embedding file (issue 24, class 4), or one sentence: ``meta`` is a JSON object
     with a valid task name (and a ``kind`` of ``kinds``, given them); ``features`` is a 2-D array of
     finite real numbers with at least one row and one column; each array of ``rows`` has one entry per

@@ -9,28 +9,44 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mvlpt.analysis.tables import write_table
 from mvlpt.study import layout, vocabulary
+from mvlpt.study.results import write_result
 from mvlpt.tasks import elevater, get_task
 from mvlpt.training.config import RunSpec, TrainConfig
-from mvlpt.study.results import write_result
-from mvlpt.analysis.tables import write_table
 
 
 def make_record(method="coop", source="a", target="a", seed=1, test=0.5, **fields) -> dict:
     """A complete, valid result record (what ``mvlpt train`` writes), with ``fields`` overridden."""
     rec = {
-        "format": vocabulary.RESULT_FORMAT, "method": method, "source": source, "target": target,
-        "mode": "single" if source == target else "joint", "seed": int(seed), "shots": 5, "metric": "accuracy",
-        "test": test, "val": 0.5, "best_epoch": 3, "epochs": 5, "wall_time_s": 1.0, "device": "cpu",
-        "model": "fake", "pretrained": None, "mvlpt_version": "0", "config_hash": "fake", "n_train": 10,
-        "n_val": 5, "n_test": 20,
+        "format": vocabulary.RESULT_FORMAT,
+        "method": method,
+        "source": source,
+        "target": target,
+        "mode": "single" if source == target else "joint",
+        "seed": int(seed),
+        "shots": 5,
+        "metric": "accuracy",
+        "test": test,
+        "val": 0.5,
+        "best_epoch": 3,
+        "epochs": 5,
+        "wall_time_s": 1.0,
+        "device": "cpu",
+        "model": "fake",
+        "pretrained": None,
+        "mvlpt_version": "0",
+        "config_hash": "fake",
+        "n_train": 10,
+        "n_val": 5,
+        "n_test": 20,
     }
     rec.update(fields)
     return rec
@@ -93,8 +109,7 @@ def write_fake_study(
                         value = base[j] + rng.normal(0, noise)
                     else:
                         value = base[j] + slopes[method] * (vis[i, j] - off_mean) + rng.normal(0, noise)
-                    write_record(root, method, s, t, k, test=float(np.clip(value, 0, 1)),
-                                 val=float(np.clip(value + 0.02, 0, 1)))
+                    write_record(root, method, s, t, k, test=float(np.clip(value, 0, 1)), val=float(np.clip(value + 0.02, 0, 1)))
     return {"similarity": pd.concat(sims, ignore_index=True), "slopes": slopes}
 
 
@@ -126,8 +141,8 @@ def write_fake_multitask_study(
     with a planted relationship: a group's test value = the target's baseline (same seed) + the mean
     pairwise gain of its sources on the target (of the baseline method) + noise; SoftCPT gets CoOp's
     plus 0.01. Returns ``{"groups", "pairs"}``."""
-    from mvlpt.transfer import grouping
     from mvlpt.analysis import tables
+    from mvlpt.transfer import grouping
 
     root = Path(root)
     write_fake_study(root, tasks=tasks, methods=methods, seeds=seeds, seed=seed)
@@ -137,8 +152,9 @@ def write_fake_multitask_study(
     gain = {m: tables.matrix(pairs, m, "gain", tasks) for m in methods}
     similarity = grouping.read_similarity_matrix(root / "similarity" / "label_match.csv", "label_match", tasks)
     all_methods = list(methods) + (["softcpt"] if softcpt else [])
-    groups = grouping.choose_groups(tasks, all_methods, strategies, modes, k=k, seed=seed, gain=gain,
-                                    similarity=similarity, measure="label_match")
+    groups = grouping.choose_groups(
+        tasks, all_methods, strategies, modes, k=k, seed=seed, gain=gain, similarity=similarity, measure="label_match"
+    )
     grouping.write_groups(groups, grouping.groups_path(root))
     base = {(r.method, r.target, int(r.seed)): float(r.value) for r in runs[runs["source"] == runs["target"]].itertuples()}
     rng = np.random.default_rng(seed + 1)
@@ -202,8 +218,9 @@ def truncated_png() -> bytes:
     return buf.getvalue()[:300]
 
 
-def make_iris_task(data_dir: Path, task: str, per_class: dict, *, labelmap: list | None = None,
-                   corrupt: set = frozenset()) -> Path:
+def make_iris_task(
+    data_dir: Path, task: str, per_class: dict, *, labelmap: list | None = None, corrupt: set = frozenset()
+) -> Path:
     """Write ``task`` in ELEVATER's layout (IRIS txt index). ``per_class[split]`` = list of labels
     (ints, or lists for multi-label). Files go where the manifest says."""
     entry = elevater.catalog.manifest_entry(task)

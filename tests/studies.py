@@ -35,8 +35,7 @@ STUDY = {
     "mode": "joint",
     "device": "cpu",
     "model": {"name": "mvlpt-tiny", "pretrained": "synthetic", "init_seed": 0},
-    "train": {"epochs": 3, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0,
-              "checkpoint_every": 1},
+    "train": {"epochs": 3, "lr": 0.01, "batch_size": 8, "batch_size_multitask": 16, "warmup_epochs": 0, "checkpoint_every": 1},
     "similarity": {"sample_size": 8},
     "analysis": {"n_boot": 50, "n_perm": 50},
     # `snakemake multitask` on top: CoOp in both modes, two strategies, and SoftCPT

@@ -13,7 +13,9 @@ from mvlpt.cli import build_parser, main
 
 def mvlpt(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "mvlpt.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mvlpt.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
@@ -39,17 +41,58 @@ def test_help_lists_verbs_and_each_verb_documents_its_options(capsys):
         (["train", "--method", "coop", "--task", "nope", "--output", "nope=x.json"], "unknown task 'nope'"),
         (["train", "--method", "coopp", "--task", "shapes", "--output", "shapes=x.json"], "unknown prompt method 'coopp'"),
         (["train", "--method", "coop", "--task", "shapes", "--task", "shapes", "--output", "shapes=x.json"], "must be distinct"),
-        (["train", "--method", "coop", "--task", "shapes", "--train-options", "{epochs: 3}", "--output", "shapes=x.json"], "not valid JSON"),
+        (
+            ["train", "--method", "coop", "--task", "shapes", "--train-options", "{epochs: 3}", "--output", "shapes=x.json"],
+            "not valid JSON",
+        ),
         (["train", "--method", "coop", "--task", "shapes", "--output", "x.json"], "TASK=PATH"),
         # a later --train-options wins; '1e-3' is what YAML 1.1 makes of `lr: 1e-3`
-        (["train", "--method", "coop", "--task", "shapes", "--train-options", '{"lr": 0.1}', "--train-options", '{"lr": "1e-3"}',
-          "--output", "shapes=x.json"], "training option lr must be a float, got '1e-3' (YAML reads 1e-3 as text: write 0.001)."),
+        (
+            [
+                "train",
+                "--method",
+                "coop",
+                "--task",
+                "shapes",
+                "--train-options",
+                '{"lr": 0.1}',
+                "--train-options",
+                '{"lr": "1e-3"}',
+                "--output",
+                "shapes=x.json",
+            ],
+            "training option lr must be a float, got '1e-3' (YAML reads 1e-3 as text: write 0.001).",
+        ),
         (["train", "--method", "coop", "--task", "shapes"], "nothing to write"),
         (["train", "--method", "coop", "--task", "shapes", "--output", "textures=x.json"], "does not train on"),
-        (["train", "--method", "coop", "--task", "shapes", "--shots", "0", "--output", "shapes=x.json"], "shots must be at least 1"),
-        (["train", "--method", "coop", "--task", "shapes", "--method-options", '{"n_ctxx": 3}', "--output", "shapes=x.json"], "bad options"),
-        (["split", "--task", "shapes", "--seed", "1", "--shots", "100000", "--policy", "strict", "--out", "s.json"], "fewer than shots"),
-        (["train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16-quickgelu", "--pretrained", "openai", "--output", "shapes=x.json"], "cannot be downloaded"),
+        (
+            ["train", "--method", "coop", "--task", "shapes", "--shots", "0", "--output", "shapes=x.json"],
+            "shots must be at least 1",
+        ),
+        (
+            ["train", "--method", "coop", "--task", "shapes", "--method-options", '{"n_ctxx": 3}', "--output", "shapes=x.json"],
+            "bad options",
+        ),
+        (
+            ["split", "--task", "shapes", "--seed", "1", "--shots", "100000", "--policy", "strict", "--out", "s.json"],
+            "fewer than shots",
+        ),
+        (
+            [
+                "train",
+                "--method",
+                "coop",
+                "--task",
+                "shapes",
+                "--model",
+                "ViT-B-16-quickgelu",
+                "--pretrained",
+                "openai",
+                "--output",
+                "shapes=x.json",
+            ],
+            "cannot be downloaded",
+        ),
     ],
 )
 def test_user_errors_are_one_sentence_with_status_2(tmp_path, monkeypatch, run_mvlpt, args, needle):
@@ -76,8 +119,27 @@ def test_split_and_train_write_their_files(tmp_path):
     split = tmp_path / "split.json"
     assert main(["split", "--task", "shapes", "--seed", "2", "--shots", "5", "--out", str(split)]) == 0
     out = tmp_path / "res" / "coop" / "shapes__shapes" / "seed2.json"
-    rc = main(["train", "--method", "coop", "--task", "shapes", "--seed", "2", "--shots", "5", "--split", f"shapes={split}",
-               "--epochs", "2", "--output", f"shapes={out}", "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "--method",
+            "coop",
+            "--task",
+            "shapes",
+            "--seed",
+            "2",
+            "--shots",
+            "5",
+            "--split",
+            f"shapes={split}",
+            "--epochs",
+            "2",
+            "--output",
+            f"shapes={out}",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert (res["method"], res["source"], res["target"], res["seed"], res["epochs"]) == ("coop", "shapes", "shapes", 2, 2)
@@ -92,8 +154,23 @@ def test_results_record_their_split_and_weights(tmp_path):
     split = tmp_path / "split.json"
     assert main(["split", "--task", "shapes", "--seed", "3", "--shots", "3", "--out", str(split)]) == 0
     pinned = json.loads(split.read_text())
-    base = ["train", "--method", "coop", "--task", "shapes", "--seed", "3", "--shots", "3", "--epochs", "1",
-            "--train-options", '{"warmup_epochs": 0}', "--device", "cpu"]
+    base = [
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--seed",
+        "3",
+        "--shots",
+        "3",
+        "--epochs",
+        "1",
+        "--train-options",
+        '{"warmup_epochs": 0}',
+        "--device",
+        "cpu",
+    ]
     runs = {"pinned": ["--split", f"shapes={split}"], "sampled": [], "random init": ["--pretrained", "none"]}
     res = {}
     for name, extra in runs.items():

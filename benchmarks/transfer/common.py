@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvlpt.study import vocabulary
 from mvlpt.models.prompts.text import word_tokens
+from mvlpt.study import vocabulary
 from mvlpt.tasks import get_task
 from mvlpt.tasks.registry import ArraySplit, Task, register
 
@@ -28,12 +28,29 @@ PAPER_CONFIG = REPO / "config" / "elevater.yaml"
 # cpu: a quick check (a smaller pair, 2 epochs, 1 torch thread: on a shared 2-core machine more threads
 # spin against other processes and run several times slower); gpu: the paper's model class.
 PRESETS = {
-    "cpu": {"device": "cpu", "model": "mvlpt-tiny", "pretrained": "synthetic", "epochs": 3, "test_size": 100,
-            "ref_runs": 2, "pair": "eurosat_clip,dtd", "threads": 1, "flop_model": "ViT-B-16"},
-    "gpu": {"device": "cuda", "model": "ViT-B-16", "pretrained": None, "epochs": 3, "test_size": 500,
-            "ref_runs": 2, "pair": "dtd,cifar-100", "threads": None, "flop_model": None},
+    "cpu": {
+        "device": "cpu",
+        "model": "mvlpt-tiny",
+        "pretrained": "synthetic",
+        "epochs": 3,
+        "test_size": 100,
+        "ref_runs": 2,
+        "pair": "eurosat_clip,dtd",
+        "threads": 1,
+        "flop_model": "ViT-B-16",
+    },
+    "gpu": {
+        "device": "cuda",
+        "model": "ViT-B-16",
+        "pretrained": None,
+        "epochs": 3,
+        "test_size": 500,
+        "ref_runs": 2,
+        "pair": "dtd,cifar-100",
+        "threads": None,
+        "flop_model": None,
+    },
 }
-
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -59,6 +76,7 @@ def stage(name: str, timeout: float | None = None):
     log(f"[{t - _T0:7.1f} s] {name} ...")
     use_alarm = bool(timeout) and hasattr(signal, "SIGALRM")
     if use_alarm:
+
         def expired(signum, frame):
             raise StageTimeout(f"{name} did not finish within {timeout:g} s")
 
@@ -67,7 +85,9 @@ def stage(name: str, timeout: float | None = None):
     try:
         yield
     except BaseException as e:
-        log(f"[{time.perf_counter() - _T0:7.1f} s] {name}: stopped after {time.perf_counter() - t:.1f} s ({type(e).__name__}: {e})")
+        log(
+            f"[{time.perf_counter() - _T0:7.1f} s] {name}: stopped after {time.perf_counter() - t:.1f} s ({type(e).__name__}: {e})"
+        )
         raise
     finally:
         if use_alarm:
@@ -122,13 +142,16 @@ def load_paper_config(path: str | os.PathLike = PAPER_CONFIG) -> dict:
     method (the config's over the learner's own defaults, :func:`mvlpt.study.vocabulary.full_options`)."""
     import dataclasses
 
-    from mvlpt.study import settings
     from mvlpt.running.preflight import load_config
+    from mvlpt.study import settings
 
     s = settings.load(load_config(path))
     train = dataclasses.asdict(s.train)
     return {
-        "tasks": list(s.tasks), "methods": list(s.methods), "seeds": list(s.seeds), "shots": s.shots,
+        "tasks": list(s.tasks),
+        "methods": list(s.methods),
+        "seeds": list(s.seeds),
+        "shots": s.shots,
         "train": {k: train[k] for k in ("epochs", "batch_size", "batch_size_multitask", "eval_batch_size")},
         "method_options": {m: vocabulary.full_options(m, s.method_options.get(m)) for m in s.methods},
         "source": str(Path(path).resolve().relative_to(REPO)) if Path(path).resolve().is_relative_to(REPO) else str(path),
@@ -138,7 +161,9 @@ def load_paper_config(path: str | os.PathLike = PAPER_CONFIG) -> dict:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return (platform.processor() or platform.machine() or "cpu") + f" ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return (
+        platform.processor() or platform.machine() or "cpu"
+    ) + f" ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 # ---------------------------------------------------------------------------- benchmark tasks
@@ -158,9 +183,16 @@ def register_bench_task(name: str, like: str, shots: int, n_test: int, image_siz
         "train": split(C * shots, np.repeat(np.arange(C), shots), "train"),
         "test": split(n_test, rng.integers(0, C, n_test), "test"),
     }
-    task = Task(name=name, classnames=tuple(classnames), templates=("a photo of a {}.",), metric="accuracy",
-                loader=lambda s, data_dir=None: splits[s], splits=("train", "test"), source="benchmark",
-                description=f"benchmark stand-in for {like}")
+    task = Task(
+        name=name,
+        classnames=tuple(classnames),
+        templates=("a photo of a {}.",),
+        metric="accuracy",
+        loader=lambda s, data_dir=None: splits[s],
+        splits=("train", "test"),
+        source="benchmark",
+        description=f"benchmark stand-in for {like}",
+    )
     return register(task, replace=True)
 
 

@@ -26,8 +26,12 @@ def fit_line(xs, ys) -> dict:
     if a < 0:  # no negative intercept: refit through the origin
         a, b = 0.0, float((x @ y) / (x @ x))
     pred = a + b * x
-    return {"a": float(a), "b": float(b), "max_rel_err": float(np.max(np.abs(pred - y) / y)),
-            "points": [[float(u), float(v)] for u, v in zip(x, y)]}
+    return {
+        "a": float(a),
+        "b": float(b),
+        "max_rel_err": float(np.max(np.abs(pred - y) / y)),
+        "points": [[float(u), float(v)] for u, v in zip(x, y)],
+    }
 
 
 def line(fit: dict, x: float) -> float:
@@ -45,8 +49,13 @@ def fit_text(points, ys) -> dict:
     w = 1 / y  # relative errors
     coef, _ = nnls(X * w[:, None], y * w)
     pred = X @ coef
-    return {"a": float(coef[0]), "b": float(coef[1]), "c": float(coef[2]), "max_rel_err": float(np.max(np.abs(pred - y) / y)),
-            "points": [[int(a), int(b), float(v)] for a, b, v in zip(n, L, y)]}
+    return {
+        "a": float(coef[0]),
+        "b": float(coef[1]),
+        "c": float(coef[2]),
+        "max_rel_err": float(np.max(np.abs(pred - y) / y)),
+        "points": [[int(a), int(b), float(v)] for a, b, v in zip(n, L, y)],
+    }
 
 
 def text_time(fit: dict, n: int, L: int) -> float:
@@ -59,8 +68,20 @@ def text_rows_time(fit: dict, rows: float, L: int) -> float:
     return fit["a"] + (fit["b"] + fit["c"] * L) * rows
 
 
-def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: int, n_train: int,
-                val_sizes: list[int], test_sizes: list[int], eval_bs: int, prefix: int = 0) -> dict:
+def model_costs(
+    method: str,
+    path: str,
+    comp: dict,
+    C: int,
+    L: int,
+    K: int,
+    bs: int,
+    n_train: int,
+    val_sizes: list[int],
+    test_sizes: list[int],
+    eval_bs: int,
+    prefix: int = 0,
+) -> dict:
     """Predicted seconds of one training step, one validation pass and the test passes of one run.
 
     ours: K stacked seeds, cut text length L whose first ``prefix`` tokens all classes share (text rows as
@@ -74,7 +95,9 @@ def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: 
     img_eval = f"{method}_fwd" if learns_image else "plain_fwd"
     if path == "ours":
         rows = K * text_rows(C, L, prefix)
-        step = (text_rows_time(text["fwd_bwd"], rows, L) if learns_text else 0.0) + (line(img[img_train], K * bs) if learns_image else 0.0)
+        step = (text_rows_time(text["fwd_bwd"], rows, L) if learns_text else 0.0) + (
+            line(img[img_train], K * bs) if learns_image else 0.0
+        )
 
         def eval_pass(sizes, text_passes):  # per task, batches of eval_bs, all members stacked in each batch;
             # class features once per validation / per test (Trainer.validate, Trainer.test)
@@ -91,7 +114,12 @@ def model_costs(method: str, path: str, comp: dict, C: int, L: int, K: int, bs: 
             nb = math.ceil(n / eval_bs)
             return nb * (text_time(text["fwd"], C, 77) + img[img_eval]["a"]) + img[img_eval]["b"] * n
 
-    return {"step": step, "steps": math.ceil(n_train / bs), "val": eval_pass(val_sizes, 1), "test": eval_pass(test_sizes, len(test_sizes))}
+    return {
+        "step": step,
+        "steps": math.ceil(n_train / bs),
+        "val": eval_pass(val_sizes, 1),
+        "test": eval_pass(test_sizes, len(test_sizes)),
+    }
 
 
 # ---------------------------------------------------------------------------- the whole study
@@ -112,16 +140,25 @@ def package_calibration(method: str, comps: dict, calib: dict, job_setup_s: floa
 
     def coeffs(text_fit, image_fit, factor):
         fixed = (text_fit["a"] if meth.learns_text else 0.0) + (image_fit["a"] if meth.learns_image else 0.0)
-        return {"fixed_ms": factor * fixed * 1e3, "text_us_per_token": factor * (text_fit["b"] + text_fit["c"] * length) * 1e6,
-                "image_ms_per_image": factor * image_fit["b"] * 1e3}
+        return {
+            "fixed_ms": factor * fixed * 1e3,
+            "text_us_per_token": factor * (text_fit["b"] + text_fit["c"] * length) * 1e6,
+            "image_ms_per_image": factor * image_fit["b"] * 1e3,
+        }
 
     step = coeffs(text["fwd_bwd"], img[img_train], c["train"])
     forward = coeffs(text["fwd"], img[img_eval], c["val"])
     forward["fixed_ms"] = c["val"] * img[img_eval]["a"] * 1e3  # per evaluation batch; the class text once per pass
-    return Calibration(device="benchmark", model=str(comps.get("model", "")), precision=str(comps.get("precision", "")),
-                       origin="measured", methods={method: {"step": step, "forward": forward}},
-                       features_ms_per_image=img["plain_fwd"]["b"] * 1e3, job_setup_s=job_setup_s,
-                       decode_images_per_s=math.inf)
+    return Calibration(
+        device="benchmark",
+        model=str(comps.get("model", "")),
+        precision=str(comps.get("precision", "")),
+        origin="measured",
+        methods={method: {"step": step, "forward": forward}},
+        features_ms_per_image=img["plain_fwd"]["b"] * 1e3,
+        job_setup_s=job_setup_s,
+        decode_images_per_s=math.inf,
+    )
 
 
 def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, feature_job: dict) -> dict:
@@ -148,8 +185,9 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
         except Exception:  # noqa: BLE001
             n_test = 0
         lengths, prefixes = prompt_shapes(task.classnames, ctx["model"], text_options)
-        info[t] = cost.TaskCost(t, task.num_classes, n_tr_pc * task.num_classes, n_val_pc * task.num_classes, n_test,
-                                lengths, 0, prefixes)
+        info[t] = cost.TaskCost(
+            t, task.num_classes, n_tr_pc * task.num_classes, n_val_pc * task.num_classes, n_test, lengths, 0, prefixes
+        )
     proc = overhead.get("process_start_import_device_s", 0.0)
     out = {"tasks": len(tasks), "seeds": K, "epochs": E, "shots": shots, "per_method": {}, "assumptions": []}
     total_ours = total_ref = 0.0
@@ -160,16 +198,31 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
 
         def ref_job(run_tasks, targets, bs):
             C = sum(info[t].classes for t in run_tasks)
-            costs = model_costs(method, "ref", comp_r, C, 77, 1, bs, n_train=n_tr_pc * C,
-                                val_sizes=[n_val_pc * info[t].classes for t in run_tasks],
-                                test_sizes=[info[t].test for t in targets], eval_bs=ebs)
+            costs = model_costs(
+                method,
+                "ref",
+                comp_r,
+                C,
+                77,
+                1,
+                bs,
+                n_train=n_tr_pc * C,
+                val_sizes=[n_val_pc * info[t].classes for t in run_tasks],
+                test_sizes=[info[t].test for t in targets],
+                eval_bs=ebs,
+            )
             c = calib[method]["ref"]
-            return {"train": E * costs["steps"] * costs["step"] * c["train"], "validation": E * costs["val"] * c["val"],
-                    "test": costs["test"] * c["test"], "setup": setup[method]["ref"] + proc}
+            return {
+                "train": E * costs["steps"] * costs["step"] * c["train"],
+                "validation": E * costs["val"] * c["val"],
+                "test": costs["test"] * c["test"],
+                "setup": setup[method]["ref"] + proc,
+            }
 
         length = [info[t].length[method] for t in tasks if method in info[t].length]
-        cal = package_calibration(method, comps["ours"], calib, setup[method]["ours"] + proc,
-                                  sum(length) / len(length) if length else 0.0)
+        cal = package_calibration(
+            method, comps["ours"], calib, setup[method]["ours"] + proc, sum(length) / len(length) if length else 0.0
+        )
         shape = cost.StudyShape(tuple(info[t] for t in tasks), (method,), K, "joint", True, E, bs1, bs2, ebs, shots)
         ours = cost.estimate(shape, cal)["per_method"][method]
         acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0}
@@ -178,7 +231,7 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
             for key, v in ref_job([a], [a], bs1).items():
                 acc[key] += K * v
             n_ref += K
-            for b in tasks[i + 1:]:
+            for b in tasks[i + 1 :]:
                 for target in (a, b):
                     for key, v in ref_job([a, b], [target], bs2).items():
                         acc[key] += K * v
@@ -187,7 +240,10 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
         total_ours += o
         total_ref += r
         out["per_method"][method] = {
-            "jobs": {"ours": ours["jobs"], "ref": n_ref}, "ours_gpu_h": o / 3600, "ref_gpu_h": r / 3600, "ratio": r / o,
+            "jobs": {"ours": ours["jobs"], "ref": n_ref},
+            "ours_gpu_h": o / 3600,
+            "ref_gpu_h": r / 3600,
+            "ratio": r / o,
             "ours_breakdown_h": dict(ours["breakdown_h"]),
             "ref_breakdown_h": {k: v / 3600 for k, v in acc.items()},
         }
@@ -205,8 +261,9 @@ def study_estimate(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
     return out
 
 
-def compiled_study(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, feature_job: dict, measured: dict,
-                   mode: str) -> dict:
+def compiled_study(
+    ctx, comps: dict, calib: dict, setup: dict, overhead: dict, feature_job: dict, measured: dict, mode: str
+) -> dict:
     """The study with train option compile = ``mode``: training steps and validations at the speed of
     the benchmark's compiled run (its measured over the component model's times), tests at eager's
     (the compiled run's test time holds its compilation), plus each training job's compile time,
@@ -220,8 +277,14 @@ def compiled_study(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
         if "error" in c or "warm" not in c or m not in calib:
             continue
         pred = r["calibration"]["ours"]["predicted"]
-        cal[m] = {"ours": {"train": c["step_s"] / pred["step"], "val": steady(c["val_s"], ctx["steady"]) / pred["val"],
-                           "test": calib[m]["ours"]["test"]}, "ref": calib[m]["ref"]}
+        cal[m] = {
+            "ours": {
+                "train": c["step_s"] / pred["step"],
+                "val": steady(c["val_s"], ctx["steady"]) / pred["val"],
+                "test": calib[m]["ours"]["test"],
+            },
+            "ref": calib[m]["ref"],
+        }
         compile_s[m] = (c["compile_s"], c["warm"]["compile_s"])
     out = study_estimate(ctx, comps, cal, setup, overhead, feature_job)
     n = out["tasks"]
@@ -234,8 +297,10 @@ def compiled_study(ctx, comps: dict, calib: dict, setup: dict, overhead: dict, f
         lo_total, hi_total = lo_total + lo, hi_total + hi
     out["compile_h"] = [lo_total, hi_total]
     out["ours_gpu_h_range"] = [out["ours_gpu_h"] + lo_total, out["ours_gpu_h"] + hi_total]
-    out["assumptions"].append(f"train option compile = {mode}: steps and validations at the compiled run's speed, tests "
-                              f"at eager's; compile time per training job between the two bounds above")
+    out["assumptions"].append(
+        f"train option compile = {mode}: steps and validations at the compiled run's speed, tests "
+        f"at eager's; compile time per training job between the two bounds above"
+    )
     return out
 
 
@@ -251,14 +316,28 @@ def calibrate(method: str, ctx, comps: dict, ours: dict, ref: dict) -> dict:
         L = ctx["cut_length"].get(method, 0) if path == "ours" else 77
         P = ctx.get("prefix", {}).get(method, 0) if path == "ours" else 0
         tgt = pair if path == "ours" else [ref["runs"][-1]["target"]]
-        pred = model_costs(method, path, comps[path], C, L, K, train_cfg.batch_size_multitask,
-                           n_train=sum((shots - round(0.2 * shots)) * get_task(n).num_classes for n in pair),
-                           val_sizes=[round(0.2 * shots) * get_task(n).num_classes for n in pair],
-                           test_sizes=[len(get_task(n).load("test")) for n in tgt], eval_bs=train_cfg.eval_batch_size,
-                           prefix=P)
+        pred = model_costs(
+            method,
+            path,
+            comps[path],
+            C,
+            L,
+            K,
+            train_cfg.batch_size_multitask,
+            n_train=sum((shots - round(0.2 * shots)) * get_task(n).num_classes for n in pair),
+            val_sizes=[round(0.2 * shots) * get_task(n).num_classes for n in pair],
+            test_sizes=[len(get_task(n).load("test")) for n in tgt],
+            eval_bs=train_cfg.eval_batch_size,
+            prefix=P,
+        )
         m_step = meas["step_s"]
         m_val = steady(meas["val_s"], ctx["steady"]) if path == "ours" else meas["val_s"]
         m_test = sum(meas["test_s"]) if path == "ours" else meas["test_s"]
-        cal[path] = {"train": m_step / pred["step"], "val": m_val / pred["val"], "test": m_test / pred["test"],
-                     "predicted": pred, "measured": {"step": m_step, "val": m_val, "test": m_test}}
+        cal[path] = {
+            "train": m_step / pred["step"],
+            "val": m_val / pred["val"],
+            "test": m_test / pred["test"],
+            "predicted": pred,
+            "measured": {"step": m_step, "val": m_val, "test": m_test},
+        }
     return cal

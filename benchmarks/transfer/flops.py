@@ -8,10 +8,10 @@ import contextlib
 
 import torch
 
-from mvlpt.study import vocabulary
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts.text import encode_prompted_text
 from mvlpt.models.prompts.vision import encode_prompted_image
+from mvlpt.study import vocabulary
 from mvlpt.tasks import get_task
 
 from .common import H100_SXM_BF16_DENSE_TFLOPS, prompt_length
@@ -39,7 +39,6 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-
 def flop_components(model_name: str, method_options: dict) -> dict:
     """FLOPs of the frozen towers per unit of work, for ``model_name`` (random weights, on the CPU):
     matrix products counted by FlopCounterMode on one sequence / one image, attention added
@@ -63,6 +62,7 @@ def flop_components(model_name: str, method_options: dict) -> dict:
                 out = encode_prompted_text(model, x, torch.tensor([L - 1]))
             if backward:
                 out.sum().backward()
+
         return count(f)
 
     def image(n_prompt, backward):
@@ -74,6 +74,7 @@ def flop_components(model_name: str, method_options: dict) -> dict:
                 out = encode_prompted_image(visual, x, p, True)
             if backward:
                 out.sum().backward()
+
         return count(f) + (3 if backward else 1) * layers_v * 4 * (1 + n_patches + n_prompt) ** 2 * W_v
 
     out = {"model": model_name, "text": {}, "image": {}}
@@ -82,10 +83,20 @@ def flop_components(model_name: str, method_options: dict) -> dict:
         f1, f2 = text(L1, bwd), text(L2, bwd)
         b = (f2 - f1) / (L2 - L1)  # matrix products: linear in the length (plus a per-sequence constant)
         const = f1 - b * L1
-        out["text"][mode] = {"a": 0.0, "b": b + const / L1, "c": (3 if bwd else 1) * layers_t * 4 * W_t, "per_sequence_const": const}
+        out["text"][mode] = {
+            "a": 0.0,
+            "b": b + const / L1,
+            "c": (3 if bwd else 1) * layers_t * 4 * W_t,
+            "per_sequence_const": const,
+        }
     n_vpt, n_upt = method_options["vpt"]["n_ctx"], method_options["upt"]["n_ctx"]
-    for name, n_prompt, bwd in (("plain_fwd", 0, False), ("vpt_fwd", n_vpt, False), ("vpt_fwd_bwd", n_vpt, True),
-                                ("upt_fwd", n_upt, False), ("upt_fwd_bwd", n_upt, True)):
+    for name, n_prompt, bwd in (
+        ("plain_fwd", 0, False),
+        ("vpt_fwd", n_vpt, False),
+        ("vpt_fwd_bwd", n_vpt, True),
+        ("upt_fwd", n_upt, False),
+        ("upt_fwd_bwd", n_upt, True),
+    ):
         out["image"][name] = {"a": 0.0, "b": float(image(n_prompt, bwd))}
     return out
 
@@ -105,15 +116,32 @@ def flop_report(ctx, comps: dict, pair_like: list[str]) -> dict:
     n_test = [int(catalog.manifest_entry(t.name)["test"]["num_images"]) for t in tasks]
     out = {"model": comps["ours"]["model"], "pair": pair_like, "classes": C, "per_method": {}}
     for method in paper["methods"]:
-        L = max(prompt_length(ctx["tokenizer"], t.classnames, paper["method_options"][method]["n_ctx"]) for t in tasks) if vocabulary.method(method).learns_text else 0
+        L = (
+            max(prompt_length(ctx["tokenizer"], t.classnames, paper["method_options"][method]["n_ctx"]) for t in tasks)
+            if vocabulary.method(method).learns_text
+            else 0
+        )
         r = {}
         for path, k, targets in (("ours", K, n_test), ("ref", 1, n_test[1:])):
-            c = model_costs(method, path, comps[path], C, L, k, paper["train"]["batch_size_multitask"],
-                            n_train=(shots - n_val_pc) * C, val_sizes=[n_val_pc * t.num_classes for t in tasks],
-                            test_sizes=targets, eval_bs=paper["train"]["eval_batch_size"])
+            c = model_costs(
+                method,
+                path,
+                comps[path],
+                C,
+                L,
+                k,
+                paper["train"]["batch_size_multitask"],
+                n_train=(shots - n_val_pc) * C,
+                val_sizes=[n_val_pc * t.num_classes for t in tasks],
+                test_sizes=targets,
+                eval_bs=paper["train"]["eval_batch_size"],
+            )
             job = E * (c["steps"] * c["step"] + c["val"]) + c["test"]
-            r[path] = {"step_flops_per_seed": c["step"] / k, "transfer_job_flops": job / (2 * K if path == "ours" else 1),
-                       "train_share": E * c["steps"] * c["step"] / job}
+            r[path] = {
+                "step_flops_per_seed": c["step"] / k,
+                "transfer_job_flops": job / (2 * K if path == "ours" else 1),
+                "train_share": E * c["steps"] * c["step"] / job,
+            }
         r["step_ratio_per_seed"] = r["ref"]["step_flops_per_seed"] / r["ours"]["step_flops_per_seed"]
         r["transfer_job_ratio"] = r["ref"]["transfer_job_flops"] / r["ours"]["transfer_job_flops"]
         out["per_method"][method] = r
@@ -123,10 +151,16 @@ def flop_report(ctx, comps: dict, pair_like: list[str]) -> dict:
     whole = study_estimate(ctx, comps, one, zero, {}, {"load_s": 0.0})
     # study_estimate sums "seconds"; here they are FLOPs (its *_gpu_h fields are FLOPs / 3600)
     peak = ctx.get("peak_tflops", H100_SXM_BF16_DENSE_TFLOPS) * 1e12
-    out["study"] = {"ours_eflop": whole["ours_gpu_h"] * 3600 / 1e18, "ref_eflop": whole["ref_gpu_h"] * 3600 / 1e18,
-                    "ratio": whole["ratio"],
-                    "ours_h100_hours_at_peak": whole["ours_gpu_h"] / peak, "ref_h100_hours_at_peak": whole["ref_gpu_h"] / peak,
-                    "per_method_ratio": {m: y["ratio"] for m, y in whole["per_method"].items()},
-                    "per_method_eflop": {m: {"ours": y["ours_gpu_h"] * 3600 / 1e18, "ref": y["ref_gpu_h"] * 3600 / 1e18}
-                                         for m, y in whole["per_method"].items()}}
+    out["study"] = {
+        "ours_eflop": whole["ours_gpu_h"] * 3600 / 1e18,
+        "ref_eflop": whole["ref_gpu_h"] * 3600 / 1e18,
+        "ratio": whole["ratio"],
+        "ours_h100_hours_at_peak": whole["ours_gpu_h"] / peak,
+        "ref_h100_hours_at_peak": whole["ref_gpu_h"] / peak,
+        "per_method_ratio": {m: y["ratio"] for m, y in whole["per_method"].items()},
+        "per_method_eflop": {
+            m: {"ours": y["ours_gpu_h"] * 3600 / 1e18, "ref": y["ref_gpu_h"] * 3600 / 1e18}
+            for m, y in whole["per_method"].items()
+        },
+    }
     return out

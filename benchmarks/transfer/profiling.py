@@ -40,14 +40,31 @@ def profile_steps(trainer, device: str, steps: int = 5, top: int = 8) -> dict:
             return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
 
         busy = sum(dev_self(e) for e in events) / 1e6
-        rows = [{"op": e.key, "self_gpu_ms": dev_self(e) / 1e3, "calls": e.count,
-                 "share_of_gpu_time": dev_self(e) / 1e6 / busy if busy else None}
-                for e in sorted(events, key=dev_self, reverse=True)[:top]]
-        cpu_rows = [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "calls": e.count}
-                    for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]]
-        out.update({"tool": "torch.profiler", "wall_s": wall, "step_s_profiled": wall / steps, "gpu_busy_s": busy,
-                    "gpu_busy_fraction": busy / wall if wall else None,
-                    "gpu_idle_fraction": 1 - busy / wall if wall else None, "top_gpu_ops": rows, "top_cpu_ops": cpu_rows})
+        rows = [
+            {
+                "op": e.key,
+                "self_gpu_ms": dev_self(e) / 1e3,
+                "calls": e.count,
+                "share_of_gpu_time": dev_self(e) / 1e6 / busy if busy else None,
+            }
+            for e in sorted(events, key=dev_self, reverse=True)[:top]
+        ]
+        cpu_rows = [
+            {"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "calls": e.count}
+            for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+        ]
+        out.update(
+            {
+                "tool": "torch.profiler",
+                "wall_s": wall,
+                "step_s_profiled": wall / steps,
+                "gpu_busy_s": busy,
+                "gpu_busy_fraction": busy / wall if wall else None,
+                "gpu_idle_fraction": 1 - busy / wall if wall else None,
+                "top_gpu_ops": rows,
+                "top_cpu_ops": cpu_rows,
+            }
+        )
         return out
     pr = cProfile.Profile()
     t = now()
@@ -58,7 +75,9 @@ def profile_steps(trainer, device: str, steps: int = 5, top: int = 8) -> dict:
     wall = now() - t
     stats = pstats.Stats(pr)
     rows = []
-    for (file, lineno, func), (cc, nc, tt, ct, callers) in sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]:
+    for (file, lineno, func), (cc, nc, tt, ct, callers) in sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[
+        :top
+    ]:
         where = f"{Path(file).name}:{lineno}" if file != "~" else "builtin"
         rows.append({"function": f"{func} ({where})", "self_s": tt, "cumulative_s": ct, "calls": nc, "share_of_wall": tt / wall})
     out.update({"tool": "cProfile", "wall_s": wall, "step_s_profiled": wall / steps, "top_functions_by_self_time": rows})

@@ -13,16 +13,17 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from mvlpt.training.data import iter_image_batches, labels_of, load_images
-from mvlpt.training.metrics import compute_metric
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
 from mvlpt.models.prompts.text import TokenLayout, normalize
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import indices_of, make_split
+from mvlpt.training.data import iter_image_batches, labels_of, load_images
+from mvlpt.training.metrics import compute_metric
 from mvlpt.training.train import _targets, lr_at
 
 from .common import autocast, now, steady, sync
+
 
 @contextlib.contextmanager
 def every_row():
@@ -58,8 +59,9 @@ class ReferenceRun:
         opts = ctx["method_options"][method]
         self.learner = build_prompt_learner(method, self.clip, classnames, opts, generator=torch.Generator().manual_seed(seed))
         if self.learner.learns_text:  # switch the cut off: every class's prompt padded to the full context
-            self.learner.layout = TokenLayout(self.clip, classnames, self.learner.layout.n_ctx,
-                                              getattr(self.learner, "position", "end"), cut=False)
+            self.learner.layout = TokenLayout(
+                self.clip, classnames, self.learner.layout.n_ctx, getattr(self.learner, "position", "end"), cut=False
+            )
         else:  # VPT: the reference re-encodes its fixed prompts "a photo of a {c}." on every forward
             self.tokens = self.clip.tokenize([self.learner.template.format(c) for c in classnames]).to(self.device)
         xs, ts, self.val = [], [], []
@@ -87,8 +89,9 @@ class ReferenceRun:
         if not self.learner.learns_text:
             with autocast(self.device, self.precision):
                 text = [normalize(self.clip.model.encode_text(self.tokens))]
-        return stacked_logits([self.learner], images=[x_uint8], text=text,
-                              autocast=torch.bfloat16 if self.precision == "bf16" else None)[0]
+        return stacked_logits(
+            [self.learner], images=[x_uint8], text=text, autocast=torch.bfloat16 if self.precision == "bf16" else None
+        )[0]
 
     def step(self, idx):
         logits = self.logits(self.x[idx])
@@ -108,7 +111,7 @@ class ReferenceRun:
         self.learner.train()
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
         for s in range(self.steps_per_epoch()):
-            self.step(order[s * self.bs:(s + 1) * self.bs])
+            self.step(order[s * self.bs : (s + 1) * self.bs])
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -116,11 +119,11 @@ class ReferenceRun:
         self.learner.eval()
         eb = self.ctx["train_cfg"].eval_batch_size
         xs = torch.cat([v[2] for v in self.val])
-        scores = torch.cat([self.logits(xs[s:s + eb]).float().cpu() for s in range(0, len(xs), eb)])
+        scores = torch.cat([self.logits(xs[s : s + eb]).float().cpu() for s in range(0, len(xs), eb)])
         start, metric = 0, None
         for tk, cls, x, y in self.val:
             if tk.name == self.target:
-                metric = compute_metric(tk.metric, scores[start:start + len(x), cls].numpy(), y)
+                metric = compute_metric(tk.metric, scores[start : start + len(x), cls].numpy(), y)
             start += len(x)
         return metric
 
@@ -130,7 +133,10 @@ class ReferenceRun:
         k = [tk.name for tk in self.tasks].index(self.target)
         tk, cls = self.tasks[k], self.val[k][1]
         split = tk.load("test")
-        scores = [self.logits(x)[:, cls].float().cpu() for x, _ in iter_image_batches(self.clip, split, None, self.ctx["train_cfg"].eval_batch_size)]
+        scores = [
+            self.logits(x)[:, cls].float().cpu()
+            for x, _ in iter_image_batches(self.clip, split, None, self.ctx["train_cfg"].eval_batch_size)
+        ]
         return compute_metric(tk.metric, torch.cat(scores).numpy(), labels_of(split))
 
     def run(self) -> dict:
@@ -185,14 +191,28 @@ def run_reference(method, ctx) -> tuple[dict, ReferenceRun]:
     paper_E = ctx["paper"]["train"]["epochs"]
     job_paper = setup + paper_E * (epoch + val) + test
     out = {
-        "tasks": list(ctx["pair"]), "runs": runs, "epochs": ctx["train_cfg"].epochs, "steps_per_epoch": steps,
-        "precision": ctx["ref_precision"], "text_length": int(last.learner.layout.tokens.shape[1]) if last.learner.learns_text else int(last.tokens.shape[1]),
-        "setup_s": setup, "epoch_s": epoch, "val_s": val, "test_s": test,
-        "step_s": epoch / steps, "step_per_seed_s": epoch / steps, "train_samples_per_s": len(last.x) / epoch,
+        "tasks": list(ctx["pair"]),
+        "runs": runs,
+        "epochs": ctx["train_cfg"].epochs,
+        "steps_per_epoch": steps,
+        "precision": ctx["ref_precision"],
+        "text_length": int(last.learner.layout.tokens.shape[1]) if last.learner.learns_text else int(last.tokens.shape[1]),
+        "setup_s": setup,
+        "epoch_s": epoch,
+        "val_s": val,
+        "test_s": test,
+        "step_s": epoch / steps,
+        "step_per_seed_s": epoch / steps,
+        "train_samples_per_s": len(last.x) / epoch,
         "per_transfer_job_s_measured": statistics.mean(r["total_s"] for r in runs),
-        "job_s_paper_epochs": job_paper, "per_transfer_job_s_paper_epochs": job_paper,
-        "job_breakdown_paper_epochs": {"setup": setup / job_paper, "train": paper_E * epoch / job_paper,
-                                       "validation": paper_E * val / job_paper, "test": test / job_paper},
+        "job_s_paper_epochs": job_paper,
+        "per_transfer_job_s_paper_epochs": job_paper,
+        "job_breakdown_paper_epochs": {
+            "setup": setup / job_paper,
+            "train": paper_E * epoch / job_paper,
+            "validation": paper_E * val / job_paper,
+            "test": test / job_paper,
+        },
     }
     if ctx["device"].startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20

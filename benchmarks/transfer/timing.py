@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from mvlpt.training.config import RunSpec
 from mvlpt.models.clip import compile_account, compile_errors, load_clip
 from mvlpt.models.prompts.text import encode_prompted_text
 from mvlpt.models.prompts.vision import encode_prompted_image
+from mvlpt.training.config import RunSpec
 from mvlpt.training.train import Trainer
 
 from .common import REPO, autocast, log, median_time, now, steady, sync
@@ -27,9 +27,16 @@ from .estimate import fit_line, fit_text
 def ours_spec(method: str, ctx: dict, tmp: Path, compile: str = "none") -> RunSpec:
     a, b = ctx["pair"]
     return RunSpec(
-        method=method, tasks=[a, b], seeds=ctx["seeds"], shots=ctx["shots"],
-        method_options=ctx["method_options"][method], train=dataclasses.replace(ctx["train_cfg"], compile=compile),
-        model=ctx["model"], pretrained=ctx["pretrained"], cache_dir=str(tmp / "cache"), device=ctx["device"],
+        method=method,
+        tasks=[a, b],
+        seeds=ctx["seeds"],
+        shots=ctx["shots"],
+        method_options=ctx["method_options"][method],
+        train=dataclasses.replace(ctx["train_cfg"], compile=compile),
+        model=ctx["model"],
+        pretrained=ctx["pretrained"],
+        cache_dir=str(tmp / "cache"),
+        device=ctx["device"],
         outputs={t: str(tmp / f"ours-{method}-{compile}" / f"{t}_{{seed}}.json") for t in (a, b)},
     )
 
@@ -105,19 +112,32 @@ def run_ours(method, ctx, tmp: Path, compile: str = "none") -> tuple[dict, Timed
     paper_E = ctx["paper"]["train"]["epochs"]
     job_paper = trainer.t_init + paper_E * (epoch + val) + test + other
     out = {
-        "tasks": [a, b], "seeds": ctx["seeds"], "epochs": E, "steps_per_epoch": steps,
-        "batch_per_member": ctx["train_cfg"].batch_size_multitask, "samples_per_step": K * ctx["train_cfg"].batch_size_multitask,
-        "init_s": trainer.t_init, "train_epochs_s": trainer.t_train, "val_s": trainer.t_val, "test_s": trainer.t_test,
-        "other_s": other, "total_s": total,
-        "step_s": epoch / steps, "step_per_seed_s": epoch / steps / K,
+        "tasks": [a, b],
+        "seeds": ctx["seeds"],
+        "epochs": E,
+        "steps_per_epoch": steps,
+        "batch_per_member": ctx["train_cfg"].batch_size_multitask,
+        "samples_per_step": K * ctx["train_cfg"].batch_size_multitask,
+        "init_s": trainer.t_init,
+        "train_epochs_s": trainer.t_train,
+        "val_s": trainer.t_val,
+        "test_s": trainer.t_test,
+        "other_s": other,
+        "total_s": total,
+        "step_s": epoch / steps,
+        "step_per_seed_s": epoch / steps / K,
         "train_samples_per_s": sum(len(td.train_idx) for m in trainer.members for td in m.data) / epoch,
         "transfer_jobs": 2 * K,
         "per_transfer_job_s_measured": total / (2 * K),
         "job_s_paper_epochs": job_paper,
         "per_transfer_job_s_paper_epochs": job_paper / (2 * K),
         "job_breakdown_paper_epochs": {
-            "setup": trainer.t_init / job_paper, "train": paper_E * epoch / job_paper,
-            "validation": paper_E * val / job_paper, "test": test / job_paper, "other": other / job_paper},
+            "setup": trainer.t_init / job_paper,
+            "train": paper_E * epoch / job_paper,
+            "validation": paper_E * val / job_paper,
+            "test": test / job_paper,
+            "other": other / job_paper,
+        },
         "results": [{k: r[k] for k in ("target", "seed", "test", "val", "best_epoch")} for r in results],
         "compile": compile,
     }
@@ -151,6 +171,7 @@ def measure_components(ctx, clip, precision: str) -> dict:
                 out = encode_prompted_text(model, x, eot)
             if backward:
                 out.float().square().sum().backward()
+
         return f
 
     def image_fn(B, n_prompt, backward):
@@ -162,6 +183,7 @@ def measure_components(ctx, clip, precision: str) -> dict:
                 out = encode_prompted_image(visual, x, p, True)
             if backward:
                 out.float().square().sum().backward()
+
         return f
 
     C = ctx["pair_classes"]
@@ -174,8 +196,13 @@ def measure_components(ctx, clip, precision: str) -> dict:
         out["text"][mode] = fit_text(text_pts, ys)
     sizes = ctx["image_sizes"]  # images
     n_vpt, n_upt = ctx["method_options"]["vpt"]["n_ctx"], ctx["method_options"]["upt"]["n_ctx"]
-    for name, n_prompt, bwd in (("plain_fwd", 0, False), ("vpt_fwd", n_vpt, False), ("vpt_fwd_bwd", n_vpt, True),
-                                ("upt_fwd", n_upt, False), ("upt_fwd_bwd", n_upt, True)):
+    for name, n_prompt, bwd in (
+        ("plain_fwd", 0, False),
+        ("vpt_fwd", n_vpt, False),
+        ("vpt_fwd_bwd", n_vpt, True),
+        ("upt_fwd", n_upt, False),
+        ("upt_fwd_bwd", n_upt, True),
+    ):
         ys = [median_time(image_fn(B, n_prompt, bwd), device, reps=reps) for B in sizes]
         out["image"][name] = fit_line(sizes, ys)
         if ctx["device"].startswith("cuda"):
@@ -223,13 +250,37 @@ def measure_overhead(ctx, tmp: Path) -> dict:
     out["model_load_in_process_s"] = now() - t
     # a whole workflow-style job: `mvlpt train`, one task, 1 epoch, with this benchmark's model and device
     res = tmp / "overhead" / "r.json"
-    args = [py, "-m", "mvlpt.cli", "train", "--method", "coop", "--task", "shapes", "--seed", "1", "--shots", "5",
-            "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0}), "--output", f"shapes={res}",
-            "--model", ctx["model"], "--device", dev]
+    args = [
+        py,
+        "-m",
+        "mvlpt.cli",
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--seed",
+        "1",
+        "--shots",
+        "5",
+        "--train-options",
+        json.dumps({"epochs": 1, "warmup_epochs": 0}),
+        "--output",
+        f"shapes={res}",
+        "--model",
+        ctx["model"],
+        "--device",
+        dev,
+    ]
     args += ["--pretrained", ctx["pretrained"] or "none"]
     total = wall(args)
     trained = json.loads(res.read_text())["wall_time_s"]
-    out.update({"mvlpt_train_process_s": total, "mvlpt_train_reported_training_s": trained,
-                "mvlpt_train_overhead_s": total - trained,
-                "mvlpt_train_job": f"coop on shapes, 5 shots, 1 epoch, {ctx['model']} on {dev}"})
+    out.update(
+        {
+            "mvlpt_train_process_s": total,
+            "mvlpt_train_reported_training_s": trained,
+            "mvlpt_train_overhead_s": total - trained,
+            "mvlpt_train_job": f"coop on shapes, 5 shots, 1 epoch, {ctx['model']} on {dev}",
+        }
+    )
     return out

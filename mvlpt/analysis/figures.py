@@ -12,31 +12,40 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from mvlpt.study import layout, settings, vocabulary
 from mvlpt.analysis import plots, stats, tables
-from mvlpt.errors import MvlptError
 from mvlpt.analysis.similarity import long_to_matrix
+from mvlpt.errors import MvlptError
+from mvlpt.study import layout, settings, vocabulary
 
 log = logging.getLogger(__name__)
 DEFAULTS = settings.ANALYSIS_DEFAULTS
 
 
-def gain_figure(gain: pd.DataFrame, method: str, *, stat: str = "gain", tasks: Sequence[str] | None = None,
-                cluster: bool = DEFAULTS["cluster"], q: pd.DataFrame | None = None, level: float = DEFAULTS["level"],
-                reference: pd.DataFrame | None = None):
+def gain_figure(
+    gain: pd.DataFrame,
+    method: str,
+    *,
+    stat: str = "gain",
+    tasks: Sequence[str] | None = None,
+    cluster: bool = DEFAULTS["cluster"],
+    q: pd.DataFrame | None = None,
+    level: float = DEFAULTS["level"],
+    reference: pd.DataFrame | None = None,
+):
     """Source x target heatmap of one method's ``stat`` matrix (:func:`mvlpt.analysis.tables.matrix`); given the
     matching q-value matrix (``{stat}_q``), the cells that are distinguishable from noise are framed; given
     the baselines table (:func:`mvlpt.analysis.reference.baselines_table`), the strip of the method's baseline,
     zero-shot and linear probe per target is drawn above it."""
     if tasks:
         gain = gain.reindex(index=list(tasks), columns=list(tasks))
-    return plots.gain_heatmap(gain, method, stat=stat, cluster=cluster, q=q, level=level,
-                              reference=reference_of(reference, method))
+    return plots.gain_heatmap(
+        gain, method, stat=stat, cluster=cluster, q=q, level=level, reference=reference_of(reference, method)
+    )
 
 
 def reference_of(baselines: pd.DataFrame | None, method: str) -> pd.DataFrame | None:
@@ -51,25 +60,41 @@ def reference_of(baselines: pd.DataFrame | None, method: str) -> pd.DataFrame | 
     return out.rename(columns={"baseline_mean": "baseline"}).astype("float64")
 
 
-def similarity_figure(similarities: pd.DataFrame, measure: str, *, tasks: Sequence[str] | None = None,
-                      cluster: bool = DEFAULTS["cluster"]):
+def similarity_figure(
+    similarities: pd.DataFrame, measure: str, *, tasks: Sequence[str] | None = None, cluster: bool = DEFAULTS["cluster"]
+):
     """Task x task heatmap of one measure from the long similarity table."""
     return plots.similarity_heatmap(long_to_matrix(similarities, measure, tasks), measure, cluster=cluster)
 
 
-def scatter_figure(pairs: pd.DataFrame, similarities: pd.DataFrame, method: str, *,
-                   measures: Sequence[str] | None = None, y: str = "gain", n_boot: int = DEFAULTS["n_boot"],
-                   seed: int = DEFAULTS["seed"]):
+def scatter_figure(
+    pairs: pd.DataFrame,
+    similarities: pd.DataFrame,
+    method: str,
+    *,
+    measures: Sequence[str] | None = None,
+    y: str = "gain",
+    n_boot: int = DEFAULTS["n_boot"],
+    seed: int = DEFAULTS["seed"],
+):
     """Gain vs every similarity measure (or ``measures``) for one method; the fit's band drawn from
     ``n_boot`` bootstrap resamples with ``seed`` (the analysis's settings)."""
     data = tables.pairs_with_similarity(pairs, similarities)
-    measures = list(measures) if measures else vocabulary.measure_order(
-        c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
+    measures = (
+        list(measures)
+        if measures
+        else vocabulary.measure_order(c for c in data.columns if c not in ("method", "source", "target", "gain", "gain_rel"))
+    )
     return plots.scatter_gain_vs_similarity(data, method, measures, y=y, n_boot=n_boot, seed=seed)
 
 
-def summary_figure(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, *,
-                   analysis: str = "within_target_spearman", level: float = DEFAULTS["level"]):
+def summary_figure(
+    pairs: pd.DataFrame,
+    correlations: pd.DataFrame | None = None,
+    *,
+    analysis: str = "within_target_spearman",
+    level: float = DEFAULTS["level"],
+):
     """Methods compared: gains, significant transfers, (given the correlations) gain vs similarity (the
     primary, within-target statistic by default, against the gain) and the variance shares."""
     if correlations is not None and "against" in correlations.columns:
@@ -119,8 +144,15 @@ def make_all_figures(
     baselines = baselines_table(pairs, reference) if not reference.empty else None
     for method in found_methods:
         for stat in ("gain", "interaction"):
-            fig = gain_figure(tables.matrix(pairs, method, stat, order), method, stat=stat, cluster=cluster,
-                              q=tables.matrix(pairs, method, f"{stat}_q", order), level=level, reference=baselines)
+            fig = gain_figure(
+                tables.matrix(pairs, method, stat, order),
+                method,
+                stat=stat,
+                cluster=cluster,
+                q=tables.matrix(pairs, method, f"{stat}_q", order),
+                level=level,
+                reference=baselines,
+            )
             written += plots.save_figure(fig, layout.HEATMAP_FIGURE.path(out_dir, stat, method, "png"))
     sim_files = tables.similarity_files(sim_dir)
     corr = pd.DataFrame()
@@ -128,23 +160,38 @@ def make_all_figures(
         sims = tables.read_similarities(sim_files)
         sim_tasks = [t for t in order if t in set(sims["task_a"])]
         for m in sims["measure"].unique():
-            written += plots.save_figure(similarity_figure(sims, m, tasks=sim_tasks, cluster=cluster),
-                                         layout.SIMILARITY_FIGURE.path(out_dir, m, "png"))
+            written += plots.save_figure(
+                similarity_figure(sims, m, tasks=sim_tasks, cluster=cluster), layout.SIMILARITY_FIGURE.path(out_dir, m, "png")
+            )
         measures = vocabulary.measure_order(sims["measure"].unique())
         for method in found_methods:
-            written += plots.save_figure(scatter_figure(pairs, sims, method, measures=measures, n_boot=n_boot, seed=seed),
-                                         layout.SCATTER_FIGURE.path(out_dir, method, "png"))
+            written += plots.save_figure(
+                scatter_figure(pairs, sims, method, measures=measures, n_boot=n_boot, seed=seed),
+                layout.SCATTER_FIGURE.path(out_dir, method, "png"),
+            )
         model = list(model_measures or [])
-        corr = stats.correlate(pairs, sims, measures=measures,
-                               model_measures=model if model and set(model) <= set(measures) else None,
-                               n_boot=n_boot, n_perm=n_perm, seed=seed, level=level, runs=runs)
+        corr = stats.correlate(
+            pairs,
+            sims,
+            measures=measures,
+            model_measures=model if model and set(model) <= set(measures) else None,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            seed=seed,
+            level=level,
+            runs=runs,
+        )
     else:
         log.warning("no similarity tables in %s: similarity heatmaps and scatters skipped", sim_dir)
     if (~pairs["is_baseline"] & pairs["gain"].notna()).any():
         written += plots.save_figure(summary_figure(pairs, corr, level=level), layout.FIGURE.path(out_dir, "summary", "png"))
-    predictor_scores = layout.TABLE.path(layout.TABLES_DIR.path(results_dir), "predictors", "parquet")  # `mvlpt predict score` made it
+    predictor_scores = layout.TABLE.path(
+        layout.TABLES_DIR.path(results_dir), "predictors", "parquet"
+    )  # `mvlpt predict score` made it
     if predictor_scores.exists():
-        written += plots.save_figure(predictors_figure(tables.read_table(predictor_scores)), layout.FIGURE.path(out_dir, "predictors", "png"))
+        written += plots.save_figure(
+            predictors_figure(tables.read_table(predictor_scores)), layout.FIGURE.path(out_dir, "predictors", "png")
+        )
     return written
 
 

@@ -41,8 +41,9 @@ class Decomposition:
     def fitted(self) -> pd.DataFrame:
         """The additive part ``mean + source + target`` on the measured cells (NaN elsewhere)."""
         add = self.mean + self.source.to_numpy()[:, None] + self.target.to_numpy()[None, :]
-        return pd.DataFrame(np.where(self.interaction.notna(), add, np.nan), index=self.interaction.index,
-                            columns=self.interaction.columns)
+        return pd.DataFrame(
+            np.where(self.interaction.notna(), add, np.nan), index=self.interaction.index, columns=self.interaction.columns
+        )
 
 
 def decompose(gain: pd.DataFrame) -> Decomposition:
@@ -61,8 +62,10 @@ def decompose(gain: pd.DataFrame) -> Decomposition:
     n = len(rows)
     p = 1 + max(len(src) - 1, 0) + max(len(tgt) - 1, 0)
     if n <= p:
-        raise MvlptError(f"the gain matrix has {n} measured off-diagonal cells, too few to separate source and "
-                         f"target effects ({p} parameters); measure more pairs.")
+        raise MvlptError(
+            f"the gain matrix has {n} measured off-diagonal cells, too few to separate source and "
+            f"target effects ({p} parameters); measure more pairs."
+        )
     y = vals[rows, cols]
     # sum-to-zero (deviation) coding: the last task's effect is minus the sum of the others
     si = {r: i for i, r in enumerate(src)}
@@ -82,8 +85,8 @@ def decompose(gain: pd.DataFrame) -> Decomposition:
     design = np.column_stack([np.ones(n), xs, xt])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     mean = float(coef[0])
-    a = np.append(coef[1:len(src)], -coef[1:len(src)].sum()) if len(src) > 1 else np.zeros(1)
-    b = np.append(coef[len(src):], -coef[len(src):].sum()) if len(tgt) > 1 else np.zeros(1)
+    a = np.append(coef[1 : len(src)], -coef[1 : len(src)].sum()) if len(src) > 1 else np.zeros(1)
+    b = np.append(coef[len(src) :], -coef[len(src) :].sum()) if len(tgt) > 1 else np.zeros(1)
     source = pd.Series(np.nan, index=g.index, name="source_effect", dtype="float64")
     target = pd.Series(np.nan, index=g.columns, name="target_effect", dtype="float64")
     source.iloc[src] = a
@@ -95,11 +98,12 @@ def decompose(gain: pd.DataFrame) -> Decomposition:
     interaction = pd.DataFrame(inter, index=g.index, columns=g.columns)
     ss = {
         "total": float(((y - y.mean()) ** 2).sum()),
-        "source": float((fa ** 2).sum()),
-        "target": float((fb ** 2).sum()),
-        "covariance": float(2 * (fa * fb).sum()) + float(2 * ((mean - y.mean()) * (fa + fb)).sum())
+        "source": float((fa**2).sum()),
+        "target": float((fb**2).sum()),
+        "covariance": float(2 * (fa * fb).sum())
+        + float(2 * ((mean - y.mean()) * (fa + fb)).sum())
         + float(n * (mean - y.mean()) ** 2),
-        "interaction": float((resid ** 2).sum()),
+        "interaction": float((resid**2).sum()),
     }
     df = {"total": n - 1, "source": len(src) - 1, "target": len(tgt) - 1, "interaction": n - p}
     return Decomposition(mean=mean, source=source, target=target, interaction=interaction, ss=ss, df=df)
@@ -256,7 +260,9 @@ def cell_intervals(per_seed: np.ndarray, per_replicate: np.ndarray, level: float
     has_s, has_t = np.isfinite(var_s), np.isfinite(var_t)
     var = np.where(has_s, var_s, 0.0) + np.where(has_t, var_t, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dof = var ** 2 / (np.where(has_s, var_s ** 2 / np.maximum(k - 1, 1), 0.0) + np.where(has_t, var_t ** 2 / np.maximum(r - 1, 1), 0.0))
+        dof = var**2 / (
+            np.where(has_s, var_s**2 / np.maximum(k - 1, 1), 0.0) + np.where(has_t, var_t**2 / np.maximum(r - 1, 1), 0.0)
+        )
     ok = (has_s | has_t) & np.isfinite(est) & (var > 0)
     se = np.where(ok, np.sqrt(var), np.nan)
     dof = np.where(ok, dof, np.nan)
@@ -297,8 +303,9 @@ def fdr(p, method: str = "bh") -> np.ndarray:
 FDR_METHODS = ("bh", "by")
 
 
-def cell_table(runs: pd.DataFrame, replicates: dict, *, level: float = 0.95, fdr_method: str = "bh",
-               tasks: list[str] | None = None) -> pd.DataFrame:
+def cell_table(
+    runs: pd.DataFrame, replicates: dict, *, level: float = 0.95, fdr_method: str = "bh", tasks: list[str] | None = None
+) -> pd.DataFrame:
     """Per (method, source, target) off-diagonal cell: the gain's interval and test (:func:`cell_intervals`),
     its q-value over the cells of the method (:func:`fdr`), and the same for the cell's interaction
     (:func:`decompose` of the seed-mean gains; per seed and per test replicate for its interval).
@@ -326,26 +333,28 @@ def cell_table(runs: pd.DataFrame, replicates: dict, *, level: float = 0.95, fdr
             i = {k: np.full(mean.shape, np.nan) for k in ("estimate", "se", "ci_low", "ci_high", "p")}
             src = tgt = np.full(len(order), np.nan)
         rows, cols = np.nonzero(np.isfinite(g["estimate"]))
-        df = pd.DataFrame({
-            "method": method,
-            "source": [order[r] for r in rows],
-            "target": [order[c] for c in cols],
-            "gain_se": g["se"][rows, cols],
-            "gain_se_seed": g["se_seed"][rows, cols],
-            "gain_se_test": g["se_test"][rows, cols],
-            "gain_df": g["df"][rows, cols],
-            "gain_ci_low": g["ci_low"][rows, cols],
-            "gain_ci_high": g["ci_high"][rows, cols],
-            "gain_p": g["p"][rows, cols],
-            "interval": g["interval"][rows, cols],
-            "source_effect": src[rows],
-            "target_effect": tgt[cols],
-            "interaction": i["estimate"][rows, cols],
-            "interaction_se": i["se"][rows, cols],
-            "interaction_ci_low": i["ci_low"][rows, cols],
-            "interaction_ci_high": i["ci_high"][rows, cols],
-            "interaction_p": i["p"][rows, cols],
-        })
+        df = pd.DataFrame(
+            {
+                "method": method,
+                "source": [order[r] for r in rows],
+                "target": [order[c] for c in cols],
+                "gain_se": g["se"][rows, cols],
+                "gain_se_seed": g["se_seed"][rows, cols],
+                "gain_se_test": g["se_test"][rows, cols],
+                "gain_df": g["df"][rows, cols],
+                "gain_ci_low": g["ci_low"][rows, cols],
+                "gain_ci_high": g["ci_high"][rows, cols],
+                "gain_p": g["p"][rows, cols],
+                "interval": g["interval"][rows, cols],
+                "source_effect": src[rows],
+                "target_effect": tgt[cols],
+                "interaction": i["estimate"][rows, cols],
+                "interaction_se": i["se"][rows, cols],
+                "interaction_ci_low": i["ci_low"][rows, cols],
+                "interaction_ci_high": i["ci_high"][rows, cols],
+                "interaction_p": i["p"][rows, cols],
+            }
+        )
         df["gain_q"] = fdr(df["gain_p"], fdr_method)
         df["gain_significant"] = df["gain_q"] < alpha
         df["interaction_q"] = fdr(df["interaction_p"], fdr_method)
@@ -356,10 +365,29 @@ def cell_table(runs: pd.DataFrame, replicates: dict, *, level: float = 0.95, fdr
     return pd.concat(frames, ignore_index=True)[list(cols)]
 
 
-CELL_COLUMNS = ("method", "source", "target", "gain_se", "gain_se_seed", "gain_se_test", "gain_df", "gain_ci_low",
-                "gain_ci_high", "gain_p", "gain_q", "gain_significant", "interval", "source_effect", "target_effect",
-                "interaction", "interaction_se", "interaction_ci_low", "interaction_ci_high", "interaction_p",
-                "interaction_q")
+CELL_COLUMNS = (
+    "method",
+    "source",
+    "target",
+    "gain_se",
+    "gain_se_seed",
+    "gain_se_test",
+    "gain_df",
+    "gain_ci_low",
+    "gain_ci_high",
+    "gain_p",
+    "gain_q",
+    "gain_significant",
+    "interval",
+    "source_effect",
+    "target_effect",
+    "interaction",
+    "interaction_se",
+    "interaction_ci_low",
+    "interaction_ci_high",
+    "interaction_p",
+    "interaction_q",
+)
 
 
 def _t_interval(est, se, dof, level):
@@ -412,16 +440,21 @@ def noise_from(pairs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Noise]:
         unit = d["gain_se_test"].to_numpy(float) * np.sqrt(n)
         if not np.isfinite(seed_sd).any() and not np.isfinite(unit).any():
             continue
-        out[m] = Noise(m, float(np.nanmedian(seed_sd)) if np.isfinite(seed_sd).any() else np.nan,
-                       float(np.nanmedian(unit)) if np.isfinite(unit).any() else np.nan, len(d), "this study's results")
+        out[m] = Noise(
+            m,
+            float(np.nanmedian(seed_sd)) if np.isfinite(seed_sd).any() else np.nan,
+            float(np.nanmedian(unit)) if np.isfinite(unit).any() else np.nan,
+            len(d),
+            "this study's results",
+        )
     return out
 
 
 def _power_parts(noise: Noise, seeds: int, n_test: float) -> tuple[float, float, float]:
-    v_s = noise.sigma_seed ** 2 / seeds if np.isfinite(noise.sigma_seed) else 0.0
-    v_t = noise.sigma_test_unit ** 2 / n_test if np.isfinite(noise.sigma_test_unit) else 0.0
+    v_s = noise.sigma_seed**2 / seeds if np.isfinite(noise.sigma_seed) else 0.0
+    v_t = noise.sigma_test_unit**2 / n_test if np.isfinite(noise.sigma_test_unit) else 0.0
     r = _replicates()
-    den = (v_s ** 2 / (seeds - 1) if seeds > 1 else np.inf if v_s > 0 else 0.0) + v_t ** 2 / (r - 1)
+    den = (v_s**2 / (seeds - 1) if seeds > 1 else np.inf if v_s > 0 else 0.0) + v_t**2 / (r - 1)
     dof = (v_s + v_t) ** 2 / den if den > 0 else np.inf
     return v_s, v_t, dof
 
@@ -449,8 +482,9 @@ def min_detectable_gain(noise: Noise, seeds: int, n_test: float, *, alpha: float
     return float((stats.t.ppf(1 - alpha / 2, dof) + stats.t.ppf(power, dof)) * np.sqrt(v_s + v_t))
 
 
-def seeds_needed(noise: Noise, gain: float, n_test: float, *, alpha: float = 0.05, power: float = 0.8,
-                 max_seeds: int = 100) -> int | None:
+def seeds_needed(
+    noise: Noise, gain: float, n_test: float, *, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 100
+) -> int | None:
     """The fewest seeds (2..``max_seeds``) with which ``gain`` is detectable (:func:`min_detectable_gain`);
     None when no number of seeds suffices: the test set's own error (which seeds never average out) is
     too large for it, and only a larger test set helps."""
@@ -460,20 +494,29 @@ def seeds_needed(noise: Noise, gain: float, n_test: float, *, alpha: float = 0.0
     return None
 
 
-def power_table(noises: dict[str, Noise], seeds: int, n_test: float, *, gains=(0.01, 0.02, 0.05), alpha: float = 0.05,
-                power: float = 0.8) -> pd.DataFrame:
+def power_table(
+    noises: dict[str, Noise], seeds: int, n_test: float, *, gains=(0.01, 0.02, 0.05), alpha: float = 0.05, power: float = 0.8
+) -> pd.DataFrame:
     """Per method: the noise, the smallest detectable gain at ``seeds`` seeds and ``n_test`` test images, the
     limit with infinitely many seeds, and the seeds each of ``gains`` needs (NaN: none suffices)."""
     from scipy import stats
 
     rows = []
     for m, nz in noises.items():
-        row = {"method": m, "seeds": seeds, "n_test": n_test, "sigma_seed": nz.sigma_seed,
-               "sigma_test": nz.sigma_test_unit / np.sqrt(n_test), "alpha": alpha, "power": power,
-               "min_detectable_gain": min_detectable_gain(nz, seeds, n_test, alpha=alpha, power=power),
-               "min_detectable_gain_any_seeds": float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
-                                                      * nz.sigma_test_unit / np.sqrt(n_test)),
-               "noise_from": nz.source}
+        row = {
+            "method": m,
+            "seeds": seeds,
+            "n_test": n_test,
+            "sigma_seed": nz.sigma_seed,
+            "sigma_test": nz.sigma_test_unit / np.sqrt(n_test),
+            "alpha": alpha,
+            "power": power,
+            "min_detectable_gain": min_detectable_gain(nz, seeds, n_test, alpha=alpha, power=power),
+            "min_detectable_gain_any_seeds": float(
+                (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * nz.sigma_test_unit / np.sqrt(n_test)
+            ),
+            "noise_from": nz.source,
+        }
         for g in gains:
             k = seeds_needed(nz, g, n_test, alpha=alpha, power=power)
             row[f"seeds_for_{round(g * 100, 2):g}pp"] = np.nan if k is None else k

@@ -18,7 +18,7 @@ Two checks, both against :func:`mvlpt.tasks.designed.relatedness` (docs/groundtr
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,9 +86,11 @@ def recovery(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     for method in pairs["method"].unique():
         have = len(off[off["method"] == method][["source", "target"]].drop_duplicates())
         if len(tasks) < 3 or have < want:
-            raise MvlptError(f"method {method} has measured gains of {have} of the {want} off-diagonal pairs of the "
-                             f"{len(tasks)} designed tasks in the pair table; the recovery is scored on a complete study "
-                             f"of at least 3 tasks only: finish the study (config/groundtruth.yaml) first.")
+            raise MvlptError(
+                f"method {method} has measured gains of {have} of the {want} off-diagonal pairs of the "
+                f"{len(tasks)} designed tasks in the pair table; the recovery is scored on a complete study "
+                f"of at least 3 tasks only: finish the study (config/groundtruth.yaml) first."
+            )
     rows = []
     for method, sub in off.groupby("method", sort=False):
         rel = np.array([designed.relatedness(s, t) for s, t in zip(sub["source"], sub["target"])])
@@ -103,9 +105,19 @@ def recovery(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
             if best:
                 n_top += 1
                 hits += top_set(g.set_index("source")["gain"]) <= best
-        rows.append({"method": method, "n_pairs": len(sub), "spearman": float(rho), "p_value": float(p),
-                     "within_target": float(np.mean(within)) if within else np.nan, "n_targets": len(within),
-                     "top1_hits": int(hits), "top1_targets": n_top, "recovered": bool(rho >= threshold)})
+        rows.append(
+            {
+                "method": method,
+                "n_pairs": len(sub),
+                "spearman": float(rho),
+                "p_value": float(p),
+                "within_target": float(np.mean(within)) if within else np.nan,
+                "n_targets": len(within),
+                "top1_hits": int(hits),
+                "top1_targets": n_top,
+                "recovered": bool(rho >= threshold),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -122,8 +134,15 @@ def _fewshot(task, seed: int, shots: int):
     return data, idx, np.asarray(data.labels)[idx]
 
 
-def zero_shot_scores(tasks: Sequence[str] = designed.SUITE, *, seed: int = 1, shots: int = 8, model: str = "mvlpt-tiny",
-                     pretrained: str | None = "synthetic", device: str = "cpu") -> pd.DataFrame:
+def zero_shot_scores(
+    tasks: Sequence[str] = designed.SUITE,
+    *,
+    seed: int = 1,
+    shots: int = 8,
+    model: str = "mvlpt-tiny",
+    pretrained: str | None = "synthetic",
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Every estimator of :data:`mvlpt.transfer.transferability.ESTIMATORS` (as published, in-sample, on the source's
     logits) and :data:`mvlpt.transfer.transferability.CROSSFIT_ESTIMATORS` (cross-fitted, fixed-size features) for every
     off-diagonal ordered pair and view. The target's few-shot images (seed ``seed``) are scored by the source
@@ -132,11 +151,11 @@ def zero_shot_scores(tasks: Sequence[str] = designed.SUITE, *, seed: int = 1, sh
     Columns: view, estimator, source, target, score (larger = predicted better)."""
     import torch
 
-    from mvlpt.transfer import transferability
-    from mvlpt.training.data import encode_split_images
-    from mvlpt.models.clip import load_clip
     from mvlpt.analysis.similarity import encode_task_labels
+    from mvlpt.models.clip import load_clip
     from mvlpt.tasks import get_task
+    from mvlpt.training.data import encode_split_images
+    from mvlpt.transfer import transferability
 
     clip = load_clip(model, pretrained, device=device)
     scale = float(clip.model.logit_scale.exp())
@@ -184,8 +203,16 @@ def predictor_hits(scores: pd.DataFrame) -> pd.DataFrame:
                 hits += top_set(g.set_index("source")["score"]) <= best
         rel = [designed.relatedness(s, t) for s, t in zip(sub["source"], sub["target"])]
         rho = stats.spearmanr(rel, sub["score"]).statistic if np.ptp(sub["score"]) > 0 else np.nan
-        rows.append({"view": view, "estimator": est, "hits": int(hits), "targets": n, "spearman_design": float(rho),
-                     "within_target_design": float(np.mean(within)) if within else np.nan})
+        rows.append(
+            {
+                "view": view,
+                "estimator": est,
+                "hits": int(hits),
+                "targets": n,
+                "spearman_design": float(rho),
+                "within_target_design": float(np.mean(within)) if within else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -205,8 +232,9 @@ def within_target_mean(gain: pd.DataFrame) -> tuple[float, int]:
     return (float(np.mean(rhos)) if rhos else np.nan), len(rhos)
 
 
-def primary(pairs: pd.DataFrame, *, threshold: float = THRESHOLD, n_boot: int = 2000, level: float = 0.95,
-            seed: int = 0) -> pd.DataFrame:
+def primary(
+    pairs: pd.DataFrame, *, threshold: float = THRESHOLD, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """The second world's primary statistic per method (docs/groundtruth.md, pre-registered): the mean
     within-target Spearman between designed relatedness and measured gain over every off-diagonal
     pair, with a ``level`` interval from a parametric bootstrap of the cells (each gain redrawn from a
@@ -234,13 +262,31 @@ def primary(pairs: pd.DataFrame, *, threshold: float = THRESHOLD, n_boot: int = 
         if "interaction" in sub.columns and sub["interaction"].notna().sum() >= 3:
             rel = [designed.relatedness(s, t) for s, t in zip(sub["source"], sub["target"])]
             inter = float(stats.spearmanr(rel, sub["interaction"]).statistic)
-        rows.append({"method": method, "within_target": est, "ci_low": float(lo), "ci_high": float(hi), "n_targets": n,
-                     "spearman_interaction": inter, "met": bool(est >= threshold)})
+        rows.append(
+            {
+                "method": method,
+                "within_target": est,
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "n_targets": n,
+                "spearman_interaction": inter,
+                "met": bool(est >= threshold),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def simulate_power(tasks: Sequence[str], effect: dict[float, float], sigma_seed: float, sigma_test: dict[str, float] | float,
-                   seeds: int, *, threshold: float = THRESHOLD, n_sim: int = 2000, seed: int = 0) -> tuple[float, float]:
+def simulate_power(
+    tasks: Sequence[str],
+    effect: dict[float, float],
+    sigma_seed: float,
+    sigma_test: dict[str, float] | float,
+    seeds: int,
+    *,
+    threshold: float = THRESHOLD,
+    n_sim: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """The probability that the primary statistic (:func:`within_target_mean` over every off-diagonal
     pair of ``tasks``) reaches ``threshold`` if the design is right: each cell's true gain is
     ``effect[relatedness]`` (a designed level -> gain, fractions), each seed's gain adds a normal
@@ -252,9 +298,11 @@ def simulate_power(tasks: Sequence[str], effect: dict[float, float], sigma_seed:
     missing = levels - {round(float(k), 9) for k in effect}
     if missing:
         raise MvlptError(f"no effect given for the designed level(s) {', '.join(map(str, sorted(missing)))}.")
-    mean = np.vectorize(lambda v: np.nan if np.isnan(v) else {round(float(k), 9): e for k, e in effect.items()}[round(float(v), 9)])(rel)
+    mean = np.vectorize(
+        lambda v: np.nan if np.isnan(v) else {round(float(k), 9): e for k, e in effect.items()}[round(float(v), 9)]
+    )(rel)
     st = np.array([sigma_test[t] if isinstance(sigma_test, dict) else sigma_test for t in tasks])[None, :]
-    sd = np.sqrt(sigma_seed ** 2 / seeds + st ** 2)
+    sd = np.sqrt(sigma_seed**2 / seeds + st**2)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_sim):

@@ -9,16 +9,16 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mvlpt.study import settings, vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import settings, vocabulary
 
 FORMATS = ("png", "pdf")
 DPI = 200
@@ -46,8 +46,15 @@ LABELS = {
     "gain_ci_low": "gain, lower interval bound (points)",
     "gain_ci_high": "gain, upper interval bound (points)",
 }
-SCALE = {"gain": 100.0, "gain_rel": 100.0, "mean": 100.0, "std": 100.0, "interaction": 100.0, "gain_ci_low": 100.0,
-         "gain_ci_high": 100.0}
+SCALE = {
+    "gain": 100.0,
+    "gain_rel": 100.0,
+    "mean": 100.0,
+    "std": 100.0,
+    "interaction": 100.0,
+    "gain_ci_low": 100.0,
+    "gain_ci_high": 100.0,
+}
 
 
 def _quiet(fn):
@@ -75,7 +82,7 @@ def method_palette(methods: Sequence[str]) -> dict[str, tuple]:
     ordered = vocabulary.method_order(methods)
     colours = sns.color_palette("colorblind", max(len(ordered), len(known)))
     fixed = {m: colours[i] for i, m in enumerate(known)}
-    extra = iter(colours[len(known):] if len(colours) > len(known) else sns.color_palette("dark", 10))
+    extra = iter(colours[len(known) :] if len(colours) > len(known) else sns.color_palette("dark", 10))
     return {m: fixed.get(m) or next(extra) for m in ordered}
 
 
@@ -183,9 +190,18 @@ def heatmap(
     return fig
 
 
-def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster: bool = False,
-                 annotate: bool | None = None, q: pd.DataFrame | None = None, level: float = 0.95, ax=None,
-                 reference: pd.DataFrame | None = None) -> plt.Figure:
+def gain_heatmap(
+    gain: pd.DataFrame,
+    method: str,
+    *,
+    stat: str = "gain",
+    cluster: bool = False,
+    annotate: bool | None = None,
+    q: pd.DataFrame | None = None,
+    level: float = 0.95,
+    ax=None,
+    reference: pd.DataFrame | None = None,
+) -> plt.Figure:
     """Gain matrix (source rows x target columns) of one method, in points; diagonal = baseline, greyed.
 
     Given ``q``, the matrix of the cells' q-values (:func:`mvlpt.analysis.gainstats.cell_table`), the cells whose
@@ -213,17 +229,34 @@ def gain_heatmap(gain: pd.DataFrame, method: str, *, stat: str = "gain", cluster
         n_cells = int(np.isfinite(off).sum())
         title += f"\nframed: q < {1 - level:.2g} ({int(sig.sum())} of {n_cells} cells)"
     if reference is None:
-        fig = heatmap(gain * scale, title=title, cbar_label=LABELS.get(stat, stat), diverging=True, cluster=False,
-                      annotate=annotate, mask_diagonal=True, fmt=".1f", ax=ax)
+        fig = heatmap(
+            gain * scale,
+            title=title,
+            cbar_label=LABELS.get(stat, stat),
+            diverging=True,
+            cluster=False,
+            annotate=annotate,
+            mask_diagonal=True,
+            fmt=".1f",
+            ax=ax,
+        )
         axis = ax or fig.axes[0]
     else:  # the reference strip above the heatmap, its columns aligned with the heatmap's
         set_style()
         n = len(gain)
         side = min(max(3.2, 0.42 * n + 2.2), 16)
-        fig, (strip_ax, axis) = plt.subplots(2, 1, figsize=(side + 1.0, side + 1.6),
-                                             gridspec_kw={"height_ratios": [1.3, side]})
-        heatmap(gain * scale, title="", cbar_label=LABELS.get(stat, stat), diverging=True, cluster=False,
-                annotate=annotate, mask_diagonal=True, fmt=".1f", ax=axis)
+        fig, (strip_ax, axis) = plt.subplots(2, 1, figsize=(side + 1.0, side + 1.6), gridspec_kw={"height_ratios": [1.3, side]})
+        heatmap(
+            gain * scale,
+            title="",
+            cbar_label=LABELS.get(stat, stat),
+            diverging=True,
+            cluster=False,
+            annotate=annotate,
+            mask_diagonal=True,
+            fmt=".1f",
+            ax=axis,
+        )
     if sig is not None and sig.any():
         for r, c in zip(*np.nonzero(sig)):
             axis.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, edgecolor="black", lw=1.6))
@@ -281,21 +314,40 @@ def reference_strip(ax, targets: Sequence[str], reference: pd.DataFrame, *, heat
     return int(flag.sum()), int((np.isfinite(base) & np.isfinite(zs)).sum())
 
 
-def similarity_heatmap(m: pd.DataFrame, measure: str, *, cluster: bool = False, annotate: bool | None = None, ax=None) -> plt.Figure:
+def similarity_heatmap(
+    m: pd.DataFrame, measure: str, *, cluster: bool = False, annotate: bool | None = None, ax=None
+) -> plt.Figure:
     """Similarity (or distance) matrix; dark = similar for both kinds."""
     meas = vocabulary.MEASURES.get(measure)
     is_dist = vocabulary.is_distance(measure)
     finite = m.to_numpy(float)[np.isfinite(m.to_numpy(float))]
     fmt = ".2f" if finite.size == 0 or np.nanmax(np.abs(finite)) < 10 else ".0f"
-    return heatmap(m, title=f"task {'distance' if is_dist else 'similarity'}: {measure}", cbar_label=meas.label if meas else measure, diverging=False,
-                   cmap=SEQUENTIAL + ("_r" if is_dist else ""), cluster=cluster, annotate=annotate, fmt=fmt,
-                   xlabel="task", ylabel="task", ax=ax)
+    return heatmap(
+        m,
+        title=f"task {'distance' if is_dist else 'similarity'}: {measure}",
+        cbar_label=meas.label if meas else measure,
+        diverging=False,
+        cmap=SEQUENTIAL + ("_r" if is_dist else ""),
+        cluster=cluster,
+        annotate=annotate,
+        fmt=fmt,
+        xlabel="task",
+        ylabel="task",
+        ax=ax,
+    )
 
 
 @_quiet
-def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequence[str], *, y: str = "gain",
-                               correlations: pd.DataFrame | None = None, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
-                               seed: int = settings.ANALYSIS_DEFAULTS["seed"]) -> plt.Figure:
+def scatter_gain_vs_similarity(
+    data: pd.DataFrame,
+    method: str,
+    measures: Sequence[str],
+    *,
+    y: str = "gain",
+    correlations: pd.DataFrame | None = None,
+    n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+    seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+) -> plt.Figure:
     """One panel per similarity: off-diagonal pairs, OLS fit with 95% band, Pearson r / Spearman rho in the title.
 
     The band is seaborn's bootstrap of the fit over the pairs, with the analysis's resamples ``n_boot``
@@ -317,8 +369,18 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
     for ax, meas in zip(axes[0], measures):
         dd = d[[meas, y]].dropna()
         xs, ys = dd[meas].to_numpy(float), dd[y].to_numpy(float) * SCALE.get(y, 1.0)
-        sns.regplot(x=xs, y=ys, ax=ax, color=colour, scatter_kws={"s": 14, "alpha": 0.7, "linewidths": 0},
-                    line_kws={"lw": 1.5}, ci=95, truncate=True, n_boot=n_boot, seed=seed)
+        sns.regplot(
+            x=xs,
+            y=ys,
+            ax=ax,
+            color=colour,
+            scatter_kws={"s": 14, "alpha": 0.7, "linewidths": 0},
+            line_kws={"lw": 1.5},
+            ci=95,
+            truncate=True,
+            n_boot=n_boot,
+            seed=seed,
+        )
         ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)
         if len(ys):  # keep the points in view when the fit's band is wide (few pairs)
             lo, hi = min(ys.min(), 0.0), max(ys.max(), 0.0)
@@ -341,8 +403,9 @@ def scatter_gain_vs_similarity(data: pd.DataFrame, method: str, measures: Sequen
 
 
 @_quiet
-def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
-                  analysis: str = "spearman", level: float = 0.95) -> plt.Figure:
+def summary_panel(
+    pairs: pd.DataFrame, correlations: pd.DataFrame | None = None, analysis: str = "spearman", level: float = 0.95
+) -> plt.Figure:
     """Methods side by side: off-diagonal gain distributions, share of significant transfers (or, for
     results without intervals, of positive gains), correlations, and the variance shares of the gain
     matrix (source effect, target effect, interaction)."""
@@ -362,13 +425,35 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
     ncols = len(widths)
     fig, axes = plt.subplots(1, ncols, figsize=(3.3 * ncols + 0.6, 3.4), gridspec_kw={"width_ratios": widths})
     ax = axes[0]
-    sns.boxplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, width=0.55,
-                fliersize=0, boxprops={"alpha": 0.45}, legend=False)
+    sns.boxplot(
+        data=off,
+        x="method",
+        y="gain_pts",
+        order=methods,
+        hue="method",
+        palette=pal,
+        ax=ax,
+        width=0.55,
+        fliersize=0,
+        boxprops={"alpha": 0.45},
+        legend=False,
+    )
     state = np.random.get_state()  # seaborn jitters with numpy's global generator: fix it, so a figure redraws alike
     np.random.seed(0)
     try:
-        sns.stripplot(data=off, x="method", y="gain_pts", order=methods, hue="method", palette=pal, ax=ax, size=2.5,
-                      alpha=0.7, jitter=0.2, legend=False)
+        sns.stripplot(
+            data=off,
+            x="method",
+            y="gain_pts",
+            order=methods,
+            hue="method",
+            palette=pal,
+            ax=ax,
+            size=2.5,
+            alpha=0.7,
+            jitter=0.2,
+            legend=False,
+        )
     finally:
         np.random.set_state(state)
     ax.axhline(0, color="0.4", lw=0.8, ls="--")
@@ -382,8 +467,7 @@ def summary_panel(pairs: pd.DataFrame, correlations: pd.DataFrame | None = None,
         pos = off.assign(v=sig & (off["gain"] > 0)).groupby("method")["v"].mean().reindex(methods) * 100
         neg = off.assign(v=sig & (off["gain"] < 0)).groupby("method")["v"].mean().reindex(methods) * 100
         ax.bar(range(len(methods)), pos.to_numpy(), color=[pal[m] for m in methods], label="positive")
-        ax.bar(range(len(methods)), -neg.to_numpy(), color=[pal[m] for m in methods], alpha=0.4, hatch="//",
-               label="negative")
+        ax.bar(range(len(methods)), -neg.to_numpy(), color=[pal[m] for m in methods], alpha=0.4, hatch="//", label="negative")
         ax.set_ylim(-100, 100)
         ax.axhline(0, color="0.4", lw=0.8)
         ax.set_ylabel(f"pairs with q < {alpha:.2g} (%)")
@@ -460,8 +544,13 @@ def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: 
     panels = [(s, lab) for s, lab in score_labels if (scores["score"] == s).any()]
     rows = [a for a in ("gain", "interaction") if (scores["against"] == a).any()]
     n = len(order)
-    fig, axes = plt.subplots(len(rows), len(panels), figsize=(2.5 * len(panels) + 1.2, (0.32 * n * max(len(methods), 1) / 2 + 1.2) * len(rows) + 0.4),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(panels),
+        figsize=(2.5 * len(panels) + 1.2, (0.32 * n * max(len(methods), 1) / 2 + 1.2) * len(rows) + 0.4),
+        squeeze=False,
+        sharey=True,
+    )
     height = 0.8 / max(len(methods), 1)
     for r, against in enumerate(rows):
         for ax, (score, label) in zip(axes[r], panels):
@@ -476,8 +565,15 @@ def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: 
                 est = sm["estimate"].to_numpy(float)
                 err = np.vstack([est - sm["ci_low"].to_numpy(float), sm["ci_high"].to_numpy(float) - est])
                 useful = sm["useful"].fillna(False).to_numpy(bool) if "useful" in sm else np.zeros(n, bool)
-                ax.errorbar(est, y, xerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="none", ecolor=pal[m],
-                            elinewidth=0.9, capsize=1.5)
+                ax.errorbar(
+                    est,
+                    y,
+                    xerr=np.where(np.isfinite(err), np.abs(err), 0),
+                    fmt="none",
+                    ecolor=pal[m],
+                    elinewidth=0.9,
+                    capsize=1.5,
+                )
                 ax.plot(est[~useful], y[~useful], "o", ms=3.5, mfc="white", mec=pal[m], mew=0.9, label=m if r == 0 else None)
                 ax.plot(est[useful], y[useful], "o", ms=3.8, color=pal[m])
                 if "source_quality" in sm.index and np.isfinite(sm.loc["source_quality", "estimate"]):
@@ -495,9 +591,13 @@ def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: 
         axes[r][0].set_yticks(range(n), order)
         axes[r][0].set_ylim(n - 0.5, -0.5)
     axes[0][-1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method")
-    fig.suptitle("transferability predictors against the measured gain and its interaction (two-level bootstrap "
-                 "interval: targets, then seeds)\nfilled: useful (interval of the difference to source quality above 0); "
-                 "dotted: source quality; dashed + grey band: random ranking", y=1.0, fontsize="small")
+    fig.suptitle(
+        "transferability predictors against the measured gain and its interaction (two-level bootstrap "
+        "interval: targets, then seeds)\nfilled: useful (interval of the difference to source quality above 0); "
+        "dotted: source quality; dashed + grey band: random ranking",
+        y=1.0,
+        fontsize="small",
+    )
     sns.despine(fig)
     fig.tight_layout()
     return fig

@@ -29,16 +29,16 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from mvlpt import __version__
-from mvlpt.study import layout
 from mvlpt.errors import MvlptError
 from mvlpt.io import content_hash, write_json
+from mvlpt.study import layout
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,15 @@ def _test_set(clip, task, data_dir, cache_dir, workers, write):
 
 
 def _base_record(kind: str, clip, task) -> dict:
-    return {"format": REFERENCE_FORMAT, "kind": kind, "task": task.name, "metric": task.metric,
-            "model": clip.name, "pretrained": clip.pretrained, "mvlpt_version": __version__}
+    return {
+        "format": REFERENCE_FORMAT,
+        "kind": kind,
+        "task": task.name,
+        "metric": task.metric,
+        "model": clip.name,
+        "pretrained": clip.pretrained,
+        "mvlpt_version": __version__,
+    }
 
 
 def zeroshot(clip, task, *, data_dir=None, cache_dir=None, workers: int = 0, write_cache: bool = False) -> dict:
@@ -123,12 +130,24 @@ def zeroshot(clip, task, *, data_dir=None, cache_dir=None, workers: int = 0, wri
     t0 = time.time()
     feats, y = _test_set(clip, task, data_dir, cache_dir, workers, write_cache)
     scores = zeroshot_scores(clip, task, feats)
-    return {**_base_record("zeroshot", clip, task), "seed": None, "shots": None,
-            "test": compute_metric(task.metric, scores, y), "val": None, "C": None,
-            "n_templates": len(task.templates), "templates": list(task.templates), "logit_scale": logit_scale(clip),
-            "n_train": 0, "n_val": 0, "n_test": int(len(y)), "split_hash": None,
-            "test_bootstrap": bootstrap_record(task.metric, scores, y),
-            "device": clip.device, "wall_time_s": round(time.time() - t0, 3)}
+    return {
+        **_base_record("zeroshot", clip, task),
+        "seed": None,
+        "shots": None,
+        "test": compute_metric(task.metric, scores, y),
+        "val": None,
+        "C": None,
+        "n_templates": len(task.templates),
+        "templates": list(task.templates),
+        "logit_scale": logit_scale(clip),
+        "n_train": 0,
+        "n_val": 0,
+        "n_test": int(len(y)),
+        "split_hash": None,
+        "test_bootstrap": bootstrap_record(task.metric, scores, y),
+        "device": clip.device,
+        "wall_time_s": round(time.time() - t0, 3),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,8 +186,9 @@ def probe_scores(model, feats, num_classes: int, multilabel: bool = False) -> np
     return out
 
 
-def choose_C(train_f, train_y, val_f, val_y, metric: str, num_classes: int, multilabel: bool = False,
-             grid: Sequence[float] = C_GRID) -> tuple[float, float, dict]:
+def choose_C(
+    train_f, train_y, val_f, val_y, metric: str, num_classes: int, multilabel: bool = False, grid: Sequence[float] = C_GRID
+) -> tuple[float, float, dict]:
     """(C, its validation metric, {C: validation metric}) over ``grid``: the best validation metric;
     ties go to the smallest C (the strongest regularisation). A NaN metric never wins."""
     from mvlpt.training.metrics import compute_metric
@@ -186,9 +206,9 @@ def choose_C(train_f, train_y, val_f, val_y, metric: str, num_classes: int, mult
 
 
 def _split_features(clip, task, split, train_data, cache_dir, workers, write):
+    from mvlpt.tasks.fewshot import indices_of
     from mvlpt.training.data import labels_of
     from mvlpt.training.features import image_features
-    from mvlpt.tasks.fewshot import indices_of
 
     out = {}
     for part in ("train", "val"):  # the trainer's cache names (mvlpt.study.layout.FEATURES): features encoded once
@@ -199,8 +219,18 @@ def _split_features(clip, task, split, train_data, cache_dir, workers, write):
     return out
 
 
-def linear_probe(clip, task, split: dict, *, data_dir=None, cache_dir=None, workers: int = 0, write_cache: bool = False,
-                 grid: Sequence[float] = C_GRID, fit_on: str = "train") -> dict:
+def linear_probe(
+    clip,
+    task,
+    split: dict,
+    *,
+    data_dir=None,
+    cache_dir=None,
+    workers: int = 0,
+    write_cache: bool = False,
+    grid: Sequence[float] = C_GRID,
+    fit_on: str = "train",
+) -> dict:
     """The linear-probe record of ``task`` on the few-shot ``split`` (a split file's content)."""
     from mvlpt.training.metrics import bootstrap_record, compute_metric
 
@@ -224,14 +254,25 @@ def linear_probe(clip, task, split: dict, *, data_dir=None, cache_dir=None, work
     model = fit_probe(fx, fy, c, task.multilabel)
     test_f, test_y = _test_set(clip, task, data_dir, cache_dir, workers, write_cache)
     scores = probe_scores(model, test_f, task.num_classes, task.multilabel)
-    return {**_base_record("linear_probe", clip, task), "seed": int(split["seed"]), "shots": int(split["shots"]),
-            "test": compute_metric(task.metric, scores, test_y), "val": val, "C": c, "fit_on": fit_on,
-            "head": "one_vs_rest" if task.multilabel else "multinomial",
-            "val_by_C": {f"{k:g}": (None if not np.isfinite(v) else v) for k, v in sweep.items()},
-            "n_templates": None, "n_train": int(len(ty)), "n_val": int(len(vy)), "n_test": int(len(test_y)),
-            "split_hash": content_hash({"train": split["train"], "val": split["val"]}),
-            "test_bootstrap": bootstrap_record(task.metric, scores, test_y),
-            "device": clip.device, "wall_time_s": round(time.time() - t0, 3)}
+    return {
+        **_base_record("linear_probe", clip, task),
+        "seed": int(split["seed"]),
+        "shots": int(split["shots"]),
+        "test": compute_metric(task.metric, scores, test_y),
+        "val": val,
+        "C": c,
+        "fit_on": fit_on,
+        "head": "one_vs_rest" if task.multilabel else "multinomial",
+        "val_by_C": {f"{k:g}": (None if not np.isfinite(v) else v) for k, v in sweep.items()},
+        "n_templates": None,
+        "n_train": int(len(ty)),
+        "n_val": int(len(vy)),
+        "n_test": int(len(test_y)),
+        "split_hash": content_hash({"train": split["train"], "val": split["val"]}),
+        "test_bootstrap": bootstrap_record(task.metric, scores, test_y),
+        "device": clip.device,
+        "wall_time_s": round(time.time() - t0, 3),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,16 +311,18 @@ def read_reference(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise MvlptError(f"reference file {path} does not exist.") from None
     except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a number too long
-        raise MvlptError(f"reference file {path} cannot be read ({str(e)[:200]}); delete it and rerun its reference "
-                         f"job.") from None
+        raise MvlptError(
+            f"reference file {path} cannot be read ({str(e)[:200]}); delete it and rerun its reference job."
+        ) from None
     problem = record_problem(rec)
     if problem:
         raise MvlptError(f"reference file {path} {problem}; delete it and rerun its reference job.")
     return rec
 
 
-def find_references(root: str | os.PathLike, tasks: Sequence[str] | None = None,
-                    seeds: Sequence[int] | None = None) -> list[Path]:
+def find_references(
+    root: str | os.PathLike, tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[Path]:
     """The reference files under ``root`` (a reference folder) for ``tasks`` and (linear probes) ``seeds``."""
     root = Path(root)
     if not root.is_dir():
@@ -291,7 +334,7 @@ def find_references(root: str | os.PathLike, tasks: Sequence[str] | None = None,
         if tasks_set is None or path.stem in tasks_set:
             out.append(path)
     for path in sorted(root.glob("linear_probe/*/seed*.json")):
-        seed = path.stem[len("seed"):]
+        seed = path.stem[len("seed") :]
         if not seed.lstrip("-").isdigit():
             continue
         if (tasks_set is None or path.parent.name in tasks_set) and (seeds_set is None or int(seed) in seeds_set):
@@ -299,8 +342,9 @@ def find_references(root: str | os.PathLike, tasks: Sequence[str] | None = None,
     return out
 
 
-def read_references(root: str | os.PathLike, tasks: Sequence[str] | None = None,
-                    seeds: Sequence[int] | None = None) -> list[dict]:
+def read_references(
+    root: str | os.PathLike, tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[dict]:
     return [read_reference(p) for p in find_references(root, tasks, seeds)]
 
 
@@ -323,16 +367,52 @@ def reference_replicates(records: Iterable[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------
 # reference.csv: the runs table's first columns (method = the reference's kind, source = target = the
 # task, seed -1 for the seed-independent zero-shot) and the reference's own fields
-REFERENCE_COLUMNS = ("method", "source", "target", "seed", "metric", "value", "val", "C", "fit_on", "n_templates",
-                     "shots", "n_train", "n_val", "n_test", "model", "pretrained", "split_hash", "mvlpt_version")
+REFERENCE_COLUMNS = (
+    "method",
+    "source",
+    "target",
+    "seed",
+    "metric",
+    "value",
+    "val",
+    "C",
+    "fit_on",
+    "n_templates",
+    "shots",
+    "n_train",
+    "n_val",
+    "n_test",
+    "model",
+    "pretrained",
+    "split_hash",
+    "mvlpt_version",
+)
 PAIR_COLUMNS = ("zeroshot", "linear_probe", "baseline_below_zeroshot")
-BASELINE_COLUMNS = ("method", "target", "metric", "n_seeds", "baseline_mean", "baseline_std", "zeroshot", "linear_probe",
-                    "linear_probe_std", "linear_probe_seeds", "baseline_minus_zeroshot", "baseline_minus_linear_probe",
-                    "baseline_below_zeroshot")
+BASELINE_COLUMNS = (
+    "method",
+    "target",
+    "metric",
+    "n_seeds",
+    "baseline_mean",
+    "baseline_std",
+    "zeroshot",
+    "linear_probe",
+    "linear_probe_std",
+    "linear_probe_seeds",
+    "baseline_minus_zeroshot",
+    "baseline_minus_linear_probe",
+    "baseline_below_zeroshot",
+)
 # the interval of baseline - zero-shot (mvlpt.analysis.gainstats.cell_intervals: the baseline's seeds, and the test set's
 # resamples paired with zero-shot's), and the flag where the whole interval lies below 0
-INTERVAL_COLUMNS = ("baseline_minus_zeroshot_se", "baseline_minus_zeroshot_ci_low", "baseline_minus_zeroshot_ci_high",
-                    "baseline_minus_zeroshot_p", "baseline_minus_zeroshot_interval", "baseline_below_zeroshot_significant")
+INTERVAL_COLUMNS = (
+    "baseline_minus_zeroshot_se",
+    "baseline_minus_zeroshot_ci_low",
+    "baseline_minus_zeroshot_ci_high",
+    "baseline_minus_zeroshot_p",
+    "baseline_minus_zeroshot_interval",
+    "baseline_below_zeroshot_significant",
+)
 ZEROSHOT_SEED = -1  # the zero-shot row's seed in reference.csv (it has none)
 
 
@@ -340,12 +420,17 @@ def reference_table(records: Iterable[dict]) -> pd.DataFrame:
     """One row per reference record, shaped like the runs table (see :data:`REFERENCE_COLUMNS`)."""
     rows = []
     for rec in records:
-        rows.append({
-            "method": rec["kind"], "source": rec["task"], "target": rec["task"],
-            "seed": ZEROSHOT_SEED if rec.get("seed") is None else int(rec["seed"]),
-            "metric": rec["metric"], "value": float(rec["test"]),
-            **{k: rec.get(k) for k in REFERENCE_COLUMNS[6:]},
-        })
+        rows.append(
+            {
+                "method": rec["kind"],
+                "source": rec["task"],
+                "target": rec["task"],
+                "seed": ZEROSHOT_SEED if rec.get("seed") is None else int(rec["seed"]),
+                "metric": rec["metric"],
+                "value": float(rec["test"]),
+                **{k: rec.get(k) for k in REFERENCE_COLUMNS[6:]},
+            }
+        )
     df = pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS))
     df["seed"] = df["seed"].astype("int64")
     for k in ("value", "val", "C"):
@@ -361,8 +446,9 @@ def reference_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(["target", "method", "seed"], kind="stable").reset_index(drop=True)
 
 
-def load_reference(root: str | os.PathLike, tasks: Sequence[str] | None = None,
-                   seeds: Sequence[int] | None = None) -> pd.DataFrame:
+def load_reference(
+    root: str | os.PathLike, tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> pd.DataFrame:
     """The reference table of the records under ``root`` (empty, with its columns, when there are none)."""
     return reference_table(read_references(root, tasks, seeds))
 
@@ -371,11 +457,21 @@ def per_target(reference: pd.DataFrame) -> pd.DataFrame:
     """Per target: zero-shot, linear probe (mean over seeds), its std and seed count."""
     cols = ["target", "zeroshot", "linear_probe", "linear_probe_std", "linear_probe_seeds"]
     if reference is None or reference.empty:
-        return pd.DataFrame(columns=cols).astype({"target": "object", "zeroshot": "float64", "linear_probe": "float64",
-                                                  "linear_probe_std": "float64", "linear_probe_seeds": "int64"})
+        return pd.DataFrame(columns=cols).astype(
+            {
+                "target": "object",
+                "zeroshot": "float64",
+                "linear_probe": "float64",
+                "linear_probe_std": "float64",
+                "linear_probe_seeds": "int64",
+            }
+        )
     zs = reference[reference["method"] == "zeroshot"].groupby("target")["value"].mean().rename("zeroshot")
-    lp = reference[reference["method"] == "linear_probe"].groupby("target")["value"].agg(
-        linear_probe="mean", linear_probe_std="std", linear_probe_seeds="count")
+    lp = (
+        reference[reference["method"] == "linear_probe"]
+        .groupby("target")["value"]
+        .agg(linear_probe="mean", linear_probe_std="std", linear_probe_seeds="count")
+    )
     out = pd.concat([zs, lp], axis=1).reset_index().rename(columns={"index": "target"})
     out["target"] = out["target"].astype(str)
     out["linear_probe_seeds"] = out["linear_probe_seeds"].fillna(0).astype("int64")
@@ -403,8 +499,15 @@ def with_reference(pairs: pd.DataFrame, reference: pd.DataFrame | None) -> pd.Da
     return out
 
 
-def baselines_table(pairs: pd.DataFrame, reference: pd.DataFrame | None, *, runs: pd.DataFrame | None = None,
-                    replicates: dict | None = None, reference_reps: dict | None = None, level: float = 0.95) -> pd.DataFrame:
+def baselines_table(
+    pairs: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    *,
+    runs: pd.DataFrame | None = None,
+    replicates: dict | None = None,
+    reference_reps: dict | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Per method x target: the prompt baseline's mean (and std, seeds), zero-shot, linear probe, the
     baseline minus each, and the flag ``baseline_below_zeroshot``. Given the ``runs`` table (and the runs'
     and references' test-set replicates, :func:`mvlpt.analysis.tables.replicates_of`, :func:`reference_replicates`),
@@ -416,7 +519,8 @@ def baselines_table(pairs: pd.DataFrame, reference: pd.DataFrame | None, *, runs
     if base.empty:
         return pd.DataFrame(columns=list(BASELINE_COLUMNS) + list(INTERVAL_COLUMNS))
     out = base[["method", "target", "metric", "n_seeds", "mean", "std"]].rename(
-        columns={"mean": "baseline_mean", "std": "baseline_std"})
+        columns={"mean": "baseline_mean", "std": "baseline_std"}
+    )
     out = out.merge(per_target(reference), on="target", how="left")
     for k in ("zeroshot", "linear_probe", "linear_probe_std"):
         out[k] = out[k].astype("float64")
@@ -438,8 +542,11 @@ def _zeroshot_intervals(out: pd.DataFrame, runs, replicates, reference_reps, lev
     for method, target, zs in out[["method", "target", "zeroshot"]].itertuples(index=False):
         row = {c: np.nan for c in INTERVAL_COLUMNS[:4]}
         row.update(baseline_minus_zeroshot_interval=pd.NA, baseline_below_zeroshot_significant=pd.NA)
-        sub = None if runs is None or not np.isfinite(zs) else runs[
-            (runs["method"] == method) & (runs["source"] == target) & (runs["target"] == target)]
+        sub = (
+            None
+            if runs is None or not np.isfinite(zs)
+            else runs[(runs["method"] == method) & (runs["source"] == target) & (runs["target"] == target)]
+        )
         if sub is not None and len(sub):
             per_seed = (sub["value"].to_numpy(float) - zs).reshape(-1, 1, 1)
             z = (reference_reps or {}).get(("zeroshot", target, None))
@@ -448,9 +555,13 @@ def _zeroshot_intervals(out: pd.DataFrame, runs, replicates, reference_reps, lev
             if z is not None and reps and all(r is not None and len(r) == len(z) for r in reps):
                 per_rep = (np.mean(reps, axis=0) - z).reshape(-1, 1, 1)
             iv = cell_intervals(per_seed, per_rep, level)
-            row.update(baseline_minus_zeroshot_se=float(iv["se"][0, 0]), baseline_minus_zeroshot_ci_low=float(iv["ci_low"][0, 0]),
-                       baseline_minus_zeroshot_ci_high=float(iv["ci_high"][0, 0]), baseline_minus_zeroshot_p=float(iv["p"][0, 0]),
-                       baseline_minus_zeroshot_interval=str(iv["interval"][0, 0]))
+            row.update(
+                baseline_minus_zeroshot_se=float(iv["se"][0, 0]),
+                baseline_minus_zeroshot_ci_low=float(iv["ci_low"][0, 0]),
+                baseline_minus_zeroshot_ci_high=float(iv["ci_high"][0, 0]),
+                baseline_minus_zeroshot_p=float(iv["p"][0, 0]),
+                baseline_minus_zeroshot_interval=str(iv["interval"][0, 0]),
+            )
             hi = row["baseline_minus_zeroshot_ci_high"]
             row["baseline_below_zeroshot_significant"] = bool(hi < 0) if np.isfinite(hi) else pd.NA
         rows.append(row)
@@ -474,12 +585,17 @@ def settings_problems(runs: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
             continue
         run = first.loc[row.target]
         fields = ["model", "pretrained"] + (["shots"] if row.method == "linear_probe" else [])
-        diff = [f"{f} {getattr(row, f)!r} vs {run[f]!r}" for f in fields
-                if str(getattr(row, f)) != str(run[f]) and not (pd.isna(getattr(row, f)) and pd.isna(run[f]))]
+        diff = [
+            f"{f} {getattr(row, f)!r} vs {run[f]!r}"
+            for f in fields
+            if str(getattr(row, f)) != str(run[f]) and not (pd.isna(getattr(row, f)) and pd.isna(run[f]))
+        ]
         if diff:
             seed = "" if row.seed == ZEROSHOT_SEED else f" seed {row.seed}"
-            problems.append(f"the {row.method} reference of {row.target}{seed} was made with another setting than "
-                            f"its prompt runs ({', '.join(diff)})")
+            problems.append(
+                f"the {row.method} reference of {row.target}{seed} was made with another setting than "
+                f"its prompt runs ({', '.join(diff)})"
+            )
     return problems
 
 
@@ -493,7 +609,12 @@ def flagged_sentence(baselines: pd.DataFrame) -> str:
         return f"no prompt baseline ends below zero-shot ({known} method x target baselines compared)"
     worst = baselines[flag].sort_values("baseline_minus_zeroshot").iloc[0]
     sig = ""
-    if "baseline_below_zeroshot_significant" in baselines.columns and baselines["baseline_below_zeroshot_significant"].notna().any():
+    if (
+        "baseline_below_zeroshot_significant" in baselines.columns
+        and baselines["baseline_below_zeroshot_significant"].notna().any()
+    ):
         sig = f"; {int(baselines['baseline_below_zeroshot_significant'].fillna(False).astype(bool).sum())} with their whole interval below"
-    return (f"{int(flag.sum())} of {known} prompt baselines end below zero-shot (worst: {worst.method} on {worst.target}, "
-            f"{100 * worst.baseline_minus_zeroshot:+.1f} points{sig})")
+    return (
+        f"{int(flag.sum())} of {known} prompt baselines end below zero-shot (worst: {worst.method} on {worst.target}, "
+        f"{100 * worst.baseline_minus_zeroshot:+.1f} points{sig})"
+    )

@@ -38,14 +38,14 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mvlpt.study import settings, vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import settings, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,14 @@ def _encode_images(clip, split, indices: Sequence[int], batch_size: int) -> np.n
 
     out = []
     for start in range(0, len(indices), batch_size):
-        batch = torch.stack([clip.transform(split.image(int(i))) for i in indices[start:start + batch_size]])
+        batch = torch.stack([clip.transform(split.image(int(i))) for i in indices[start : start + batch_size]])
         out.append(clip.encode_images(batch).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
-def encode_task_images(clip, task, selection: ImageSelection = ImageSelection(), *, data_dir: str | None = None,
-                       batch_size: int = 128) -> Embeddings:
+def encode_task_images(
+    clip, task, selection: ImageSelection = ImageSelection(), *, data_dir: str | None = None, batch_size: int = 128
+) -> Embeddings:
     """Encode the selected train images of ``task`` (a :class:`mvlpt.tasks.Task`) with ``clip``."""
     train = task.load("train", data_dir)
     idx = select_images(task, selection, data_dir, train=train)
@@ -193,9 +194,17 @@ def _settings_hash(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cached_embeddings(clip, task, kind: str, *, cache_dir: str | os.PathLike, selection: ImageSelection = ImageSelection(),
-                      templates: str | Sequence[str] | None = None, data_dir: str | None = None,
-                      batch_size: int = 128) -> Embeddings:
+def cached_embeddings(
+    clip,
+    task,
+    kind: str,
+    *,
+    cache_dir: str | os.PathLike,
+    selection: ImageSelection = ImageSelection(),
+    templates: str | Sequence[str] | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 128,
+) -> Embeddings:
     """Embeddings of ``task`` from ``cache_dir/similarity/<model>/``, encoding them on the first call."""
     if kind == "images":
         settings = {"selection": selection.settings()}
@@ -207,8 +216,11 @@ def cached_embeddings(clip, task, kind: str, *, cache_dir: str | os.PathLike, se
     path = Path(cache_dir) / "similarity" / clip.key / f"{task.name}.{kind}.{key}.npz"
     if path.exists():
         return load_embeddings(path)
-    emb = (encode_task_images(clip, task, selection, data_dir=data_dir, batch_size=batch_size) if kind == "images"
-           else encode_task_labels(clip, task, templates))
+    emb = (
+        encode_task_images(clip, task, selection, data_dir=data_dir, batch_size=batch_size)
+        if kind == "images"
+        else encode_task_labels(clip, task, templates)
+    )
     save_embeddings(emb, path)
     return emb
 
@@ -254,8 +266,11 @@ def _sqrtm_psd(c: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def fit_gaussian(x: np.ndarray, shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
-                 ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> GaussianFit:
+def fit_gaussian(
+    x: np.ndarray,
+    shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+    ridge: float = settings.SIMILARITY_DEFAULTS["ridge"],
+) -> GaussianFit:
     """Mean and (regularised) covariance of the rows of ``x``, in float64.
 
     ``ledoit_wolf``: scikit-learn's Ledoit-Wolf shrinkage towards a scaled identity (the shrinkage
@@ -291,8 +306,12 @@ def frechet_distance(f1: GaussianFit, f2: GaussianFit) -> float:
     return max(d, 0.0)
 
 
-def frechet_distance_samples(a: np.ndarray, b: np.ndarray, shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
-                             ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> float:
+def frechet_distance_samples(
+    a: np.ndarray,
+    b: np.ndarray,
+    shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+    ridge: float = settings.SIMILARITY_DEFAULTS["ridge"],
+) -> float:
     return frechet_distance(fit_gaussian(a, shrinkage, ridge), fit_gaussian(b, shrinkage, ridge))
 
 
@@ -313,8 +332,11 @@ def mean_cosine_matrix(embeddings: Sequence[Embeddings]) -> np.ndarray:
     return _symmetric(len(means), lambda i, j: float(np.clip(means[i] @ means[j], -1, 1)))
 
 
-def frechet_matrix(embeddings: Sequence[Embeddings], shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
-                   ridge: float = settings.SIMILARITY_DEFAULTS["ridge"]) -> np.ndarray:
+def frechet_matrix(
+    embeddings: Sequence[Embeddings],
+    shrinkage: str = settings.SIMILARITY_DEFAULTS["shrinkage"],
+    ridge: float = settings.SIMILARITY_DEFAULTS["ridge"],
+) -> np.ndarray:
     """Frechet distance between Gaussian fits of the tasks' embeddings (0 on the diagonal)."""
     fits = [fit_gaussian(e.features, shrinkage, ridge) for e in embeddings]
     out = _symmetric(len(fits), lambda i, j: frechet_distance(fits[i], fits[j]))
@@ -328,8 +350,7 @@ def label_match_matrix(embeddings: Sequence[Embeddings]) -> np.ndarray:
     return _symmetric(len(embs), lambda i, j: label_match(embs[i].features, embs[j].features))
 
 
-def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings], measure: str,
-                      **options) -> pd.DataFrame:
+def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings], measure: str, **options) -> pd.DataFrame:
     """Symmetric N x N matrix of ``measure`` between the tasks of ``embeddings`` (in the given order).
 
     The measure's function and kind come from :data:`mvlpt.study.vocabulary.MEASURES`; ``options`` (e.g.
@@ -342,11 +363,15 @@ def similarity_matrix(embeddings: Sequence[Embeddings] | Mapping[str, Embeddings
         raise MvlptError(f"a task appears twice among the embeddings ({', '.join(names)}); pass each task once.")
     wrong = [e.task for e in embs if e.kind != meas.kind]
     if wrong:
-        raise MvlptError(f"{measure} needs {meas.kind} embeddings but {', '.join(wrong)} have {embs[0].kind if embs else '?'}"
-                         f" ones; pass the .{meas.kind}.npz files.")
+        raise MvlptError(
+            f"{measure} needs {meas.kind} embeddings but {', '.join(wrong)} have {embs[0].kind if embs else '?'}"
+            f" ones; pass the .{meas.kind}.npz files."
+        )
     models = {e.meta.get("model") for e in embs}
     if len(models) > 1:
-        raise MvlptError(f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model.")
+        raise MvlptError(
+            f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model."
+        )
     out = np.asarray(meas.compute(embs, **options), dtype=np.float64)
     return pd.DataFrame(out, index=pd.Index(names, name="task_a"), columns=pd.Index(names, name="task_b"))
 
@@ -374,7 +399,9 @@ def long_to_matrix(long: pd.DataFrame, measure: str | None = None, tasks: Sequen
     return m.astype("float64")
 
 
-def similarity_tables(embeddings: Iterable[Embeddings], measures: Sequence[str] = tuple(vocabulary.MEASURES), **kw) -> pd.DataFrame:
+def similarity_tables(
+    embeddings: Iterable[Embeddings], measures: Sequence[str] = tuple(vocabulary.MEASURES), **kw
+) -> pd.DataFrame:
     """Long table of several measures at once (images and labels embeddings may be mixed)."""
     embs = list(embeddings)
     parts = []

@@ -14,18 +14,29 @@ estimate means "more similar pairs gain more".
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from mvlpt.study import settings, vocabulary
-from mvlpt.errors import MvlptError
 from mvlpt.analysis.tables import oriented, pairs_with_similarity
+from mvlpt.errors import MvlptError
+from mvlpt.study import settings, vocabulary
 
 DEFAULTS = settings.ANALYSIS_DEFAULTS
-CORRELATION_COLUMNS = ("method", "analysis", "similarity", "estimate", "ci_low", "ci_high", "p_value", "n", "note",
-                       "against", "role")
+CORRELATION_COLUMNS = (
+    "method",
+    "analysis",
+    "similarity",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n",
+    "note",
+    "against",
+    "role",
+)
 # what each analysis is: within-target statistics are the primary ones (a target's sources share its
 # baseline and its difficulty, which a pooled statistic mixes with transfer)
 ROLES = {"within_target_spearman": "primary"}
@@ -52,8 +63,16 @@ def bootstrap_ci(data: tuple, statistic, *, paired: bool, n_boot: int, rng: np.r
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about NaN resamples; the CI is NaN then
-        ci = stats.bootstrap(data, statistic, paired=paired, vectorized=True, n_resamples=n_boot,
-                             confidence_level=level, method="percentile", random_state=rng).confidence_interval
+        ci = stats.bootstrap(
+            data,
+            statistic,
+            paired=paired,
+            vectorized=True,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            random_state=rng,
+        ).confidence_interval
     return ci.low, ci.high
 
 
@@ -61,8 +80,9 @@ def correlation_ci(x, y, kind: str, *, n_boot: int, rng: np.random.Generator, le
     """Percentile bootstrap CI of the ``kind`` ("pearson" / "spearman") correlation, pairs resampled."""
     if n_boot <= 0:
         return np.nan, np.nan
-    lo, hi = bootstrap_ci((x, y), pearson_along if kind == "pearson" else spearman_along, paired=True,
-                        n_boot=n_boot, rng=rng, level=level)
+    lo, hi = bootstrap_ci(
+        (x, y), pearson_along if kind == "pearson" else spearman_along, paired=True, n_boot=n_boot, rng=rng, level=level
+    )
     return float(lo), float(hi)
 
 
@@ -75,9 +95,16 @@ def _corr(x, y, kind: str) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def within_target_spearman(df: pd.DataFrame, x_col: str, y_col: str = "gain", *, n_perm: int = DEFAULTS["n_perm"],
-                           n_boot: int = DEFAULTS["n_boot"], rng: np.random.Generator | None = None,
-                           level: float = DEFAULTS["level"]) -> dict:
+def within_target_spearman(
+    df: pd.DataFrame,
+    x_col: str,
+    y_col: str = "gain",
+    *,
+    n_perm: int = DEFAULTS["n_perm"],
+    n_boot: int = DEFAULTS["n_boot"],
+    rng: np.random.Generator | None = None,
+    level: float = DEFAULTS["level"],
+) -> dict:
     """Spearman of ``y`` with ``x`` inside each target (over its sources), averaged over targets.
 
     This controls for how hard a target is (its baseline and its overall gain level). p-value: a
@@ -127,8 +154,9 @@ def masked_spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.where(np.squeeze(n, axis) >= 3, rho, np.nan)
 
 
-def two_level_within_target_ci(x: np.ndarray, per_seed: np.ndarray, *, against: str = "gain", n_boot: int,
-                               rng: np.random.Generator, level: float) -> tuple[float, float]:
+def two_level_within_target_ci(
+    x: np.ndarray, per_seed: np.ndarray, *, against: str = "gain", n_boot: int, rng: np.random.Generator, level: float
+) -> tuple[float, float]:
     """Percentile CI of the mean within-target Spearman of ``x (sources, targets)`` with the gains, from the
     two-level bootstrap (targets, then seeds: :func:`mvlpt.analysis.gainstats.two_level_resamples`) of the per-seed
     gains ``(seeds, sources, targets)``; ``against="interaction"`` correlates with each resample's interaction."""
@@ -171,11 +199,18 @@ def within_target_permutation_p(xs: list[np.ndarray], ys: list[np.ndarray], n_pe
         total = 0.0
         for t in range(len(xs)):
             own = order[stratum[order] == t].reshape(*lead, starts[t + 1] - starts[t])
-            total = total + pearson_along(x_all[starts[t]:starts[t + 1]], y_all[own])
+            total = total + pearson_along(x_all[starts[t] : starts[t + 1]], y_all[own])
         return total / len(xs)
 
-    res = stats.permutation_test((np.arange(len(x_all)),), mean_rho, permutation_type="pairings",
-                                 vectorized=True, n_resamples=n_perm, alternative="two-sided", random_state=rng)
+    res = stats.permutation_test(
+        (np.arange(len(x_all)),),
+        mean_rho,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=n_perm,
+        alternative="two-sided",
+        random_state=rng,
+    )
     return float(res.pvalue)
 
 
@@ -194,8 +229,15 @@ def _ols_slopes(*columns, axis=-1):
     return np.moveaxis(coef.reshape(*y.shape[:-1], -1)[..., 1:], -1, 0)
 
 
-def linear_model(df: pd.DataFrame, x_cols: Sequence[str], y_col: str = "gain", *, n_boot: int = DEFAULTS["n_boot"],
-                 rng: np.random.Generator | None = None, level: float = DEFAULTS["level"]) -> dict:
+def linear_model(
+    df: pd.DataFrame,
+    x_cols: Sequence[str],
+    y_col: str = "gain",
+    *,
+    n_boot: int = DEFAULTS["n_boot"],
+    rng: np.random.Generator | None = None,
+    level: float = DEFAULTS["level"],
+) -> dict:
     """OLS (scikit-learn) of ``y`` on the z-scored ``x_cols``.
 
     Returns R^2, adjusted R^2 with the F-test p-value, and per predictor the standardised
@@ -290,8 +332,22 @@ def correlate(
 
     check_level(level, "level")  # n_boot / n_perm 0: no interval / p-value, as documented (mvlpt.study.domains)
     ys = [y] + (["interaction"] if y == "gain" and "interaction" in pairs.columns else [])
-    frames = [_correlate_one(pairs, similarities, measures=measures, model_measures=model_measures, methods=methods,
-                             y=yy, n_boot=n_boot, n_perm=n_perm, seed=seed, level=level, runs=runs) for yy in ys]
+    frames = [
+        _correlate_one(
+            pairs,
+            similarities,
+            measures=measures,
+            model_measures=model_measures,
+            methods=methods,
+            y=yy,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            seed=seed,
+            level=level,
+            runs=runs,
+        )
+        for yy in ys
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -335,30 +391,67 @@ def _correlate_one(pairs, similarities, *, measures, model_measures, methods, y,
             ci_note = "CI: bootstrap over targets"
             if runs is not None and y in ("gain", "interaction") and (runs["method"] == method).any():
                 per_seed, order, _ = seed_gains(runs, method)
-                x = (d.pivot_table(index="source", columns="target", values=m, aggfunc="mean")
-                     .reindex(index=order, columns=order).to_numpy(float))
-                wt["ci_low"], wt["ci_high"] = two_level_within_target_ci(x, per_seed, against=y, n_boot=n_boot,
-                                                                         rng=rng_two_level, level=level)
+                x = (
+                    d.pivot_table(index="source", columns="target", values=m, aggfunc="mean")
+                    .reindex(index=order, columns=order)
+                    .to_numpy(float)
+                )
+                wt["ci_low"], wt["ci_high"] = two_level_within_target_ci(
+                    x, per_seed, against=y, n_boot=n_boot, rng=rng_two_level, level=level
+                )
                 ci_note = "CI: two-level bootstrap (targets, then seeds)"
-            rows.append((method, "within_target_spearman", m, wt["estimate"], wt["ci_low"], wt["ci_high"],
-                         wt["p_value"], wt["n"], ("; ".join(filter(None, [note_for(m), "mean over targets",
-                                                                        "p: permutation within targets", ci_note])))))
+            rows.append(
+                (
+                    method,
+                    "within_target_spearman",
+                    m,
+                    wt["estimate"],
+                    wt["ci_low"],
+                    wt["ci_high"],
+                    wt["p_value"],
+                    wt["n"],
+                    ("; ".join(filter(None, [note_for(m), "mean over targets", "p: permutation within targets", ci_note]))),
+                )
+            )
         if model_measures:
             mm = [m for m in model_measures if m in measures]
             if len(mm) == len(model_measures):
                 lm = linear_model(d, mm, y, n_boot=n_boot, rng=rng, level=level)
                 name = "+".join(mm)
                 zs = "z-scored predictors" + ("; distances negated" if any(vocabulary.is_distance(m) for m in mm) else "")
-                rows.append((method, "linear_model_r2", name, lm["r2"], np.nan, np.nan, lm["f_p_value"], lm["n"], "F-test p-value"))
+                rows.append(
+                    (method, "linear_model_r2", name, lm["r2"], np.nan, np.nan, lm["f_p_value"], lm["n"], "F-test p-value")
+                )
                 rows.append((method, "linear_model_r2_adj", name, lm["r2_adj"], np.nan, np.nan, np.nan, lm["n"], ""))
                 rows.append((method, "linear_model_intercept", name, lm["intercept"], np.nan, np.nan, np.nan, lm["n"], zs))
                 for m in mm:
                     c = lm["coef"].get(m, {})
-                    rows.append((method, "linear_model_coef", m, c.get("std", np.nan), c.get("ci_low", np.nan),
-                                 c.get("ci_high", np.nan), c.get("p_value", np.nan), lm["n"],
-                                 zs + "; gain per SD of similarity; t-test p-value; bootstrap CI"))
-                    rows.append((method, "linear_model_coef_raw", m, c.get("raw", np.nan), np.nan, np.nan,
-                                 c.get("p_value", np.nan), lm["n"], "gain per unit of (oriented) similarity"))
+                    rows.append(
+                        (
+                            method,
+                            "linear_model_coef",
+                            m,
+                            c.get("std", np.nan),
+                            c.get("ci_low", np.nan),
+                            c.get("ci_high", np.nan),
+                            c.get("p_value", np.nan),
+                            lm["n"],
+                            zs + "; gain per SD of similarity; t-test p-value; bootstrap CI",
+                        )
+                    )
+                    rows.append(
+                        (
+                            method,
+                            "linear_model_coef_raw",
+                            m,
+                            c.get("raw", np.nan),
+                            np.nan,
+                            np.nan,
+                            c.get("p_value", np.nan),
+                            lm["n"],
+                            "gain per unit of (oriented) similarity",
+                        )
+                    )
     out = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS[:-2]))
     out["n"] = out["n"].astype("int64")
     out["against"] = y

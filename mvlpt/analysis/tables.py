@@ -23,21 +23,34 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mvlpt.study import layout, results, settings, vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import layout, results, settings, vocabulary
 
 log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ("method", "source", "target", "seed", "metric", "value")
 EXTRA_COLUMNS = (
-    "mode", "shots", "val", "best_epoch", "epochs", "wall_time_s", "device", "model", "pretrained",
-    "config_hash", "n_train", "n_val", "n_test", "select", "val_loss",
+    "mode",
+    "shots",
+    "val",
+    "best_epoch",
+    "epochs",
+    "wall_time_s",
+    "device",
+    "model",
+    "pretrained",
+    "config_hash",
+    "n_train",
+    "n_val",
+    "n_test",
+    "select",
+    "val_loss",
 )
 SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
 
@@ -77,7 +90,6 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
             f"{first.seed}; keep one result file per run."
         )
     return df.sort_values(["method", "target", "source", "seed"], kind="stable").reset_index(drop=True)
-
 
 
 def load_results(
@@ -131,16 +143,15 @@ def replicates_of(records: Iterable[dict]) -> dict:
                 f"rerun the older jobs with one version of the task data."
             )
         out[(key[0], str(rec["source"]), key[1], int(rec["seed"]))] = np.array(
-            [np.nan if v is None else float(v) for v in boot["values"]], dtype=np.float64)
+            [np.nan if v is None else float(v) for v in boot["values"]], dtype=np.float64
+        )
     return out
 
 
 def expected_missing(runs: pd.DataFrame, methods: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> list[tuple]:
     """(method, source, target, seed) combinations of the full study that have no result."""
     have = set(zip(runs["method"], runs["source"], runs["target"], runs["seed"]))
-    return [
-        (m, s, t, int(k)) for m in methods for s in tasks for t in tasks for k in seeds if (m, s, t, int(k)) not in have
-    ]
+    return [(m, s, t, int(k)) for m in methods for s in tasks for t in tasks for k in seeds if (m, s, t, int(k)) not in have]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,15 +163,26 @@ def pair_table(runs: pd.DataFrame) -> pd.DataFrame:
     Columns: method, source, target, metric, n_seeds, mean, std, baseline_mean, baseline_std,
     gain, gain_std, gain_rel, is_baseline. ``std`` columns use ddof=1 (NaN for a single seed).
     """
-    cols = ["method", "source", "target", "metric", "n_seeds", "mean", "std", "baseline_mean", "baseline_std",
-            "gain", "gain_std", "gain_rel", "is_baseline"]
+    cols = [
+        "method",
+        "source",
+        "target",
+        "metric",
+        "n_seeds",
+        "mean",
+        "std",
+        "baseline_mean",
+        "baseline_std",
+        "gain",
+        "gain_std",
+        "gain_rel",
+        "is_baseline",
+    ]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     base = runs.loc[runs["source"] == runs["target"], ["method", "target", "seed", "value"]]
     base = base.rename(columns={"value": "baseline"})
-    base_stats = (
-        base.groupby(["method", "target"])["baseline"].agg(baseline_mean="mean", baseline_std="std").reset_index()
-    )
+    base_stats = base.groupby(["method", "target"])["baseline"].agg(baseline_mean="mean", baseline_std="std").reset_index()
     df = runs.merge(base, on=["method", "target", "seed"], how="left").merge(base_stats, on=["method", "target"], how="left")
     df["baseline"] = df["baseline"].fillna(df["baseline_mean"])
     df["gain_seed"] = df["value"] - df["baseline"]
@@ -217,8 +239,19 @@ def best_source(pairs: pd.DataFrame) -> pd.DataFrame:
     no comma) and ``best_source`` is the first of them in natural order, so a tie is reported, not
     decided by the task order."""
     off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()]
-    cols = ["method", "target", "best_source", "gain", "gain_rel", "mean", "baseline_mean", "n_sources", "n_positive",
-            "n_best", "tied_sources"]
+    cols = [
+        "method",
+        "target",
+        "best_source",
+        "gain",
+        "gain_rel",
+        "mean",
+        "baseline_mean",
+        "n_sources",
+        "n_positive",
+        "n_best",
+        "tied_sources",
+    ]
     if off.empty:
         return pd.DataFrame(columns=cols)
     rows = []
@@ -226,9 +259,16 @@ def best_source(pairs: pd.DataFrame) -> pd.DataFrame:
         top = g[g["gain"] >= g["gain"].max() - TIE_ATOL]
         tied = natural_sorted(top["source"].astype(str).unique())
         r = top[top["source"] == tied[0]].iloc[0]
-        rows.append({**{c: r[c] for c in ("method", "target", "gain", "gain_rel", "mean", "baseline_mean")},
-                     "best_source": tied[0], "n_sources": int(g["gain"].count()), "n_positive": int((g["gain"] > 0).sum()),
-                     "n_best": len(tied), "tied_sources": ",".join(tied) if len(tied) > 1 else ""})
+        rows.append(
+            {
+                **{c: r[c] for c in ("method", "target", "gain", "gain_rel", "mean", "baseline_mean")},
+                "best_source": tied[0],
+                "n_sources": int(g["gain"].count()),
+                "n_positive": int((g["gain"] > 0).sum()),
+                "n_best": len(tied),
+                "tied_sources": ",".join(tied) if len(tied) > 1 else "",
+            }
+        )
     best = pd.DataFrame(rows)
     return best[cols].sort_values(["method", "target"]).reset_index(drop=True)
 
@@ -289,13 +329,17 @@ def selection_table(runs: pd.DataFrame) -> pd.DataFrame:
     df["epoch"] = epoch
     df["epochs_"] = pd.to_numeric(df["epochs"], errors="coerce").astype("float64")
     df["n_val_"] = pd.to_numeric(df["n_val"], errors="coerce").astype("float64")
-    out = df.groupby(["method", "target", "select"], sort=False).agg(
-        n_runs=("value", "size"),
-        first_epoch_share=("first", "mean"),
-        median_epoch=("epoch", "median"),
-        epochs=("epochs_", "max"),
-        n_val=("n_val_", "median"),
-    ).reset_index()
+    out = (
+        df.groupby(["method", "target", "select"], sort=False)
+        .agg(
+            n_runs=("value", "size"),
+            first_epoch_share=("first", "mean"),
+            median_epoch=("epoch", "median"),
+            epochs=("epochs_", "max"),
+            n_val=("n_val_", "median"),
+        )
+        .reset_index()
+    )
     out["n_runs"] = out["n_runs"].astype("int64")
     out["epochs"] = out["epochs"].round().astype("Int64")
     out["select"] = out["select"].astype("string")
@@ -355,8 +399,10 @@ def read_matrix(path: str | os.PathLike) -> pd.DataFrame:
         except Exception as e:
             raise _unreadable_table(path, e) from None
         if header.duplicated().any():
-            raise MvlptError(f"matrix {path} names the column {header[header.duplicated()].iloc[0]!r} twice; delete it "
-                             f"and rerun the step that makes it.")
+            raise MvlptError(
+                f"matrix {path} names the column {header[header.duplicated()].iloc[0]!r} twice; delete it "
+                f"and rerun the step that makes it."
+            )
     m.index = m.index.astype(str)
     m.columns = m.columns.astype(str)
     return check_matrix(m, path)
@@ -366,6 +412,7 @@ def check_matrix(m: pd.DataFrame, path) -> pd.DataFrame:
     """The domain of a matrix file (issue 24, class 4), else one sentence: at least one row and column,
     unique row and column names, and numbers that are finite or missing (NaN: a pair not measured);
     an infinite value or a text cell has no meaning in a gain, q-value or predictor matrix."""
+
     def bad(problem: str):
         raise MvlptError(f"matrix {path} {problem}; delete it and rerun the step that makes it.")
 
@@ -383,9 +430,15 @@ def check_matrix(m: pd.DataFrame, path) -> pd.DataFrame:
     return m
 
 
-def with_cell_statistics(pairs: pd.DataFrame, runs: pd.DataFrame, replicates: dict | None, *,
-                         level: float = settings.ANALYSIS_DEFAULTS["level"], fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
-                         tasks: Sequence[str] | None = None) -> pd.DataFrame:
+def with_cell_statistics(
+    pairs: pd.DataFrame,
+    runs: pd.DataFrame,
+    replicates: dict | None,
+    *,
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+    fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
+    tasks: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """``pairs`` with every off-diagonal cell's interval, test and interaction (:func:`mvlpt.analysis.gainstats.cell_table`)
     as columns after its own (NaN on the diagonal)."""
     from mvlpt.analysis.gainstats import CELL_COLUMNS, cell_table
@@ -405,26 +458,47 @@ def gain_summary(pairs: pd.DataFrame, level: float = settings.ANALYSIS_DEFAULTS[
     ``share_positive`` counts every gain > 0 (noise included); ``share_significant_positive`` /
     ``..._negative`` only those whose q-value is below ``1 - level``; the median standard errors say how
     much of a gain's uncertainty is seeds and how much the test set."""
-    cols = ["method", "n_cells", "mean_gain", "share_positive", "share_significant_positive", "share_significant_negative",
-            "share_interaction_significant", "median_se", "median_se_seed", "median_se_test", "interaction_rms",
-            "interaction_noise_rms", "interval"]
+    cols = [
+        "method",
+        "n_cells",
+        "mean_gain",
+        "share_positive",
+        "share_significant_positive",
+        "share_significant_negative",
+        "share_interaction_significant",
+        "median_se",
+        "median_se_seed",
+        "median_se_test",
+        "interaction_rms",
+        "interaction_noise_rms",
+        "interval",
+    ]
     off = pairs[~pairs["is_baseline"] & pairs["gain"].notna()] if "gain_q" in pairs.columns else pairs.iloc[0:0]
     rows = []
     alpha = 1 - level
     for m, d in off.groupby("method", sort=True):
         sig = d["gain_q"] < alpha
-        rows.append({
-            "method": m, "n_cells": len(d), "mean_gain": d["gain"].mean(),
-            "share_positive": float((d["gain"] > 0).mean()),
-            "share_significant_positive": float((sig & (d["gain"] > 0)).mean()),
-            "share_significant_negative": float((sig & (d["gain"] < 0)).mean()),
-            "share_interaction_significant": float((d["interaction_q"] < alpha).mean()),
-            "median_se": d["gain_se"].median(), "median_se_seed": d["gain_se_seed"].median(),
-            "median_se_test": d["gain_se_test"].median(),
-            "interaction_rms": float(np.sqrt(np.nanmean(d["interaction"] ** 2))) if d["interaction"].notna().any() else np.nan,
-            "interaction_noise_rms": float(np.sqrt(np.nanmean(d["interaction_se"] ** 2))) if d["interaction_se"].notna().any() else np.nan,
-            "interval": ", ".join(sorted(set(d["interval"].dropna().astype(str)))),
-        })
+        rows.append(
+            {
+                "method": m,
+                "n_cells": len(d),
+                "mean_gain": d["gain"].mean(),
+                "share_positive": float((d["gain"] > 0).mean()),
+                "share_significant_positive": float((sig & (d["gain"] > 0)).mean()),
+                "share_significant_negative": float((sig & (d["gain"] < 0)).mean()),
+                "share_interaction_significant": float((d["interaction_q"] < alpha).mean()),
+                "median_se": d["gain_se"].median(),
+                "median_se_seed": d["gain_se_seed"].median(),
+                "median_se_test": d["gain_se_test"].median(),
+                "interaction_rms": float(np.sqrt(np.nanmean(d["interaction"] ** 2)))
+                if d["interaction"].notna().any()
+                else np.nan,
+                "interaction_noise_rms": float(np.sqrt(np.nanmean(d["interaction_se"] ** 2)))
+                if d["interaction_se"].notna().any()
+                else np.nan,
+                "interval": ", ".join(sorted(set(d["interval"].dropna().astype(str)))),
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -449,10 +523,18 @@ def decomposition_table(pairs: pd.DataFrame, tasks: Sequence[str] | None = None)
     return out
 
 
-def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Sequence[str] | None = None,
-                    tasks: Sequence[str] | None = None, replicates: dict | None = None, *,
-                    level: float = settings.ANALYSIS_DEFAULTS["level"], fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
-                    reference: pd.DataFrame | None = None, reference_replicates: dict | None = None) -> list[Path]:
+def write_collected(
+    runs: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    replicates: dict | None = None,
+    *,
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+    fdr: str = settings.ANALYSIS_DEFAULTS["fdr"],
+    reference: pd.DataFrame | None = None,
+    reference_replicates: dict | None = None,
+) -> list[Path]:
     """Write every table of the study under ``out_dir`` (layout in docs/figures.md). Given the ``reference``
     table (:func:`mvlpt.analysis.reference.load_reference`, possibly empty), the pairs get its columns and
     ``reference`` and ``baselines`` tables are written too."""
@@ -463,8 +545,10 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
         from mvlpt.analysis.reference import baselines_table, with_reference
 
         written += write_table(reference, layout.TABLE.path(out_dir, "reference", "csv"))
-        written += write_table(baselines_table(pairs, reference, runs=runs, replicates=replicates,
-                                               reference_reps=reference_replicates, level=level), layout.TABLE.path(out_dir, "baselines", "csv"))
+        written += write_table(
+            baselines_table(pairs, reference, runs=runs, replicates=replicates, reference_reps=reference_replicates, level=level),
+            layout.TABLE.path(out_dir, "baselines", "csv"),
+        )
         pairs = with_reference(pairs, reference)
     written += write_table(runs, layout.TABLE.path(out_dir, "runs", "csv"))
     written += write_table(pairs, layout.TABLE.path(out_dir, "pairs", "csv"))
@@ -492,8 +576,10 @@ def write_collected(runs: pd.DataFrame, out_dir: str | os.PathLike, methods: Seq
 def similarity_files(similarity_dir: str | os.PathLike) -> list[Path]:
     """The similarity tables that exist in ``similarity_dir`` (parquet, else CSV), in the measures' order."""
     d = Path(similarity_dir)
-    files = [next((p for p in (layout.SIMILARITY.path(d, m, ext) for ext in ("parquet", "csv")) if p.exists()), None)
-             for m in vocabulary.MEASURES]
+    files = [
+        next((p for p in (layout.SIMILARITY.path(d, m, ext) for ext in ("parquet", "csv")) if p.exists()), None)
+        for m in vocabulary.MEASURES
+    ]
     return [p for p in files if p is not None]
 
 
@@ -508,7 +594,9 @@ def similarity_long(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     for t in tables:
         missing = set(SIMILARITY_COLUMNS) - set(t.columns)
         if missing:
-            raise MvlptError(f"a similarity table lacks the column(s) {', '.join(sorted(missing))}; recreate it with `mvlpt similarity`.")
+            raise MvlptError(
+                f"a similarity table lacks the column(s) {', '.join(sorted(missing))}; recreate it with `mvlpt similarity`."
+            )
         parts.append(t[list(SIMILARITY_COLUMNS)])
     if not parts:
         return pd.DataFrame(columns=list(SIMILARITY_COLUMNS))

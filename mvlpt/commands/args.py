@@ -38,18 +38,33 @@ def check_data_dir(value: str | None) -> None:
 def add_model_args(p) -> None:
     """--model, --pretrained, --init-seed, --device, --data-dir: every verb that loads the frozen CLIP."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="mvlpt-tiny", help="open_clip model name; the paper: ViT-B-16-quickgelu (default: %(default)s)")
-    g.add_argument("--pretrained", default=None,
-                   help="open_clip pretrained tag (the paper: openai) or a weights file; none: random init "
-                        "(default: the weights mvlpt ships for the model, i.e. synthetic for mvlpt-tiny; else random init)")
-    g.add_argument("--init-seed", type=int, default=0, help="seed of the random init when no weights are given (default: %(default)s)")
-    g.add_argument("--device", default="auto", help="auto (a free GPU if any, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
-    g.add_argument("--data-dir", default=None, help="where task data lives (ELEVATER tasks; default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)")
+    g.add_argument(
+        "--model", default="mvlpt-tiny", help="open_clip model name; the paper: ViT-B-16-quickgelu (default: %(default)s)"
+    )
+    g.add_argument(
+        "--pretrained",
+        default=None,
+        help="open_clip pretrained tag (the paper: openai) or a weights file; none: random init "
+        "(default: the weights mvlpt ships for the model, i.e. synthetic for mvlpt-tiny; else random init)",
+    )
+    g.add_argument(
+        "--init-seed", type=int, default=0, help="seed of the random init when no weights are given (default: %(default)s)"
+    )
+    g.add_argument(
+        "--device", default="auto", help="auto (a free GPU if any, else CPU), cpu, cuda or cuda:N (default: %(default)s)"
+    )
+    g.add_argument(
+        "--data-dir", default=None, help="where task data lives (ELEVATER tasks; default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)"
+    )
 
 
 def add_metric_args(p) -> None:
     """--hateful-memes-metric: every verb that scores a task on its test or validation split (checked by
     mvlpt.tasks.elevater.scored_task: importing the suite here would slow every command's start)."""
-    p.add_argument("--hateful-memes-metric", metavar="METRIC", default=None,
-                   help="how ELEVATER's hateful-memes is scored: roc_auc (ELEVATER's, the default) or accuracy "
-                        "(the MVLPT reference code's); the config key elevater.hateful_memes_metric")
+    p.add_argument(
+        "--hateful-memes-metric",
+        metavar="METRIC",
+        default=None,
+        help="how ELEVATER's hateful-memes is scored: roc_auc (ELEVATER's, the default) or accuracy "
+        "(the MVLPT reference code's); the config key elevater.hateful_memes_metric",
+    )

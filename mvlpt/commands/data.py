@@ -1,9 +1,9 @@
 """CLI verbs for the ELEVATER data: ``mvlpt data fetch | check | routes``.
 
-    mvlpt data fetch TASK... [--data-dir DIR] [--route auto|local|hub|torchvision|manual] [--source S] [--revision R]
-    mvlpt data fetch all                       (every ELEVATER task)
-    mvlpt data check [TASK...] [--data-dir DIR] [--quick] [--images [--on-corrupt fail|skip]]
-    mvlpt data routes [TASK...] [--markdown]
+mvlpt data fetch TASK... [--data-dir DIR] [--route auto|local|hub|torchvision|manual] [--source S] [--revision R]
+mvlpt data fetch all                       (every ELEVATER task)
+mvlpt data check [TASK...] [--data-dir DIR] [--quick] [--images [--on-corrupt fail|skip]]
+mvlpt data routes [TASK...] [--markdown]
 """
 
 from __future__ import annotations
@@ -53,16 +53,21 @@ def run_fetch(args) -> int:
             continue
         size = sum(f["size"] for f in entry["files"].values()) / 1e9
         if entry.get("status") == "already-present":
-            _say(f"{task}: already fetched by route {entry['route']} ({len(entry['files'])} files, {size:.2f} GB; "
-                 f"`mvlpt data check {task}` verifies their sha256, `--route {entry['route']}` fetches again)")
+            _say(
+                f"{task}: already fetched by route {entry['route']} ({len(entry['files'])} files, {size:.2f} GB; "
+                f"`mvlpt data check {task}` verifies their sha256, `--route {entry['route']}` fetches again)"
+            )
             continue
-        _say(f"{task}: fetched by route {entry['route']} ({len(entry['files'])} files, {size:.2f} GB, "
-             f"sha256 recorded in {data_dir / 'mvlpt-data.lock.json'})")
+        _say(
+            f"{task}: fetched by route {entry['route']} ({len(entry['files'])} files, {size:.2f} GB, "
+            f"sha256 recorded in {data_dir / 'mvlpt-data.lock.json'})"
+        )
         if entry.get("notes") and entry["route"] != "local":
             _say(f"    splits: {entry['notes']}")
     if failed:
-        raise MvlptError(f"{len(failed)} of {len(tasks)} tasks were not fetched ({', '.join(t for t, _ in failed)}); "
-                         f"see the messages above.")
+        raise MvlptError(
+            f"{len(failed)} of {len(tasks)} tasks were not fetched ({', '.join(t for t, _ in failed)}); see the messages above."
+        )
     return 0
 
 
@@ -81,8 +86,10 @@ def run_check(args) -> int:
             present = routes.present_routes(task, data_dir)
             if present:
                 route, folder = present[0]
-                line = (f"{task}: present (route {route}, {folder}), not in the lock file: run "
-                        f"`mvlpt data fetch {task} --route {route}` to record its checksums")
+                line = (
+                    f"{task}: present (route {route}, {folder}), not in the lock file: run "
+                    f"`mvlpt data fetch {task} --route {route}` to record its checksums"
+                )
                 status = "present"
             else:
                 line, status = f"{task}: missing (run `mvlpt data fetch {task}`)", "missing"
@@ -165,40 +172,61 @@ def run_routes(args) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "data", help="fetch and check the ELEVATER data",
+        "data",
+        help="fetch and check the ELEVATER data",
         description="Fetch the ELEVATER tasks' data (local copy, hub mirror, torchvision or by hand), record their "
-                    "sha256 in <data-dir>/mvlpt-data.lock.json, and check them later.")
+        "sha256 in <data-dir>/mvlpt-data.lock.json, and check them later.",
+    )
     sub = p.add_subparsers(dest="data_command", metavar="{fetch,check,routes}")
     sub.required = True
 
-    f = sub.add_parser("fetch", help="download a task's data and record checksums",
-                       description="Download (with progress) or register the data of the named ELEVATER tasks and "
-                                   "record the sha256 of every file in the lock file. Offline, each route fails at once "
-                                   "with a sentence saying what to do.")
+    f = sub.add_parser(
+        "fetch",
+        help="download a task's data and record checksums",
+        description="Download (with progress) or register the data of the named ELEVATER tasks and "
+        "record the sha256 of every file in the lock file. Offline, each route fails at once "
+        "with a sentence saying what to do.",
+    )
     f.add_argument("tasks", nargs="+", metavar="TASK", help="ELEVATER task names, or `all`")
     f.add_argument("--data-dir", default=None, help="data folder (default: $MVLPT_DATA_DIR or ~/.cache/mvlpt/data)")
-    f.add_argument("--route", choices=ROUTE_CHOICES, default="auto",
-                   help="auto (default): register data already on disk, else the task's preferred route")
-    f.add_argument("--source", default=None,
-                   help="local: a folder with ELEVATER's files for the task; hub: a folder (or file:// URL) in the "
-                        "CLIP_benchmark webdataset layout, or another hub repo id")
+    f.add_argument(
+        "--route",
+        choices=ROUTE_CHOICES,
+        default="auto",
+        help="auto (default): register data already on disk, else the task's preferred route",
+    )
+    f.add_argument(
+        "--source",
+        default=None,
+        help="local: a folder with ELEVATER's files for the task; hub: a folder (or file:// URL) in the "
+        "CLIP_benchmark webdataset layout, or another hub repo id",
+    )
     f.add_argument("--revision", default=None, help="hub: a branch, tag or commit (default: the table's, else main)")
     f.set_defaults(func=run_fetch)
 
-    c = sub.add_parser("check", help="say per task: present / missing / corrupt",
-                       description="Verify the files recorded in the lock file (size and sha256) and say per task "
-                                   "whether its data are present, missing or corrupt. Exit status 1 when any is not present.")
+    c = sub.add_parser(
+        "check",
+        help="say per task: present / missing / corrupt",
+        description="Verify the files recorded in the lock file (size and sha256) and say per task "
+        "whether its data are present, missing or corrupt. Exit status 1 when any is not present.",
+    )
     c.add_argument("tasks", nargs="*", metavar="TASK", help="tasks to check (default: all 20)")
     c.add_argument("--data-dir", default=None)
     c.add_argument("--quick", action="store_true", help="compare sizes only, skip the sha256")
     c.add_argument("--images", action="store_true", help="also decode every image and report corrupt ones with their path")
-    c.add_argument("--on-corrupt", choices=("fail", "skip"), default="skip",
-                   help="with --images: stop at the first corrupt image (fail) or list them all (skip, default)")
+    c.add_argument(
+        "--on-corrupt",
+        choices=("fail", "skip"),
+        default="skip",
+        help="with --images: stop at the first corrupt image (fail) or list them all (skip, default)",
+    )
     c.set_defaults(func=run_check)
 
-    r = sub.add_parser("routes", help="print the data route table",
-                       description="Print, per task, its data routes, their source, disk space and how their splits "
-                                   "differ from ELEVATER's.")
+    r = sub.add_parser(
+        "routes",
+        help="print the data route table",
+        description="Print, per task, its data routes, their source, disk space and how their splits differ from ELEVATER's.",
+    )
     r.add_argument("tasks", nargs="*", metavar="TASK")
     r.add_argument("--markdown", action="store_true", help="as a Markdown table")
     r.set_defaults(func=run_routes)

@@ -1,8 +1,8 @@
 """CLI verb of the designed world (docs/groundtruth.md):
 
-    mvlpt groundtruth --pairs results/groundtruth/tables/pairs.parquet [--out recovery.csv]
-    mvlpt groundtruth --pairs results/groundtruth2/tables/pairs.parquet      (either world; with the primary statistic)
-    mvlpt groundtruth --predictors [--world groundtruth2] [--seed 1 --shots 8] [--out predictors.csv]
+mvlpt groundtruth --pairs results/groundtruth/tables/pairs.parquet [--out recovery.csv]
+mvlpt groundtruth --pairs results/groundtruth2/tables/pairs.parquet      (either world; with the primary statistic)
+mvlpt groundtruth --predictors [--world groundtruth2] [--seed 1 --shots 8] [--out predictors.csv]
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def run_groundtruth(args) -> int:
         from mvlpt.tasks import designed
 
         tasks = designed.WORLDS[args.world]
-        tables.append(groundtruth.predictor_hits(groundtruth.zero_shot_scores(tasks, seed=args.seed, shots=args.shots, device=args.device)))
+        tables.append(
+            groundtruth.predictor_hits(groundtruth.zero_shot_scores(tasks, seed=args.seed, shots=args.shots, device=args.device))
+        )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         for table in tables:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -37,13 +39,20 @@ def run_groundtruth(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("groundtruth", help="score the designed world: designed relatedness vs measured gain",
-                       description="Designed relatedness (mvlpt.tasks.designed) against the study's measured gains, per "
-                                   "method, and against transferability estimators of the frozen model (docs/groundtruth.md).")
+    p = sub.add_parser(
+        "groundtruth",
+        help="score the designed world: designed relatedness vs measured gain",
+        description="Designed relatedness (mvlpt.tasks.designed) against the study's measured gains, per "
+        "method, and against transferability estimators of the frozen model (docs/groundtruth.md).",
+    )
     p.add_argument("--pairs", default=None, help="the study's pair table (results/groundtruth/tables/pairs.parquet or .csv)")
     p.add_argument("--predictors", action="store_true", help="also score LEEP/NCE/LogME/H-score/GBC of the frozen model")
-    p.add_argument("--world", default="groundtruth", choices=["groundtruth", "groundtruth2"],
-                   help="the designed world whose tasks --predictors scores (default: %(default)s)")
+    p.add_argument(
+        "--world",
+        default="groundtruth",
+        choices=["groundtruth", "groundtruth2"],
+        help="the designed world whose tasks --predictors scores (default: %(default)s)",
+    )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws of the primary statistic's interval (default 2000)")
     p.add_argument("--seed", type=int, default=1, help="few-shot seed of the predictors' images (default 1)")
     p.add_argument("--shots", type=int, default=8, help="shots of the predictors' few-shot images (default 8)")

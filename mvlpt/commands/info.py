@@ -9,8 +9,10 @@ def run_info(args) -> int:
     import open_clip
     import torch
 
-    print(f"mvlpt {__version__}, torch {torch.__version__}, open_clip {open_clip.__version__}, "
-          f"cuda available: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+    print(
+        f"mvlpt {__version__}, torch {torch.__version__}, open_clip {open_clip.__version__}, "
+        f"cuda available: {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)"
+    )
     return 0
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from mvlpt.errors import MvlptError
 from mvlpt.commands.args import DefaultsHelpFormatter
+from mvlpt.errors import MvlptError
 
 
 def _say(msg: str) -> None:
@@ -24,8 +24,8 @@ def _say(msg: str) -> None:
 
 
 def run_groups(args) -> int:
-    from mvlpt.transfer import grouping
     from mvlpt.study import vocabulary
+    from mvlpt.transfer import grouping
 
     strategies = list(dict.fromkeys(args.strategies))
     for s in strategies:
@@ -51,9 +51,19 @@ def run_groups(args) -> int:
         if not args.predictor:
             raise MvlptError(f"strategy predictor needs --predictor, the {args.predictor_name} predictor matrix file(s).")
         predicted = grouping.read_predictor_matrices(args.predictor, args.predictor_name)
-    groups = grouping.choose_groups(args.tasks, methods, strategies, args.modes, k=args.k, seed=args.seed, gain=gain,
-                             similarity=similarity, measure=args.measure, predicted=predicted,
-                             predictor=args.predictor_name)
+    groups = grouping.choose_groups(
+        args.tasks,
+        methods,
+        strategies,
+        args.modes,
+        k=args.k,
+        seed=args.seed,
+        gain=gain,
+        similarity=similarity,
+        measure=args.measure,
+        predicted=predicted,
+        predictor=args.predictor_name,
+    )
     grouping.write_groups(groups, args.out)
     _say(f"{len(groups)} (method, strategy, mode, target) rows in {groups['group'].nunique()} groups -> {args.out}")
     return 0
@@ -68,8 +78,9 @@ def run_table(args) -> int:
         if chosen:
             name = {"methods": "method", "strategies": "strategy", "modes": "mode"}[col]
             groups = groups[groups[name].isin(chosen)]
-    table = multitask.collect(args.results_dir, groups, seeds=args.seeds, tasks=args.tasks,
-                       allow_mixed_settings=args.allow_mixed_settings)
+    table = multitask.collect(
+        args.results_dir, groups, seeds=args.seeds, tasks=args.tasks, allow_mixed_settings=args.allow_mixed_settings
+    )
     summary = multitask.summarize(table, n_boot=args.n_boot, seed=args.boot_seed, level=args.level)
     written = multitask.write_tables(table, summary, args.out, args.summary_out)
     _say(f"{len(table)} targets, {len(summary)} (method, mode, strategy) rows -> {', '.join(map(str, written))}")
@@ -77,8 +88,8 @@ def run_table(args) -> int:
 
 
 def run_figure(args) -> int:
-    from mvlpt.transfer import multitask
     from mvlpt.analysis import plots, tables
+    from mvlpt.transfer import multitask
 
     written = plots.save_figure(multitask.gain_figure(tables.read_table(args.summary)), args.out)
     _say("wrote " + ", ".join(map(str, written)))
@@ -91,20 +102,27 @@ def add_parser(subparsers) -> None:
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(
-        "multitask", help="the multitask study: choose the groups, tabulate and plot its results",
+        "multitask",
+        help="the multitask study: choose the groups, tabulate and plot its results",
         description="Multitask source prompts and joint groups (docs/multitask.md): `groups` decides each target's "
-                    "source group from the pairwise tables, `table` compares the multitask results with the "
-                    "single-task baselines, `figure` draws the gains.")
+        "source group from the pairwise tables, `table` compares the multitask results with the "
+        "single-task baselines, `figure` draws the gains.",
+    )
     sub = p.add_subparsers(dest="multitask_verb", required=True, metavar="VERB")
 
     q = sub.add_parser(
-        "groups", help="each target's group per method, strategy and mode -> groups.csv", formatter_class=fmt,
+        "groups",
+        help="each target's group per method, strategy and mode -> groups.csv",
+        formatter_class=fmt,
         description="Choose every target's sources (strategies: all other tasks; the top-k by the method's measured "
-                    "pairwise gain, by a similarity measure, by a transferability predictor; k random ones) and write "
-                    "the groups table (method, strategy, mode, target, group, tasks, sources, k). Only the files the "
-                    "asked strategies need are read. Unchanged inputs give a byte-identical file.")
+        "pairwise gain, by a similarity measure, by a transferability predictor; k random ones) and write "
+        "the groups table (method, strategy, mode, target, group, tasks, sources, k). Only the files the "
+        "asked strategies need are read. Unchanged inputs give a byte-identical file.",
+    )
     q.add_argument("--tasks", nargs="+", required=True, help="the study's tasks, in config order (ties and output order)")
-    q.add_argument("--methods", nargs="+", required=True, help="methods of the multitask study (softcpt: strategy all, mode joint only)")
+    q.add_argument(
+        "--methods", nargs="+", required=True, help="methods of the multitask study (softcpt: strategy all, mode joint only)"
+    )
     q.add_argument("--strategies", nargs="+", default=list(D["strategies"]), help=f"of {', '.join(GROUPING_STRATEGIES)}")
     q.add_argument("--modes", nargs="+", choices=MULTITASK_MODES, default=list(D["modes"]))
     q.add_argument("--k", type=int, default=D["k"], help="sources per group (strategies other than all)")
@@ -112,24 +130,34 @@ def add_parser(subparsers) -> None:
     q.add_argument("--gain", nargs="+", help="the pairwise gain matrices of the methods, tables/matrices/{method}_gain.csv")
     q.add_argument("--similarity", help="the similarity table of --measure (results/similarity/{measure}.csv)")
     q.add_argument("--measure", default=D["similarity"], help="the similarity measure of strategy similarity")
-    q.add_argument("--predictor", nargs="+",
-                   help="the predictor's matrix file(s): predictors/{name}.csv, or predictors/{method}/{name}.csv per method")
+    q.add_argument(
+        "--predictor",
+        nargs="+",
+        help="the predictor's matrix file(s): predictors/{name}.csv, or predictors/{method}/{name}.csv per method",
+    )
     q.add_argument("--predictor-name", default=D["predictor"], help="the transferability predictor of strategy predictor")
     q.add_argument("--out", required=True, help="the groups CSV (results/multitask/groups.csv)")
     q.set_defaults(func=run_groups)
 
     q = sub.add_parser(
-        "table", help="multitask results vs single-task baselines -> multitask.csv, multitask_summary.csv",
+        "table",
+        help="multitask results vs single-task baselines -> multitask.csv, multitask_summary.csv",
         formatter_class=fmt,
         description="Read the multitask result files of every row of the groups table and the targets' single-task "
-                    "baselines; write multitask.csv (per method, mode, strategy and target: seeds' mean and std, "
-                    "baseline, gain) and multitask_summary.csv (means over targets in points, bootstrap CI of the "
-                    "mean gain, the papers' reference numbers), as CSV and parquet.")
+        "baselines; write multitask.csv (per method, mode, strategy and target: seeds' mean and std, "
+        "baseline, gain) and multitask_summary.csv (means over targets in points, bootstrap CI of the "
+        "mean gain, the papers' reference numbers), as CSV and parquet.",
+    )
     q.add_argument("--results-dir", default="results")
     q.add_argument("--groups", required=True, help="groups table of `mvlpt multitask groups`")
-    q.add_argument("--out", default="results/tables/multitask.csv", help="the per-target table (a .parquet is written next to it)")
-    q.add_argument("--summary-out", default="results/tables/multitask_summary.csv",
-                   help="the summary table (a .parquet is written next to it)")
+    q.add_argument(
+        "--out", default="results/tables/multitask.csv", help="the per-target table (a .parquet is written next to it)"
+    )
+    q.add_argument(
+        "--summary-out",
+        default="results/tables/multitask_summary.csv",
+        help="the summary table (a .parquet is written next to it)",
+    )
     q.add_argument("--seeds", nargs="+", type=int, help="seeds (default: those of the multitask result files found)")
     q.add_argument("--tasks", nargs="+", help="target order of the tables (default: natural order)")
     q.add_argument("--methods", nargs="+", help="only these methods of the groups table")
@@ -138,12 +166,19 @@ def add_parser(subparsers) -> None:
     q.add_argument("--n-boot", type=int, default=A["n_boot"], help="bootstrap resamples of the CI of the mean gain")
     q.add_argument("--boot-seed", type=int, default=A["seed"], help="seed of the bootstrap resampling")
     q.add_argument("--level", type=float, default=A["level"], help="confidence level")
-    q.add_argument("--allow-mixed-settings", action="store_true",
-                   help="average seeds, and compare with baselines, even when their settings differ")
+    q.add_argument(
+        "--allow-mixed-settings",
+        action="store_true",
+        help="average seeds, and compare with baselines, even when their settings differ",
+    )
     q.set_defaults(func=run_table)
 
-    q = sub.add_parser("figure", help="gain over the single-task baseline per method x (mode, strategy)", formatter_class=fmt,
-                       description="Draw the summary's mean gains with their bootstrap CIs; writes <out>.png and <out>.pdf.")
+    q = sub.add_parser(
+        "figure",
+        help="gain over the single-task baseline per method x (mode, strategy)",
+        formatter_class=fmt,
+        description="Draw the summary's mean gains with their bootstrap CIs; writes <out>.png and <out>.pdf.",
+    )
     q.add_argument("--summary", required=True, help="multitask_summary.csv (or .parquet) of `mvlpt multitask table`")
     q.add_argument("--out", required=True)
     q.set_defaults(func=run_figure)

@@ -34,21 +34,34 @@ def add_parser(subparsers) -> None:
     from mvlpt.running.preflight import default_json_path
 
     p = subparsers.add_parser(
-        "preflight", help="check a study before any job starts, and estimate its cost",
+        "preflight",
+        help="check a study before any job starts, and estimate its cost",
         description="Check, in seconds, that the study of a config can run through: data present and intact (and by "
-                    "which route), images per class against the shots and the few-shot policy, model weights resolvable "
-                    "offline, devices and the SLURM profile, disk space; and estimate its GPU-hours per method. Exit "
-                    "status 2 when it cannot run through; every problem is one sentence saying what to do.")
+        "which route), images per class against the shots and the few-shot policy, model weights resolvable "
+        "offline, devices and the SLURM profile, disk space; and estimate its GPU-hours per method. Exit "
+        "status 2 when it cannot run through; every problem is one sentence saying what to do.",
+    )
     p.add_argument("--configfile", default="config/config.yaml", help="study config (default: %(default)s)")
-    p.add_argument("--noise-from", default=None, metavar="TABLES",
-                   help="a collected study's tables folder (pairs and runs): its noise prices the power estimate "
-                        "(default: the noise mvlpt measured on its designed world)")
+    p.add_argument(
+        "--noise-from",
+        default=None,
+        metavar="TABLES",
+        help="a collected study's tables folder (pairs and runs): its noise prices the power estimate "
+        "(default: the noise mvlpt measured on its designed world)",
+    )
     p.add_argument("--deep", action="store_true", help="verify the data's sha256 too (reads every file), not only sizes")
     p.add_argument("--json", default=default_json_path(), metavar="OUT", help="report file (default: %(default)s)")
-    p.add_argument("--profile", default=None, metavar="DIR",
-                   help="the SLURM workflow profile the study is run with (e.g. workflow/profiles/slurm): read back its "
-                        "partition and GPU request, and count on GPU nodes (default: none, the jobs run here)")
-    p.add_argument("--calibrate", action="store_true",
-                   help="first measure this machine's GPU (or CPU) for the config's model (a minute or two) and store "
-                        "it; the estimate then speaks of this hardware")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="the SLURM workflow profile the study is run with (e.g. workflow/profiles/slurm): read back its "
+        "partition and GPU request, and count on GPU nodes (default: none, the jobs run here)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="first measure this machine's GPU (or CPU) for the config's model (a minute or two) and store "
+        "it; the estimate then speaks of this hardware",
+    )
     p.set_defaults(func=run_preflight)

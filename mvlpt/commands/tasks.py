@@ -1,8 +1,8 @@
 """CLI verbs of a study's tasks: list them, sample a few-shot split, cache the frozen image features.
 
-    mvlpt tasks [--source S]
-    mvlpt split --task NAME --seed N --shots K --out SPLIT.json [--data-dir DIR] [--policy available|strict]
-    mvlpt features --task NAME --cache-dir DIR [--split-file SPLIT.json ...] [--done MARKER] [model options]
+mvlpt tasks [--source S]
+mvlpt split --task NAME --seed N --shots K --out SPLIT.json [--data-dir DIR] [--policy available|strict]
+mvlpt features --task NAME --cache-dir DIR [--split-file SPLIT.json ...] [--done MARKER] [model options]
 """
 
 from __future__ import annotations
@@ -28,29 +28,39 @@ def run_split(args) -> int:
     check_data_dir(args.data_dir)
     split = make_split(get_task(args.task), args.seed, args.shots, args.data_dir, policy=args.policy)
     write_split(split, args.out)
-    print(f"{args.out}: {len(split['train'])} train + {len(split['val'])} val images of {args.task} (seed {args.seed}, {args.shots} shots)")
+    print(
+        f"{args.out}: {len(split['train'])} train + {len(split['val'])} val images of {args.task} (seed {args.seed}, {args.shots} shots)"
+    )
     return 0
 
 
 def run_features(args) -> int:
-    from mvlpt.running.devices import resolve_device
-    from mvlpt.training.features import image_features
     from mvlpt.models.clip import load_clip
+    from mvlpt.running.devices import resolve_device
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import indices_of, read_split
+    from mvlpt.training.features import image_features
 
     task = get_task(args.task)
     check_data_dir(args.data_dir)
-    clip = load_clip(args.model, pretrained_arg(args.model, args.pretrained), device=resolve_device(args.device),
-                     init_seed=args.init_seed)
+    clip = load_clip(
+        args.model, pretrained_arg(args.model, args.pretrained), device=resolve_device(args.device), init_seed=args.init_seed
+    )
     test = task.load("test", args.data_dir)
     image_features(clip, task.name, test, None, "test", args.cache_dir, workers=args.workers, write=True)
     train = task.load("train", args.data_dir) if args.split_file else None
     for f in args.split_file or []:
         sp = read_split(f, task.name)
         for part in ("train", "val"):
-            image_features(clip, task.name, train, indices_of(train, sp[part]), layout.features_name(sp["shots"], sp["seed"], part),
-                           args.cache_dir, write=True)
+            image_features(
+                clip,
+                task.name,
+                train,
+                indices_of(train, sp[part]),
+                layout.features_name(sp["shots"], sp["seed"], part),
+                args.cache_dir,
+                write=True,
+            )
     if args.done:
         from mvlpt.io import write_json
 
@@ -62,21 +72,35 @@ def add_parser(sub) -> None:
     from mvlpt.study import settings
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
-    p.add_argument("--source", choices=["synthetic", "elevater", "designed", "designed2"], default=None, help="only tasks of this suite")
+    p.add_argument(
+        "--source", choices=["synthetic", "elevater", "designed", "designed2"], default=None, help="only tasks of this suite"
+    )
     p.set_defaults(func=run_tasks)
 
-    p = sub.add_parser("split", help="write a few-shot split file", description="Sample a task's few-shot train/val ids (seeded) into a JSON file.")
+    p = sub.add_parser(
+        "split",
+        help="write a few-shot split file",
+        description="Sample a task's few-shot train/val ids (seeded) into a JSON file.",
+    )
     p.add_argument("--task", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--shots", type=int, required=True, help="images per class (train + val)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--policy", choices=settings.choices("fewshot_policy"), default=settings.DEFAULTS["fewshot_policy"],
-                   help="a class with fewer than SHOTS images: 'available' gives all it has (ELEVATER's sampler), "
-                        "'strict' refuses (default: %(default)s)")
+    p.add_argument(
+        "--policy",
+        choices=settings.choices("fewshot_policy"),
+        default=settings.DEFAULTS["fewshot_policy"],
+        help="a class with fewer than SHOTS images: 'available' gives all it has (ELEVATER's sampler), "
+        "'strict' refuses (default: %(default)s)",
+    )
     p.set_defaults(func=run_split)
 
-    p = sub.add_parser("features", help="cache frozen image features of a task", description="Compute and cache the frozen CLIP image features of a task's test split and of the given few-shot splits (used by CoOp).")
+    p = sub.add_parser(
+        "features",
+        help="cache frozen image features of a task",
+        description="Compute and cache the frozen CLIP image features of a task's test split and of the given few-shot splits (used by CoOp).",
+    )
     p.add_argument("--task", required=True)
     p.add_argument("--split-file", action="append", help="few-shot split file (repeatable)")
     p.add_argument("--cache-dir", required=True)

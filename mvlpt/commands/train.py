@@ -38,8 +38,8 @@ def json_arg(text: str | None, what: str) -> dict:
 def run_train(args) -> int:
     if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
-    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.training.train import run
 
     train_opts = {}
@@ -97,8 +97,10 @@ def run_train(args) -> int:
         spec.device = lease.device
         results = run(spec)
     for r in results:
-        print(f"{r['method']} {r['source']} -> {r['target']} seed {r['seed']}: test {r['metric']} {r['test']:.4f} "
-              f"(best val {r['val']:.4f} at epoch {r['best_epoch']}/{r['epochs']}, {r['wall_time_s']:.1f} s on {r['device']})")
+        print(
+            f"{r['method']} {r['source']} -> {r['target']} seed {r['seed']}: test {r['metric']} {r['test']:.4f} "
+            f"(best val {r['val']:.4f} at epoch {r['best_epoch']}/{r['epochs']}, {r['wall_time_s']:.1f} s on {r['device']})"
+        )
     return 0
 
 
@@ -106,40 +108,65 @@ def add_parser(sub) -> None:
     from mvlpt.study import vocabulary
 
     p = sub.add_parser(
-        "train", help="train prompts on one task, jointly on several, or from a source prompt",
+        "train",
+        help="train prompts on one task, jointly on several, or from a source prompt",
         description="Train a prompt method on a frozen CLIP. One --task: the single-task baseline (or a sequential target with "
         "--init-from). Several --task: a joint run; each --output TASK=FILE gets that task's test metric with the checkpoint "
         "that was best on that task's validation split.",
     )
     p.add_argument("--method", required=True, help=f"the prompt method: {', '.join(vocabulary.METHODS)}")
     p.add_argument("--task", action="append", required=True, help="training task (repeat for a joint run)")
-    p.add_argument("--seed", type=int, action="append",
-                   help="fixes the few-shot subset and the prompt init (default: 1); repeat to train several seeds "
-                        "stacked in one process (paths then need a {seed} placeholder)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        help="fixes the few-shot subset and the prompt init (default: 1); repeat to train several seeds "
+        "stacked in one process (paths then need a {seed} placeholder)",
+    )
     p.add_argument("--shots", type=int, default=5, help="images per class, train + val (default: %(default)s)")
     p.add_argument("--split", action="append", help="TASK=FILE: a pinned few-shot split (default: sampled from the seed)")
     p.add_argument("--output", action="append", help="TASK=FILE: result JSON of that target task ({seed} is replaced)")
-    p.add_argument("--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors; {seed} is replaced)")
-    p.add_argument("--save-group-prompt", metavar="FILE",
-                   help="the prompt best on the mean validation metric over all --task's: a multitask source prompt, "
-                        "for --init-from of a run on another task (safetensors; {seed} is replaced)")
-    p.add_argument("--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)")
-    p.add_argument("--source", default=None,
-                   help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given")
-    p.add_argument("--zero-epoch", action="store_true",
-                   help="evaluate the --init-from prompt on the target without training it (mode zero_epoch, mvlpt.training.zero_epoch)")
+    p.add_argument(
+        "--save-prompt", action="append", help="TASK=FILE: best prompt for that task (safetensors; {seed} is replaced)"
+    )
+    p.add_argument(
+        "--save-group-prompt",
+        metavar="FILE",
+        help="the prompt best on the mean validation metric over all --task's: a multitask source prompt, "
+        "for --init-from of a run on another task (safetensors; {seed} is replaced)",
+    )
+    p.add_argument(
+        "--init-from", default=None, help="sequential mode: initialise from this prompt checkpoint ({seed} is replaced)"
+    )
+    p.add_argument(
+        "--source",
+        default=None,
+        help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given",
+    )
+    p.add_argument(
+        "--zero-epoch",
+        action="store_true",
+        help="evaluate the --init-from prompt on the target without training it (mode zero_epoch, mvlpt.training.zero_epoch)",
+    )
     p.add_argument("--method-options", default=None, help='JSON, e.g. \'{"n_ctx": 16, "position": "middle"}\'')
-    p.add_argument("--train-options", action="append",
-                   help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'; may be repeated, later keys win')
+    p.add_argument(
+        "--train-options",
+        action="append",
+        help='JSON of training options, e.g. \'{"epochs": 200, "lr": 0.002}\'; may be repeated, later keys win',
+    )
     p.add_argument("--epochs", type=int, default=None, help="overrides --train-options")
     p.add_argument("--lr", type=float, default=None, help="overrides --train-options")
     p.add_argument("--batch-size", type=int, default=None, help="overrides --train-options")
     p.add_argument("--state", default=None, help="resumable training state file (resumed if present, removed at the end)")
     p.add_argument("--cache-dir", default=None, help="frozen-feature cache (from `mvlpt features`)")
-    p.add_argument("--compile-cache", metavar="DIR", default=None,
-                   help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
-                        "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
-                        "machine's temporary directory)")
+    p.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        default=None,
+        help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
+        "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
+        "machine's temporary directory)",
+    )
     add_metric_args(p)
     add_model_args(p)
     p.set_defaults(func=run_train)

@@ -20,17 +20,17 @@ def _load(name: str):
     return json.loads(resources.files(_PKG).joinpath("data", name).read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tasks_info() -> dict:
     return _load("elevater_tasks.json")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def manifest() -> dict:
     return {d["name"]: d for d in _load("elevater_vision_datasets.json")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def routes_table() -> dict:
     return _load("elevater_routes.json")
 

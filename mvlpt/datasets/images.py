@@ -20,9 +20,9 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -82,9 +82,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode in ("1", "L", "YCbCr", "LAB", "HSV"):
         return img.convert("RGB")
     return img.convert("RGB")
-
-
-
 
 
 def decode_image(source: bytes | str | Path | Callable[[], bytes], *, name: str | None = None) -> Image.Image:

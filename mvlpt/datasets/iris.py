@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from mvlpt.errors import MvlptError
-from mvlpt.datasets.images import CorruptImageError, decode_image
 from mvlpt.datasets import archives
+from mvlpt.datasets.images import CorruptImageError, decode_image
 from mvlpt.datasets.labels import map_by_name, normalise
+from mvlpt.errors import MvlptError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def _parse_txt(path: Path, multilabel: bool, task: str) -> tuple[list[str], list
             try:
                 ids = [int(x) for x in lab.split(",") if x != ""]
             except ValueError:
-                raise MvlptError(f"task {task}: line {lineno} of {path} has a label that is not a number ({lab!r}); "
-                                 f"the index file is damaged.") from None
+                raise MvlptError(
+                    f"task {task}: line {lineno} of {path} has a label that is not a number ({lab!r}); the index file is damaged."
+                ) from None
             if not multilabel and len(ids) != 1:
                 raise MvlptError(f"task {task}: line {lineno} of {path} has {len(ids)} labels for a single-label task.")
             refs.append(ref)
@@ -99,8 +100,10 @@ def _parse_coco(path: Path, task: str) -> tuple[list[str], list[list[int]], list
     by_image: dict[int, list[int]] = {im["id"]: [] for im in images}
     for ann in data.get("annotations", []):
         if ann["image_id"] not in by_image or ann["category_id"] not in cat_pos:
-            raise MvlptError(f"task {task}: annotation {ann.get('id')} in {path} refers to an unknown image or "
-                             f"category; the index file is damaged.")
+            raise MvlptError(
+                f"task {task}: annotation {ann.get('id')} in {path} refers to an unknown image or "
+                f"category; the index file is damaged."
+            )
         pos = cat_pos[ann["category_id"]]
         if pos not in by_image[ann["image_id"]]:
             by_image[ann["image_id"]].append(pos)
@@ -114,20 +117,24 @@ def _read_labelmap(path: Path) -> list[str]:
         return [ln.strip() for ln in fh if ln.strip()]
 
 
-def _label_mapping(source_names: list[str] | None, classnames: Sequence[str], synonyms, task: str,
-                   what: str) -> np.ndarray:
+def _label_mapping(source_names: list[str] | None, classnames: Sequence[str], synonyms, task: str, what: str) -> np.ndarray:
     n = len(classnames)
     identity = np.arange(n, dtype=np.int64)
     if not source_names:
         return identity
     if len(source_names) != n:
-        raise MvlptError(f"task {task}: the {what} lists {len(source_names)} classes but ELEVATER's task has {n}; "
-                         f"the files do not belong to this task.")
+        raise MvlptError(
+            f"task {task}: the {what} lists {len(source_names)} classes but ELEVATER's task has {n}; "
+            f"the files do not belong to this task."
+        )
     try:
         mapping = map_by_name(source_names, classnames, synonyms=synonyms, task=task, what=what)
     except MvlptError:
-        log.info("task %s: %s names are not ELEVATER's class names; label ids are taken in order, "
-                 "as ELEVATER's reference code does", task, what)
+        log.info(
+            "task %s: %s names are not ELEVATER's class names; label ids are taken in order, as ELEVATER's reference code does",
+            task,
+            what,
+        )
         return identity
     if not np.array_equal(mapping, identity):
         log.warning("task %s: %s orders the classes differently from tasks.json; labels are mapped by name", task, what)
@@ -137,8 +144,9 @@ def _label_mapping(source_names: list[str] | None, classnames: Sequence[str], sy
 class IrisSplit:
     """One split of a task in ELEVATER's layout; images are decoded from the zips on demand."""
 
-    def __init__(self, task: str, root: Path, entry: dict, split: str, classnames: Sequence[str],
-                 synonyms=None, multilabel: bool = False):
+    def __init__(
+        self, task: str, root: Path, entry: dict, split: str, classnames: Sequence[str], synonyms=None, multilabel: bool = False
+    ):
         self.task, self.root, self.split, self.multilabel = task, Path(root), split, multilabel
         index, self._zips = split_files(entry, split)
         index_path = self.root / index
@@ -156,8 +164,10 @@ class IrisSplit:
         for i, ids in enumerate(raw):
             bad = [x for x in ids if x < 0 or x >= n_cls]
             if bad:
-                raise MvlptError(f"task {task}: {refs[i]} in {index_path} has label {bad[0]} outside 0..{n_cls - 1}; "
-                                 f"the index file does not belong to this task.")
+                raise MvlptError(
+                    f"task {task}: {refs[i]} in {index_path} has label {bad[0]} outside 0..{n_cls - 1}; "
+                    f"the index file does not belong to this task."
+                )
             if not multilabel and not ids:
                 raise MvlptError(f"task {task}: {refs[i]} in {index_path} has no label.")
         self.refs = refs

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -47,8 +47,10 @@ def map_by_name(
         for n in [name, *((synonyms[j] if synonyms else ()) or ())]:
             key = normalise(n)
             if lookup.get(key, j) != j:
-                raise MvlptError(f"task {task}: class names {target[lookup[key]]!r} and {name!r} normalise alike; "
-                                 f"the label map cannot be built by name.")
+                raise MvlptError(
+                    f"task {task}: class names {target[lookup[key]]!r} and {name!r} normalise alike; "
+                    f"the label map cannot be built by name."
+                )
             lookup[key] = j
     alias = {normalise(k): normalise(v) for k, v in (aliases or {}).items()}
     mapping = np.full(len(source), -1, dtype=np.int64)
@@ -75,13 +77,16 @@ def map_by_name(
             dup.append(str(source[i]))
         used.add(int(j))
     if dup:
-        raise MvlptError(f"task {task}: several {what} classes map to one ELEVATER class ({', '.join(map(repr, dup))}); "
-                         f"fix the aliases in mvlpt/tasks/data/elevater_routes.json.")
+        raise MvlptError(
+            f"task {task}: several {what} classes map to one ELEVATER class ({', '.join(map(repr, dup))}); "
+            f"fix the aliases in mvlpt/tasks/data/elevater_routes.json."
+        )
     return mapping
 
 
-def check_same_order(mapping: np.ndarray, source: Sequence[str], target: Sequence[str], *, what: str = "source",
-                     task: str = "") -> None:
+def check_same_order(
+    mapping: np.ndarray, source: Sequence[str], target: Sequence[str], *, what: str = "source", task: str = ""
+) -> None:
     """For a source whose label ids are known to be ELEVATER's order (e.g. TFDS oxford_flowers102: the
     official ids): the map built by name must then be the identity; a class whose name and position
     disagree is an error naming it (the names or the aliases are wrong, or the source is another one)."""
@@ -89,19 +94,24 @@ def check_same_order(mapping: np.ndarray, source: Sequence[str], target: Sequenc
         return
     bad = [(i, str(source[i]), target[int(j)]) for i, j in enumerate(mapping) if int(j) != i]
     if len(mapping) != len(target):
-        raise MvlptError(f"task {task}: the {what} has {len(mapping)} classes but ELEVATER has {len(target)}, "
-                         f"although its label ids should be ELEVATER's; fetch the task again or use another route.")
+        raise MvlptError(
+            f"task {task}: the {what} has {len(mapping)} classes but ELEVATER has {len(target)}, "
+            f"although its label ids should be ELEVATER's; fetch the task again or use another route."
+        )
     i, name, matched = bad[0]
-    raise MvlptError(f"task {task}: the {what} names label {i} {name!r}, which matches ELEVATER's {matched!r} at "
-                     f"position {target.index(matched)}, although its label ids should be ELEVATER's order "
-                     f"({len(bad)} classes disagree); the names or aliases do not belong to this data: fetch the task "
-                     f"again or use another route.")
+    raise MvlptError(
+        f"task {task}: the {what} names label {i} {name!r}, which matches ELEVATER's {matched!r} at "
+        f"position {target.index(matched)}, although its label ids should be ELEVATER's order "
+        f"({len(bad)} classes disagree); the names or aliases do not belong to this data: fetch the task "
+        f"again or use another route."
+    )
 
 
 def map_by_position(n_source: int, n_target: int, *, what: str = "source", task: str = "") -> np.ndarray:
     if n_source != n_target:
-        raise MvlptError(f"task {task}: the {what} has {n_source} classes but ELEVATER has {n_target}; "
-                         f"its labels cannot be taken by position.")
+        raise MvlptError(
+            f"task {task}: the {what} has {n_source} classes but ELEVATER has {n_target}; its labels cannot be taken by position."
+        )
     return np.arange(n_target, dtype=np.int64)
 
 

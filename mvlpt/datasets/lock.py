@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
+from mvlpt.datasets.paths import lock_path
 from mvlpt.errors import MvlptError
 from mvlpt.io import read_json, write_json
-from mvlpt.datasets.paths import lock_path
 
 FORMAT = 1
 _CHUNK = 1 << 20
@@ -56,9 +56,19 @@ def entry_dir(data_dir: Path, entry: dict) -> Path:
     return d if d.is_absolute() else Path(data_dir) / d
 
 
-def record(data_dir: Path, task: str, *, route: str, folder: Path, files: Iterable[str], source: str = "",
-           revision: str | None = None, urls: dict[str, str] | None = None, notes: str = "",
-           hash_progress=None) -> dict:
+def record(
+    data_dir: Path,
+    task: str,
+    *,
+    route: str,
+    folder: Path,
+    files: Iterable[str],
+    source: str = "",
+    revision: str | None = None,
+    urls: dict[str, str] | None = None,
+    notes: str = "",
+    hash_progress=None,
+) -> dict:
     """Hash ``files`` (relative to ``folder``) and store them as ``task``'s entry in the lock file."""
     data_dir = Path(data_dir)
     folder = Path(folder)

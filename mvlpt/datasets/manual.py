@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mvlpt.errors import MvlptError
-from mvlpt.datasets.images import CorruptImageError, decode_image
 from mvlpt.datasets import archives
+from mvlpt.datasets.images import CorruptImageError, decode_image
+from mvlpt.errors import MvlptError
 
 
 def present(root: Path, spec: dict, split: str | None = None) -> bool:
@@ -58,8 +58,10 @@ class ManualSplit:
                     refs.append(str(rec["img"]))
                     labels.append(int(rec["label"]))
                 except (ValueError, KeyError, TypeError):
-                    raise MvlptError(f"task {task}: line {lineno} of {index} is not a record with 'img' and 'label'; "
-                                     f"replace the file with the original release's.") from None
+                    raise MvlptError(
+                        f"task {task}: line {lineno} of {index} is not a record with 'img' and 'label'; "
+                        f"replace the file with the original release's."
+                    ) from None
         lab = np.asarray(labels, dtype=np.int64)
         if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
             raise MvlptError(f"task {task}: {index} has labels outside 0..{num_classes - 1}.")

@@ -25,10 +25,10 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from mvlpt.errors import MvlptError
 from mvlpt.datasets import iris, lock, manual, wds
 from mvlpt.datasets.catalog import manifest_entry, route_spec, routes_table
 from mvlpt.datasets.paths import elevater_dirs, resolve_data_dir, route_dir
+from mvlpt.errors import MvlptError
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,16 @@ def _hub_download(repo_id: str, revision: str, local_dir: Path, allow_patterns: 
     endpoint = hub_endpoint()
     info = HfApi(endpoint=endpoint).dataset_info(repo_id, revision=revision, timeout=10)
     commit = info.sha or revision
-    snapshot_download(repo_id=repo_id, repo_type="dataset", revision=commit, local_dir=str(local_dir),
-                      allow_patterns=allow_patterns, etag_timeout=10, max_workers=4, endpoint=endpoint)
+    snapshot_download(
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision=commit,
+        local_dir=str(local_dir),
+        allow_patterns=allow_patterns,
+        etag_timeout=10,
+        max_workers=4,
+        endpoint=endpoint,
+    )
     files = [str(p.relative_to(local_dir)) for p in Path(local_dir).rglob("*") if p.is_file()]
     urls = {f: hf_hub_url(repo_id, f, repo_type="dataset", revision=commit, endpoint=endpoint) for f in files}
     return commit, urls
@@ -181,8 +189,11 @@ def _local_source(source: str | None) -> Path | None:
 
 
 def _hub_files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and not p.name.endswith(wds.INDEX_SUFFIX) and ".cache" not in p.relative_to(folder).parts)
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(wds.INDEX_SUFFIX) and ".cache" not in p.relative_to(folder).parts
+    )
 
 
 def fetch_hub(task: str, data_dir: Path, source: str | None = None, revision: str | None = None) -> dict:
@@ -194,18 +205,24 @@ def fetch_hub(task: str, data_dir: Path, source: str | None = None, revision: st
     local = _local_source(source)
     if local is not None:
         if not local.is_dir():
-            raise MvlptError(f"task {task}: route hub: source folder {local} does not exist; give a folder in the "
-                             f"CLIP_benchmark webdataset layout (classnames.txt, train/*.tar, test/*.tar).")
+            raise MvlptError(
+                f"task {task}: route hub: source folder {local} does not exist; give a folder in the "
+                f"CLIP_benchmark webdataset layout (classnames.txt, train/*.tar, test/*.tar)."
+            )
         folder.mkdir(parents=True, exist_ok=True)
         _copy_tree(local, folder, patterns)
         commit, urls, src = None, {f: (local / f).as_uri() for f in _hub_files(folder)}, str(local)
     else:
         repo = source or spec["repo"]
         rev = revision or spec.get("revision") or "main"
-        todo = (f"connect to the internet (or set HTTPS_PROXY), or copy the {repo} files from a machine that has "
-                f"them and run `mvlpt data fetch {task} --route hub --source DIR`")
+        todo = (
+            f"connect to the internet (or set HTTPS_PROXY), or copy the {repo} files from a machine that has "
+            f"them and run `mvlpt data fetch {task} --route hub --source DIR`"
+        )
         if _offline_flag():
-            raise MvlptError(f"task {task}: route hub is unavailable because HF_HUB_OFFLINE is set; unset it, or {todo.split(', or ', 1)[1]}.")
+            raise MvlptError(
+                f"task {task}: route hub is unavailable because HF_HUB_OFFLINE is set; unset it, or {todo.split(', or ', 1)[1]}."
+            )
         check_reachable(hub_endpoint(), task=task, route="hub", what_to_do=todo)
         folder.mkdir(parents=True, exist_ok=True)
         print(f"{task}: downloading {repo} ({spec.get('disk_gb', '?')} GB) into {folder}", file=sys.stderr)
@@ -214,22 +231,37 @@ def fetch_hub(task: str, data_dir: Path, source: str | None = None, revision: st
         except MvlptError:
             raise
         except Exception as e:  # network errors surface as many types; one sentence, no retry
-            raise MvlptError(f"task {task}: route hub failed while downloading {repo} ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}); run the same command again to resume, "
-                             f"or {todo.split(', or ', 1)[1]}.") from None
+            raise MvlptError(
+                f"task {task}: route hub failed while downloading {repo} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); run the same command again to resume, "
+                f"or {todo.split(', or ', 1)[1]}."
+            ) from None
         src = repo
     if not (folder / "classnames.txt").is_file() or not wds.has_split(folder, "train") or not wds.has_split(folder, "test"):
-        raise MvlptError(f"task {task}: route hub: {folder} lacks classnames.txt or the train/test shards after the "
-                         f"download; the source is not in CLIP_benchmark's webdataset layout.")
-    return lock.record(data_dir, task, route="hub", folder=folder, files=_hub_files(folder), source=src,
-                       revision=commit, urls=urls, notes=spec.get("split_note", ""), hash_progress=_hash_bar(folder))
+        raise MvlptError(
+            f"task {task}: route hub: {folder} lacks classnames.txt or the train/test shards after the "
+            f"download; the source is not in CLIP_benchmark's webdataset layout."
+        )
+    return lock.record(
+        data_dir,
+        task,
+        route="hub",
+        folder=folder,
+        files=_hub_files(folder),
+        source=src,
+        revision=commit,
+        urls=urls,
+        notes=spec.get("split_note", ""),
+        hash_progress=_hash_bar(folder),
+    )
 
 
 # ---------------------------------------------------------------------------------- torchvision route
 def _tv_files(folder: Path) -> list[str]:
     # Archives and annotation files; the images unpacked from archives are covered by the archives' sums.
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() not in _IMAGE_SUFFIXES)
+    return sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.suffix.lower() not in _IMAGE_SUFFIXES
+    )
 
 
 def fetch_torchvision(task: str, data_dir: Path) -> dict:
@@ -253,13 +285,22 @@ def fetch_torchvision(task: str, data_dir: Path) -> dict:
     except MvlptError:
         raise
     except Exception as e:
-        raise MvlptError(f"task {task}: route torchvision failed ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); run the same command again, or {todo.split(', or ', 1)[1]}.") from None
+        raise MvlptError(
+            f"task {task}: route torchvision failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); run the same command again, or {todo.split(', or ', 1)[1]}."
+        ) from None
     finally:
         socket.setdefaulttimeout(old)
-    return lock.record(data_dir, task, route="torchvision", folder=folder, files=_tv_files(folder),
-                       source=f"torchvision.datasets.{spec['class']}", notes=spec.get("split_note", ""),
-                       hash_progress=_hash_bar(folder))
+    return lock.record(
+        data_dir,
+        task,
+        route="torchvision",
+        folder=folder,
+        files=_tv_files(folder),
+        source=f"torchvision.datasets.{spec['class']}",
+        notes=spec.get("split_note", ""),
+        hash_progress=_hash_bar(folder),
+    )
 
 
 # ---------------------------------------------------------------------------------------- local route
@@ -272,8 +313,10 @@ def fetch_local(task: str, data_dir: Path, source: str | None = None) -> dict:
         cand = [src, src / entry["root_folder"], src / Path(entry["root_folder"]).name]
         found = next((c for c in cand if all((c / f).is_file() for f in needed)), None)
         if found is None:
-            raise MvlptError(f"task {task}: route local: {src} does not hold ELEVATER's files for the task "
-                             f"({', '.join(needed)}); point --source at the folder {entry['root_folder']}.")
+            raise MvlptError(
+                f"task {task}: route local: {src} does not hold ELEVATER's files for the task "
+                f"({', '.join(needed)}); point --source at the folder {entry['root_folder']}."
+            )
         dest = Path(data_dir) / entry["root_folder"]
         dest.mkdir(parents=True, exist_ok=True)
         for f in needed:
@@ -283,22 +326,33 @@ def fetch_local(task: str, data_dir: Path, source: str | None = None) -> dict:
     else:
         root = elevater_root(task, data_dir)
         if root is None:
-            raise MvlptError(f"task {task}: route local found no ELEVATER index files under {data_dir} (looked in "
-                             f"{', '.join(map(str, elevater_dirs(data_dir, task, entry['root_folder'])))}); "
-                             f"put ELEVATER's files ({', '.join(needed)}) in {Path(data_dir) / entry['root_folder']}.")
+            raise MvlptError(
+                f"task {task}: route local found no ELEVATER index files under {data_dir} (looked in "
+                f"{', '.join(map(str, elevater_dirs(data_dir, task, entry['root_folder'])))}); "
+                f"put ELEVATER's files ({', '.join(needed)}) in {Path(data_dir) / entry['root_folder']}."
+            )
     missing = [f for f in needed if not (root / f).is_file()]
     if missing:
         raise MvlptError(f"task {task}: route local: {root} lacks {', '.join(missing)}; copy them from ELEVATER's release.")
-    return lock.record(data_dir, task, route="local", folder=root, files=needed, source=str(source or root),
-                       notes="ELEVATER's own files", hash_progress=_hash_bar(root))
+    return lock.record(
+        data_dir,
+        task,
+        route="local",
+        folder=root,
+        files=needed,
+        source=str(source or root),
+        notes="ELEVATER's own files",
+        hash_progress=_hash_bar(root),
+    )
 
 
 # ---------------------------------------------------------------------------------------- manual route
 def manual_instructions(task: str, data_dir: Path) -> str:
     spec = route_spec(task).get("manual")
     entry = manifest_entry(task)
-    return spec["instructions"].format(dir=route_dir(data_dir, task, "manual"),
-                                       elevater_dir=Path(data_dir) / entry["root_folder"])
+    return spec["instructions"].format(
+        dir=route_dir(data_dir, task, "manual"), elevater_dir=Path(data_dir) / entry["root_folder"]
+    )
 
 
 def fetch_manual(task: str, data_dir: Path) -> dict:
@@ -308,8 +362,16 @@ def fetch_manual(task: str, data_dir: Path) -> dict:
     folder = route_dir(data_dir, task, "manual")
     if not manual.present(folder, spec):
         raise MvlptError(f"task {task}: {manual_instructions(task, data_dir)}.")
-    return lock.record(data_dir, task, route="manual", folder=folder, files=manual.files(folder, spec),
-                       source="by hand", notes=spec.get("split_note", ""), hash_progress=_hash_bar(folder))
+    return lock.record(
+        data_dir,
+        task,
+        route="manual",
+        folder=folder,
+        files=manual.files(folder, spec),
+        source="by hand",
+        notes=spec.get("split_note", ""),
+        hash_progress=_hash_bar(folder),
+    )
 
 
 # --------------------------------------------------------------------------------------------- fetch
@@ -326,8 +388,9 @@ def default_route(task: str) -> str:
     return spec["routes"][0] if spec.get("routes") else "manual"
 
 
-def fetch(task: str, data_dir: str | Path | None = None, route: str = "auto", source: str | None = None,
-          revision: str | None = None) -> dict:
+def fetch(
+    task: str, data_dir: str | Path | None = None, route: str = "auto", source: str | None = None, revision: str | None = None
+) -> dict:
     """Bring ``task``'s data onto disk by ``route`` (``auto``: what is there, else the preferred route)
     and record sha256 sums in the lock file; return the lock entry."""
     data_dir = resolve_data_dir(data_dir)
@@ -360,14 +423,16 @@ def route_rows() -> list[dict]:
     for task, spec in routes_table()["tasks"].items():
         auto = spec.get("routes", [])
         first = spec.get(auto[0]) if auto else spec.get("manual")
-        rows.append({
-            "task": task,
-            "routes": auto or ["manual"],
-            "default": auto[0] if auto else "manual",
-            "source": first.get("repo") or (f"torchvision.datasets.{first['class']}" if "class" in first else "by hand"),
-            "disk_gb": first.get("disk_gb"),
-            "disk_source": first.get("disk_source", ""),
-            "split_note": first.get("split_note", ""),
-            "alt": {r: spec[r].get("split_note", "") for r in auto[1:]},
-        })
+        rows.append(
+            {
+                "task": task,
+                "routes": auto or ["manual"],
+                "default": auto[0] if auto else "manual",
+                "source": first.get("repo") or (f"torchvision.datasets.{first['class']}" if "class" in first else "by hand"),
+                "disk_gb": first.get("disk_gb"),
+                "disk_source": first.get("disk_source", ""),
+                "split_note": first.get("split_note", ""),
+                "alt": {r: spec[r].get("split_note", "") for r in auto[1:]},
+            }
+        )
     return rows

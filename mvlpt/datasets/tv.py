@@ -11,15 +11,15 @@ name the file); in-memory ones (CIFAR, MNIST) come from the arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from mvlpt.errors import MvlptError
-from mvlpt.datasets.images import CorruptImageError, to_rgb, decode_image
+from mvlpt.datasets.images import CorruptImageError, decode_image, to_rgb
 from mvlpt.datasets.labels import map_by_name, map_by_position
+from mvlpt.errors import MvlptError
 
 
 def _dataset_class(name: str):
@@ -34,16 +34,20 @@ def _dataset_class(name: str):
 def open_dataset(task: str, root: Path, spec: dict, split: str, download: bool = False):
     cls = _dataset_class(spec["class"])
     if split not in spec["splits"]:
-        raise MvlptError(f"task {task}: torchvision's {spec['class']} has no split matching ELEVATER's {split!r} "
-                         f"(it provides: {', '.join(spec['splits'])}); use the hub route for it.")
+        raise MvlptError(
+            f"task {task}: torchvision's {spec['class']} has no split matching ELEVATER's {split!r} "
+            f"(it provides: {', '.join(spec['splits'])}); use the hub route for it."
+        )
     kwargs = {**spec.get("kwargs", {}), **spec["splits"][split]}
     try:
         return cls(root=str(root), download=download, **kwargs)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
         if download:
             raise
-        raise MvlptError(f"task {task}: torchvision's {spec['class']} data are not complete under {root} ({e}); "
-                         f"run `mvlpt data fetch {task} --route torchvision`.") from None
+        raise MvlptError(
+            f"task {task}: torchvision's {spec['class']} data are not complete under {root} ({e}); "
+            f"run `mvlpt data fetch {task} --route torchvision`."
+        ) from None
 
 
 def _paths(ds) -> list[str] | None:
@@ -90,8 +94,14 @@ class TorchvisionSplit:
             n_src = len(names) if names else int(spec.get("num_classes", len(classnames)))
             mapping = map_by_position(n_src, len(classnames), what=f"torchvision {spec['class']}", task=task)
         else:
-            mapping = map_by_name(list(names), classnames, synonyms=synonyms, aliases=spec.get("aliases"),
-                                  what=f"torchvision {spec['class']} class list", task=task)
+            mapping = map_by_name(
+                list(names),
+                classnames,
+                synonyms=synonyms,
+                aliases=spec.get("aliases"),
+                what=f"torchvision {spec['class']} class list",
+                task=task,
+            )
         if raw.size and (raw.min() < 0 or raw.max() >= len(mapping)):
             raise MvlptError(f"task {task}: torchvision {spec['class']} gives a label outside its {len(mapping)} classes.")
         self.labels = mapping[raw]

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mvlpt.errors import MvlptError
-from mvlpt.datasets.images import CorruptImageError, decode_image
 from mvlpt.datasets import archives
+from mvlpt.datasets.images import CorruptImageError, decode_image
+from mvlpt.errors import MvlptError
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,16 @@ def index_shard(path: Path, *, use_cache: bool = True) -> list[dict]:
 class WdsSplit:
     """One split read from webdataset shards; labels mapped to ELEVATER's class order."""
 
-    def __init__(self, task: str, root: Path, split: str, mapping: np.ndarray, num_classes: int,
-                 multilabel: bool = False, source_split: str | None = None):
+    def __init__(
+        self,
+        task: str,
+        root: Path,
+        split: str,
+        mapping: np.ndarray,
+        num_classes: int,
+        multilabel: bool = False,
+        source_split: str | None = None,
+    ):
         self.task, self.root, self.split, self.multilabel = task, Path(root), split, multilabel
         src = source_split or split
         shards = shard_paths(self.root, src)
@@ -176,8 +184,10 @@ class WdsSplit:
             arr = np.asarray([r if not isinstance(r, list) else -1 for r in raw], dtype=np.int64)
             bad = np.flatnonzero((arr < 0) | (arr >= n_src))
             if bad.size:
-                raise MvlptError(f"task {task}: sample {ids[int(bad[0])]} has label {int(arr[bad[0]])} outside the "
-                                 f"mirror's {n_src} classes; the shards and classnames.txt do not match.")
+                raise MvlptError(
+                    f"task {task}: sample {ids[int(bad[0])]} has label {int(arr[bad[0]])} outside the "
+                    f"mirror's {n_src} classes; the shards and classnames.txt do not match."
+                )
             lab = mapping[arr]
         self.labels = lab
 
@@ -207,5 +217,3 @@ def classnames(root: Path) -> list[str]:
 def is_multilabel(root: Path) -> bool:
     p = Path(root) / "dataset_type.txt"
     return p.is_file() and p.read_text().strip().lower() == "multilabel"
-
-

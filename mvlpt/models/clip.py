@@ -21,8 +21,8 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,9 +81,13 @@ def local_weights(model: str, pretrained: str, cache_dir: str | None = None) -> 
         return WeightsSource(str(Path(pretrained).expanduser()))
     if Path(pretrained).expanduser().is_dir():
         raise MvlptError(f"the weights {pretrained!r} are a folder; give the weights file in it, or an open_clip tag.")
-    if not pretrained.startswith("hf-hub:") and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))):
-        raise MvlptError(f"the weights file {pretrained} does not exist; give the path of an existing file, or an "
-                         f"open_clip pretrained tag (`python -c 'import open_clip; print(open_clip.list_pretrained())'`).")
+    if not pretrained.startswith("hf-hub:") and (
+        os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    ):
+        raise MvlptError(
+            f"the weights file {pretrained} does not exist; give the path of an existing file, or an "
+            f"open_clip pretrained tag (`python -c 'import open_clip; print(open_clip.list_pretrained())'`)."
+        )
     open_clip = open_clip_module()
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
@@ -105,8 +109,9 @@ def local_weights(model: str, pretrained: str, cache_dir: str | None = None) -> 
         candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
     for name in candidates:
         try:
-            return WeightsSource(hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=True), repo_id,
-                                 tuple(candidates))
+            return WeightsSource(
+                hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=True), repo_id, tuple(candidates)
+            )
         except (LocalEntryNotFoundError, FileNotFoundError, OSError):
             continue
     return WeightsSource(None, repo_id, tuple(candidates))
@@ -174,9 +179,12 @@ def compile_account(since: dict | None = None) -> dict[str, float]:
     run whose graphs an earlier run compiled pays mostly tracing."""
     from torch._dynamo.utils import counters
 
-    now = {"compile_s": compile_time_s(), "graphs": compiled_graphs(),
-           "cache_hits": int(counters["inductor"]["fxgraph_cache_hit"]),
-           "cache_misses": int(counters["inductor"]["fxgraph_cache_miss"])}
+    now = {
+        "compile_s": compile_time_s(),
+        "graphs": compiled_graphs(),
+        "cache_hits": int(counters["inductor"]["fxgraph_cache_hit"]),
+        "cache_misses": int(counters["inductor"]["fxgraph_cache_miss"]),
+    }
     if since:
         now = {k: v - since[k] for k, v in now.items()}
     now["compile_s"] = round(now["compile_s"], 3)
@@ -194,9 +202,11 @@ def compile_errors(mode: str):
         yield
     except (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit, CppCompileError) as e:
         first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise MvlptError(f"torch.compile (train option compile: {mode}) failed: {type(e).__name__}: {first[:300]}; "
-                         f"switch it off with `train: {{compile: none}}` in the workflow config or "
-                         f"--train-options '{{\"compile\": \"none\"}}'.") from e
+        raise MvlptError(
+            f"torch.compile (train option compile: {mode}) failed: {type(e).__name__}: {first[:300]}; "
+            f"switch it off with `train: {{compile: none}}` in the workflow config or "
+            f'--train-options \'{{"compile": "none"}}\'.'
+        ) from e
 
 
 @dataclasses.dataclass
@@ -257,8 +267,10 @@ class FrozenCLIP:
             return eager(*args, **kwargs)
         import torch._dynamo
 
-        with compile_errors(self.compiled), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
-                                                                      fail_on_recompile_limit_hit=True):
+        with (
+            compile_errors(self.compiled),
+            torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True),
+        ):
             return fn(*args, **kwargs)
 
     def encode_prompted_text(self, *args, **kwargs) -> torch.Tensor:
@@ -318,8 +330,10 @@ class FrozenCLIP:
         """Second half: uint8 (B, 3, S, S) -> float, CLIP mean/std, on the model's device."""
         x = batch.to(self.device, non_blocking=True).float().div_(255.0)
         if x.device not in self._mean_std:  # made once per device: no host-to-device copy per batch
-            self._mean_std[x.device] = (torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1),
-                                        torch.tensor(self.std, device=x.device).view(1, 3, 1, 1))
+            self._mean_std[x.device] = (
+                torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1),
+                torch.tensor(self.std, device=x.device).view(1, 3, 1, 1),
+            )
         mean, std = self._mean_std[x.device]
         return (x - mean) / std
 

@@ -45,7 +45,9 @@ def make_corpus(n_per_family: int, chunk: int = 0) -> tuple[np.ndarray, list[str
     colours = rng.integers(0, len(synthetic.COLOURS), n)
     images.append(synthetic.shape_images(rng, shapes, colours))
     forms = ("a {c} {s}.", "a drawing of a {c} {s}.", "a {s}.", "something coloured {c}.", "a {c} shape.", "a {s} shape.")
-    captions += [f.format(c=synthetic.COLOUR_NAMES[c], s=synthetic.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)]
+    captions += [
+        f.format(c=synthetic.COLOUR_NAMES[c], s=synthetic.SHAPES[s]) for f, s, c in zip(_pick(rng, forms, n), shapes, colours)
+    ]
     # textures: kind and colours (named when they are palette colours)
     rng = _rng(20 + chunk)
     k = len(synthetic.COLOURS)
@@ -101,8 +103,9 @@ def encode_text_cut(model, tokens: torch.Tensor) -> torch.Tensor:
     return encode_prompted_text(model, x, eot)
 
 
-def pretrain(steps: int = 1200, batch_size: int = 256, n_per_family: int = 3000, lr: float = 2e-3, init_seed: int = 0,
-             log_every: int = 100):
+def pretrain(
+    steps: int = 1200, batch_size: int = 256, n_per_family: int = 3000, lr: float = 2e-3, init_seed: int = 0, log_every: int = 100
+):
     from mvlpt.models.clip import load_clip
 
     clip = load_clip("mvlpt-tiny", init_seed=init_seed)
@@ -136,7 +139,10 @@ def pretrain(steps: int = 1200, batch_size: int = 256, n_per_family: int = 3000,
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} {time.time() - t0:.0f}s", flush=True)
+            print(
+                f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} {time.time() - t0:.0f}s",
+                flush=True,
+            )
     model.eval().requires_grad_(False)
     return model
 

@@ -43,8 +43,9 @@ class Calibration:
     measured_at: str = ""
     assumptions: list = dataclasses.field(default_factory=list)
 
-    def step_s(self, method: str, *, seeds: int, classes: int, length: int, batch: int, prefix: int = 0,
-               task_tokens: int = 0) -> float:
+    def step_s(
+        self, method: str, *, seeds: int, classes: int, length: int, batch: int, prefix: int = 0, task_tokens: int = 0
+    ) -> float:
         """``prefix``: the leading tokens all classes' prompts share (see :func:`text_rows`);
         ``task_tokens``: tokens of the task prompts a task-conditioned method (SoftCPT) sends through the
         text tower on top of its class prompts, per seed. An image-conditioned method sends a set of
@@ -72,10 +73,14 @@ class Calibration:
         try:
             return self.methods[method]
         except KeyError:
-            fix = (f"name a calibrated method ({', '.join(self.methods)}) as its `priced_as` in mvlpt.study.vocabulary.METHODS"
-                   if method in vocabulary.METHODS else "run `mvlpt preflight --calibrate`")
-            raise MvlptError(f"the cost calibration {self.path or '(in memory)'} has no figures for method {method!r}; "
-                             f"{fix}.") from None
+            fix = (
+                f"name a calibrated method ({', '.join(self.methods)}) as its `priced_as` in mvlpt.study.vocabulary.METHODS"
+                if method in vocabulary.METHODS
+                else "run `mvlpt preflight --calibrate`"
+            )
+            raise MvlptError(
+                f"the cost calibration {self.path or '(in memory)'} has no figures for method {method!r}; {fix}."
+            ) from None
 
     def borrows(self, method: str) -> str | None:
         """The method whose coefficients price ``method`` when the calibration has none of its own, else None."""
@@ -93,17 +98,29 @@ class Calibration:
 
 def _from_dict(d: dict, path: str) -> Calibration:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise MvlptError(f"cost calibration {path} is not a format-{FORMAT} mvlpt calibration; delete it and run "
-                         f"`mvlpt preflight --calibrate` again.")
+        raise MvlptError(
+            f"cost calibration {path} is not a format-{FORMAT} mvlpt calibration; delete it and run "
+            f"`mvlpt preflight --calibrate` again."
+        )
     try:
         methods = {m: {k: {c: float(v[k][c]) for c in COEFFS} for k in ("step", "forward")} for m, v in d["methods"].items()}
-        return Calibration(device=str(d["device"]), model=str(d["model"]), precision=str(d.get("precision", "")),
-                           origin=str(d.get("origin", "measured")), methods=methods,
-                           features_ms_per_image=float(d["features_ms_per_image"]), job_setup_s=float(d["job_setup_s"]),
-                           decode_images_per_s=float(d["decode_images_per_s"]), path=path,
-                           measured_at=str(d.get("measured_at", "")), assumptions=list(d.get("assumptions", [])))
+        return Calibration(
+            device=str(d["device"]),
+            model=str(d["model"]),
+            precision=str(d.get("precision", "")),
+            origin=str(d.get("origin", "measured")),
+            methods=methods,
+            features_ms_per_image=float(d["features_ms_per_image"]),
+            job_setup_s=float(d["job_setup_s"]),
+            decode_images_per_s=float(d["decode_images_per_s"]),
+            path=path,
+            measured_at=str(d.get("measured_at", "")),
+            assumptions=list(d.get("assumptions", [])),
+        )
     except (KeyError, TypeError, ValueError) as e:
-        raise MvlptError(f"cost calibration {path} lacks or garbles {e}; delete it and run `mvlpt preflight --calibrate` again.") from None
+        raise MvlptError(
+            f"cost calibration {path} lacks or garbles {e}; delete it and run `mvlpt preflight --calibrate` again."
+        ) from None
 
 
 def shipped_calibration() -> Calibration:
@@ -129,17 +146,23 @@ def load_calibration(model: str | None = None) -> tuple[Calibration, str | None]
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise MvlptError(f"cost calibration {p} cannot be read; delete it and run `mvlpt preflight --calibrate` again.") from None
+            raise MvlptError(
+                f"cost calibration {p} cannot be read; delete it and run `mvlpt preflight --calibrate` again."
+            ) from None
         user = _from_dict(d, str(p))
         if model is None or _same_model(user.model, model):
             return user, None
         if _same_model(shipped.model, model):
             return shipped, f"your calibration {p} was measured with {user.model}, not {model}: using the shipped one"
-        return user, (f"your calibration {p} was measured with {user.model}, the config trains {model}: "
-                      f"run `mvlpt preflight --calibrate` with this config")
+        return user, (
+            f"your calibration {p} was measured with {user.model}, the config trains {model}: "
+            f"run `mvlpt preflight --calibrate` with this config"
+        )
     if model is not None and not _same_model(shipped.model, model):
-        return shipped, (f"the shipped calibration describes {shipped.model}, the config trains {model}: "
-                         f"run `mvlpt preflight --calibrate` for an estimate of this model")
+        return shipped, (
+            f"the shipped calibration describes {shipped.model}, the config trains {model}: "
+            f"run `mvlpt preflight --calibrate` for an estimate of this model"
+        )
     return shipped, None
 
 
@@ -180,6 +203,7 @@ def _timer(device: str):
                     break
             best = min(best, dt / n)
         return best
+
     return run
 
 
@@ -192,8 +216,16 @@ def _affine(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float]:
     return y1 - slope * x1, slope
 
 
-def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: int = 3, n_ctx: int = 16,
-              vpt_tokens: int = 16, upt_tokens: int = 4, say=print) -> Calibration:
+def calibrate(
+    model: str = "ViT-B-16",
+    device: str | None = None,
+    *,
+    workers: int = 3,
+    n_ctx: int = 16,
+    vpt_tokens: int = 16,
+    upt_tokens: int = 4,
+    say=print,
+) -> Calibration:
     """Measure the cost coefficients of ``model`` (random weights: timing only) on ``device``
     (default: the first CUDA GPU, else the CPU). Takes a minute or two."""
     import numpy as np
@@ -206,7 +238,11 @@ def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: in
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
-    name = torch.cuda.get_device_name(torch.device(device)) if cuda else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(torch.device(device))
+        if cuda
+        else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
     precision = "bf16" if cuda else "fp32"
     t0 = time.perf_counter()
     clip = load_clip(model, None, device=device)
@@ -232,6 +268,7 @@ def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: in
                 out = encode_prompted_text(net, x, eot)
             if backward:
                 out.float().square().sum().backward()
+
         return f
 
     def image(B: int, n_prompt: int, backward: bool):
@@ -243,6 +280,7 @@ def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: in
                 out = encode_prompted_image(visual, x, p, True)
             if backward:
                 out.float().square().sum().backward()
+
         return f
 
     n_small, n_large = (32, 512) if cuda else (4, 16)
@@ -289,11 +327,19 @@ def calibrate(model: str = "ViT-B-16", device: str | None = None, *, workers: in
         n += 1
     decode = n / (time.perf_counter() - t1) * max(1, workers)
     return Calibration(
-        device=name, model=model, precision=precision, origin="measured", methods=methods,
-        features_ms_per_image=fit["plain_fwd"][1] * 1e3, job_setup_s=round(load_s + 10.0, 1),
-        decode_images_per_s=round(decode, 1), measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        assumptions=[f"per job: the model load measured here ({load_s:.1f} s) + 10 s of process start, imports and few-shot data",
-                     f"image decoding measured in one process, times {max(1, workers)} workers"],
+        device=name,
+        model=model,
+        precision=precision,
+        origin="measured",
+        methods=methods,
+        features_ms_per_image=fit["plain_fwd"][1] * 1e3,
+        job_setup_s=round(load_s + 10.0, 1),
+        decode_images_per_s=round(decode, 1),
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        assumptions=[
+            f"per job: the model load measured here ({load_s:.1f} s) + 10 s of process start, imports and few-shot data",
+            f"image decoding measured in one process, times {max(1, workers)} workers",
+        ],
     )
 
 
@@ -303,9 +349,13 @@ def measure_calibration(cfg: dict, say=print) -> str:
 
     cfg = with_defaults(cfg)
     opts = cfg.get("method_options") or {}
-    cal = calibrate(cfg["model"]["name"], None if str(cfg.get("device", "auto")) == "auto" else str(cfg["device"]),
-                         workers=int(cfg["train"].get("workers", 3) or 1),
-                         n_ctx=int((opts.get("coop") or {}).get("n_ctx", 16)),
-                         vpt_tokens=int(vocabulary.canonical_options("vpt", opts.get("vpt"))[0].get("n_ctx", 16)),
-                         upt_tokens=int((opts.get("upt") or {}).get("n_ctx", 4)), say=say)
+    cal = calibrate(
+        cfg["model"]["name"],
+        None if str(cfg.get("device", "auto")) == "auto" else str(cfg["device"]),
+        workers=int(cfg["train"].get("workers", 3) or 1),
+        n_ctx=int((opts.get("coop") or {}).get("n_ctx", 16)),
+        vpt_tokens=int(vocabulary.canonical_options("vpt", opts.get("vpt"))[0].get("n_ctx", 16)),
+        upt_tokens=int((opts.get("upt") or {}).get("n_ctx", 4)),
+        say=say,
+    )
     return str(save_user_calibration(cal))

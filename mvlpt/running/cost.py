@@ -90,13 +90,18 @@ def pricing_note(method: str, cal: Calibration) -> str | None:
         return None
     extra = []
     if method_task_conditioned(method):
-        extra.append("plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
-                     "each step and each evaluation; the meta network not counted)")
+        extra.append(
+            "plus its task-prompt pass (every task's prompt through the text tower at the same per-token rate, "
+            "each step and each evaluation; the meta network not counted)"
+        )
     if method_image_conditioned(method):
-        extra.append("and its text tower pass scaled by FLOPs to one set of class prompts per image (batch x classes "
-                     "prompts per step, classes prompts per evaluated image; the meta network not counted)")
-    return (f"{method}: the calibration has no figures of its own: priced with {base}'s coefficients"
-            + (" " + "; ".join(extra) if extra else ""))
+        extra.append(
+            "and its text tower pass scaled by FLOPs to one set of class prompts per image (batch x classes "
+            "prompts per step, classes prompts per evaluated image; the meta network not counted)"
+        )
+    return f"{method}: the calibration has no figures of its own: priced with {base}'s coefficients" + (
+        " " + "; ".join(extra) if extra else ""
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +132,9 @@ class StudyShape:
     shots: int
 
 
-def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskCost], batch: int, k: int,
-         epochs: int, eval_bs: int) -> dict:
+def _job(
+    cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskCost], batch: int, k: int, epochs: int, eval_bs: int
+) -> dict:
     C = sum(t.classes for t in run)
     L = max(t.length.get(method, 0) for t in run)
     P = min(t.prefix.get(method, 0) for t in run)  # the run's classes share at most what each task's share
@@ -142,15 +148,21 @@ def _job(cal: Calibration, method: str, run: list[TaskCost], targets: list[TaskC
     val_imgs = sum(t.val_per_seed for t in run)
     val_batches = sum(math.ceil(t.val_per_seed / eval_bs) for t in run)
     fwd = cal.coefficients(method)["forward"]
-    per_val = cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T) * (val_imgs if per_image else 1),
-                            images=k * val_imgs if img_eval else 0) \
+    per_val = (
+        cal.forward_s(
+            method, text_tokens=k * text_rows(C, L, P, T) * (val_imgs if per_image else 1), images=k * val_imgs if img_eval else 0
+        )
         + val_batches * fwd["fixed_ms"] / 1e3
+    )
     validation = epochs * per_val
     test = decode = 0.0
     for t in targets:
-        test += cal.forward_s(method, text_tokens=k * text_rows(C, L, P, T) * (t.test if per_image else 1),
-                              images=k * t.test if img_eval else 0) \
+        test += (
+            cal.forward_s(
+                method, text_tokens=k * text_rows(C, L, P, T) * (t.test if per_image else 1), images=k * t.test if img_eval else 0
+            )
             + math.ceil(t.test / eval_bs) * fwd["fixed_ms"] / 1e3
+        )
         if img_eval:
             decode += t.test / cal.decode_images_per_s
     few = k * sum(t.train_per_seed + t.val_per_seed for t in run)
@@ -164,25 +176,35 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
     tasks = list(shape.tasks)
     K = shape.seeds if shape.stack_seeds else 1
     copies = 1 if shape.stack_seeds else shape.seeds  # jobs per (method, run) when seeds are not stacked
-    out = {"gpu": cal.device, "model": cal.model, "precision": cal.precision, "calibration": cal.origin,
-           "per_method": {}, "gpu_hours": 0.0, "jobs": 0, "assumptions": []}
+    out = {
+        "gpu": cal.device,
+        "model": cal.model,
+        "precision": cal.precision,
+        "calibration": cal.origin,
+        "per_method": {},
+        "gpu_hours": 0.0,
+        "jobs": 0,
+        "assumptions": [],
+    }
     features_priced = False  # the frozen image features are computed once per task for every method reading them
     for method in shape.methods:
         acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0, "features": 0.0}
         jobs = 0
 
-        def add(parts, n=1):
+        def add(parts, n=1, acc=acc):  # this method's sums (bound now: the loop rebinds acc)
             for key, v in parts.items():
                 acc[key] += n * v
 
         for i, a in enumerate(tasks):
             add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
             jobs += copies
-            others = tasks[i + 1:] if shape.mode == "joint" else [b for b in tasks if b is not a]
+            others = tasks[i + 1 :] if shape.mode == "joint" else [b for b in tasks if b is not a]
             for b in others:
                 if shape.mode == "joint":
-                    add(_job(cal, method, [a, b], [a, b], shape.batch_size_multitask, K, shape.epochs,
-                             shape.eval_batch_size), copies)
+                    add(
+                        _job(cal, method, [a, b], [a, b], shape.batch_size_multitask, K, shape.epochs, shape.eval_batch_size),
+                        copies,
+                    )
                 else:  # sequential: a source prompt (the baseline's) fine-tuned on target b
                     add(_job(cal, method, [b], [b], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
                 jobs += copies
@@ -244,11 +266,20 @@ def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> d
         return sum(_job(cal, method, run, targets, batch, seeds, shape.epochs, shape.eval_batch_size).values()) / 3600
 
     counts = vocabulary.multitask_job_counts(n, settings, shape.seeds, shape.stack_seeds)
-    out = {"gpu": cal.device, "model": cal.model, "calibration": cal.origin, "methods": list(settings["methods"]),
-           "modes": list(settings["modes"]), "strategies": list(settings["strategies"]), "k": k,
-           "exact": bool(counts["exact"]), "per_method": {},
-           "jobs": {**dict.fromkeys(MULTITASK_KINDS, 0), "total": 0},
-           "gpu_hours": {**dict.fromkeys(MULTITASK_KINDS, 0.0), "total": 0.0}, "assumptions": []}
+    out = {
+        "gpu": cal.device,
+        "model": cal.model,
+        "calibration": cal.origin,
+        "methods": list(settings["methods"]),
+        "modes": list(settings["modes"]),
+        "strategies": list(settings["strategies"]),
+        "k": k,
+        "exact": bool(counts["exact"]),
+        "per_method": {},
+        "jobs": {**dict.fromkeys(MULTITASK_KINDS, 0), "total": 0},
+        "gpu_hours": {**dict.fromkeys(MULTITASK_KINDS, 0.0), "total": 0.0},
+        "assumptions": [],
+    }
     for method in settings["methods"]:
         jobs = dict.fromkeys(MULTITASK_KINDS, 0)
         gpu_h = dict.fromkeys(MULTITASK_KINDS, 0.0)
@@ -270,10 +301,12 @@ def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> d
                     run = [target, *stand_in_sources(tasks, i, size)]
                     gpu_h["joint"] += hours(method, run, run, shape.seeds)
                     jobs["joint"] += 1
-            by_run[f"{mode}/{strategy}"] = {"jobs": sum(jobs.values()) - before[0],
-                                            "gpu_hours": sum(gpu_h.values()) - before[1]}
-        out["per_method"][method] = {"jobs": {**jobs, "total": sum(jobs.values())},
-                                     "gpu_hours": {**gpu_h, "total": sum(gpu_h.values())}, "by_run": by_run}
+            by_run[f"{mode}/{strategy}"] = {"jobs": sum(jobs.values()) - before[0], "gpu_hours": sum(gpu_h.values()) - before[1]}
+        out["per_method"][method] = {
+            "jobs": {**jobs, "total": sum(jobs.values())},
+            "gpu_hours": {**gpu_h, "total": sum(gpu_h.values())},
+            "by_run": by_run,
+        }
         for kind in MULTITASK_KINDS:
             out["jobs"][kind] += jobs[kind]
             out["gpu_hours"][kind] += gpu_h[kind]
@@ -286,5 +319,6 @@ def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> d
         out["assumptions"].append(
             f"an upper bound: the groups of strategies other than all are chosen from the pairwise results (random: by "
             f"seed), targets whose groups coincide share a job; each group priced with stand-in tasks of its size (the "
-            f"next {k} tasks after the target in config order)")
+            f"next {k} tasks after the target in config order)"
+        )
     return out

@@ -28,8 +28,10 @@ def slurm_profile(path: str | os.PathLike | None = None, gpu_rules=None) -> dict
     if p.is_dir():
         p = p / "config.yaml"
     if not p.is_file():  # asked for by name: its absence is a problem, not "no profile" (issue 24, class 5)
-        raise MvlptError(f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder "
-                         f"(e.g. workflow/profiles/slurm) or its config.yaml.")
+        raise MvlptError(
+            f"the SLURM profile {path} does not exist (no {p}); give --profile a profile folder "
+            f"(e.g. workflow/profiles/slurm) or its config.yaml."
+        )
     try:
         prof = yaml.safe_load(p.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
@@ -51,8 +53,11 @@ def slurm_profile(path: str | os.PathLike | None = None, gpu_rules=None) -> dict
             request = "no GPU (CPU job)"
         else:
             request = f"--gpus={r['gpu_model'] + ':' if r.get('gpu_model') else ''}{gpu}"
-        rules[rule] = {"partition": r.get("slurm_partition") or "cluster default (not set)", "gpu_request": request,
-                       "account": r.get("slurm_account")}
+        rules[rule] = {
+            "partition": r.get("slurm_partition") or "cluster default (not set)",
+            "gpu_request": request,
+            "account": r.get("slurm_account"),
+        }
     return {"profile": str(p), "executor": prof.get("executor"), "jobs": prof.get("jobs"), "rules": rules}
 
 
@@ -73,13 +78,17 @@ def check_devices(cfg: dict, problems: list, warnings: list, profile: str | None
     out["lease_dir_writable"] = os.access(probe, os.W_OK | os.X_OK)
     requested = str(cfg.get("device", "auto"))
     if out["cuda_gpus"] and not out["lease_dir_writable"] and os.environ.get(NO_LEASE_ENV, "") in ("", "0"):
-        problems.append(f"devices: the GPU lease directory {d} is not writable, so no job can lease a GPU; set "
-                        f"MVLPT_GPU_LOCK_DIR to a writable folder.")
+        problems.append(
+            f"devices: the GPU lease directory {d} is not writable, so no job can lease a GPU; set "
+            f"MVLPT_GPU_LOCK_DIR to a writable folder."
+        )
     if not out["cuda_gpus"]:
         msg = "devices: no CUDA GPU is visible here"
         if requested.startswith("cuda"):
-            warnings.append(f"{msg} but the config asks for device {requested}; run the jobs where GPUs are "
-                            f"(a SLURM profile submits them to GPU nodes).")
+            warnings.append(
+                f"{msg} but the config asks for device {requested}; run the jobs where GPUs are "
+                f"(a SLURM profile submits them to GPU nodes)."
+            )
         else:
             warnings.append(f"{msg}: jobs run on the CPU unless they are submitted to GPU nodes (SLURM profile).")
     out["slurm"] = slurm_profile(profile, gpu_rules)
@@ -111,7 +120,8 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
         if not out["triton"]:
             (problems if on_gpu else warnings).append(
                 f"train.compile: {mode} compiles the GPU jobs' towers with Triton, which this environment lacks; "
-                f"install the `triton` package that matches torch {torch.__version__}, or set `train: {{compile: none}}`.")
+                f"install the `triton` package that matches torch {torch.__version__}, or set `train: {{compile: none}}`."
+            )
     if not on_gpu:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
@@ -121,8 +131,11 @@ def check_compile(cfg: dict, devices: dict, problems: list, warnings: list, on_s
             out["cxx"] = None
             (problems if on_cpu else warnings).append(
                 f"train.compile: {mode} compiles CPU jobs with a C++ compiler, and none works here "
-                f"({str(e).splitlines()[0][:200]}); install one (g++) or set `train: {{compile: none}}`.")
-    warnings.append(f"cost: train.compile is {mode}: the estimate prices eager steps and leaves out compile time "
-                    f"(paid in each job's first epoch, mostly by the first job of each shape: the jobs share the "
-                    f"kernel cache {out['kernel_cache']}); the training log and each result's `compile` field record it.")
+                f"({str(e).splitlines()[0][:200]}); install one (g++) or set `train: {{compile: none}}`."
+            )
+    warnings.append(
+        f"cost: train.compile is {mode}: the estimate prices eager steps and leaves out compile time "
+        f"(paid in each job's first epoch, mostly by the first job of each shape: the jobs share the "
+        f"kernel cache {out['kernel_cache']}); the training log and each result's `compile` field record it."
+    )
     return out

@@ -108,9 +108,7 @@ def _resolve(requested: str | None, count: int) -> str:
         return "cuda" if count > 0 else "cpu"
     m = _DEVICE_RE.match(req)
     if m is None:
-        raise MvlptError(
-            f"Unknown device {requested!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        )
+        raise MvlptError(f"Unknown device {requested!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     kind, idx = m.group(1), m.group(2)
     if kind == "cpu":
         if idx is not None:
@@ -175,8 +173,7 @@ def _prepare_lock_dir(lock_dir: str | os.PathLike[str] | None) -> str:
         os.makedirs(path, mode=0o777 if explicit else 0o700, exist_ok=True)
     except OSError as exc:
         raise MvlptError(
-            f"Cannot create the GPU lock directory {path} ({exc.strerror}); "
-            f"set {LOCK_DIR_ENV} to a writable directory."
+            f"Cannot create the GPU lock directory {path} ({exc.strerror}); set {LOCK_DIR_ENV} to a writable directory."
         ) from exc
     if not explicit:
         st = os.stat(path)
@@ -343,7 +340,8 @@ def lease_device(
         if not announced:
             log.info(
                 "all %d candidate GPU(s) are leased (lock dir %s); waiting for one to free up",
-                len(candidates), directory,
+                len(candidates),
+                directory,
             )
             announced = True
         pause = max(0.0, poll_interval) * random.uniform(0.5, 1.5)
@@ -364,9 +362,7 @@ def _busy_message(directory: str, names: list[str], timeout: float | None) -> st
     )
 
 
-def list_leases(
-    lock_dir: str | os.PathLike[str] | None = None, *, n_devices: int | None = None
-) -> list[dict[str, str]]:
+def list_leases(lock_dir: str | os.PathLike[str] | None = None, *, n_devices: int | None = None) -> list[dict[str, str]]:
     """Which GPU lock is held and by whom, read from the lock dir (for humans and debugging).
 
     Each entry has "lock", "path", "held" ("yes"/"no") and, for held locks, the holder's note

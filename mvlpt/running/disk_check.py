@@ -20,8 +20,10 @@ def prompt_params(method: str, opts: dict, text_w: int, vis_w: int, layers: int,
     try:
         return int(vocabulary.method(method).learner_class().parameter_count(vocabulary.full_options(method, opts), dims))
     except NotImplementedError:
-        raise MvlptError(f"method {method!r}'s learner does not say how many parameters it has, so the preflight cannot "
-                         f"size its prompt files; give its class a parameter_count classmethod.") from None
+        raise MvlptError(
+            f"method {method!r}'s learner does not say how many parameters it has, so the preflight cannot "
+            f"size its prompt files; give its class a parameter_count classmethod."
+        ) from None
 
 
 def _free_bytes(path: Path) -> tuple[Path, int, int]:
@@ -32,8 +34,9 @@ def _free_bytes(path: Path) -> tuple[Path, int, int]:
     return p, shutil.disk_usage(p).free, st.st_dev
 
 
-def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1,
-               multitask: dict | None = None) -> list:
+def check_disk(
+    cfg: dict, rows: list, problems: list, model_info: dict, concurrent: int = 1, multitask: dict | None = None
+) -> list:
     """Bytes the study writes per location against the free space of each file system; ``multitask``:
     the multitask study's job estimate (:func:`mvlpt.running.cost.estimate_multitask`), whose group prompts and
     results are added."""
@@ -45,16 +48,23 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
     results_b = len(methods) * tasks * tasks * seeds * RESULT_BYTES + TABLES_BYTES
     states_b = 0
     for method in methods:
-        params = prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"],
-                                m["embed_dim"])
+        params = prompt_params(
+            method, (cfg.get("method_options") or {}).get(method), m["text_width"], m["vision_width"], m["layers"], m["embed_dim"]
+        )
         results_b += tasks * seeds * params * 4  # single-task prompts (safetensors, fp32)
         states_b = max(states_b, params * 4 * 3 * seeds)  # a state: prompts + momentum + best, per seed
     if multitask:  # group source prompts, target and joint results; each job writes every seed it trains
         per_job = seeds if cfg["stack_seeds"] else 1
         for method, est in multitask["per_method"].items():
             jobs = est["jobs"]
-            params = prompt_params(method, (cfg.get("method_options") or {}).get(method), m["text_width"],
-                                    m["vision_width"], m["layers"], m["embed_dim"])
+            params = prompt_params(
+                method,
+                (cfg.get("method_options") or {}).get(method),
+                m["text_width"],
+                m["vision_width"],
+                m["layers"],
+                m["embed_dim"],
+            )
             # a joint job writes a result per member and seed: at most every task's
             results_b += per_job * (jobs["source"] * params * 4 + (jobs["target"] + jobs["joint"] * tasks) * RESULT_BYTES)
     cache_b = tasks * seeds * 20e3  # split files
@@ -63,8 +73,10 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
             n = (r.test_images or 0) + seeds * ((r.fewshot_train or 0) + (r.fewshot_val or 0))
             cache_b += n * m["embed_dim"] * 4
     sim = vocabulary.similarity_settings(cfg.get("similarity"))
-    cache_b += sum((int(sim["sample_size"]) + seeds * ((r.fewshot_train or 0))) * m["embed_dim"] * 4 + r.classes * m["embed_dim"] * 4
-                   for r in rows)
+    cache_b += sum(
+        (int(sim["sample_size"]) + seeds * (r.fewshot_train or 0)) * m["embed_dim"] * 4 + r.classes * m["embed_dim"] * 4
+        for r in rows
+    )
     cache_b += states_b * max(1, concurrent)  # resumable states of the jobs running at once
     need = [("results", Path(cfg["results_dir"]), results_b), ("cache", Path(cfg["cache_dir"]), cache_b)]
     if any(r.suite == "elevater" for r in rows):
@@ -88,7 +100,9 @@ def check_disk(cfg: dict, rows: list, problems: list, model_info: dict, concurre
         g["what"].append(f"{what} ({path})")
     for g in by_dev.values():
         if g["need"] > g["free"]:
-            problems.append(f"disk: {', '.join(g['what'])} need about {g['need'] / 1e9:.1f} GB but only "
-                            f"{g['free'] / 1e9:.1f} GB are free there; free space or point `results_dir` / `cache_dir` / "
-                            f"`data_dir` elsewhere.")
+            problems.append(
+                f"disk: {', '.join(g['what'])} need about {g['need'] / 1e9:.1f} GB but only "
+                f"{g['free'] / 1e9:.1f} GB are free there; free space or point `results_dir` / `cache_dir` / "
+                f"`data_dir` elsewhere."
+            )
     return out

@@ -26,7 +26,9 @@ def multitask_problems(cfg: dict) -> list[str]:
     out = []
     unknown = [str(key) for key in section if key not in settings.MULTITASK_DEFAULTS]
     if unknown:
-        out.append(f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(settings.MULTITASK_DEFAULTS)}.")
+        out.append(
+            f"multitask: unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(settings.MULTITASK_DEFAULTS)}."
+        )
     study_methods = cfg["methods"] if "methods" in cfg else settings.DEFAULTS["methods"]
     study_methods = list(study_methods or [])
     tasks = cfg.get("tasks") if isinstance(cfg.get("tasks"), list) else []
@@ -49,24 +51,34 @@ def multitask_problems(cfg: dict) -> list[str]:
         meth = vocabulary.METHODS[m]
         if meth.multitask_only:
             if meth.baseline and meth.baseline not in study_methods:
-                out.append(f"multitask: method {m} is compared with {meth.baseline}'s single-task results, so the study's "
-                           f"`methods` must include {meth.baseline}.")
+                out.append(
+                    f"multitask: method {m} is compared with {meth.baseline}'s single-task results, so the study's "
+                    f"`methods` must include {meth.baseline}."
+                )
         elif m not in study_methods:
-            out.append(f"multitask: method {m} is not among the study's `methods` ({', '.join(map(str, study_methods))}), "
-                       f"whose pairwise results it needs (strategy gain and its baseline); add it there or drop it here.")
+            out.append(
+                f"multitask: method {m} is not among the study's `methods` ({', '.join(map(str, study_methods))}), "
+                f"whose pairwise results it needs (strategy gain and its baseline); add it there or drop it here."
+            )
     k = s["k"]
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         out.append(f"multitask: `k` (sources per group) must be an integer >= 1, got {k!r}.")
     if s["similarity"] not in vocabulary.MEASURES:
-        out.append(f"multitask: `similarity` must be a similarity measure ({', '.join(vocabulary.MEASURES)}), got {s['similarity']!r}.")
+        out.append(
+            f"multitask: `similarity` must be a similarity measure ({', '.join(vocabulary.MEASURES)}), got {s['similarity']!r}."
+        )
     if s["predictor"] not in vocabulary.PREDICTORS:
-        out.append(f"multitask: `predictor` must be a transferability predictor ({', '.join(vocabulary.PREDICTORS)}), "
-                   f"got {s['predictor']!r}.")
+        out.append(
+            f"multitask: `predictor` must be a transferability predictor ({', '.join(vocabulary.PREDICTORS)}), "
+            f"got {s['predictor']!r}."
+        )
     elif "predictor" in strategies:
         computed = (cfg.get("predictors") or {}).get("names")
         if computed is not None and s["predictor"] not in computed:
-            out.append(f"multitask: strategy predictor reads predictor {s['predictor']}, which the study does not compute; "
-                       f"add it to `predictors.names` or choose one of {', '.join(map(str, computed))}.")
+            out.append(
+                f"multitask: strategy predictor reads predictor {s['predictor']}, which the study does not compute; "
+                f"add it to `predictors.names` or choose one of {', '.join(map(str, computed))}."
+            )
     seed = s["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int):
         out.append(f"multitask: `seed` (of strategy random) must be an integer, got {seed!r}.")
@@ -76,6 +88,8 @@ def multitask_problems(cfg: dict) -> list[str]:
         out.append(f"multitask: the multitask study needs at least 2 tasks, the config has {len(tasks)}.")
     elif ranked and pairwise and len(tasks) < 3:
         many = len(ranked) > 1
-        out.append(f"multitask: strateg{'ies' if many else 'y'} {', '.join(ranked)} rank{'' if many else 's'} the other tasks, "
-                   f"which needs at least 3 tasks (the config has {len(tasks)}); add tasks or drop {'them' if many else 'it'}.")
+        out.append(
+            f"multitask: strateg{'ies' if many else 'y'} {', '.join(ranked)} rank{'' if many else 's'} the other tasks, "
+            f"which needs at least 3 tasks (the config has {len(tasks)}); add tasks or drop {'them' if many else 'it'}."
+        )
     return out

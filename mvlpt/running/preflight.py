@@ -105,16 +105,28 @@ def results_dir_problems(results_dir: str | os.PathLike) -> list[str]:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        return [f"config: the results folder {d} {'is' if probe == d else 'lies under'} a file ({probe}), not a folder; "
-                f"move the file or set `results_dir` to a folder."]
+        return [
+            f"config: the results folder {d} {'is' if probe == d else 'lies under'} a file ({probe}), not a folder; "
+            f"move the file or set `results_dir` to a folder."
+        ]
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        return [f"config: the results folder {d} cannot be written ({probe} is read-only for this user); set "
-                f"`results_dir` to a writable folder."]
+        return [
+            f"config: the results folder {d} cannot be written ({probe} is read-only for this user); set "
+            f"`results_dir` to a writable folder."
+        ]
     return []
 
 
-def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | None = None,
-        multitask: bool | None = None, noise_from: str | os.PathLike | None = None, gpu_rules=None) -> Report:
+def run(
+    cfg: dict,
+    *,
+    config_path: str = "",
+    deep: bool = False,
+    profile: str | None = None,
+    multitask: bool | None = None,
+    noise_from: str | os.PathLike | None = None,
+    gpu_rules=None,
+) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
     section, even an empty one; False: never). ``profile``: a SLURM profile (folder or config.yaml) to
@@ -160,12 +172,29 @@ def run(cfg: dict, *, config_path: str = "", deep: bool = False, profile: str | 
             power = study_power(cfg, rows, noise_from)
         except MvlptError as e:
             problems.append(str(e))
-    return Report(config_path, [dataclasses.asdict(r) for r in rows], problems, warnings, model, devices, disk, est,
-                  seconds=round(time.perf_counter() - t0, 2), power=power)
+    return Report(
+        config_path,
+        [dataclasses.asdict(r) for r in rows],
+        problems,
+        warnings,
+        model,
+        devices,
+        disk,
+        est,
+        seconds=round(time.perf_counter() - t0, 2),
+        power=power,
+    )
 
 
-def problems(cfg: dict, *, deep: bool = False, report_path: str | os.PathLike | None = None,
-             multitask: bool = False, profile: str | os.PathLike | None = None, gpu_rules=None) -> list[str]:
+def problems(
+    cfg: dict,
+    *,
+    deep: bool = False,
+    report_path: str | os.PathLike | None = None,
+    multitask: bool = False,
+    profile: str | os.PathLike | None = None,
+    gpu_rules=None,
+) -> list[str]:
     """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
     whole report written to ``report_path`` if given. Skipped (empty list) when the config says
     ``preflight: false``. ``multitask``: the run's targets include the multitask study, so check and
@@ -191,28 +220,50 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     head = ("task", "data", "route", "classes", "train", "img/class", "short", "fs train", "fs val", "test")
     rows = [head]
     for r in rep.tasks:
-        pc = "-" if r["per_class_min"] is None else (
-            f"{r['per_class_min']}" if r["per_class_min"] == r["per_class_max"] else f"{r['per_class_min']}-{r['per_class_max']}")
+        pc = (
+            "-"
+            if r["per_class_min"] is None
+            else (
+                f"{r['per_class_min']}"
+                if r["per_class_min"] == r["per_class_max"]
+                else f"{r['per_class_min']}-{r['per_class_max']}"
+            )
+        )
         if r["per_class_from"].startswith("manifest") and r["per_class_min"] is not None:
             pc = f"~{pc}"
-        rows.append((r["task"], r["data"], r["route"] or "-", str(r["classes"]), _n(r["train_images"]), pc,
-                     str(r["short_classes"]) if r["short_classes"] else "-", _n(r["fewshot_train"]), _n(r["fewshot_val"]),
-                     _n(r["test_images"])))
+        rows.append(
+            (
+                r["task"],
+                r["data"],
+                r["route"] or "-",
+                str(r["classes"]),
+                _n(r["train_images"]),
+                pc,
+                str(r["short_classes"]) if r["short_classes"] else "-",
+                _n(r["fewshot_train"]),
+                _n(r["fewshot_val"]),
+                _n(r["test_images"]),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for i, row in enumerate(rows):
         lines.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append(f"(img/class: training images per class, ~ = ELEVATER's manifest mean where the data are not here; "
-                 f"fs train / fs val: few-shot images per seed{f' at {cfg_shots} shots' if cfg_shots else ''}"
-                 f"{f', policy {policy}' if policy else ''})")
+    lines.append(
+        f"(img/class: training images per class, ~ = ELEVATER's manifest mean where the data are not here; "
+        f"fs train / fs val: few-shot images per seed{f' at {cfg_shots} shots' if cfg_shots else ''}"
+        f"{f', policy {policy}' if policy else ''})"
+    )
     m = rep.model
     lines.append("")
     lines.append(f"model: {m.get('name')} / {m.get('pretrained')}: " + (m.get("weights") or "not resolvable offline"))
     d = rep.devices
     gpus = d.get("cuda_gpus") or []
-    lines.append(f"devices: {len(gpus)} CUDA GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lease directory "
-                 f"{d.get('lease_dir')} ({'writable' if d.get('lease_dir_writable') else 'NOT writable'})")
+    lines.append(
+        f"devices: {len(gpus)} CUDA GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lease directory "
+        f"{d.get('lease_dir')} ({'writable' if d.get('lease_dir_writable') else 'NOT writable'})"
+    )
     c = d.get("compile") or {}
     if "kernel_cache" in c:  # checked (not none, not an unknown mode, which is a config problem)
         needs = []
@@ -224,8 +275,7 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     if d.get("slurm"):
         s = d["slurm"]
         parts = sorted({(v["partition"], v["gpu_request"]) for v in s["rules"].values()})
-        lines.append(f"SLURM profile {s['profile']}: " + "; ".join(f"partition {p}, {g}" for p, g in parts)
-                     + " (GPU rules)")
+        lines.append(f"SLURM profile {s['profile']}: " + "; ".join(f"partition {p}, {g}" for p, g in parts) + " (GPU rules)")
     for x in rep.disk:
         lines.append(f"disk: {x['location']} {x['path']}: needs ~{_gb(x['need_bytes'])}, {_gb(x['free_bytes'])} free")
     c = rep.cost
@@ -240,32 +290,47 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     if rep.power:
         pw = rep.power
         lines.append("")
-        lines.append(f"power (a cell's gain, two-sided test at {pw['alpha']:.2g}, power 0.8; {pw['seeds']} seeds, "
-                     f"median test set {pw['n_test']:.0f} images; noise: {pw['noise_from']}):")
+        lines.append(
+            f"power (a cell's gain, two-sided test at {pw['alpha']:.2g}, power 0.8; {pw['seeds']} seeds, "
+            f"median test set {pw['n_test']:.0f} images; noise: {pw['noise_from']}):"
+        )
         for method, v in pw["per_method"].items():
-            need = ", ".join(f"{k.removeprefix('seeds_for_')}: {'no number of seeds' if n is None else f'{n:.0f} seeds'}"
-                             for k, n in v.items() if k.startswith("seeds_for_"))
-            lines.append(f"  {method:5s} smallest detectable gain {100 * v['min_detectable_gain']:.1f} points "
-                         f"({100 * v['min_detectable_gain_any_seeds']:.1f} with unlimited seeds); {need}")
+            need = ", ".join(
+                f"{k.removeprefix('seeds_for_')}: {'no number of seeds' if n is None else f'{n:.0f} seeds'}"
+                for k, n in v.items()
+                if k.startswith("seeds_for_")
+            )
+            lines.append(
+                f"  {method:5s} smallest detectable gain {100 * v['min_detectable_gain']:.1f} points "
+                f"({100 * v['min_detectable_gain_any_seeds']:.1f} with unlimited seeds); {need}"
+            )
     lines.append("")
     for w in rep.warnings:
         lines.append(f"note: {w}")
     for p in rep.problems:
         lines.append(f"problem: {p}")
-    verdict = ("preflight passed: the study can run through" if rep.ok else
-               f"preflight found {len(rep.problems)} problem(s): the study cannot run through")
+    verdict = (
+        "preflight passed: the study can run through"
+        if rep.ok
+        else f"preflight found {len(rep.problems)} problem(s): the study cannot run through"
+    )
     lines.append(f"{verdict} ({rep.seconds:.1f} s).")
     return "\n".join(lines)
 
 
 def _multitask_lines(mt: dict, together: dict) -> list[str]:
     bound = "" if mt["exact"] else ", an upper bound"
-    lines = ["", f"multitask study (modes {', '.join(mt['modes'])}; strategies {', '.join(mt['strategies'])}; k = {mt['k']}{bound}):"]
+    lines = [
+        "",
+        f"multitask study (modes {', '.join(mt['modes'])}; strategies {', '.join(mt['strategies'])}; k = {mt['k']}{bound}):",
+    ]
     width = max(5, *(len(m) for m in mt["per_method"]))
     for method, v in [*mt["per_method"].items(), ("total", mt)]:
         j = v["jobs"]
-        lines.append(f"  {method:{width}s} {v['gpu_hours']['total']:9.1f} GPU-hours  ({j['total']} job{'' if j['total'] == 1 else 's'}: {j['source']} group "
-                     f"source, {j['target']} target, {j['joint']} joint)")
+        lines.append(
+            f"  {method:{width}s} {v['gpu_hours']['total']:9.1f} GPU-hours  ({j['total']} job{'' if j['total'] == 1 else 's'}: {j['source']} group "
+            f"source, {j['target']} target, {j['joint']} joint)"
+        )
     lines.append(f"  pairwise and multitask studies together: {together['gpu_hours']:.1f} GPU-hours ({together['jobs']} jobs)")
     lines.extend(f"  ({a})" for a in mt["assumptions"])
     return lines

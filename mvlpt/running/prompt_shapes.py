@@ -4,7 +4,7 @@ SoftCPT's task prompt lengths (:func:`task_prompt_lengths`)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mvlpt.study import vocabulary
 

@@ -21,7 +21,9 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     cal, note = load_calibration(model)
     if note:
         warnings.append(f"cost: {note}.")
-    text_options = {m: (cfg.get("method_options") or {}).get(m) or {} for m, meth in vocabulary.METHODS.items() if meth.learns_text}
+    text_options = {
+        m: (cfg.get("method_options") or {}).get(m) or {} for m, meth in vocabulary.METHODS.items() if meth.learns_text
+    }
     from mvlpt.training.config import TrainConfig
 
     train = {**dataclasses.asdict(TrainConfig()), **cfg["train"]}
@@ -36,17 +38,31 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     tasks = []
     for r in priced:
         lengths, prefix = prompt_shapes(get_task(r.task).classnames, model, text_options)
-        tasks.append(cost.TaskCost(r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths,
-                                   task_prompt.get(r.task, 0), prefix))
-    shape = cost.StudyShape(tuple(tasks), tuple(cfg["methods"]), len(cfg["seeds"]), cfg["mode"], bool(cfg["stack_seeds"]),
-                            int(train["epochs"]), int(train["batch_size"]), int(train["batch_size_multitask"]),
-                            int(train["eval_batch_size"]), int(cfg["shots"]))
+        tasks.append(
+            cost.TaskCost(
+                r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths, task_prompt.get(r.task, 0), prefix
+            )
+        )
+    shape = cost.StudyShape(
+        tuple(tasks),
+        tuple(cfg["methods"]),
+        len(cfg["seeds"]),
+        cfg["mode"],
+        bool(cfg["stack_seeds"]),
+        int(train["epochs"]),
+        int(train["batch_size"]),
+        int(train["batch_size_multitask"]),
+        int(train["eval_batch_size"]),
+        int(cfg["shots"]),
+    )
     est = cost.estimate(shape, cal)
     warnings.extend(f"cost: {a}." for a in est["assumptions"])  # a method priced from another's figures says so
     if mt is not None and len(tasks) >= 2:
         est["multitask"] = m = cost.estimate_multitask(shape, mt, cal)
-        est["with_multitask"] = {"gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],
-                                 "jobs": est["jobs"] + m["jobs"]["total"]}
+        est["with_multitask"] = {
+            "gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],
+            "jobs": est["jobs"] + m["jobs"]["total"],
+        }
     est["calibration_file"] = cal.path
     est["calibration_describes"] = cal.describes()
     est["note"] = note
@@ -75,6 +91,13 @@ def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = No
     n_test = float(np.median(sizes))
     level = float(vocabulary.analysis_settings(cfg.get("analysis"))["level"])
     table = gainstats.power_table({m: noises[m] for m in methods}, len(cfg["seeds"]), n_test, alpha=1 - level)
-    return {"seeds": len(cfg["seeds"]), "n_test": n_test, "alpha": 1 - level, "noise_from": noises[methods[0]].source,
-            "per_method": table.set_index("method").drop(columns=["seeds", "n_test", "alpha", "noise_from"])
-            .replace({np.nan: None}).to_dict(orient="index")}
+    return {
+        "seeds": len(cfg["seeds"]),
+        "n_test": n_test,
+        "alpha": 1 - level,
+        "noise_from": noises[methods[0]].source,
+        "per_method": table.set_index("method")
+        .drop(columns=["seeds", "n_test", "alpha", "noise_from"])
+        .replace({np.nan: None})
+        .to_dict(orient="index"),
+    }

@@ -46,7 +46,7 @@ def _split_plan(counts, shots: int) -> tuple[int, int, int]:
             train += k
             val += 1 if n >= 2 else 0
             continue
-        nv = (max(1, round(0.2 * k)) if k >= 2 else 0)
+        nv = max(1, round(0.2 * k)) if k >= 2 else 0
         train += k - nv
         val += nv
     return train, val, min((min(int(n), shots) for n in counts), default=0)
@@ -77,13 +77,18 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
             problems.append(f"task {name}: {e}")
         if not present:
             row.data = "missing"
-            how = (" (its licence must be accepted first: the command says what to download and where to put it)"
-                   if routes.default_route(name) == "manual" else "")
+            how = (
+                " (its licence must be accepted first: the command says what to download and where to put it)"
+                if routes.default_route(name) == "manual"
+                else ""
+            )
             problems.append(f"task {name}: no data under {data_dir}; run {fetch}{how}.")
         elif verdict is not None and verdict.status in ("corrupt", "missing"):
             row.data, row.route = verdict.status, verdict.route
-            problems.append(f"task {name}: the data fetched by route {verdict.route} is {verdict.status} "
-                            f"({verdict.problems[0]}); delete the damaged files and run {fetch}.")
+            problems.append(
+                f"task {name}: the data fetched by route {verdict.route} is {verdict.status} "
+                f"({verdict.problems[0]}); delete the damaged files and run {fetch}."
+            )
         else:
             row.data = "present"
             route, folder = present[0]
@@ -91,8 +96,10 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
                 route = verdict.route or route
                 folder = next((f for r, f in present if r == route), folder)
             else:
-                warnings.append(f"task {name}: data present (route {route}, {folder}) but not in the lock file; run "
-                                f"`mvlpt data fetch {name} --route {route}` to record its checksums.")
+                warnings.append(
+                    f"task {name}: data present (route {route}, {folder}) but not in the lock file; run "
+                    f"`mvlpt data fetch {name} --route {route}` to record its checksums."
+                )
             row.route, row.folder = route, str(folder)
         entry = catalog.manifest_entry(name)
         if row.data != "present":
@@ -122,22 +129,29 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
     row.short_classes = len(short)
     empty = [c for c, n in short.items() if n == 0]
     if empty:
-        problems.append(f"task {name}: {len(empty)} class(es) have no training image (e.g. {empty[0]!r}), so they "
-                        f"cannot be learned; check the task's data (`mvlpt data check {name} --images`).")
+        problems.append(
+            f"task {name}: {len(empty)} class(es) have no training image (e.g. {empty[0]!r}), so they "
+            f"cannot be learned; check the task's data (`mvlpt data check {name} --images`)."
+        )
     row.fewshot_train, row.fewshot_val, row.shots_taken_min = _split_plan(counts, shots)
     if short:
         worst = min(short, key=short.get)
         where = "" if row.per_class_from == "data" else " by ELEVATER's manifest"
         if policy == "strict":
-            problems.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than shots={shots} "
-                            f"training images{where} (class {worst!r}: {short[worst]}), which the strict few-shot policy "
-                            f"refuses; lower `shots`, drop the task, or set `{POLICY_KEY}: available`.")
+            problems.append(
+                f"task {name}: {len(short)} of {task.num_classes} classes have fewer than shots={shots} "
+                f"training images{where} (class {worst!r}: {short[worst]}), which the strict few-shot policy "
+                f"refuses; lower `shots`, drop the task, or set `{POLICY_KEY}: available`."
+            )
         else:
-            row.notes.append(f"{len(short)} classes short of {shots} shots: all their images are taken "
-                             f"(smallest {row.shots_taken_min})")
-            warnings.append(f"task {name}: {len(short)} of {task.num_classes} classes have fewer than {shots} training "
-                            f"images{where} (smallest: {short[worst]}); policy available takes all they have "
-                            f"(recorded as shots_taken in the split files).")
+            row.notes.append(
+                f"{len(short)} classes short of {shots} shots: all their images are taken (smallest {row.shots_taken_min})"
+            )
+            warnings.append(
+                f"task {name}: {len(short)} of {task.num_classes} classes have fewer than {shots} training "
+                f"images{where} (smallest: {short[worst]}); policy available takes all they have "
+                f"(recorded as shots_taken in the split files)."
+            )
     if row.fewshot_val == 0:
         problems.append(f"task {name}: no class has a validation image at shots={shots}; raise `shots`.")
     return row

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import functools
 
-from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import vocabulary
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,12 +76,15 @@ def config_problems(cfg) -> list[str]:
         problems.append(f"unknown method(s) in `methods`: {', '.join(map(str, unknown))} (known: {', '.join(pairwise)})")
     only = [m for m in methods if m in vocabulary.METHODS and vocabulary.METHODS[m].multitask_only]
     if only:
-        problems.append(f"method(s) {', '.join(only)} in `methods` train multitask only; list them under "
-                        f"`multitask.methods` (the study's `methods` are {', '.join(pairwise)})")
+        problems.append(
+            f"method(s) {', '.join(only)} in `methods` train multitask only; list them under "
+            f"`multitask.methods` (the study's `methods` are {', '.join(pairwise)})"
+        )
     unknown = [m for m in (cfg.get("method_options") or {}) if m not in vocabulary.METHODS]
     if unknown:
-        problems.append(f"unknown method(s) in `method_options`: {', '.join(map(str, unknown))} "
-                        f"(known: {', '.join(vocabulary.METHODS)})")
+        problems.append(
+            f"unknown method(s) in `method_options`: {', '.join(map(str, unknown))} (known: {', '.join(vocabulary.METHODS)})"
+        )
     for key in ("tasks", "methods", "seeds"):
         dups = _duplicates(cfg.get(key) or [])
         if dups:
@@ -89,8 +92,10 @@ def config_problems(cfg) -> list[str]:
     measures = (cfg.get("analysis") or {}).get("model_measures") or []
     unknown = [m for m in measures if m not in vocabulary.MEASURES]
     if unknown:
-        problems.append(f"unknown similarity measure(s) in `analysis.model_measures`: {', '.join(unknown)} "
-                        f"(known: {', '.join(vocabulary.MEASURES)})")
+        problems.append(
+            f"unknown similarity measure(s) in `analysis.model_measures`: {', '.join(unknown)} "
+            f"(known: {', '.join(vocabulary.MEASURES)})"
+        )
     return problems
 
 

@@ -32,8 +32,9 @@ def check_level(level, what: str = "--level") -> float:
 def check_resamples(n, what: str = "--n-boot") -> int:
     """``n`` if it is a number of resamples of at least :data:`MIN_RESAMPLES`; else one sentence."""
     if isinstance(n, bool) or not isinstance(n, int) or n < MIN_RESAMPLES:
-        raise MvlptError(f"{what} must be an integer of at least {MIN_RESAMPLES} (resamples of an interval or a "
-                         f"p-value; e.g. 2000), got {n}.")
+        raise MvlptError(
+            f"{what} must be an integer of at least {MIN_RESAMPLES} (resamples of an interval or a p-value; e.g. 2000), got {n}."
+        )
     return n
 
 

@@ -139,10 +139,14 @@ class Entry:
 # --------------------------------------------------------------------------------------------------
 # Results (config `results_dir`)
 # --------------------------------------------------------------------------------------------------
-RESULT = Entry("{results}/{method}/{source}__{target}/seed{seed}.json",
-               "One run's record on one target (baseline: source == target; mvlpt.study.vocabulary.RESULT_FIELDS).")
-PROMPT = Entry("{results}/prompts/{method}/{task}/seed{seed}.safetensors",
-               "A baseline run's learned prompt (the sequential runs start from it; the prompt predictors read it).")
+RESULT = Entry(
+    "{results}/{method}/{source}__{target}/seed{seed}.json",
+    "One run's record on one target (baseline: source == target; mvlpt.study.vocabulary.RESULT_FIELDS).",
+)
+PROMPT = Entry(
+    "{results}/prompts/{method}/{task}/seed{seed}.safetensors",
+    "A baseline run's learned prompt (the sequential runs start from it; the prompt predictors read it).",
+)
 
 TABLES_DIR = Entry("{results}/tables")
 TABLE = Entry("{tables}/{name}.{ext}", "A table of the analysis (mvlpt.analysis.tables.write_table: .csv and .parquet).")
@@ -163,41 +167,53 @@ PROMPT_PREDICTOR = Entry("{predictors}/{method}/{predictor}.{ext}", "A prompt pr
 
 REFERENCE_DIR = Entry("{results}/reference")
 REFERENCE_ZEROSHOT = Entry("{reference}/zeroshot/{task}.json", "Zero-shot CLIP on one task (mvlpt.analysis.reference).")
-REFERENCE_PROBE = Entry("{reference}/linear_probe/{task}/seed{seed}.json",
-                        "The few-shot linear probe on one task and split seed (mvlpt.analysis.reference).")
+REFERENCE_PROBE = Entry(
+    "{reference}/linear_probe/{task}/seed{seed}.json",
+    "The few-shot linear probe on one task and split seed (mvlpt.analysis.reference).",
+)
 
 MULTITASK_DIR = Entry("{results}/multitask")
 MULTITASK_GROUPS = Entry("{results}/multitask/groups.csv", "The chosen groups of the multitask study (mvlpt.transfer.grouping).")
-MULTITASK_RESULT = Entry("{results}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json",
-                         "A multitask result; group: mvlpt.study.vocabulary.group_id of the sources (init) or of the tasks "
-                         "trained together, target included (joint).")
+MULTITASK_RESULT = Entry(
+    "{results}/multitask/{method}/{mode}/{group}/{target}/seed{seed}.json",
+    "A multitask result; group: mvlpt.study.vocabulary.group_id of the sources (init) or of the tasks "
+    "trained together, target included (joint).",
+)
 MULTITASK_JOINT = Entry("{results}/multitask/{method}/joint/{group}", "The folder of one joint group run (every member, seed).")
-GROUP_PROMPT = Entry("{results}/multitask/prompts/{method}/{group}/seed{seed}.safetensors",
-                     "A group's source prompt (mode init).")
+GROUP_PROMPT = Entry(
+    "{results}/multitask/prompts/{method}/{group}/seed{seed}.safetensors", "A group's source prompt (mode init)."
+)
 
 # --------------------------------------------------------------------------------------------------
 # Caches (config `cache_dir`): deterministic, never outputs a finished run depends on for its identity
 # --------------------------------------------------------------------------------------------------
 SPLIT = Entry("{cache}/splits/{task}/shots{shots}_seed{seed}.json", "A pinned few-shot split (mvlpt split).")
-FEATURES_DONE = Entry("{cache}/features/{task}.shots{shots}.done.json",
-                      "The marker of a task's complete frozen image features (mvlpt features --done).")
-FEATURES = Entry("{cache}/features/{model}/{task}/{name}.safetensors",
-                 "Frozen image features of one split part (mvlpt.training.features; model: the CLIP's key).")
+FEATURES_DONE = Entry(
+    "{cache}/features/{task}.shots{shots}.done.json",
+    "The marker of a task's complete frozen image features (mvlpt features --done).",
+)
+FEATURES = Entry(
+    "{cache}/features/{model}/{task}/{name}.safetensors",
+    "Frozen image features of one split part (mvlpt.training.features; model: the CLIP's key).",
+)
 FEATURES_NAME = "shots{shots}_seed{seed}_{part}"  # ``name`` of a few-shot split's part (train, val) in FEATURES
 EMBEDDING = Entry("{cache}/similarity/{task}.{kind}.npz", "A task's embeddings of one kind (images, labels, fewshot).")
-STATE = Entry("{cache}/state/{method}/{source}__{target}/{stem}.{tag}.state.safetensors",
-              "The resumable state of a pairwise training job (not an output: removed when the run ends).")
-MULTITASK_STATE = Entry("{cache}/state/multitask/{method}/{kind}/{where}/{stem}.{tag}.state.safetensors",
-                        "The resumable state of a multitask training job (where: its group, or group/target).",
-                        spans=("where",))
+STATE = Entry(
+    "{cache}/state/{method}/{source}__{target}/{stem}.{tag}.state.safetensors",
+    "The resumable state of a pairwise training job (not an output: removed when the run ends).",
+)
+MULTITASK_STATE = Entry(
+    "{cache}/state/multitask/{method}/{kind}/{where}/{stem}.{tag}.state.safetensors",
+    "The resumable state of a multitask training job (where: its group, or group/target).",
+    spans=("where",),
+)
 
 # --------------------------------------------------------------------------------------------------
 # Logs and benchmarks of the workflow's jobs (relative to the working folder)
 # --------------------------------------------------------------------------------------------------
 LOGS = "logs"
 LOG = Entry("{logs}/{job}.log", "A job's log; job: the rule's folder and the job's name.", spans=("job",))
-BENCHMARK = Entry("{logs}/benchmarks/{job}.tsv", "A training job's time and memory (Snakemake's benchmark).",
-                  spans=("job",))
+BENCHMARK = Entry("{logs}/benchmarks/{job}.tsv", "A training job's time and memory (Snakemake's benchmark).", spans=("job",))
 
 
 def features_name(shots: int | str, seed: int | str, part: str) -> str:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from mvlpt.study import layout, vocabulary
 from mvlpt.errors import MvlptError
 from mvlpt.io import write_json
+from mvlpt.study import layout, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,11 @@ def find_result_files(
         if placed is None or not path.is_file():
             continue
         method, source, target, seed = placed
-        if ((methods_set is not None and method not in methods_set)
-                or (tasks_set is not None and (source not in tasks_set or target not in tasks_set))
-                or (seeds_set is not None and seed not in seeds_set)):
+        if (
+            (methods_set is not None and method not in methods_set)
+            or (tasks_set is not None and (source not in tasks_set or target not in tasks_set))
+            or (seeds_set is not None and seed not in seeds_set)
+        ):
             continue
         out.append(path)
     return out
@@ -108,8 +110,11 @@ def setting_of(rec: dict, fields: Sequence[str]) -> tuple:
 
 def differing_fields(a: dict, b: dict, fields: Sequence[str]) -> str:
     """``"shots 5 vs 10, epochs 5 vs 50"``: the fields of ``fields`` where ``a`` and ``b`` differ."""
-    return ", ".join(f"{f} {a.get(f)!r} vs {b.get(f)!r}" for f in fields
-                     if json.dumps(a.get(f), sort_keys=True) != json.dumps(b.get(f), sort_keys=True))
+    return ", ".join(
+        f"{f} {a.get(f)!r} vs {b.get(f)!r}"
+        for f in fields
+        if json.dumps(a.get(f), sort_keys=True) != json.dumps(b.get(f), sort_keys=True)
+    )
 
 
 def settings_problems(found: Iterable[Found]) -> list[str]:
@@ -124,7 +129,8 @@ def settings_problems(found: Iterable[Found]) -> list[str]:
             if setting_of(rec, vocabulary.SETTING_FIELDS) != setting_of(first, vocabulary.SETTING_FIELDS):
                 problems.append(
                     f"the seeds of {method} {source}->{target} were made with different settings "
-                    f"({differing_fields(first, rec, vocabulary.SETTING_FIELDS)}: {first_path} and {path})")
+                    f"({differing_fields(first, rec, vocabulary.SETTING_FIELDS)}: {first_path} and {path})"
+                )
                 break
     for (method, source, target), members in cells.items():
         base = cells.get((method, target, target))
@@ -134,7 +140,8 @@ def settings_problems(found: Iterable[Found]) -> list[str]:
         if setting_of(rec, GAIN_SETTING_FIELDS) != setting_of(base_rec, GAIN_SETTING_FIELDS):
             problems.append(
                 f"{method} {source}->{target} and its baseline {target}->{target} were made with different settings "
-                f"({differing_fields(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain")
+                f"({differing_fields(base_rec, rec, GAIN_SETTING_FIELDS)}: {base_path} and {path}), so they make no gain"
+            )
     return problems
 
 
@@ -157,7 +164,8 @@ def check_splits(found: Iterable[Found]) -> None:
             raise MvlptError(
                 f"{rec['method']} {rec['source']}->{rec['target']} seed {rec['seed']} ({path}) was trained on another "
                 f"few-shot split of {rec['target']} than its baseline ({base_path}: split {theirs[:12]}, this run: "
-                f"{mine[:12]}), so their difference is no gain; rerun the one whose split file is not the study's.")
+                f"{mine[:12]}), so their difference is no gain; rerun the one whose split file is not the study's."
+            )
 
 
 def check_settings(found: Sequence[Found], *, allow_mixed: bool = False) -> None:
@@ -176,5 +184,6 @@ def refuse_mixed_settings(problems: Sequence[str], *, allow_mixed: bool = False)
             log.warning("%s; averaged anyway (mixed settings allowed)", p)
         return
     more = f" (and {len(problems) - 1} more such cells)" if len(problems) > 1 else ""
-    raise MvlptError(f"{problems[0]}{more}; remove the results of the other setting, or pass --allow-mixed-settings "
-                     f"to average them anyway.")
+    raise MvlptError(
+        f"{problems[0]}{more}; remove the results of the other setting, or pass --allow-mixed-settings to average them anyway."
+    )

@@ -25,8 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mvlpt.training.config import TrainConfig
 from mvlpt.errors import MvlptError
+from mvlpt.training.config import TrainConfig
 
 SCHEMA_FILE = "config.schema.yaml"
 
@@ -107,8 +107,9 @@ def _section_class(section: str, doc: str) -> type:
             fields.append((key, Any, dataclasses.field(default_factory=functools.partial(copy.deepcopy, value))))
         else:
             fields.append((key, Any, dataclasses.field(default=value)))
-    cls = dataclasses.make_dataclass(section.title().replace("_", "") + "Settings", fields, frozen=True,
-                                     namespace={"__doc__": doc, "__module__": __name__})
+    cls = dataclasses.make_dataclass(
+        section.title().replace("_", "") + "Settings", fields, frozen=True, namespace={"__doc__": doc, "__module__": __name__}
+    )
     return cls
 
 
@@ -166,19 +167,34 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
     ``checked``: the same config was checked already (the workflow's jobs on a cluster parse the workflow
     again, with the config its main process checked): typed only, without the schema and the registries."""
     if not isinstance(cfg, dict):
-        raise MvlptError(f"invalid config: the config must be a mapping of settings (see config/README.md), got {type(cfg).__name__}.")
+        raise MvlptError(
+            f"invalid config: the config must be a mapping of settings (see config/README.md), got {type(cfg).__name__}."
+        )
     found = [] if checked else problems(cfg, multitask=multitask)
     if found:
         raise MvlptError(f"invalid config: {'; '.join(found)}.")
     full = fill_defaults(copy.deepcopy(cfg))
     return StudyConfig(
-        tasks=tuple(full["tasks"]), methods=tuple(full["methods"]), seeds=tuple(int(s) for s in full["seeds"]),
-        shots=int(full["shots"]), fewshot_policy=full["fewshot_policy"], preflight=bool(full["preflight"]),
-        mode=full["mode"], stack_seeds=bool(full["stack_seeds"]), model=ModelSettings(**full["model"]),
-        train=TrainConfig.from_dict(full["train"]), train_options=dict(full["train"]),
-        method_options=copy.deepcopy(full["method_options"]), elevater=ElevaterSettings(**full["elevater"]),
-        device=full["device"], data_dir=full["data_dir"], results_dir=full["results_dir"], cache_dir=full["cache_dir"],
-        similarity=SimilaritySettings(**full["similarity"]), analysis=AnalysisSettings(**full["analysis"]),
-        predictors=PredictorSettings(**full["predictors"]), multitask=MultitaskSettings(**full["multitask"]),
+        tasks=tuple(full["tasks"]),
+        methods=tuple(full["methods"]),
+        seeds=tuple(int(s) for s in full["seeds"]),
+        shots=int(full["shots"]),
+        fewshot_policy=full["fewshot_policy"],
+        preflight=bool(full["preflight"]),
+        mode=full["mode"],
+        stack_seeds=bool(full["stack_seeds"]),
+        model=ModelSettings(**full["model"]),
+        train=TrainConfig.from_dict(full["train"]),
+        train_options=dict(full["train"]),
+        method_options=copy.deepcopy(full["method_options"]),
+        elevater=ElevaterSettings(**full["elevater"]),
+        device=full["device"],
+        data_dir=full["data_dir"],
+        results_dir=full["results_dir"],
+        cache_dir=full["cache_dir"],
+        similarity=SimilaritySettings(**full["similarity"]),
+        analysis=AnalysisSettings(**full["analysis"]),
+        predictors=PredictorSettings(**full["predictors"]),
+        multitask=MultitaskSettings(**full["multitask"]),
         config=full,
     )

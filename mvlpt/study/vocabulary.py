@@ -27,10 +27,11 @@ import dataclasses
 import importlib
 import math
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from mvlpt.study import names, settings
 from mvlpt.errors import MvlptError
+from mvlpt.study import names, settings
 from mvlpt.study.layout import parse_result_path
 
 
@@ -81,17 +82,40 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("coop", "mvlpt.models.prompts.coop:CoOp", learns_text=True, learns_image=False, label="CoOp"),
-        Method("vpt", "mvlpt.models.prompts.vpt:VPT", learns_text=False, learns_image=True, label="VPT",
-               option_aliases=(("n_tokens", "n_ctx"),)),
+        Method(
+            "vpt",
+            "mvlpt.models.prompts.vpt:VPT",
+            learns_text=False,
+            learns_image=True,
+            label="VPT",
+            option_aliases=(("n_tokens", "n_ctx"),),
+        ),
         Method("upt", "mvlpt.models.prompts.upt:UPT", learns_text=True, learns_image=True, label="UPT"),
         # SoftCPT (Ding et al.): a task-shared meta network turns each task's description (through the
         # frozen text encoder, after a learned task context) into that task's text context; trained on
         # the union of the configured tasks, compared with CoOp's single-task baseline as in its paper
-        Method("softcpt", "mvlpt.models.prompts.softcpt:SoftCPT", learns_text=True, learns_image=False, label="SoftCPT",
-               task_conditioned=True, baseline="coop", multitask_only=True, priced_as="coop"),
+        Method(
+            "softcpt",
+            "mvlpt.models.prompts.softcpt:SoftCPT",
+            learns_text=True,
+            learns_image=False,
+            label="SoftCPT",
+            task_conditioned=True,
+            baseline="coop",
+            multitask_only=True,
+            priced_as="coop",
+        ),
         # CoCoOp (Zhou et al., CVPR 2022): a meta network shifts the shared context per image (docs/cocoop.md); opt-in
-        Method("cocoop", "mvlpt.models.prompts.cocoop:CoCoOp", learns_text=True, learns_image=False, label="CoCoOp",
-               image_conditioned=True, priced_as="coop", in_default_study=False),
+        Method(
+            "cocoop",
+            "mvlpt.models.prompts.cocoop:CoCoOp",
+            learns_text=True,
+            learns_image=False,
+            label="CoCoOp",
+            image_conditioned=True,
+            priced_as="coop",
+            in_default_study=False,
+        ),
     )
 }
 PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
@@ -146,8 +170,9 @@ def full_options(name: str, options: dict | None = None) -> dict:
     import inspect
 
     params = inspect.signature(method(name).learner_class().__init__).parameters
-    defaults = {k: p.default for k, p in params.items()
-                if p.default is not inspect.Parameter.empty and k not in ("generator", "tasks")}
+    defaults = {
+        k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty and k not in ("generator", "tasks")
+    }
     return {**defaults, **canonical_options(name, options)[0]}
 
 
@@ -190,14 +215,35 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     m.name: m
     for m in (
-        Measure("visual_cosine", "images", "mvlpt.analysis.similarity:mean_cosine_matrix", False,
-                "visual similarity (cosine of mean image embeddings)"),
-        Measure("visual_frechet", "images", "mvlpt.analysis.similarity:frechet_matrix", True,
-                "visual Frechet distance (lower = more similar)", options=("shrinkage", "ridge")),
-        Measure("label_match", "labels", "mvlpt.analysis.similarity:label_match_matrix", False,
-                "label similarity (best class match, symmetrised)"),
-        Measure("label_cosine", "labels", "mvlpt.analysis.similarity:mean_cosine_matrix", False,
-                "label similarity (cosine of mean class-name embeddings)"),
+        Measure(
+            "visual_cosine",
+            "images",
+            "mvlpt.analysis.similarity:mean_cosine_matrix",
+            False,
+            "visual similarity (cosine of mean image embeddings)",
+        ),
+        Measure(
+            "visual_frechet",
+            "images",
+            "mvlpt.analysis.similarity:frechet_matrix",
+            True,
+            "visual Frechet distance (lower = more similar)",
+            options=("shrinkage", "ridge"),
+        ),
+        Measure(
+            "label_match",
+            "labels",
+            "mvlpt.analysis.similarity:label_match_matrix",
+            False,
+            "label similarity (best class match, symmetrised)",
+        ),
+        Measure(
+            "label_cosine",
+            "labels",
+            "mvlpt.analysis.similarity:mean_cosine_matrix",
+            False,
+            "label similarity (cosine of mean class-name embeddings)",
+        ),
     )
 }
 EMBEDDING_KINDS = ("images", "labels")
@@ -267,13 +313,23 @@ PREDICTOR_FAMILIES = ("zeroshot", "prompt", "similarity")
 # (name, function of mvlpt.transfer.transferability, view, label, reference) of the estimators where their assumptions hold
 _FIXED_ESTIMATORS = (
     ("leep_xfit", "leep_crossfit", "probabilities", "LEEP (cross-fitted)", "Nguyen et al., LEEP, ICML 2020; cross-fitted here"),
-    ("nce_xfit", "nce_crossfit", "predictions", "NCE (predicted source labels, cross-fitted)",
-     "Tran et al., ICCV 2019, the LEEP paper's predicted-label variant; cross-fitted here"),
+    (
+        "nce_xfit",
+        "nce_crossfit",
+        "predictions",
+        "NCE (predicted source labels, cross-fitted)",
+        "Tran et al., ICCV 2019, the LEEP paper's predicted-label variant; cross-fitted here",
+    ),
     ("logme_eep", "logme_eep", "probabilities", "LogME (target-class EEP features)", "You et al., LogME, ICML 2021"),
     ("h_score_eep", "h_score_eep", "probabilities", "H-score (target-class EEP features)", "Bao et al., ICIP 2019"),
     ("gbc_eep", "gbc_eep", "probabilities", "GBC (target-class EEP features, diagonal)", "Pandy et al., CVPR 2022"),
-    ("gbc_spherical", "gbc_spherical_eep", "probabilities", "GBC (authors' setting: PCA 64, spherical; EEP features)",
-     "Pandy et al., CVPR 2022, their code's setting"),
+    (
+        "gbc_spherical",
+        "gbc_spherical_eep",
+        "probabilities",
+        "GBC (authors' setting: PCA 64, spherical; EEP features)",
+        "Pandy et al., CVPR 2022, their code's setting",
+    ),
 )
 # what the source's zero-shot classifier gives an estimator, per target image: its class probabilities
 # (softmax of the logits), its predicted class (argmax), or its logits as features (the source's view);
@@ -283,43 +339,117 @@ PREDICTOR_VIEWS = ("probabilities", "predictions", "logits", "target_metric", "t
 PREDICTORS: dict[str, Predictor] = {
     p.name: p
     for p in (
-        Predictor("leep", "zeroshot", "mvlpt.transfer.transferability:leep", "probabilities", "LEEP (in-sample)",
-                  "Nguyen et al., LEEP, ICML 2020"),
-        Predictor("nce", "zeroshot", "mvlpt.transfer.transferability:nce", "predictions", "NCE (predicted source labels, in-sample)",
-                  "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
-        Predictor("logme", "zeroshot", "mvlpt.transfer.transferability:logme", "logits", "LogME (source-class logits)",
-                  "You et al., LogME, ICML 2021"),
-        Predictor("h_score", "zeroshot", "mvlpt.transfer.transferability:h_score", "logits", "H-score (source-class logits)",
-                  "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
-        Predictor("gbc", "zeroshot", "mvlpt.transfer.transferability:gbc", "logits", "GBC (source-class logits, diagonal)",
-                  "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"),
+        Predictor(
+            "leep",
+            "zeroshot",
+            "mvlpt.transfer.transferability:leep",
+            "probabilities",
+            "LEEP (in-sample)",
+            "Nguyen et al., LEEP, ICML 2020",
+        ),
+        Predictor(
+            "nce",
+            "zeroshot",
+            "mvlpt.transfer.transferability:nce",
+            "predictions",
+            "NCE (predicted source labels, in-sample)",
+            "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019",
+        ),
+        Predictor(
+            "logme",
+            "zeroshot",
+            "mvlpt.transfer.transferability:logme",
+            "logits",
+            "LogME (source-class logits)",
+            "You et al., LogME, ICML 2021",
+        ),
+        Predictor(
+            "h_score",
+            "zeroshot",
+            "mvlpt.transfer.transferability:h_score",
+            "logits",
+            "H-score (source-class logits)",
+            "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019",
+        ),
+        Predictor(
+            "gbc",
+            "zeroshot",
+            "mvlpt.transfer.transferability:gbc",
+            "logits",
+            "GBC (source-class logits, diagonal)",
+            "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022",
+        ),
         # the same estimators with the source's trained prompt (per method) in place of its zero-shot classifier
-        *(Predictor(f"{name}_prompt", "prompt", f"mvlpt.transfer.transferability:{name}", reads, f"{label} (trained prompt)", ref)
-          for name, reads, label, ref in (
-              ("leep", "probabilities", "LEEP (in-sample)", "Nguyen et al., LEEP, ICML 2020"),
-              ("nce", "predictions", "NCE (predicted source labels, in-sample)", "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019"),
-              ("logme", "logits", "LogME (source-class logits)", "You et al., LogME, ICML 2021"),
-              ("h_score", "logits", "H-score (source-class logits)", "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019"),
-              ("gbc", "logits", "GBC (source-class logits, diagonal)", "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022"))),
+        *(
+            Predictor(
+                f"{name}_prompt", "prompt", f"mvlpt.transfer.transferability:{name}", reads, f"{label} (trained prompt)", ref
+            )
+            for name, reads, label, ref in (
+                ("leep", "probabilities", "LEEP (in-sample)", "Nguyen et al., LEEP, ICML 2020"),
+                (
+                    "nce",
+                    "predictions",
+                    "NCE (predicted source labels, in-sample)",
+                    "Tran et al., Transferability and Hardness of Supervised Classification Tasks, ICCV 2019",
+                ),
+                ("logme", "logits", "LogME (source-class logits)", "You et al., LogME, ICML 2021"),
+                (
+                    "h_score",
+                    "logits",
+                    "H-score (source-class logits)",
+                    "Bao et al., An Information-Theoretic Approach to Transferability, ICIP 2019",
+                ),
+                (
+                    "gbc",
+                    "logits",
+                    "GBC (source-class logits, diagonal)",
+                    "Pandy et al., Transferability Estimation using Bhattacharyya Class Separability, CVPR 2022",
+                ),
+            )
+        ),
         # the estimators where their assumptions hold (issue #22, docs/predictors.md): LEEP and NCE cross-fitted
         # on class-stratified halves, LogME / H-score / GBC on features of one size for every source (the
         # cross-fitted EEP probabilities over the target's classes), GBC also in its authors' setting
-        *(Predictor(f"{name}{suffix}", family, f"mvlpt.transfer.transferability:{fn}", reads, label + tail, ref)
-          for family, suffix, tail in (("zeroshot", "", ""), ("prompt", "_prompt", " (trained prompt)"))
-          for name, fn, reads, label, ref in _FIXED_ESTIMATORS),
+        *(
+            Predictor(f"{name}{suffix}", family, f"mvlpt.transfer.transferability:{fn}", reads, label + tail, ref)
+            for family, suffix, tail in (("zeroshot", "", ""), ("prompt", "_prompt", " (trained prompt)"))
+            for name, fn, reads, label, ref in _FIXED_ESTIMATORS
+        ),
         # the feature estimators on the target-class logits under the source's trained prompt (T's learner
         # holding S's prompt): |C_T| dimensions for every source, no cross-fitting needed (no label is read)
-        *(Predictor(f"{name}_tlogits_prompt", "prompt", f"mvlpt.transfer.transferability:{fn}", "target_logits",
-                    f"{label} (target-class logits, trained prompt)", ref)
-          for name, fn, label, ref in (
-              ("logme", "logme", "LogME", "You et al., LogME, ICML 2021"),
-              ("h_score", "h_score", "H-score", "Bao et al., ICIP 2019"),
-              ("gbc", "gbc", "GBC (diagonal)", "Pandy et al., CVPR 2022"),
-              ("gbc_spherical", "gbc_spherical", "GBC (authors' setting: PCA 64, spherical)", "Pandy et al., CVPR 2022, their code's setting"))),
-        Predictor("prompt_accuracy", "prompt", "mvlpt.training.metrics:compute_metric", "target_metric",
-                  "target metric with the source prompt", "prompt-specific: the source's prompt on the target, untrained"),
-        *(Predictor(m.name, "similarity", m.function, m.kind, m.label, "task similarity (mvlpt.analysis.similarity)")
-          for m in MEASURES.values()),
+        *(
+            Predictor(
+                f"{name}_tlogits_prompt",
+                "prompt",
+                f"mvlpt.transfer.transferability:{fn}",
+                "target_logits",
+                f"{label} (target-class logits, trained prompt)",
+                ref,
+            )
+            for name, fn, label, ref in (
+                ("logme", "logme", "LogME", "You et al., LogME, ICML 2021"),
+                ("h_score", "h_score", "H-score", "Bao et al., ICIP 2019"),
+                ("gbc", "gbc", "GBC (diagonal)", "Pandy et al., CVPR 2022"),
+                (
+                    "gbc_spherical",
+                    "gbc_spherical",
+                    "GBC (authors' setting: PCA 64, spherical)",
+                    "Pandy et al., CVPR 2022, their code's setting",
+                ),
+            )
+        ),
+        Predictor(
+            "prompt_accuracy",
+            "prompt",
+            "mvlpt.training.metrics:compute_metric",
+            "target_metric",
+            "target metric with the source prompt",
+            "prompt-specific: the source's prompt on the target, untrained",
+        ),
+        *(
+            Predictor(m.name, "similarity", m.function, m.kind, m.label, "task similarity (mvlpt.analysis.similarity)")
+            for m in MEASURES.values()
+        ),
     )
 }
 
@@ -402,10 +532,12 @@ def multitask_plan_message(n_tasks: int, settings: dict, seeds: int = 1, stack_s
     `snakemake multitask` says first, since Snakemake's own job table lists them only once its groups exist."""
     c = multitask_job_counts(n_tasks, settings, seeds, stack_seeds)
     bound = "" if c["exact"] else "up to "
-    return (f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
-            f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {n_tasks} tasks"
-            + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
-            + "; GPU-hours: mvlpt preflight.")
+    return (
+        f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
+        f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {n_tasks} tasks"
+        + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
+        + "; GPU-hours: mvlpt preflight."
+    )
 
 
 def group_id(tasks: Iterable[str]) -> str:
@@ -499,31 +631,57 @@ RESULT_FIELDS: tuple[Field, ...] = (
     Field("n_test", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     # the test metric on bootstrap resamples of the test set, the same resamples for every run of a target
     # (mvlpt.training.metrics.bootstrap_record): the test set's sampling error of a gain, paired
-    Field("test_bootstrap", lambda v: isinstance(v, dict) and _is_int(v.get("n")) and isinstance(v.get("values"), list)
-          and len(v["values"]) == v["n"] and all(x is None or _is_num(x) for x in v["values"]) and _name(v.get("test_set")),
-          "an object with n, test_set and n values", required=False),
+    Field(
+        "test_bootstrap",
+        lambda v: (
+            isinstance(v, dict)
+            and _is_int(v.get("n"))
+            and isinstance(v.get("values"), list)
+            and len(v["values"]) == v["n"]
+            and all(x is None or _is_num(x) for x in v["values"])
+            and _name(v.get("test_set"))
+        ),
+        "an object with n, test_set and n values",
+        required=False,
+    ),
     Field("seeds_in_process", lambda v: _is_int(v) and v >= 1, "an integer >= 1", required=False),
     Field("method_options", lambda v: isinstance(v, dict), "an object", required=False),
     Field("peak_gpu_memory_mb", _is_num, "a number", required=False),
     # train option compile (not "none"): torch.compile's mode, the graphs dynamo compiled and the seconds
     # it spent (tracing, forward and backward compilation; included in wall_time_s), and how many of the
     # generated forward/backward graphs came from inductor's on-disk cache (cache_hits) or were generated
-    Field("compile", lambda v: isinstance(v, dict) and _name(v.get("mode")) and _is_num(v.get("compile_s")),
-          "an object with the torch.compile mode and compile_s", required=False),
+    Field(
+        "compile",
+        lambda v: isinstance(v, dict) and _name(v.get("mode")) and _is_num(v.get("compile_s")),
+        "an object with the torch.compile mode and compile_s",
+        required=False,
+    ),
     # classes with fewer than `shots` training images ({"min", "max", "short": {class: images}}), when any
     Field("shots_taken", lambda v: isinstance(v, dict) and "short" in v, "an object with a 'short' entry", required=False),
     # provenance: the few-shot split of every task trained on (task -> mvlpt.io.content_hash of its
     # train/val ids), and for a sequential run the source prompt it started from
-    Field("splits", lambda v: isinstance(v, dict) and all(_name(k) and _name(h) for k, h in v.items()),
-          "an object of task -> split hash", required=False),
-    Field("init_prompt", lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
-          "an object with the source prompt's task and config_hash", required=False),
+    Field(
+        "splits",
+        lambda v: isinstance(v, dict) and all(_name(k) and _name(h) for k, h in v.items()),
+        "an object of task -> split hash",
+        required=False,
+    ),
+    Field(
+        "init_prompt",
+        lambda v: isinstance(v, dict) and _name(v.get("task")) and _name(v.get("config_hash")),
+        "an object with the source prompt's task and config_hash",
+        required=False,
+    ),
     # train option select: the checkpoint reported (best validation metric, or the last epoch's), and the
     # validation loss of its epoch (mean cross-entropy; multi-label: mean binary cross-entropy), the
     # tie-break of "best" (mvlpt.training.train.better); null when it was not finite
     Field("select", lambda v: v in ("best", "last"), "best or last", required=False),
-    Field("val_loss", lambda v: v is None or (_is_num(v) and math.isfinite(v) and v >= 0), "a finite number >= 0 or null",
-          required=False),
+    Field(
+        "val_loss",
+        lambda v: v is None or (_is_num(v) and math.isfinite(v) and v >= 0),
+        "a finite number >= 0 or null",
+        required=False,
+    ),
 )
 # The fields that define a cell's setting: seeds of one (method, source, target) are averaged only
 # when these agree (besides the seed itself).
@@ -535,8 +693,10 @@ def record_problem(rec: Any) -> str | None:
     if not isinstance(rec, dict) or "format" not in rec:
         return "is not an mvlpt result (no 'format' field)"
     if rec["format"] != RESULT_FORMAT:
-        return (f"has format {rec['format']!r}, this mvlpt reads format {RESULT_FORMAT} "
-                f"(use the mvlpt version that wrote it, or rerun its job)")
+        return (
+            f"has format {rec['format']!r}, this mvlpt reads format {RESULT_FORMAT} "
+            f"(use the mvlpt version that wrote it, or rerun its job)"
+        )
     missing = [f.name for f in RESULT_FIELDS if f.required and f.name not in rec]
     if missing:
         return f"lacks the field(s) {', '.join(missing)}"
@@ -560,6 +720,8 @@ def check_record(rec: Any, path: str | os.PathLike | None = None) -> dict:
         if placed is not None:
             got = (rec["method"], rec["source"], rec["target"], int(rec["seed"]))
             if placed != got:
-                raise MvlptError(f"{where} holds method/source/target/seed {got} but its path says {placed}; "
-                                 f"move or delete the misplaced file.")
+                raise MvlptError(
+                    f"{where} holds method/source/target/seed {got} but its path says {placed}; "
+                    f"move or delete the misplaced file."
+                )
     return rec

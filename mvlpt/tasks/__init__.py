@@ -9,8 +9,11 @@ from mvlpt.tasks.registry import ArraySplit, Task, TaskSplit, add_suite_loader, 
 
 
 def _load_builtin_suites() -> None:
-    from mvlpt.tasks import elevater, synthetic  # noqa: F401  (importing a suite registers its tasks)
-    from mvlpt.tasks import designed  # noqa: F401  (the designed world, docs/groundtruth.md)
+    from mvlpt.tasks import (  # noqa: F401  (importing a suite registers its tasks)
+        designed,  # noqa: F401  (the designed world, docs/groundtruth.md)
+        elevater,
+        synthetic,
+    )
 
 
 add_suite_loader(_load_builtin_suites)

@@ -69,14 +69,19 @@ class Design:
 
 
 _SHAPES3 = synthetic.SHAPES[:3]  # circle, square, triangle
-DESIGNS: types.MappingProxyType = types.MappingProxyType({d.name: d for d in (
-    Design("gt-shapes", synthetic.SHAPES, "shapes", 0.0, 2101, "the reference target"),
-    Design("gt-twin", synthetic.SHAPES, "shapes", 0.0, 2102, "an independent draw of gt-shapes's distribution"),
-    Design("gt-half-labels", _SHAPES3, "shapes", 0.0, 2103, "half of gt-shapes's classes"),
-    Design("gt-shift-50", synthetic.SHAPES, "shapes", 0.5, 2104, "gt-shapes with half of its images as negatives"),
-    Design("gt-shift-100", synthetic.SHAPES, "shapes", 1.0, 2105, "gt-shapes with every image as a negative"),
-    Design("gt-textures", synthetic.TEXTURES, "textures", 0.0, 2106, "other classes, another renderer"),
-)})
+DESIGNS: types.MappingProxyType = types.MappingProxyType(
+    {
+        d.name: d
+        for d in (
+            Design("gt-shapes", synthetic.SHAPES, "shapes", 0.0, 2101, "the reference target"),
+            Design("gt-twin", synthetic.SHAPES, "shapes", 0.0, 2102, "an independent draw of gt-shapes's distribution"),
+            Design("gt-half-labels", _SHAPES3, "shapes", 0.0, 2103, "half of gt-shapes's classes"),
+            Design("gt-shift-50", synthetic.SHAPES, "shapes", 0.5, 2104, "gt-shapes with half of its images as negatives"),
+            Design("gt-shift-100", synthetic.SHAPES, "shapes", 1.0, 2105, "gt-shapes with every image as a negative"),
+            Design("gt-textures", synthetic.TEXTURES, "textures", 0.0, 2106, "other classes, another renderer"),
+        )
+    }
+)
 SUITE: tuple[str, ...] = tuple(DESIGNS)
 
 # The second designed world (docs/groundtruth.md, "A second world"; config/groundtruth2.yaml): three
@@ -86,14 +91,21 @@ SUITE: tuple[str, ...] = tuple(DESIGNS)
 SOURCE2 = "designed2"
 _SHAPES_A = ("circle", "square", "triangle", "star")
 _SHAPES_B = ("triangle", "star", "cross", "heart")
-DESIGNS2: types.MappingProxyType = types.MappingProxyType({d.name: d for d in (
-    Design("gw2-shapes-a1", _SHAPES_A, "shapes", 0.0, 2201, "shape family A (circle, square, triangle, star), draw 1"),
-    Design("gw2-shapes-a2", _SHAPES_A, "shapes", 0.0, 2202, "shape family A, draw 2 (gw2-shapes-a1's twin)"),
-    Design("gw2-shapes-b1", _SHAPES_B, "shapes", 0.0, 2203, "shape family B (triangle, star, cross, heart), draw 1"),
-    Design("gw2-shapes-b2", _SHAPES_B, "shapes", 0.0, 2204, "shape family B, draw 2 (gw2-shapes-b1's twin)"),
-    Design("gw2-textures-1", synthetic.TEXTURES, "textures", 0.0, 2205, "the texture family, draw 1"),
-    Design("gw2-textures-2", synthetic.TEXTURES, "textures", 0.0, 2206, "the texture family, draw 2 (gw2-textures-1's twin)"),
-)})
+DESIGNS2: types.MappingProxyType = types.MappingProxyType(
+    {
+        d.name: d
+        for d in (
+            Design("gw2-shapes-a1", _SHAPES_A, "shapes", 0.0, 2201, "shape family A (circle, square, triangle, star), draw 1"),
+            Design("gw2-shapes-a2", _SHAPES_A, "shapes", 0.0, 2202, "shape family A, draw 2 (gw2-shapes-a1's twin)"),
+            Design("gw2-shapes-b1", _SHAPES_B, "shapes", 0.0, 2203, "shape family B (triangle, star, cross, heart), draw 1"),
+            Design("gw2-shapes-b2", _SHAPES_B, "shapes", 0.0, 2204, "shape family B, draw 2 (gw2-shapes-b1's twin)"),
+            Design("gw2-textures-1", synthetic.TEXTURES, "textures", 0.0, 2205, "the texture family, draw 1"),
+            Design(
+                "gw2-textures-2", synthetic.TEXTURES, "textures", 0.0, 2206, "the texture family, draw 2 (gw2-textures-1's twin)"
+            ),
+        )
+    }
+)
 SUITE2: tuple[str, ...] = tuple(DESIGNS2)
 ALL_DESIGNS: types.MappingProxyType = types.MappingProxyType({**DESIGNS, **DESIGNS2})
 WORLDS: types.MappingProxyType = types.MappingProxyType({"groundtruth": SUITE, "groundtruth2": SUITE2})
@@ -112,8 +124,10 @@ def world_of(tasks) -> str:
     for world, suite in WORLDS.items():
         if tasks and tasks <= set(suite):
             return world
-    raise MvlptError(f"the tasks {', '.join(sorted(tasks)) or '(none)'} are not all of one designed world "
-                     f"({'; '.join(f'{w}: {chr(44).join(s)}' for w, s in WORLDS.items())}).")
+    raise MvlptError(
+        f"the tasks {', '.join(sorted(tasks)) or '(none)'} are not all of one designed world "
+        f"({'; '.join(f'{w}: {chr(44).join(s)}' for w, s in WORLDS.items())})."
+    )
 
 
 def label_overlap(source: str, target: str) -> float:
@@ -167,7 +181,7 @@ def draw(d: Design, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, images, neg
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generate(name: str, split: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """``(ids, labels, images)`` of one split, generated once per process; the arrays are read-only."""
     if split not in _SPLIT_INDEX:
@@ -187,19 +201,21 @@ _TEMPLATES = {
     "textures": ("a {} texture.", "a {} pattern.", "a close-up photo of a {} surface.", "a {} fabric."),
 }
 
-TASKS: types.MappingProxyType = types.MappingProxyType({
-    d.name: Task(
-        name=d.name,
-        classnames=d.classes,
-        templates=_TEMPLATES[d.renderer],
-        metric="accuracy",
-        loader=_loader(d.name),
-        domain=f"{d.renderer}, {round(100 * d.shift)}% negatives",
-        description=f"Designed world: {d.role} ({d.renderer} renderer, {round(100 * d.shift)}% negatives).",
-        source=SOURCE if d.name in DESIGNS else SOURCE2,
-    )
-    for d in ALL_DESIGNS.values()
-})
+TASKS: types.MappingProxyType = types.MappingProxyType(
+    {
+        d.name: Task(
+            name=d.name,
+            classnames=d.classes,
+            templates=_TEMPLATES[d.renderer],
+            metric="accuracy",
+            loader=_loader(d.name),
+            domain=f"{d.renderer}, {round(100 * d.shift)}% negatives",
+            description=f"Designed world: {d.role} ({d.renderer} renderer, {round(100 * d.shift)}% negatives).",
+            source=SOURCE if d.name in DESIGNS else SOURCE2,
+        )
+        for d in ALL_DESIGNS.values()
+    }
+)
 
 for _task in TASKS.values():
     register(_task)

@@ -73,7 +73,7 @@ def _chosen_route(task: str, data_dir: Path) -> tuple[str, Path]:
     return present[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_mapping(task: str, folder: str, mtime_ns: int) -> tuple[np.ndarray, bool]:
     info = catalog.tasks_info()[task]
     spec = catalog.route_spec(task)["hub"]
@@ -81,8 +81,14 @@ def _hub_mapping(task: str, folder: str, mtime_ns: int) -> tuple[np.ndarray, boo
     if spec.get("label_map") == "position":
         mapping = map_by_position(len(names), info["num_classes"], what="hub mirror", task=task)
     else:
-        mapping = map_by_name(names, info["classnames"], synonyms=info.get("synonyms"), aliases=spec.get("aliases"),
-                              what=f"hub mirror's classnames.txt ({folder})", task=task)
+        mapping = map_by_name(
+            names,
+            info["classnames"],
+            synonyms=info.get("synonyms"),
+            aliases=spec.get("aliases"),
+            what=f"hub mirror's classnames.txt ({folder})",
+            task=task,
+        )
         if spec.get("label_order") == "official":
             check_same_order(mapping, names, info["classnames"], what=f"hub mirror's classnames.txt ({folder})", task=task)
     return mapping, wds.is_multilabel(Path(folder))
@@ -112,8 +118,7 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None)
                 f"use ELEVATER's own files (route local) to get it, or use the few-shot validation split instead."
             )
         mapping, ml = _hub_mapping(task, str(folder), (folder / "classnames.txt").stat().st_mtime_ns)
-        out = wds.WdsSplit(task, folder, split, mapping, info["num_classes"], multilabel=multilabel or ml,
-                           source_split=src_split)
+        out = wds.WdsSplit(task, folder, split, mapping, info["num_classes"], multilabel=multilabel or ml, source_split=src_split)
     elif route == "torchvision":
         from mvlpt.datasets.tv import TorchvisionSplit
 

@@ -35,9 +35,9 @@ import os
 
 import numpy as np
 
-from mvlpt.study import settings
 from mvlpt.errors import MvlptError
 from mvlpt.io import read_json, write_json
+from mvlpt.study import settings
 from mvlpt.study.names import check_seed, seed_ok
 from mvlpt.tasks.registry import Task
 
@@ -72,12 +72,15 @@ def short_classes(task: Task, counts: np.ndarray, shots: int) -> dict[str, int]:
 
 def shortfall_sentence(task: Task, short: dict[str, int], shots: int) -> str:
     worst = min(short, key=short.get)
-    return (f"task {task.name!r} has only {short[worst]} training images of class {worst!r}"
-            f" ({len(short)} classes short in all), fewer than shots={shots}")
+    return (
+        f"task {task.name!r} has only {short[worst]} training images of class {worst!r}"
+        f" ({len(short)} classes short in all), fewer than shots={shots}"
+    )
 
 
-def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, split_data=None,
-               policy: str = DEFAULT_POLICY) -> dict:
+def make_split(
+    task: Task, seed: int, shots: int, data_dir: str | None = None, split_data=None, policy: str = DEFAULT_POLICY
+) -> dict:
     """Sample the few-shot train/val ids of ``task`` for ``seed`` and ``shots`` (see module docstring)."""
     if shots < 1:
         raise MvlptError(f"shots must be at least 1, got {shots}.")
@@ -101,11 +104,14 @@ def make_split(task: Task, seed: int, shots: int, data_dir: str | None = None, s
     short = {task.classnames[c]: len(v) for c, v in taken.items() if len(v) < shots}
     empty = {name: n for name, n in short.items() if n == 0}
     if empty:
-        raise MvlptError(f"{shortfall_sentence(task, empty, shots)}; a class without training images cannot be "
-                         f"learned: check the task's data.")
+        raise MvlptError(
+            f"{shortfall_sentence(task, empty, shots)}; a class without training images cannot be learned: check the task's data."
+        )
     if short and policy == "strict":
-        raise MvlptError(f"{shortfall_sentence(task, short, shots)}; lower shots, or use the few-shot policy "
-                         f"'available' (ELEVATER's: take every image such a class has).")
+        raise MvlptError(
+            f"{shortfall_sentence(task, short, shots)}; lower shots, or use the few-shot policy "
+            f"'available' (ELEVATER's: take every image such a class has)."
+        )
     train, val = [], []
     if shots == 1:
         used = {taken[c][0] for c in taken if taken[c]}
@@ -189,11 +195,14 @@ def split_problem(split: dict) -> str | None:
         return "has no training ids"
     both = set(split["train"]) & set(split["val"])
     if both:
-        return (f"has {len(both)} ids in both train and val (e.g. {sorted(both)[0]!r}), so the run would validate on "
-                f"training images")
+        return (
+            f"has {len(both)} ids in both train and val (e.g. {sorted(both)[0]!r}), so the run would validate on training images"
+        )
     if "seed" in split and not seed_ok(split["seed"]):
         return f"has seed {split['seed']!r}, which is not an integer from 0 to 2**31 - 1"
-    if "shots" in split and not (isinstance(split["shots"], int) and not isinstance(split["shots"], bool) and split["shots"] >= 1):
+    if "shots" in split and not (
+        isinstance(split["shots"], int) and not isinstance(split["shots"], bool) and split["shots"] >= 1
+    ):
         return f"has shots {split['shots']!r}, which is not an integer >= 1"
     taken = split.get("shots_taken")
     if taken is not None and not (isinstance(taken, dict) and isinstance(taken.get("short"), dict)):

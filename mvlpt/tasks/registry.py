@@ -10,7 +10,8 @@ time, so a 262k-image split costs only its index in memory.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -40,7 +41,7 @@ def generated_loader(generate, name: str):
     """The loader of a task whose splits are generated in memory: ``generate(name, split)`` returns
     ``(ids, labels, images)`` (the offline and designed suites)."""
 
-    def load(split: str, data_dir: str | None = None) -> "ArraySplit":  # data_dir: nothing to read
+    def load(split: str, data_dir: str | None = None) -> ArraySplit:  # data_dir: nothing to read
         ids, labels, images = generate(name, split)
         return ArraySplit(ids=list(ids), labels=labels, images=images)
 

@@ -211,7 +211,7 @@ def _warp(atlas: np.ndarray, which: np.ndarray, scale, angle, centre) -> np.ndar
     fu, fv = u - u0, v - v0
     wp = w + 4
     flat = pad.ravel()
-    base = (np.asarray(which, np.intp)[:, None, None] * ((h + 4) * wp) + v0.astype(np.intp) * wp + u0.astype(np.intp))
+    base = np.asarray(which, np.intp)[:, None, None] * ((h + 4) * wp) + v0.astype(np.intp) * wp + u0.astype(np.intp)
     a, b = flat.take(base), flat.take(base + 1)
     c, d = flat.take(base + wp), flat.take(base + wp + 1)
     top = a + fu * (b - a)
@@ -246,8 +246,20 @@ def _heart() -> np.ndarray:
 
 def _cross(w: float = 0.34, length: float = 1.0) -> np.ndarray:
     return np.array(
-        [(w, w), (w, length), (-w, length), (-w, w), (-length, w), (-length, -w),
-         (-w, -w), (-w, -length), (w, -length), (w, -w), (length, -w), (length, w)]
+        [
+            (w, w),
+            (w, length),
+            (-w, length),
+            (-w, w),
+            (-length, w),
+            (-length, -w),
+            (-w, -w),
+            (-w, -length),
+            (w, -length),
+            (w, -w),
+            (length, -w),
+            (length, w),
+        ]
     )
 
 
@@ -404,7 +416,7 @@ def _render_glyph(char: str) -> np.ndarray:
     return np.asarray(tile, np.float32) / 255.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _glyph_atlas(chars: tuple[str, ...]) -> np.ndarray:
     return np.stack([_render_glyph(c) for c in chars])
 
@@ -525,8 +537,12 @@ def orientation_images(rng: np.random.Generator, counts) -> tuple[np.ndarray, np
         dx, dy = math.cos(angle[i]) * length[i] / 2, -math.sin(angle[i]) * length[i] / 2  # screen y is down
         nx, ny = -dy / (length[i] / 2) * width[i] / 2, dx / (length[i] / 2) * width[i] / 2
         cx, cy = centre[i]
-        pts = [(cx + dx + nx, cy + dy + ny), (cx + dx - nx, cy + dy - ny),
-               (cx - dx - nx, cy - dy - ny), (cx - dx + nx, cy - dy + ny)]
+        pts = [
+            (cx + dx + nx, cy + dy + ny),
+            (cx + dx - nx, cy + dy - ny),
+            (cx - dx - nx, cy - dy - ny),
+            (cx - dx + nx, cy - dy + ny),
+        ]
         draw.polygon([(ox + x * ss, oy + y * ss) for x, y in pts], fill=255)
 
     images = _compose(background, _draw_masks(n, draw_one), bar_colour)
@@ -556,7 +572,7 @@ _GENERATORS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generate(task: str, split: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """``(ids, labels, images)`` of one split, generated once per process; the arrays are read-only."""
     if split not in _SPLIT_INDEX:

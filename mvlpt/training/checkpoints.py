@@ -26,8 +26,19 @@ from mvlpt.io import atomic_path, content_hash
 FORMAT = "1"  # of state files
 PROMPT_FORMAT = "2"  # 2: prompt files carry their provenance
 # What a prompt file records of the run that made it (metadata "provenance", JSON).
-PROVENANCE = ("task", "tasks", "seed", "shots", "model", "pretrained", "init_seed", "config_hash", "splits", "best_epoch",
-              "mvlpt_version")
+PROVENANCE = (
+    "task",
+    "tasks",
+    "seed",
+    "shots",
+    "model",
+    "pretrained",
+    "init_seed",
+    "config_hash",
+    "splits",
+    "best_epoch",
+    "mvlpt_version",
+)
 
 
 def _open_meta(path: Path, what: str) -> dict:
@@ -53,9 +64,13 @@ def save_prompt(learner, path, provenance: dict, state: dict | None = None) -> N
     if missing:
         raise ValueError(f"prompt provenance lacks {missing}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in (state or learner.state_dict()).items()}
-    meta = {"format": PROMPT_FORMAT, "kind": "prompt", "method": learner.method,
-            "options": json.dumps(learner.options(), sort_keys=True),
-            "provenance": json.dumps(provenance, sort_keys=True)}
+    meta = {
+        "format": PROMPT_FORMAT,
+        "kind": "prompt",
+        "method": learner.method,
+        "options": json.dumps(learner.options(), sort_keys=True),
+        "provenance": json.dumps(provenance, sort_keys=True),
+    }
     meta["provenance_hash"] = content_hash(provenance)  # an edit of the provenance shows (read_prompt_meta)
     _save(tensors, path, meta)
 
@@ -85,8 +100,12 @@ def provenance_problem(prov) -> str | None:
     missing = [k for k in PROVENANCE if k not in prov]
     if missing:
         return f"lacks {', '.join(missing)}"
-    if name_problem(prov["task"], JOINED_MAX) or not isinstance(prov["tasks"], list) or not prov["tasks"] \
-            or any(name_problem(t) for t in prov["tasks"]):
+    if (
+        name_problem(prov["task"], JOINED_MAX)
+        or not isinstance(prov["tasks"], list)
+        or not prov["tasks"]
+        or any(name_problem(t) for t in prov["tasks"])
+    ):
         return f"names the tasks {prov['task']!r} / {prov['tasks']!r}, which are not task names"
     if not seed_ok(prov["seed"]):
         return f"has seed {prov['seed']!r}, which is not an integer from 0 to 2**31 - 1"
@@ -119,8 +138,9 @@ def read_prompt_meta(path) -> tuple[dict, dict]:
     if problem is None and "provenance_hash" in meta and meta["provenance_hash"] != content_hash(prov):
         problem = "was edited after the file was written (it does not match its recorded hash)"
     if problem:
-        raise MvlptError(f"prompt checkpoint {path} is damaged: its provenance {problem}; delete it and rerun its "
-                         f"source task's training.")
+        raise MvlptError(
+            f"prompt checkpoint {path} is damaged: its provenance {problem}; delete it and rerun its source task's training."
+        )
     return meta, prov
 
 
@@ -132,8 +152,10 @@ def _check_model(path, prov: dict, model: str, pretrained: str | None, init_seed
     have = _weights(prov["model"], prov["pretrained"], prov["init_seed"])
     want = _weights(model, pretrained, init_seed)
     if have != want:
-        raise MvlptError(f"prompt checkpoint {path} was trained on {have}, this run uses {want}; "
-                         f"a prompt only fits the frozen model it was trained with.")
+        raise MvlptError(
+            f"prompt checkpoint {path} was trained on {have}, this run uses {want}; "
+            f"a prompt only fits the frozen model it was trained with."
+        )
 
 
 def load_prompt(learner, path) -> dict:
@@ -161,11 +183,15 @@ def load_prompt(learner, path) -> dict:
             raise ValueError("not an object")
         options = type(learner).canonical_options(options, warn=False)
     except (ValueError, TypeError, RecursionError) as e:
-        raise MvlptError(f"prompt checkpoint {path} is damaged: its method options are unreadable ({str(e)[:100]}); "
-                         f"delete it and rerun its source task's training.") from None
+        raise MvlptError(
+            f"prompt checkpoint {path} is damaged: its method options are unreadable ({str(e)[:100]}); "
+            f"delete it and rerun its source task's training."
+        ) from None
     if options != learner.options():
-        raise MvlptError(f"prompt checkpoint {path} was trained with the {learner.method} options {options}, "
-                         f"this run asks for {learner.options()}.")
+        raise MvlptError(
+            f"prompt checkpoint {path} was trained with the {learner.method} options {options}, "
+            f"this run asks for {learner.options()}."
+        )
     learner.load_state_dict(tensors, strict=True)
     return prov
 
@@ -185,15 +211,21 @@ def source_prompts(spec) -> tuple[str, dict[int, dict]]:
         _check_model(path, prov, spec.model, pretrained, spec.init_seed)
         source = "+".join(prov["tasks"])
         if spec.source is not None and source != spec.source:
-            raise MvlptError(f"prompt checkpoint {path} was trained on {source!r}, not on the given source "
-                             f"{spec.source!r}; leave out --source (it is read from the file) or give the right file.")
+            raise MvlptError(
+                f"prompt checkpoint {path} was trained on {source!r}, not on the given source "
+                f"{spec.source!r}; leave out --source (it is read from the file) or give the right file."
+            )
         if set(prov["tasks"]) & set(spec.tasks):
-            raise MvlptError(f"prompt checkpoint {path} was trained on the target task {spec.tasks[0]!r} itself: "
-                             f"that is the baseline cell, not a transfer.")
+            raise MvlptError(
+                f"prompt checkpoint {path} was trained on the target task {spec.tasks[0]!r} itself: "
+                f"that is the baseline cell, not a transfer."
+            )
         for key, want in (("seed", seed), ("shots", spec.shots)):
             if prov[key] != want:
-                raise MvlptError(f"prompt checkpoint {path} was trained with {key} {prov[key]}, this run's {key} is "
-                                 f"{want}; a transfer starts from the source prompt of the same {key}.")
+                raise MvlptError(
+                    f"prompt checkpoint {path} was trained with {key} {prov[key]}, this run's {key} is "
+                    f"{want}; a transfer starts from the source prompt of the same {key}."
+                )
         out[seed] = prov
     sources = sorted({"+".join(p["tasks"]) for p in out.values()})
     if len(sources) > 1:
@@ -216,10 +248,17 @@ def load_state(path) -> tuple[dict[str, torch.Tensor], dict]:
         state = json.loads(meta["meta"])
     except (KeyError, ValueError):
         state = None
-    if not (isinstance(state, dict) and isinstance(state.get("next_epoch"), int) and state["next_epoch"] >= 0
-            and isinstance(state.get("config_hashes"), list) and isinstance(state.get("best"), dict)
-            and all(isinstance(b, dict) and all(isinstance(e, dict) and {"metric", "epoch"} <= set(e) for e in b.values())
-                    for b in state["best"].values())):
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("next_epoch"), int)
+        and state["next_epoch"] >= 0
+        and isinstance(state.get("config_hashes"), list)
+        and isinstance(state.get("best"), dict)
+        and all(
+            isinstance(b, dict) and all(isinstance(e, dict) and {"metric", "epoch"} <= set(e) for e in b.values())
+            for b in state["best"].values()
+        )
+    ):
         raise MvlptError(f"{damaged} (its metadata is not what mvlpt writes); delete it to start over.")
     return _load_tensors(path, "training state"), state
 

@@ -70,21 +70,38 @@ class TrainConfig:
     # options that do not change results (beyond float tolerance), left out of the config hash
     RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features", "compile")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         def finite(v) -> bool:  # NaN fails every comparison, inf passes "> 0": both are refused here
             return isinstance(v, (int, float)) and math.isfinite(v)
 
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (finite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
-            (self.lr <= LR_MAX, f"lr must be at most {LR_MAX:g}, what float32 parameters can take (the paper's is 0.002), got {self.lr}"),
-            (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be a finite number in [0, 1), got {self.momentum}"),
-            (finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
+            (
+                self.lr <= LR_MAX,
+                f"lr must be at most {LR_MAX:g}, what float32 parameters can take (the paper's is 0.002), got {self.lr}",
+            ),
+            (
+                finite(self.momentum) and 0 <= self.momentum < 1,
+                f"momentum must be a finite number in [0, 1), got {self.momentum}",
+            ),
+            (
+                finite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay}",
+            ),
             (finite(self.warmup_lr) and self.warmup_lr >= 0, f"warmup_lr must be a finite number >= 0, got {self.warmup_lr}"),
-            (self.warmup_lr <= LR_MAX, f"warmup_lr must be at most {LR_MAX:g}, what float32 parameters can take, got {self.warmup_lr}"),
-            (self.weight_decay <= LR_MAX, f"weight_decay must be at most {LR_MAX:g}, what float32 parameters can take, got {self.weight_decay}"),
-            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-             f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs"),
+            (
+                self.warmup_lr <= LR_MAX,
+                f"warmup_lr must be at most {LR_MAX:g}, what float32 parameters can take, got {self.warmup_lr}",
+            ),
+            (
+                self.weight_decay <= LR_MAX,
+                f"weight_decay must be at most {LR_MAX:g}, what float32 parameters can take, got {self.weight_decay}",
+            ),
+            (
+                0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs}); set warmup_epochs: 0 for very short runs",
+            ),
             (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
             (self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}"),
             (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
@@ -92,11 +109,17 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
-            (self.select in SELECT_MODES, f"select must be {' or '.join(SELECT_MODES)} (the best-validation or the final "
-                                          f"epoch's checkpoint), got {self.select!r}"),
-            (self.joint_batch in JOINT_BATCHES, f"joint_batch must be {' or '.join(JOINT_BATCHES)} (a joint step's images "
-                                                f"shared by the tasks, or each task's batch with the others' added), "
-                                                f"got {self.joint_batch!r}"),
+            (
+                self.select in SELECT_MODES,
+                f"select must be {' or '.join(SELECT_MODES)} (the best-validation or the final "
+                f"epoch's checkpoint), got {self.select!r}",
+            ),
+            (
+                self.joint_batch in JOINT_BATCHES,
+                f"joint_batch must be {' or '.join(JOINT_BATCHES)} (a joint step's images "
+                f"shared by the tasks, or each task's batch with the others' added), "
+                f"got {self.joint_batch!r}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -104,7 +127,7 @@ class TrainConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
+    def from_dict(cls, d: dict | None) -> TrainConfig:
         d = dict(d or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
@@ -158,7 +181,7 @@ class RunSpec:
     # ELEVATER's hateful-memes scored by roc_auc (None: the default) or accuracy (mvlpt.tasks.elevater.scored_task)
     hateful_memes_metric: str | None = None
 
-    def validate(self) -> "RunSpec":
+    def validate(self) -> RunSpec:
         if not self.tasks:
             raise MvlptError("a run needs at least one task.")
         if len(set(self.tasks)) != len(self.tasks):
@@ -181,7 +204,9 @@ class RunSpec:
             templates += [t for t in (self.init_from, self.save_group_prompt) if t]
             for t in templates:
                 if "{seed}" not in t:
-                    raise MvlptError(f"with several seeds every output, prompt, split and init path needs a {{seed}} placeholder; {t!r} has none.")
+                    raise MvlptError(
+                        f"with several seeds every output, prompt, split and init path needs a {{seed}} placeholder; {t!r} has none."
+                    )
         for t in [*self.outputs, *self.save_prompts]:
             if t not in self.tasks:
                 raise MvlptError(f"an output is requested for task {t!r}, which this run does not train on.")
@@ -189,15 +214,18 @@ class RunSpec:
             from mvlpt.tasks.elevater import HATEFUL_MEMES_METRICS
 
             if self.hateful_memes_metric not in HATEFUL_MEMES_METRICS:
-                raise MvlptError(f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, "
-                                 f"not {self.hateful_memes_metric!r}.")
+                raise MvlptError(
+                    f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, not {self.hateful_memes_metric!r}."
+                )
         if self.pretrained in ("", "none", "None"):  # the spelling of "random init" on a command line
             self.pretrained = None
         if self.init_from and len(self.tasks) != 1:
             raise MvlptError("a sequential (initialised) run trains on exactly one target task.")
         if self.source and not self.init_from:
-            raise MvlptError(f"a source task ({self.source!r}) is given but no source prompt: the source of a sequential "
-                             f"run comes with --init-from; a single or joint run's source is its own tasks.")
+            raise MvlptError(
+                f"a source task ({self.source!r}) is given but no source prompt: the source of a sequential "
+                f"run comes with --init-from; a single or joint run's source is its own tasks."
+            )
         if self.source and self.source in self.tasks:
             raise MvlptError(f"the source task {self.source!r} is the target itself: that is the baseline cell, not a transfer.")
         self.train.validate()
@@ -221,8 +249,11 @@ class RunSpec:
         from mvlpt.io import check_distinct, check_writable
 
         written = [*self.output_paths(), *([self.state_path] if self.state_path else [])]
-        read = [self.path(t, s) for t in [*self.split_files.values(), *([self.init_from] if self.init_from else [])]
-                for s in self.seeds]
+        read = [
+            self.path(t, s)
+            for t in [*self.split_files.values(), *([self.init_from] if self.init_from else [])]
+            for s in self.seeds
+        ]
         check_writable(written)
         check_distinct(written, read)
 
@@ -233,8 +264,15 @@ class RunSpec:
         """Hash of the setting the runs of one study share: method, options, shots, training options and
         the frozen model, but not the tasks, the source nor the seed. Seeds of one cell, and a pair and
         its target's baseline, are compared on it (mvlpt.study.results.check_settings)."""
-        key = {"method": self.method, "options": self.method_options, "shots": self.shots, "train": self.train.hashable(),
-               "model": self.model, "pretrained": self.pretrained, "init_seed": self.init_seed if not self.pretrained else None}
+        key = {
+            "method": self.method,
+            "options": self.method_options,
+            "shots": self.shots,
+            "train": self.train.hashable(),
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "init_seed": self.init_seed if not self.pretrained else None,
+        }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def config_hash(self, seed: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ class SplitImages(Dataset):
         return self.to_uint8(self.split.image(self.indices[k])), k
 
 
-def iter_image_batches(clip, split, indices=None, batch_size: int = 100, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iter_image_batches(
+    clip, split, indices=None, batch_size: int = 100, workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(uint8 images, positions)`` batches; ``workers`` > 0 decodes in background processes."""
     loader = DataLoader(
         SplitImages(clip, split, indices),
@@ -52,5 +54,7 @@ def labels_of(split, indices=None) -> np.ndarray:
 
 def encode_split_images(clip, split, indices=None, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
     """Frozen, L2-normalised image features (N, D) float32 on the CPU."""
-    feats = [clip.encode_images(clip.normalize(x)).cpu() for x, _ in iter_image_batches(clip, split, indices, batch_size, workers)]
+    feats = [
+        clip.encode_images(clip.normalize(x)).cpu() for x, _ in iter_image_batches(clip, split, indices, batch_size, workers)
+    ]
     return torch.cat(feats) if feats else torch.zeros(0, clip.model.visual.output_dim)

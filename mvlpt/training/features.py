@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from mvlpt.io import atomic_path
 from mvlpt.study import layout
 from mvlpt.training.data import encode_split_images
-from mvlpt.io import atomic_path
 
 
 def ids_digest(ids) -> str:
@@ -46,7 +46,9 @@ def write_cached(path: Path, feats: torch.Tensor, ids) -> None:
         save_file({"features": feats.contiguous()}, str(tmp), metadata={"ids_sha256": ids_digest(ids), "n": str(len(ids))})
 
 
-def image_features(clip, task: str, split, indices, name: str, cache_dir=None, workers: int = 0, write: bool = False) -> torch.Tensor:
+def image_features(
+    clip, task: str, split, indices, name: str, cache_dir=None, workers: int = 0, write: bool = False
+) -> torch.Tensor:
     """Features of ``split`` at ``indices``: from the cache when it holds exactly these ids, else computed
     (and written when ``write``)."""
     indices = list(range(len(split))) if indices is None else list(indices)

@@ -34,20 +34,20 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mvlpt import __version__
-from mvlpt.study import layout, vocabulary
-from mvlpt.training.checkpoints import load_prompt, load_state, remove, save_prompt, save_state, source_prompts
-from mvlpt.training.config import RunSpec
-from mvlpt.training.data import iter_image_batches, labels_of, load_images
-from mvlpt.running.devices import resolve_device
 from mvlpt.errors import MvlptError
-from mvlpt.training.features import image_features
 from mvlpt.io import content_hash, write_together
-from mvlpt.training.metrics import bootstrap_record, compute_metric
 from mvlpt.models.clip import compile_account, compile_errors, load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits, stacked_text_features_once
+from mvlpt.running.devices import resolve_device
+from mvlpt.study import layout, vocabulary
 from mvlpt.study.results import write_result
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import indices_of, make_split, read_split
+from mvlpt.training.checkpoints import load_prompt, load_state, remove, save_prompt, save_state, source_prompts
+from mvlpt.training.config import RunSpec
+from mvlpt.training.data import iter_image_batches, labels_of, load_images
+from mvlpt.training.features import image_features
+from mvlpt.training.metrics import bootstrap_record, compute_metric
 
 
 @dataclass
@@ -132,6 +132,7 @@ def better(candidate: dict, best: dict) -> bool:
     def loss(entry):
         v = entry.get("loss", math.inf)
         return math.inf if v is None or math.isnan(v) else v
+
     if loss(candidate) != loss(best):
         return loss(candidate) < loss(best)
     return candidate["epoch"] > best["epoch"]
@@ -166,12 +167,14 @@ class Trainer:
         self._train_splits = {t.name: t.load("train", spec.data_dir) for t in self.tasks}
         self.members: list[Member] = []
         # a task-conditioned method (SoftCPT) is told which task each class belongs to
-        tasks_of_classes = {"tasks": [(t.name, t.num_classes) for t in self.tasks]} \
-            if vocabulary.method(spec.method).task_conditioned else {}
+        tasks_of_classes = (
+            {"tasks": [(t.name, t.num_classes) for t in self.tasks]} if vocabulary.method(spec.method).task_conditioned else {}
+        )
         for seed in spec.seeds:
             gen = torch.Generator().manual_seed(seed)
-            learner = build_prompt_learner(spec.method, self.clip, classnames, spec.method_options, generator=gen,
-                                           **tasks_of_classes)
+            learner = build_prompt_learner(
+                spec.method, self.clip, classnames, spec.method_options, generator=gen, **tasks_of_classes
+            )
             if spec.init_from:
                 load_prompt(learner, spec.path(spec.init_from, seed))
             self.members.append(Member(seed, learner, []))
@@ -185,8 +188,9 @@ class Trainer:
         params = [p for m in self.members for p in m.learner.parameters() if p.requires_grad]
         # One SGD over every member's parameters: its update is elementwise, so members stay independent.
         # foreach: a few kernels for all parameter tensors instead of a few per tensor (same arithmetic).
-        self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay,
-                                         foreach=True)
+        self.optimizer = torch.optim.SGD(
+            params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay, foreach=True
+        )
         if self.autocast_dtype is not None:
             # frozen matrix-product weights cast to the autocast dtype once, not on every step (exact);
             # after the set-up above, whose cached features and fixed class features run in float32
@@ -205,15 +209,21 @@ class Trainer:
             if split.get("shots") != spec.shots:
                 raise MvlptError(f"few-shot split file {path} has {split.get('shots')} shots, the run asks for {spec.shots}.")
             if split.get("seed") != seed:
-                raise MvlptError(f"few-shot split file {path} was sampled with seed {split.get('seed')}, this run's seed is {seed}; "
-                                 f"give the split file of seed {seed}.")
+                raise MvlptError(
+                    f"few-shot split file {path} was sampled with seed {split.get('seed')}, this run's seed is {seed}; "
+                    f"give the split file of seed {seed}."
+                )
         else:
             split = make_split(task, seed, spec.shots, spec.data_dir, split_data=train_split)
         split_hash = content_hash({"train": split["train"], "val": split["val"]})
         tr, va = indices_of(train_split, split["train"]), indices_of(train_split, split["val"])
         if self.cache_images:
-            tf, vf = (image_features(self.clip, task.name, train_split, idx, layout.features_name(spec.shots, split["seed"], part),
-                                     spec.cache_dir) for idx, part in ((tr, "train"), (va, "val")))
+            tf, vf = (
+                image_features(
+                    self.clip, task.name, train_split, idx, layout.features_name(spec.shots, split["seed"], part), spec.cache_dir
+                )
+                for idx, part in ((tr, "train"), (va, "val"))
+            )
             tx = vx = None
         else:
             tx, vx = load_images(self.clip, train_split, tr), load_images(self.clip, train_split, va)
@@ -226,8 +236,22 @@ class Trainer:
         train_t = _targets(ty, offset, self.n_classes, task.multilabel).to(dev)
         class_mask = torch.zeros(self.n_classes, dtype=torch.bool)
         class_mask[offset : offset + task.num_classes] = True
-        return TaskData(task, offset, tr, va, tx, vx, tf, vf, ty, labels_of(train_split, va), split_hash,
-                        split.get("shots_taken"), train_t, class_mask.to(dev))
+        return TaskData(
+            task,
+            offset,
+            tr,
+            va,
+            tx,
+            vx,
+            tf,
+            vf,
+            ty,
+            labels_of(train_split, va),
+            split_hash,
+            split.get("shots_taken"),
+            train_t,
+            class_mask.to(dev),
+        )
 
     # ----------------------------------------------------------------- model
     def _text_features(self, members: list[Member]) -> list[torch.Tensor] | None:
@@ -243,8 +267,13 @@ class Trainer:
         given, member k's class features (evaluation computes them once, not for every batch).
         """
         cached = feats[0] is not None
-        return stacked_logits([m.learner for m in members], images=None if cached else images,
-                              feats=feats if cached else None, text=text, autocast=self.autocast_dtype)
+        return stacked_logits(
+            [m.learner for m in members],
+            images=None if cached else images,
+            feats=feats if cached else None,
+            text=text,
+            autocast=self.autocast_dtype,
+        )
 
     # -------------------------------------------------------------- training
     def epoch_plan(self, epoch: int) -> list[list[tuple[Member, list[tuple[TaskData, torch.Tensor]]]]]:
@@ -378,7 +407,8 @@ class Trainer:
                 raise MvlptError(
                     f"the learned prompt became non-finite (NaN or infinite) in the update of step {steps} of epoch "
                     f"{epoch + 1} (method {self.spec.method}, tasks {', '.join(self.spec.tasks)}, seed {m.seed}, "
-                    f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data.")
+                    f"lr {self.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data."
+                )
 
     def validate(self) -> list[dict[str, float]]:
         """Per member, per task: the validation metric (all members' val batches in one pass)."""
@@ -399,15 +429,21 @@ class Trainer:
                 active = [j for j, size in enumerate(sizes) if s < size]
                 idx = [slice(s, min(sizes[j], s + self.cfg.eval_batch_size)) for j in active]
                 batch = [self.members[j].data[k].inputs("val", i) for j, i in zip(active, idx)]
-                logits = self._logits([self.members[j] for j in active], [b[0] for b in batch], [b[1] for b in batch],
-                                      None if text is None else [text[j] for j in active])
+                logits = self._logits(
+                    [self.members[j] for j in active],
+                    [b[0] for b in batch],
+                    [b[1] for b in batch],
+                    None if text is None else [text[j] for j in active],
+                )
                 for j, lg in zip(active, logits):
                     scores[j].append(lg[:, self.members[j].data[k].classes].float())
             for j, m in enumerate(self.members):
                 td = m.data[k]
                 sc = torch.cat(scores[j]).cpu().numpy() if scores[j] else np.zeros((0, td.task.num_classes))
-                out[j][td.task.name] = (compute_metric(td.task.metric, sc, td.val_y),
-                                        validation_loss(sc, td.val_y, td.task.multilabel))
+                out[j][td.task.name] = (
+                    compute_metric(td.task.metric, sc, td.val_y),
+                    validation_loss(sc, td.val_y, td.task.multilabel),
+                )
         return out
 
     @torch.no_grad()
@@ -453,11 +489,20 @@ class Trainer:
                 m.best[GROUP] = {"metric": -math.inf, "loss": math.inf, "epoch": -1, "state": None}
         start = self._resume() if spec.state_path else 0
         if start:  # say so: a rerun that starts over and one that resumes look alike otherwise
-            print(f"resuming from the saved training state {spec.state_path} at epoch {start + 1} of {cfg.epochs}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"resuming from the saved training state {spec.state_path} at epoch {start + 1} of {cfg.epochs}",
+                file=sys.stderr,
+                flush=True,
+            )
         seeds = ",".join(map(str, spec.seeds))
-        bar = tqdm(range(start, cfg.epochs), desc=f"{spec.method} {'+'.join(spec.tasks)} seed {seeds}",
-                   initial=start, total=cfg.epochs, disable=None, leave=False)
+        bar = tqdm(
+            range(start, cfg.epochs),
+            desc=f"{spec.method} {'+'.join(spec.tasks)} seed {seeds}",
+            initial=start,
+            total=cfg.epochs,
+            disable=None,
+            leave=False,
+        )
         for epoch in bar:
             with compile_errors(cfg.compile):  # also the backward graphs, compiled at the first backward
                 loss = self.train_epoch(epoch)
@@ -474,10 +519,13 @@ class Trainer:
                 self._save_state(epoch + 1)
             if epoch == start and cfg.compile != "none":
                 c = compile_account(since=self._compile_start)
-                print(f"torch.compile ({cfg.compile}): {c['graphs']} graphs compiled in {c['compile_s']:.1f} s during the "
-                      f"first epoch; inductor loaded {c['cache_hits']} of their {c['cache_hits'] + c['cache_misses']} "
-                      f"forward/backward graphs from the cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', '(torch default)')}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"torch.compile ({cfg.compile}): {c['graphs']} graphs compiled in {c['compile_s']:.1f} s during the "
+                    f"first epoch; inductor loaded {c['cache_hits']} of their {c['cache_hits'] + c['cache_misses']} "
+                    f"forward/backward graphs from the cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', '(torch default)')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return self._finish(time.time() - t0)
 
     def _finish(self, elapsed: float) -> list[dict]:
@@ -556,11 +604,20 @@ class Trainer:
         spec = self.spec
         # a multitask source prompt (GROUP) was chosen on the mean validation metric of all the run's tasks
         group = {"selected_by": "mean_val"} if task == GROUP else {}
-        return {**group, "task": "+".join(spec.tasks) if group else task, "tasks": list(spec.tasks), "seed": m.seed,
-                "shots": spec.shots, "model": spec.model, "pretrained": spec.pretrained,
-                "init_seed": spec.init_seed, "config_hash": spec.config_hash(m.seed),
-                "splits": {td.task.name: td.split_hash for td in m.data}, "best_epoch": m.best[task]["epoch"] + 1,
-                "mvlpt_version": __version__}
+        return {
+            **group,
+            "task": "+".join(spec.tasks) if group else task,
+            "tasks": list(spec.tasks),
+            "seed": m.seed,
+            "shots": spec.shots,
+            "model": spec.model,
+            "pretrained": spec.pretrained,
+            "init_seed": spec.init_seed,
+            "config_hash": spec.config_hash(m.seed),
+            "splits": {td.task.name: td.split_hash for td in m.data},
+            "best_epoch": m.best[task]["epoch"] + 1,
+            "mvlpt_version": __version__,
+        }
 
     # ---------------------------------------------------------------- resume
     def _save_state(self, next_epoch: int) -> None:
@@ -584,13 +641,17 @@ class Trainer:
             return 0
         tensors, meta = load_state(self.spec.state_path)
         if meta.get("config_hashes") != [self.spec.config_hash(s) for s in self.spec.seeds]:
-            raise MvlptError(f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over.")
+            raise MvlptError(
+                f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over."
+            )
         if any((GROUP in best) != bool(self.spec.save_group_prompt) for best in meta["best"].values()):
-            raise MvlptError(f"the saved training state {self.spec.state_path} was saved by a run that "
-                             f"{'did not track' if self.spec.save_group_prompt else 'tracked'} a group prompt; delete it to start over.")
+            raise MvlptError(
+                f"the saved training state {self.spec.state_path} was saved by a run that "
+                f"{'did not track' if self.spec.save_group_prompt else 'tracked'} a group prompt; delete it to start over."
+            )
 
         def part(prefix):
-            return {k[len(prefix):]: v.to(self.device) for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v.to(self.device) for k, v in tensors.items() if k.startswith(prefix)}
 
         for m in self.members:
             m.learner.load_state_dict(part(f"{m.seed}/param/"), strict=True)
@@ -600,8 +661,12 @@ class Trainer:
                     self.optimizer.state[p]["momentum_buffer"] = momentum[k]
             for task, entry in meta["best"][str(m.seed)].items():
                 state = part(f"{m.seed}/best/{task}/")
-                m.best[task] = {"metric": entry["metric"], "loss": entry.get("loss", math.inf), "epoch": entry["epoch"],
-                                "state": state or None}
+                m.best[task] = {
+                    "metric": entry["metric"],
+                    "loss": entry.get("loss", math.inf),
+                    "epoch": entry["epoch"],
+                    "state": state or None,
+                }
         return int(meta["next_epoch"])
 
 

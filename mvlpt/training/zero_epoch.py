@@ -21,9 +21,9 @@ import hashlib
 import json
 import time
 
+from mvlpt.errors import MvlptError
 from mvlpt.training.checkpoints import source_prompts
 from mvlpt.training.config import RunSpec
-from mvlpt.errors import MvlptError
 from mvlpt.training.train import Trainer
 
 
@@ -35,10 +35,12 @@ class ZeroEpochSpec(RunSpec):
     def mode(self) -> str:
         return "zero_epoch"
 
-    def validate(self) -> "ZeroEpochSpec":
+    def validate(self) -> ZeroEpochSpec:
         super().validate()
         if not self.init_from:
-            raise MvlptError("a zero-epoch transfer needs the source's prompt (--init-from): it evaluates that prompt on the target.")
+            raise MvlptError(
+                "a zero-epoch transfer needs the source's prompt (--init-from): it evaluates that prompt on the target."
+            )
         if self.save_prompts or self.save_group_prompt or self.state_path:
             raise MvlptError("a zero-epoch transfer trains nothing: it saves no prompt and keeps no training state.")
         return self
@@ -47,7 +49,7 @@ class ZeroEpochSpec(RunSpec):
         return hashlib.sha256(json.dumps({"zero_epoch": super().config_hash(seed)}).encode()).hexdigest()[:16]
 
     @classmethod
-    def of(cls, spec: RunSpec) -> "ZeroEpochSpec":
+    def of(cls, spec: RunSpec) -> ZeroEpochSpec:
         return cls(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(RunSpec)})
 
 

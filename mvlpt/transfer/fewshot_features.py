@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,8 +36,10 @@ class FewShot:
         self.seeds = np.asarray(self.seeds, dtype=np.int64)
         n = len(self.features)
         if self.features.ndim != 2 or len(self.labels) != n or len(self.seeds) != n or len(self.ids) != n:
-            raise ValueError(f"few-shot embeddings of {self.task}: features {self.features.shape}, {len(self.labels)} labels, "
-                             f"{len(self.seeds)} seeds and {len(self.ids)} ids do not match")
+            raise ValueError(
+                f"few-shot embeddings of {self.task}: features {self.features.shape}, {len(self.labels)} labels, "
+                f"{len(self.seeds)} seeds and {len(self.ids)} ids do not match"
+            )
 
     @property
     def logit_scale(self) -> float:
@@ -60,11 +62,12 @@ def fewshot_rows(split_labels: np.ndarray, positions: Sequence[int]) -> tuple[li
     return rows, classes
 
 
-def encode_fewshot(clip, task, split_files: Sequence[str | os.PathLike], *, data_dir: str | None = None,
-                   batch_size: int = 128) -> FewShot:
+def encode_fewshot(
+    clip, task, split_files: Sequence[str | os.PathLike], *, data_dir: str | None = None, batch_size: int = 128
+) -> FewShot:
     """Encode the train images of ``task``'s few-shot ``split_files`` (one per seed) with their labels."""
-    from mvlpt.training.data import encode_split_images
     from mvlpt.tasks.fewshot import indices_of, read_split
+    from mvlpt.training.data import encode_split_images
 
     if not split_files:
         raise MvlptError(f"no few-shot split files given for task {task.name!r}; pass the study's split files.")
@@ -79,10 +82,20 @@ def encode_fewshot(clip, task, split_files: Sequence[str | os.PathLike], *, data
     unique = sorted(set(rows))
     feats = encode_split_images(clip, train, unique, batch_size=batch_size).numpy()
     at = {p: i for i, p in enumerate(unique)}
-    meta = {"model": clip.key, "logit_scale": float(clip.model.logit_scale.exp().item()),
-            "classnames": list(task.classnames), "split_files": [Path(p).name for p in split_files]}
-    return FewShot(task.name, feats[[at[p] for p in rows]], np.asarray(classes), np.asarray(seeds),
-                   tuple(str(train.ids[p]) for p in rows), meta)
+    meta = {
+        "model": clip.key,
+        "logit_scale": float(clip.model.logit_scale.exp().item()),
+        "classnames": list(task.classnames),
+        "split_files": [Path(p).name for p in split_files],
+    }
+    return FewShot(
+        task.name,
+        feats[[at[p] for p in rows]],
+        np.asarray(classes),
+        np.asarray(seeds),
+        tuple(str(train.ids[p]) for p in rows),
+        meta,
+    )
 
 
 def save_fewshot(fs: FewShot, path: str | os.PathLike) -> Path:
@@ -98,13 +111,18 @@ def load_fewshot(path: str | os.PathLike) -> FewShot:
     path = Path(path)
     meta, z = read_npz(path, "few-shot embedding file", "mvlpt predict embed")
     if not isinstance(meta, dict) or meta.get("format") != FEWSHOT_FORMAT or meta.get("kind") != "fewshot":
-        raise MvlptError(f"{path} is not a few-shot embedding file of this mvlpt (kind "
-                         f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`.")
+        raise MvlptError(
+            f"{path} is not a few-shot embedding file of this mvlpt (kind "
+            f"{meta.get('kind') if isinstance(meta, dict) else None!r}); pass the files of `mvlpt predict embed`."
+        )
     from mvlpt.io import check_npz  # its domain: finite, non-empty, one label/seed/id per row (issue 24, class 4)
 
-    check_npz(path, "few-shot embedding file", "mvlpt predict embed", meta, z, rows=("labels", "seeds", "ids"),
-              ints=("labels", "seeds"))
+    check_npz(
+        path, "few-shot embedding file", "mvlpt predict embed", meta, z, rows=("labels", "seeds", "ids"), ints=("labels", "seeds")
+    )
     try:
         return FewShot(meta["task"], z["features"], z["labels"], z["seeds"], tuple(str(s) for s in z["ids"]), meta)
     except KeyError as e:
-        raise MvlptError(f"few-shot embedding file {path} cannot be read ({e}); delete it and rerun `mvlpt predict embed`.") from None
+        raise MvlptError(
+            f"few-shot embedding file {path} cannot be read ({e}); delete it and rerun `mvlpt predict embed`."
+        ) from None

@@ -47,15 +47,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mvlpt.study import layout, settings, vocabulary
 from mvlpt.analysis import tables
 from mvlpt.errors import MvlptError
+from mvlpt.study import layout, settings, vocabulary
 
 GROUP_COLUMNS = ("method", "strategy", "mode", "target", "group", "tasks", "sources", "k")
 RANKED = ("gain", "similarity", "predictor")  # strategies that rank the sources by a matrix
@@ -230,8 +230,10 @@ def read_gain_matrices(paths: Sequence[str | os.PathLike]) -> dict[str, pd.DataF
     out = {}
     for p in map(Path, paths):
         if not p.stem.endswith("_gain") or p.stem == "_gain":
-            raise MvlptError(f"{p} is not named like a pairwise gain matrix ({{method}}_gain.csv); pass the "
-                             f"matrices/{{method}}_gain.csv files of `mvlpt collect`.")
+            raise MvlptError(
+                f"{p} is not named like a pairwise gain matrix ({{method}}_gain.csv); pass the "
+                f"matrices/{{method}}_gain.csv files of `mvlpt collect`."
+            )
         if not p.is_file():
             raise MvlptError(f"pairwise gain matrix {p} does not exist; {PAIRWISE_HINT}.")
         out[p.stem[: -len("_gain")]] = tables.read_matrix(p)
@@ -295,7 +297,9 @@ def read_groups(path: str | os.PathLike) -> pd.DataFrame:
     df = tables.read_table(path)
     missing = [c for c in GROUP_COLUMNS if c not in df.columns]
     if missing:
-        raise MvlptError(f"groups table {path} lacks the column(s) {', '.join(missing)}; remake it with `mvlpt multitask groups`.")
+        raise MvlptError(
+            f"groups table {path} lacks the column(s) {', '.join(missing)}; remake it with `mvlpt multitask groups`."
+        )
     df = df[list(GROUP_COLUMNS)].copy()
     for c in GROUP_COLUMNS:
         if c != "k":
@@ -319,17 +323,25 @@ def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFr
     dup = df.duplicated(key, keep=False)
     if dup.any():
         r = df[dup].iloc[0]
-        raise MvlptError(f"{where} has {int(dup.sum())} rows for the same (method, strategy, mode, target), e.g. "
-                         f"({r['method']}, {r['strategy']}, {r['mode']}, {r['target']}): a target would count more than "
-                         f"once; remake it with `mvlpt multitask groups`.")
+        raise MvlptError(
+            f"{where} has {int(dup.sum())} rows for the same (method, strategy, mode, target), e.g. "
+            f"({r['method']}, {r['strategy']}, {r['mode']}, {r['target']}): a target would count more than "
+            f"once; remake it with `mvlpt multitask groups`."
+        )
     block_targets: dict[tuple, set] = {}
     for r in df.itertuples(index=False):
         block_targets.setdefault((r.method, r.strategy, r.mode), set()).add(r.target)
     for r in df.itertuples(index=False):
         row = f"{where}'s row ({r.method}, {r.strategy}, {r.mode}, {r.target})"
-        problem = next((f"its {c} {v!r} {p}" for c, v, mx in (("target", r.target, None), ("sources", r.sources, JOINED_MAX),
-                                                              ("tasks", r.tasks, JOINED_MAX))
-                        for p in [name_problem(v) if mx is None else name_problem(v, mx)] if p), None)
+        problem = next(
+            (
+                f"its {c} {v!r} {p}"
+                for c, v, mx in (("target", r.target, None), ("sources", r.sources, JOINED_MAX), ("tasks", r.tasks, JOINED_MAX))
+                for p in [name_problem(v) if mx is None else name_problem(v, mx)]
+                if p
+            ),
+            None,
+        )
         if problem is None:
             sources, tasks = r.sources.split("+"), r.tasks.split("+")
             want = set(sources) | ({r.target} if r.mode == "joint" else set())

@@ -36,21 +36,44 @@ columns, which are percentage points):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from mvlpt.study import layout, results, settings, vocabulary
 from mvlpt.analysis import tables
 from mvlpt.errors import MvlptError
+from mvlpt.study import layout, results, settings, vocabulary
 
-
-TABLE_COLUMNS = ("method", "mode", "strategy", "target", "group", "sources", "baseline_method", "metric", "n_seeds",
-                 "test_mean", "test_std", "baseline_mean", "baseline_std", "gain")
-SUMMARY_COLUMNS = ("method", "mode", "strategy", "n_targets", "test_mean_pts", "baseline_mean_pts", "gain_mean_pts",
-                   "gain_ci_low_pts", "gain_ci_high_pts", "paper")
+TABLE_COLUMNS = (
+    "method",
+    "mode",
+    "strategy",
+    "target",
+    "group",
+    "sources",
+    "baseline_method",
+    "metric",
+    "n_seeds",
+    "test_mean",
+    "test_std",
+    "baseline_mean",
+    "baseline_std",
+    "gain",
+)
+SUMMARY_COLUMNS = (
+    "method",
+    "mode",
+    "strategy",
+    "n_targets",
+    "test_mean_pts",
+    "baseline_mean_pts",
+    "gain_mean_pts",
+    "gain_ci_low_pts",
+    "gain_ci_high_pts",
+    "paper",
+)
 # the record mode a multitask mode's result files carry (mvlpt.training.config.RunSpec.mode)
 RECORD_MODE = {"init": "sequential", "joint": "joint"}
 MULTITASK_HINT = "run the multitask study first: snakemake multitask"
@@ -66,8 +89,11 @@ PAPER: dict[tuple[str, str, str], tuple[str, float | None]] = {
     ("coop", "init", "all"): (f"MCoOp 61.5 (CoOp 55.5); {PAPER_MVLPT}", 61.5 - 55.5),
     ("vpt", "init", "all"): (f"MVPT 65.9 (VPT 60.1); {PAPER_MVLPT}", 65.9 - 60.1),
     ("upt", "init", "all"): (f"MUPT 65.8 (UPT 62.2); {PAPER_MVLPT}", 65.8 - 62.2),
-    ("softcpt", "joint", "all"): ("SoftCPT paper, RN50, other benchmarks: General-10 67.12 vs CoOp 66.39, Plant-6 67.68 "
-                                  "vs 62.59, RS-8 76.86 vs 73.23, Fashion-20 62.75 vs 59.95", None),
+    ("softcpt", "joint", "all"): (
+        "SoftCPT paper, RN50, other benchmarks: General-10 67.12 vs CoOp 66.39, Plant-6 67.68 "
+        "vs 62.59, RS-8 76.86 vs 73.23, Fashion-20 62.75 vs 59.95",
+        None,
+    ),
 }
 
 
@@ -88,8 +114,10 @@ def _read_multitask(path: Path, method: str, mode: str, target: str, seed: int) 
     got = (rec["method"], rec["target"], int(rec["seed"]), rec["mode"])
     want = (method, target, int(seed), RECORD_MODE[mode])
     if got != want:
-        raise MvlptError(f"result file {path} holds method/target/seed/mode {got} but its place says {want}; "
-                         f"move or delete the misplaced file.")
+        raise MvlptError(
+            f"result file {path} holds method/target/seed/mode {got} but its place says {want}; "
+            f"move or delete the misplaced file."
+        )
     return rec
 
 
@@ -101,11 +129,13 @@ def _check_sources(cell: list[tuple[Path, dict]], row) -> None:
         have = rec["source"].split("+")
         group = have if row.mode == "init" else [*have, rec["target"]]
         if set(have) != set(row.sources.split("+")) or vocabulary.group_id(group) != row.group:
-            raise MvlptError(f"result file {p} was trained with the sources {rec['source']!r} (group "
-                             f"{vocabulary.group_id(group)}), but the groups table says {row.sources!r} (group {row.group}) "
-                             f"for {row.method} {row.mode} {row.strategy} target {row.target}; the table would label "
-                             f"one group's result with another's sources: remake groups.csv with `mvlpt multitask groups` "
-                             f"or move the misplaced result.")
+            raise MvlptError(
+                f"result file {p} was trained with the sources {rec['source']!r} (group "
+                f"{vocabulary.group_id(group)}), but the groups table says {row.sources!r} (group {row.group}) "
+                f"for {row.method} {row.mode} {row.strategy} target {row.target}; the table would label "
+                f"one group's result with another's sources: remake groups.csv with `mvlpt multitask groups` "
+                f"or move the misplaced result."
+            )
 
 
 def found_seeds(results_dir: str | os.PathLike, groups: pd.DataFrame) -> list[int]:
@@ -119,25 +149,37 @@ def found_seeds(results_dir: str | os.PathLike, groups: pd.DataFrame) -> list[in
     return sorted(seeds)
 
 
-def _check_setting(cell: list[tuple[Path, dict]], base: list[tuple[Path, dict]], same_method: bool,
-                   allow_mixed: bool) -> None:
+def _check_setting(cell: list[tuple[Path, dict]], base: list[tuple[Path, dict]], same_method: bool, allow_mixed: bool) -> None:
     problems = []
     (p0, r0), (bp, br) = cell[0], base[0]
     for p, r in cell[1:]:
         if results.setting_of(r, vocabulary.SETTING_FIELDS) != results.setting_of(r0, vocabulary.SETTING_FIELDS):
-            problems.append(f"the seeds of {p0.parent} were made with different settings "
-                            f"({results.differing_fields(r0, r, vocabulary.SETTING_FIELDS)}: {p0} and {p})")
+            problems.append(
+                f"the seeds of {p0.parent} were made with different settings "
+                f"({results.differing_fields(r0, r, vocabulary.SETTING_FIELDS)}: {p0} and {p})"
+            )
             break
-    fields = results.GAIN_SETTING_FIELDS if same_method else tuple(
-        f for f in results.GAIN_SETTING_FIELDS if f not in ("method_options", "setting_hash"))
+    fields = (
+        results.GAIN_SETTING_FIELDS
+        if same_method
+        else tuple(f for f in results.GAIN_SETTING_FIELDS if f not in ("method_options", "setting_hash"))
+    )
     if results.setting_of(r0, fields) != results.setting_of(br, fields):
-        problems.append(f"{p0} and its baseline {bp} were made with different settings ({results.differing_fields(br, r0, fields)}), "
-                        f"so they make no gain")
+        problems.append(
+            f"{p0} and its baseline {bp} were made with different settings ({results.differing_fields(br, r0, fields)}), "
+            f"so they make no gain"
+        )
     results.refuse_mixed_settings(problems, allow_mixed=allow_mixed)
 
 
-def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequence[int] | None = None,
-            tasks: Sequence[str] | None = None, allow_mixed_settings: bool = False) -> pd.DataFrame:
+def collect(
+    results_dir: str | os.PathLike,
+    groups: pd.DataFrame,
+    *,
+    seeds: Sequence[int] | None = None,
+    tasks: Sequence[str] | None = None,
+    allow_mixed_settings: bool = False,
+) -> pd.DataFrame:
     """The per-target table (:data:`TABLE_COLUMNS`) of every row of ``groups`` (the groups table of
     :mod:`mvlpt.transfer.grouping`) over ``seeds`` (default: the seeds of the multitask result files found).
     A missing result file, multitask or baseline, is one sentence naming the first one missing.
@@ -161,8 +203,10 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
             missing = [p for p in paths if not p.is_file()]
             if missing:
                 more = f" (and {len(missing) - 1} more of this cell)" if len(missing) > 1 else ""
-                raise MvlptError(f"the {r.method} {r.mode} results of strategy {r.strategy} are incomplete: "
-                                 f"{missing[0]} is missing{more}; {MULTITASK_HINT}.")
+                raise MvlptError(
+                    f"the {r.method} {r.mode} results of strategy {r.strategy} are incomplete: "
+                    f"{missing[0]} is missing{more}; {MULTITASK_HINT}."
+                )
             cells[key] = [(p, _read_multitask(p, r.method, r.mode, r.target, s)) for p, s in zip(paths, seeds)]
             _check_sources(cells[key], r)
         bm = baseline_method(r.method)
@@ -170,20 +214,32 @@ def collect(results_dir: str | os.PathLike, groups: pd.DataFrame, *, seeds: Sequ
             paths = [layout.RESULT.path(results_dir, bm, r.target, r.target, s) for s in seeds]
             missing = [p for p in paths if not p.is_file()]
             if missing:
-                raise MvlptError(f"the single-task baseline {missing[0]} of {r.method}'s target {r.target} is missing; "
-                                 f"{PAIRWISE_HINT}.")
+                raise MvlptError(
+                    f"the single-task baseline {missing[0]} of {r.method}'s target {r.target} is missing; {PAIRWISE_HINT}."
+                )
             baselines[(bm, r.target)] = [(p, results.read_result(p)) for p in paths]
         cell, base = cells[key], baselines[(bm, r.target)]
         _check_setting(cell, base, bm == r.method, allow_mixed_settings)
         test = np.array([rec["test"] for _, rec in cell], float)
         ref = np.array([rec["test"] for _, rec in base], float)
-        rows.append({
-            "method": r.method, "mode": r.mode, "strategy": r.strategy, "target": r.target, "group": r.group,
-            "sources": cell[0][1]["source"], "baseline_method": bm, "metric": cell[0][1]["metric"], "n_seeds": len(test),
-            "test_mean": test.mean(), "test_std": test.std(ddof=1) if len(test) > 1 else np.nan,
-            "baseline_mean": ref.mean(), "baseline_std": ref.std(ddof=1) if len(ref) > 1 else np.nan,
-            "gain": test.mean() - ref.mean(),
-        })
+        rows.append(
+            {
+                "method": r.method,
+                "mode": r.mode,
+                "strategy": r.strategy,
+                "target": r.target,
+                "group": r.group,
+                "sources": cell[0][1]["source"],
+                "baseline_method": bm,
+                "metric": cell[0][1]["metric"],
+                "n_seeds": len(test),
+                "test_mean": test.mean(),
+                "test_std": test.std(ddof=1) if len(test) > 1 else np.nan,
+                "baseline_mean": ref.mean(),
+                "baseline_std": ref.std(ddof=1) if len(ref) > 1 else np.nan,
+                "gain": test.mean() - ref.mean(),
+            }
+        )
     out = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     out["n_seeds"] = out["n_seeds"].astype("int64")
     return _ordered(out, tasks)
@@ -219,8 +275,13 @@ def mean_ci(values, *, n_boot: int, seed: int, level: float) -> tuple[float, flo
     return float(lo), float(hi)
 
 
-def summarize(table: pd.DataFrame, *, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
-              seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+def summarize(
+    table: pd.DataFrame,
+    *,
+    n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+    seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+) -> pd.DataFrame:
     """Per method, mode and strategy: means over targets in percentage points, the bootstrap CI of the
     mean gain over targets, and the paper's reference (:data:`SUMMARY_COLUMNS`)."""
     from mvlpt.study.domains import check_level
@@ -229,24 +290,35 @@ def summarize(table: pd.DataFrame, *, n_boot: int = settings.ANALYSIS_DEFAULTS["
     dup = table.duplicated(["method", "mode", "strategy", "target"])
     if dup.any():
         r = table[dup].iloc[0]
-        raise MvlptError(f"the multitask table has more than one row of {r['method']} {r['mode']} {r['strategy']} target "
-                         f"{r['target']}: a target would count twice in the means; remake it with `mvlpt multitask table`.")
+        raise MvlptError(
+            f"the multitask table has more than one row of {r['method']} {r['mode']} {r['strategy']} target "
+            f"{r['target']}: a target would count twice in the means; remake it with `mvlpt multitask table`."
+        )
     rows = []
     for (m, d, s), g in table.groupby(["method", "mode", "strategy"], sort=False):
         lo, hi = mean_ci(g["gain"], n_boot=n_boot, seed=seed, level=level)
-        rows.append({
-            "method": m, "mode": d, "strategy": s, "n_targets": int(g["target"].nunique()),
-            "test_mean_pts": 100 * g["test_mean"].mean(), "baseline_mean_pts": 100 * g["baseline_mean"].mean(),
-            "gain_mean_pts": 100 * g["gain"].mean(), "gain_ci_low_pts": 100 * lo, "gain_ci_high_pts": 100 * hi,
-            "paper": paper_reference(m, d, s),
-        })
+        rows.append(
+            {
+                "method": m,
+                "mode": d,
+                "strategy": s,
+                "n_targets": int(g["target"].nunique()),
+                "test_mean_pts": 100 * g["test_mean"].mean(),
+                "baseline_mean_pts": 100 * g["baseline_mean"].mean(),
+                "gain_mean_pts": 100 * g["gain"].mean(),
+                "gain_ci_low_pts": 100 * lo,
+                "gain_ci_high_pts": 100 * hi,
+                "paper": paper_reference(m, d, s),
+            }
+        )
     out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     out["n_targets"] = out["n_targets"].astype("int64")
     return _ordered(out)
 
 
-def write_tables(table: pd.DataFrame, summary: pd.DataFrame, table_out: str | os.PathLike,
-                 summary_out: str | os.PathLike) -> list[Path]:
+def write_tables(
+    table: pd.DataFrame, summary: pd.DataFrame, table_out: str | os.PathLike, summary_out: str | os.PathLike
+) -> list[Path]:
     """The per-target table at ``table_out`` and the summary at ``summary_out``, each as CSV + parquet
     (:func:`mvlpt.analysis.tables.write_table`), all four files or none."""
     from mvlpt.io import write_together
@@ -273,8 +345,14 @@ def gain_figure(summary: pd.DataFrame):
     methods = vocabulary.method_order(summary["method"].unique())
     pal = plots.method_palette(methods)
     widths = [max(len(summary[summary["method"] == m]), 1) for m in methods]
-    fig, axes = plt.subplots(1, len(methods), figsize=(0.55 * sum(widths) + 1.2 * len(methods) + 0.8, 3.4),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(methods),
+        figsize=(0.55 * sum(widths) + 1.2 * len(methods) + 0.8, 3.4),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+        sharey=True,
+    )
     starred = False
     for ax, m in zip(axes[0], methods):
         s = summary[summary["method"] == m].reset_index(drop=True)

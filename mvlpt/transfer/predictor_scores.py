@@ -10,7 +10,7 @@ predictors (:data:`NULL_PREDICTORS`: the sources' own quality and a random ranki
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,27 @@ SCORES: tuple[tuple[str, str, int], ...] = (
     ("top3", "top-3 hit rate", 3),
     ("ndcg3", "NDCG@3", 3),
 )
-SCORE_COLUMNS = ("method", "predictor", "family", "against", "score", "estimate", "ci_low", "ci_high", "chance", "chance_low",
-                 "chance_high", "p_value", "q_value", "vs_quality", "vs_quality_low", "vs_quality_high", "useful", "n", "cost_s")
+SCORE_COLUMNS = (
+    "method",
+    "predictor",
+    "family",
+    "against",
+    "score",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "chance",
+    "chance_low",
+    "chance_high",
+    "p_value",
+    "q_value",
+    "vs_quality",
+    "vs_quality_low",
+    "vs_quality_high",
+    "useful",
+    "n",
+    "cost_s",
+)
 
 
 def _chance_ndcg(gain: np.ndarray, k: int) -> float:
@@ -76,10 +95,14 @@ def _pooled_spearman(pred: np.ndarray, gain: np.ndarray):
             idx = np.asarray(idx)
             return spearman_along(p[idx].reshape(*idx.shape[:-1], -1), g[idx].reshape(*idx.shape[:-1], -1))
     else:
+
         def statistic(idx, axis=-1):
             idx = np.asarray(idx)
-            flat = [transferability.spearman(pred[:, cols].ravel(), gain[:, cols].ravel()) for cols in idx.reshape(-1, idx.shape[-1])]
+            flat = [
+                transferability.spearman(pred[:, cols].ravel(), gain[:, cols].ravel()) for cols in idx.reshape(-1, idx.shape[-1])
+            ]
             return np.asarray(flat).reshape(idx.shape[:-1])
+
     return statistic
 
 
@@ -91,8 +114,15 @@ def _ci(data: tuple, statistic, *, n_boot: int, seed: int, level: float) -> tupl
         return np.nan, np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate or NaN resamples: the CI says so by itself
-        ci = S.bootstrap(data, statistic, vectorized=True, n_resamples=n_boot, confidence_level=level,
-                         method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
+        ci = S.bootstrap(
+            data,
+            statistic,
+            vectorized=True,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        ).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -205,9 +235,12 @@ def chance_scores(g: np.ndarray) -> dict[str, float]:
     if n < 2:
         return {"within_target_spearman": np.nan, "top1": np.nan, "top3": np.nan, "ndcg3": np.nan}
     h = int((g >= g.max() - _TIE).sum())
-    return {"within_target_spearman": 0.0 if n >= 3 else np.nan,
-            "top1": float(1 - comb(n - h, 1) / comb(n, 1)), "top3": float(1 - comb(n - h, min(3, n)) / comb(n, min(3, n))),
-            "ndcg3": _chance_ndcg(g, 3)}
+    return {
+        "within_target_spearman": 0.0 if n >= 3 else np.nan,
+        "top1": float(1 - comb(n - h, 1) / comb(n, 1)),
+        "top3": float(1 - comb(n - h, min(3, n)) / comb(n, min(3, n))),
+        "ndcg3": _chance_ndcg(g, 3),
+    }
 
 
 def _pooled_along(p: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -263,7 +296,7 @@ def resampled_scores(pred: np.ndarray, targets: np.ndarray, mats: np.ndarray) ->
 def _within_p(pred: np.ndarray, values: np.ndarray, n_perm: int, rng) -> float:
     """The target-stratified permutation p of the mean within-target Spearman
     (:func:`mvlpt.analysis.stats.within_target_permutation_p`): each target's sources permuted."""
-    from mvlpt.analysis.stats import within_target_permutation_p, pearson_along
+    from mvlpt.analysis.stats import pearson_along, within_target_permutation_p
 
     xs, ys = [], []
     for j in range(values.shape[1]):
@@ -302,10 +335,18 @@ def _aligned(m: pd.DataFrame, order: Sequence[str]) -> np.ndarray:
     return a
 
 
-def score_gains(gains: np.ndarray, tasks: Sequence[str], predictors: Mapping[str, pd.DataFrame], *,
-                quality: pd.Series | None = None, against: Sequence[str] = AGAINST,
-                n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"], n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"],
-                seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+def score_gains(
+    gains: np.ndarray,
+    tasks: Sequence[str],
+    predictors: Mapping[str, pd.DataFrame],
+    *,
+    quality: pd.Series | None = None,
+    against: Sequence[str] = AGAINST,
+    n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+    n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"],
+    seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+) -> list[dict]:
     """Every score of every predictor matrix against one method's per-seed gains ``(seeds, sources,
     targets)`` in ``tasks`` order (NaN on the diagonal), against the gain and its interaction:
 
@@ -360,11 +401,23 @@ def score_gains(gains: np.ndarray, tasks: Sequence[str], predictors: Mapping[str
             for score, _, _ in SCORES:
                 est = float(point[name][score][0])
                 lo, hi = _percentile(boot[name][score], level) if n_boot > 0 else (np.nan, np.nan)
-                row = {"predictor": name, "against": what, "score": score, "estimate": est, "ci_low": lo, "ci_high": hi,
-                       "chance": chance[score], "chance_low": chance_ci[score][0], "chance_high": chance_ci[score][1],
-                       "p_value": pval if score == "within_target_spearman" else np.nan,
-                       "vs_quality": np.nan, "vs_quality_low": np.nan, "vs_quality_high": np.nan, "useful": False,
-                       "n": _n_of(score, p, values)}
+                row = {
+                    "predictor": name,
+                    "against": what,
+                    "score": score,
+                    "estimate": est,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "chance": chance[score],
+                    "chance_low": chance_ci[score][0],
+                    "chance_high": chance_ci[score][1],
+                    "p_value": pval if score == "within_target_spearman" else np.nan,
+                    "vs_quality": np.nan,
+                    "vs_quality_low": np.nan,
+                    "vs_quality_high": np.nan,
+                    "useful": False,
+                    "n": _n_of(score, p, values),
+                }
                 if "source_quality" in preds and name != "source_quality":
                     row["vs_quality"] = est - float(point["source_quality"][score][0])
                     if n_boot > 0:
@@ -375,10 +428,23 @@ def score_gains(gains: np.ndarray, tasks: Sequence[str], predictors: Mapping[str
         # the random ranking's own rows
         for score, _, _ in SCORES:
             lo, hi = chance_ci[score]
-            row = {"predictor": "random", "against": what, "score": score, "estimate": chance[score], "ci_low": lo,
-                   "ci_high": hi, "chance": chance[score], "chance_low": lo, "chance_high": hi, "p_value": np.nan,
-                   "vs_quality": np.nan, "vs_quality_low": np.nan, "vs_quality_high": np.nan, "useful": False,
-                   "n": _n_of(score, np.zeros((s, t)), values)}
+            row = {
+                "predictor": "random",
+                "against": what,
+                "score": score,
+                "estimate": chance[score],
+                "ci_low": lo,
+                "ci_high": hi,
+                "chance": chance[score],
+                "chance_low": lo,
+                "chance_high": hi,
+                "p_value": np.nan,
+                "vs_quality": np.nan,
+                "vs_quality_low": np.nan,
+                "vs_quality_high": np.nan,
+                "useful": False,
+                "n": _n_of(score, np.zeros((s, t)), values),
+            }
             if "source_quality" in preds:
                 row["vs_quality"] = chance[score] - float(point["source_quality"][score][0])
                 if n_boot > 0:
@@ -403,8 +469,14 @@ def _n_of(score: str, pred: np.ndarray, values: np.ndarray) -> int:
     return int((ok.sum(0) >= need).sum())
 
 
-def score_matrix(pred: pd.DataFrame, gain: pd.DataFrame, *, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
-                 seed: int = settings.ANALYSIS_DEFAULTS["seed"], level: float = settings.ANALYSIS_DEFAULTS["level"]) -> list[dict]:
+def score_matrix(
+    pred: pd.DataFrame,
+    gain: pd.DataFrame,
+    *,
+    n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+    seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+) -> list[dict]:
     """Every score of :data:`SCORES` of one predictor matrix against one gain matrix (both source x
     target; the diagonal is ignored), the gain taken as a single seed (so the interval is a bootstrap over
     targets only): rows of score, estimate, ci_low, ci_high, chance, n (and the columns of :func:`score_gains`)."""
@@ -420,11 +492,18 @@ def _quality(pairs: pd.DataFrame, method: str) -> pd.Series:
     return base.set_index("source")["mean"].astype(float)
 
 
-def score_predictors(pairs: pd.DataFrame | None, predictors: Mapping[str, tuple[pd.DataFrame, dict]], *,
-                     runs: pd.DataFrame | None = None, methods: Sequence[str] | None = None,
-                     against: Sequence[str] = AGAINST, n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
-                     n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"], seed: int = settings.ANALYSIS_DEFAULTS["seed"],
-                     level: float = settings.ANALYSIS_DEFAULTS["level"]) -> pd.DataFrame:
+def score_predictors(
+    pairs: pd.DataFrame | None,
+    predictors: Mapping[str, tuple[pd.DataFrame, dict]],
+    *,
+    runs: pd.DataFrame | None = None,
+    methods: Sequence[str] | None = None,
+    against: Sequence[str] = AGAINST,
+    n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
+    n_perm: int = settings.ANALYSIS_DEFAULTS["n_perm"],
+    seed: int = settings.ANALYSIS_DEFAULTS["seed"],
+    level: float = settings.ANALYSIS_DEFAULTS["level"],
+) -> pd.DataFrame:
     """The long table (:data:`SCORE_COLUMNS`) of every predictor's scores per method, against the gain and
     its interaction, with the null predictors ``source_quality`` and ``random`` (:func:`score_gains`).
 
@@ -455,19 +534,32 @@ def score_predictors(pairs: pd.DataFrame | None, predictors: Mapping[str, tuple[
         for name, given in predictors.items():
             if isinstance(given, Mapping):  # a per-method predictor: {method: (matrix, info)}
                 if method not in given:
-                    raise MvlptError(f"predictor {name} has no matrix for method {method}; compute it from that method's prompts.")
+                    raise MvlptError(
+                        f"predictor {name} has no matrix for method {method}; compute it from that method's prompts."
+                    )
                 given = given[method]
             m, meta = given
             common = set(m.index) & set(order)
             if len(common) < 3:
-                raise MvlptError(f"predictor {name} and the gains of {method} share {len(common)} task(s); "
-                                 f"score them on the same study (at least 3 tasks).")
+                raise MvlptError(
+                    f"predictor {name} and the gains of {method} share {len(common)} task(s); "
+                    f"score them on the same study (at least 3 tasks)."
+                )
             mats[name] = m
             family = vocabulary.PREDICTORS[name].family if name in vocabulary.PREDICTORS else meta.get("family", "")
             info[name] = (family, float(meta["seconds"]))
         info["source_quality"] = info["random"] = ("null", 0.0)
-        rows = score_gains(gains, order, mats, quality=_quality(pairs, method), against=against, n_boot=n_boot,
-                           n_perm=n_perm, seed=seed, level=level)
+        rows = score_gains(
+            gains,
+            order,
+            mats,
+            quality=_quality(pairs, method),
+            against=against,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            seed=seed,
+            level=level,
+        )
         for r in rows:
             family, cost = info[r["predictor"]]
             out.append({"method": method, **r, "family": family, "cost_s": cost})
@@ -487,6 +579,11 @@ def predictor_order(scores: pd.DataFrame, by: str = "within_target_spearman") ->
     sub = scores[scores["against"] == "gain"] if "against" in scores.columns else scores
     mean = sub[sub["score"] == by].groupby("predictor")["estimate"].mean()
     names = [n for n in dict.fromkeys(scores["predictor"]) if n not in NULL_PREDICTORS]
-    ranked = sorted(names, key=lambda n: (-(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -np.inf),
-                                          reg.index(n) if n in reg else len(reg)))
+    ranked = sorted(
+        names,
+        key=lambda n: (
+            -(mean.get(n, np.nan) if np.isfinite(mean.get(n, np.nan)) else -np.inf),
+            reg.index(n) if n in reg else len(reg),
+        ),
+    )
     return ranked + [n for n in NULL_PREDICTORS if n in set(scores["predictor"])]

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,8 +90,15 @@ def _ordered(items, tasks: Sequence[str] | None, what: str) -> list:
     return [by[t] for t in tasks]
 
 
-def predictor_matrix(name: str, *, fewshot: Sequence[FewShot] = (), labels: Sequence = (), embeddings: Sequence = (),
-                     tasks: Sequence[str] | None = None, **options) -> tuple[pd.DataFrame, float]:
+def predictor_matrix(
+    name: str,
+    *,
+    fewshot: Sequence[FewShot] = (),
+    labels: Sequence = (),
+    embeddings: Sequence = (),
+    tasks: Sequence[str] | None = None,
+    **options,
+) -> tuple[pd.DataFrame, float]:
     """The source x target matrix of predictor ``name`` (larger = more gain expected) and the seconds its
     computation took (from the loaded embeddings: encoding is not counted)."""
     pred = vocabulary.predictor(name)
@@ -101,10 +108,14 @@ def predictor_matrix(name: str, *, fewshot: Sequence[FewShot] = (), labels: Sequ
         fewshot = _ordered(fewshot, tasks, "few-shot embeddings")
         labels = _ordered(labels, tasks, "class-name embeddings")
         if not fewshot or [f.task for f in fewshot] != [e.task for e in labels]:
-            raise MvlptError(f"predictor {name} needs the few-shot and the class-name embeddings of the same tasks, in one order.")
+            raise MvlptError(
+                f"predictor {name} needs the few-shot and the class-name embeddings of the same tasks, in one order."
+            )
         models = {f.meta.get("model") for f in fewshot} | {e.meta.get("model") for e in labels}
         if len(models) > 1:
-            raise MvlptError(f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model.")
+            raise MvlptError(
+                f"the embeddings come from different models ({', '.join(map(str, models))}); re-encode them with one model."
+            )
         names = [f.task for f in fewshot]
         start = time.perf_counter()
         values = zeroshot_matrix(pred, fewshot, labels)
@@ -120,8 +131,9 @@ def predictor_matrix(name: str, *, fewshot: Sequence[FewShot] = (), labels: Sequ
     return m, seconds
 
 
-def write_predictor(matrix: pd.DataFrame, name: str, seconds: float, out: str | os.PathLike,
-                    method: str | None = None) -> list[Path]:
+def write_predictor(
+    matrix: pd.DataFrame, name: str, seconds: float, out: str | os.PathLike, method: str | None = None
+) -> list[Path]:
     """``out`` as CSV + parquet (the matrix) and ``.json`` (what it is, its ``method`` for a per-method
     predictor, and its cost), all or none."""
     from mvlpt.io import write_json, write_together
@@ -129,8 +141,13 @@ def write_predictor(matrix: pd.DataFrame, name: str, seconds: float, out: str | 
     out = Path(out)
     stem = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
     pred = vocabulary.predictor(name)
-    info = {"predictor": name, "family": pred.family, "reads": pred.reads, "seconds": round(float(seconds), 6),
-            "tasks": list(matrix.index)}
+    info = {
+        "predictor": name,
+        "family": pred.family,
+        "reads": pred.reads,
+        "seconds": round(float(seconds), 6),
+        "tasks": list(matrix.index),
+    }
     if pred.per_method != (method is not None):
         raise MvlptError(f"predictor {name} is {'per method: give its method' if pred.per_method else 'not per method'}.")
     if method is not None:

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,18 +54,29 @@ def _prompt_options(path, method: str, task: str, seed: int) -> dict:
     if meta.get("method") != method:
         raise MvlptError(f"prompt checkpoint {path} is for method {meta.get('method')!r}, not {method!r}.")
     if prov["tasks"] != [task] or prov["seed"] != seed:
-        raise MvlptError(f"prompt checkpoint {path} was trained on {'+'.join(prov['tasks'])} with seed {prov['seed']}, "
-                         f"not on {task} alone with seed {seed}; give each task's baseline prompt of each seed.")
+        raise MvlptError(
+            f"prompt checkpoint {path} was trained on {'+'.join(prov['tasks'])} with seed {prov['seed']}, "
+            f"not on {task} alone with seed {seed}; give each task's baseline prompt of each seed."
+        )
     options = json.loads(meta.get("options") or "{}")
     if options.get("csc"):
-        raise MvlptError(f"prompt checkpoint {path} has a class-specific CoOp context (csc), which fits no other "
-                         f"task's classes; the prompt predictors need a shared context.")
+        raise MvlptError(
+            f"prompt checkpoint {path} has a class-specific CoOp context (csc), which fits no other "
+            f"task's classes; the prompt predictors need a shared context."
+        )
     return options
 
 
-def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[tuple[str, int], str | os.PathLike],
-                 split_files: Mapping[tuple[str, int], str | os.PathLike], *, data_dir: str | None = None,
-                 batch_size: int = 128) -> PromptViews:
+def prompt_views(
+    clip,
+    method: str,
+    tasks: Sequence[str],
+    prompt_files: Mapping[tuple[str, int], str | os.PathLike],
+    split_files: Mapping[tuple[str, int], str | os.PathLike],
+    *,
+    data_dir: str | None = None,
+    batch_size: int = 128,
+) -> PromptViews:
     """Run every source's trained prompt (``prompt_files[(task, seed)]``, the baseline runs') over every
     target's few-shot split (``split_files[(task, seed)]``): see :class:`PromptViews`. One learner per
     task, built with the options the prompt files record; for source S every learner loads S's prompt
@@ -73,17 +84,19 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
     and T's learner S's prompt with T's class names."""
     import torch
 
-    from mvlpt.training.checkpoints import load_prompt
-    from mvlpt.training.data import labels_of, load_images
-    from mvlpt.training.metrics import compute_metric
     from mvlpt.models.prompts import build_prompt_learner
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import indices_of, read_split
+    from mvlpt.training.checkpoints import load_prompt
+    from mvlpt.training.data import labels_of, load_images
+    from mvlpt.training.metrics import compute_metric
 
     seeds = sorted({s for _, s in prompt_files})
     missing = [f"{t} seed {s}" for t in tasks for s in seeds if (t, s) not in prompt_files or (t, s) not in split_files]
     if missing:
-        raise MvlptError(f"the prompt predictors need a prompt and a split file of every task and seed; missing: {', '.join(missing)}.")
+        raise MvlptError(
+            f"the prompt predictors need a prompt and a split file of every task and seed; missing: {', '.join(missing)}."
+        )
     task_of = {t: get_task(t) for t in tasks}
     options = {(t, s): _prompt_options(prompt_files[(t, s)], method, t, s) for t in tasks for s in seeds}
     if len({_options_key(o) for o in options.values()}) > 1:
@@ -92,8 +105,9 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
     conditioned = vocabulary.method(method).task_conditioned  # SoftCPT: told the task of its classes
 
     def learner(t):
-        return build_prompt_learner(method, clip, list(task_of[t].classnames), opts,
-                                    **({"tasks": [(t, task_of[t].num_classes)]} if conditioned else {}))
+        return build_prompt_learner(
+            method, clip, list(task_of[t].classnames), opts, **({"tasks": [(t, task_of[t].num_classes)]} if conditioned else {})
+        )
 
     learners = {t: learner(t) for t in tasks}
     for lr in learners.values():
@@ -103,8 +117,11 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
     logits, labels, metric, target_logits = {}, {}, {}, {}
 
     def features(learner, images):  # (N, D) image features under the learner's current prompts
-        return torch.cat([learner.image_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]) \
-            if len(images) else torch.zeros(0, clip.model.visual.output_dim)
+        return (
+            torch.cat([learner.image_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+            if len(images)
+            else torch.zeros(0, clip.model.visual.output_dim)
+        )
 
     with torch.no_grad():
         for s in seeds:
@@ -113,11 +130,16 @@ def prompt_views(clip, method: str, tasks: Sequence[str], prompt_files: Mapping[
                 train = task_of[t].load("train", data_dir)
                 split = read_split(split_files[(t, s)], t)
                 if split.get("seed") != s:
-                    raise MvlptError(f"few-shot split file {split_files[(t, s)]} was sampled with seed {split.get('seed')}, not {s}.")
+                    raise MvlptError(
+                        f"few-shot split file {split_files[(t, s)]} was sampled with seed {split.get('seed')}, not {s}."
+                    )
                 tr, va = indices_of(train, split["train"]), indices_of(train, split["val"])
                 rows, classes = fewshot_rows(labels_of(train, tr), range(len(tr)))
-                data[t] = {"train": load_images(clip, train, tr)[rows], "val": load_images(clip, train, va),
-                           "val_y": labels_of(train, va)}
+                data[t] = {
+                    "train": load_images(clip, train, tr)[rows],
+                    "val": load_images(clip, train, va),
+                    "val_y": labels_of(train, va),
+                }
                 labels.setdefault(s, {})[t] = np.asarray(classes, np.int64)
             frozen = {t: {} for t in tasks}
             if frozen_images:  # the image tower does not learn (CoOp): every source sees the same features

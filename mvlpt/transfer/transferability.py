@@ -84,29 +84,36 @@ def h_score(features, y) -> float:
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))
 
 
-def _logme_column(sigma2: np.ndarray, uty: np.ndarray, y_norm2: float, n: int, d: int,
-                  tol: float = 1e-5, max_iter: int = 100) -> float:
+def _logme_column(
+    sigma2: np.ndarray, uty: np.ndarray, y_norm2: float, n: int, d: int, tol: float = 1e-5, max_iter: int = 100
+) -> float:
     """Maximised log evidence / n of Bayesian linear regression y = F w + e, w ~ N(0, 1/alpha),
     e ~ N(0, 1/beta), by MacKay's fixed-point updates in the eigenbasis of F^T F."""
     alpha, beta = 1.0, 1.0
     # residual part of y outside F's column space (n > rank)
-    res_out = max(y_norm2 - float(np.sum(uty ** 2)), 0.0)
+    res_out = max(y_norm2 - float(np.sum(uty**2)), 0.0)
     for _ in range(max_iter):
         gamma = float(np.sum(beta * sigma2 / (alpha + beta * sigma2)))
-        m2 = float(np.sum(beta ** 2 * sigma2 * uty ** 2 / (alpha + beta * sigma2) ** 2))  # |m|^2
-        res = float(np.sum((alpha / (alpha + beta * sigma2)) ** 2 * uty ** 2)) + res_out  # |F m - y|^2
+        m2 = float(np.sum(beta**2 * sigma2 * uty**2 / (alpha + beta * sigma2) ** 2))  # |m|^2
+        res = float(np.sum((alpha / (alpha + beta * sigma2)) ** 2 * uty**2)) + res_out  # |F m - y|^2
         new_alpha = gamma / max(m2, 1e-300)
         new_beta = (n - gamma) / max(res, 1e-300)
         done = abs(new_alpha / alpha - 1) < tol and abs(new_beta / beta - 1) < tol
         alpha, beta = min(max(new_alpha, 1e-12), 1e12), min(max(new_beta, 1e-12), 1e12)  # a perfect fit: bounded
         if done:
             break
-    m2 = float(np.sum(beta ** 2 * sigma2 * uty ** 2 / (alpha + beta * sigma2) ** 2))
-    res = float(np.sum((alpha / (alpha + beta * sigma2)) ** 2 * uty ** 2)) + res_out
+    m2 = float(np.sum(beta**2 * sigma2 * uty**2 / (alpha + beta * sigma2) ** 2))
+    res = float(np.sum((alpha / (alpha + beta * sigma2)) ** 2 * uty**2)) + res_out
     sig_full = np.zeros(d)
     sig_full[: len(sigma2)] = sigma2
-    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                - beta / 2 * res - alpha / 2 * m2 - 0.5 * np.sum(np.log(alpha + beta * sig_full)))
+    evidence = (
+        n / 2 * np.log(beta)
+        + d / 2 * np.log(alpha)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * res
+        - alpha / 2 * m2
+        - 0.5 * np.sum(np.log(alpha + beta * sig_full))
+    )
     return float(evidence / n)
 
 
@@ -117,7 +124,7 @@ def logme(features, y) -> float:
     yi, ny = _labels(y, len(f))
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma2 = s ** 2
+    sigma2 = s**2
     scores = []
     for k in range(ny):
         col = (yi == k).astype(np.float64)
@@ -138,8 +145,9 @@ def gbc(features, y, eps: float = 1e-6) -> float:
             if i == j:
                 continue
             v = (var[i] + var[j]) / 2
-            db = (np.sum((mu[i] - mu[j]) ** 2 / v) / 8
-                  + 0.5 * (np.sum(np.log(v)) - 0.5 * (np.sum(np.log(var[i])) + np.sum(np.log(var[j])))))
+            db = np.sum((mu[i] - mu[j]) ** 2 / v) / 8 + 0.5 * (
+                np.sum(np.log(v)) - 0.5 * (np.sum(np.log(var[i])) + np.sum(np.log(var[j])))
+            )
             total += np.exp(-db)
     return float(-total)
 
@@ -302,11 +310,27 @@ def gbc_spherical_eep(probs, y) -> float:
 
 
 # the estimators where their assumptions hold, with the source view each reads
-CROSSFIT_ESTIMATORS = {"leep_xfit": leep_crossfit, "nce_xfit": nce_crossfit, "logme_eep": logme_eep,
-                       "h_score_eep": h_score_eep, "gbc_eep": gbc_eep, "gbc_spherical": gbc_spherical_eep}
-ESTIMATOR_VIEWS = {"leep": "probabilities", "nce": "predictions", "logme": "logits", "h_score": "logits", "gbc": "logits",
-                   "leep_xfit": "probabilities", "nce_xfit": "predictions", "logme_eep": "probabilities",
-                   "h_score_eep": "probabilities", "gbc_eep": "probabilities", "gbc_spherical": "probabilities"}
+CROSSFIT_ESTIMATORS = {
+    "leep_xfit": leep_crossfit,
+    "nce_xfit": nce_crossfit,
+    "logme_eep": logme_eep,
+    "h_score_eep": h_score_eep,
+    "gbc_eep": gbc_eep,
+    "gbc_spherical": gbc_spherical_eep,
+}
+ESTIMATOR_VIEWS = {
+    "leep": "probabilities",
+    "nce": "predictions",
+    "logme": "logits",
+    "h_score": "logits",
+    "gbc": "logits",
+    "leep_xfit": "probabilities",
+    "nce_xfit": "predictions",
+    "logme_eep": "probabilities",
+    "h_score_eep": "probabilities",
+    "gbc_eep": "probabilities",
+    "gbc_spherical": "probabilities",
+}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _data(n=6, seed=0):
     rng = np.random.default_rng(seed)
-    rows = [("coop", f"t{i}", f"t{j}", rng.normal(0, 0.05), 0.0, rng.uniform())
-            for i in range(n) for j in range(n) if i != j]
+    rows = [("coop", f"t{i}", f"t{j}", rng.normal(0, 0.05), 0.0, rng.uniform()) for i in range(n) for j in range(n) if i != j]
     return pd.DataFrame(rows, columns=["method", "source", "target", "gain", "gain_rel", "visual_cosine"])
 
 
@@ -73,9 +72,24 @@ def test_workflow_passes_the_configured_resamples_to_the_scatter_jobs(tmp_path):
     configfile = tmp_path / "study.yaml"
     configfile.write_text(yaml.safe_dump(cfg))
     snakemake = Path(sys.executable).parent / "snakemake"
-    res = subprocess.run([str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                          "results/figures/scatter_coop.png", "-n", "-p", "--configfile", str(configfile)],
-                         capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [
+            str(snakemake),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "results/figures/scatter_coop.png",
+            "-n",
+            "-p",
+            "--configfile",
+            str(configfile),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     commands = [line for line in out.splitlines() if line.startswith("Shell command: mvlpt plot scatter")]

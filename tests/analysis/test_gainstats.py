@@ -10,8 +10,8 @@ from scipy import stats as sps
 
 from fakes import write_record
 from mvlpt.analysis import gainstats, stats, tables
-from mvlpt.training import metrics
 from mvlpt.errors import MvlptError
+from mvlpt.training import metrics
 
 TASKS = [f"t{i}" for i in range(6)]
 
@@ -42,7 +42,7 @@ def test_decompose_matches_a_dummy_coded_least_squares_fit():
     assert abs(d.source.sum()) < 1e-12 and abs(d.target.sum()) < 1e-12
     total = sum(d.ss[k] for k in ("source", "target", "covariance", "interaction"))
     assert total == pytest.approx(d.ss["total"]) and sum(d.shares().values()) == pytest.approx(1.0)
-    assert d.ss["interaction"] == pytest.approx(float((resid ** 2).sum()))
+    assert d.ss["interaction"] == pytest.approx(float((resid**2).sum()))
     assert d.df["interaction"] == len(rows) - 11
 
 
@@ -77,7 +77,7 @@ def test_cell_intervals_by_hand():
     v_s = np.var([0.05, 0.02, 0.08], ddof=1) / 3
     v_t = np.var(per_rep[:, 0, 0], ddof=1)
     se = np.sqrt(v_s + v_t)
-    dof = (v_s + v_t) ** 2 / (v_s ** 2 / 2 + v_t ** 2 / 199)
+    dof = (v_s + v_t) ** 2 / (v_s**2 / 2 + v_t**2 / 199)
     t = sps.t.ppf(0.95, dof)
     assert out["se"][0, 0] == pytest.approx(se) and out["df"][0, 0] == pytest.approx(dof)
     assert out["ci_low"][0, 0] == pytest.approx(0.05 - t * se) and out["ci_high"][0, 0] == pytest.approx(0.05 + t * se)
@@ -177,13 +177,23 @@ def test_collect_pairs_replicates_with_the_baseline_of_the_same_seed(tmp_path):
 
 
 def test_gain_summary_counts_only_significant_gains():
-    pairs = pd.DataFrame({
-        "method": "coop", "source": ["a", "b", "c", "a"], "target": ["b", "a", "a", "a"],
-        "gain": [0.05, 0.02, -0.04, 0.0], "is_baseline": [False, False, False, True],
-        "gain_q": [0.01, 0.3, 0.02, np.nan], "interaction_q": [0.5, 0.5, 0.01, np.nan],
-        "gain_se": 0.01, "gain_se_seed": 0.01, "gain_se_test": 0.005, "interaction": [0.01, -0.01, 0.0, np.nan],
-        "interaction_se": 0.01, "interval": "seeds+test",
-    })
+    pairs = pd.DataFrame(
+        {
+            "method": "coop",
+            "source": ["a", "b", "c", "a"],
+            "target": ["b", "a", "a", "a"],
+            "gain": [0.05, 0.02, -0.04, 0.0],
+            "is_baseline": [False, False, False, True],
+            "gain_q": [0.01, 0.3, 0.02, np.nan],
+            "interaction_q": [0.5, 0.5, 0.01, np.nan],
+            "gain_se": 0.01,
+            "gain_se_seed": 0.01,
+            "gain_se_test": 0.005,
+            "interaction": [0.01, -0.01, 0.0, np.nan],
+            "interaction_se": 0.01,
+            "interval": "seeds+test",
+        }
+    )
     s = tables.gain_summary(pairs).iloc[0]
     assert s["share_positive"] == pytest.approx(2 / 3)
     assert s["share_significant_positive"] == pytest.approx(1 / 3) and s["share_significant_negative"] == pytest.approx(1 / 3)
@@ -206,6 +216,7 @@ def test_masked_spearman_and_the_two_level_interval():
         np.fill_diagonal(m, np.nan)
     lo, hi = stats.two_level_within_target_ci(sim, per_seed, n_boot=300, rng=np.random.default_rng(0), level=0.9)
     assert 0.6 < lo <= hi <= 1.0
-    lo0, hi0 = stats.two_level_within_target_ci(rng.normal(size=(n, n)), per_seed, n_boot=300, rng=np.random.default_rng(0),
-                                            level=0.9)
+    lo0, hi0 = stats.two_level_within_target_ci(
+        rng.normal(size=(n, n)), per_seed, n_boot=300, rng=np.random.default_rng(0), level=0.9
+    )
     assert lo0 < 0.6  # an unrelated similarity is not confidently related

@@ -2,7 +2,6 @@
 a reduced version of it trained end to end recovers the designed ordering, and a transferability
 estimator of the frozen model picks the designed best sources."""
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +69,7 @@ def _doc_matrix() -> pd.DataFrame:
     start = next(i for i, line in enumerate(lines) if line.startswith("| source \\ target"))
     header = [c.strip() for c in lines[start].strip("|").split("|")][1:]
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -150,12 +149,25 @@ def test_reduced_world_recovers_the_designed_ordering(tmp_path):
     tasks = ["gt-shapes", "gt-twin", "gt-shift-100"]
     train = TrainConfig(epochs=10, lr=0.01, batch_size=8, batch_size_multitask=16, warmup_epochs=0, head="per_task")
     results = tmp_path / "results"
-    runs = [[t] for t in tasks] + [[a, b] for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+    runs = [[t] for t in tasks] + [[a, b] for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
     for run_tasks in runs:
-        outputs = {t: str(results / "coop" / f"{'+'.join(x for x in run_tasks if x != t) or t}__{t}" / "seed{seed}.json")
-                   for t in run_tasks}
-        run(RunSpec(method="coop", tasks=run_tasks, seeds=[1, 2], shots=8, train=train, pretrained="synthetic",
-                    cache_dir=str(tmp_path / "cache"), outputs=outputs, device="cpu"))
+        outputs = {
+            t: str(results / "coop" / f"{'+'.join(x for x in run_tasks if x != t) or t}__{t}" / "seed{seed}.json")
+            for t in run_tasks
+        }
+        run(
+            RunSpec(
+                method="coop",
+                tasks=run_tasks,
+                seeds=[1, 2],
+                shots=8,
+                train=train,
+                pretrained="synthetic",
+                cache_dir=str(tmp_path / "cache"),
+                outputs=outputs,
+                device="cpu",
+            )
+        )
     pairs = tables.pair_table(tables.load_results(results))
     gain = pairs.set_index(["source", "target"])["gain"]
     assert gain["gt-twin", "gt-shapes"] > gain["gt-shift-100", "gt-shapes"]

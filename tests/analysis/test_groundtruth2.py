@@ -36,8 +36,9 @@ def test_twins_are_independent_draws():
 
 
 def _pairs(gain_of, tasks=W2, se=0.01):
-    rows = [{"method": "coop", "source": s, "target": t, "gain": gain_of(s, t), "gain_se": se}
-            for s in tasks for t in tasks if s != t]
+    rows = [
+        {"method": "coop", "source": s, "target": t, "gain": gain_of(s, t), "gain_se": se} for s in tasks for t in tasks if s != t
+    ]
     return pd.DataFrame(rows)
 
 
@@ -75,16 +76,29 @@ def test_reduced_world_zero_epoch_orders_twin_above_textures(tmp_path):
     tasks = ["gw2-shapes-a1", "gw2-shapes-a2", "gw2-textures-1"]
     train = TrainConfig(epochs=10, lr=0.01, batch_size=8, batch_size_multitask=16, warmup_epochs=0, head="per_task")
     results, seeds = tmp_path / "results", [1, 2, 3]
-    common = dict(method="coop", seeds=seeds, shots=8, train=train, pretrained="synthetic", cache_dir=str(tmp_path / "cache"),
-                  device="cpu")
+    common = dict(
+        method="coop", seeds=seeds, shots=8, train=train, pretrained="synthetic", cache_dir=str(tmp_path / "cache"), device="cpu"
+    )
     for t in tasks:
-        run(RunSpec(tasks=[t], outputs={t: str(results / "coop" / f"{t}__{t}" / "seed{seed}.json")},
-                    save_prompts={t: str(tmp_path / "prompts" / t / "seed{seed}.safetensors")}, **common))
+        run(
+            RunSpec(
+                tasks=[t],
+                outputs={t: str(results / "coop" / f"{t}__{t}" / "seed{seed}.json")},
+                save_prompts={t: str(tmp_path / "prompts" / t / "seed{seed}.safetensors")},
+                **common,
+            )
+        )
     for s in tasks:
         for t in tasks:
             if s != t:
-                zero_epoch(RunSpec(tasks=[t], init_from=str(tmp_path / "prompts" / s / "seed{seed}.safetensors"),
-                                   outputs={t: str(results / "coop" / f"{s}__{t}" / "seed{seed}.json")}, **common))
+                zero_epoch(
+                    RunSpec(
+                        tasks=[t],
+                        init_from=str(tmp_path / "prompts" / s / "seed{seed}.safetensors"),
+                        outputs={t: str(results / "coop" / f"{s}__{t}" / "seed{seed}.json")},
+                        **common,
+                    )
+                )
     pairs = tables.pair_table(tables.load_results(results))
     gain = pairs.set_index(["source", "target"])["gain"]
     assert gain["gw2-shapes-a2", "gw2-shapes-a1"] > gain["gw2-textures-1", "gw2-shapes-a1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -52,7 +51,9 @@ def test_gain_heatmap_has_n_by_n_cells_and_task_names_on_both_axes(n):
     mid, low, high = (np.array(mesh.cmap(mesh.norm(v))[:3]) for v in (0.0, lo, hi))
     assert (mid > 0.9).all()  # 0 is white
     assert low[2] > low[0] + 0.2 and high[0] > high[2] + 0.2  # negative blue, positive red
-    assert lo == pytest.approx(-hi) and hi == pytest.approx(np.nanmax(np.abs(m.to_numpy() * 100 - np.diag(np.diag(m.to_numpy() * 100)))), rel=0.2)
+    assert lo == pytest.approx(-hi) and hi == pytest.approx(
+        np.nanmax(np.abs(m.to_numpy() * 100 - np.diag(np.diag(m.to_numpy() * 100)))), rel=0.2
+    )
     arr = np.ma.getmaskarray(mesh.get_array()).reshape(n, n)
     assert arr.diagonal().all() and not arr[~np.eye(n, dtype=bool)].any()  # diagonal (baseline) masked
     # annotated up to 20 tasks: one text per unmasked cell, matching the value in points
@@ -125,10 +126,25 @@ def test_plot_verbs(tmp_path, run_mvlpt):
     root = tmp_path / "results"
     write_fake_study(root, tasks=("a", "b", "c"), methods=("coop",), seeds=(1,))
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables").rc == 0
-    assert run_mvlpt("plot", "gain-heatmap", "--matrix", root / "tables/matrices/coop_gain.parquet", "--method", "coop",
-                     "--out", tmp_path / "f/gain_coop.png").rc == 0
-    assert run_mvlpt("plot", "similarity-heatmap", "--similarity", root / "similarity/label_match.parquet",
-                     "--out", tmp_path / "f/sim.png").rc == 0
+    assert (
+        run_mvlpt(
+            "plot",
+            "gain-heatmap",
+            "--matrix",
+            root / "tables/matrices/coop_gain.parquet",
+            "--method",
+            "coop",
+            "--out",
+            tmp_path / "f/gain_coop.png",
+        ).rc
+        == 0
+    )
+    assert (
+        run_mvlpt(
+            "plot", "similarity-heatmap", "--similarity", root / "similarity/label_match.parquet", "--out", tmp_path / "f/sim.png"
+        ).rc
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["gain_coop.pdf", "gain_coop.png", "sim.pdf", "sim.png"]
 
 
@@ -144,20 +160,85 @@ def test_figures_verb_draws_what_the_rules_draw(tmp_path, run_mvlpt):
     tab = root / "tables"
     sims = [root / "similarity" / f"{m}.parquet" for m in ("visual_cosine", "visual_frechet", "label_match", "label_cosine")]
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", tab, "--tasks", *tasks).rc == 0
-    assert run_mvlpt("correlate", "--pairs", tab / "pairs.parquet", "--runs", tab / "runs.parquet", "--similarity", *sims,
-                     "--out", tab / "correlations.csv").rc == 0
+    assert (
+        run_mvlpt(
+            "correlate",
+            "--pairs",
+            tab / "pairs.parquet",
+            "--runs",
+            tab / "runs.parquet",
+            "--similarity",
+            *sims,
+            "--out",
+            tab / "correlations.csv",
+        ).rc
+        == 0
+    )
     for method in ("coop", "vpt"):
         for stat in ("gain", "interaction"):
-            assert run_mvlpt("plot", "gain-heatmap", "--matrix", tab / f"matrices/{method}_{stat}.parquet", "--q-matrix",
-                             tab / f"matrices/{method}_{stat}_q.parquet", "--stat", stat, "--method", method,
-                             "--tasks", *tasks, "--out", rules / f"{stat}_{method}.png").rc == 0
-        assert run_mvlpt("plot", "scatter", "--pairs", tab / "pairs.parquet", "--similarity", *sims, "--method", method,
-                         "--out", rules / f"scatter_{method}.png").rc == 0
+            assert (
+                run_mvlpt(
+                    "plot",
+                    "gain-heatmap",
+                    "--matrix",
+                    tab / f"matrices/{method}_{stat}.parquet",
+                    "--q-matrix",
+                    tab / f"matrices/{method}_{stat}_q.parquet",
+                    "--stat",
+                    stat,
+                    "--method",
+                    method,
+                    "--tasks",
+                    *tasks,
+                    "--out",
+                    rules / f"{stat}_{method}.png",
+                ).rc
+                == 0
+            )
+        assert (
+            run_mvlpt(
+                "plot",
+                "scatter",
+                "--pairs",
+                tab / "pairs.parquet",
+                "--similarity",
+                *sims,
+                "--method",
+                method,
+                "--out",
+                rules / f"scatter_{method}.png",
+            ).rc
+            == 0
+        )
     for s in sims:
-        assert run_mvlpt("plot", "similarity-heatmap", "--similarity", s, "--measure", s.stem, "--tasks", *tasks,
-                         "--out", rules / f"similarity_{s.stem}.png").rc == 0
-    assert run_mvlpt("plot", "summary", "--pairs", tab / "pairs.parquet", "--correlations", tab / "correlations.parquet",
-                     "--out", rules / "summary.png").rc == 0
+        assert (
+            run_mvlpt(
+                "plot",
+                "similarity-heatmap",
+                "--similarity",
+                s,
+                "--measure",
+                s.stem,
+                "--tasks",
+                *tasks,
+                "--out",
+                rules / f"similarity_{s.stem}.png",
+            ).rc
+            == 0
+        )
+    assert (
+        run_mvlpt(
+            "plot",
+            "summary",
+            "--pairs",
+            tab / "pairs.parquet",
+            "--correlations",
+            tab / "correlations.parquet",
+            "--out",
+            rules / "summary.png",
+        ).rc
+        == 0
+    )
     names = sorted(p.name for p in verb.iterdir())
     assert names == sorted(p.name for p in rules.iterdir()) and len(names) == 2 * (2 + 2 + 4 + 2 + 1)
     for name in names:

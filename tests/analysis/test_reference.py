@@ -18,10 +18,10 @@ import torch  # noqa: E402
 from fakes import make_record, write_record  # noqa: E402
 from mvlpt.analysis import reference, tables  # noqa: E402
 from mvlpt.errors import MvlptError  # noqa: E402
-from mvlpt.training import metrics  # noqa: E402
-from mvlpt.training.metrics import metric_replicates  # noqa: E402
 from mvlpt.tasks import get_task  # noqa: E402
 from mvlpt.tasks.fewshot import make_split, write_split  # noqa: E402
+from mvlpt.training import metrics  # noqa: E402
+from mvlpt.training.metrics import metric_replicates  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,9 @@ def test_zeroshot_equals_a_hand_computation_with_open_clip(clip):
     reps = reference.reference_replicates([rec])
     assert list(reps) == [("zeroshot", "shapes", None)]
     np.testing.assert_allclose(reps[("zeroshot", "shapes", None)], metric_replicates("accuracy", logits, y), atol=1e-6)
-    np.testing.assert_allclose(reference.zeroshot_scores(clip, task, _hand_image_features(clip, test)), logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        reference.zeroshot_scores(clip, task, _hand_image_features(clip, test)), logits, rtol=1e-5, atol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,8 +151,24 @@ def test_reference_verb_writes_records_and_refuses_in_one_sentence(tmp_path, run
     split_file = tmp_path / "split.json"
     write_split(make_split(task, 2, 4), split_file)
     out = tmp_path / "reference" / "linear_probe" / "orientation" / "seed2.json"
-    rc, errors, err = run_mvlpt("reference", "--kind", "linear_probe", "--task", "orientation", "--split-file", split_file,
-                                "--seed", "2", "--c-grid", "0.1", "1", "--device", "cpu", "--out", out)
+    rc, errors, err = run_mvlpt(
+        "reference",
+        "--kind",
+        "linear_probe",
+        "--task",
+        "orientation",
+        "--split-file",
+        split_file,
+        "--seed",
+        "2",
+        "--c-grid",
+        "0.1",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    )
     assert rc == 0 and not errors, err
     rec = reference.read_reference(out)
     assert rec["seed"] == 2 and rec["C"] in (0.1, 1.0) and rec["metric"] == "mean_per_class_accuracy"
@@ -185,14 +203,40 @@ def test_a_damaged_reference_file_is_one_sentence(tmp_path):
 # Tables
 # --------------------------------------------------------------------------------------------------
 def _zs(task, test, **fields):
-    return {"format": reference.REFERENCE_FORMAT, "kind": "zeroshot", "task": task, "seed": None, "metric": "accuracy",
-            "test": test, "model": "fake", "pretrained": None, "n_templates": 4, "n_test": 20, **fields}
+    return {
+        "format": reference.REFERENCE_FORMAT,
+        "kind": "zeroshot",
+        "task": task,
+        "seed": None,
+        "metric": "accuracy",
+        "test": test,
+        "model": "fake",
+        "pretrained": None,
+        "n_templates": 4,
+        "n_test": 20,
+        **fields,
+    }
 
 
 def _lp(task, seed, test, **fields):
-    return {"format": reference.REFERENCE_FORMAT, "kind": "linear_probe", "task": task, "seed": seed, "metric": "accuracy",
-            "test": test, "val": 0.5, "C": 1.0, "fit_on": "train", "shots": 5, "model": "fake", "pretrained": None,
-            "n_train": 8, "n_val": 2, "n_test": 20, **fields}
+    return {
+        "format": reference.REFERENCE_FORMAT,
+        "kind": "linear_probe",
+        "task": task,
+        "seed": seed,
+        "metric": "accuracy",
+        "test": test,
+        "val": 0.5,
+        "C": 1.0,
+        "fit_on": "train",
+        "shots": 5,
+        "model": "fake",
+        "pretrained": None,
+        "n_train": 8,
+        "n_val": 2,
+        "n_test": 20,
+        **fields,
+    }
 
 
 def _study(root):
@@ -225,12 +269,15 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
     _write_reference(root)
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 0 and not errors, err
-    assert "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points; 0 with their whole interval below)" in err, err
+    assert (
+        "1 of 2 prompt baselines end below zero-shot (worst: coop on a, -7.0 points; 0 with their whole interval below)" in err
+    ), err
     pairs = tables.read_table(root / "tables" / "pairs.parquet").set_index(["source", "target"])
     # every column the pairs table has without the reference is unchanged
     cols = [c for c in plain.columns if c not in reference.PAIR_COLUMNS + ("source", "target")]
-    pd.testing.assert_frame_equal(pairs[cols].reset_index(drop=True),
-                                  plain.set_index(["source", "target"])[cols].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        pairs[cols].reset_index(drop=True), plain.set_index(["source", "target"])[cols].reset_index(drop=True)
+    )
     for source in ("a", "b"):  # on every row of a target
         assert pairs.loc[(source, "a"), "zeroshot"] == pytest.approx(0.48)
         assert pairs.loc[(source, "a"), "linear_probe"] == pytest.approx(0.32)
@@ -247,10 +294,16 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
     assert base["baseline_below_zeroshot"].tolist() == [True, False]
     ref = tables.read_table(root / "tables" / "reference.csv")
     assert sorted(zip(ref["method"], ref["target"], ref["seed"])) == [
-        ("linear_probe", "a", 1), ("linear_probe", "a", 2), ("zeroshot", "a", -1), ("zeroshot", "b", -1)]
+        ("linear_probe", "a", 1),
+        ("linear_probe", "a", 2),
+        ("zeroshot", "a", -1),
+        ("zeroshot", "b", -1),
+    ]
     # nothing downstream takes a reference row for a method: runs, best source and matrices are as before
     for name in ("runs", "best_source", "source_gain", "matrices/coop_gain"):
-        pd.testing.assert_frame_equal(tables.read_table(root / "tables" / f"{name}.csv"), tables.read_table(root / "plain" / f"{name}.csv"))
+        pd.testing.assert_frame_equal(
+            tables.read_table(root / "tables" / f"{name}.csv"), tables.read_table(root / "plain" / f"{name}.csv")
+        )
     assert not list((root / "tables" / "matrices").glob("zeroshot*")) and not list((root / "tables" / "matrices").glob("linear*"))
     # a selection of seeds selects the linear probes too
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "seed1", "--seeds", "1").rc == 0
@@ -263,7 +316,9 @@ def test_collect_refuses_a_reference_of_another_model(tmp_path, run_mvlpt):
     reference.write_reference(_zs("a", 0.48, model="ViT-B-16"), reference.reference_path(root, "zeroshot", "a"))
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 2 and len(errors) == 1, err
-    assert "the zeroshot reference of a was made with another setting than its prompt runs (model 'ViT-B-16' vs 'fake')" in errors[0]
+    assert (
+        "the zeroshot reference of a was made with another setting than its prompt runs (model 'ViT-B-16' vs 'fake')" in errors[0]
+    )
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables", "--allow-mixed-settings").rc == 0
 
 
@@ -273,7 +328,10 @@ def test_flag_is_na_without_zeroshot_and_the_reference_table_has_its_columns_whe
     assert list(empty.columns) == list(reference.REFERENCE_COLUMNS)
     out = reference.with_reference(pairs, empty)
     assert out["baseline_below_zeroshot"].isna().all() and str(out["baseline_below_zeroshot"].dtype) == "boolean"
-    assert reference.flagged_sentence(reference.baselines_table(pairs, empty)) == "no zero-shot reference: baseline_below_zeroshot is NA"
+    assert (
+        reference.flagged_sentence(reference.baselines_table(pairs, empty))
+        == "no zero-shot reference: baseline_below_zeroshot is NA"
+    )
     out = reference.with_reference(pairs, reference.reference_table([_zs("a", 0.5)]))
     assert out["baseline_below_zeroshot"].tolist() == [False, False]  # equal is not below
 
@@ -286,8 +344,9 @@ def test_gain_heatmap_with_reference_has_a_strip_aligned_with_its_columns_markin
 
     names = ["a", "b", "c"]
     gain = pd.DataFrame(np.arange(9.0).reshape(3, 3) / 100, index=names, columns=names)
-    ref = pd.DataFrame({"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, np.nan],
-                        "linear_probe": [0.30, np.nan, 0.55]}, index=names)
+    ref = pd.DataFrame(
+        {"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, np.nan], "linear_probe": [0.30, np.nan, 0.55]}, index=names
+    )
     plain = plots.gain_heatmap(gain, "coop")
     assert not any(ax.get_gid() == "reference" for ax in plain.axes)
     fig = plots.gain_heatmap(gain, "coop", reference=ref)
@@ -310,8 +369,18 @@ def test_plot_gain_heatmap_verb_takes_the_baselines_table(tmp_path, run_mvlpt):
     _study(root)
     _write_reference(root)
     assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables").rc == 0
-    rc, errors, err = run_mvlpt("plot", "gain-heatmap", "--pairs", root / "tables" / "pairs.csv", "--method", "coop",
-                                "--reference", root / "tables" / "baselines.parquet", "--out", tmp_path / "fig" / "gain")
+    rc, errors, err = run_mvlpt(
+        "plot",
+        "gain-heatmap",
+        "--pairs",
+        root / "tables" / "pairs.csv",
+        "--method",
+        "coop",
+        "--reference",
+        root / "tables" / "baselines.parquet",
+        "--out",
+        tmp_path / "fig" / "gain",
+    )
     assert rc == 0 and not errors, err
     assert (tmp_path / "fig" / "gain.png").exists() and (tmp_path / "fig" / "gain.pdf").exists()
 
@@ -346,7 +415,9 @@ def test_zeroshot_classifier_in_text_batches_is_the_label_embedding_of_the_task_
 
     task = get_task("glyph-digits")  # 10 classes x 4 templates: 40 texts, in batches of 7
     monkeypatch.setattr(reference, "TEXT_BATCH", 7)
-    np.testing.assert_allclose(reference.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5)
+    np.testing.assert_allclose(
+        reference.zeroshot_classifier(clip, task), encode_task_labels(clip, task, "task").features, atol=1e-5
+    )
 
 
 def test_strip_and_q_frames_together_on_one_heatmap():
@@ -356,8 +427,9 @@ def test_strip_and_q_frames_together_on_one_heatmap():
     gain = pd.DataFrame(np.arange(9.0).reshape(3, 3) / 100, index=names, columns=names)
     q = pd.DataFrame(0.5, index=names, columns=names)
     q.loc["a", "b"] = 0.01
-    ref = pd.DataFrame({"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, 0.45],
-                        "linear_probe": [0.30, 0.5, 0.55]}, index=names)
+    ref = pd.DataFrame(
+        {"baseline": [0.40, 0.70, 0.50], "zeroshot": [0.48, 0.60, 0.45], "linear_probe": [0.30, 0.5, 0.55]}, index=names
+    )
     fig = plots.gain_heatmap(gain, "coop", q=q, reference=ref)
     strip = next(ax for ax in fig.axes if ax.get_gid() == "reference")
     heat = next(ax for ax in fig.axes if ax.get_xlabel() == "target")
@@ -370,27 +442,32 @@ def test_strip_and_q_frames_together_on_one_heatmap():
 def test_baselines_table_gives_baseline_minus_zeroshot_an_interval_from_seeds_and_paired_test_replicates():
     from scipy import stats
 
-    runs = tables.runs_table([make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
-                        + [make_record("coop", "b", "b", k, 0.7) for k in (1, 2, 3)])
+    runs = tables.runs_table(
+        [make_record("coop", "a", "a", k, v) for k, v in ((1, 0.40), (2, 0.44), (3, 0.42))]
+        + [make_record("coop", "b", "b", k, 0.7) for k in (1, 2, 3)]
+    )
     pairs = tables.pair_table(runs)
     ref_rows = reference.reference_table([_zs("a", 0.48), _zs("b", 0.69)])
     rng = np.random.default_rng(0)
     z = 0.48 + rng.normal(0, 0.03, 200)
     reps = {("coop", "a", "a", k): z - 0.06 + rng.normal(0, 0.01, 200) for k in (1, 2, 3)}
-    table = reference.baselines_table(pairs, ref_rows, runs=runs, replicates=reps, reference_reps={("zeroshot", "a", None): z},
-                              level=0.95).set_index("target")
+    table = reference.baselines_table(
+        pairs, ref_rows, runs=runs, replicates=reps, reference_reps={("zeroshot", "a", None): z}, level=0.95
+    ).set_index("target")
     # by hand: the seeds' variance of the mean plus the variance of the paired replicate differences, Welch's t
     seeds = np.array([0.40, 0.44, 0.42]) - 0.48
     diff = np.mean([reps[("coop", "a", "a", k)] for k in (1, 2, 3)], axis=0) - z
     var_s, var_t = seeds.var(ddof=1) / 3, diff.var(ddof=1)
     se = np.sqrt(var_s + var_t)
-    dof = (var_s + var_t) ** 2 / (var_s ** 2 / 2 + var_t ** 2 / 199)
+    dof = (var_s + var_t) ** 2 / (var_s**2 / 2 + var_t**2 / 199)
     half = stats.t.ppf(0.975, dof) * se
     row = table.loc["a"]
     assert row["baseline_minus_zeroshot"] == pytest.approx(seeds.mean())
     assert row["baseline_minus_zeroshot_se"] == pytest.approx(se)
     assert (row["baseline_minus_zeroshot_ci_low"], row["baseline_minus_zeroshot_ci_high"]) == (
-        pytest.approx(seeds.mean() - half), pytest.approx(seeds.mean() + half))
+        pytest.approx(seeds.mean() - half),
+        pytest.approx(seeds.mean() + half),
+    )
     assert row["baseline_minus_zeroshot_interval"] == "seeds+test"
     assert bool(row["baseline_below_zeroshot_significant"]) is True
     # b: 0.70 vs 0.69, no test replicates: the seeds alone (all equal: no spread, so no interval), not significant

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mvlpt.analysis import similarity
-from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import vocabulary
 from mvlpt.tasks import ArraySplit, Task
 
 
@@ -121,7 +121,9 @@ def test_similarity_matrix_dispatches_through_the_study_registry(monkeypatch):
     assert not np.allclose(ridge, similarity.frechet_matrix(imgs))  # the options reach the function
     extra = vocabulary.Measure("label_cosine_copy", "labels", "mvlpt.analysis.similarity:mean_cosine_matrix", False, "a copy")
     monkeypatch.setitem(vocabulary.MEASURES, extra.name, extra)
-    assert np.array_equal(similarity.similarity_matrix(labs, extra.name).to_numpy(), similarity.similarity_matrix(labs, "label_cosine").to_numpy())
+    assert np.array_equal(
+        similarity.similarity_matrix(labs, extra.name).to_numpy(), similarity.similarity_matrix(labs, "label_cosine").to_numpy()
+    )
     from mvlpt.cli import build_parser
 
     args = build_parser().parse_args(["similarity", "--measure", extra.name, "--embeddings", "x.npz", "--out", "y.csv"])
@@ -218,18 +220,42 @@ def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
     tasks = ["glyph-digits", "sklearn-digits", "orientation"]
     image_tasks = ["glyph-digits", "orientation"]  # images cost more: two tasks are enough
     for t in tasks:
-        assert run_mvlpt("embed", "--task", t, "--kind", "labels", "--out", tmp_path / f"{t}.labels.npz", "--device", "cpu").rc == 0
+        assert (
+            run_mvlpt("embed", "--task", t, "--kind", "labels", "--out", tmp_path / f"{t}.labels.npz", "--device", "cpu").rc == 0
+        )
     for t in image_tasks:
-        assert run_mvlpt("embed", "--task", t, "--kind", "images", "--out", tmp_path / f"{t}.images.npz", "--device", "cpu",
-                         "--fewshot-seeds", "1", "--shots", "2", "--sample-size", "8").rc == 0
+        assert (
+            run_mvlpt(
+                "embed",
+                "--task",
+                t,
+                "--kind",
+                "images",
+                "--out",
+                tmp_path / f"{t}.images.npz",
+                "--device",
+                "cpu",
+                "--fewshot-seeds",
+                "1",
+                "--shots",
+                "2",
+                "--sample-size",
+                "8",
+            ).rc
+            == 0
+        )
     imgs = similarity.load_embeddings(tmp_path / "orientation.images.npz")
     assert imgs.kind == "images" and imgs.features.shape[0] >= 8 and imgs.meta["model"].startswith("mvlpt-tiny")
     for measure in vocabulary.MEASURES:
         kind = vocabulary.MEASURES[measure].kind
         names = tasks if kind == "labels" else image_tasks
         out = tmp_path / "sim" / f"{measure}.csv"
-        assert run_mvlpt("similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names],
-                         "--out", out).rc == 0
+        assert (
+            run_mvlpt(
+                "similarity", "--measure", measure, "--embeddings", *[tmp_path / f"{t}.{kind}.npz" for t in names], "--out", out
+            ).rc
+            == 0
+        )
         m = similarity.long_to_matrix(pd.read_parquet(out.with_suffix(".parquet")), measure, names)
         a = m.to_numpy()
         if vocabulary.MEASURES[measure].distance:  # maximal similarity = minimal distance (ties allowed: same class names)
@@ -239,6 +265,13 @@ def test_embed_and_similarity_verbs_with_the_tiny_clip(tmp_path, run_mvlpt):
     lm = similarity.long_to_matrix(pd.read_csv(tmp_path / "sim" / "label_match.csv"))
     assert lm.loc["glyph-digits", "sklearn-digits"] == pytest.approx(1.0, abs=1e-5)
     assert lm.loc["glyph-digits", "orientation"] < 0.999
-    rc, errors, _ = run_mvlpt("similarity", "--measure", "visual_cosine", "--embeddings", tmp_path / "orientation.labels.npz",
-                              "--out", tmp_path / "x.csv")
+    rc, errors, _ = run_mvlpt(
+        "similarity",
+        "--measure",
+        "visual_cosine",
+        "--embeddings",
+        tmp_path / "orientation.labels.npz",
+        "--out",
+        tmp_path / "x.csv",
+    )
     assert rc == 2 and len(errors) == 1 and "needs images" in errors[0] and not (tmp_path / "x.csv").exists()

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from fakes import make_record, write_fake_study, write_record
-from mvlpt.study import layout, results, vocabulary
 from mvlpt.analysis import stats, tables
 from mvlpt.errors import MvlptError
+from mvlpt.study import layout, results, vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,10 +31,14 @@ def small_study(tmp_path):
     """2 tasks x 1 method x 2 seeds with exact values."""
     root = tmp_path / "results"
     vals = {  # (source, target, seed) -> value
-        ("a", "a", 1): 0.50, ("a", "a", 2): 0.60,
-        ("b", "a", 1): 0.70, ("b", "a", 2): 0.60,
-        ("b", "b", 1): 0.80, ("b", "b", 2): 0.80,
-        ("a", "b", 1): 0.40, ("a", "b", 2): 0.60,
+        ("a", "a", 1): 0.50,
+        ("a", "a", 2): 0.60,
+        ("b", "a", 1): 0.70,
+        ("b", "a", 2): 0.60,
+        ("b", "b", 1): 0.80,
+        ("b", "b", 2): 0.80,
+        ("a", "b", 1): 0.40,
+        ("a", "b", 2): 0.60,
     }
     for (s, t, k), v in vals.items():
         _write(root, "coop", s, t, k, v)
@@ -84,13 +88,17 @@ def test_misplaced_or_foreign_result_file_is_an_error(tmp_path):
 
 
 # One sentence for each kind of bad record, read by `mvlpt collect` (issue 14, item 4)
-@pytest.mark.parametrize("field,value,needle", [
-    ("test", float("nan"), r"has test = nan, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
-    ("test", 87.5, r"has test = 87\.5, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
-    ("val", -0.1, r"has val = -0\.1, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
-    ("seed", "1", r"has seed = '1', which is not an integer from 0 to 2147483647"),
-    ("shots", 0, r"has shots = 0, which is not an integer >= 1"),
-], ids=["NaN metric", "percentage", "negative metric", "seed as text", "zero shots"])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("test", float("nan"), r"has test = nan, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
+        ("test", 87.5, r"has test = 87\.5, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
+        ("val", -0.1, r"has val = -0\.1, which is not a finite fraction in \[0, 1\] \(not a percentage\)"),
+        ("seed", "1", r"has seed = '1', which is not an integer from 0 to 2147483647"),
+        ("shots", 0, r"has shots = 0, which is not an integer >= 1"),
+    ],
+    ids=["NaN metric", "percentage", "negative metric", "seed as text", "zero shots"],
+)
 def test_collect_refuses_an_invalid_record_in_one_sentence(tmp_path, run_mvlpt, field, value, needle):
     root = tmp_path / "results"
     _write(root, "coop", "a", "a", 1, 0.5)
@@ -99,7 +107,9 @@ def test_collect_refuses_an_invalid_record_in_one_sentence(tmp_path, run_mvlpt, 
     bad.write_text(json.dumps({**make_record("coop", "b", "a", 1, 0.6), field: value}))  # json writes NaN as NaN
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables")
     assert rc == 2 and len(errors) == 1 and "Traceback" not in err, err
-    assert re.search(rf"result file {re.escape(str(bad))} {needle}; delete it and rerun its training job\.$", errors[0]), errors[0]
+    assert re.search(rf"result file {re.escape(str(bad))} {needle}; delete it and rerun its training job\.$", errors[0]), errors[
+        0
+    ]
     assert not (root / "tables").exists()
 
 
@@ -126,9 +136,18 @@ def test_truncated_result_file_is_named(tmp_path):
 
 
 # Seeds of other settings are not averaged, nor is a gain taken over a baseline of another setting (issue 14, item 1)
-@pytest.mark.parametrize("field,value", [("shots", 10), ("epochs", 50), ("model", "ViT-B-16"), ("pretrained", "openai"),
-                                         ("mode", "sequential"), ("method_options", {"n_ctx": 16}),
-                                         ("setting_hash", "a-run-with-another-lr")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("shots", 10),
+        ("epochs", 50),
+        ("model", "ViT-B-16"),
+        ("pretrained", "openai"),
+        ("mode", "sequential"),
+        ("method_options", {"n_ctx": 16}),
+        ("setting_hash", "a-run-with-another-lr"),
+    ],
+)
 def test_collect_refuses_seeds_of_different_settings_in_one_cell(tmp_path, run_mvlpt, caplog, field, value):
     root = tmp_path / "results"
     for k in (1, 2):
@@ -159,8 +178,16 @@ def test_seeds_differing_only_in_seed_and_config_hash_are_averaged(tmp_path):
     assert pairs.loc[("b", "a"), "n_seeds"] == 2 and pairs.loc[("b", "a"), "gain"] == pytest.approx(0.15)
 
 
-@pytest.mark.parametrize("field,value", [("shots", 10), ("epochs", 50), ("model", "ViT-B-16"),
-                                         ("method_options", {"n_ctx": 16}), ("setting_hash", "a-run-with-another-lr")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("shots", 10),
+        ("epochs", 50),
+        ("model", "ViT-B-16"),
+        ("method_options", {"n_ctx": 16}),
+        ("setting_hash", "a-run-with-another-lr"),
+    ],
+)
 def test_no_gain_over_a_baseline_of_another_setting(tmp_path, run_mvlpt, field, value):
     root = tmp_path / "results"
     base = _write(root, "coop", "a", "a", 1, 0.5)
@@ -173,7 +200,9 @@ def test_no_gain_over_a_baseline_of_another_setting(tmp_path, run_mvlpt, field, 
     assert not (root / "tables").exists()
     # a joint pair over a single-task baseline of the same setting is fine: the mode is not compared there
     _write(root, "coop", "b", "a", 1, 0.7)
-    assert tables.pair_table(tables.load_results(root)).set_index(["source", "target"]).loc[("b", "a"), "gain"] == pytest.approx(0.2)
+    assert tables.pair_table(tables.load_results(root)).set_index(["source", "target"]).loc[("b", "a"), "gain"] == pytest.approx(
+        0.2
+    )
 
 
 def test_selection_filters_and_ignores_other_folders(tmp_path):
@@ -249,8 +278,15 @@ def test_shuffled_gains_show_no_significant_correlation():
         shuffled = pairs.copy()
         off = ~shuffled["is_baseline"]
         shuffled.loc[off, "gain"] = rng.permutation(shuffled.loc[off, "gain"].to_numpy())
-        corr = stats.correlate(shuffled, sims, measures=["visual_cosine"], model_measures=None, n_boot=200, n_perm=200,
-                           seed=int(rng.integers(1 << 30)))
+        corr = stats.correlate(
+            shuffled,
+            sims,
+            measures=["visual_cosine"],
+            model_measures=None,
+            n_boot=200,
+            n_perm=200,
+            seed=int(rng.integers(1 << 30)),
+        )
         for k in significant:
             r = _row(corr, k, "visual_cosine")
             assert abs(r["estimate"]) < 0.3
@@ -272,8 +308,25 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
     tasks = ["a", "b", "c", "d"]
     write_fake_study(root, tasks=tasks, methods=("coop", "vpt"), seeds=(1, 2))
     out = root / "tables"
-    assert run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--methods", "coop", "vpt", "upt",
-                     "--tasks", *tasks, "--seeds", 1, 2).rc == 0
+    assert (
+        run_mvlpt(
+            "collect",
+            "--results-dir",
+            root,
+            "--out-dir",
+            out,
+            "--methods",
+            "coop",
+            "vpt",
+            "upt",
+            "--tasks",
+            *tasks,
+            "--seeds",
+            1,
+            2,
+        ).rc
+        == 0
+    )
     for name in ("runs", "pairs", "best_source", "source_gain", "target_gain"):
         csv, pq = pd.read_csv(out / f"{name}.csv"), pd.read_parquet(out / f"{name}.parquet")
         assert len(csv) == len(pq) > 0
@@ -281,12 +334,39 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
     assert m.shape == (4, 4) and list(m.index) == tasks and list(m.columns) == tasks
     pd.testing.assert_frame_equal(m, tables.read_matrix(out / "matrices" / "coop_gain.parquet"), check_names=False)
     assert np.isnan(tables.read_matrix(out / "matrices" / "upt_mean.csv").to_numpy()).all()  # promised even if empty
-    rc, errors, _ = run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--methods", "coop", "upt", "--tasks", *tasks,
-                              "--seeds", 1, "--strict")
+    rc, errors, _ = run_mvlpt(
+        "collect",
+        "--results-dir",
+        root,
+        "--out-dir",
+        out,
+        "--methods",
+        "coop",
+        "upt",
+        "--tasks",
+        *tasks,
+        "--seeds",
+        1,
+        "--strict",
+    )
     assert rc == 2 and len(errors) == 1 and "expected results are missing" in errors[0]
     sims = [root / "similarity" / f"{m}.csv" for m in ("visual_cosine", "visual_frechet", "label_match", "label_cosine")]
-    assert run_mvlpt("correlate", "--pairs", out / "pairs.parquet", "--similarity", *sims, "--out", out / "correlations.csv",
-                     "--n-boot", 50, "--n-perm", 50).rc == 0
+    assert (
+        run_mvlpt(
+            "correlate",
+            "--pairs",
+            out / "pairs.parquet",
+            "--similarity",
+            *sims,
+            "--out",
+            out / "correlations.csv",
+            "--n-boot",
+            50,
+            "--n-perm",
+            50,
+        ).rc
+        == 0
+    )
     corr = pd.read_csv(out / "correlations.csv")
     assert set(corr["method"]) == {"coop", "vpt"}
     assert {"pearson", "spearman", "within_target_spearman", "linear_model_r2", "linear_model_coef"} <= set(corr["analysis"])
@@ -299,21 +379,37 @@ def test_analysis_rules_dry_run(tmp_path):
     gain and one of its interaction per method)."""
     (tmp_path / "config.yaml").write_text(
         "methods: [coop, vpt]\ntasks: [shapes, orientation, glyph-digits]\nseeds: [1, 2]\nresults_dir: results\n"
-        "similarity: {sample_size: 16}\nanalysis: {n_boot: 100, cluster: true}\n")
+        "similarity: {sample_size: 16}\nanalysis: {n_boot: 100, cluster: true}\n"
+    )
     write_fake_study(tmp_path / "results", tasks=("shapes", "orientation", "glyph-digits"), seeds=(1, 2))
     for f in (tmp_path / "results" / "similarity").iterdir():
         f.unlink()  # so that the embedding and similarity rules enter the DAG
     snakemake = str(Path(sys.executable).parent / "snakemake")
-    base = [snakemake, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-            "--configfile", str(tmp_path / "config.yaml")]
+    base = [
+        snakemake,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+    ]
     res = subprocess.run(base + ["-n", "--quiet", "rules"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr + res.stdout
     out = res.stdout + res.stderr
     n_measures = len(vocabulary.MEASURES)  # one `similarity` job and one heatmap per registered measure
-    for rule, count in [("collect_results", 1), ("embed_task_images", 3), ("embed_task_labels", 3),
-                        ("similarity", n_measures), ("correlate_gain_similarity", 1), ("gain_heatmap", 4),
-                        ("power", 1),
-                        ("similarity_heatmap", n_measures), ("gain_scatter", 2), ("summary_figure", 1)]:
+    for rule, count in [
+        ("collect_results", 1),
+        ("embed_task_images", 3),
+        ("embed_task_labels", 3),
+        ("similarity", n_measures),
+        ("correlate_gain_similarity", 1),
+        ("gain_heatmap", 4),
+        ("power", 1),
+        ("similarity_heatmap", n_measures),
+        ("gain_scatter", 2),
+        ("summary_figure", 1),
+    ]:
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out)
     # `figures` never pulls training or embedding jobs into the DAG
     res = subprocess.run(base + ["-n", "figures"], capture_output=True, text=True, timeout=120)
@@ -340,8 +436,10 @@ def test_within_target_p_value_is_the_exact_within_target_permutation_test(sizes
 
     groups = [g for _, g in df.groupby("target")]
     observed = np.mean([rho(g["sim"], g["gain"]) for g in groups])
-    null = [np.mean([rho(g["sim"], g["gain"].to_numpy()[list(p)]) for g, p in zip(groups, perms)])
-            for perms in itertools.product(*(itertools.permutations(range(len(g))) for g in groups))]
+    null = [
+        np.mean([rho(g["sim"], g["gain"].to_numpy()[list(p)]) for g, p in zip(groups, perms)])
+        for perms in itertools.product(*(itertools.permutations(range(len(g))) for g in groups))
+    ]
     null = np.asarray(null)
     tol = 1e-12
     expected = min(1.0, 2 * min((null >= observed - tol).mean(), (null <= observed + tol).mean()))
@@ -353,7 +451,8 @@ def test_within_target_p_value_is_the_exact_within_target_permutation_test(sizes
 def test_within_target_spearman_with_unequal_targets_finds_the_planted_relationship():
     pairs, sims = _planted_pairs(n_tasks=10, slope=1.0, noise_sd=0.3)
     drop = pairs.sample(frac=0.2, random_state=1).index  # incomplete study: targets with fewer sources
-    corr = stats.correlate(pairs.drop(index=drop), sims, measures=["visual_cosine"], model_measures=None,
-                           n_boot=200, n_perm=200, seed=0)
+    corr = stats.correlate(
+        pairs.drop(index=drop), sims, measures=["visual_cosine"], model_measures=None, n_boot=200, n_perm=200, seed=0
+    )
     wt = _row(corr, "within_target_spearman", "visual_cosine")
     assert wt["estimate"] > 0.5 and wt["p_value"] < 0.01 and wt["ci_low"] < wt["estimate"] < wt["ci_high"]

@@ -26,8 +26,10 @@ def report() -> dict:
 def _inputs(report: dict) -> tuple[dict, dict, dict]:
     """(ctx, calibration factors, set-up) as the benchmark's __main__ derives them from its measurements."""
     measured = {m: r for m, r in report["methods"].items() if "error" not in r}
-    calib = {m: {path: {k: r["calibration"][path][k] for k in ("train", "val", "test")} for path in r["calibration"]}
-             for m, r in measured.items()}
+    calib = {
+        m: {path: {k: r["calibration"][path][k] for k in ("train", "val", "test")} for path in r["calibration"]}
+        for m, r in measured.items()
+    }
     setup = {m: {"ours": r["ours"]["init_s"], "ref": r["ref"]["setup_s"]} for m, r in measured.items()}
     paper = dict(report["paper_config"])
     paper.update({k: load_paper_config(REPO / paper["source"])[k] for k in ("tasks", "methods")})
@@ -41,8 +43,12 @@ def test_the_package_calibration_prices_a_step_as_the_components_do(report, meth
     comps = report["components"]["ours"]
     C, L, K, batch = 147, 25, 3, 64
     cal = E.package_calibration(method, comps, calib, job_setup_s=1.0, length=L)
-    want = E.model_costs(method, "ours", comps, C, L, K, batch, n_train=16 * C, val_sizes=[4 * C], test_sizes=[500],
-                         eval_bs=100, prefix=prefix)["step"] * calib[method]["ours"]["train"]
+    want = (
+        E.model_costs(
+            method, "ours", comps, C, L, K, batch, n_train=16 * C, val_sizes=[4 * C], test_sizes=[500], eval_bs=100, prefix=prefix
+        )["step"]
+        * calib[method]["ours"]["train"]
+    )
     assert cal.step_s(method, seeds=K, classes=C, length=L, batch=batch, prefix=prefix) == pytest.approx(want, rel=1e-9)
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import colour, encode, make_iris_task, truncated_png
 from PIL import Image
 
+from fakes import colour, encode, make_iris_task, truncated_png
 from mvlpt.cli import main
 from mvlpt.datasets import lock, routes
-from mvlpt.errors import MvlptError
 from mvlpt.datasets.images import CorruptImageError, check_split
+from mvlpt.errors import MvlptError
 from mvlpt.tasks import elevater, get_task
 from mvlpt.tasks.fewshot import make_split, read_split, write_split
 
@@ -115,7 +115,10 @@ def test_elevater_layout_loads_lazily_with_labels(tmp_path):
     for split, labels in per.items():
         s = task.load(split, str(tmp_path))
         assert len(s) == len(labels) and list(s.labels) == labels and s.labels.dtype == np.int64
-        assert len(set(s.ids)) == len(s) and s.ids[0] == f"{'train' if split == 'train' else 'valid' if split == 'val' else 'test'}.zip@{split}/0.png"
+        assert (
+            len(set(s.ids)) == len(s)
+            and s.ids[0] == f"{'train' if split == 'train' else 'valid' if split == 'val' else 'test'}.zip@{split}/0.png"
+        )
         for i in range(len(s)):
             img = s.image(i)
             assert img.mode == "RGB" and class_of(img, 2) == labels[i]
@@ -150,9 +153,11 @@ def test_coco_layout_kitti(tmp_path):
         with zipfile.ZipFile(root / zname, "w") as zf:
             for i, lab in enumerate(labels):
                 zf.writestr(f"{i}.png", encode(lab))
-        coco = {"images": [{"id": i + 1, "file_name": f"{zname}@{i}.png"} for i in range(len(labels))],
-                "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": lab + 1} for i, lab in enumerate(labels)],
-                "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)]}
+        coco = {
+            "images": [{"id": i + 1, "file_name": f"{zname}@{i}.png"} for i in range(len(labels))],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": lab + 1} for i, lab in enumerate(labels)],
+            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)],
+        }
         (root / idx).write_text(json.dumps(coco))
     s = get_task("kitti-distance").load("train", tmp_path)
     assert list(s.labels) == [0, 3, 2, 1]
@@ -170,8 +175,7 @@ def test_missing_data_says_where_it_looked_and_what_to_run(tmp_path, monkeypatch
 
 
 def test_corrupt_image_in_zip_is_reported_with_its_path(tmp_path):
-    make_iris_task(tmp_path, "rendered-sst2", {"train": [0, 1, 0, 1], "val": [0], "test": [1]},
-                   corrupt={("train", 2)})
+    make_iris_task(tmp_path, "rendered-sst2", {"train": [0, 1, 0, 1], "val": [0], "test": [1]}, corrupt={("train", 2)})
     s = get_task("rendered-sst2").load("train", tmp_path)
     with pytest.raises(CorruptImageError) as e:
         s.image(2)
@@ -215,12 +219,14 @@ def test_hub_fetch_maps_labels_by_name_and_records_the_lock(tmp_path, fake_hub, 
     # check: present; after a byte flips: corrupt, naming file, expected and actual sha256
     assert main(["data", "check", "cifar-10", "--data-dir", str(data)]) == 0
     assert "cifar-10: present (route hub" in capsys.readouterr().out
+
     # fetching again needs no network once the files are there and match the lock
     def no_net(host, port, timeout):
         raise OSError("offline")
 
     routes._unreachable.clear()
     import mvlpt.datasets.routes as r_mod
+
     r_mod._connect, saved = no_net, r_mod._connect
     try:
         assert main(["data", "fetch", "cifar-10", "--data-dir", str(data)]) == 0
@@ -268,8 +274,11 @@ def test_hub_source_folder_and_fewshot_files(tmp_path, fake_hub):
 def test_mirror_class_without_an_elevater_name_fails(tmp_path, fake_hub):
     hub, _ = fake_hub
     names = CIFAR[:9] + ["spaceship"]
-    make_wds_folder(hub / "clip-benchmark" / "wds_vtab-cifar10", names,
-                    {"train": [(i, i) for i in range(10)], "test": [(i, i) for i in range(10)]})
+    make_wds_folder(
+        hub / "clip-benchmark" / "wds_vtab-cifar10",
+        names,
+        {"train": [(i, i) for i in range(10)], "test": [(i, i) for i in range(10)]},
+    )
     data = tmp_path / "data"
     routes.fetch("cifar-10", data)
     with pytest.raises(MvlptError, match=r"match no ELEVATER class \('spaceship'\).*aliases"):
@@ -280,12 +289,18 @@ def test_hub_multilabel_voc_and_missing_val(tmp_path, fake_hub):
     hub, _ = fake_hub
     voc = list(get_task("voc-2007-classification").classnames)
     mirror = list(reversed(voc))
+
     def hot(*cls):
         v = np.zeros(20)
         v[[mirror.index(voc[c]) for c in cls]] = 1
         return v
-    make_wds_folder(hub / "clip-benchmark" / "wds_voc2007_multilabel", mirror,
-                    {"train": [(0, hot(0, 14)), (5, hot(5))], "test": [(19, hot(19, 3))]}, multilabel=True)
+
+    make_wds_folder(
+        hub / "clip-benchmark" / "wds_voc2007_multilabel",
+        mirror,
+        {"train": [(0, hot(0, 14)), (5, hot(5))], "test": [(19, hot(19, 3))]},
+        multilabel=True,
+    )
     data = tmp_path / "data"
     routes.fetch("voc-2007-classification", data)
     task = get_task("voc-2007-classification")
@@ -381,7 +396,9 @@ def test_torchvision_layout_gtsrb_by_class_id(tmp_path):
     test_dir = root / "GTSRB" / "Final_Test" / "Images"
     test_dir.mkdir(parents=True)
     (test_dir / "00000.ppm").write_bytes(encode(7, "PPM"))
-    (root / "GT-final_test.csv").write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n00000.ppm;12;12;0;0;11;11;7\n")
+    (root / "GT-final_test.csv").write_text(
+        "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n00000.ppm;12;12;0;0;11;11;7\n"
+    )
     task = get_task("gtsrb")
     tr = task.load("train", tmp_path)
     assert sorted(tr.labels.tolist()) == [3, 3, 40, 40]  # folder numbers, not the 2 folders' positions
@@ -394,8 +411,7 @@ def test_local_route_records_elevater_files(tmp_path, capsys):
     src = tmp_path / "elevater-copy"
     make_iris_task(src, "rendered-sst2", {"train": [0, 1], "val": [1], "test": [0]})
     data = tmp_path / "data"
-    assert main(["data", "fetch", "rendered-sst2", "--route", "local", "--source", str(src),
-                 "--data-dir", str(data)]) == 0
+    assert main(["data", "fetch", "rendered-sst2", "--route", "local", "--source", str(src), "--data-dir", str(data)]) == 0
     ent = lock.read_lock(data)["tasks"]["rendered-sst2"]
     assert ent["route"] == "local" and ent["dir"] == "classification/rendered_sst2_20210924"
     assert set(ent["files"]) == {"train.txt", "valid.txt", "test.txt", "train.zip", "valid.zip", "test.zip", "labels.txt"}
@@ -436,21 +452,108 @@ def test_zip_handles_are_reopened_after_fork(tmp_path):
 # tensorflow_datasets' oxford_flowers102 names (its label ids are the official ones, ELEVATER's order),
 # as CLIP_benchmark's wds_vtab-flowers carries them.
 TFDS_FLOWERS = [
-    "pink primrose", "hard-leaved pocket orchid", "canterbury bells", "sweet pea", "english marigold", "tiger lily",
-    "moon orchid", "bird of paradise", "monkshood", "globe thistle", "snapdragon", "colt's foot", "king protea",
-    "spear thistle", "yellow iris", "globe-flower", "purple coneflower", "peruvian lily", "balloon flower",
-    "giant white arum lily", "fire lily", "pincushion flower", "fritillary", "red ginger", "grape hyacinth",
-    "corn poppy", "prince of wales feathers", "stemless gentian", "artichoke", "sweet william", "carnation",
-    "garden phlox", "love in the mist", "mexican aster", "alpine sea holly", "ruby-lipped cattleya", "cape flower",
-    "great masterwort", "siam tulip", "lenten rose", "barbeton daisy", "daffodil", "sword lily", "poinsettia",
-    "bolero deep blue", "wallflower", "marigold", "buttercup", "oxeye daisy", "common dandelion", "petunia",
-    "wild pansy", "primula", "sunflower", "pelargonium", "bishop of llandaff", "gaura", "geranium", "orange dahlia",
-    "pink-yellow dahlia?", "cautleya spicata", "japanese anemone", "black-eyed susan", "silverbush",
-    "californian poppy", "osteospermum", "spring crocus", "bearded iris", "windflower", "tree poppy", "gazania",
-    "azalea", "water lily", "rose", "thorn apple", "morning glory", "passion flower", "lotus", "toad lily",
-    "anthurium", "frangipani", "clematis", "hibiscus", "columbine", "desert-rose", "tree mallow", "magnolia",
-    "cyclamen", "watercress", "canna lily", "hippeastrum", "bee balm", "ball moss", "foxglove", "bougainvillea",
-    "camellia", "mallow", "mexican petunia", "bromelia", "blanket flower", "trumpet creeper", "blackberry lily",
+    "pink primrose",
+    "hard-leaved pocket orchid",
+    "canterbury bells",
+    "sweet pea",
+    "english marigold",
+    "tiger lily",
+    "moon orchid",
+    "bird of paradise",
+    "monkshood",
+    "globe thistle",
+    "snapdragon",
+    "colt's foot",
+    "king protea",
+    "spear thistle",
+    "yellow iris",
+    "globe-flower",
+    "purple coneflower",
+    "peruvian lily",
+    "balloon flower",
+    "giant white arum lily",
+    "fire lily",
+    "pincushion flower",
+    "fritillary",
+    "red ginger",
+    "grape hyacinth",
+    "corn poppy",
+    "prince of wales feathers",
+    "stemless gentian",
+    "artichoke",
+    "sweet william",
+    "carnation",
+    "garden phlox",
+    "love in the mist",
+    "mexican aster",
+    "alpine sea holly",
+    "ruby-lipped cattleya",
+    "cape flower",
+    "great masterwort",
+    "siam tulip",
+    "lenten rose",
+    "barbeton daisy",
+    "daffodil",
+    "sword lily",
+    "poinsettia",
+    "bolero deep blue",
+    "wallflower",
+    "marigold",
+    "buttercup",
+    "oxeye daisy",
+    "common dandelion",
+    "petunia",
+    "wild pansy",
+    "primula",
+    "sunflower",
+    "pelargonium",
+    "bishop of llandaff",
+    "gaura",
+    "geranium",
+    "orange dahlia",
+    "pink-yellow dahlia?",
+    "cautleya spicata",
+    "japanese anemone",
+    "black-eyed susan",
+    "silverbush",
+    "californian poppy",
+    "osteospermum",
+    "spring crocus",
+    "bearded iris",
+    "windflower",
+    "tree poppy",
+    "gazania",
+    "azalea",
+    "water lily",
+    "rose",
+    "thorn apple",
+    "morning glory",
+    "passion flower",
+    "lotus",
+    "toad lily",
+    "anthurium",
+    "frangipani",
+    "clematis",
+    "hibiscus",
+    "columbine",
+    "desert-rose",
+    "tree mallow",
+    "magnolia",
+    "cyclamen",
+    "watercress",
+    "canna lily",
+    "hippeastrum",
+    "bee balm",
+    "ball moss",
+    "foxglove",
+    "bougainvillea",
+    "camellia",
+    "mallow",
+    "mexican petunia",
+    "bromelia",
+    "blanket flower",
+    "trumpet creeper",
+    "blackberry lily",
 ]
 
 
@@ -477,6 +580,9 @@ def test_flowers_hub_names_that_disagree_with_their_position_fail(tmp_path, fake
     make_wds_folder(hub / "clip-benchmark" / "wds_vtab-flowers", names, {"train": [(3, 3)], "test": [(4, 4)]})
     data = tmp_path / "data"
     routes.fetch("oxford-flower-102", data)
-    with pytest.raises(MvlptError, match=r"names label 3 'english marigold', which matches ELEVATER's 'english "
-                                         r"marigold' at position 4.*\(2 classes disagree\)"):
+    with pytest.raises(
+        MvlptError,
+        match=r"names label 3 'english marigold', which matches ELEVATER's 'english "
+        r"marigold' at position 4.*\(2 classes disagree\)",
+    ):
         get_task("oxford-flower-102").load("train", data)

@@ -12,14 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.running import calibration, preflight
-from mvlpt.study import vocabulary
-from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_conditioned_text_features, stacked_logits
 from mvlpt.models.prompts.text import normalize
+from mvlpt.running import calibration, preflight
+from mvlpt.study import vocabulary
 from mvlpt.study.results import read_result
 from mvlpt.tasks import get_task
+from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 
 NAMES = ["red circle", "square", "green triangle"]
 A, B, C = "shape-colours", "shapes", "glyph-digits"
@@ -43,8 +43,9 @@ def cocoop(clip, options=None, names=NAMES, seed=0):
 
 
 def _images(clip, n, seed=0):
-    return torch.randint(0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 # ------------------------------------------------------------------------------ shapes, exactness
@@ -52,8 +53,13 @@ def test_shapes_follow_the_reference(clip):
     lr = cocoop(clip)
     D, W = clip.model.visual.output_dim, clip.model.token_embedding.weight.shape[1]
     shapes = {k: tuple(v.shape) for k, v in lr.state_dict().items()}
-    assert shapes == {"ctx": (16, W), "meta_net.0.weight": (D // 16, D), "meta_net.0.bias": (D // 16,),
-                      "meta_net.2.weight": (W, D // 16), "meta_net.2.bias": (W,)}
+    assert shapes == {
+        "ctx": (16, W),
+        "meta_net.0.weight": (D // 16, D),
+        "meta_net.0.bias": (D // 16,),
+        "meta_net.2.weight": (W, D // 16),
+        "meta_net.2.bias": (W,),
+    }
     assert lr.options() == {"n_ctx": 16, "position": "end"} and vocabulary.METHODS["cocoop"].caches_image_features
     dims = {"embed_dim": D, "text_width": W, "vision_width": 0, "layers": 0}
     assert type(lr).parameter_count(lr.options(), dims) == sum(p.numel() for p in lr.parameters())
@@ -149,6 +155,7 @@ def test_cocoop_learns_a_tiny_task(clip):
         def evaluate():
             logits = lr.logits(feats=feats)
             return F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean().item()
+
         with torch.no_grad():
             before = evaluate()
         for _ in range(steps):
@@ -175,8 +182,18 @@ def test_checkpoint_round_trip_and_other_class_names(clip, tmp_path):
         for p in lr.parameters():
             p.add_(0.01)
     prov = {k: None for k in PROVENANCE}
-    prov.update(task="shapes", tasks=["shapes"], seed=1, shots=4, model=clip.name, pretrained=clip.pretrained,
-                init_seed=clip.init_seed, splits={}, best_epoch=0, mvlpt_version="test")
+    prov.update(
+        task="shapes",
+        tasks=["shapes"],
+        seed=1,
+        shots=4,
+        model=clip.name,
+        pretrained=clip.pretrained,
+        init_seed=clip.init_seed,
+        splits={},
+        best_epoch=0,
+        mvlpt_version="test",
+    )
     path = tmp_path / "p.safetensors"
     save_prompt(lr, path, prov)
     back = cocoop(clip, {"n_ctx": 4}, seed=8)
@@ -191,20 +208,64 @@ def test_checkpoint_round_trip_and_other_class_names(clip, tmp_path):
 
 # ------------------------------------------------------------------------------ through the CLI
 def _train(run_mvlpt, tmp_path, *args):
-    res = run_mvlpt("train", "--method", "cocoop", "--pretrained", "synthetic", "--seed", 1, "--seed", 2, "--shots", 3,
-                    "--epochs", 2, "--method-options", json.dumps({"n_ctx": 4}), "--cache-dir", tmp_path / "cache", *args)
+    res = run_mvlpt(
+        "train",
+        "--method",
+        "cocoop",
+        "--pretrained",
+        "synthetic",
+        "--seed",
+        1,
+        "--seed",
+        2,
+        "--shots",
+        3,
+        "--epochs",
+        2,
+        "--method-options",
+        json.dumps({"n_ctx": 4}),
+        "--cache-dir",
+        tmp_path / "cache",
+        *args,
+    )
     assert res.rc == 0, res.stderr
     return res
 
 
 def test_pairwise_single_joint_and_sequential_runs(run_mvlpt, tmp_path):
     out = tmp_path / "r"
-    _train(run_mvlpt, tmp_path, "--task", A, "--output", f"{A}={out}/a_{{seed}}.json",
-           "--save-prompt", f"{A}={out}/a_{{seed}}.safetensors")
-    _train(run_mvlpt, tmp_path, "--task", A, "--task", B, "--output", f"{A}={out}/ab_a_{{seed}}.json",
-           "--output", f"{B}={out}/ab_b_{{seed}}.json")
-    _train(run_mvlpt, tmp_path, "--task", B, "--init-from", f"{out}/a_{{seed}}.safetensors",
-           "--output", f"{B}={out}/seq_{{seed}}.json")
+    _train(
+        run_mvlpt,
+        tmp_path,
+        "--task",
+        A,
+        "--output",
+        f"{A}={out}/a_{{seed}}.json",
+        "--save-prompt",
+        f"{A}={out}/a_{{seed}}.safetensors",
+    )
+    _train(
+        run_mvlpt,
+        tmp_path,
+        "--task",
+        A,
+        "--task",
+        B,
+        "--output",
+        f"{A}={out}/ab_a_{{seed}}.json",
+        "--output",
+        f"{B}={out}/ab_b_{{seed}}.json",
+    )
+    _train(
+        run_mvlpt,
+        tmp_path,
+        "--task",
+        B,
+        "--init-from",
+        f"{out}/a_{{seed}}.safetensors",
+        "--output",
+        f"{B}={out}/seq_{{seed}}.json",
+    )
     for seed in (1, 2):
         single, joint, seq = (read_result(out / f"{n}_{seed}.json") for n in ("a", "ab_b", "seq"))
         assert (single["method"], single["mode"], single["source"]) == ("cocoop", "single", A)
@@ -216,10 +277,22 @@ def test_pairwise_single_joint_and_sequential_runs(run_mvlpt, tmp_path):
 def test_multitask_group_source_target_and_joint_runs(run_mvlpt, tmp_path):
     out = tmp_path / "mt"
     _train(run_mvlpt, tmp_path, "--task", A, "--task", B, "--save-group-prompt", f"{out}/g_{{seed}}.safetensors")
-    _train(run_mvlpt, tmp_path, "--task", C, "--init-from", f"{out}/g_{{seed}}.safetensors",
-           "--output", f"{C}={out}/t_{{seed}}.json")
-    _train(run_mvlpt, tmp_path, "--task", A, "--task", B, "--task", C, "--train-options", '{"head": "per_task"}',
-           *(x for t in (A, B, C) for x in ("--output", f"{t}={out}/j_{t}_{{seed}}.json")))
+    _train(
+        run_mvlpt, tmp_path, "--task", C, "--init-from", f"{out}/g_{{seed}}.safetensors", "--output", f"{C}={out}/t_{{seed}}.json"
+    )
+    _train(
+        run_mvlpt,
+        tmp_path,
+        "--task",
+        A,
+        "--task",
+        B,
+        "--task",
+        C,
+        "--train-options",
+        '{"head": "per_task"}',
+        *(x for t in (A, B, C) for x in ("--output", f"{t}={out}/j_{t}_{{seed}}.json")),
+    )
     target = read_result(out / "t_1.json")
     assert target["mode"] == "sequential" and target["init_prompt"]["tasks"] == [A, B]
     joint = read_result(out / f"j_{C}_2.json")
@@ -229,13 +302,23 @@ def test_multitask_group_source_target_and_joint_runs(run_mvlpt, tmp_path):
 # ------------------------------------------------------------------------------ cost and preflight
 def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch):
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "none.json"))
-    cfg = {"tasks": [A, B, C], "methods": ["coop", "cocoop"], "seeds": [1, 2], "shots": 5,
-           "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 2, "batch_size": 8},
-           "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}
+    cfg = {
+        "tasks": [A, B, C],
+        "methods": ["coop", "cocoop"],
+        "seeds": [1, 2],
+        "shots": 5,
+        "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"},
+        "train": {"epochs": 2, "batch_size": 8},
+        "results_dir": str(tmp_path / "results"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
     rep = preflight.run(cfg, multitask=True)
     assert rep.ok, rep.problems
-    notes = [w for w in rep.warnings if w.startswith("cost: cocoop: the calibration has no figures of its own: priced with "
-                                                     "coop's coefficients")]
+    notes = [
+        w
+        for w in rep.warnings
+        if w.startswith("cost: cocoop: the calibration has no figures of its own: priced with coop's coefficients")
+    ]
     assert len(notes) == 1 and "one set of class prompts per image" in notes[0], rep.warnings
     per = rep.cost["per_method"]
     # the same jobs as CoOp's but the frozen-feature jobs (shared), and a text pass per image: dearer
@@ -255,20 +338,29 @@ def test_cost_and_preflight_price_it_from_coop_and_say_how(tmp_path, monkeypatch
 def test_prompt_predictors_score_a_task_own_prompt_as_training_validated_it(clip, tmp_path):
     """The prompt predictors (mvlpt.transfer.prompt_views.prompt_views) run the same forward as the trainer: a
     task's own CoCoOp prompt on its few-shot val images gives the record's `val`."""
-    from mvlpt.transfer import prompt_views
-    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks.fewshot import make_split, write_split
+    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.training.train import run
+    from mvlpt.transfer import prompt_views
 
     tasks, prompts, splits, val = [A, B], {}, {}, {}
     for t in tasks:
         splits[(t, 1)] = tmp_path / f"{t}.json"
         write_split(make_split(get_task(t), 1, 3), splits[(t, 1)])
         prompts[(t, 1)] = tmp_path / f"{t}.safetensors"
-        spec = RunSpec(method="cocoop", tasks=[t], seeds=[1], shots=3, pretrained="synthetic", method_options={"n_ctx": 4},
-                       train=TrainConfig(epochs=2, lr=0.01), split_files={t: str(splits[(t, 1)])},
-                       outputs={t: str(tmp_path / f"{t}.result.json")}, save_prompts={t: str(prompts[(t, 1)])},
-                       cache_dir=str(tmp_path / "cache"))
+        spec = RunSpec(
+            method="cocoop",
+            tasks=[t],
+            seeds=[1],
+            shots=3,
+            pretrained="synthetic",
+            method_options={"n_ctx": 4},
+            train=TrainConfig(epochs=2, lr=0.01),
+            split_files={t: str(splits[(t, 1)])},
+            outputs={t: str(tmp_path / f"{t}.result.json")},
+            save_prompts={t: str(prompts[(t, 1)])},
+            cache_dir=str(tmp_path / "cache"),
+        )
         val[t] = run(spec)[0]["val"]
     views = prompt_views.prompt_views(clip, "cocoop", tasks, prompts, splits)
     for t in tasks:
@@ -280,10 +372,17 @@ def test_the_workflow_takes_it_by_its_name_alone(tmp_path):
     """`methods: [coop, cocoop]` builds the study's DAG (no schema or rule edit): every pair of both
     methods, one frozen-feature job per task serving both, the multitask study included."""
     import yaml
+
     from studies import job_counts, snakemake
 
-    cfg = {"tasks": [A, B, C], "methods": ["coop", "cocoop"], "seeds": [1], "shots": 5,
-           "model": {"name": "mvlpt-tiny", "pretrained": "synthetic", "init_seed": 0}, "train": {"epochs": 2}}
+    cfg = {
+        "tasks": [A, B, C],
+        "methods": ["coop", "cocoop"],
+        "seeds": [1],
+        "shots": 5,
+        "model": {"name": "mvlpt-tiny", "pretrained": "synthetic", "init_seed": 0},
+        "train": {"epochs": 2},
+    }
     configfile = tmp_path / "study.yaml"
     configfile.write_text(yaml.safe_dump(cfg))
     res = snakemake(tmp_path, "-n", "--quiet", "rules", "--", "all", "multitask", configfile=configfile)

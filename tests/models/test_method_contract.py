@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from mvlpt.running import cost, preflight
-from mvlpt.study import vocabulary
-from mvlpt.training.config import RunSpec, TrainConfig
-from mvlpt.study.configcheck import rule_problems
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import PromptLearner
 from mvlpt.models.prompts.text import TokenLayout
+from mvlpt.running import cost, preflight
+from mvlpt.study import vocabulary
+from mvlpt.study.configcheck import rule_problems
 from mvlpt.study.results import read_result
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,31 +58,52 @@ class Uncounted(Twin):
 
 @pytest.fixture
 def twin():
-    entry = vocabulary.register_method(vocabulary.Method("twin", f"{__name__}:Twin", learns_text=True, learns_image=False,
-                                               label="Twin", priced_as="coop", in_default_study=False))
+    entry = vocabulary.register_method(
+        vocabulary.Method(
+            "twin",
+            f"{__name__}:Twin",
+            learns_text=True,
+            learns_image=False,
+            label="Twin",
+            priced_as="coop",
+            in_default_study=False,
+        )
+    )
     yield entry
     vocabulary.unregister_method("twin")
 
 
 @pytest.fixture
 def unpriced():
-    vocabulary.register_method(vocabulary.Method("unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False,
-                                       label="Unpriced", in_default_study=False))
+    vocabulary.register_method(
+        vocabulary.Method(
+            "unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False, label="Unpriced", in_default_study=False
+        )
+    )
     yield
     vocabulary.unregister_method("unpriced")
 
 
 def test_a_method_from_a_test_module_trains_single_joint_and_sequential(twin, tmp_path):
     train = TrainConfig(epochs=2, lr=0.01)
-    common = {"method": "twin", "seeds": [1], "shots": 5, "train": train, "pretrained": "synthetic", "cache_dir": str(tmp_path / "cache")}
-    single = run(RunSpec(tasks=[A], outputs={A: str(tmp_path / "a.json")}, save_prompts={A: str(tmp_path / "a.safetensors")},
-                         **common))[0]
+    common = {
+        "method": "twin",
+        "seeds": [1],
+        "shots": 5,
+        "train": train,
+        "pretrained": "synthetic",
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    single = run(
+        RunSpec(tasks=[A], outputs={A: str(tmp_path / "a.json")}, save_prompts={A: str(tmp_path / "a.safetensors")}, **common)
+    )[0]
     assert single["method"] == "twin" and single["method_options"] == {"n_ctx": 4}
     assert read_result(tmp_path / "a.json")["test"] == single["test"]
     joint = run(RunSpec(tasks=[A, B], outputs={A: str(tmp_path / "j.json")}, **common))[0]
     assert joint["source"] == B
-    seq = run(RunSpec(tasks=[B], source=A, init_from=str(tmp_path / "a.safetensors"),
-                      outputs={B: str(tmp_path / "s.json")}, **common))[0]
+    seq = run(
+        RunSpec(tasks=[B], source=A, init_from=str(tmp_path / "a.safetensors"), outputs={B: str(tmp_path / "s.json")}, **common)
+    )[0]
     assert seq["init_prompt"]["task"] == A
 
 
@@ -96,9 +117,16 @@ def test_the_config_check_accepts_it_without_a_schema_edit(twin):
 
 
 def _cfg(tmp_path, methods):
-    return {"tasks": [A, B], "methods": methods, "seeds": [1, 2], "shots": 5,
-            "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 2},
-            "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}
+    return {
+        "tasks": [A, B],
+        "methods": methods,
+        "seeds": [1, 2],
+        "shots": 5,
+        "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"},
+        "train": {"epochs": 2},
+        "results_dir": str(tmp_path / "results"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
 
 
 def test_cost_and_preflight_price_it_from_a_calibrated_method_and_say_so(twin, tmp_path, monkeypatch):
@@ -115,19 +143,34 @@ def test_cost_and_preflight_price_it_from_a_calibrated_method_and_say_so(twin, t
 
 def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpriced, tmp_path, monkeypatch):
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "none.json"))
-    with pytest.raises(MvlptError, match=r"has no figures for method 'unpriced'; name a calibrated method .* as its "
-                                         r"`priced_as` in mvlpt.study.vocabulary.METHODS\.$"):
+    with pytest.raises(
+        MvlptError,
+        match=r"has no figures for method 'unpriced'; name a calibrated method .* as its "
+        r"`priced_as` in mvlpt.study.vocabulary.METHODS\.$",
+    ):
         cost.shipped_calibration().coefficients("unpriced")
     rep = preflight.run(_cfg(tmp_path, ["unpriced"]), multitask=False)
     assert not rep.ok and any("`priced_as`" in p for p in rep.problems)
 
 
 def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(tmp_path):
-    vocabulary.register_method(vocabulary.Method("uncounted", f"{__name__}:Uncounted", learns_text=True, learns_image=False,
-                                       label="Uncounted", priced_as="coop", in_default_study=False))
+    vocabulary.register_method(
+        vocabulary.Method(
+            "uncounted",
+            f"{__name__}:Uncounted",
+            learns_text=True,
+            learns_image=False,
+            label="Uncounted",
+            priced_as="coop",
+            in_default_study=False,
+        )
+    )
     try:
-        with pytest.raises(MvlptError, match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
-                                             r"give its class a parameter_count classmethod\.$"):
+        with pytest.raises(
+            MvlptError,
+            match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
+            r"give its class a parameter_count classmethod\.$",
+        ):
             preflight._prompt_params("uncounted", {}, 512, 768, 12)
     finally:
         vocabulary.unregister_method("uncounted")

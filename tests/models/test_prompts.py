@@ -6,7 +6,6 @@ import textwrap
 import pytest
 import torch
 
-from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts import (
     PromptLearner,
@@ -17,6 +16,7 @@ from mvlpt.models.prompts import (
 )
 from mvlpt.models.prompts.text import TokenLayout, encode_prompted_text, phrase_embeddings
 from mvlpt.models.prompts.vision import encode_prompted_image
+from mvlpt.study import vocabulary
 
 NAMES = ["cat", "pickup truck", "sea", "maple tree", "seven"]
 
@@ -51,18 +51,26 @@ def _plain_text_pass(monkeypatch):
     monkeypatch.setattr(blocks, "applies", lambda transformer: False)
 
 
-@pytest.mark.parametrize("method,options,prefix", [
-    ("coop", {"position": "end"}, 1 + 16), ("coop", {"position": "middle"}, 1 + 8), ("coop", {"position": "front"}, 1),
-    ("coop", {"n_ctx": 4, "csc": True}, 0), ("upt", {"position": "middle"}, 1 + 2), ("upt", {"position": "end"}, 1 + 4),
-])
+@pytest.mark.parametrize(
+    "method,options,prefix",
+    [
+        ("coop", {"position": "end"}, 1 + 16),
+        ("coop", {"position": "middle"}, 1 + 8),
+        ("coop", {"position": "front"}, 1),
+        ("coop", {"n_ctx": 4, "csc": True}, 0),
+        ("upt", {"position": "middle"}, 1 + 2),
+        ("upt", {"position": "end"}, 1 + 4),
+    ],
+)
 def test_shared_prefix_equals_the_plain_text_pass(tiny_clip, monkeypatch, method, options, prefix):
     """[SOS] and the context before the class name run once per prompt set, and the last block computes
     the [EOS] rows alone: class features and prompt gradients equal open_clip's whole text transformer
     on every class's prompt, for a stack of three sets (a wrong set's prefix, or a prefix or [EOS]
     attended to wrongly, changes both)."""
     names = NAMES + ["x", "x ray"]  # "x" is also the filler token of the context positions
-    learners = [build_prompt_learner(method, tiny_clip, names, options, generator=torch.Generator().manual_seed(s))
-                for s in (1, 2, 3)]
+    learners = [
+        build_prompt_learner(method, tiny_clip, names, options, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)
+    ]
     assert learners[0].shared_text_prefix(learners[0].current_prompts()) == prefix
     weights = torch.randn(3 * len(names), tiny_clip.model.text_projection.shape[1], generator=torch.Generator().manual_seed(0))
 
@@ -130,10 +138,16 @@ def test_shared_prefix_applies_only_to_a_causal_text_tower(tiny_clip, monkeypatc
     assert not torch.allclose(a, causal, atol=1e-3)
 
 
-@pytest.mark.parametrize("method,options,pool", [
-    ("vpt", {"n_ctx": 3}, "tok"), ("vpt", {"n_ctx": 3, "deep": False}, "tok"), ("vpt", {"n_ctx": 0}, "tok"),
-    ("upt", {"n_ctx": 2}, "tok"), ("vpt", {"n_ctx": 3}, "avg"),
-])
+@pytest.mark.parametrize(
+    "method,options,pool",
+    [
+        ("vpt", {"n_ctx": 3}, "tok"),
+        ("vpt", {"n_ctx": 3, "deep": False}, "tok"),
+        ("vpt", {"n_ctx": 0}, "tok"),
+        ("upt", {"n_ctx": 2}, "tok"),
+        ("vpt", {"n_ctx": 3}, "avg"),
+    ],
+)
 def test_image_tower_computes_only_the_rows_it_uses(tiny_clip, monkeypatch, method, options, pool):
     """Dropping the rows whose outputs are not used (prompt rows the next layer replaces, every row but
     [CLS] after the last block) equals running every block on every row: features and prompt
@@ -192,8 +206,9 @@ def test_vpt_with_zero_tokens_equals_encode_image(tiny_clip):
 
 
 def _images(clip, n, seed=0):
-    return torch.randint(0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def test_prompted_image_tower_equals_open_clip_forward_with_prompts_put_in(tiny_clip, monkeypatch):
@@ -207,12 +222,18 @@ def test_prompted_image_tower_equals_open_clip_forward_with_prompts_put_in(tiny_
     width, layers = visual.conv1.weight.shape[0], len(visual.transformer.resblocks)
     p = torch.randn(layers, 4, width, generator=torch.Generator().manual_seed(1))
     embeds = visual._embeds
-    monkeypatch.setattr(visual, "_embeds", lambda im: (lambda e: torch.cat([e[:, :1], p[0].expand(len(e), -1, -1), e[:, 1:]], 1))(embeds(im)))
+    monkeypatch.setattr(
+        visual, "_embeds", lambda im: (lambda e: torch.cat([e[:, :1], p[0].expand(len(e), -1, -1), e[:, 1:]], 1))(embeds(im))
+    )
     with torch.no_grad():
         shallow_ref = visual(x)
-        hooks = [block.register_forward_pre_hook(
-            lambda mod, args, i=i: (torch.cat([args[0][:, :1], p[i].expand(len(args[0]), -1, -1), args[0][:, 5:]], 1),))
-            for i, block in enumerate(visual.transformer.resblocks) if i > 0]
+        hooks = [
+            block.register_forward_pre_hook(
+                lambda mod, args, i=i: (torch.cat([args[0][:, :1], p[i].expand(len(args[0]), -1, -1), args[0][:, 5:]], 1),)
+            )
+            for i, block in enumerate(visual.transformer.resblocks)
+            if i > 0
+        ]
         try:
             deep_ref = visual(x)
         finally:
@@ -274,8 +295,11 @@ def toy_method(tmp_path, monkeypatch):
     """A method added the documented way: its module and one registry line."""
     (tmp_path / "toy_suffix_method.py").write_text(TOY_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(vocabulary.METHODS, "suffix", vocabulary.Method("suffix", "toy_suffix_method:Suffix", learns_text=True,
-                                                              learns_image=False, label="Suffix"))
+    monkeypatch.setitem(
+        vocabulary.METHODS,
+        "suffix",
+        vocabulary.Method("suffix", "toy_suffix_method:Suffix", learns_text=True, learns_image=False, label="Suffix"),
+    )
     return "suffix"
 
 
@@ -294,8 +318,10 @@ def test_a_method_is_its_module_and_one_registry_line(tiny_clip, toy_method):
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_stacked_forward_equals_one_set_at_a_time(tiny_clip, method):
     """K prompt sets in one pass of each tower = each set alone (the training loop relies on it)."""
-    learners = [build_prompt_learner(method, tiny_clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s))
-                for s in (1, 2, 3)]
+    learners = [
+        build_prompt_learner(method, tiny_clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s))
+        for s in (1, 2, 3)
+    ]
     images = [_images(tiny_clip, n, seed=n) for n in (3, 1, 2)]
     with torch.no_grad():
         text = stacked_text_features(learners)
@@ -394,7 +420,9 @@ def test_upt_uniform_visual_init_uses_vpts_range(tiny_clip):
     visual = tiny_clip.model.visual
     patch, width = visual.conv1.weight.shape[-1], visual.conv1.weight.shape[0]
     v = (6 / (3 * patch * patch + width)) ** 0.5
-    uniform = build_prompt_learner("upt", tiny_clip, NAMES, {"visual_init": "uniform"}, generator=torch.Generator().manual_seed(0))
+    uniform = build_prompt_learner(
+        "upt", tiny_clip, NAMES, {"visual_init": "uniform"}, generator=torch.Generator().manual_seed(0)
+    )
     normal = build_prompt_learner("upt", tiny_clip, NAMES, generator=torch.Generator().manual_seed(0))
     assert uniform.visual_ctx.abs().max() <= v and uniform.visual_ctx.abs().max() > 0.9 * v
     assert abs(uniform.visual_ctx.std() / (v / 3**0.5) - 1) < 0.1  # uniform(-v, v), not N(0, 0.02)

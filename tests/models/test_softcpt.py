@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 from mvlpt.errors import MvlptError
 from mvlpt.models.clip import load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits, stacked_text_features
 from mvlpt.models.prompts.softcpt import MAX_TASK_TOKENS, fit_text, short_description
-from mvlpt.models.prompts.text import word_tokens, phrase_embeddings
+from mvlpt.models.prompts.text import phrase_embeddings, word_tokens
 from mvlpt.tasks import get_task
+from mvlpt.training.checkpoints import PROVENANCE, load_prompt, save_prompt
 
 NAMES = ["circle", "square", "triangle", "red", "green"]
 TASKS = [("shapes", 3), ("shape-colours", 2)]
@@ -35,8 +35,9 @@ def softcpt(clip, options=None, tasks=TASKS, names=NAMES, seed=0):
 
 
 def _images(clip, n, seed=0):
-    return torch.randint(0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, clip.image_size, clip.image_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 # ------------------------------------------------------------------------------ exactness
@@ -107,8 +108,9 @@ def test_descriptions_override_and_long_texts_are_cut_to_whole_words(tiny_clip):
     assert soft.task_texts[0] == "drawings of simple shapes"  # the override, its closing "." is the prompt's
     assert soft.options()["descriptions"] == {"shapes": "drawings of simple shapes."}
     with torch.no_grad():
-        torch.testing.assert_close(soft.task_features()[0], tiny_clip.encode_texts(["drawings of simple shapes."])[0],
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            soft.task_features()[0], tiny_clip.encode_texts(["drawings of simple shapes."])[0], rtol=0, atol=1e-5
+        )
     tok = tiny_clip.tokenizer
     long = " ".join(f"word{i}" for i in range(60))
     cut = softcpt(tiny_clip, {"descriptions": {"shapes": long}}).task_texts[0]
@@ -169,8 +171,9 @@ def _task_data(clip, shots=8):
             idx = np.arange(len(s))
             if split == "train":
                 rng = np.random.default_rng(0)
-                idx = np.concatenate([rng.choice(np.flatnonzero(s.labels == c), shots, replace=False)
-                                      for c in range(task.num_classes)])
+                idx = np.concatenate(
+                    [rng.choice(np.flatnonzero(s.labels == c), shots, replace=False) for c in range(task.num_classes)]
+                )
             x = torch.from_numpy(np.ascontiguousarray(s.images[idx])).permute(0, 3, 1, 2)
             out[split] = (clip.encode_images(clip.normalize(x)), torch.as_tensor(s.labels[idx]))
         data.append((task, out))
@@ -192,7 +195,7 @@ def test_softcpt_learns_on_two_offline_tasks():
         loss, acc = 0.0, []
         for k, (_, d) in enumerate(data):
             feats, y = d[split]
-            logits = learner.logits(feats=feats, text=text)[:, bounds[k]:bounds[k + 1]]  # per-task head
+            logits = learner.logits(feats=feats, text=text)[:, bounds[k] : bounds[k + 1]]  # per-task head
             loss = loss + F.cross_entropy(logits, y)
             acc.append((logits.argmax(1) == y).float().mean().item())
         return loss / len(data), float(np.mean(acc))
@@ -222,8 +225,18 @@ def test_softcpt_learns_on_two_offline_tasks():
 # ------------------------------------------------------------------------------ checkpoints, stacks
 def _provenance(clip, tasks):
     prov = {k: None for k in PROVENANCE}
-    prov.update(task=tasks[0], tasks=list(tasks), seed=1, shots=4, model=clip.name, pretrained=clip.pretrained,
-                init_seed=clip.init_seed, splits={}, best_epoch=0, mvlpt_version="test")
+    prov.update(
+        task=tasks[0],
+        tasks=list(tasks),
+        seed=1,
+        shots=4,
+        model=clip.name,
+        pretrained=clip.pretrained,
+        init_seed=clip.init_seed,
+        splits={},
+        best_epoch=0,
+        mvlpt_version="test",
+    )
     return prov
 
 
@@ -241,8 +254,13 @@ def test_checkpoint_round_trip_and_a_prompt_meets_a_new_task(tiny_clip, tmp_path
         assert torch.equal(again.logits(images=x), source.logits(images=x))
     # a learner for another task (other classes, another count) takes the same parameters
     orientation = get_task("orientation")
-    target = softcpt(tiny_clip, {"n_ctx": 4, "meta_bias": True}, tasks=[("orientation", orientation.num_classes)],
-                     names=list(orientation.classnames), seed=5)
+    target = softcpt(
+        tiny_clip,
+        {"n_ctx": 4, "meta_bias": True},
+        tasks=[("orientation", orientation.num_classes)],
+        names=list(orientation.classnames),
+        seed=5,
+    )
     load_prompt(target, path)
     assert torch.equal(target.meta.weight, source.meta.weight) and torch.equal(target.task_ctx, source.task_ctx)
     with torch.no_grad():  # the same meta network gives the new task its own context
@@ -273,14 +291,17 @@ def test_stacked_seeds_equal_each_alone(tiny_clip):
 
 
 # ------------------------------------------------------------------------------ the tasks argument
-@pytest.mark.parametrize("tasks,match", [
-    (None, "needs the task of every class"),
-    ([("shapes", 3)], "sum to the 5 class names"),
-    ([("shapes", 3), ("shapes", 2)], "distinct tasks"),
-    ([("shapes", 5), ("shape-colours", 0)], "at least one class"),
-    (["shapes"], "tasks must be"),
-    ([], "sum to the 5 class names"),
-])
+@pytest.mark.parametrize(
+    "tasks,match",
+    [
+        (None, "needs the task of every class"),
+        ([("shapes", 3)], "sum to the 5 class names"),
+        ([("shapes", 3), ("shapes", 2)], "distinct tasks"),
+        ([("shapes", 5), ("shape-colours", 0)], "at least one class"),
+        (["shapes"], "tasks must be"),
+        ([], "sum to the 5 class names"),
+    ],
+)
 def test_missing_or_ill_formed_tasks_give_one_sentence(tiny_clip, tasks, match):
     with pytest.raises(MvlptError, match=match) as err:
         softcpt(tiny_clip, tasks=tasks)

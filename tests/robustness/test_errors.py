@@ -13,39 +13,76 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mvlpt.cli import main
-from mvlpt.training.config import TrainConfig
-from mvlpt.errors import MvlptError
 import mvlpt.io
+from mvlpt.cli import main
+from mvlpt.errors import MvlptError
 from mvlpt.io import atomic_path, write_json
 from mvlpt.study.results import read_result
 from mvlpt.tasks import ArraySplit, Task
 from mvlpt.tasks.fewshot import make_split
+from mvlpt.training.config import TrainConfig
 
 
 def test_missing_split_file(tmp_path, run_mvlpt):
-    rc, err, _ = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--split", f"shapes={tmp_path}/nope.json",
-                      "--output", f"shapes={tmp_path}/r.json", "--device", "cpu")
+    rc, err, _ = run_mvlpt(
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--split",
+        f"shapes={tmp_path}/nope.json",
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+    )
     assert rc == 2 and len(err) == 1 and "does not exist" in err[0]
     assert not (tmp_path / "r.json").exists()
 
 
 def test_split_file_of_another_task(tmp_path, run_mvlpt):
     assert main(["split", "--task", "textures", "--seed", "1", "--shots", "5", "--out", str(tmp_path / "s.json")]) == 0
-    rc, err, _ = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--split", f"shapes={tmp_path}/s.json",
-                      "--output", f"shapes={tmp_path}/r.json", "--device", "cpu")
+    rc, err, _ = run_mvlpt(
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--split",
+        f"shapes={tmp_path}/s.json",
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+    )
     assert rc == 2 and "belongs to task 'textures'" in err[0]
 
 
 def test_split_file_with_other_shots(tmp_path, run_mvlpt):
     assert main(["split", "--task", "shapes", "--seed", "1", "--shots", "4", "--out", str(tmp_path / "s.json")]) == 0
-    rc, err, _ = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--shots", "5", "--split", f"shapes={tmp_path}/s.json",
-                      "--output", f"shapes={tmp_path}/r.json", "--device", "cpu")
+    rc, err, _ = run_mvlpt(
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--shots",
+        "5",
+        "--split",
+        f"shapes={tmp_path}/s.json",
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+    )
     assert rc == 2 and "has 4 shots" in err[0]
 
 
 def test_unknown_device(tmp_path, run_mvlpt):
-    rc, err, _ = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--output", f"shapes={tmp_path}/r.json", "--device", "tpu")
+    rc, err, _ = run_mvlpt(
+        "train", "--method", "coop", "--task", "shapes", "--output", f"shapes={tmp_path}/r.json", "--device", "tpu"
+    )
     assert rc == 2 and len(err) == 1 and "tpu" in err[0]
 
 
@@ -85,8 +122,19 @@ def test_empty_class_is_named():
 
 
 def test_bad_method_option_value(tmp_path, run_mvlpt):
-    rc, err, _ = run_mvlpt("train", "--method", "upt", "--task", "shapes", "--method-options", '{"mix": "some"}',
-                      "--output", f"shapes={tmp_path}/r.json", "--device", "cpu")
+    rc, err, _ = run_mvlpt(
+        "train",
+        "--method",
+        "upt",
+        "--task",
+        "shapes",
+        "--method-options",
+        '{"mix": "some"}',
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+    )
     assert rc == 2 and "UPT mix must be one of" in err[0]
     assert not (tmp_path / "r.json").exists()
 
@@ -94,8 +142,21 @@ def test_bad_method_option_value(tmp_path, run_mvlpt):
 def test_split_file_of_another_seed(tmp_path, run_mvlpt):
     """A split sampled for seed 2 is not used for seed 1 (the result would claim seed 1)."""
     assert main(["split", "--task", "shapes", "--seed", "2", "--shots", "5", "--out", str(tmp_path / "s.json")]) == 0
-    rc, err, _ = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--seed", "1", "--split", f"shapes={tmp_path}/s.json",
-                      "--output", f"shapes={tmp_path}/r.json", "--device", "cpu")
+    rc, err, _ = run_mvlpt(
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--seed",
+        "1",
+        "--split",
+        f"shapes={tmp_path}/s.json",
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+    )
     assert rc == 2 and len(err) == 1
     assert "was sampled with seed 2, this run's seed is 1; give the split file of seed 1." in err[0]
     assert not (tmp_path / "r.json").exists()

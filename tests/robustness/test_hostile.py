@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakes import one_sentence, write_record
 from mvlpt import io
-from mvlpt.training.checkpoints import load_state, read_prompt_meta, save_prompt, save_state
-from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.study.names import check_name, check_seed
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import read_split, write_split
-
-from fakes import one_sentence, write_record
+from mvlpt.training.checkpoints import load_state, read_prompt_meta, save_prompt, save_state
+from mvlpt.training.config import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrained", "synthetic", "--device", "cpu"]
@@ -37,8 +36,10 @@ def train(run_mvlpt, *args):
 def test_state_and_output_that_are_one_file_are_refused(tmp_path, run_mvlpt):
     x = tmp_path / "x.json"
     one_sentence(train(run_mvlpt, "--state", x, "--output", f"shapes={x}"), r"given as the output of two different things")
-    one_sentence(train(run_mvlpt, "--state", x, "--save-prompt", f"shapes={tmp_path}/./x.json"),
-                 r"given as the output of two different things")
+    one_sentence(
+        train(run_mvlpt, "--state", x, "--save-prompt", f"shapes={tmp_path}/./x.json"),
+        r"given as the output of two different things",
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -57,8 +58,12 @@ def test_two_spellings_of_one_file_are_one_file(tmp_path, link):
         spec.check_paths()
     # a new file under a symlinked folder is the same new file
     (tmp_path / "alias").symlink_to(tmp_path / "d")
-    spec = RunSpec(method="coop", tasks=["shapes"], outputs={"shapes": str(tmp_path / "d" / "n.json")},
-                   state_path=str(tmp_path / "alias" / "n.json"))
+    spec = RunSpec(
+        method="coop",
+        tasks=["shapes"],
+        outputs={"shapes": str(tmp_path / "d" / "n.json")},
+        state_path=str(tmp_path / "alias" / "n.json"),
+    )
     with pytest.raises(MvlptError, match=r"given as the output of two different things"):
         spec.check_paths()
     assert real.read_text() == "{}"
@@ -67,8 +72,10 @@ def test_two_spellings_of_one_file_are_one_file(tmp_path, link):
 def test_an_output_that_is_an_input_is_refused(tmp_path, run_mvlpt):
     split = tmp_path / "split.json"
     split.write_text("{}")
-    one_sentence(train(run_mvlpt, "--split", f"shapes={split}", "--output", f"shapes={tmp_path}/x/../split.json"),
-                 r"is both read and written by this command")
+    one_sentence(
+        train(run_mvlpt, "--split", f"shapes={split}", "--output", f"shapes={tmp_path}/x/../split.json"),
+        r"is both read and written by this command",
+    )
     assert split.read_text() == "{}"
 
 
@@ -142,7 +149,9 @@ def test_a_device_is_classified_and_refused(tmp_path, monkeypatch):
 
 def test_a_file_name_over_the_limit_is_one_sentence(tmp_path, run_mvlpt):
     long = "r" * 250 + ".json"
-    one_sentence(train(run_mvlpt, "--output", f"shapes={tmp_path / long}"), r"its file name is 255 bytes long.*give a shorter name")
+    one_sentence(
+        train(run_mvlpt, "--output", f"shapes={tmp_path / long}"), r"its file name is 255 bytes long.*give a shorter name"
+    )
     with pytest.raises(MvlptError, match=r"give a shorter name"):
         io.write_json({}, tmp_path / ("é" * 200))
     assert list(tmp_path.iterdir()) == []
@@ -154,18 +163,31 @@ def test_a_file_name_over_the_limit_is_one_sentence(tmp_path, run_mvlpt):
 SPLIT = {"format": 1, "task": "shapes", "seed": 1, "shots": 3, "n_classes": 4, "train": ["a", "b", "c"], "val": ["d"]}
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"val": ["a"]}, r"1 ids in both train and val \(e\.g\. 'a'\), so the run would validate on training images"),
-    ({"train": ["a", "b", "a"]}, r"lists the train id 'a' twice"),
-    ({"val": ["d", "d"]}, r"lists the val id 'd' twice"),
-    ({"train": []}, r"has no training ids"),
-    ({"train": ["a", 3]}, r"train ids that are not a list of texts"),
-    ({"seed": -1}, r"has seed -1"),
-    ({"seed": 2**40}, r"has seed 1099511627776"),
-    ({"seed": "1"}, r"has seed '1'"),
-    ({"shots": 0}, r"has shots 0"),
-], ids=["val overlaps train", "duplicate train id", "duplicate val id", "no train", "id not text", "negative seed",
-        "huge seed", "seed as text", "zero shots"])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"val": ["a"]}, r"1 ids in both train and val \(e\.g\. 'a'\), so the run would validate on training images"),
+        ({"train": ["a", "b", "a"]}, r"lists the train id 'a' twice"),
+        ({"val": ["d", "d"]}, r"lists the val id 'd' twice"),
+        ({"train": []}, r"has no training ids"),
+        ({"train": ["a", 3]}, r"train ids that are not a list of texts"),
+        ({"seed": -1}, r"has seed -1"),
+        ({"seed": 2**40}, r"has seed 1099511627776"),
+        ({"seed": "1"}, r"has seed '1'"),
+        ({"shots": 0}, r"has shots 0"),
+    ],
+    ids=[
+        "val overlaps train",
+        "duplicate train id",
+        "duplicate val id",
+        "no train",
+        "id not text",
+        "negative seed",
+        "huge seed",
+        "seed as text",
+        "zero shots",
+    ],
+)
 def test_a_split_that_disagrees_with_itself(tmp_path, change, needle):
     path = tmp_path / "split.json"
     write_split({**SPLIT, **change}, path)
@@ -179,18 +201,32 @@ def test_a_split_whose_seed_was_edited_is_refused_by_the_run(tmp_path, run_mvlpt
     split = json.loads((tmp_path / "s.json").read_text())
     split["seed"] = 2
     (tmp_path / "s.json").write_text(json.dumps(split))
-    one_sentence(train(run_mvlpt, "--split", f"shapes={tmp_path}/s.json", "--output", f"shapes={tmp_path}/r.json"),
-                 r"was sampled with seed 2, this run's seed is 1")
+    one_sentence(
+        train(run_mvlpt, "--split", f"shapes={tmp_path}/s.json", "--output", f"shapes={tmp_path}/r.json"),
+        r"was sampled with seed 2, this run's seed is 1",
+    )
     assert not (tmp_path / "r.json").exists()
 
 
 def _prompt(tiny_clip, path, **prov):
     from mvlpt.models.prompts import build_prompt_learner
 
-    base = {"task": "orientation", "tasks": ["orientation"], "seed": 1, "shots": 3, "model": "mvlpt-tiny",
-            "pretrained": "synthetic", "init_seed": 0, "config_hash": "0" * 16, "splits": {"orientation": "0" * 64},
-            "best_epoch": 1, "mvlpt_version": "0"}
-    learner = build_prompt_learner("coop", tiny_clip, get_task("shapes").classnames, {}, generator=torch.Generator().manual_seed(0))
+    base = {
+        "task": "orientation",
+        "tasks": ["orientation"],
+        "seed": 1,
+        "shots": 3,
+        "model": "mvlpt-tiny",
+        "pretrained": "synthetic",
+        "init_seed": 0,
+        "config_hash": "0" * 16,
+        "splits": {"orientation": "0" * 64},
+        "best_epoch": 1,
+        "mvlpt_version": "0",
+    }
+    learner = build_prompt_learner(
+        "coop", tiny_clip, get_task("shapes").classnames, {}, generator=torch.Generator().manual_seed(0)
+    )
     save_prompt(learner, path, {**base, **prov})
     return learner
 
@@ -225,9 +261,12 @@ def test_a_gain_pairs_only_runs_of_one_split(tmp_path, run_mvlpt):
     runs, _ = tables.load_study(root)  # one split of a: fine
     assert len(runs) == 3
     write_record(root, "coop", "b", "a", 1, 0.6, splits={"a": "2" * 64, "b": "3" * 64})
-    with pytest.raises(MvlptError, match=r"coop b->a seed 1 \(\S+\) was trained on another few-shot split of a than its "
-                                         r"baseline \(\S+: split 111111111111, this run: 222222222222\), so their "
-                                         r"difference is no gain"):
+    with pytest.raises(
+        MvlptError,
+        match=r"coop b->a seed 1 \(\S+\) was trained on another few-shot split of a than its "
+        r"baseline \(\S+: split 111111111111, this run: 222222222222\), so their "
+        r"difference is no gain",
+    ):
         tables.load_study(root)
     one_sentence(run_mvlpt("collect", "--results-dir", root, "--out", tmp_path / "tables"), r"another few-shot split of a")
     assert not (tmp_path / "tables").exists() or not list((tmp_path / "tables").iterdir())
@@ -243,26 +282,34 @@ def test_a_record_whose_splits_miss_its_target(tmp_path):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", ["-1", str(2**31), str(2**70)])
 def test_seeds_out_of_range(tmp_path, run_mvlpt, seed):
-    one_sentence(train(run_mvlpt, "--seed", seed, "--output", f"shapes={tmp_path}/r.json"),
-                 rf"the seed {seed} is not an integer from 0 to 2147483647")
-    one_sentence(run_mvlpt("split", "--task", "shapes", "--seed", seed, "--shots", "3", "--out", tmp_path / "s.json"),
-                 rf"the seed {seed} is not an integer from 0 to 2147483647")
+    one_sentence(
+        train(run_mvlpt, "--seed", seed, "--output", f"shapes={tmp_path}/r.json"),
+        rf"the seed {seed} is not an integer from 0 to 2147483647",
+    )
+    one_sentence(
+        run_mvlpt("split", "--task", "shapes", "--seed", seed, "--shots", "3", "--out", tmp_path / "s.json"),
+        rf"the seed {seed} is not an integer from 0 to 2147483647",
+    )
     one_sentence(train(run_mvlpt, "--init-seed", seed, "--output", f"shapes={tmp_path}/r.json"), r"the init seed")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("lr", ["1e300", "1e39"])
 def test_a_huge_learning_rate(tmp_path, run_mvlpt, lr):
-    one_sentence(train(run_mvlpt, "--lr", lr, "--output", f"shapes={tmp_path}/r.json"),
-                 r"lr must be at most 1e\+38, what float32 parameters can take")
+    one_sentence(
+        train(run_mvlpt, "--lr", lr, "--output", f"shapes={tmp_path}/r.json"),
+        r"lr must be at most 1e\+38, what float32 parameters can take",
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_folder_as_prompt_or_state(tmp_path, run_mvlpt):
     folder = tmp_path / "folder"
     folder.mkdir()
-    one_sentence(train(run_mvlpt, "--init-from", folder, "--output", f"shapes={tmp_path}/r.json"),
-                 r"prompt checkpoint \S+folder is a folder, not a file")
+    one_sentence(
+        train(run_mvlpt, "--init-from", folder, "--output", f"shapes={tmp_path}/r.json"),
+        r"prompt checkpoint \S+folder is a folder, not a file",
+    )
     one_sentence(train(run_mvlpt, "--state", folder, "--output", f"shapes={tmp_path}/r.json"), r"it is a folder")
     with pytest.raises(MvlptError, match=r"training state \S+ is a folder, not a file"):
         load_state(folder)
@@ -306,16 +353,26 @@ def test_a_full_disk_while_saving_a_prompt(tmp_path, tiny_clip, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name,problem", [
-    ("shapes/../x", "contains a path separator"), ("..", "contains '..'"), ("a,b", "contains a comma"),
-    ("a\nb", "contains a newline"), ("a\tb", "contains a newline, tab"), (" shapes", "starts or ends with a space"),
-    ("x" * 101, "is longer than 100 bytes"), ("", "is empty"), ("a\\b", "contains a path separator"),
-])
+@pytest.mark.parametrize(
+    "name,problem",
+    [
+        ("shapes/../x", "contains a path separator"),
+        ("..", "contains '..'"),
+        ("a,b", "contains a comma"),
+        ("a\nb", "contains a newline"),
+        ("a\tb", "contains a newline, tab"),
+        (" shapes", "starts or ends with a space"),
+        ("x" * 101, "is longer than 100 bytes"),
+        ("", "is empty"),
+        ("a\\b", "contains a path separator"),
+    ],
+)
 def test_names_follow_one_rule(tmp_path, run_mvlpt, name, problem):
     with pytest.raises(MvlptError, match=re.escape(problem)):
         check_name(name, "task name")
-    one_sentence(run_mvlpt("train", "--method", "coop", "--task", name, "--output", f"{name}={tmp_path}/r.json", *TINY),
-                 re.escape(problem))
+    one_sentence(
+        run_mvlpt("train", "--method", "coop", "--task", name, "--output", f"{name}={tmp_path}/r.json", *TINY), re.escape(problem)
+    )
     with pytest.raises(MvlptError, match=re.escape(problem)):
         get_task(name)
     assert list(tmp_path.iterdir()) == []
@@ -358,8 +415,9 @@ def test_a_stale_record_of_another_host(recovery, tmp_path):
     assert "run `snakemake --unlock` once, which forgets the record" in msg
     assert (tmp_path / ".snakemake/locks").is_dir()  # kept: it may be in use
     # the documented command forgets it ...
-    assert "forgot the records of the Snakemake runs in this folder (host elsewhere pid 999999)" in \
-        r.recover_from_killed_runs(argv=["snakemake", "--unlock"])
+    assert "forgot the records of the Snakemake runs in this folder (host elsewhere pid 999999)" in r.recover_from_killed_runs(
+        argv=["snakemake", "--unlock"]
+    )
     assert not list((tmp_path / ".snakemake/mvlpt-runs").iterdir())
     # ... so the next killed local run is recovered automatically
     _record(r, socket.gethostname(), pid=999999, started=1.0)
@@ -379,11 +437,29 @@ def test_a_record_of_another_host_is_forgotten_when_nothing_holds_the_folder(rec
 
 
 def test_a_missing_weights_file_is_not_called_an_unknown_tag(tmp_path, run_mvlpt):
-    for weights, needle in ((tmp_path / "vit.pt", r"the weights file \S+vit\.pt does not exist; give the path of an existing file"),
-                            ("weights.safetensors", r"the weights file weights\.safetensors does not exist"),
-                            (tmp_path, r"are a folder; give the weights file in it")):
-        msg = one_sentence(run_mvlpt("train", "--method", "coop", "--task", "shapes", "--model", "ViT-B-16", "--pretrained",
-                                     weights, "--device", "cpu", "--output", f"shapes={tmp_path}/r.json"), needle)
+    for weights, needle in (
+        (tmp_path / "vit.pt", r"the weights file \S+vit\.pt does not exist; give the path of an existing file"),
+        ("weights.safetensors", r"the weights file weights\.safetensors does not exist"),
+        (tmp_path, r"are a folder; give the weights file in it"),
+    ):
+        msg = one_sentence(
+            run_mvlpt(
+                "train",
+                "--method",
+                "coop",
+                "--task",
+                "shapes",
+                "--model",
+                "ViT-B-16",
+                "--pretrained",
+                weights,
+                "--device",
+                "cpu",
+                "--output",
+                f"shapes={tmp_path}/r.json",
+            ),
+            needle,
+        )
         assert "tag" not in msg.split(";")[0]
     assert list(tmp_path.iterdir()) == []
 
@@ -409,6 +485,8 @@ def test_a_failed_collect_leaves_no_table(tmp_path, run_mvlpt, monkeypatch):
 
 
 def test_one_task_given_two_files(tmp_path, run_mvlpt):
-    one_sentence(train(run_mvlpt, "--output", f"shapes={tmp_path}/a.json", "--output", f"shapes={tmp_path}/b.json"),
-                 r"--output is given twice for task 'shapes' \(\S+a\.json and \S+b\.json\); give one file per task\.")
+    one_sentence(
+        train(run_mvlpt, "--output", f"shapes={tmp_path}/a.json", "--output", f"shapes={tmp_path}/b.json"),
+        r"--output is given twice for task 'shapes' \(\S+a\.json and \S+b\.json\); give one file per task\.",
+    )
     assert list(tmp_path.iterdir()) == []

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from fakes import one_sentence, write_multitask_record, write_record
-from mvlpt.transfer import grouping, multitask
-from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
+from mvlpt.study import vocabulary
+from mvlpt.transfer import grouping, multitask
 
 TASKS = ["a", "b", "c"]
 
@@ -38,8 +38,20 @@ def mt_study(tmp_path):
 
 
 def table_run(run_mvlpt, root, groups_path, tmp_path):
-    return run_mvlpt("multitask", "table", "--results-dir", root, "--groups", groups_path, "--n-boot", "50",
-                     "--out", tmp_path / "t" / "mt.csv", "--summary-out", tmp_path / "t" / "sum.csv")
+    return run_mvlpt(
+        "multitask",
+        "table",
+        "--results-dir",
+        root,
+        "--groups",
+        groups_path,
+        "--n-boot",
+        "50",
+        "--out",
+        tmp_path / "t" / "mt.csv",
+        "--summary-out",
+        tmp_path / "t" / "sum.csv",
+    )
 
 
 def test_class3_valid_index_gives_records_sources(mt_study, tmp_path, run_mvlpt):
@@ -49,9 +61,22 @@ def test_class3_valid_index_gives_records_sources(mt_study, tmp_path, run_mvlpt)
     assert len(table) == len(groups) and not table.duplicated(["method", "mode", "strategy", "target"]).any()
 
 
-@pytest.mark.parametrize("edit", ["duplicate_row", "duplicate_softcpt", "other_sources", "other_group_consistent",
-                                  "group_id_edited", "k_edited", "target_in_sources", "tasks_edited",
-                                  "strategy_edited", "method_unknown", "all_lacks_a_source"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "duplicate_row",
+        "duplicate_softcpt",
+        "other_sources",
+        "other_group_consistent",
+        "group_id_edited",
+        "k_edited",
+        "target_in_sources",
+        "tasks_edited",
+        "strategy_edited",
+        "method_unknown",
+        "all_lacks_a_source",
+    ],
+)
 def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlpt, edit):
     root, groups, path = mt_study
     g = groups.copy()
@@ -82,8 +107,10 @@ def test_class3_contradicting_index_is_one_sentence(mt_study, tmp_path, run_mvlp
         g.loc[i, ["group", "tasks", "sources", "k"]] = [vocabulary.group_id(["b"]), "b", "b", 1]
     bad = tmp_path / "bad.csv"
     g.to_csv(bad, index=False)
-    one_sentence(table_run(run_mvlpt, root, bad, tmp_path),
-                 "trained with the sources 'b'" if edit == "other_group_consistent" else "groups table")
+    one_sentence(
+        table_run(run_mvlpt, root, bad, tmp_path),
+        "trained with the sources 'b'" if edit == "other_group_consistent" else "groups table",
+    )
     assert not (tmp_path / "t").exists()  # nothing written
     with pytest.raises(MvlptError):
         multitask.collect(root, g)  # the same rule for a DataFrame given directly
@@ -105,9 +132,9 @@ def test_class4_blow_up_on_any_step_is_caught(tmp_path, monkeypatch, at):
     the learned parameters are checked after every epoch."""
     import torch
 
+    from fakes import TRAIN_TASK as A, spec
     from mvlpt.training.config import TrainConfig
     from mvlpt.training.train import Trainer, run
-    from fakes import TRAIN_TASK as A, spec
 
     original = Trainer.train_step
     calls = []
@@ -135,8 +162,12 @@ def _emb(tmp_path, features, names=None, kind="images", task="a"):
 
     features = np.asarray(features)
     names = [f"i{i}" for i in range(len(features))] if names is None else names
-    return write_npz(tmp_path / f"{task}_{kind}.npz", {"task": task, "kind": kind, "format": _emb_format()},
-                     features=features, names=np.asarray(names, dtype=str))
+    return write_npz(
+        tmp_path / f"{task}_{kind}.npz",
+        {"task": task, "kind": kind, "format": _emb_format()},
+        features=features,
+        names=np.asarray(names, dtype=str),
+    )
 
 
 def _emb_format():
@@ -150,9 +181,16 @@ def test_class4_embedding_reader_refuses_outside_its_domain(tmp_path, damage):
     from mvlpt.analysis.similarity import load_embeddings
 
     good = np.eye(3, 4, dtype=np.float32)
-    f = {"nan": np.where(good == 1, np.nan, good), "inf": np.where(good == 1, np.inf, good),
-         "empty": np.zeros((0, 4), np.float32), "no_columns": np.zeros((3, 0), np.float32), "one_d": good[0],
-         "names_short": good, "strings": np.array([["x"] * 4] * 3), "kind": good}[damage]
+    f = {
+        "nan": np.where(good == 1, np.nan, good),
+        "inf": np.where(good == 1, np.inf, good),
+        "empty": np.zeros((0, 4), np.float32),
+        "no_columns": np.zeros((3, 0), np.float32),
+        "one_d": good[0],
+        "names_short": good,
+        "strings": np.array([["x"] * 4] * 3),
+        "kind": good,
+    }[damage]
     names = ["i0"] if damage == "names_short" else [f"i{i}" for i in range(len(np.atleast_1d(f)))]
     path = _emb(tmp_path, f, names, kind="banana" if damage == "kind" else "images")
     with pytest.raises(MvlptError) as e:
@@ -173,18 +211,41 @@ def test_class4_fewshot_reader_refuses_outside_its_domain(tmp_path, damage):
     labels = np.arange(n) - (5 if damage == "labels_negative" else 0)
     labels = labels + 0.5 if damage == "labels_float" else labels
     seeds = np.ones(n - 1 if damage == "seeds_short" else n, np.int64)
-    path = write_npz(tmp_path / "a.npz", {"task": "a", "kind": "fewshot", "format": FEWSHOT_FORMAT}, features=f,
-                     labels=labels, seeds=seeds, ids=np.asarray([f"i{i}" for i in range(n)], dtype=str))
+    path = write_npz(
+        tmp_path / "a.npz",
+        {"task": "a", "kind": "fewshot", "format": FEWSHOT_FORMAT},
+        features=f,
+        labels=labels,
+        seeds=seeds,
+        ids=np.asarray([f"i{i}" for i in range(n)], dtype=str),
+    )
     with pytest.raises(MvlptError, match="few-shot embedding file"):
         load_fewshot(path)
 
 
-@pytest.mark.parametrize("args", [("--n-boot", "0"), ("--n-boot", "-3"), ("--n-perm", "0"), ("--n-boot", "9"),
-                                  ("--level", "0"), ("--level", "1"), ("--level", "1.5"), ("--level", "nan"),
-                                  ("--level", "-0.95"), ("--level", "inf")])
-@pytest.mark.parametrize("command", [("correlate", "--pairs", "p.csv", "--similarity", "s.csv", "--out", "o.csv"),
-                                     ("multitask", "table", "--groups", "g.csv"),
-                                     ("predict", "score", "--pairs", "p.csv", "--predictors", "x.csv", "--out", "o.csv")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--n-boot", "0"),
+        ("--n-boot", "-3"),
+        ("--n-perm", "0"),
+        ("--n-boot", "9"),
+        ("--level", "0"),
+        ("--level", "1"),
+        ("--level", "1.5"),
+        ("--level", "nan"),
+        ("--level", "-0.95"),
+        ("--level", "inf"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("correlate", "--pairs", "p.csv", "--similarity", "s.csv", "--out", "o.csv"),
+        ("multitask", "table", "--groups", "g.csv"),
+        ("predict", "score", "--pairs", "p.csv", "--predictors", "x.csv", "--out", "o.csv"),
+    ],
+)
 def test_class4_statistics_settings_have_one_domain(run_mvlpt, command, args):
     if args[0] == "--n-perm" and command[0] != "correlate":
         args = ("--n-boot", "0")
@@ -192,10 +253,32 @@ def test_class4_statistics_settings_have_one_domain(run_mvlpt, command, args):
 
 
 def _pairs_with_gains(gains: dict[tuple[str, str], float]) -> pd.DataFrame:
-    rows = [{"method": "coop", "source": s, "target": t, "gain": g, "gain_rel": g, "mean": 0.5 + g,
-             "baseline_mean": 0.5, "is_baseline": False} for (s, t), g in gains.items()]
-    rows += [{"method": "coop", "source": t, "target": t, "gain": 0.0, "gain_rel": 0.0, "mean": 0.5,
-              "baseline_mean": 0.5, "is_baseline": True} for t in {t for _, t in gains}]
+    rows = [
+        {
+            "method": "coop",
+            "source": s,
+            "target": t,
+            "gain": g,
+            "gain_rel": g,
+            "mean": 0.5 + g,
+            "baseline_mean": 0.5,
+            "is_baseline": False,
+        }
+        for (s, t), g in gains.items()
+    ]
+    rows += [
+        {
+            "method": "coop",
+            "source": t,
+            "target": t,
+            "gain": 0.0,
+            "gain_rel": 0.0,
+            "mean": 0.5,
+            "baseline_mean": 0.5,
+            "is_baseline": True,
+        }
+        for t in {t for _, t in gains}
+    ]
     return pd.DataFrame(rows)
 
 
@@ -229,8 +312,9 @@ def test_class4_groundtruth_on_an_incomplete_study_is_not_scored(tmp_path, run_m
     assert groundtruth.recovery(_pairs_with_gains(gains)).loc[0, "recovered"]
 
 
-@pytest.mark.parametrize("content", [",a,b\n", ",a,b\na,1,inf\nb,2,3\n", ",a,a\na,1,2\nb,2,3\n",
-                                     ",a,b\na,1,2\na,2,3\n", ",a,b\na,1,x\nb,2,3\n", ""])
+@pytest.mark.parametrize(
+    "content", [",a,b\n", ",a,b\na,1,inf\nb,2,3\n", ",a,a\na,1,2\nb,2,3\n", ",a,b\na,1,2\na,2,3\n", ",a,b\na,1,x\nb,2,3\n", ""]
+)
 def test_class4_matrix_reader_refuses_outside_its_domain(tmp_path, content):
     from mvlpt.analysis import tables
 
@@ -253,30 +337,52 @@ def test_class5_collect_strict_checks_without_the_three_options(tmp_path, run_mv
                     if (m, s, t, seed) != ("vpt", "a", "b", 2):  # one hole
                         write_record(root, m, s, t, seed, test=0.5)
     out = tmp_path / "tables"
-    one_sentence(run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict"),
-                 r"1 of 16 expected results are missing", "found on disk")
-    one_sentence(run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict", "--methods", "vpt"),
-                 r"1 of 8 expected", "1 methods given")
+    one_sentence(
+        run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict"),
+        r"1 of 16 expected results are missing",
+        "found on disk",
+    )
+    one_sentence(
+        run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict", "--methods", "vpt"),
+        r"1 of 8 expected",
+        "1 methods given",
+    )
     assert not out.exists()
     rc, errors, err = run_mvlpt("collect", "--results-dir", root, "--out-dir", out, "--strict", "--methods", "coop")
     assert rc == 0 and "all 8 results present" in err
 
 
-SYNTH = {"tasks": ["shapes", "shape-colours"], "methods": ["coop"], "seeds": [1], "shots": 2,
-         "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 1}}
+SYNTH = {
+    "tasks": ["shapes", "shape-colours"],
+    "methods": ["coop"],
+    "seeds": [1],
+    "shots": 2,
+    "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"},
+    "train": {"epochs": 1},
+}
 
 
 def _cfg(tmp_path, **over):
     return {**SYNTH, "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache"), **over}
 
 
-@pytest.mark.parametrize("over,needle", [
-    ({"seeds": []}, "seeds"), ({"seeds": [-1]}, "seeds"), ({"seeds": [1, 1]}, "seeds"),
-    ({"tasks": ["shapes", "shapes"]}, "tasks"), ({"device": "tpu"}, "device"), ({"methods": ["coop", "coop"]}, "methods"),
-    ({"multitask": {"strategies": ["all", "all"]}}, "strategies"), ({"analysis": {"n_boot": 0}}, "n_boot"),
-    ({"analysis": {"level": 1.5}}, "level"), ({"shots": 0}, "shots"), ({"bogus": 1}, "bogus"),
-    ({"tasks": ["no-such-task"]}, "no-such-task"),
-])
+@pytest.mark.parametrize(
+    "over,needle",
+    [
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"seeds": [1, 1]}, "seeds"),
+        ({"tasks": ["shapes", "shapes"]}, "tasks"),
+        ({"device": "tpu"}, "device"),
+        ({"methods": ["coop", "coop"]}, "methods"),
+        ({"multitask": {"strategies": ["all", "all"]}}, "strategies"),
+        ({"analysis": {"n_boot": 0}}, "n_boot"),
+        ({"analysis": {"level": 1.5}}, "level"),
+        ({"shots": 0}, "shots"),
+        ({"bogus": 1}, "bogus"),
+        ({"tasks": ["no-such-task"]}, "no-such-task"),
+    ],
+)
 def test_class5_preflight_applies_the_workflows_rules(tmp_path, over, needle):
     from mvlpt.running import preflight
     from mvlpt.study.configcheck import rule_problems
@@ -313,8 +419,10 @@ def test_class5_preflight_cli_yaml_line_and_missing_profile(tmp_path, run_mvlpt)
     import yaml
 
     good.write_text(yaml.safe_dump(_cfg(tmp_path)))
-    one_sentence(run_mvlpt("preflight", "--configfile", good, "--json", tmp_path / "r.json",
-                           "--profile", tmp_path / "no-such-profile"), "SLURM profile .* does not exist")
+    one_sentence(
+        run_mvlpt("preflight", "--configfile", good, "--json", tmp_path / "r.json", "--profile", tmp_path / "no-such-profile"),
+        "SLURM profile .* does not exist",
+    )
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00tasks")
     one_sentence(run_mvlpt("preflight", "--configfile", binary, "--json", tmp_path / "r.json"), "UTF-8|YAML")

@@ -35,9 +35,9 @@ import pandas as pd
 import pytest
 from safetensors import safe_open
 
-from mvlpt.training.checkpoints import load_state
 from mvlpt.cli import main
 from mvlpt.study.results import read_result
+from mvlpt.training.checkpoints import load_state
 from studies import CACHE, README_COMMAND, checkout, copy_study, env
 
 RESUMED = "resuming from the saved training state"
@@ -54,8 +54,26 @@ UNLOCKED = "removed the lock left by a killed Snakemake"
 # --------------------------------------------------------------------------------------------------
 def _train_args(tmp_path, out, *extra):
     opts = json.dumps({"epochs": 4, "lr": 0.01, "batch_size": 8, "warmup_epochs": 0, "checkpoint_every": 1})
-    return ["train", "--method", "vpt", "--task", "shapes", "--seed", "1", "--shots", "3", "--train-options", opts,
-            "--pretrained", "synthetic", "--device", "cpu", "--output", f"shapes={out}", *extra]
+    return [
+        "train",
+        "--method",
+        "vpt",
+        "--task",
+        "shapes",
+        "--seed",
+        "1",
+        "--shots",
+        "3",
+        "--train-options",
+        opts,
+        "--pretrained",
+        "synthetic",
+        "--device",
+        "cpu",
+        "--output",
+        f"shapes={out}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -66,8 +84,14 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
 
     state, out = tmp_path / "state" / "run.safetensors", tmp_path / "killed.json"
     args = _train_args(tmp_path, out, "--state", str(state))
-    proc = subprocess.Popen([sys.executable, "-m", "mvlpt.cli", *args], env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvlpt.cli", *args],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not state.exists():  # written atomically: once it is there, it is whole
@@ -103,8 +127,9 @@ def test_sigkilled_training_resumes_from_its_state(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 def _start(workdir, *args, log_name):
     log = open(workdir / log_name, "w")
-    proc = subprocess.Popen([*README_COMMAND, *args], cwd=workdir, env=env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group: snakemake and every job it starts
+    proc = subprocess.Popen(
+        [*README_COMMAND, *args], cwd=workdir, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )  # its own process group: snakemake and every job it starts
     log.close()
     return proc
 
@@ -272,8 +297,15 @@ def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
         resumed += _check_resumed(work, states, after)
         states = after
         segments.append(round(time.monotonic() - started, 1))
-        kills.append({"after_s": segments[-1], "hit": not finished, "outputs_marked_incomplete": marked,
-                      "files_checked": checked, "training_states": len(after)})
+        kills.append(
+            {
+                "after_s": segments[-1],
+                "hit": not finished,
+                "outputs_marked_incomplete": marked,
+                "files_checked": checked,
+                "training_states": len(after),
+            }
+        )
         return finished, time.monotonic() - started
 
     # Kill 1 lands just after the first resumable training state is saved, so that resuming is
@@ -297,10 +329,12 @@ def test_killed_study_reruns_to_identical_tables(reference, tmp_path):
     _check_same_tables_and_done(work, reference_tables)
 
     leftovers = [p for p in work.rglob(".*.tmp")]
-    print(f"\nkill test: {sum(k['hit'] for k in kills)} kills hit a running study "
-          f"(seed {KILL_SEED}): {kills}; training jobs that resumed from a saved state: {resumed}; identical reruns: 1 of 1; "
-          f"uninterrupted {t_ref:.1f} s, interrupted + reruns {t_killed:.1f} s (segments {segments}); "
-          f"atomic-write leftovers: {len(leftovers)}")
+    print(
+        f"\nkill test: {sum(k['hit'] for k in kills)} kills hit a running study "
+        f"(seed {KILL_SEED}): {kills}; training jobs that resumed from a saved state: {resumed}; identical reruns: 1 of 1; "
+        f"uninterrupted {t_ref:.1f} s, interrupted + reruns {t_killed:.1f} s (segments {segments}); "
+        f"atomic-write leftovers: {len(leftovers)}"
+    )
     assert resumed >= 1, "no killed training job was seen resuming from its state"
 
 
@@ -335,8 +369,10 @@ def test_orphaned_jobs_of_a_killed_snakemake(reference, finished_study, tmp_path
         assert refused.returncode != 0, out[-4000:]
         assert "jobs of a killed Snakemake" in out and any(f"{pid} (" in out for pid in orphans), out[-4000:]
         assert "wait for them to end (or kill them)" in out, out[-4000:]
-        print("\norphan test: the rerun beside the orphaned job said:",
-              next(line for line in out.splitlines() if "jobs of a killed Snakemake" in line))
+        print(
+            "\norphan test: the rerun beside the orphaned job said:",
+            next(line for line in out.splitlines() if "jobs of a killed Snakemake" in line),
+        )
     finally:
         for pid in _group_alive(proc.pid):
             os.kill(pid, signal.SIGCONT)

@@ -8,34 +8,46 @@ Generated inputs per run of this file: the sum of the ``max_examples`` below (N_
 import json
 import math
 import os
-import stat
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from fakes import make_record
 from mvlpt import io
-from mvlpt.study import layout, vocabulary
-from mvlpt.training.checkpoints import load_prompt, load_state, read_prompt_meta, save_prompt, save_state
 from mvlpt.errors import MvlptError, one_line
+from mvlpt.study import layout, vocabulary
 from mvlpt.study.results import read_result, write_result
 from mvlpt.tasks import get_task
 from mvlpt.tasks.fewshot import read_split
-
-from fakes import make_record
+from mvlpt.training.checkpoints import load_prompt, load_state, read_prompt_meta, save_prompt, save_state
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-N = {"result_json": 100, "result_fields": 100, "result_bytes": 60, "split": 100, "prompt_bytes": 60,
-     "prompt_meta": 60, "state": 60, "writer": 60, "distinct": 60}
+N = {
+    "result_json": 100,
+    "result_fields": 100,
+    "result_bytes": 60,
+    "split": 100,
+    "prompt_bytes": 60,
+    "prompt_meta": 60,
+    "state": 60,
+    "writer": 60,
+    "distinct": 60,
+}
 N_EXAMPLES = sum(N.values())  # 700
 
-json_scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
-                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))
-json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                           max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12
+)
 
 
 def _dir(tmp_path) -> Path:
@@ -77,8 +89,10 @@ extra_fields = ["splits", "test_bootstrap", "shots_taken", "init_prompt", "val_l
 
 
 @settings(max_examples=N["result_fields"], **SETTINGS)
-@given(changes=st.dictionaries(st.sampled_from(FIELDS + extra_fields), json_values, min_size=1, max_size=3),
-       drop=st.lists(st.sampled_from(FIELDS), max_size=2))
+@given(
+    changes=st.dictionaries(st.sampled_from(FIELDS + extra_fields), json_values, min_size=1, max_size=3),
+    drop=st.lists(st.sampled_from(FIELDS), max_size=2),
+)
 @example(changes={"test": float("nan")}, drop=[])
 @example(changes={"seed": -3}, drop=[])
 @example(changes={"target": "a/../b"}, drop=[])
@@ -88,7 +102,9 @@ def test_a_damaged_result_record(tmp_path, changes, drop):
     for k in drop:
         rec.pop(k, None)
     seed = rec.get("seed")
-    path = layout.RESULT.path(_dir(tmp_path), "coop", "a", "a", seed if isinstance(seed, int) and not isinstance(seed, bool) else 1)
+    path = layout.RESULT.path(
+        _dir(tmp_path), "coop", "a", "a", seed if isinstance(seed, int) and not isinstance(seed, bool) else 1
+    )
     path.parent.mkdir(parents=True)
     path.write_text(_dump(rec))
     got = _valid_or_error(path)
@@ -127,9 +143,15 @@ ids = st.text(alphabet="abcdef0123456789", min_size=0, max_size=3)
 
 
 @settings(max_examples=N["split"], **SETTINGS)
-@given(train=st.lists(ids | json_scalars, max_size=6), val=st.lists(ids | json_scalars, max_size=4),
-       seed=json_scalars, shots=json_scalars, task=st.sampled_from(["shapes", "orientation", 3, None]),
-       shots_taken=st.none() | json_values, raw=st.none() | st.binary(max_size=40))
+@given(
+    train=st.lists(ids | json_scalars, max_size=6),
+    val=st.lists(ids | json_scalars, max_size=4),
+    seed=json_scalars,
+    shots=json_scalars,
+    task=st.sampled_from(["shapes", "orientation", 3, None]),
+    shots_taken=st.none() | json_values,
+    raw=st.none() | st.binary(max_size=40),
+)
 def test_a_generated_split_file(tmp_path, train, val, seed, shots, task, shots_taken, raw):
     path = _dir(tmp_path) / "split.json"
     split = {"format": 1, "task": task, "seed": seed, "shots": shots, "n_classes": 4, "train": train, "val": val}
@@ -150,15 +172,27 @@ def test_a_generated_split_file(tmp_path, train, val, seed, shots, task, shots_t
         assert all(isinstance(i, str) and i for i in got[part]) and len(set(got[part])) == len(got[part])
     assert got["train"] and not set(got["train"]) & set(got["val"])
     assert isinstance(got["seed"], int) and 0 <= got["seed"] < 2**31 and isinstance(got["shots"], int) and got["shots"] >= 1
-    assert "shots_taken" not in got or (isinstance(got["shots_taken"], dict) and isinstance(got["shots_taken"].get("short"), dict))
+    assert "shots_taken" not in got or (
+        isinstance(got["shots_taken"], dict) and isinstance(got["shots_taken"].get("short"), dict)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # prompts and states: mvlpt/training/checkpoints.py
 # --------------------------------------------------------------------------------------------------
-PROV = {"task": "orientation", "tasks": ["orientation"], "seed": 1, "shots": 3, "model": "mvlpt-tiny",  # tiny_clip: a random init
-        "pretrained": None, "init_seed": 0, "config_hash": "0" * 16, "splits": {"orientation": "0" * 64},
-        "best_epoch": 1, "mvlpt_version": "0"}
+PROV = {
+    "task": "orientation",
+    "tasks": ["orientation"],
+    "seed": 1,
+    "shots": 3,
+    "model": "mvlpt-tiny",  # tiny_clip: a random init
+    "pretrained": None,
+    "init_seed": 0,
+    "config_hash": "0" * 16,
+    "splits": {"orientation": "0" * 64},
+    "best_epoch": 1,
+    "mvlpt_version": "0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +224,11 @@ def _load_prompt_or_error(learner, path):
 
 
 @settings(max_examples=N["prompt_bytes"], **SETTINGS)
-@given(cut=st.integers(min_value=0, max_value=4000), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
-       tail=st.binary(max_size=16))
+@given(
+    cut=st.integers(min_value=0, max_value=4000),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
+    tail=st.binary(max_size=16),
+)
 @example(cut=0, flips=[], tail=b"")
 @example(cut=8, flips=[], tail=b"")
 def test_damaged_bytes_of_a_prompt_file(tmp_path, learner, prompt_bytes, cut, flips, tail):
@@ -210,9 +247,14 @@ def test_damaged_bytes_of_a_prompt_file(tmp_path, learner, prompt_bytes, cut, fl
 
 
 @settings(max_examples=N["prompt_meta"], **SETTINGS)
-@given(changes=st.dictionaries(st.sampled_from(["format", "kind", "method", "options", "provenance", "provenance_hash"]),
-                               st.text(max_size=20) | json_values.map(_dump), max_size=3),
-       prov_changes=st.dictionaries(st.sampled_from(list(PROV) + ["selected_by"]), json_values, max_size=2))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(["format", "kind", "method", "options", "provenance", "provenance_hash"]),
+        st.text(max_size=20) | json_values.map(_dump),
+        max_size=3,
+    ),
+    prov_changes=st.dictionaries(st.sampled_from(list(PROV) + ["selected_by"]), json_values, max_size=2),
+)
 @example(changes={"options": "{"}, prov_changes={})
 @example(changes={}, prov_changes={"seed": -1})
 def test_damaged_metadata_of_a_prompt_file(tmp_path, learner, prompt_bytes, changes, prov_changes):
@@ -265,9 +307,12 @@ names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 
 
 @settings(max_examples=N["writer"], **SETTINGS)
-@given(name=names | st.sampled_from(["x" * 241, "x" * 242, "é" * 130, ".", ".."]),
-       kind=st.sampled_from(["new", "file", "folder", "fifo", "symlink-to-fifo", "symlink-to-file", "parent-is-file"]),
-       grouped=st.booleans(), value=json_values)
+@given(
+    name=names | st.sampled_from(["x" * 241, "x" * 242, "é" * 130, ".", ".."]),
+    kind=st.sampled_from(["new", "file", "folder", "fifo", "symlink-to-fifo", "symlink-to-file", "parent-is-file"]),
+    grouped=st.booleans(),
+    value=json_values,
+)
 def test_the_atomic_writer(tmp_path, name, kind, grouped, value):
     d = _dir(tmp_path)
     dest = d / name
@@ -311,10 +356,16 @@ def test_the_atomic_writer(tmp_path, name, kind, grouped, value):
 
 
 @settings(max_examples=N["distinct"], **SETTINGS)
-@given(spellings=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
-                                    st.sampled_from(["plain", "dot", "dotdot", "symlink", "hardlink", "linked-dir"])),
-                          min_size=1, max_size=4),
-       exists=st.booleans())
+@given(
+    spellings=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.sampled_from(["plain", "dot", "dotdot", "symlink", "hardlink", "linked-dir"])
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    exists=st.booleans(),
+)
 def test_outputs_are_compared_as_files(tmp_path, spellings, exists):
     d = _dir(tmp_path)
     (d / "sub").mkdir()

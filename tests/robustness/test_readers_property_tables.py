@@ -16,22 +16,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fakes import write_multitask_record, write_record
-from mvlpt.transfer import grouping, multitask
-from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
+from mvlpt.analysis.similarity import EMBEDDING_FORMAT, load_embeddings
 from mvlpt.errors import MvlptError, one_line
 from mvlpt.io import write_npz
+from mvlpt.study import vocabulary
+from mvlpt.transfer import grouping, multitask
 from mvlpt.transfer.fewshot_features import FEWSHOT_FORMAT, load_fewshot
-from mvlpt.analysis.similarity import EMBEDDING_FORMAT, load_embeddings
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-N = {"groups_edit": 80, "groups_bytes": 50, "groups_collect": 50, "embedding_arrays": 80, "embedding_bytes": 50,
-     "fewshot_arrays": 60, "table_bytes": 60, "matrix": 80, "table_roundtrip": 50}
+N = {
+    "groups_edit": 80,
+    "groups_bytes": 50,
+    "groups_collect": 50,
+    "embedding_arrays": 80,
+    "embedding_bytes": 50,
+    "fewshot_arrays": 60,
+    "table_bytes": 60,
+    "matrix": 80,
+    "table_roundtrip": 50,
+}
 N_EXAMPLES = sum(N.values())  # 560
 
 TASKS = ["a", "b", "c"]
@@ -60,8 +68,16 @@ def _consistent(df: pd.DataFrame) -> None:
         assert r.group == vocabulary.group_id(tasks)
 
 
-edits = st.lists(st.tuples(st.sampled_from(["cell", "dup", "drop", "swap"]), st.integers(0, len(GROUPS) - 1),
-                           st.sampled_from(grouping.GROUP_COLUMNS), texts | st.integers(-3, 9).map(str)), min_size=1, max_size=4)
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(["cell", "dup", "drop", "swap"]),
+        st.integers(0, len(GROUPS) - 1),
+        st.sampled_from(grouping.GROUP_COLUMNS),
+        texts | st.integers(-3, 9).map(str),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 def _edited(ops) -> pd.DataFrame:
@@ -147,21 +163,35 @@ def test_tables_follow_the_records_not_the_index(mt_root, ops):
 # Embedding files: mvlpt embed's and the few-shot npz
 # --------------------------------------------------------------------------------------------------
 floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
-metas = st.fixed_dictionaries({}, optional={"task": texts, "kind": st.sampled_from(["images", "labels", "fewshot", "x"]),
-                                            "format": st.sampled_from([EMBEDDING_FORMAT, FEWSHOT_FORMAT, 99])})
+metas = st.fixed_dictionaries(
+    {},
+    optional={
+        "task": texts,
+        "kind": st.sampled_from(["images", "labels", "fewshot", "x"]),
+        "format": st.sampled_from([EMBEDDING_FORMAT, FEWSHOT_FORMAT, 99]),
+    },
+)
 
 
 @settings(max_examples=N["embedding_arrays"], **SETTINGS)
-@given(features=hnp.arrays(st.sampled_from([np.float32, np.float64]),
-                           hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4), elements=floats),
-       n_names=st.integers(0, 5), meta=metas, good_meta=st.booleans())
+@given(
+    features=hnp.arrays(
+        st.sampled_from([np.float32, np.float64]),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+        elements=floats,
+    ),
+    n_names=st.integers(0, 5),
+    meta=metas,
+    good_meta=st.booleans(),
+)
 @example(features=np.array([[np.nan, 1.0]], np.float32), n_names=1, meta={}, good_meta=True)
 @example(features=np.zeros((0, 3), np.float32), n_names=0, meta={}, good_meta=True)
 def test_generated_embedding_file_is_refused_or_in_its_domain(tmp_path, features, n_names, meta, good_meta):
     if good_meta:
         meta = {"task": "a", "kind": "images", "format": EMBEDDING_FORMAT}
-    path = write_npz(_dir(tmp_path) / "e.npz", meta, features=features,
-                     names=np.asarray([f"i{i}" for i in range(n_names)], dtype=str))
+    path = write_npz(
+        _dir(tmp_path) / "e.npz", meta, features=features, names=np.asarray([f"i{i}" for i in range(n_names)], dtype=str)
+    )
     try:
         emb = load_embeddings(path)
     except MvlptError as e:
@@ -173,8 +203,12 @@ def test_generated_embedding_file_is_refused_or_in_its_domain(tmp_path, features
 
 def _valid_npz_bytes() -> bytes:
     buf = _io.BytesIO()
-    np.savez(buf, meta=np.asarray('{"task": "a", "kind": "images", "format": %d}' % EMBEDDING_FORMAT),
-             features=np.ones((3, 4), np.float32), names=np.asarray(["x", "y", "z"]))
+    np.savez(
+        buf,
+        meta=np.asarray(f'{{"task": "a", "kind": "images", "format": {EMBEDDING_FORMAT}}}'),
+        features=np.ones((3, 4), np.float32),
+        names=np.asarray(["x", "y", "z"]),
+    )
     return buf.getvalue()
 
 
@@ -182,8 +216,11 @@ VALID_NPZ = _valid_npz_bytes()
 
 
 @settings(max_examples=N["embedding_bytes"], **SETTINGS)
-@given(cut=st.integers(0, len(VALID_NPZ)), flips=st.lists(st.tuples(st.integers(0, len(VALID_NPZ) - 1), st.integers(1, 255)),
-                                                          max_size=4), tail=st.binary(max_size=20))
+@given(
+    cut=st.integers(0, len(VALID_NPZ)),
+    flips=st.lists(st.tuples(st.integers(0, len(VALID_NPZ) - 1), st.integers(1, 255)), max_size=4),
+    tail=st.binary(max_size=20),
+)
 @example(cut=len(VALID_NPZ), flips=[], tail=b"")
 @example(cut=10, flips=[], tail=b"")
 def test_damaged_embedding_bytes_are_one_sentence(tmp_path, cut, flips, tail):
@@ -200,8 +237,13 @@ def test_damaged_embedding_bytes_are_one_sentence(tmp_path, cut, flips, tail):
 
 
 @settings(max_examples=N["fewshot_arrays"], **SETTINGS)
-@given(n=st.integers(0, 5), d=st.integers(0, 3), data=st.data(), labels_dtype=st.sampled_from([np.int64, np.float64, np.int8]),
-       short=st.sampled_from([None, "labels", "seeds", "ids"]))
+@given(
+    n=st.integers(0, 5),
+    d=st.integers(0, 3),
+    data=st.data(),
+    labels_dtype=st.sampled_from([np.int64, np.float64, np.int8]),
+    short=st.sampled_from([None, "labels", "seeds", "ids"]),
+)
 @example(n=0, d=3, data=None, labels_dtype=np.int64, short=None)
 def test_generated_fewshot_file_is_refused_or_in_its_domain(tmp_path, n, d, data, labels_dtype, short):
     if data is None:
@@ -209,8 +251,12 @@ def test_generated_fewshot_file_is_refused_or_in_its_domain(tmp_path, n, d, data
     else:
         features = data.draw(hnp.arrays(np.float32, (n, d), elements=floats))
         labels = data.draw(hnp.arrays(labels_dtype, (n,), elements=st.integers(-2, 5)))
-    arrays = {"features": features, "labels": labels, "seeds": np.ones(n, np.int64),
-              "ids": np.asarray([f"i{i}" for i in range(n)], dtype=str)}
+    arrays = {
+        "features": features,
+        "labels": labels,
+        "seeds": np.ones(n, np.int64),
+        "ids": np.asarray([f"i{i}" for i in range(n)], dtype=str),
+    }
     if short:
         arrays[short] = arrays[short][:-1] if n else arrays[short][:0].reshape(0, 1)
     path = write_npz(_dir(tmp_path) / "f.npz", {"task": "a", "kind": "fewshot", "format": FEWSHOT_FORMAT}, **arrays)
@@ -237,8 +283,12 @@ TABLES = {fmt: _table_bytes(fmt) for fmt in ("csv", "parquet")}
 
 
 @settings(max_examples=N["table_bytes"], **SETTINGS)
-@given(fmt=st.sampled_from(["csv", "parquet"]), cut=st.integers(0, 4000), flips=st.lists(
-    st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4), tail=st.binary(max_size=30))
+@given(
+    fmt=st.sampled_from(["csv", "parquet"]),
+    cut=st.integers(0, 4000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4),
+    tail=st.binary(max_size=30),
+)
 @example(fmt="parquet", cut=100, flips=[], tail=b"")
 @example(fmt="parquet", cut=0, flips=[], tail=b"PAR1")
 @example(fmt="csv", cut=0, flips=[], tail=b"\xff\xfe\x00")
@@ -286,8 +336,10 @@ def test_generated_matrix_is_refused_or_in_its_domain(tmp_path, rows, cols, fmt,
 
 
 @settings(max_examples=N["table_roundtrip"], **SETTINGS)
-@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=False), min_size=1, max_size=6),
-       names=st.lists(st.sampled_from(["a", "b", "c+d", "x y"]), min_size=1, max_size=6))
+@given(
+    values=st.lists(st.floats(allow_nan=True, allow_infinity=False), min_size=1, max_size=6),
+    names=st.lists(st.sampled_from(["a", "b", "c+d", "x y"]), min_size=1, max_size=6),
+)
 def test_written_tables_read_back_equal(tmp_path, values, names):
     n = min(len(values), len(names))
     df = pd.DataFrame({"target": names[:n], "gain": values[:n]})

@@ -8,16 +8,26 @@ import sys
 
 import pytest
 
+from mvlpt.cli import main
 from mvlpt.running import calibration, cost, multitask_check, preflight
 from mvlpt.study import vocabulary
-from mvlpt.cli import main
 
 KINDS = ("source", "target", "joint")
 
 
 def shape(n=4, seeds=2, stacked=True, epochs=10, task_prompt=12, classes=(10, 20, 30, 40, 50)):
-    tasks = tuple(cost.TaskCost(f"t{i}", classes[i % len(classes)], 8 * (i + 1), 2 * (i + 1), 100 * (i + 1),
-                                {"coop": 22, "upt": 10, "softcpt": 22}, task_prompt) for i in range(n))
+    tasks = tuple(
+        cost.TaskCost(
+            f"t{i}",
+            classes[i % len(classes)],
+            8 * (i + 1),
+            2 * (i + 1),
+            100 * (i + 1),
+            {"coop": 22, "upt": 10, "softcpt": 22},
+            task_prompt,
+        )
+        for i in range(n)
+    )
     return cost.StudyShape(tasks, ("coop", "vpt", "upt"), seeds, "joint", stacked, epochs, 32, 64, 100, 20)
 
 
@@ -29,13 +39,16 @@ def settings(**over):
 CAL = calibration.shipped_calibration()
 
 
-@pytest.mark.parametrize("stacked, source, target, joint", [
-    # coop: init x {all, gain}: a source and a target job per target (x 2 seeds unstacked); joint all: one run
-    # of the 4 tasks, joint gain (k=2 < 3 others): one run per target; softcpt: one joint run. Joint runs
-    # stack their seeds always.
-    (True, 4 + 4, 4 + 4, 1 + 4 + 1),
-    (False, 2 * (4 + 4), 2 * (4 + 4), 1 + 4 + 1),
-])
+@pytest.mark.parametrize(
+    "stacked, source, target, joint",
+    [
+        # coop: init x {all, gain}: a source and a target job per target (x 2 seeds unstacked); joint all: one run
+        # of the 4 tasks, joint gain (k=2 < 3 others): one run per target; softcpt: one joint run. Joint runs
+        # stack their seeds always.
+        (True, 4 + 4, 4 + 4, 1 + 4 + 1),
+        (False, 2 * (4 + 4), 2 * (4 + 4), 1 + 4 + 1),
+    ],
+)
 def test_job_counts_by_hand_agree_with_the_study(stacked, source, target, joint):
     est = cost.estimate_multitask(shape(stacked=stacked), settings(), CAL)
     want = {"source": source, "target": target, "joint": joint, "total": source + target + joint}
@@ -56,7 +69,11 @@ def test_groups_of_all_the_other_tasks_are_one_joint_run_and_exact():
     assert exact["jobs"] == {"source": 4, "target": 4, "joint": 2, "total": 10}
     # k >= the other tasks: every gain group is every other task, so it costs what strategy all costs
     wide = cost.estimate_multitask(shape(), settings(strategies=["gain"], k=3), CAL)["per_method"]["coop"]
-    assert wide["jobs"]["joint"] == 1 == vocabulary.multitask_job_counts(4, settings(methods=["coop"], strategies=["gain"], k=3), 2)["joint"]
+    assert (
+        wide["jobs"]["joint"]
+        == 1
+        == vocabulary.multitask_job_counts(4, settings(methods=["coop"], strategies=["gain"], k=3), 2)["joint"]
+    )
     assert wide["gpu_hours"]["total"] == pytest.approx(exact["per_method"]["coop"]["gpu_hours"]["total"])
 
 
@@ -79,19 +96,29 @@ def test_softcpt_is_coop_plus_its_task_prompts():
     prompted = cost.estimate_multitask(shape(task_prompt=12), joint_all, CAL)
     assert prompted["per_method"]["softcpt"]["gpu_hours"]["total"] > plain["softcpt"]["gpu_hours"]["total"]
     assert prompted["per_method"]["coop"]["gpu_hours"]["total"] == pytest.approx(plain["coop"]["gpu_hours"]["total"])
-    assert any(a.startswith("softcpt: the calibration has no figures of its own: priced with coop's") for a in prompted["assumptions"])
+    assert any(
+        a.startswith("softcpt: the calibration has no figures of its own: priced with coop's") for a in prompted["assumptions"]
+    )
     # the step: the task prompts' tokens at CoOp's per-token rate
-    extra = CAL.step_s("softcpt", seeds=3, classes=100, length=22, batch=64, task_tokens=50) \
-        - CAL.step_s("coop", seeds=3, classes=100, length=22, batch=64)
+    extra = CAL.step_s("softcpt", seeds=3, classes=100, length=22, batch=64, task_tokens=50) - CAL.step_s(
+        "coop", seeds=3, classes=100, length=22, batch=64
+    )
     assert extra == pytest.approx(3 * 50 * CAL.methods["coop"]["step"]["text_us_per_token"] / 1e6)
 
 
 def test_what_a_method_learns_comes_from_the_study_vocabulary():
     # VPT learns no text prompt: its step does not grow with classes x length; CoOp learns no image prompt
-    assert CAL.step_s("vpt", seeds=3, classes=10, length=5, batch=64) == CAL.step_s("vpt", seeds=3, classes=900, length=40, batch=64)
-    assert CAL.step_s("coop", seeds=3, classes=10, length=5, batch=8) == CAL.step_s("coop", seeds=3, classes=10, length=5, batch=256)
-    assert CAL.step_s("upt", seeds=3, classes=10, length=5, batch=8) < CAL.step_s("upt", seeds=3, classes=900, length=5, batch=8) \
+    assert CAL.step_s("vpt", seeds=3, classes=10, length=5, batch=64) == CAL.step_s(
+        "vpt", seeds=3, classes=900, length=40, batch=64
+    )
+    assert CAL.step_s("coop", seeds=3, classes=10, length=5, batch=8) == CAL.step_s(
+        "coop", seeds=3, classes=10, length=5, batch=256
+    )
+    assert (
+        CAL.step_s("upt", seeds=3, classes=10, length=5, batch=8)
+        < CAL.step_s("upt", seeds=3, classes=900, length=5, batch=8)
         < CAL.step_s("upt", seeds=3, classes=900, length=5, batch=256)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,49 +131,72 @@ def mt_cfg(section, tasks=TASKS4, methods=("coop", "vpt"), **top):
     return {"tasks": list(tasks), "methods": list(methods), "multitask": section, **top}
 
 
-@pytest.mark.parametrize("cfg, says", [
-    (mt_cfg({"methods": ["coop", "nope"]}), f"multitask: unknown method(s) nope in `methods`; choose from {', '.join(vocabulary.METHODS)}."),
-    (mt_cfg({"methods": ["upt"]}), "multitask: method upt is not among the study's `methods` (coop, vpt), whose pairwise results"),
-    (mt_cfg({"methods": ["softcpt"]}, methods=["vpt"]), "multitask: method softcpt is compared with coop's single-task results, "
-                                                        "so the study's `methods` must include coop."),
-    (mt_cfg({"k": 0}), "multitask: `k` (sources per group) must be an integer >= 1, got 0."),
-    (mt_cfg({"similarity": "cosine"}), "multitask: `similarity` must be a similarity measure (visual_cosine, "),
-    (mt_cfg({"predictor": "oracle"}), "multitask: `predictor` must be a transferability predictor (leep, "),
-    (mt_cfg({"strategies": ["predictor"], "predictor": "prompt_accuracy"}, predictors={"names": ["leep", "nce"]}),
-     "multitask: strategy predictor reads predictor prompt_accuracy, which the study does not compute; add it to "
-     "`predictors.names` or choose one of leep, nce."),
-    (mt_cfg({"strategies": ["all", "gain", "similarity"]}, tasks=TASKS4[:2]),
-     "multitask: strategies gain, similarity rank the other tasks, which needs at least 3 tasks (the config has 2)"),
-    (mt_cfg({"strategies": ["predictor"]}, tasks=TASKS4[:2]), "multitask: strategy predictor ranks the other tasks, which needs"),
-    (mt_cfg({"modes": ["init", "both"]}), "multitask: unknown mode(s) both in `modes`; choose from init, joint."),
-    (mt_cfg({"strategy": ["all"]}), "multitask: unknown setting(s) strategy; the settings are methods, modes, "),
-    (mt_cfg({}, tasks=TASKS4[:1]), "multitask: the multitask study needs at least 2 tasks, the config has 1."),
-    (mt_cfg(["coop"]), "multitask: the section must be a mapping of settings"),
-])
+@pytest.mark.parametrize(
+    "cfg, says",
+    [
+        (
+            mt_cfg({"methods": ["coop", "nope"]}),
+            f"multitask: unknown method(s) nope in `methods`; choose from {', '.join(vocabulary.METHODS)}.",
+        ),
+        (
+            mt_cfg({"methods": ["upt"]}),
+            "multitask: method upt is not among the study's `methods` (coop, vpt), whose pairwise results",
+        ),
+        (
+            mt_cfg({"methods": ["softcpt"]}, methods=["vpt"]),
+            "multitask: method softcpt is compared with coop's single-task results, so the study's `methods` must include coop.",
+        ),
+        (mt_cfg({"k": 0}), "multitask: `k` (sources per group) must be an integer >= 1, got 0."),
+        (mt_cfg({"similarity": "cosine"}), "multitask: `similarity` must be a similarity measure (visual_cosine, "),
+        (mt_cfg({"predictor": "oracle"}), "multitask: `predictor` must be a transferability predictor (leep, "),
+        (
+            mt_cfg({"strategies": ["predictor"], "predictor": "prompt_accuracy"}, predictors={"names": ["leep", "nce"]}),
+            "multitask: strategy predictor reads predictor prompt_accuracy, which the study does not compute; add it to "
+            "`predictors.names` or choose one of leep, nce.",
+        ),
+        (
+            mt_cfg({"strategies": ["all", "gain", "similarity"]}, tasks=TASKS4[:2]),
+            "multitask: strategies gain, similarity rank the other tasks, which needs at least 3 tasks (the config has 2)",
+        ),
+        (
+            mt_cfg({"strategies": ["predictor"]}, tasks=TASKS4[:2]),
+            "multitask: strategy predictor ranks the other tasks, which needs",
+        ),
+        (mt_cfg({"modes": ["init", "both"]}), "multitask: unknown mode(s) both in `modes`; choose from init, joint."),
+        (mt_cfg({"strategy": ["all"]}), "multitask: unknown setting(s) strategy; the settings are methods, modes, "),
+        (mt_cfg({}, tasks=TASKS4[:1]), "multitask: the multitask study needs at least 2 tasks, the config has 1."),
+        (mt_cfg(["coop"]), "multitask: the section must be a mapping of settings"),
+    ],
+)
 def test_each_multitask_problem_is_one_sentence(cfg, says):
     found = multitask_check.multitask_problems(cfg)
     assert len(found) == 1 and found[0].startswith(says), found
     assert found[0].endswith(".") and ". " not in found[0].rstrip(".")
 
 
-@pytest.mark.parametrize("cfg", [
-    {"tasks": TASKS4[:2], "methods": ["coop"]},  # no section: no multitask study
-    {"tasks": TASKS4[:2], "methods": ["coop"], "multitask": None},
-    mt_cfg({}),  # defaults apply: the study's methods, label_match, prompt_accuracy
-    mt_cfg({"strategies": ["all", "random"]}, tasks=TASKS4[:2]),  # neither ranks: 2 tasks will do
-    mt_cfg({"methods": ["softcpt"], "strategies": ["gain"]}, tasks=TASKS4[:2]),  # softcpt trains on all tasks only
-    mt_cfg({"strategies": ["gain"], "predictor": "leep"}, predictors={"names": ["nce"]}),  # predictor unused
-    mt_cfg({"strategies": ["predictor"], "predictor": "leep"}, predictors={"names": ["leep"]}),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"tasks": TASKS4[:2], "methods": ["coop"]},  # no section: no multitask study
+        {"tasks": TASKS4[:2], "methods": ["coop"], "multitask": None},
+        mt_cfg({}),  # defaults apply: the study's methods, label_match, prompt_accuracy
+        mt_cfg({"strategies": ["all", "random"]}, tasks=TASKS4[:2]),  # neither ranks: 2 tasks will do
+        mt_cfg({"methods": ["softcpt"], "strategies": ["gain"]}, tasks=TASKS4[:2]),  # softcpt trains on all tasks only
+        mt_cfg({"strategies": ["gain"], "predictor": "leep"}, predictors={"names": ["nce"]}),  # predictor unused
+        mt_cfg({"strategies": ["predictor"], "predictor": "leep"}, predictors={"names": ["leep"]}),
+    ],
+)
 def test_sound_multitask_sections_have_no_problem(cfg):
     assert multitask_check.multitask_problems(cfg) == []
 
 
 def test_multitask_problems_imports_nothing_slow():
-    code = ("import sys; from mvlpt.running.multitask_check import multitask_problems; "
-            "p = multitask_problems({'tasks': ['a', 'b'], 'multitask': {'k': 0}}); "
-            "assert p and p[0].startswith('multitask: `k`'), p; "
-            "slow = [m for m in ('torch', 'numpy', 'open_clip', 'pandas') if m in sys.modules]; assert not slow, slow")
+    code = (
+        "import sys; from mvlpt.running.multitask_check import multitask_problems; "
+        "p = multitask_problems({'tasks': ['a', 'b'], 'multitask': {'k': 0}}); "
+        "assert p and p[0].startswith('multitask: `k`'), p; "
+        "slow = [m for m in ('torch', 'numpy', 'open_clip', 'pandas') if m in sys.modules]; assert not slow, slow"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -155,8 +205,14 @@ def test_multitask_problems_imports_nothing_slow():
 # --------------------------------------------------------------------------------------------------
 def test_report_prints_and_writes_the_multitask_jobs_and_gpu_hours(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "user-calibration.json"))
-    cfg = mt_cfg({"methods": ["coop", "softcpt"], "strategies": ["all", "gain"], "k": 2}, methods=["coop"], seeds=[1, 2],
-                 train={"epochs": 2}, results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
+    cfg = mt_cfg(
+        {"methods": ["coop", "softcpt"], "strategies": ["all", "gain"], "k": 2},
+        methods=["coop"],
+        seeds=[1, 2],
+        train={"epochs": 2},
+        results_dir=str(tmp_path / "results"),
+        cache_dir=str(tmp_path / "cache"),
+    )
     path = tmp_path / "study.yaml"
     path.write_text(json.dumps(cfg))  # JSON is YAML
     out_json = tmp_path / "report.json"
@@ -184,9 +240,16 @@ def test_the_workflow_checks_the_multitask_study_only_when_asked(tmp_path, monke
     """A validated config always has the section (the schema's default); the workflow says whether its
     targets include the multitask study."""
     monkeypatch.setenv("MVLPT_COST_CALIBRATION", str(tmp_path / "user-calibration.json"))
-    cfg = mt_cfg({"strategies": ["all", "gain"]}, tasks=TASKS4[:2], methods=["coop"], seeds=[1],
-                 results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
+    cfg = mt_cfg(
+        {"strategies": ["all", "gain"]},
+        tasks=TASKS4[:2],
+        methods=["coop"],
+        seeds=[1],
+        results_dir=str(tmp_path / "results"),
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert not [p for p in preflight.problems(cfg) if p.startswith("multitask:")]
     found = [p for p in preflight.problems(cfg, multitask=True) if p.startswith("multitask:")]
-    assert found == ["multitask: strategy gain ranks the other tasks, which needs at least 3 tasks (the config has 2); "
-                     "add tasks or drop it."]
+    assert found == [
+        "multitask: strategy gain ranks the other tasks, which needs at least 3 tasks (the config has 2); add tasks or drop it."
+    ]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from mvlpt.errors import MvlptError
 from mvlpt.running import devices
 from mvlpt.running.devices import DeviceLease, describe_lease, lease_device, list_leases, resolve_device
-from mvlpt.errors import MvlptError
 
 SCHEDULER_ENV = ("SLURM_JOB_ID", "MVLPT_NO_LEASE", "CUDA_VISIBLE_DEVICES", "MVLPT_GPU_LOCK_DIR")
 
@@ -120,7 +120,10 @@ def test_concurrent_processes_never_share_a_device(tmp_path):
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-c", HOLDER, str(lock_dir), str(n_gpus), str(out), str(go), str(k)],
-                env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=_child_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     try:
@@ -148,7 +151,10 @@ def test_sigkilled_holder_frees_its_device(tmp_path):
     lock_dir, marker = tmp_path / "locks", tmp_path / "acquired"
     proc = subprocess.Popen(
         [sys.executable, "-c", SLEEPER, str(lock_dir), str(marker)],
-        env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for(marker, 20, proc)
@@ -231,9 +237,7 @@ def test_cpu_requests_take_no_lock(tmp_path):
 def test_scheduler_allocation_is_respected(tmp_path, monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    with lease_device("auto", tmp_path / "locks", n_devices=1) as a, lease_device(
-        "auto", tmp_path / "locks", n_devices=1
-    ) as b:
+    with lease_device("auto", tmp_path / "locks", n_devices=1) as a, lease_device("auto", tmp_path / "locks", n_devices=1) as b:
         assert a == b == DeviceLease("cuda", 0, None)
         assert value in describe_lease(a) and "CUDA_VISIBLE_DEVICES=3" in describe_lease(a)
     assert not (tmp_path / "locks").exists()

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mvlpt.running import calibration, cost, model_check, preflight, prompt_shapes, task_check
-from mvlpt.study import vocabulary
+from fakes import make_iris_task
 from mvlpt.cli import main
 from mvlpt.datasets import catalog, routes
+from mvlpt.running import calibration, cost, model_check, preflight, prompt_shapes, task_check
+from mvlpt.study import vocabulary
 from mvlpt.tasks import elevater
-from fakes import make_iris_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,13 +32,24 @@ def fabricated_study(tmp_path, *, sst2_train=(12, 12), eurosat_train=6) -> dict:
     data = tmp_path / "data"
     n0, n1 = sst2_train
     make_iris_task(data, "rendered-sst2", {"train": [0] * n0 + [1] * n1, "val": [0, 1], "test": [0, 1, 1]})
-    make_iris_task(data, "eurosat_clip", {"train": [c for c in range(10) for _ in range(eurosat_train)],
-                                          "val": list(range(10)), "test": list(range(10)) * 2})
+    make_iris_task(
+        data,
+        "eurosat_clip",
+        {"train": [c for c in range(10) for _ in range(eurosat_train)], "val": list(range(10)), "test": list(range(10)) * 2},
+    )
     for t in ("rendered-sst2", "eurosat_clip"):
         routes.fetch(t, data, route="local")
-    return {"tasks": ["rendered-sst2", "eurosat_clip"], "methods": ["coop", "vpt", "upt"], "seeds": [1, 2], "shots": 5,
-            "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 2},
-            "data_dir": str(data), "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}
+    return {
+        "tasks": ["rendered-sst2", "eurosat_clip"],
+        "methods": ["coop", "vpt", "upt"],
+        "seeds": [1, 2],
+        "shots": 5,
+        "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"},
+        "train": {"epochs": 2},
+        "data_dir": str(data),
+        "results_dir": str(tmp_path / "results"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
 
 
 def write_config(tmp_path, cfg) -> Path:
@@ -95,8 +106,10 @@ def test_strict_policy_catches_a_task_with_too_few_images_per_class(tmp_path, ca
     path = write_config(tmp_path, cfg)
     assert main(["preflight", "--configfile", str(path), "--json", str(tmp_path / "r.json")]) == 2
     out = capsys.readouterr().out
-    assert ("problem: task rendered-sst2: 1 of 2 classes have fewer than shots=5 training images (class 'positive': 3), "
-            "which the strict few-shot policy refuses") in out
+    assert (
+        "problem: task rendered-sst2: 1 of 2 classes have fewer than shots=5 training images (class 'positive': 3), "
+        "which the strict few-shot policy refuses"
+    ) in out
     assert preflight.problems(cfg) and preflight.problems({**cfg, "preflight": False}) == []
 
 
@@ -109,7 +122,9 @@ def test_damaged_data_is_named_with_the_fix_and_deep_reads_checksums(tmp_path):
     z.write_bytes(bytes(raw))
     assert preflight.run(cfg).ok
     rep = preflight.run(cfg, deep=True)
-    assert len(rep.problems) == 1 and rep.problems[0].startswith("task eurosat_clip: the data fetched by route local is corrupt (checksum mismatch")
+    assert len(rep.problems) == 1 and rep.problems[0].startswith(
+        "task eurosat_clip: the data fetched by route local is corrupt (checksum mismatch"
+    )
     assert rep.problems[0].endswith(f"run `mvlpt data fetch eurosat_clip --data-dir {cfg['data_dir']}`.")
     z.write_bytes(bytes(raw[:-10]))  # a size the lock file does not know: found without --deep
     assert "is corrupt" in preflight.run(cfg).problems[0]
@@ -131,8 +146,12 @@ def test_paper_config_without_the_data_lists_every_task_and_prints_the_cost(tmp_
     assert 60 < rep["cost"]["gpu_hours"] < 140
     # its multitask section: the jobs it adds (an upper bound before the pairwise tables choose the groups)
     mt = rep["cost"]["multitask"]
-    counts = vocabulary.multitask_job_counts(len(paper["tasks"]), vocabulary.multitask_settings(paper["multitask"], paper["methods"]),
-                                        len(paper["seeds"]), paper.get("stack_seeds", True))
+    counts = vocabulary.multitask_job_counts(
+        len(paper["tasks"]),
+        vocabulary.multitask_settings(paper["multitask"], paper["methods"]),
+        len(paper["seeds"]),
+        paper.get("stack_seeds", True),
+    )
     assert mt["jobs"]["total"] == counts["total"] > 0 and mt["exact"] is counts["exact"] is False
     assert f" {mt['gpu_hours']['total']:.1f} GPU-hours  ({counts['total']} jobs: " in out
     assert "multitask study (modes " in out and mt["gpu_hours"]["total"] > 0
@@ -154,11 +173,14 @@ def test_training_options_every_job_would_refuse_are_a_problem(tmp_path):
     cfg["train"] = {"epochs": 2, "lr": "2e-3"}  # `lr: 2e-3` in a YAML file: text to PyYAML
     rep = preflight.run(cfg)
     # the workflow's own sentence (one rule set: mvlpt.study.configcheck)
-    assert rep.problems == ["config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, write 0.002 "
-                            "instead (see config/README.md)."]
+    assert rep.problems == [
+        "config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, write 0.002 instead (see config/README.md)."
+    ]
     cfg["train"] = {"epochs": 2, "warmup_epochs": 2}
-    assert preflight.run(cfg).problems == ["config: train: warmup_epochs (2) must be smaller than epochs (2); set warmup_epochs: 0 "
-                                           "for very short runs (see config/README.md)."]
+    assert preflight.run(cfg).problems == [
+        "config: train: warmup_epochs (2) must be smaller than epochs (2); set warmup_epochs: 0 "
+        "for very short runs (see config/README.md)."
+    ]
 
 
 def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, monkeypatch):
@@ -185,9 +207,11 @@ def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, mon
     # torch's config.patch, not monkeypatch: monkeypatch's undo on torch's config proxies deletes the option
     with torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),)}):
         rep = preflight.run(cfg)
-        assert len(rep.problems) == 1 and rep.problems[0].startswith(
-            "train.compile: default compiles CPU jobs with a C++ compiler, and none works here (") and rep.problems[0].endswith(
-            "install one (g++) or set `train: {compile: none}`."), rep.problems
+        assert (
+            len(rep.problems) == 1
+            and rep.problems[0].startswith("train.compile: default compiles CPU jobs with a C++ compiler, and none works here (")
+            and rep.problems[0].endswith("install one (g++) or set `train: {compile: none}`.")
+        ), rep.problems
         assert "C++ compiler MISSING" in preflight.format_report(rep)
         cfg["device"] = "auto"  # no GPU is visible here, yet the jobs may go to GPU nodes: a note, not a problem
         rep = preflight.run(cfg)
@@ -198,16 +222,18 @@ def test_compile_needs_what_torch_compile_needs_where_the_jobs_run(tmp_path, mon
         cfg["device"] = device  # GPU jobs (elsewhere: no GPU is visible here) need Triton and no C++ compiler here
         rep = preflight.run(cfg, profile=profile)
         assert len(rep.problems) == 1 and rep.problems[0].startswith(
-            "train.compile: default compiles the GPU jobs' towers with Triton, which this environment lacks; install the "
-            "`triton`"), rep.problems
+            "train.compile: default compiles the GPU jobs' towers with Triton, which this environment lacks; install the `triton`"
+        ), rep.problems
         assert "cxx" not in rep.devices["compile"] and "Triton MISSING" in preflight.format_report(rep)
     monkeypatch.setattr(torch.utils._triton, "has_triton_package", lambda: True)
     assert preflight.run(cfg, profile=profile).ok
 
     cfg["train"] = {"epochs": 2, "compile": "fast"}  # an unknown mode: a config problem, and the report still prints
     rep = preflight.run(cfg)
-    assert rep.problems == ["config: train: compile must be one of none, default, reduce-overhead, max-autotune, "
-                            "max-autotune-no-cudagraphs, got 'fast' (see config/README.md)."]
+    assert rep.problems == [
+        "config: train: compile must be one of none, default, reduce-overhead, max-autotune, "
+        "max-autotune-no-cudagraphs, got 'fast' (see config/README.md)."
+    ]
     assert "preflight found 1 problem(s)" in preflight.format_report(rep)
 
 
@@ -237,8 +263,9 @@ def test_shipped_calibration_reproduces_the_h100_step_times_and_scales():
     assert cost.estimate(unstacked, cal)["per_method"]["vpt"]["jobs"] == 3 * cost.estimate(base, cal)["per_method"]["vpt"]["jobs"]
 
 
-@pytest.mark.parametrize("options", [{}, {"coop": {"position": "end"}, "upt": {"position": "middle"}},
-                                     {"coop": {"n_ctx": 4, "csc": True}}])
+@pytest.mark.parametrize(
+    "options", [{}, {"coop": {"position": "end"}, "upt": {"position": "middle"}}, {"coop": {"n_ctx": 4, "csc": True}}]
+)
 def test_priced_prompt_shapes_are_the_ones_training_builds(tiny_clip, options):
     """The estimate's prompt length and shared prefix per method are those of the learners' own layouts,
     and a shared prefix lowers the priced text work as the text tower's rows shrink."""

@@ -24,8 +24,15 @@ ENTRIES = {name: e for name, e in vars(layout).items() if isinstance(e, layout.E
 
 def _values(entry: layout.Entry) -> dict:
     """A value for every field of ``entry``: names with dashes and dots, integers for seeds and shots."""
-    special = {"seed": 3, "shots": 16, "ext": "csv", "job": "train_single/coop/a-b/seeds1-2",
-               "where": "g0123456789/task-b", "stem": "seeds1-2", "tag": "0a1b2c3d4e"}
+    special = {
+        "seed": 3,
+        "shots": 16,
+        "ext": "csv",
+        "job": "train_single/coop/a-b/seeds1-2",
+        "where": "g0123456789/task-b",
+        "stem": "seeds1-2",
+        "tag": "0a1b2c3d4e",
+    }
     return {f: special.get(f, f"{f}-x.y" if f not in ("method", "kind") else f"{f}1") for f in entry.fields}
 
 
@@ -67,7 +74,10 @@ def test_result_layout_is_the_one_results_were_always_written_to():
 def test_places_of_the_other_files_are_unchanged():
     assert str(layout.SPLIT.path("c", "dtd", 5, 2)) == "c/splits/dtd/shots5_seed2.json"
     assert str(layout.FEATURES_DONE.path("c", "dtd", 5)) == "c/features/dtd.shots5.done.json"
-    assert str(layout.FEATURES.path("c", "vit", "dtd", layout.features_name(5, 2, "val"))) == "c/features/vit/dtd/shots5_seed2_val.safetensors"
+    assert (
+        str(layout.FEATURES.path("c", "vit", "dtd", layout.features_name(5, 2, "val")))
+        == "c/features/vit/dtd/shots5_seed2_val.safetensors"
+    )
     assert str(layout.PROMPT.path("r", "coop", "dtd", 1)) == "r/prompts/coop/dtd/seed1.safetensors"
     assert str(layout.MATRIX.path(layout.TABLES_DIR.path("r"), "coop", "gain", "csv")) == "r/tables/matrices/coop_gain.csv"
     assert str(layout.GROUP_PROMPT.path("r", "coop", "g1", 2)) == "r/multitask/prompts/coop/g1/seed2.safetensors"
@@ -87,8 +97,10 @@ def test_template_refuses_what_is_not_a_field():
 
 def test_layout_imports_neither_torch_nor_numpy():
     """The workflow imports mvlpt.study.layout and mvlpt.study.wildcards on every Snakemake start."""
-    code = ("import sys; import mvlpt.study.layout, mvlpt.study.wildcards, mvlpt.study.vocabulary; "
-            "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))")
+    code = (
+        "import sys; import mvlpt.study.layout, mvlpt.study.wildcards, mvlpt.study.vocabulary; "
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
 
@@ -142,9 +154,25 @@ def test_every_output_log_and_benchmark_of_the_dag_is_a_layout_entry(tmp_path):
     """Every file the demo study's jobs declare (outputs, logs, benchmarks) lies under the study's
     results, cache or log folder where one of mvlpt.study.layout's entries puts it."""
     snakemake = Path(sys.executable).parent / "snakemake"
-    res = subprocess.run([str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "all", "multitask",
-                          "-n", "-p", "--configfile", str(REPO / "config" / "config.yaml")],
-                         capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [
+            str(snakemake),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "all",
+            "multitask",
+            "-n",
+            "-p",
+            "--configfile",
+            str(REPO / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     roots = {"results": "results", "cache": "resources/cache", "logs": "logs"}
@@ -161,9 +189,11 @@ def test_every_output_log_and_benchmark_of_the_dag_is_a_layout_entry(tmp_path):
             folders[e.relative().rsplit("/", 1)[-1]] = e.path(roots[e.root]).as_posix()
     unplaced = []
     for f in sorted(files):
-        if not any((got := e.parse(f, root=folders[e.root])) is not None
-                   and e.path(folders[e.root], **got).as_posix() == f
-                   for name, e in ENTRIES.items() if e.root in folders and not name.endswith("_DIR")):
+        if not any(
+            (got := e.parse(f, root=folders[e.root])) is not None and e.path(folders[e.root], **got).as_posix() == f
+            for name, e in ENTRIES.items()
+            if e.root in folders and not name.endswith("_DIR")
+        ):
             unplaced.append(f)
     assert not unplaced, unplaced[:10]
 
@@ -175,8 +205,11 @@ def test_rule_files_spell_no_paths_of_their_own():
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         section = None
         for n, line in enumerate(smk.read_text().splitlines(), 1):
-            m = re.match(r"^\s+(output|log|benchmark|input|params|shell|resources|wildcard_constraints|threads|retries|"
-                         r"conda|localrule|message|run|default_target)\s*:", line)
+            m = re.match(
+                r"^\s+(output|log|benchmark|input|params|shell|resources|wildcard_constraints|threads|retries|"
+                r"conda|localrule|message|run|default_target)\s*:",
+                line,
+            )
             if m:
                 section = m[1]
             elif re.match(r"^\S", line):

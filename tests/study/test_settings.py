@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mvlpt.errors import MvlptError
 from mvlpt.running import device_check, preflight
 from mvlpt.study import settings, vocabulary
 from mvlpt.training.config import TrainConfig
-from mvlpt.errors import MvlptError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
@@ -46,10 +46,15 @@ def test_fill_defaults_is_snakemakes_validate(path):
     assert settings.load(cfg).as_dict() == expected
 
 
-@pytest.mark.parametrize("section, defaults", [("analysis", settings.ANALYSIS_DEFAULTS),
-                                               ("similarity", settings.SIMILARITY_DEFAULTS),
-                                               ("predictors", settings.PREDICTOR_DEFAULTS),
-                                               ("multitask", settings.MULTITASK_DEFAULTS)])
+@pytest.mark.parametrize(
+    "section, defaults",
+    [
+        ("analysis", settings.ANALYSIS_DEFAULTS),
+        ("similarity", settings.SIMILARITY_DEFAULTS),
+        ("predictors", settings.PREDICTOR_DEFAULTS),
+        ("multitask", settings.MULTITASK_DEFAULTS),
+    ],
+)
 def test_section_defaults_come_from_the_schema(section, defaults):
     props = settings.schema()["properties"][section]["properties"]
     assert list(defaults) == list(props)
@@ -101,16 +106,19 @@ def test_load_types_the_demo_config():
     assert "analysis" not in cfg or cfg["analysis"] == read(REPO / "config" / "config.yaml")["analysis"]  # not changed
 
 
-@pytest.mark.parametrize("cfg, needle", [
-    ({"tasks": ["shapes"], "shots": 0}, "shots"),
-    ({"tasks": ["shapes"], "nonsense": 1}, "nonsense"),
-    ({"tasks": ["no-such-task"]}, "no-such-task"),
-    ({"tasks": ["shapes", "shapes"]}, "more than once"),
-    ({"tasks": ["shapes"], "train": {"lr": -1.0}}, "lr"),
-    ({"tasks": ["shapes"], "train": {"lr": "2e-3"}}, "2e-3"),
-    ({"tasks": ["shapes"], "analysis": {"model_measures": ["nope"]}}, "nope"),
-    (["shapes"], "mapping"),
-])
+@pytest.mark.parametrize(
+    "cfg, needle",
+    [
+        ({"tasks": ["shapes"], "shots": 0}, "shots"),
+        ({"tasks": ["shapes"], "nonsense": 1}, "nonsense"),
+        ({"tasks": ["no-such-task"]}, "no-such-task"),
+        ({"tasks": ["shapes", "shapes"]}, "more than once"),
+        ({"tasks": ["shapes"], "train": {"lr": -1.0}}, "lr"),
+        ({"tasks": ["shapes"], "train": {"lr": "2e-3"}}, "2e-3"),
+        ({"tasks": ["shapes"], "analysis": {"model_measures": ["nope"]}}, "nope"),
+        (["shapes"], "mapping"),
+    ],
+)
 def test_load_refuses_in_one_sentence(cfg, needle):
     with pytest.raises(MvlptError) as e:
         settings.load(cfg)
@@ -152,9 +160,16 @@ def test_slurm_profile_is_read_only_when_given(tmp_path):
         device_check.slurm_profile(tmp_path / "nowhere")
     prof = tmp_path / "slurm"
     prof.mkdir()
-    (prof / "config.yaml").write_text(yaml.safe_dump({
-        "executor": "slurm", "jobs": 7, "default-resources": {"slurm_partition": "gpu"},
-        "set-resources": {"train_joint": {"gpu_model": "a100"}, "fewshot_split": {"group_slots": 1}}}))
+    (prof / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "executor": "slurm",
+                "jobs": 7,
+                "default-resources": {"slurm_partition": "gpu"},
+                "set-resources": {"train_joint": {"gpu_model": "a100"}, "fewshot_split": {"group_slots": 1}},
+            }
+        )
+    )
     # the workflow names its GPU rules
     got = device_check.slurm_profile(prof, ["train_single", "train_joint"])
     assert set(got["rules"]) == {"train_single", "train_joint"} and got["jobs"] == 7
@@ -189,12 +204,36 @@ def test_the_workflow_passes_the_hateful_memes_metric_as_an_option(tmp_path):
     if snakemake is None:
         pytest.skip("no snakemake")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"tasks": ["hateful-memes", "cifar-10"], "methods": ["coop"], "seeds": [1],
-                                   "elevater": {"hateful_memes_metric": "accuracy"}, "preflight": False,
-                                   "results_dir": str(tmp_path / "r"), "cache_dir": str(tmp_path / "c")}))
-    res = subprocess.run([snakemake, "-n", "-p", "--configfile", str(cfg), "--directory", str(REPO), "-s",
-                          str(REPO / "Snakefile"), str(tmp_path / "r" / "coop" / "hateful-memes__hateful-memes" / "seed1.json")],
-                         capture_output=True, text=True, cwd=REPO)
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "tasks": ["hateful-memes", "cifar-10"],
+                "methods": ["coop"],
+                "seeds": [1],
+                "elevater": {"hateful_memes_metric": "accuracy"},
+                "preflight": False,
+                "results_dir": str(tmp_path / "r"),
+                "cache_dir": str(tmp_path / "c"),
+            }
+        )
+    )
+    res = subprocess.run(
+        [
+            snakemake,
+            "-n",
+            "-p",
+            "--configfile",
+            str(cfg),
+            "--directory",
+            str(REPO),
+            "-s",
+            str(REPO / "Snakefile"),
+            str(tmp_path / "r" / "coop" / "hateful-memes__hateful-memes" / "seed1.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "mvlpt train --hateful-memes-metric accuracy" in res.stdout
     assert "MVLPT_HATEFUL_MEMES_METRIC" not in res.stdout
@@ -219,8 +258,10 @@ def test_building_the_command_line_imports_no_pandas():
     import subprocess
     import sys
 
-    code = ("import sys, mvlpt.cli; mvlpt.cli.build_parser(); "
-            "print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, mvlpt.cli; mvlpt.cli.build_parser(); "
+        "print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
@@ -237,14 +278,37 @@ def test_the_workflow_names_its_gpu_rules(tmp_path):
         pytest.skip("no snakemake")
     wrapper = tmp_path / "Snakefile"
     wrapper.write_text(f'include: "{REPO / "Snakefile"}"\nprint("GPU_RULES", " ".join(sorted(gpu_rules())), file=sys.stderr)\n')
-    res = subprocess.run([snakemake, "-s", str(wrapper), "-d", str(REPO), "-n", "--config", "preflight=false",
-                          f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}"],
-                         capture_output=True, text=True, cwd=REPO)
+    res = subprocess.run(
+        [
+            snakemake,
+            "-s",
+            str(wrapper),
+            "-d",
+            str(REPO),
+            "-n",
+            "--config",
+            "preflight=false",
+            f"results_dir={tmp_path / 'r'}",
+            f"cache_dir={tmp_path / 'c'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     line = next((x for x in res.stderr.splitlines() if x.startswith("GPU_RULES")), None)
     assert line is not None, res.stderr[-2000:]
     rules = set(line.split()[1:])
-    assert {"train_single", "train_joint", "frozen_features", "embed_task_images", "reference_zeroshot",
-            "reference_linear_probe", "train_group_source", "train_group_target", "train_group_joint"} <= rules
+    assert {
+        "train_single",
+        "train_joint",
+        "frozen_features",
+        "embed_task_images",
+        "reference_zeroshot",
+        "reference_linear_probe",
+        "train_group_source",
+        "train_group_target",
+        "train_group_joint",
+    } <= rules
     assert not rules & {"fewshot_split", "similarity", "collect_results", "all", "embed_task_labels"}
 
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import yaml
 
+from fakes import make_record
+from mvlpt.errors import MvlptError
 from mvlpt.study import layout, settings, vocabulary
 from mvlpt.training.config import TrainConfig
-from mvlpt.errors import MvlptError
-
-from fakes import make_record
 
 SCHEMA_PATH = settings.schema_path()
 

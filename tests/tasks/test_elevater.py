@@ -7,8 +7,7 @@ import pytest
 
 from mvlpt.datasets import catalog
 from mvlpt.errors import MvlptError
-from mvlpt.tasks import get_task, list_tasks
-from mvlpt.tasks import elevater
+from mvlpt.tasks import elevater, get_task, list_tasks
 
 REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "elevater"
 

@@ -55,8 +55,13 @@ def _task_with(per_class: list[int], name="few-images") -> tuple[Task, ArraySpli
     labels = np.concatenate([np.full(n, c) for c, n in enumerate(per_class)]).astype(np.int64)
     ids = [f"c{c}/{i}" for c, n in enumerate(per_class) for i in range(n)]
     split = ArraySplit(ids, labels, np.zeros((len(ids), 2, 2, 3), dtype=np.uint8))
-    task = Task(name, tuple(f"class {c}" for c in range(len(per_class))), ("a photo of a {}.",), "accuracy",
-                loader=lambda s, d=None: split)
+    task = Task(
+        name,
+        tuple(f"class {c}" for c in range(len(per_class))),
+        ("a photo of a {}.",),
+        "accuracy",
+        loader=lambda s, d=None: split,
+    )
     return task, split
 
 
@@ -75,8 +80,11 @@ def test_a_class_short_of_k_gives_all_its_images_as_elevater_does():
     assert _count(split["train"]) == {c: 8 for c in range(4)}  # every image, split 80/20 by the class's own count
     assert _count(split["val"]) == {c: 2 for c in range(4)}
     assert split["shots_taken"] == {"min": 10, "max": 10, "short": {f"class {c}": 10 for c in range(4)}}
-    with pytest.raises(MvlptError, match="'few-images' has only 10 training images of class 'class 0' "
-                                         r"\(4 classes short in all\), fewer than shots=20"):
+    with pytest.raises(
+        MvlptError,
+        match="'few-images' has only 10 training images of class 'class 0' "
+        r"\(4 classes short in all\), fewer than shots=20",
+    ):
         make_split(task, 1, 20, split_data=data, policy="strict")
 
 

@@ -81,9 +81,7 @@ def test_designed_relationships_are_declared():
     pairs = list(itertools.combinations(tasks, 2))
     same_labels = [(a.name, b.name) for a, b in pairs if set(a.classnames) == set(b.classnames)]
     same_domain = [(a.name, b.name) for a, b in pairs if a.domain == b.domain]
-    neither = [
-        (a.name, b.name) for a, b in pairs if a.domain != b.domain and not set(a.classnames) & set(b.classnames)
-    ]
+    neither = [(a.name, b.name) for a, b in pairs if a.domain != b.domain and not set(a.classnames) & set(b.classnames)]
     assert any(_task(a).domain != _task(b).domain for a, b in same_labels), same_labels
     assert any(set(_task(a).classnames) != set(_task(b).classnames) for a, b in same_domain), same_domain
     assert neither

@@ -21,11 +21,11 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.models import clip as clip_module
 from mvlpt.models.clip import FrozenCLIP, compiled_graphs, load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import Trainer, run
 
 A, B = "shape-colours", "shapes"
@@ -71,7 +71,9 @@ def _forward(learners, images, train: bool):
 
 def _compare_with_eager(method, backend, train_only=False):
     clip = load_clip("mvlpt-tiny", "synthetic", device="cpu")
-    learners = [build_prompt_learner(method, clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    learners = [
+        build_prompt_learner(method, clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s)) for s in (1, 2)
+    ]
     images = [_images(clip, n, seed=n) for n in (3, 2)]
     grad_modes = (True,) if train_only else (True, False)
     eager = [_forward(learners, images, train) for train in grad_modes]
@@ -108,8 +110,16 @@ def test_compiled_logits_and_gradients_equal_eager(method):
 
 def spec(tmp_path, method, **train):
     train = TrainConfig(**{"epochs": 2, "lr": 0.01, "warmup_epochs": 0, "batch_size_multitask": 20, **train})
-    return RunSpec(method=method, tasks=[A, B], seeds=[1, 2], shots=5, train=train, pretrained="synthetic",
-                   outputs={t: str(tmp_path / f"{t}_{{seed}}.json") for t in (A, B)}, cache_dir=str(tmp_path / "cache"))
+    return RunSpec(
+        method=method,
+        tasks=[A, B],
+        seeds=[1, 2],
+        shots=5,
+        train=train,
+        pretrained="synthetic",
+        outputs={t: str(tmp_path / f"{t}_{{seed}}.json") for t in (A, B)},
+        cache_dir=str(tmp_path / "cache"),
+    )
 
 
 @pytest.mark.slow
@@ -169,11 +179,25 @@ def test_a_compiler_failure_ends_in_one_sentence(tmp_path, run_mvlpt):
     import torch._inductor.config
 
     # torch's config.patch, not monkeypatch: monkeypatch's undo on torch's config proxies deletes the option
-    with torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),), "fx_graph_cache": False}), \
-            torch._functorch.config.patch(enable_autograd_cache=False):
-        rc, errors, stderr = run_mvlpt("train", "--method", "vpt", "--task", A, "--shots", 2, "--pretrained", "synthetic",
-                                       "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0, "compile": "default"}),
-                                       "--output", f"{A}={tmp_path / 'r.json'}")
+    with (
+        torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-such-c++"),), "fx_graph_cache": False}),
+        torch._functorch.config.patch(enable_autograd_cache=False),
+    ):
+        rc, errors, stderr = run_mvlpt(
+            "train",
+            "--method",
+            "vpt",
+            "--task",
+            A,
+            "--shots",
+            2,
+            "--pretrained",
+            "synthetic",
+            "--train-options",
+            json.dumps({"epochs": 1, "warmup_epochs": 0, "compile": "default"}),
+            "--output",
+            f"{A}={tmp_path / 'r.json'}",
+        )
     assert rc == 2 and len(errors) == 1, stderr[-3000:]
     assert "torch.compile (train option compile: default) failed" in errors[0] and "`train: {compile: none}`" in errors[0]
     assert "Traceback" not in stderr and not (tmp_path / "r.json").exists()
@@ -189,9 +213,30 @@ def test_runs_sharing_a_compile_cache_load_what_an_earlier_run_compiled(tmp_path
 
     def train(seed):
         out = tmp_path / f"seed{seed}.json"
-        cmd = [sys.executable, "-m", "mvlpt.cli", "train", "--method", "coop", "--task", A, "--shots", "2", "--seed", str(seed),
-               "--pretrained", "synthetic", "--train-options", json.dumps({"epochs": 1, "warmup_epochs": 0}),
-               "--train-options", json.dumps({"compile": "default"}), "--compile-cache", str(cache), "--output", f"{A}={out}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mvlpt.cli",
+            "train",
+            "--method",
+            "coop",
+            "--task",
+            A,
+            "--shots",
+            "2",
+            "--seed",
+            str(seed),
+            "--pretrained",
+            "synthetic",
+            "--train-options",
+            json.dumps({"epochs": 1, "warmup_epochs": 0}),
+            "--train-options",
+            json.dumps({"compile": "default"}),
+            "--compile-cache",
+            str(cache),
+            "--output",
+            f"{A}={out}",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         result = json.loads(out.read_text())

@@ -29,11 +29,15 @@ MARGIN = 0.08  # mean gain over the untrained prompt; measured gains are 0.12 (v
 def untrained_and_trained(method: str, seeds, tmp_path, **train) -> np.ndarray:
     """(seeds, 2): test metric of the untrained and of the trained prompt, all seeds stacked in one run."""
     spec = RunSpec(
-        method=method, tasks=[TASK], seeds=list(seeds), shots=DEMO["shots"],
-        model=DEMO["model"]["name"], pretrained=DEMO["model"]["pretrained"],
+        method=method,
+        tasks=[TASK],
+        seeds=list(seeds),
+        shots=DEMO["shots"],
+        model=DEMO["model"]["name"],
+        pretrained=DEMO["model"]["pretrained"],
         method_options=(DEMO.get("method_options") or {}).get(method, {}),
         train=TrainConfig.from_dict({**DEMO["train"], **train}),
-        outputs={TASK: str(tmp_path / f"{method}" "{seed}.json")},
+        outputs={TASK: str(tmp_path / f"{method}{{seed}}.json")},
     )
     trainer = Trainer(spec)
     before, _ = trainer.test(0)

@@ -21,11 +21,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fakes import kill_training_at, make_record, write_record
-from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
+from mvlpt.errors import MvlptError
+from mvlpt.study import vocabulary
 from mvlpt.training.checkpoints import load_state
 from mvlpt.training.config import RunSpec, TrainConfig
-from mvlpt.errors import MvlptError
 from mvlpt.training.train import GROUP, Trainer, better, run, validation_loss
 
 A, B = "shape-colours", "shapes"
@@ -34,8 +34,16 @@ A, B = "shape-colours", "shapes"
 def spec(tmp_path, tasks=(A,), method="coop", **kw):
     train = kw.pop("train", TrainConfig(epochs=4, lr=0.01, checkpoint_every=1))
     outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    return RunSpec(method=method, tasks=list(tasks), seeds=kw.pop("seeds", [1]), shots=5, train=train, outputs=outputs,
-                   pretrained="synthetic", **kw)
+    return RunSpec(
+        method=method,
+        tasks=list(tasks),
+        seeds=kw.pop("seeds", [1]),
+        shots=5,
+        train=train,
+        outputs=outputs,
+        pretrained="synthetic",
+        **kw,
+    )
 
 
 def provenance(path) -> dict:
@@ -92,8 +100,19 @@ def test_validation_loss_is_mean_cross_entropy_or_mean_binary_cross_entropy():
 def test_bad_select_is_one_sentence(tmp_path, run_mvlpt):
     with pytest.raises(MvlptError, match=r"^select must be best or last .*got 'final'\.$"):
         TrainConfig.from_dict({"select": "final"})
-    rc, lines, err = run_mvlpt("train", "--method", "coop", "--task", "shapes", "--output", f"shapes={tmp_path}/r.json",
-                               "--device", "cpu", "--train-options", '{"select": "final"}')
+    rc, lines, err = run_mvlpt(
+        "train",
+        "--method",
+        "coop",
+        "--task",
+        "shapes",
+        "--output",
+        f"shapes={tmp_path}/r.json",
+        "--device",
+        "cpu",
+        "--train-options",
+        '{"select": "final"}',
+    )
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert "select must be best or last" in lines[0] and lines[0].count(". ") == 0, lines[0]
     assert not list(tmp_path.iterdir())
@@ -127,8 +146,14 @@ def test_best_is_the_epoch_a_hand_computation_picks(tmp_path, monkeypatch):
     """A joint run with a group prompt: every target's and the group's reported epoch is the one picked by hand
     from the recorded validation values, and ``val``/``val_loss`` are that epoch's."""
     seen = _recording(monkeypatch)
-    s = spec(tmp_path, (A, B), train=TrainConfig(epochs=6, lr=0.01, checkpoint_every=0), seeds=[1, 2],
-             outputs={t: str(tmp_path / f"{t}_{{seed}}.json") for t in (A, B)}, save_group_prompt=str(tmp_path / "g{seed}.safetensors"))
+    s = spec(
+        tmp_path,
+        (A, B),
+        train=TrainConfig(epochs=6, lr=0.01, checkpoint_every=0),
+        seeds=[1, 2],
+        outputs={t: str(tmp_path / f"{t}_{{seed}}.json") for t in (A, B)},
+        save_group_prompt=str(tmp_path / "g{seed}.safetensors"),
+    )
     results = run(s)
     assert len(seen) == 6
     for j, seed in enumerate((1, 2)):
@@ -175,8 +200,13 @@ def test_tied_metrics_go_to_the_lower_loss_then_the_later_epoch(tmp_path, monkey
 
 def test_select_last_reports_the_final_epoch_for_every_target_and_the_group(tmp_path):
     group = tmp_path / "g.safetensors"
-    s = spec(tmp_path, (A, B), train=TrainConfig(epochs=4, lr=0.01, checkpoint_every=0, select="last"),
-             save_prompts={A: str(tmp_path / "a.safetensors")}, save_group_prompt=str(group))
+    s = spec(
+        tmp_path,
+        (A, B),
+        train=TrainConfig(epochs=4, lr=0.01, checkpoint_every=0, select="last"),
+        save_prompts={A: str(tmp_path / "a.safetensors")},
+        save_group_prompt=str(group),
+    )
     trainer = Trainer(s)
     results = trainer.run()
     final = trainer.members[0].learner.state_dict()
@@ -191,8 +221,13 @@ def test_select_last_reports_the_final_epoch_for_every_target_and_the_group(tmp_
 @pytest.mark.parametrize("select", ["best", pytest.param("last", marks=pytest.mark.slow)])  # the fast lane: best
 def test_resumed_run_equals_uninterrupted_with_the_new_fields(tmp_path, monkeypatch, select):
     def make(sub, **kw):
-        return spec(tmp_path / sub, (A, B), train=TrainConfig(epochs=5, lr=0.01, checkpoint_every=1, select=select),
-                    save_group_prompt=str(tmp_path / sub / "g.safetensors"), **kw)
+        return spec(
+            tmp_path / sub,
+            (A, B),
+            train=TrainConfig(epochs=5, lr=0.01, checkpoint_every=1, select=select),
+            save_group_prompt=str(tmp_path / sub / "g.safetensors"),
+            **kw,
+        )
 
     full = run(make("full"))
     state = tmp_path / "state.safetensors"
@@ -224,21 +259,34 @@ def test_records_check_select_and_val_loss():
 def test_selection_table_by_hand(tmp_path):
     # coop on target a: 4 runs with epochs 1, 1, 3, 5 (n_val 12); coop on b: 2 runs, epochs 2 and 5, one
     # written before the option existed (counts as best); vpt on a with select last: epochs 5, 5
-    rows = [("coop", "a", "a", 1, 1, "best"), ("coop", "b", "a", 1, 1, "best"), ("coop", "a", "a", 2, 3, "best"),
-            ("coop", "b", "a", 2, 5, "best"), ("coop", "b", "b", 1, 2, "best"), ("coop", "b", "b", 2, 5, None),
-            ("vpt", "a", "a", 1, 5, "last"), ("vpt", "a", "a", 2, 5, "last")]
+    rows = [
+        ("coop", "a", "a", 1, 1, "best"),
+        ("coop", "b", "a", 1, 1, "best"),
+        ("coop", "a", "a", 2, 3, "best"),
+        ("coop", "b", "a", 2, 5, "best"),
+        ("coop", "b", "b", 1, 2, "best"),
+        ("coop", "b", "b", 2, 5, None),
+        ("vpt", "a", "a", 1, 5, "last"),
+        ("vpt", "a", "a", 2, 5, "last"),
+    ]
     for method, source, target, seed, epoch, select in rows:
         extra = {"select": select} if select else {}
-        write_record(tmp_path / "results", method, source, target, seed, best_epoch=epoch, n_val=12 if target == "a" else 6,
-                     **extra)
+        write_record(
+            tmp_path / "results", method, source, target, seed, best_epoch=epoch, n_val=12 if target == "a" else 6, **extra
+        )
     runs = tables.load_results(tmp_path / "results", allow_mixed_settings=True)
     assert "select" in runs.columns and "val_loss" in runs.columns
     table = tables.selection_table(runs)
     assert list(table.columns) == list(tables.SELECTION_COLUMNS)
-    got = {(r.method, r.target, r.select): (r.n_runs, r.first_epoch_share, r.median_epoch, r.epochs, r.n_val)
-           for r in table.itertuples()}
-    assert got == {("coop", "a", "best"): (4, 0.5, 2.0, 5, 12.0), ("coop", "b", "best"): (2, 0.0, 3.5, 5, 6.0),
-                   ("vpt", "a", "last"): (2, 0.0, 5.0, 5, 12.0)}
+    got = {
+        (r.method, r.target, r.select): (r.n_runs, r.first_epoch_share, r.median_epoch, r.epochs, r.n_val)
+        for r in table.itertuples()
+    }
+    assert got == {
+        ("coop", "a", "best"): (4, 0.5, 2.0, 5, 12.0),
+        ("coop", "b", "best"): (2, 0.0, 3.5, 5, 6.0),
+        ("vpt", "a", "last"): (2, 0.0, 5.0, 5, 12.0),
+    }
     tables.write_collected(runs, tmp_path / "tables")
     back = pd.read_parquet(tmp_path / "tables" / "selection.parquet")
     assert len(back) == 3 and "selection" in vocabulary.TABLE_NAMES
@@ -247,6 +295,7 @@ def test_selection_table_by_hand(tmp_path):
 
 def test_bad_select_in_the_config_stops_the_workflow_before_any_job(tmp_path):
     import yaml
+
     from studies import REPO, snakemake
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
 from mvlpt.models.clip import FrozenCLIP, load_clip
 from mvlpt.models.prompts import build_prompt_learner, stacked_logits
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import Trainer, _targets, lr_at, run
 
 A, B = "shape-colours", "shapes"
@@ -30,8 +30,16 @@ def spec(tmp_path, method, tasks=(A,), seeds=(1,), **train):
     train = TrainConfig(**{"epochs": 3, "lr": 0.01, "warmup_epochs": 0, "batch_size": 8, "batch_size_multitask": 16, **train})
     outputs = {t: str(tmp_path / f"{t}_{{seed}}.json") for t in tasks}
     prompts = {tasks[0]: str(tmp_path / "p{seed}.safetensors")}
-    return RunSpec(method=method, tasks=list(tasks), seeds=list(seeds), shots=5, train=train, outputs=outputs,
-                   save_prompts=prompts, pretrained="synthetic")
+    return RunSpec(
+        method=method,
+        tasks=list(tasks),
+        seeds=list(seeds),
+        shots=5,
+        train=train,
+        outputs=outputs,
+        save_prompts=prompts,
+        pretrained="synthetic",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +59,9 @@ def _images(clip, n, seed):
 @pytest.mark.parametrize("method", ["coop", "vpt", "upt"])
 def test_cast_once_logits_and_gradients_equal_autocast(method):
     clip = load_clip("mvlpt-tiny", "synthetic", device="cpu")
-    learners = [build_prompt_learner(method, clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    learners = [
+        build_prompt_learner(method, clip, NAMES, {"n_ctx": 2}, generator=torch.Generator().manual_seed(s)) for s in (1, 2)
+    ]
     images = [_images(clip, n, seed=n) for n in (3, 2)]
 
     def forward(train: bool):
@@ -169,9 +179,11 @@ def plain_train_epoch(trainer: Trainer, epoch: int) -> float:
             logp = F.log_softmax(logits, dim=-1)
             loss = -(target * logp.masked_fill(target == 0, 0)).sum(1).mean()
             if not torch.isfinite(loss):
-                raise MvlptError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                                 f"(method {trainer.spec.method}, tasks {', '.join(trainer.spec.tasks)}, seed {m.seed}, "
-                                 f"lr {trainer.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data.")
+                raise MvlptError(
+                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"(method {trainer.spec.method}, tasks {', '.join(trainer.spec.tasks)}, seed {m.seed}, "
+                    f"lr {trainer.optimizer.param_groups[0]['lr']:g}); lower the learning rate or check the data."
+                )
             losses.append(loss)
         trainer.optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()
@@ -189,19 +201,24 @@ def _plain_trainer(s) -> Trainer:
     return t
 
 
-@pytest.mark.parametrize("method,tasks,train", [
-    ("coop", (A, B), {"head": "per_task"}),
-    ("vpt", (A, B), {}),
-    ("upt", (A,), {"precision": "bf16", "batch_size": 16}),
-    ("coop", (A,), {"cache_features": False}),
-])
+@pytest.mark.parametrize(
+    "method,tasks,train",
+    [
+        ("coop", (A, B), {"head": "per_task"}),
+        ("vpt", (A, B), {}),
+        ("upt", (A,), {"precision": "bf16", "batch_size": 16}),
+        ("coop", (A,), {"cache_features": False}),
+    ],
+)
 def test_training_loop_equals_the_plain_per_step_loop(tmp_path, method, tasks, train):
     s = spec(tmp_path, method, tasks, seeds=(1, 2), **train)
     fast, plain = Trainer(s), _plain_trainer(s)
     assert fast.optimizer.defaults["foreach"] is True
     td = fast.members[0].data[0]
-    assert all(t is None or t.device.type == torch.device(fast.device).type
-               for t in (td.train_x, td.val_x, td.train_f, td.val_f, td.train_t, td.class_mask))
+    assert all(
+        t is None or t.device.type == torch.device(fast.device).type
+        for t in (td.train_x, td.val_x, td.train_f, td.val_f, td.train_t, td.class_mask)
+    )
     for epoch in range(2):
         assert fast.train_epoch(epoch) == plain_train_epoch(plain, epoch)
     for a, b in zip(fast.members, plain.members):
@@ -233,6 +250,7 @@ def test_a_training_step_reads_nothing_back_to_the_host(tmp_path, monkeypatch):
         def spy(self, *a, _name=name, _original=original, **k):
             reads.append(_name)
             return _original(self, *a, **k)
+
         monkeypatch.setattr(torch.Tensor, name, spy)
     losses = [trainer.train_step(batch) for batch in plan[:2]]
     assert reads == [], reads

@@ -4,14 +4,13 @@ import json
 import pickle
 
 import pytest
-from fakes import spec
 import torch
 from safetensors.torch import load_file
 
-from fakes import kill_training_at
+from fakes import kill_training_at, spec
+from mvlpt.errors import MvlptError
 from mvlpt.study import vocabulary
 from mvlpt.training.config import RunSpec, TrainConfig
-from mvlpt.errors import MvlptError
 from mvlpt.training.train import Trainer, lr_at, run
 
 A, B = "shape-colours", "shapes"
@@ -67,7 +66,7 @@ def _first_step_by_hand(trainer):
     """The first training step's logits, soft targets and own-task class masks, assembled from the epoch plan as
     Trainer.train_step does, before any update."""
     batch = trainer.epoch_plan(0)[0]
-    (m, parts), = batch  # one seed: one member
+    ((m, parts),) = batch  # one seed: one member
     xs, fs = zip(*(td.inputs("train", sel) for td, sel in parts))
     images, feats = (torch.cat(xs), None) if xs[0] is not None else (None, torch.cat(fs))
     with torch.no_grad():
@@ -138,8 +137,10 @@ def test_bad_training_options_are_clear():
         TrainConfig.from_dict({"head": "both"})
 
 
-@pytest.mark.parametrize("method,tasks", [("coop", (A,)), pytest.param("vpt", (A, B), marks=pytest.mark.slow),
-                                          pytest.param("upt", (A,), marks=pytest.mark.slow)])  # the fast lane: CoOp
+@pytest.mark.parametrize(
+    "method,tasks",
+    [("coop", (A,)), pytest.param("vpt", (A, B), marks=pytest.mark.slow), pytest.param("upt", (A,), marks=pytest.mark.slow)],
+)  # the fast lane: CoOp
 def test_stacked_seeds_equal_separate_runs(tmp_path, method, tasks):
     """K prompt sets in one forward pass give the results of K separate runs."""
     seeds = [1, 2, 3]
@@ -152,7 +153,9 @@ def test_stacked_seeds_equal_separate_runs(tmp_path, method, tasks):
         alone = run(spec(tmp_path / f"alone{seed}", method, tasks, seeds=[seed], save_prompts={tasks[0]: str(alone_prompt)}))
         for a in alone:
             s = next(r for r in stacked if r["seed"] == seed and r["target"] == a["target"])
-            assert (s["test"], s["val"], s["best_epoch"], s["config_hash"]) == pytest.approx((a["test"], a["val"], a["best_epoch"], a["config_hash"]), abs=1e-9)
+            assert (s["test"], s["val"], s["best_epoch"], s["config_hash"]) == pytest.approx(
+                (a["test"], a["val"], a["best_epoch"], a["config_hash"]), abs=1e-9
+            )
         x, y = load_file(tmp_path / "stacked" / f"p{seed}.safetensors"), load_file(alone_prompt)
         assert all(torch.allclose(x[k], y[k], atol=1e-5) for k in x)
     p1, p2 = (load_file(tmp_path / "stacked" / f"p{s}.safetensors") for s in seeds[:2])
@@ -180,8 +183,11 @@ def test_a_new_method_trains_from_its_module_and_one_registry_line(tmp_path, mon
     (its frozen image side is cached because the registry line says so)."""
     (tmp_path / "toy_front_method.py").write_text(TOY_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(vocabulary.METHODS, "front", vocabulary.Method("front", "toy_front_method:Front", learns_text=True,
-                                                             learns_image=False, label="Front"))
+    monkeypatch.setitem(
+        vocabulary.METHODS,
+        "front",
+        vocabulary.Method("front", "toy_front_method:Front", learns_text=True, learns_image=False, label="Front"),
+    )
     s = spec(tmp_path, "front", (A,), train=TrainConfig(epochs=2, lr=0.01, warmup_epochs=0))
     trainer = Trainer(s)
     assert trainer.cache_images and trainer.members[0].data[0].train_x is None
@@ -191,16 +197,27 @@ def test_a_new_method_trains_from_its_module_and_one_registry_line(tmp_path, mon
 
 
 def test_setting_hash_tells_training_settings_apart_but_not_seeds_tasks_or_sources():
-    from mvlpt.training.config import RunSpec, TrainConfig
+    from mvlpt.training.config import TrainConfig
 
     base = RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3))
-    same = [RunSpec(method="coop", tasks=["shapes", "textures"], seeds=[2], shots=5, train=TrainConfig(epochs=3)),
-            RunSpec(method="coop", tasks=["textures"], seeds=[3], shots=5, train=TrainConfig(epochs=3), source="shapes",
-                    init_from="p.safetensors")]
-    other = [RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3, lr=0.01)),
-             RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=10, train=TrainConfig(epochs=3)),
-             RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3), method_options={"n_ctx": 4}),
-             RunSpec(method="vpt", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3))]
+    same = [
+        RunSpec(method="coop", tasks=["shapes", "textures"], seeds=[2], shots=5, train=TrainConfig(epochs=3)),
+        RunSpec(
+            method="coop",
+            tasks=["textures"],
+            seeds=[3],
+            shots=5,
+            train=TrainConfig(epochs=3),
+            source="shapes",
+            init_from="p.safetensors",
+        ),
+    ]
+    other = [
+        RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3, lr=0.01)),
+        RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=10, train=TrainConfig(epochs=3)),
+        RunSpec(method="coop", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3), method_options={"n_ctx": 4}),
+        RunSpec(method="vpt", tasks=["shapes"], seeds=[1], shots=5, train=TrainConfig(epochs=3)),
+    ]
     assert all(s.setting_hash() == base.setting_hash() for s in same)
     assert len({base.setting_hash(), *(s.setting_hash() for s in other)}) == 1 + len(other)
     # the runtime knobs are not part of a setting

@@ -9,9 +9,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from fakes import kill_training_at
+from mvlpt.errors import MvlptError
 from mvlpt.training.checkpoints import load_prompt
 from mvlpt.training.config import RunSpec, TrainConfig
-from mvlpt.errors import MvlptError
 from mvlpt.training.train import Trainer, run
 
 A, B, C = "shape-colours", "shapes", "glyph-digits"
@@ -85,8 +85,15 @@ def test_a_target_starts_from_a_group_prompt_and_records_the_group(tmp_path):
 
 @pytest.mark.parametrize("method", ["coop", pytest.param("upt", marks=pytest.mark.slow)])  # the fast lane: CoOp
 def test_one_joint_group_run_serves_every_member(tmp_path, method):
-    everyone = run(spec(tmp_path / "all", [A, B, C], method, outputs={t: str(tmp_path / f"all-{t}.json") for t in (A, B, C)},
-                        save_prompts={B: str(tmp_path / "b.safetensors")}))
+    everyone = run(
+        spec(
+            tmp_path / "all",
+            [A, B, C],
+            method,
+            outputs={t: str(tmp_path / f"all-{t}.json") for t in (A, B, C)},
+            save_prompts={B: str(tmp_path / "b.safetensors")},
+        )
+    )
     only_b = run(spec(tmp_path / "b", [A, B, C], method, outputs={B: str(tmp_path / "only-b.json")}))[0]
     served = {r["target"]: r for r in everyone}
     assert set(served) == {A, B, C} and served[B]["source"] == f"{A}+{C}" and served[B]["mode"] == "joint"

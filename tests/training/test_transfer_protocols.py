@@ -8,11 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from mvlpt.cli import main
-from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.errors import MvlptError
+from mvlpt.training.config import RunSpec, TrainConfig
 from mvlpt.training.train import Trainer, run
-from mvlpt.training.zero_epoch import ZeroEpochSpec
-from mvlpt.training.zero_epoch import run as zero_epoch
+from mvlpt.training.zero_epoch import ZeroEpochSpec, run as zero_epoch
 
 A, B = "shape-colours", "shapes"
 
@@ -20,8 +19,16 @@ A, B = "shape-colours", "shapes"
 def spec(tmp_path, method="coop", tasks=(A,), **kw):
     train = kw.pop("train", TrainConfig(epochs=2, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8))
     outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    return RunSpec(method=method, tasks=list(tasks), seeds=kw.pop("seeds", [1]), shots=5, train=train, outputs=outputs,
-                   pretrained="synthetic", **kw)
+    return RunSpec(
+        method=method,
+        tasks=list(tasks),
+        seeds=kw.pop("seeds", [1]),
+        shots=5,
+        train=train,
+        outputs=outputs,
+        pretrained="synthetic",
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +59,37 @@ def test_zero_epoch_needs_a_source_prompt_and_saves_nothing(tmp_path, source_pro
     with pytest.raises(MvlptError, match="needs the source's prompt"):
         ZeroEpochSpec.of(spec(tmp_path, "coop", (B,))).validate()
     with pytest.raises(MvlptError, match="trains nothing"):
-        ZeroEpochSpec.of(spec(tmp_path, "coop", (B,), init_from=source_prompt.format(seed=1),
-                              save_prompts={B: str(tmp_path / "p")})).validate()
+        ZeroEpochSpec.of(
+            spec(tmp_path, "coop", (B,), init_from=source_prompt.format(seed=1), save_prompts={B: str(tmp_path / "p")})
+        ).validate()
 
 
 def test_zero_epoch_on_the_command_line(tmp_path, source_prompt, capsys):
     out = tmp_path / "r{seed}.json"
-    rc = main(["train", "--zero-epoch", "--method", "coop", "--task", B, "--seed", "1", "--shots", "5", "--init-from",
-               source_prompt, "--output", f"{B}={out}", "--pretrained", "synthetic", "--device", "cpu",
-               "--train-options", json.dumps({"epochs": 2, "lr": 0.01, "warmup_epochs": 0, "batch_size": 4,
-                                              "batch_size_multitask": 8})])
+    rc = main(
+        [
+            "train",
+            "--zero-epoch",
+            "--method",
+            "coop",
+            "--task",
+            B,
+            "--seed",
+            "1",
+            "--shots",
+            "5",
+            "--init-from",
+            source_prompt,
+            "--output",
+            f"{B}={out}",
+            "--pretrained",
+            "synthetic",
+            "--device",
+            "cpu",
+            "--train-options",
+            json.dumps({"epochs": 2, "lr": 0.01, "warmup_epochs": 0, "batch_size": 4, "batch_size_multitask": 8}),
+        ]
+    )
     assert rc == 0
     rec = json.loads((tmp_path / "r1.json").read_text())
     assert rec["mode"] == "zero_epoch" and rec["source"] == A and rec["best_epoch"] == 0
@@ -75,14 +103,21 @@ def test_joint_batch_default_leaves_hashes_unchanged_and_added_is_hashed():
 
 
 def test_added_batches_hold_each_tasks_own_batch(tmp_path):
-    t = Trainer(spec(tmp_path, "coop", (A, B), seeds=[1, 2],
-                     train=TrainConfig(epochs=1, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8,
-                                       joint_batch="added"), outputs={}))
+    t = Trainer(
+        spec(
+            tmp_path,
+            "coop",
+            (A, B),
+            seeds=[1, 2],
+            train=TrainConfig(epochs=1, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8, joint_batch="added"),
+            outputs={},
+        )
+    )
     plan = t.epoch_plan(0)
     n = [len(td.train_idx) for td in t.members[0].data]
     assert len(plan) == max(-(-k // 4) for k in n)  # the larger task's baseline steps
     for step in plan:
-        for m, parts in step:
+        for _member, parts in step:
             assert [td.task.name for td, _ in parts] == [A, B]
             assert all(len(sel) == 4 for _, sel in parts)
     # over the epoch every image of each task is seen (a smaller task starts a new pass)
@@ -96,8 +131,12 @@ def test_added_batches_hold_each_tasks_own_batch(tmp_path):
 
 def test_added_differs_from_shared_and_is_deterministic(tmp_path):
     def one(composition, where):
-        s = spec(tmp_path / where, "coop", (A, B), train=TrainConfig(epochs=2, lr=0.01, warmup_epochs=0, batch_size=4,
-                                                                    batch_size_multitask=8, joint_batch=composition))
+        s = spec(
+            tmp_path / where,
+            "coop",
+            (A, B),
+            train=TrainConfig(epochs=2, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8, joint_batch=composition),
+        )
         return {r["target"]: r["test"] for r in run(s)}, s.config_hash(1)
 
     (a1, h1), (a2, _), (s1, hs) = one("added", "a1"), one("added", "a2"), one("shared", "s1")

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlpt.transfer import grouping
-from mvlpt.study import vocabulary
+from mvlpt.analysis.tables import write_table
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
-from mvlpt.analysis.tables import write_table
+from mvlpt.study import vocabulary
+from mvlpt.transfer import grouping
 
 TASKS = ["a", "b", "c", "d", "e"]
 
@@ -28,13 +28,16 @@ def matrix(values: dict[tuple[str, str], float], tasks=TASKS, fill=0.0) -> pd.Da
 
 
 def long_table(m: pd.DataFrame, measure: str) -> pd.DataFrame:
-    return pd.DataFrame([(s, t, measure, float(m.loc[s, t])) for s in m.index for t in m.columns],
-                        columns=["task_a", "task_b", "measure", "value"])
+    return pd.DataFrame(
+        [(s, t, measure, float(m.loc[s, t])) for s in m.index for t in m.columns],
+        columns=["task_a", "task_b", "measure", "value"],
+    )
 
 
 def test_gain_takes_the_top_k_sources_of_the_target_never_the_target():
-    gain = matrix({("a", "a"): 0.9, ("b", "a"): 0.1, ("c", "a"): 0.3, ("d", "a"): -0.2, ("e", "a"): 0.2,
-                   ("a", "b"): 0.5})  # the diagonal and other targets must not matter
+    gain = matrix(
+        {("a", "a"): 0.9, ("b", "a"): 0.1, ("c", "a"): 0.3, ("d", "a"): -0.2, ("e", "a"): 0.2, ("a", "b"): 0.5}
+    )  # the diagonal and other targets must not matter
     assert grouping.sources_gain(gain, "a", TASKS, 2) == ["c", "e"]  # in config order, not rank order
     assert grouping.sources_gain(gain, "a", TASKS, 1) == ["c"]
     assert grouping.sources_gain(gain, "a", TASKS, 3) == ["b", "c", "e"]
@@ -51,8 +54,18 @@ def test_ties_are_broken_by_config_order_and_large_k_gives_every_other_task():
 
 def test_similarity_reads_task_a_as_source_and_turns_distances_around(tmp_path):
     # an asymmetric matrix: row (task_a) = source, column (task_b) = target
-    m = matrix({("b", "a"): 0.9, ("c", "a"): 0.1, ("d", "a"): 0.5, ("e", "a"): 0.3,
-                ("a", "b"): 0.0, ("a", "c"): 1.0, ("a", "d"): 1.0, ("a", "e"): 1.0})
+    m = matrix(
+        {
+            ("b", "a"): 0.9,
+            ("c", "a"): 0.1,
+            ("d", "a"): 0.5,
+            ("e", "a"): 0.3,
+            ("a", "b"): 0.0,
+            ("a", "c"): 1.0,
+            ("a", "d"): 1.0,
+            ("a", "e"): 1.0,
+        }
+    )
     for measure, expected in (("label_match", ["b", "d"]), ("visual_frechet", ["c", "e"])):
         write_table(long_table(m, measure), tmp_path / measure)
         sim = grouping.read_similarity_matrix(tmp_path / f"{measure}.csv", measure, TASKS)
@@ -66,14 +79,17 @@ def test_predictor_matrix_per_method_or_shared():
     coop = matrix({("b", "a"): 0.9, ("c", "a"): 0.8})
     vpt = matrix({("d", "a"): 0.9, ("e", "a"): 0.8})
     assert vocabulary.PREDICTORS["prompt_accuracy"].per_method and not vocabulary.PREDICTORS["leep"].per_method
-    g = grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop, "vpt": vpt},
-                        predictor="prompt_accuracy")
+    g = grouping.choose_groups(
+        TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop, "vpt": vpt}, predictor="prompt_accuracy"
+    )
     picked = g[g["target"] == "a"].set_index("method")["sources"]
     assert picked["coop"] == "b+c" and picked["vpt"] == "d+e"
     g = grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={None: vpt}, predictor="leep")
     assert set(g[g["target"] == "a"]["sources"]) == {"d+e"}
     with pytest.raises(MvlptError, match="predictor matrix of vpt"):
-        grouping.choose_groups(TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop}, predictor="prompt_accuracy")
+        grouping.choose_groups(
+            TASKS, ["coop", "vpt"], ["predictor"], ["init"], k=2, predicted={"coop": coop}, predictor="prompt_accuracy"
+        )
 
 
 TWELVE = [f"task{i:02d}" for i in range(12)]
@@ -93,8 +109,7 @@ def test_random_groups_are_stable_distinct_per_target_and_never_hold_the_target(
 
 
 def test_random_groups_are_the_same_in_another_process_and_for_every_method():
-    code = ("from mvlpt.transfer.grouping import sources_random; "
-            f"print('+'.join(sources_random('task05', {TWELVE!r}, 4, seed=7)))")
+    code = f"from mvlpt.transfer.grouping import sources_random; print('+'.join(sources_random('task05', {TWELVE!r}, 4, seed=7)))"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert out == "+".join(grouping.sources_random("task05", TWELVE, 4, seed=7))
@@ -120,8 +135,9 @@ def test_modes_make_the_training_group_and_its_id():
 
 
 def test_softcpt_has_only_strategy_all_in_mode_joint():
-    g = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all", "gain", "random"], ["init", "joint"], k=2,
-                        gain={"coop": matrix({})})
+    g = grouping.choose_groups(
+        TASKS, ["coop", "softcpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain={"coop": matrix({})}
+    )
     soft = g[g["method"] == "softcpt"]
     assert set(zip(soft["strategy"], soft["mode"])) == {("all", "joint")}
     assert len(soft) == len(TASKS) and soft["group"].nunique() == 1
@@ -137,23 +153,28 @@ def test_groups_csv_is_byte_identical_on_a_second_write_and_reads_back(tmp_path)
     first = path.read_bytes()
     grouping.write_groups(g.sample(frac=1.0, random_state=3), path)  # another row order: the same file
     assert path.read_bytes() == first
-    grouping.write_groups(grouping.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain), path)
+    grouping.write_groups(
+        grouping.choose_groups(TASKS, ["coop", "vpt"], ["all", "gain", "random"], ["init", "joint"], k=2, gain=gain), path
+    )
     assert path.read_bytes() == first
     back = grouping.read_groups(path)
     pd.testing.assert_frame_equal(back, g.reset_index(drop=True))
     assert not list(tmp_path.glob("multitask/.*.tmp"))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"strategies": ["best"]}, "unknown grouping strategy 'best'"),
-    ({"modes": ["both"]}, "unknown multitask mode 'both'"),
-    ({"strategies": ["similarity"], "measure": "nope"}, "unknown similarity measure 'nope'"),
-    ({"strategies": ["predictor"], "predictor": "nope"}, "unknown transferability predictor 'nope'"),
-    ({"strategies": ["gain"]}, "needs the pairwise gain matrix of coop; run the pairwise study first"),
-    ({"strategies": ["gain"], "gain": {"coop": matrix({}, tasks=["a", "b", "c", "d"])}}, "lacks task e"),
-    ({"strategies": ["gain"], "gain": {"coop": matrix({("c", "a"): np.nan})}}, "no value for source c -> target a"),
-    ({"k": 0}, "k must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"strategies": ["best"]}, "unknown grouping strategy 'best'"),
+        ({"modes": ["both"]}, "unknown multitask mode 'both'"),
+        ({"strategies": ["similarity"], "measure": "nope"}, "unknown similarity measure 'nope'"),
+        ({"strategies": ["predictor"], "predictor": "nope"}, "unknown transferability predictor 'nope'"),
+        ({"strategies": ["gain"]}, "needs the pairwise gain matrix of coop; run the pairwise study first"),
+        ({"strategies": ["gain"], "gain": {"coop": matrix({}, tasks=["a", "b", "c", "d"])}}, "lacks task e"),
+        ({"strategies": ["gain"], "gain": {"coop": matrix({("c", "a"): np.nan})}}, "no value for source c -> target a"),
+        ({"k": 0}, "k must be at least 1"),
+    ],
+)
 def test_user_errors_are_one_sentence(kwargs, match):
     args = {"strategies": ["all"], "modes": ["init"], **kwargs}
     with pytest.raises(MvlptError, match=match):
@@ -166,15 +187,42 @@ def test_cli_groups_reads_the_workflow_files_and_fails_in_one_sentence(tmp_path,
     mats = tmp_path / "tables" / "matrices"
     for method, best in (("coop", "b"), ("vpt", "d")):
         write_table(matrix({(best, "a"): 0.4, ("c", "a"): 0.2}), mats / f"{method}_gain", index=True)
-        write_predictor(matrix({(best, "a"): 0.1, ("e", "a"): 0.9}), "prompt_accuracy", 1.0,
-                        tmp_path / "predictors" / method / "prompt_accuracy", method=method)
+        write_predictor(
+            matrix({(best, "a"): 0.1, ("e", "a"): 0.9}),
+            "prompt_accuracy",
+            1.0,
+            tmp_path / "predictors" / method / "prompt_accuracy",
+            method=method,
+        )
     write_table(long_table(matrix({("e", "a"): 0.9, ("b", "a"): 0.8}), "label_match"), tmp_path / "similarity" / "label_match")
     out = tmp_path / "multitask" / "groups.csv"
     gain = [str(mats / "coop_gain.csv"), str(mats / "vpt_gain.csv")]
-    argv = ["multitask", "groups", "--tasks", *TASKS, "--methods", "coop", "vpt", "softcpt", "--strategies", "all",
-            "gain", "similarity", "predictor", "random", "--k", "2", "--similarity",
-            str(tmp_path / "similarity" / "label_match.csv"), "--predictor-name", "prompt_accuracy", "--predictor",
-            *(str(tmp_path / "predictors" / m / "prompt_accuracy.csv") for m in ("vpt", "coop")), "--out", str(out)]
+    argv = [
+        "multitask",
+        "groups",
+        "--tasks",
+        *TASKS,
+        "--methods",
+        "coop",
+        "vpt",
+        "softcpt",
+        "--strategies",
+        "all",
+        "gain",
+        "similarity",
+        "predictor",
+        "random",
+        "--k",
+        "2",
+        "--similarity",
+        str(tmp_path / "similarity" / "label_match.csv"),
+        "--predictor-name",
+        "prompt_accuracy",
+        "--predictor",
+        *(str(tmp_path / "predictors" / m / "prompt_accuracy.csv") for m in ("vpt", "coop")),
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--gain", *gain]) == 0
     g = grouping.read_groups(out)
     pick = g[(g["target"] == "a") & (g["mode"] == "init")].set_index(["method", "strategy"])["sources"]

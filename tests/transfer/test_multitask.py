@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from fakes import write_fake_multitask_study, write_multitask_record, write_record
-from mvlpt.transfer import grouping, multitask
-from mvlpt.study import layout, vocabulary
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
+from mvlpt.study import layout, vocabulary
+from mvlpt.transfer import grouping, multitask
 
 TASKS = ["a", "b"]
 
@@ -26,9 +26,14 @@ def small(tmp_path):
         for seed, v in zip((1, 2), values):
             write_record(root, "coop", t, t, seed, test=v)
     groups = grouping.choose_groups(TASKS, ["coop", "softcpt"], ["all"], ["init", "joint"], k=1)
-    values = {("coop", "init", "a"): (0.62, 0.66), ("coop", "init", "b"): (0.70, 0.74),
-              ("coop", "joint", "a"): (0.58, 0.58), ("coop", "joint", "b"): (0.80, 0.90),
-              ("softcpt", "joint", "a"): (0.56, 0.60), ("softcpt", "joint", "b"): (0.76, 0.78)}
+    values = {
+        ("coop", "init", "a"): (0.62, 0.66),
+        ("coop", "init", "b"): (0.70, 0.74),
+        ("coop", "joint", "a"): (0.58, 0.58),
+        ("coop", "joint", "b"): (0.80, 0.90),
+        ("softcpt", "joint", "a"): (0.56, 0.60),
+        ("softcpt", "joint", "b"): (0.76, 0.78),
+    }
     for r in groups.itertuples(index=False):
         for seed, v in zip((1, 2), values[(r.method, r.mode, r.target)]):
             write_multitask_record(root, r.method, r.mode, r.group, r.target, seed, v, r.sources.split("+"))
@@ -44,8 +49,13 @@ def test_table_means_stds_and_gains_by_hand(small):
     table = multitask.collect(root, groups, tasks=TASKS)
     assert list(table.columns) == list(multitask.TABLE_COLUMNS)
     assert list(zip(table["method"], table["mode"], table["target"])) == [
-        ("coop", "init", "a"), ("coop", "init", "b"), ("coop", "joint", "a"), ("coop", "joint", "b"),
-        ("softcpt", "joint", "a"), ("softcpt", "joint", "b")]
+        ("coop", "init", "a"),
+        ("coop", "init", "b"),
+        ("coop", "joint", "a"),
+        ("coop", "joint", "b"),
+        ("softcpt", "joint", "a"),
+        ("softcpt", "joint", "b"),
+    ]
     base = {"a": (0.50, 0.60), "b": (0.70, 0.80)}
     for r in table.itertuples(index=False):
         x, y = values[(r.method, r.mode, r.target)]
@@ -119,9 +129,24 @@ def test_cli_table_and_figure_on_a_fabricated_study(tmp_path, capsys):
     tasks = ("alpha", "beta", "gamma", "delta", "epsilon")
     write_fake_multitask_study(root, tasks=tasks)
     out = root / "tables"
-    argv = ["multitask", "table", "--results-dir", str(root), "--groups", str(grouping.groups_path(root)), "--out",
-            str(out / "multitask.csv"), "--summary-out", str(out / "multitask_summary.csv"), "--tasks", *tasks,
-            "--n-boot", "200", "--boot-seed", "3"]
+    argv = [
+        "multitask",
+        "table",
+        "--results-dir",
+        str(root),
+        "--groups",
+        str(grouping.groups_path(root)),
+        "--out",
+        str(out / "multitask.csv"),
+        "--summary-out",
+        str(out / "multitask_summary.csv"),
+        "--tasks",
+        *tasks,
+        "--n-boot",
+        "200",
+        "--boot-seed",
+        "3",
+    ]
     assert main(argv) == 0
     table = pd.read_csv(out / "multitask.csv")
     summary = pd.read_csv(out / "multitask_summary.csv", keep_default_na=False)

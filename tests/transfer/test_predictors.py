@@ -17,10 +17,10 @@ import yaml
 from scipy import special, stats
 
 from fakes import write_fake_study, write_record
-from mvlpt.transfer import fewshot_features, predictor_scores, predictors, prompt_views, transferability
-from mvlpt.study import vocabulary
 from mvlpt.analysis import tables
 from mvlpt.analysis.similarity import Embeddings, save_embeddings
+from mvlpt.study import vocabulary
+from mvlpt.transfer import fewshot_features, predictor_scores, predictors, prompt_views, transferability
 
 REPO = Path(__file__).resolve().parents[2]
 ZEROSHOT = [n for n, p in vocabulary.PREDICTORS.items() if p.family == "zeroshot"]
@@ -41,15 +41,23 @@ def _world(seed=0, d=24, per_class=6, noise=0.35):
     a's classes, half new), e (fewer, other classes). Returns the few-shot images and class names."""
     rng = np.random.default_rng(seed)
     a = _unit(rng.normal(size=(4, d)))
-    classes = {"a": a, "twin": a.copy(), "b": _unit(rng.normal(size=(4, d))),
-               "c": np.vstack([a[:2], _unit(rng.normal(size=(2, d)))]), "e": _unit(rng.normal(size=(3, d)))}
+    classes = {
+        "a": a,
+        "twin": a.copy(),
+        "b": _unit(rng.normal(size=(4, d))),
+        "c": np.vstack([a[:2], _unit(rng.normal(size=(2, d)))]),
+        "e": _unit(rng.normal(size=(3, d))),
+    }
     fewshot, labels = [], []
     for task, w in classes.items():
         y = np.tile(np.repeat(np.arange(len(w)), per_class), 2)
         seeds = np.repeat([1, 2], len(w) * per_class)
         x = _unit(w[y] + noise * rng.normal(size=(len(y), d)))
-        fewshot.append(fewshot_features.FewShot(task, x, y, seeds, tuple(f"{task}/{i}" for i in range(len(y))),
-                                 {"model": "hand", "logit_scale": SCALE}))
+        fewshot.append(
+            fewshot_features.FewShot(
+                task, x, y, seeds, tuple(f"{task}/{i}" for i in range(len(y))), {"model": "hand", "logit_scale": SCALE}
+            )
+        )
         labels.append(Embeddings(task, "labels", w, tuple(f"{task}-class{i}" for i in range(len(w))), {"model": "hand"}))
     images = [Embeddings(f.task, "images", f.features, f.ids, {"model": "hand"}) for f in fewshot]
     return fewshot, labels, images
@@ -78,8 +86,9 @@ def test_zero_shot_predictors_are_the_estimators_on_clip_logits_averaged_over_se
         for s in (1, 2):
             x, y = tgt.features[tgt.seeds == s], tgt.labels[tgt.seeds == s]
             logits = SCALE * x.astype(float) @ src.features.astype(float).T  # CLIP: scale * <image, class name>
-            view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1),
-                    "logits": logits}[vocabulary.PREDICTORS[name].reads]
+            view = {"probabilities": special.softmax(logits, axis=1), "predictions": logits.argmax(1), "logits": logits}[
+                vocabulary.PREDICTORS[name].reads
+            ]
             per_seed.append({**transferability.ESTIMATORS, **transferability.CROSSFIT_ESTIMATORS}[name](view, y))
         expected[name] = np.mean(per_seed)
         m, seconds = predictors.predictor_matrix(name, fewshot=fewshot, labels=labels)
@@ -130,9 +139,9 @@ def trained_prompts(tmp_path_factory):
     split files and result records, as the study's train_single writes them."""
     import torch
 
-    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import make_split, write_split
+    from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.training.train import run
 
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -149,13 +158,19 @@ def trained_prompts(tmp_path_factory):
         for method in ("coop", "vpt", "upt"):
             prompts, results = {}, {}
             for t in PROMPT_TASKS:
-                spec = RunSpec(method=method, tasks=[t], seeds=[1, 2], shots=4, model=demo["model"]["name"],
-                               pretrained=demo["model"]["pretrained"],
-                               method_options=(demo.get("method_options") or {}).get(method, {}),
-                               train=TrainConfig.from_dict({**demo["train"], "epochs": 3}),
-                               split_files={t: str(root / "splits" / t / "shots4_seed{seed}.json")},
-                               outputs={t: str(root / method / t / "seed{seed}.json")},
-                               save_prompts={t: str(root / "prompts" / method / t / "seed{seed}.safetensors")})
+                spec = RunSpec(
+                    method=method,
+                    tasks=[t],
+                    seeds=[1, 2],
+                    shots=4,
+                    model=demo["model"]["name"],
+                    pretrained=demo["model"]["pretrained"],
+                    method_options=(demo.get("method_options") or {}).get(method, {}),
+                    train=TrainConfig.from_dict({**demo["train"], "epochs": 3}),
+                    split_files={t: str(root / "splits" / t / "shots4_seed{seed}.json")},
+                    outputs={t: str(root / method / t / "seed{seed}.json")},
+                    save_prompts={t: str(root / "prompts" / method / t / "seed{seed}.safetensors")},
+                )
                 for r in run(spec):
                     results[(t, r["seed"])] = r
                 for seed in (1, 2):
@@ -173,7 +188,9 @@ def prompt_views_of(trained_prompts):
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     clip = load_clip(demo["model"]["name"], demo["model"]["pretrained"], device="cpu", init_seed=0)
     _, splits, out = trained_prompts
-    return {method: prompt_views.prompt_views(clip, method, PROMPT_TASKS, prompts, splits) for method, (prompts, _) in out.items()}
+    return {
+        method: prompt_views.prompt_views(clip, method, PROMPT_TASKS, prompts, splits) for method, (prompts, _) in out.items()
+    }
 
 
 @pytest.mark.slow
@@ -224,8 +241,14 @@ def test_trained_prompt_estimators_are_the_estimators_on_the_prompted_logits(pro
             fn = getattr(transferability, vocabulary.PREDICTORS[name].function.split(":")[1])
             expected = np.mean([fn(views.target_logits[s][src][tgt], views.labels[s][tgt]) for s in (1, 2)])
         else:
-            expected = np.mean([estimators[name.removesuffix("_prompt")](predictors.source_view(views.logits[s][src][tgt], reads),
-                                                                            views.labels[s][tgt]) for s in (1, 2)])
+            expected = np.mean(
+                [
+                    estimators[name.removesuffix("_prompt")](
+                        predictors.source_view(views.logits[s][src][tgt], reads), views.labels[s][tgt]
+                    )
+                    for s in (1, 2)
+                ]
+            )
         assert prompt_views.prompt_matrix(name, views)[0].loc[src, tgt] == pytest.approx(expected)
     assert views.logits[1][src][tgt].shape[1] == 10  # over the source's (glyph-digits') classes
     assert views.target_logits[1][src][tgt].shape[1] == 6  # over the target's (shapes') classes, whatever the source
@@ -253,8 +276,21 @@ def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained
     prompts = out["coop"][0]
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     model = ["--model", demo["model"]["name"], "--pretrained", demo["model"]["pretrained"], "--device", "cpu"]
-    rc, errors, _ = run_mvlpt("predict", "prompts", "--method", "coop", "--tasks", *PROMPT_TASKS, "--prompts", *prompts.values(),
-                              "--split-files", *splits.values(), "--out-dir", tmp_path / "coop", *model)
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "prompts",
+        "--method",
+        "coop",
+        "--tasks",
+        *PROMPT_TASKS,
+        "--prompts",
+        *prompts.values(),
+        "--split-files",
+        *splits.values(),
+        "--out-dir",
+        tmp_path / "coop",
+        *model,
+    )
     assert rc == 0, errors
     for name in PROMPT:
         m, info = predictors.read_predictor(tmp_path / "coop" / f"{name}.parquet")
@@ -262,11 +298,33 @@ def test_predict_prompts_cli_writes_every_matrix_and_refuses_wrong_files(trained
         assert np.allclose(m.to_numpy(), prompt_views.prompt_matrix(name, prompt_views_of["coop"])[0].to_numpy())
     # a vpt prompt given as coop's, and a missing seed: one sentence, nothing written
     bad = {**prompts, ("shapes", 1): out["vpt"][0][("shapes", 1)]}
-    rc, errors, _ = run_mvlpt("predict", "prompts", "--method", "coop", "--prompts", *bad.values(),
-                              "--split-files", *splits.values(), "--out-dir", tmp_path / "bad", *model)
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "prompts",
+        "--method",
+        "coop",
+        "--prompts",
+        *bad.values(),
+        "--split-files",
+        *splits.values(),
+        "--out-dir",
+        tmp_path / "bad",
+        *model,
+    )
     assert rc == 2 and len(errors) == 1 and "is for method 'vpt'" in errors[0] and not (tmp_path / "bad").exists()
-    rc, errors, _ = run_mvlpt("predict", "prompts", "--method", "coop", "--prompts", *list(prompts.values())[1:],
-                              "--split-files", *splits.values(), "--out-dir", tmp_path / "bad", *model)
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "prompts",
+        "--method",
+        "coop",
+        "--prompts",
+        *list(prompts.values())[1:],
+        "--split-files",
+        *splits.values(),
+        "--out-dir",
+        tmp_path / "bad",
+        *model,
+    )
     assert rc == 2 and "missing: shapes seed 1" in errors[0] and not (tmp_path / "bad").exists()
     rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "leep_prompt", "--out", tmp_path / "bad" / "x.csv")
     assert rc == 2 and "mvlpt predict prompts" in errors[0]
@@ -309,14 +367,16 @@ def test_scores_of_a_planted_gain_matrix_have_their_known_values():
     (0.5); top-3 always (3 sources); NDCG@3 of t2 and t3 by hand."""
     tasks = ["t0", "t1", "t2", "t3"]
     nan = np.nan
-    gain = _matrix([[nan, 0.3, 0.1, 0.3],   # rows: sources, columns: targets
-                    [0.2, nan, 0.2, 0.2],
-                    [0.1, 0.2, nan, 0.1],
-                    [0.0, 0.1, 0.3, nan]], tasks)
-    pred = _matrix([[nan, 3.0, 3.0, 2.0],
-                    [3.0, nan, 2.0, 3.0],
-                    [2.0, 2.0, nan, 1.0],
-                    [1.0, 1.0, 1.0, nan]], tasks)
+    gain = _matrix(
+        [
+            [nan, 0.3, 0.1, 0.3],  # rows: sources, columns: targets
+            [0.2, nan, 0.2, 0.2],
+            [0.1, 0.2, nan, 0.1],
+            [0.0, 0.1, 0.3, nan],
+        ],
+        tasks,
+    )
+    pred = _matrix([[nan, 3.0, 3.0, 2.0], [3.0, nan, 2.0, 3.0], [2.0, 2.0, nan, 1.0], [1.0, 1.0, 1.0, nan]], tasks)
     got = _scores(predictor_scores.score_matrix(pred, gain, n_boot=200, seed=0))
     assert got["within_target_spearman"]["estimate"] == pytest.approx((1 + 1 - 1 + 0.5) / 4)
     assert got["top1"]["estimate"] == pytest.approx(0.5) and got["top1"]["chance"] == pytest.approx(1 / 3)
@@ -395,15 +455,36 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
         save_embeddings(lab, tmp_path / f"{f.task}.labels.npz")
         save_embeddings(img, tmp_path / f"{f.task}.images.npz")
     out = tmp_path / "predictors"
-    rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "gbc", "--tasks", *tasks,
-                              "--fewshot", *(tmp_path / f"{t}.fewshot.npz" for t in tasks[::-1]),
-                              "--labels", *(tmp_path / f"{t}.labels.npz" for t in tasks), "--out", out / "gbc.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "compute",
+        "--predictor",
+        "gbc",
+        "--tasks",
+        *tasks,
+        "--fewshot",
+        *(tmp_path / f"{t}.fewshot.npz" for t in tasks[::-1]),
+        "--labels",
+        *(tmp_path / f"{t}.labels.npz" for t in tasks),
+        "--out",
+        out / "gbc.csv",
+    )
     assert rc == 0, errors
     m, info = predictors.read_predictor(out / "gbc.parquet")
     assert list(m.index) == tasks == list(m.columns) and info["predictor"] == "gbc" and info["seconds"] >= 0
     assert np.allclose(m.to_numpy(), predictors.predictor_matrix("gbc", fewshot=fewshot, labels=labels)[0].to_numpy())
-    rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "visual_frechet", "--shrinkage", "ridge",
-                              "--images", *(tmp_path / f"{t}.images.npz" for t in tasks), "--out", out / "visual_frechet.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "compute",
+        "--predictor",
+        "visual_frechet",
+        "--shrinkage",
+        "ridge",
+        "--images",
+        *(tmp_path / f"{t}.images.npz" for t in tasks),
+        "--out",
+        out / "visual_frechet.csv",
+    )
     assert rc == 0, errors
     # a study over these tasks, with gains planted as visual_frechet's ranking
     vf, _ = predictors.read_predictor(out / "visual_frechet.csv")
@@ -411,37 +492,79 @@ def test_predict_verbs_write_matrices_scores_and_figure(tmp_path, run_mvlpt):
         for j, t in enumerate(tasks):
             write_record(tmp_path / "results", "coop", s, t, 1, test=0.5 if i == j else 0.5 + 0.01 * vf.iloc[i, j])
     tables.write_collected(tables.load_results(tmp_path / "results"), tmp_path / "tables")
-    rc, errors, _ = run_mvlpt("predict", "score", "--runs", tmp_path / "tables" / "runs.parquet", "--n-boot", 50, "--n-perm", 50,
-                              "--predictors", out / "gbc.parquet", out / "visual_frechet.parquet",
-                              "--out", tmp_path / "tables" / "predictors.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "score",
+        "--runs",
+        tmp_path / "tables" / "runs.parquet",
+        "--n-boot",
+        50,
+        "--n-perm",
+        50,
+        "--predictors",
+        out / "gbc.parquet",
+        out / "visual_frechet.parquet",
+        "--out",
+        tmp_path / "tables" / "predictors.csv",
+    )
     assert rc == 0, errors
     scores = tables.read_table(tmp_path / "tables" / "predictors.parquet")
     assert set(scores["predictor"]) == {"gbc", "visual_frechet", "source_quality", "random"}
     assert set(scores["against"]) == {"gain", "interaction"}
     vf_scores = scores[(scores["predictor"] == "visual_frechet") & (scores["against"] == "gain")].set_index("score")["estimate"]
     assert np.allclose(vf_scores.to_numpy(), 1.0)
-    rc, errors, _ = run_mvlpt("predict", "plot", "--scores", tmp_path / "tables" / "predictors.parquet",
-                              "--out", tmp_path / "figures" / "predictors.png")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "plot",
+        "--scores",
+        tmp_path / "tables" / "predictors.parquet",
+        "--out",
+        tmp_path / "figures" / "predictors.png",
+    )
     assert rc == 0, errors
     assert (tmp_path / "figures" / "predictors.png").stat().st_size > 0 and (tmp_path / "figures" / "predictors.pdf").exists()
     # errors: one sentence, nothing written
-    rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "leep", "--fewshot", tmp_path / "missing.fewshot.npz",
-                              "--labels", tmp_path / "a.labels.npz", "--out", out / "leep.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "compute",
+        "--predictor",
+        "leep",
+        "--fewshot",
+        tmp_path / "missing.fewshot.npz",
+        "--labels",
+        tmp_path / "a.labels.npz",
+        "--out",
+        out / "leep.csv",
+    )
     assert rc == 2 and len(errors) == 1 and "does not exist" in errors[0] and not (out / "leep.csv").exists()
-    rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "leep", "--labels", tmp_path / "a.labels.npz",
-                              "--out", out / "leep.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict", "compute", "--predictor", "leep", "--labels", tmp_path / "a.labels.npz", "--out", out / "leep.csv"
+    )
     assert rc == 2 and errors == ["mvlpt: error: predictor leep is computed from --fewshot and --labels files; give --fewshot."]
-    rc, errors, _ = run_mvlpt("predict", "compute", "--predictor", "nce", "--tasks", "a", "b",
-                              "--fewshot", tmp_path / "a.labels.npz", "--labels", tmp_path / "a.labels.npz", "--out", out / "nce.csv")
+    rc, errors, _ = run_mvlpt(
+        "predict",
+        "compute",
+        "--predictor",
+        "nce",
+        "--tasks",
+        "a",
+        "b",
+        "--fewshot",
+        tmp_path / "a.labels.npz",
+        "--labels",
+        tmp_path / "a.labels.npz",
+        "--out",
+        out / "nce.csv",
+    )
     assert rc == 2 and "not a few-shot embedding file" in errors[0] and not (out / "nce.csv").exists()
 
 
 def test_encode_fewshot_reads_the_split_files_with_their_labels(tmp_path, tiny_clip):
     """The few-shot embedding of a synthetic task: the split's train images, their labels and seeds,
     the features the similarity embedding gives the same images."""
-    from mvlpt.training.data import encode_split_images
     from mvlpt.tasks import get_task
     from mvlpt.tasks.fewshot import indices_of, make_split, write_split
+    from mvlpt.training.data import encode_split_images
 
     task = get_task("shapes")
     files = []
@@ -488,14 +611,30 @@ def test_predictor_rules_dry_run(tmp_path, names):
     shared predictor, one per method for the trained-prompt ones, one scoring job and one figure, in
     `snakemake` by default and in `snakemake predictors`."""
     tasks = ("shapes", "orientation", "glyph-digits")
-    cfg = {"methods": ["coop", "vpt"], "tasks": list(tasks), "seeds": [1, 2], "results_dir": "results",
-           "similarity": {"sample_size": 16}, "analysis": {"n_boot": 100}}
+    cfg = {
+        "methods": ["coop", "vpt"],
+        "tasks": list(tasks),
+        "seeds": [1, 2],
+        "results_dir": "results",
+        "similarity": {"sample_size": 16},
+        "analysis": {"n_boot": 100},
+    }
     if names:
         cfg["predictors"] = {"names": names}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     write_fake_study(tmp_path / "results", tasks=tasks, seeds=(1, 2))
-    base = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-            "--configfile", str(tmp_path / "config.yaml"), "-n", "--quiet", "rules"]
+    base = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "-n",
+        "--quiet",
+        "rules",
+    ]
     for method in cfg["methods"]:  # the baseline runs' prompts, as train_single leaves them
         for t in tasks:
             for seed in (1, 2):
@@ -510,8 +649,13 @@ def test_predictor_rules_dry_run(tmp_path, names):
         res = subprocess.run(base + target, capture_output=True, text=True, timeout=180)
         assert res.returncode == 0, res.stderr + res.stdout
         out = res.stdout + res.stderr
-        for rule, count in [("embed_task_fewshot", len(tasks) if n_zeroshot else 0), ("predictor", n_pred),
-                            ("prompt_predictors", n_prompt), ("score_predictors", 1), ("predictors_figure", 1)]:
+        for rule, count in [
+            ("embed_task_fewshot", len(tasks) if n_zeroshot else 0),
+            ("predictor", n_pred),
+            ("prompt_predictors", n_prompt),
+            ("score_predictors", 1),
+            ("predictors_figure", 1),
+        ]:
             found = [line.split() for line in out.splitlines() if line.split()[:1] == [rule]]
             assert (found[-1][:2] == [rule, str(count)]) if count else not found, (rule, out[-3000:])
 
@@ -602,8 +746,7 @@ def test_two_level_interval_equals_a_loop_over_targets_then_seeds():
         m = np.stack([gains[seeds[b, c], :, targets[b, c]].mean(0) for c in range(n)], axis=1)  # (sources, drawn)
         inter = decompose(pd.DataFrame(m, index=tasks, columns=[f"c{c}" for c in range(n)])).interaction.to_numpy()
         for what, v in (("gain", m), ("interaction", inter)):
-            rho = [stats.spearmanr(p[np.arange(n) != j, j], v[np.arange(n) != j, c]).statistic
-                   for c, j in enumerate(targets[b])]
+            rho = [stats.spearmanr(p[np.arange(n) != j, j], v[np.arange(n) != j, c]).statistic for c, j in enumerate(targets[b])]
             stat[what].append(np.mean(rho))
     for what in ("gain", "interaction"):
         lo, hi = np.quantile(stat[what], [(1 - level) / 2, (1 + level) / 2])
@@ -630,13 +773,16 @@ def test_null_predictors_and_the_paired_difference_to_source_quality():
         np.fill_diagonal(gains[s], np.nan)
     truth = pd.DataFrame(gains.mean(0), index=tasks, columns=tasks)
     reverse = -truth
-    rows = predictor_scores.score_gains(gains, tasks, {"truth": truth, "reverse": reverse}, quality=quality, n_boot=400, n_perm=500, seed=0)
+    rows = predictor_scores.score_gains(
+        gains, tasks, {"truth": truth, "reverse": reverse}, quality=quality, n_boot=400, n_perm=500, seed=0
+    )
     t = pd.DataFrame(rows).set_index(["predictor", "against", "score"])
-    wt = ("within_target_spearman")
+    wt = "within_target_spearman"
     q = t.loc[("source_quality", "gain", wt)]
     mean = gains.mean(0)
-    want = np.mean([stats.spearmanr(quality.to_numpy()[np.arange(n) != j], mean[np.arange(n) != j, j]).statistic
-                    for j in range(n)])
+    want = np.mean(
+        [stats.spearmanr(quality.to_numpy()[np.arange(n) != j], mean[np.arange(n) != j, j]).statistic for j in range(n)]
+    )
     assert q["estimate"] == pytest.approx(want) and q["estimate"] > 0.8  # the source effect dominates
     rnd = t.loc[("random", "gain", wt)]
     assert rnd["estimate"] == 0.0 and rnd["ci_low"] < 0 < rnd["ci_high"]
@@ -654,7 +800,9 @@ def test_null_predictors_and_the_paired_difference_to_source_quality():
     from mvlpt.analysis.gainstats import decompose
 
     inter = decompose(truth).interaction
-    rows = predictor_scores.score_gains(gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0)
+    rows = predictor_scores.score_gains(
+        gains, tasks, {"interaction": inter}, quality=quality, against=("interaction",), n_boot=0, n_perm=0
+    )
     assert [r["estimate"] for r in rows if r["predictor"] == "interaction" and r["score"] == wt] == [pytest.approx(1.0)]
 
 
@@ -666,8 +814,11 @@ def test_within_target_p_is_the_exact_stratified_permutation_p():
     xs = [stats.rankdata(pred[np.isfinite(pred[:, j]), j]) for j in range(2)]
     ys = [stats.rankdata(values[np.isfinite(values[:, j]), j]) for j in range(2)]
     obs = np.mean([stats.pearsonr(x, y).statistic for x, y in zip(xs, ys)])
-    every = [np.mean([stats.pearsonr(xs[0], np.array(a)).statistic, stats.pearsonr(xs[1], np.array(b)).statistic])
-             for a in itertools.permutations(ys[0]) for b in itertools.permutations(ys[1])]
+    every = [
+        np.mean([stats.pearsonr(xs[0], np.array(a)).statistic, stats.pearsonr(xs[1], np.array(b)).statistic])
+        for a in itertools.permutations(ys[0])
+        for b in itertools.permutations(ys[1])
+    ]
     every = np.array(every)
     want = min(1.0, 2 * min(np.mean(every >= obs - 1e-12), np.mean(every <= obs + 1e-12)))
     assert predictor_scores._within_p(pred, values, 5000, np.random.default_rng(0)) == pytest.approx(want)
@@ -679,7 +830,7 @@ def test_runs_and_pairs_give_the_same_estimates_and_the_runs_a_seed_level(tmp_pa
     tasks = ["p", "q", "r", "s", "u"]
     rng = np.random.default_rng(9)
     for i, s in enumerate(tasks):
-        for j, t in enumerate(tasks):
+        for t in tasks:
             for seed in (1, 2, 3):
                 write_record(tmp_path, "coop", s, t, seed, test=0.5 + 0.05 * i + 0.02 * rng.normal())
     runs = tables.load_results(tmp_path)

@@ -68,8 +68,12 @@ def test_logme_is_the_maximised_evidence(n, d):
     best = []
     for k in range(2):
         t = (y == k).astype(float)
-        res = optimize.minimize(lambda p: -_log_evidence(f, t, math.exp(p[0]), math.exp(p[1])), x0=[0.0, 0.0],
-                                method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+        res = optimize.minimize(
+            lambda p, t=t: -_log_evidence(f, t, math.exp(p[0]), math.exp(p[1])),
+            x0=[0.0, 0.0],
+            method="Nelder-Mead",
+            options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000},
+        )
         best.append(-res.fun / n)
     assert ours == pytest.approx(np.mean(best), abs=1e-4)
 
@@ -86,7 +90,9 @@ def test_gbc_equals_bhattacharyya_with_full_matrices():
             sj = np.diag(f[y == j].var(0) + eps)
             s = (si + sj) / 2
             dm = f[y == i].mean(0) - f[y == j].mean(0)
-            db = dm @ np.linalg.inv(s) @ dm / 8 + 0.5 * math.log(np.linalg.det(s) / math.sqrt(np.linalg.det(si) * np.linalg.det(sj)))
+            db = dm @ np.linalg.inv(s) @ dm / 8 + 0.5 * math.log(
+                np.linalg.det(s) / math.sqrt(np.linalg.det(si) * np.linalg.det(sj))
+            )
             total += math.exp(-db)
     assert transferability.gbc(f, y, eps=eps) == pytest.approx(-total, rel=1e-10)
 
@@ -238,8 +244,16 @@ def test_pure_noise_class_directions_raise_the_logit_estimators_but_not_the_fixe
     on the cross-fitted target-class EEP features every feature estimator falls."""
     logits, y = _clusters(seed)
     same, noisy = logits["identical"], logits["noisy"]
-    assert transferability.gbc(noisy, y) > transferability.gbc(same, y) and transferability.h_score(noisy, y) > transferability.h_score(same, y)  # reproduced
-    for fn in (transferability.gbc_eep, transferability.h_score_eep, transferability.logme_eep, transferability.gbc_spherical_eep, transferability.leep_crossfit):
+    assert transferability.gbc(noisy, y) > transferability.gbc(same, y) and transferability.h_score(
+        noisy, y
+    ) > transferability.h_score(same, y)  # reproduced
+    for fn in (
+        transferability.gbc_eep,
+        transferability.h_score_eep,
+        transferability.logme_eep,
+        transferability.gbc_spherical_eep,
+        transferability.leep_crossfit,
+    ):
         assert fn(_softmax(noisy), y) < fn(_softmax(same), y), fn.__name__
 
 
@@ -250,7 +264,9 @@ def test_cross_fitting_ranks_the_identical_source_above_label_free_prototypes(se
     images the identical source wins."""
     logits, y = _clusters(seed)
     same, proto = _softmax(logits["identical"]), _softmax(logits["prototypes"])
-    assert transferability.leep(proto, y) > transferability.leep(same, y) and transferability.nce(proto.argmax(1), y) > transferability.nce(same.argmax(1), y)
+    assert transferability.leep(proto, y) > transferability.leep(same, y) and transferability.nce(
+        proto.argmax(1), y
+    ) > transferability.nce(same.argmax(1), y)
     assert transferability.leep_crossfit(same, y) > transferability.leep_crossfit(proto, y)
     assert transferability.nce_crossfit(same.argmax(1), y) > transferability.nce_crossfit(proto.argmax(1), y)
 
@@ -272,7 +288,9 @@ def test_label_permutation_control():
             diffs["nce"].append(transferability.nce(pb.argmax(1), yp) - transferability.nce(pa.argmax(1), yp))
             diffs["h_score"].append(transferability.h_score(b, yp) - transferability.h_score(a, yp))
             diffs["leep_xfit"].append(transferability.leep_crossfit(pb, yp) - transferability.leep_crossfit(pa, yp))
-            diffs["nce_xfit"].append(transferability.nce_crossfit(pb.argmax(1), yp) - transferability.nce_crossfit(pa.argmax(1), yp))
+            diffs["nce_xfit"].append(
+                transferability.nce_crossfit(pb.argmax(1), yp) - transferability.nce_crossfit(pa.argmax(1), yp)
+            )
             diffs["logme_eep"].append(transferability.logme_eep(pb, yp) - transferability.logme_eep(pa, yp))
             diffs["h_score_eep"].append(transferability.h_score_eep(pb, yp) - transferability.h_score_eep(pa, yp))
     # effect in units of the spread of one permutation's difference (the noise of scoring one target)

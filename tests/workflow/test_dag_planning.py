@@ -23,9 +23,25 @@ CONFIG = REPO / "config" / "config.yaml"
 
 def _dry_run(work: Path, quiet: bool = True) -> str:
     """A dry-run of the default target: the job table (quiet), or every job with its files."""
-    res = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "-n",
-                          *(["--quiet", "rules"] if quiet else []), "--rerun-triggers", "mtime", "--configfile", str(CONFIG)],
-                         capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(work),
+            "-n",
+            *(["--quiet", "rules"] if quiet else []),
+            "--rerun-triggers",
+            "mtime",
+            "--configfile",
+            str(CONFIG),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     return out
@@ -49,11 +65,22 @@ def test_a_deleted_result_is_retrained_though_its_tables_exist(tmp_path):
         path.touch()
         os.utime(path, (stamp, stamp))
     assert "Nothing to be done" in _dry_run(tmp_path)
-    victim = sorted(f for f in outputs if re.fullmatch(r"results/vpt/[\w-]+__[\w-]+/seed1\.json", f)
-                    and f.split("/")[2].split("__")[0] != f.split("/")[2].split("__")[1])[0]
+    victim = sorted(
+        f
+        for f in outputs
+        if re.fullmatch(r"results/vpt/[\w-]+__[\w-]+/seed1\.json", f)
+        and f.split("/")[2].split("__")[0] != f.split("/")[2].split("__")[1]
+    )[0]
     (tmp_path / victim).unlink()
     counts = _counts(_dry_run(tmp_path))
     assert counts.pop("train_joint") == 1, victim  # the joint run of the pair (it writes both directions)
     assert counts.pop("collect_results") == 1 and counts.pop("all") == 1
-    assert set(counts) <= {"correlate_gain_similarity", "gain_heatmap", "gain_scatter", "summary_figure",
-                           "score_predictors", "predictors_figure", "power"}, counts
+    assert set(counts) <= {
+        "correlate_gain_similarity",
+        "gain_heatmap",
+        "gain_scatter",
+        "summary_figure",
+        "score_predictors",
+        "predictors_figure",
+        "power",
+    }, counts

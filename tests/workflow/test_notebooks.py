@@ -67,8 +67,9 @@ def results_dir_multitask(results_dir, tmp_path_factory):
     if os.environ.get("MVLPT_TEST_RESULTS"):
         return results_dir
     root = tmp_path_factory.mktemp("nb3") / "results"
-    write_fake_multitask_study(root, tasks=("shapes", "textures", "glyph-digits", "orientation"), methods=("coop", "vpt"),
-                               seeds=(1, 2), k=2)
+    write_fake_multitask_study(
+        root, tasks=("shapes", "textures", "glyph-digits", "orientation"), methods=("coop", "vpt"), seeds=(1, 2), k=2
+    )
     return root
 
 
@@ -77,13 +78,13 @@ def _execute(path, results_dir, monkeypatch) -> str:
     monkeypatch.setenv("MVLPT_RESULTS", str(results_dir))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
-                   for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    return "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -110,7 +111,9 @@ def test_notebook_03_reads_the_workflow_tables(results_dir_multitask, tmp_path, 
     root = tmp_path / "results"
     shutil.copytree(results_dir_multitask, root)
     table = multitask.collect(root, grouping.read_groups(grouping.groups_path(root)))
-    multitask.write_tables(table, multitask.summarize(table, n_boot=50), root / "tables" / "multitask", root / "tables" / "multitask_summary")
+    multitask.write_tables(
+        table, multitask.summarize(table, n_boot=50), root / "tables" / "multitask", root / "tables" / "multitask_summary"
+    )
     text = _execute(NOTEBOOKS[[p.name for p in NOTEBOOKS].index(NAMES[2])], root, monkeypatch)
     assert f"read {root / 'tables' / 'multitask.parquet'}" in text
 
@@ -120,10 +123,10 @@ def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_wit
     section reads them and lists, per target, the best predictor's pick next to the measured best source."""
     import shutil
 
-    from mvlpt.transfer import predictor_scores, predictors
-    from mvlpt.study import vocabulary
     from mvlpt.analysis import tables
     from mvlpt.analysis.similarity import long_to_matrix
+    from mvlpt.study import vocabulary
+    from mvlpt.transfer import predictor_scores, predictors
 
     root = tmp_path / "results"
     shutil.copytree(results_dir_with_tables, root)

@@ -43,10 +43,20 @@ PLUGINS = ["snakemake-executor-plugin-slurm==2.8.0", "snakemake-executor-plugin-
 
 # Binaries cluster.sh needs; if one is missing, `cluster.sh install` apt-gets the packages.
 BINARIES = [
-    "/usr/sbin/munged", "/usr/bin/munge", "/usr/sbin/mariadbd", "/usr/bin/mariadb-admin",
-    "/usr/sbin/slurmdbd", "/usr/sbin/slurmctld", "/usr/sbin/slurmd",
-    "/usr/bin/sbatch", "/usr/bin/sacct", "/usr/bin/sacctmgr", "/usr/bin/squeue", "/usr/bin/sinfo",
-    "/usr/bin/scontrol", "/usr/bin/scancel",
+    "/usr/sbin/munged",
+    "/usr/bin/munge",
+    "/usr/sbin/mariadbd",
+    "/usr/bin/mariadb-admin",
+    "/usr/sbin/slurmdbd",
+    "/usr/sbin/slurmctld",
+    "/usr/sbin/slurmd",
+    "/usr/bin/sbatch",
+    "/usr/bin/sacct",
+    "/usr/bin/sacctmgr",
+    "/usr/bin/squeue",
+    "/usr/bin/sinfo",
+    "/usr/bin/scontrol",
+    "/usr/bin/scancel",
 ]
 DAEMONS = {"slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "mysqld"}
 OUR_CONF_MARKERS = (
@@ -68,10 +78,7 @@ STUDY = {
     "results_dir": "results",
     "cache_dir": "cache",
 }
-RESULTS = [
-    f"results/coop/{s}__{t}/seed1.json"
-    for s in STUDY["tasks"] for t in STUDY["tasks"]
-]
+RESULTS = [f"results/coop/{s}__{t}/seed1.json" for s in STUDY["tasks"] for t in STUDY["tasks"]]
 SPLITS = [f"cache/splits/{t}/shots4_seed1.json" for t in STUDY["tasks"]]
 # fields of a result file that may differ between two identical runs
 VOLATILE = {"wall_time_s"}
@@ -162,8 +169,14 @@ def run(cmd, *, timeout: float, env=None, cwd=None) -> Run:
     cmd = [str(c) for c in cmd]
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        env=env, cwd=cwd, start_new_session=True,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -214,8 +227,8 @@ def slurm_cluster(tmp_path_factory):
         if not r.ok:
             logs = "\n".join(
                 f"--- {p}\n{_tail_file(p)}"
-                for p in sorted((cluster_dir / "log").glob("*.out")) + [Path("/var/log/slurm/slurmctld.log"),
-                                                                        Path("/var/log/slurm/slurmd.log")]
+                for p in sorted((cluster_dir / "log").glob("*.out"))
+                + [Path("/var/log/slurm/slurmctld.log"), Path("/var/log/slurm/slurmd.log")]
             )
             pytest.fail(f"starting the SLURM cluster failed: {r.describe()}\n{logs}")
         print(f"\n[slurm] cluster up in {time.monotonic() - t0:.1f} s ({cluster_dir})")
@@ -235,8 +248,19 @@ def plugin_path(slurm_cluster, tmp_path_factory) -> str | None:
     if run([sys.executable, "-c", probe], timeout=120).ok:
         return None
     target = tmp_path_factory.mktemp("slurm-plugin")
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", target,
-           "--disable-pip-version-check", "--no-input", "-q", *PLUGINS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--target",
+        target,
+        "--disable-pip-version-check",
+        "--no-input",
+        "-q",
+        *PLUGINS,
+    ]
     r = run(cmd, timeout=180)
     if not r.ok:  # one retry: a registry hiccup should not fail CI
         time.sleep(5)
@@ -249,8 +273,7 @@ def plugin_path(slurm_cluster, tmp_path_factory) -> str | None:
 
 
 def _env(tmp: Path, plugin: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SNAKEMAKE_SLURM"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SNAKEMAKE_SLURM"))}
     # `mvlpt` (the rules' command) next to this interpreter, also when the venv is not activated
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
     env["MVLPT_DATA_DIR"] = str(tmp / "data")
@@ -298,13 +321,16 @@ def _read_results(workdir: Path) -> dict:
 # ------------------------------------------------------------------------------------------------
 def test_profile_plans_the_demo_study(slurm_cluster, plugin_path, tmp_path):
     """The profile parses with the plugin and groups the small jobs (dry run of the demo study)."""
-    r = run(_snakemake("-n", "--directory", tmp_path, "--workflow-profile", PROFILE,
-                       "--configfile", REPO / "config" / "config.yaml"),
-            timeout=180, env=_env(tmp_path, plugin_path))
+    r = run(
+        _snakemake("-n", "--directory", tmp_path, "--workflow-profile", PROFILE, "--configfile", REPO / "config" / "config.yaml"),
+        timeout=180,
+        env=_env(tmp_path, plugin_path),
+    )
     assert r.ok, f"dry run with the SLURM profile failed: {r.describe()}"
     groups = set(re.findall(r"Group job (\S+) \(", r.out))
     assert {"splits", "label_embeddings", "similarity"} <= groups, (
-        f"expected the profile's groups in the plan, found {sorted(groups)}:\n{r.tail()}")
+        f"expected the profile's groups in the plan, found {sorted(groups)}:\n{r.tail()}"
+    )
 
 
 def test_study_on_slurm_equals_local_run(slurm_cluster, plugin_path, tmp_path):
@@ -314,9 +340,21 @@ def test_study_on_slurm_equals_local_run(slurm_cluster, plugin_path, tmp_path):
     slurm_dir.mkdir()
 
     # 1) locally, as `snakemake --cores 2` would (no workflow profile: only the study differs)
-    local = run(_snakemake(*RESULTS, "--directory", local_dir, "--workflow-profile", "none", "--cores", "2",
-                           "--configfile", tmp_path / "study.yaml"),
-                timeout=LOCAL_TIMEOUT, env=_env(tmp_path))
+    local = run(
+        _snakemake(
+            *RESULTS,
+            "--directory",
+            local_dir,
+            "--workflow-profile",
+            "none",
+            "--cores",
+            "2",
+            "--configfile",
+            tmp_path / "study.yaml",
+        ),
+        timeout=LOCAL_TIMEOUT,
+        env=_env(tmp_path),
+    )
     assert local.ok, f"the local run failed: {_diagnostics(local, local_dir)}"
 
     # 2) on SLURM with the project's profile. Test-cluster settings on top: fast status checks (the
@@ -324,22 +362,37 @@ def test_study_on_slurm_equals_local_run(slurm_cluster, plugin_path, tmp_path):
     # for 16000, more than a small CI machine has); `resources` keeps the profile's own entries.
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     resources = dict(profile.get("resources") or {}, mem_mb=2000)
-    slurm = run(_snakemake(*RESULTS, "--directory", slurm_dir, "--workflow-profile", PROFILE,
-                           "--slurm-init-seconds-before-status-checks", "2",
-                           "--slurm-keep-successful-logs",
-                           "--resources", *[f"{k}={v}" for k, v in resources.items()],
-                           "--configfile", tmp_path / "study.yaml"),
-                timeout=SLURM_TIMEOUT, env=_env(tmp_path, plugin_path))
+    slurm = run(
+        _snakemake(
+            *RESULTS,
+            "--directory",
+            slurm_dir,
+            "--workflow-profile",
+            PROFILE,
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            "--resources",
+            *[f"{k}={v}" for k, v in resources.items()],
+            "--configfile",
+            tmp_path / "study.yaml",
+        ),
+        timeout=SLURM_TIMEOUT,
+        env=_env(tmp_path, plugin_path),
+    )
     assert slurm.ok, f"the SLURM run failed: {_diagnostics(slurm, slurm_dir)}"
 
-    print(f"\n[slurm] wall time: SLURM {slurm.wall_s:.1f} s, local (--cores 2) {local.wall_s:.1f} s "
-          f"(ratio {slurm.wall_s / local.wall_s:.2f})")
+    print(
+        f"\n[slurm] wall time: SLURM {slurm.wall_s:.1f} s, local (--cores 2) {local.wall_s:.1f} s "
+        f"(ratio {slurm.wall_s / local.wall_s:.2f})"
+    )
 
     # 3) the same numbers
     local_results, slurm_results = _read_results(local_dir), _read_results(slurm_dir)
     for rel in local_results:
         assert slurm_results[rel] == local_results[rel], (
-            f"{rel} differs between SLURM and local:\nSLURM: {slurm_results[rel]}\nlocal: {local_results[rel]}")
+            f"{rel} differs between SLURM and local:\nSLURM: {slurm_results[rel]}\nlocal: {local_results[rel]}"
+        )
 
     # 4) every job went through SLURM: one submission per job, each COMPLETED in the accounting
     # database, the GPU rules with a GPU request, and a SLURM log per submission
@@ -355,7 +408,8 @@ def test_study_on_slurm_equals_local_run(slurm_cluster, plugin_path, tmp_path):
             break
         time.sleep(1)
     assert set(submitted) <= set(states) and all(states[j] == "COMPLETED" for j in submitted), (
-        f"sacct does not show every job COMPLETED: submitted {sorted(submitted)}, sacct {states}")
+        f"sacct does not show every job COMPLETED: submitted {sorted(submitted)}, sacct {states}"
+    )
     for job_id, log in submitted.items():
         r = run(["scontrol", "-o", "show", "job", job_id], timeout=30)
         assert r.ok, f"scontrol show job {job_id}: {r.describe()}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -16,10 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from studies import job_counts, snakemake
 import yaml
 
-from studies import copy_study
+from studies import copy_study, job_counts, snakemake
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -66,8 +64,15 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "reference_linear_probe": n * k,
     }
     if n >= 3:
-        jobs.update({"embed_task_fewshot": n, "predictor": 11 + SIMILARITY_MEASURES, "prompt_predictors": m,
-                     "score_predictors": 1, "predictors_figure": 1})
+        jobs.update(
+            {
+                "embed_task_fewshot": n,
+                "predictor": 11 + SIMILARITY_MEASURES,
+                "prompt_predictors": m,
+                "score_predictors": 1,
+                "predictors_figure": 1,
+            }
+        )
     if FROZEN_IMAGE_METHODS & set(cfg["methods"]) and cfg.get("train", {}).get("cache_features", True):
         jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods
     if cfg.get("mode", "joint") == "joint":
@@ -80,9 +85,21 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 # The paper's DAG, from config/elevater.yaml
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", [{}, *(pytest.param(v, marks=pytest.mark.slow) for v in (  # the fast lane: the paper's own
-    {"mode": "sequential"}, {"stack_seeds": False}, {"methods": ["vpt", "upt"]},
-    {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}}))])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        *(
+            pytest.param(v, marks=pytest.mark.slow)
+            for v in (  # the fast lane: the paper's own
+                {"mode": "sequential"},
+                {"stack_seeds": False},
+                {"methods": ["vpt", "upt"]},
+                {"methods": ["coop"], "train": {"epochs": 5, "cache_features": False}},
+            )
+        ),
+    ],
+)
 def test_paper_config_dag_has_every_pair(tmp_path, variant):
     cfg = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
     cfg.update(variant)
@@ -136,8 +153,13 @@ def small_study(finished_study, tmp_path_factory):
 
 
 def result_files(cfg, root: Path):
-    return [root / "results" / m / f"{s}__{t}" / f"seed{k}.json"
-            for m in cfg["methods"] for s in cfg["tasks"] for t in cfg["tasks"] for k in cfg["seeds"]]
+    return [
+        root / "results" / m / f"{s}__{t}" / f"seed{k}.json"
+        for m in cfg["methods"]
+        for s in cfg["tasks"]
+        for t in cfg["tasks"]
+        for k in cfg["seeds"]
+    ]
 
 
 @pytest.mark.slow
@@ -190,8 +212,15 @@ def test_deleting_one_result_reruns_only_what_depends_on_it(small_study):
     # the joint vpt run of {shapes, orientation} (it writes both directions), then what reads results
     assert counts.pop("train_joint") == 1
     assert counts.pop("collect_results") == 1 and counts.pop("all") == 1
-    assert set(counts) <= {"correlate_gain_similarity", "gain_heatmap", "gain_scatter", "summary_figure",
-                           "score_predictors", "predictors_figure", "power"}
+    assert set(counts) <= {
+        "correlate_gain_similarity",
+        "gain_heatmap",
+        "gain_scatter",
+        "summary_figure",
+        "score_predictors",
+        "predictors_figure",
+        "power",
+    }
     assert counts.get("gain_heatmap", 0) <= 4  # the gain and the interaction heatmap of each method
     res = snakemake(work, "--cores", "2", configfile=configfile)
     assert res.returncode == 0, (res.stderr + res.stdout)[-4000:]
@@ -271,7 +300,9 @@ def test_multitask_study_chooses_groups_from_the_pairwise_gains_and_trains_them(
     # one joint run served every member of its group: a result per member and seed in its folder
     for row in groups[groups["mode"] == "joint"].itertuples():
         for member in row.tasks.split("+"):
-            rec = json.loads((work / "results" / "multitask" / row.method / "joint" / row.group / member / "seed1.json").read_text())
+            rec = json.loads(
+                (work / "results" / "multitask" / row.method / "joint" / row.group / member / "seed1.json").read_text()
+            )
             assert rec["target"] == member and rec["mode"] == "joint"
 
 
@@ -281,8 +312,19 @@ def test_multitask_jobs_build_with_one_job_per_seed(multitask_study):
     forced in a dry-run over the finished study, so that every job's command is built."""
     work, configfile, _, _ = multitask_study
     rules = ["train_group_source", "train_group_target", "train_group_joint"]
-    res = snakemake(work, "-n", "-p", "multitask", "--config", "stack_seeds=false", "--rerun-triggers", "mtime",
-                    "--forcerun", *rules, configfile=configfile)
+    res = snakemake(
+        work,
+        "-n",
+        "-p",
+        "multitask",
+        "--config",
+        "stack_seeds=false",
+        "--rerun-triggers",
+        "mtime",
+        "--forcerun",
+        *rules,
+        configfile=configfile,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     counts = job_counts(out)
@@ -331,14 +373,23 @@ def test_multitask_rerun_with_unchanged_tables_trains_nothing(multitask_study):
         ({"shots": -1}, "shots: -1 is less than the minimum of 1"),
         ({"tasks": ["shapes", "shapes"]}, "listed more than once in `tasks`: shapes"),
         ({"similarity": {"sampel_size": 8}}, "'sampel_size' was unexpected"),
-        ({"analysis": {"model_measures": ["visual_cosine", "colour"]}}, "unknown similarity measure(s) in `analysis.model_measures`: colour"),
+        (
+            {"analysis": {"model_measures": ["visual_cosine", "colour"]}},
+            "unknown similarity measure(s) in `analysis.model_measures`: colour",
+        ),
         # the rules of `mvlpt train` itself (mvlpt.training.config.TrainConfig), before any job runs
         ({"train": {"lr": math.nan}}, "invalid config: train: lr must be"),
-        ({"train": {"epochs": 3, "warmup_epochs": 5}}, "invalid config: train: warmup_epochs (5) must be smaller than epochs (3)"),
+        (
+            {"train": {"epochs": 3, "warmup_epochs": 5}},
+            "invalid config: train: warmup_epochs (5) must be smaller than epochs (3)",
+        ),
         ({"train": {"epochs": 3.5}}, "invalid config: train.epochs: 3.5 is not of type 'integer'"),
         # `lr: 2e-3` in a YAML file is the text '2e-3' to PyYAML (YAML 1.1 needs the decimal point)
-        ({"train": {"lr": "2e-3"}}, "invalid config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, "
-                                    "write 0.002 instead (see config/README.md)."),
+        (
+            {"train": {"lr": "2e-3"}},
+            "invalid config: train.lr: '2e-3' is not of type 'number': YAML reads 2e-3 as text, "
+            "write 0.002 instead (see config/README.md).",
+        ),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, override, needle):
@@ -358,16 +409,24 @@ def test_config_errors_stop_before_any_job(tmp_path, override, needle):
 def test_command_line_config_values_are_read_as_yaml(tmp_path):
     """`--config` lists and objects: Snakemake passes their scalars as strings; the workflow reads them
     as a config file would (issue 14, item 9)."""
-    res = snakemake(tmp_path, "-n", "--printshellcmds", "--config", "seeds=[1]", "train={epochs: 3, lr: 0.05}",
-                    "stack_seeds=false", "methods=[vpt]", configfile=REPO / "config" / "config.yaml")
+    res = snakemake(
+        tmp_path,
+        "-n",
+        "--printshellcmds",
+        "--config",
+        "seeds=[1]",
+        "train={epochs: 3, lr: 0.05}",
+        "stack_seeds=false",
+        "methods=[vpt]",
+        configfile=REPO / "config" / "config.yaml",
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     train = [line for line in res.stdout.splitlines() if "mvlpt train" in line]
     assert train and all(" --seed 1 " in cmd and "--seed 2" not in cmd for cmd in train)
     # an object given on the command line is merged into the config file's: epochs and lr replaced, the rest kept
     assert all('"epochs": 3,' in cmd and '"lr": 0.05' in cmd and '"batch_size": 8' in cmd for cmd in train)
     assert all("--method vpt" in cmd for cmd in train)
-    res = snakemake(tmp_path, "-n", "--config", "train={epochs: 3, warmup_epochs: 3}",
-                    configfile=REPO / "config" / "config.yaml")
+    res = snakemake(tmp_path, "-n", "--config", "train={epochs: 3, warmup_epochs: 3}", configfile=REPO / "config" / "config.yaml")
     assert res.returncode != 0 and "warmup_epochs (3) must be smaller than epochs (3)" in res.stdout + res.stderr
 
 
@@ -380,7 +439,9 @@ def test_multitask_config_errors_stop_the_multitask_target_only(tmp_path):
     sentence = next(line for line in out.splitlines() if line.startswith("invalid config:"))
     assert sentence.endswith(".") and not sentence.endswith(".."), sentence
     res = snakemake(tmp_path, "-n", "results/tables/multitask.csv", *args, configfile=REPO / "config" / "config.yaml")
-    assert res.returncode != 0 and "method coop is not among the study's `methods`" in res.stdout + res.stderr  # a file target too
+    assert (
+        res.returncode != 0 and "method coop is not among the study's `methods`" in res.stdout + res.stderr
+    )  # a file target too
     res = snakemake(tmp_path, "-n", *args, configfile=REPO / "config" / "config.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -396,8 +457,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 
 def test_default_profile_is_loaded():
     """profiles/default sits next to the Snakefile, where Snakemake looks for a workflow profile (issue 14, item 6)."""
-    res = subprocess.run([SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", "config/config.yaml"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", "config/config.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Using workflow specific profile profiles/default" in res.stdout + res.stderr
 
@@ -406,9 +472,16 @@ def test_default_profile_is_loaded():
 def failing_job(tmp_path_factory):
     """A config that passes every check but whose training job fails (an option the method lacks)."""
     work = tmp_path_factory.mktemp("failing")
-    cfg = {"tasks": ["shapes"], "methods": ["vpt"], "seeds": [1], "shots": 2, "device": "cpu",
-           "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"}, "train": {"epochs": 1, "warmup_epochs": 0},
-           "method_options": {"vpt": {"n_tokenz": 4}}}
+    cfg = {
+        "tasks": ["shapes"],
+        "methods": ["vpt"],
+        "seeds": [1],
+        "shots": 2,
+        "device": "cpu",
+        "model": {"name": "mvlpt-tiny", "pretrained": "synthetic"},
+        "train": {"epochs": 1, "warmup_epochs": 0},
+        "method_options": {"vpt": {"n_tokenz": 4}},
+    }
     (work / "study.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake(work, "--cores", "1", "results/vpt/shapes__shapes/seed1.json", configfile=work / "study.yaml")
     return res
@@ -422,6 +495,7 @@ def test_failed_job_shows_its_error_sentence_on_the_console(failing_job):
 
 
 def test_lint_is_clean():
-    res = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stdout + res.stderr

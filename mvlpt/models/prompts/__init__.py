@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from mvlpt.study import vocabulary
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import (
     PromptLearner,
@@ -13,6 +12,7 @@ from mvlpt.models.prompts.base import (
     stacked_text_features,
     stacked_text_features_once,
 )
+from mvlpt.study import vocabulary
 
 
 def learner_class(method: str) -> type[PromptLearner]:
@@ -20,8 +20,14 @@ def learner_class(method: str) -> type[PromptLearner]:
     return vocabulary.method(method).learner_class()
 
 
-def build_prompt_learner(method: str, clip, classnames: list[str], options: dict | None = None, generator=None,
-                         tasks: list[tuple[str, int]] | None = None) -> PromptLearner:
+def build_prompt_learner(
+    method: str,
+    clip,
+    classnames: list[str],
+    options: dict | None = None,
+    generator=None,
+    tasks: list[tuple[str, int]] | None = None,
+) -> PromptLearner:
     """A learner of ``method`` for ``classnames``. ``tasks``: ``[(task name, number of its classes), ...]``
     in class order, passed only to the learners of task-conditioned methods (SoftCPT), which need it."""
     entry = vocabulary.method(method)
@@ -30,8 +36,9 @@ def build_prompt_learner(method: str, clip, classnames: list[str], options: dict
     extra = {}
     if entry.task_conditioned:
         if tasks is None:
-            raise MvlptError(f"method {method!r} needs the task of every class: pass "
-                             f"tasks=[(task name, number of classes), ...].")
+            raise MvlptError(
+                f"method {method!r} needs the task of every class: pass tasks=[(task name, number of classes), ...]."
+            )
         extra["tasks"] = tasks
     try:
         return cls(clip, classnames, generator=generator, **extra, **options)
@@ -39,5 +46,13 @@ def build_prompt_learner(method: str, clip, classnames: list[str], options: dict
         raise MvlptError(f"bad options for method {method!r}: {e}.") from None
 
 
-__all__ = ["PromptLearner", "build_prompt_learner", "learner_class", "stacked_conditioned_text_features",
-           "stacked_image_features", "stacked_logits", "stacked_text_features", "stacked_text_features_once"]
+__all__ = [
+    "PromptLearner",
+    "build_prompt_learner",
+    "learner_class",
+    "stacked_conditioned_text_features",
+    "stacked_image_features",
+    "stacked_logits",
+    "stacked_text_features",
+    "stacked_text_features_once",
+]

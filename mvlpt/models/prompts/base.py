@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from mvlpt.study import vocabulary
 from mvlpt.models.prompts.text import normalize
+from mvlpt.study import vocabulary
 
 
 class PromptLearner(nn.Module):
@@ -127,14 +127,21 @@ class PromptLearner(nn.Module):
         once = stacked_text_features_once([self], autocast)
         return None if once is None else once[0]
 
-    def image_features(self, images: torch.Tensor, prompts: dict | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
+    def image_features(
+        self, images: torch.Tensor, prompts: dict | None = None, autocast: torch.dtype | None = None
+    ) -> torch.Tensor:
         """(B, D) L2-normalised features of images (B, 3, S, S): uint8 as loaded, or normalised float."""
         return stacked_image_features([self], [images], None if prompts is None else [prompts], autocast)[0]
 
     def logits(self, images=None, feats=None, text=None, autocast: torch.dtype | None = None) -> torch.Tensor:
         """(B, C) logits of one batch (see :func:`stacked_logits`)."""
-        return stacked_logits([self], None if images is None else [images], None if feats is None else [feats],
-                              None if text is None else [text], autocast)[0]
+        return stacked_logits(
+            [self],
+            None if images is None else [images],
+            None if feats is None else [feats],
+            None if text is None else [text],
+            autocast,
+        )[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,8 +153,12 @@ def _check_stack(learners: Sequence[PromptLearner]) -> PromptLearner:
         raise ValueError("a stack of prompt learners needs at least one learner")
     first = learners[0]
     for other in learners[1:]:
-        if (type(other) is not type(first) or other.clip is not first.clip or other.classnames != first.classnames
-                or other.options() != first.options()):
+        if (
+            type(other) is not type(first)
+            or other.clip is not first.clip
+            or other.classnames != first.classnames
+            or other.options() != first.options()
+        ):
             raise ValueError("stacked prompt learners must share method, model, class names and options")
     return first
 
@@ -159,20 +170,24 @@ def _amp(learner: PromptLearner, dtype: torch.dtype | None):
     return torch.autocast(device_type=str(learner.clip.device).split(":")[0], dtype=dtype)
 
 
-def stacked_text_features_once(learners: Sequence[PromptLearner], autocast: torch.dtype | None = None) -> list[torch.Tensor] | None:
+def stacked_text_features_once(
+    learners: Sequence[PromptLearner], autocast: torch.dtype | None = None
+) -> list[torch.Tensor] | None:
     """Each learner's class features for a whole evaluation pass (:func:`stacked_text_features`), or
     None for an image-conditioned method, whose :func:`stacked_logits` computes them for every image."""
     return None if _check_stack(learners).image_conditioned else stacked_text_features(learners, autocast=autocast)
 
 
-def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[dict] | None = None,
-                          autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+def stacked_text_features(
+    learners: Sequence[PromptLearner], prompts: Sequence[dict] | None = None, autocast: torch.dtype | None = None
+) -> list[torch.Tensor]:
     """Each learner's (C, D) L2-normalised class features; all learners' text prompts in one
     text-encoder batch. ``prompts[k]``: learner k's ``current_prompts()`` (computed if not given)."""
     first = _check_stack(learners)
     if first.image_conditioned:
-        raise ValueError(f"{first.method}'s class features depend on the image: use stacked_logits or "
-                         f"stacked_conditioned_text_features")
+        raise ValueError(
+            f"{first.method}'s class features depend on the image: use stacked_logits or stacked_conditioned_text_features"
+        )
     if not first.learns_text:
         return [lr.fixed_text_features() for lr in learners]
     with _amp(first, autocast):
@@ -183,13 +198,20 @@ def stacked_text_features(learners: Sequence[PromptLearner], prompts: Sequence[d
         # the positions every class of a set shares run once per set, not once per class
         prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
         sizes = [len(lr.layout.eot_pos) for lr in learners]
-        feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
-                                                          shared_prefix=prefix, sets=len(learners)))
+        feats = normalize(
+            first.clip.encode_prompted_text(
+                tower, emb, eot, first.clip.model.transformer.get_cast_dtype(), shared_prefix=prefix, sets=len(learners)
+            )
+        )
     return list(feats.split(sizes))
 
 
-def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[torch.Tensor],
-                           prompts: Sequence[dict] | None = None, autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+def stacked_image_features(
+    learners: Sequence[PromptLearner],
+    images: Sequence[torch.Tensor],
+    prompts: Sequence[dict] | None = None,
+    autocast: torch.dtype | None = None,
+) -> list[torch.Tensor]:
     """Each learner's (B_k, D) L2-normalised features of its batch ``images[k]`` (uint8 as loaded,
     normalised here with the model's mean and std, or normalised float), all batches in one pass of
     the image tower with per-image prompts. Frozen image towers (CoOp) run without autograd."""
@@ -214,9 +236,13 @@ def stacked_image_features(learners: Sequence[PromptLearner], images: Sequence[t
     return list(feats.split(sizes))
 
 
-def stacked_logits(learners: Sequence[PromptLearner], images: Sequence[torch.Tensor] | None = None,
-                   feats: Sequence[torch.Tensor] | None = None, text: Sequence[torch.Tensor] | None = None,
-                   autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+def stacked_logits(
+    learners: Sequence[PromptLearner],
+    images: Sequence[torch.Tensor] | None = None,
+    feats: Sequence[torch.Tensor] | None = None,
+    text: Sequence[torch.Tensor] | None = None,
+    autocast: torch.dtype | None = None,
+) -> list[torch.Tensor]:
     """Each learner's logits (B_k, C) over its classes, in one pass of each frozen tower.
 
     Learner k's batch is ``images[k]`` (see :func:`stacked_image_features`) or ``feats[k]``, its
@@ -244,8 +270,9 @@ def stacked_logits(learners: Sequence[PromptLearner], images: Sequence[torch.Ten
     return [scale * i.float() @ t.float().t() for i, t in zip(img, text)]
 
 
-def stacked_conditioned_text_features(learners: Sequence[PromptLearner], image_features: Sequence[torch.Tensor],
-                                      autocast: torch.dtype | None = None) -> list[torch.Tensor]:
+def stacked_conditioned_text_features(
+    learners: Sequence[PromptLearner], image_features: Sequence[torch.Tensor], autocast: torch.dtype | None = None
+) -> list[torch.Tensor]:
     """Each learner's (B_k, C, D) L2-normalised class features of every image of its batch, for an
     image-conditioned method: ``current_prompts(image_features[k])`` gives one context per image, the
     learner's :meth:`~PromptLearner.text_embeddings` the B_k sets of class prompts, and all sets of all
@@ -258,8 +285,11 @@ def stacked_conditioned_text_features(learners: Sequence[PromptLearner], image_f
         eot = torch.cat([lr.layout.eot_pos.repeat(n) for lr, n in zip(learners, sets)])
         tower = first.clip.tower_model(autocast)
         prefix = min(lr.shared_text_prefix(p) for lr, p in zip(learners, prompts))
-        feats = normalize(first.clip.encode_prompted_text(tower, emb, eot, first.clip.model.transformer.get_cast_dtype(),
-                                                          shared_prefix=prefix, sets=sum(sets)))
+        feats = normalize(
+            first.clip.encode_prompted_text(
+                tower, emb, eot, first.clip.model.transformer.get_cast_dtype(), shared_prefix=prefix, sets=sum(sets)
+            )
+        )
     C = len(first.classnames)
     return [f.reshape(n, C, -1) for f, n in zip(feats.split([n * C for n in sets]), sets)]
 
@@ -279,8 +309,10 @@ def _conditioned_logits(learners: Sequence[PromptLearner], images, feats, autoca
     if step is None or max((len(i) for i in img), default=0) <= step:
         text = stacked_conditioned_text_features(learners, img, autocast)
     else:
-        chunks = [stacked_conditioned_text_features(learners, [i[s : s + step] for i in img], autocast)
-                  for s in range(0, max(len(i) for i in img), step)]
+        chunks = [
+            stacked_conditioned_text_features(learners, [i[s : s + step] for i in img], autocast)
+            for s in range(0, max(len(i) for i in img), step)
+        ]
         text = [torch.cat([c[k] for c in chunks]) for k in range(len(learners))]
     scale = first.clip.model.logit_scale.exp().float()
     return [scale * torch.einsum("bd,bcd->bc", i.float(), t.float()) for i, t in zip(img, text)]

@@ -25,11 +25,17 @@ def applies(transformer: nn.Module) -> bool:
     from open_clip.transformer import ResidualAttentionBlock
 
     return getattr(transformer, "batch_first", True) and all(
-        type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv") for b in transformer.resblocks)
+        type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv") for b in transformer.resblocks
+    )
 
 
-def block_rows(block: nn.Module, rows: torch.Tensor, rows_normed: torch.Tensor, keys_normed: torch.Tensor,
-               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+def block_rows(
+    block: nn.Module,
+    rows: torch.Tensor,
+    rows_normed: torch.Tensor,
+    keys_normed: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``block``'s output for ``rows`` (B, Q, W; its input rows, before ``ln_1``) whose attention reads
     ``keys_normed`` (B, S, W; ``ln_1`` of every row they attend to, in order). ``rows_normed`` is
     ``ln_1(rows)`` (callers usually have it as a slice of ``keys_normed``); ``attn_mask`` (Q, S) as the

@@ -50,8 +50,15 @@ def _embed_dim(clip) -> int:
 class CoCoOp(PromptLearner):
     method = "cocoop"
 
-    def __init__(self, clip, classnames, n_ctx: int = 16, init: str | None = None, position: str = "end",
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        clip,
+        classnames,
+        n_ctx: int = 16,
+        init: str | None = None,
+        position: str = "end",
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(clip, classnames)
         model = clip.model
         width = model.token_embedding.weight.shape[1]

@@ -18,8 +18,16 @@ from mvlpt.models.prompts.text import TokenLayout, phrase_embeddings
 class CoOp(PromptLearner):
     method = "coop"
 
-    def __init__(self, clip, classnames, n_ctx: int = 16, init: str | None = None, position: str = "middle",
-                 csc: bool = False, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        clip,
+        classnames,
+        n_ctx: int = 16,
+        init: str | None = None,
+        position: str = "middle",
+        csc: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(clip, classnames)
         width = clip.model.token_embedding.weight.shape[1]
         if init:

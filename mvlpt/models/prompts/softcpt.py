@@ -31,7 +31,7 @@ from torch import nn
 
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import PromptLearner
-from mvlpt.models.prompts.text import TokenLayout, word_tokens, normalize
+from mvlpt.models.prompts.text import TokenLayout, normalize, word_tokens
 
 MAX_TASK_TOKENS = 24  # BPE tokens of a task's text (name and short description), [SOS]/[EOS]/"." aside
 
@@ -59,9 +59,11 @@ def fit_text(tokenizer, text: str, budget: int, task: str) -> str:
         words.pop()
         words = _trim(" ".join(words)).split()
     if not words:
-        raise MvlptError(f"the SoftCPT text of task {task!r} does not fit the model's context length "
-                         f"({budget} tokens left after the task context); use a shorter description or fewer "
-                         f"task context tokens.")
+        raise MvlptError(
+            f"the SoftCPT text of task {task!r} does not fit the model's context length "
+            f"({budget} tokens left after the task context); use a shorter description or fewer "
+            f"task context tokens."
+        )
     return " ".join(words)
 
 
@@ -77,17 +79,27 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
 class SoftCPT(PromptLearner):
     method = "softcpt"
 
-    def __init__(self, clip, classnames, n_ctx: int = 16, n_task_ctx: int = 4, position: str = "end",
-                 meta_bias: bool = False, descriptions: dict | None = None, tasks=None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        clip,
+        classnames,
+        n_ctx: int = 16,
+        n_task_ctx: int = 4,
+        position: str = "end",
+        meta_bias: bool = False,
+        descriptions: dict | None = None,
+        tasks=None,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(clip, classnames)
         names, counts = self._check_tasks(tasks, len(classnames))
         if n_ctx < 1:
             raise MvlptError(f"SoftCPT needs n_ctx >= 1, got {n_ctx}.")
         if n_task_ctx < 0:
             raise MvlptError(f"SoftCPT needs n_task_ctx >= 0, got {n_task_ctx}.")
-        if descriptions is not None and not (isinstance(descriptions, dict)
-                                             and all(isinstance(v, str) for v in descriptions.values())):
+        if descriptions is not None and not (
+            isinstance(descriptions, dict) and all(isinstance(v, str) for v in descriptions.values())
+        ):
             raise MvlptError("SoftCPT descriptions must map task names to texts.")
         model = clip.model
         width = model.token_embedding.weight.shape[1]
@@ -108,8 +120,9 @@ class SoftCPT(PromptLearner):
         self.task_names = names
         self.task_texts = [fit_text(clip.tokenizer, self.task_text(t, descriptions), budget, t) for t in names]
         self.task_layout = TokenLayout(clip, self.task_texts, n_task_ctx, "end")
-        self.register_buffer("task_of_class", torch.repeat_interleave(torch.arange(len(names)), torch.tensor(counts)).to(device),
-                             persistent=False)
+        self.register_buffer(
+            "task_of_class", torch.repeat_interleave(torch.arange(len(names)), torch.tensor(counts)).to(device), persistent=False
+        )
         self.layout = TokenLayout(clip, classnames, n_ctx, position)
         self.n_ctx, self.n_task_ctx, self.position, self.meta_bias = n_ctx, n_task_ctx, position, meta_bias
         self.descriptions = dict(descriptions) if descriptions is not None else None
@@ -125,8 +138,10 @@ class SoftCPT(PromptLearner):
         except (TypeError, ValueError):
             raise MvlptError(f"SoftCPT's tasks must be {how}, got {tasks!r}.") from None
         if not names or min(counts) < 1 or sum(counts) != n_classes or len(set(names)) != len(names):
-            raise MvlptError(f"SoftCPT's tasks {list(zip(names, counts))} must be distinct tasks of at least one class "
-                             f"whose class counts sum to the {n_classes} class names.")
+            raise MvlptError(
+                f"SoftCPT's tasks {list(zip(names, counts))} must be distinct tasks of at least one class "
+                f"whose class counts sum to the {n_classes} class names."
+            )
         return list(names), list(counts)
 
     @staticmethod
@@ -139,8 +154,13 @@ class SoftCPT(PromptLearner):
         return short_description(task.name, task.description)
 
     def options(self) -> dict:
-        return {"n_ctx": self.n_ctx, "n_task_ctx": self.n_task_ctx, "position": self.position,
-                "meta_bias": self.meta_bias, "descriptions": self.descriptions}
+        return {
+            "n_ctx": self.n_ctx,
+            "n_task_ctx": self.n_task_ctx,
+            "position": self.position,
+            "meta_bias": self.meta_bias,
+            "descriptions": self.descriptions,
+        }
 
     @classmethod
     def parameter_count(cls, options: dict, dims: dict) -> int:
@@ -157,8 +177,13 @@ class SoftCPT(PromptLearner):
         clip = self.clip
         dtype = _autocast_dtype(str(clip.device).split(":")[0])
         emb = self.task_layout.fill(self.task_ctx)  # one task context for every task: [SOS] and it are shared
-        feats = clip.encode_prompted_text(clip.tower_model(dtype), emb, self.task_layout.eot_pos,
-                                          clip.model.transformer.get_cast_dtype(), shared_prefix=self.task_layout.shared_prefix)
+        feats = clip.encode_prompted_text(
+            clip.tower_model(dtype),
+            emb,
+            self.task_layout.eot_pos,
+            clip.model.transformer.get_cast_dtype(),
+            shared_prefix=self.task_layout.shared_prefix,
+        )
         return normalize(feats) if normalized else feats
 
     def task_contexts(self) -> torch.Tensor:

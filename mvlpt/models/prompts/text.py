@@ -96,7 +96,9 @@ class TokenLayout(nn.Module):
             emb = model.token_embedding(tokens.to(device)).float()
         self.register_buffer("tokens", tokens.to(device), persistent=False)
         self.register_buffer("embeddings", emb, persistent=False)
-        self.register_buffer("ctx_pos", torch.tensor(ctx_pos, dtype=torch.long, device=device).reshape(len(seqs), n_ctx), persistent=False)
+        self.register_buffer(
+            "ctx_pos", torch.tensor(ctx_pos, dtype=torch.long, device=device).reshape(len(seqs), n_ctx), persistent=False
+        )
         self.register_buffer("eot_pos", torch.tensor([len(s) - 1 for s in seqs], device=device), persistent=False)
         self.n_ctx = n_ctx
 
@@ -129,8 +131,14 @@ class TokenLayout(nn.Module):
         return torch.where(mask, placed, emb).reshape(S * C, L, W)
 
 
-def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tensor, cast_dtype: torch.dtype | None = None,
-                         shared_prefix: int = 0, sets: int = 1) -> torch.Tensor:
+def encode_prompted_text(
+    model: nn.Module,
+    x: torch.Tensor,
+    eot_pos: torch.Tensor,
+    cast_dtype: torch.dtype | None = None,
+    shared_prefix: int = 0,
+    sets: int = 1,
+) -> torch.Tensor:
     """Run open_clip's text tower on prompt embeddings ``x`` (C, L, W); returns unnormalised (C, D).
 
     ``cast_dtype``: the dtype of the residual stream (default: open_clip's, the dtype of the tower's
@@ -172,8 +180,13 @@ def encode_prompted_text(model: nn.Module, x: torch.Tensor, eot_pos: torch.Tenso
     k = keys(block)
     after_eos = torch.arange(L, device=x.device) > eot_pos[:, None]
     eos_mask = torch.zeros(C, 1, L, dtype=x.dtype, device=x.device).masked_fill(after_eos[:, None], float("-inf"))
-    out = block_rows(block, rest[rows, eot_pos - P][:, None], k[rows, eot_pos][:, None], k,
-                     eos_mask.repeat_interleave(block.attn.num_heads, dim=0))
+    out = block_rows(
+        block,
+        rest[rows, eot_pos - P][:, None],
+        k[rows, eot_pos][:, None],
+        k,
+        eos_mask.repeat_interleave(block.attn.num_heads, dim=0),
+    )
     return _pool_text(model, out, torch.zeros_like(eot_pos))
 
 

@@ -36,8 +36,17 @@ VISUAL_INITS = ("normal", "uniform")
 class UPT(PromptLearner):
     method = "upt"
 
-    def __init__(self, clip, classnames, n_ctx: int = 4, hidden: int = 128, mix: str = "all", position: str = "end",
-                 visual_init: str = "normal", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        clip,
+        classnames,
+        n_ctx: int = 4,
+        hidden: int = 128,
+        mix: str = "all",
+        position: str = "end",
+        visual_init: str = "normal",
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(clip, classnames)
         if mix not in MIX_MODES:
             raise MvlptError(f"UPT mix must be one of {', '.join(MIX_MODES)}, got {mix!r}.")

@@ -31,7 +31,9 @@ from mvlpt.models.prompts import blocks
 from mvlpt.models.prompts.blocks import block_rows
 
 
-def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True) -> torch.Tensor:
+def encode_prompted_image(
+    visual: nn.Module, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool = True
+) -> torch.Tensor:
     """Unnormalised image features (B, D).
 
     ``prompts``: ``(layers, n, width)`` shared by the batch (deep: layer 0 is the inserted prompt;
@@ -41,8 +43,10 @@ def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torc
     if not (hasattr(visual, "_embeds") and hasattr(visual, "_pool")):
         import open_clip
 
-        raise MvlptError(f"open_clip {open_clip.__version__}'s VisionTransformer lacks _embeds/_pool, which mvlpt's "
-                         f"visual prompts build on; install open_clip_torch>=3,<4 as pyproject.toml pins it.")
+        raise MvlptError(
+            f"open_clip {open_clip.__version__}'s VisionTransformer lacks _embeds/_pool, which mvlpt's "
+            f"visual prompts build on; install open_clip_torch>=3,<4 as pyproject.toml pins it."
+        )
     x = visual._embeds(images)
     B = x.shape[0]
     n = 0 if prompts is None else prompts.shape[-2]
@@ -66,8 +70,9 @@ def encode_prompted_image(visual: nn.Module, images: torch.Tensor, prompts: torc
         if last and cls_only:
             x = block_rows(block, x[:, :1], keys[:, :1], keys)
         elif drop_prompts:
-            x = block_rows(block, torch.cat([x[:, :1], x[:, 1 + n :]], dim=1),
-                           torch.cat([keys[:, :1], keys[:, 1 + n :]], dim=1), keys)
+            x = block_rows(
+                block, torch.cat([x[:, :1], x[:, 1 + n :]], dim=1), torch.cat([keys[:, :1], keys[:, 1 + n :]], dim=1), keys
+            )
         else:
             x = block(x, attn_mask=None)
     return _pool(visual, x, 0)
@@ -97,7 +102,9 @@ def _pool(visual: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
     return pooled
 
 
-def vpt_uniform_init(shape: tuple[int, ...], patch_size: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def vpt_uniform_init(
+    shape: tuple[int, ...], patch_size: int, width: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """VPT's init: uniform(-v, v), v = sqrt(6 / (3 * patch * patch + width))."""
     v = (6.0 / (3 * patch_size * patch_size + width)) ** 0.5
     return torch.empty(shape).uniform_(-v, v, generator=generator)

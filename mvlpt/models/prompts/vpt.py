@@ -21,8 +21,15 @@ DEFAULT_TEMPLATE = "a photo of a {}."
 class VPT(PromptLearner):
     method = "vpt"
 
-    def __init__(self, clip, classnames, n_ctx: int = 16, deep: bool = True, template: str = DEFAULT_TEMPLATE,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        clip,
+        classnames,
+        n_ctx: int = 16,
+        deep: bool = True,
+        template: str = DEFAULT_TEMPLATE,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(clip, classnames)
         if n_ctx < 0:
             raise MvlptError(f"VPT needs n_ctx >= 0, got {n_ctx}.")
