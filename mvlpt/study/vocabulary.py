@@ -63,8 +63,6 @@ class Method:
     # its class text depends on each image (CoCoOp): the learner's ``current_prompts(image_features)``
     # gives one text context per image, and the class features are computed per image, never once per pass
     image_conditioned: bool = False
-    # among the methods a config studies when it names none (the schema's default; CoCoOp: opt-in)
-    in_default_study: bool = True
     # the calibrated method whose cost coefficients price it when a calibration has none of its own
     # (mvlpt.running.cost: scaled by what it sends through the towers, and the estimate says so); None: refused
     priced_as: str | None = None
@@ -114,12 +112,10 @@ METHODS: dict[str, Method] = {
             label="CoCoOp",
             image_conditioned=True,
             priced_as="coop",
-            in_default_study=False,
         ),
     )
 }
 PAIRWISE_METHODS = tuple(m for m in METHODS.values() if not m.multitask_only)
-DEFAULT_METHODS = tuple(m.name for m in PAIRWISE_METHODS if m.in_default_study)  # the schema's `methods` default
 
 
 def register_method(entry: Method) -> Method:

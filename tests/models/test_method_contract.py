@@ -66,7 +66,6 @@ def twin():
             learns_image=False,
             label="Twin",
             priced_as="coop",
-            in_default_study=False,
         )
     )
     yield entry
@@ -76,9 +75,7 @@ def twin():
 @pytest.fixture
 def unpriced():
     vocabulary.register_method(
-        vocabulary.Method(
-            "unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False, label="Unpriced", in_default_study=False
-        )
+        vocabulary.Method("unpriced", f"{__name__}:Twin", learns_text=True, learns_image=False, label="Unpriced")
     )
     yield
     vocabulary.unregister_method("unpriced")
@@ -162,7 +159,6 @@ def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(
             learns_image=False,
             label="Uncounted",
             priced_as="coop",
-            in_default_study=False,
         )
     )
     try:
