@@ -14,7 +14,7 @@ from torch import nn
 from mvlpt.errors import MvlptError
 from mvlpt.models.prompts.base import PromptLearner
 from mvlpt.models.prompts.text import TokenLayout
-from mvlpt.running import cost, preflight
+from mvlpt.running import calibration, disk_check, preflight
 from mvlpt.study import vocabulary
 from mvlpt.study.configcheck import rule_problems
 from mvlpt.study.results import read_result
@@ -135,7 +135,7 @@ def test_cost_and_preflight_price_it_from_a_calibrated_method_and_say_so(twin, t
     note = [w for w in rep.warnings if w.startswith("cost: twin: the calibration has no figures of its own: priced with coop's")]
     assert len(note) == 1, rep.warnings
     # its prompt files are sized by its own parameter count
-    assert preflight._prompt_params("twin", {"n_ctx": 3}, 512, 768, 12) == 2 * 3 * 512
+    assert disk_check.prompt_params("twin", {"n_ctx": 3}, 512, 768, 12) == 2 * 3 * 512
 
 
 def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpriced, tmp_path, monkeypatch):
@@ -145,7 +145,7 @@ def test_a_method_without_figures_or_a_priced_as_is_refused_in_one_sentence(unpr
         match=r"has no figures for method 'unpriced'; name a calibrated method .* as its "
         r"`priced_as` in mvlpt.study.vocabulary.METHODS\.$",
     ):
-        cost.shipped_calibration().coefficients("unpriced")
+        calibration.shipped_calibration().coefficients("unpriced")
     rep = preflight.run(_cfg(tmp_path, ["unpriced"]), multitask=False)
     assert not rep.ok and any("`priced_as`" in p for p in rep.problems)
 
@@ -167,7 +167,7 @@ def test_a_learner_without_its_parameter_count_is_refused_not_priced_as_another(
             match=r"^method 'uncounted'.s learner does not say how many parameters it has.*"
             r"give its class a parameter_count classmethod\.$",
         ):
-            preflight._prompt_params("uncounted", {}, 512, 768, 12)
+            disk_check.prompt_params("uncounted", {}, 512, 768, 12)
     finally:
         vocabulary.unregister_method("uncounted")
 

@@ -72,7 +72,7 @@ WORKFLOW_CASES = {
     ),
     "unknown mode": (
         {"mode": "both"},
-        r"invalid config: mode: 'both' is not one of \['joint', 'sequential'\] \(see config/README\.md\)\.",
+        r"invalid config: mode: 'both' is not one of \['joint', 'sequential', 'zero_epoch'\] \(see config/README\.md\)\.",
     ),
     # the JSON schema, as one sentence naming the key
     "training option of the wrong type": (
