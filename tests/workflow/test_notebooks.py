@@ -102,6 +102,7 @@ def test_notebook_executes(path, results_dir, results_dir_with_tables, results_d
         assert "coop init: strategy gain beats random on" in text and "SoftCPT vs CoOp single-task:" in text
 
 
+@pytest.mark.slow  # a notebook run per table set; the fast lane runs each notebook once (above)
 def test_notebook_03_reads_the_workflow_tables(results_dir_multitask, tmp_path, monkeypatch):
     """With the tables `mvlpt multitask table` writes, notebook 03 reads them instead of recomputing."""
     import shutil
@@ -118,6 +119,7 @@ def test_notebook_03_reads_the_workflow_tables(results_dir_multitask, tmp_path, 
     assert f"read {root / 'tables' / 'multitask.parquet'}" in text
 
 
+@pytest.mark.slow  # a notebook run per table set; the fast lane runs each notebook once (above)
 def test_notebook_02_predictor_section_reads_the_workflow_tables(results_dir_with_tables, tmp_path, monkeypatch):
     """With the predictor matrices and scores the workflow writes (`mvlpt predict compute/score`), the
     section reads them and lists, per target, the best predictor's pick next to the measured best source."""
