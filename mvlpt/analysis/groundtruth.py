@@ -71,6 +71,31 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """The study's per-seed runs table (``runs.csv`` or ``runs.parquet``)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MvlptError(f"no runs table at {path}; give the study's tables/runs.parquet.")
+    from mvlpt.analysis.tables import read_table
+
+    df = read_table(path)
+    missing = {"method", "source", "target", "seed", "value"} - set(df.columns)
+    if missing:
+        raise MvlptError(f"{path} is not a runs table of the study (no column {', '.join(sorted(missing))}).")
+    return df
+
+
+def runs_beside(pairs_path: str | os.PathLike) -> pd.DataFrame | None:
+    """The runs table in the folder of the pair table ``pairs_path`` (same format first), or None."""
+    folder, name = os.path.split(os.fspath(pairs_path))
+    ext = os.path.splitext(name)[1]
+    for candidate in (f"runs{ext}", "runs.parquet", "runs.csv"):
+        path = os.path.join(folder, candidate)
+        if os.path.exists(path):
+            return read_runs(path)
+    return None
+
+
 def recovery(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     """Per method: designed relatedness vs measured gain over the off-diagonal pairs of the designed
     tasks in ``pairs``. Columns: method, n_pairs, spearman, p_value, within_target (mean Spearman
@@ -119,6 +144,20 @@ def recovery(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def design_as_gains(pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` with every off-diagonal gain replaced by the designed relatedness of its pair (the
+    baselines, diagonal rows, kept as measured: the ``source_quality`` null predictor reads them), so a
+    predictor scored on it (``mvlpt predict score --against-design``) is scored against the design instead of
+    the measured gains. Only pairs of one designed world's tasks; ``gain_se`` and ``interaction`` are dropped
+    (the design has no noise; the scoring recomputes the interaction)."""
+    tasks = sorted({t for col in ("source", "target") for t in pairs[col].astype(str)})
+    designed.world_of(tasks)  # one designed world, or one sentence
+    out = pairs.drop(columns=[c for c in ("gain_se", "interaction") if c in pairs.columns]).copy()
+    off = out["source"] != out["target"]
+    out.loc[off, "gain"] = [designed.relatedness(s, t) for s, t in zip(out.loc[off, "source"], out.loc[off, "target"])]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,15 +272,29 @@ def within_target_mean(gain: pd.DataFrame) -> tuple[float, int]:
 
 
 def primary(
-    pairs: pd.DataFrame, *, threshold: float = THRESHOLD, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    pairs: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    *,
+    threshold: float = THRESHOLD,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """The second world's primary statistic per method (docs/groundtruth.md, pre-registered): the mean
     within-target Spearman between designed relatedness and measured gain over every off-diagonal
-    pair, with a ``level`` interval from a parametric bootstrap of the cells (each gain redrawn from a
-    normal with its standard error ``gain_se``: seeds and test set, mvlpt.analysis.gainstats; ``n_boot`` draws),
-    and, on the interaction term of the gain decomposition (``interaction``: source and target effects
-    removed), the pooled Spearman with the design. Columns: method, within_target, ci_low, ci_high,
-    n_targets, spearman_interaction, met (within_target >= threshold)."""
+    pair; and, on the interaction term of the gain decomposition (``interaction``: source and target
+    effects removed), the pooled Spearman with the design.
+
+    The ``level`` interval comes from the per-seed gains in ``runs`` (the study's ``runs`` table): the
+    two-level bootstrap of :func:`mvlpt.analysis.gainstats.two_level_resamples` (targets with replacement,
+    then each drawn target's seeds with replacement, all its sources keeping the same seeds), the same
+    resampling as the predictor table's intervals, ``n_boot`` draws; it is centred on the data's own
+    statistic. Without ``runs`` there is no interval (NaN): a parametric redraw of the cells from their
+    standard errors adds the noise a second time to gains that already carry it, which breaks the design's
+    ties again and biases the draws low (the first report of the second world used it; docs/groundtruth.md).
+
+    Columns: method, within_target, ci_low, ci_high, interval (what the interval resamples), n_targets,
+    spearman_interaction, met (within_target >= threshold)."""
     from mvlpt.study.domains import check_level
 
     check_level(level)
@@ -252,12 +305,12 @@ def primary(
     for method, sub in off.groupby("method", sort=False):
         gain = sub.pivot_table(index="source", columns="target", values="gain")
         est, n = within_target_mean(gain)
-        if "gain_se" in sub.columns and sub["gain_se"].notna().all():
-            se = sub.pivot_table(index="source", columns="target", values="gain_se").reindex_like(gain)
-            draws = [within_target_mean(gain + rng.standard_normal(gain.shape) * se.to_numpy())[0] for _ in range(n_boot)]
+        lo = hi = np.nan
+        interval = "none (no per-seed runs given)"
+        if runs is not None and (runs["method"] == method).any():
+            draws = _seed_target_draws(runs, method, list(gain.columns), n_boot, rng)
             lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
-        else:
-            lo = hi = np.nan
+            interval = f"targets, then seeds ({n_boot} two-level resamples)"
         inter = np.nan
         if "interaction" in sub.columns and sub["interaction"].notna().sum() >= 3:
             rel = [designed.relatedness(s, t) for s, t in zip(sub["source"], sub["target"])]
@@ -268,12 +321,41 @@ def primary(
                 "within_target": est,
                 "ci_low": float(lo),
                 "ci_high": float(hi),
+                "interval": interval,
                 "n_targets": n,
                 "spearman_interaction": inter,
                 "met": bool(est >= threshold),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _seed_target_draws(runs: pd.DataFrame, method: str, tasks: list[str], n_boot: int, rng) -> np.ndarray:
+    """``n_boot`` two-level resamples (targets, then seeds) of the mean within-target Spearman between the
+    designed relatedness and the gains of ``method``: the statistic of :func:`within_target_mean` on each
+    resample, vectorised (ranks with ties averaged, then Pearson); a drawn target whose sources' gains or
+    relatedness do not vary is left out of that draw's mean, as in :func:`within_target_mean`."""
+    from mvlpt.analysis.gainstats import seed_gains, two_level_resamples
+
+    per_seed, order, _ = seed_gains(runs, method, tasks)
+    targets, mats = two_level_resamples(per_seed, n_boot, rng)  # (B, T), (B, S, T)
+    rel = np.array([[designed.relatedness(s, t) if s != t else np.nan for t in order] for s in order])
+    r = rel[:, targets]  # (S, B, T): each drawn column's designed relatedness
+    g = np.moveaxis(mats, 0, 1)  # (S, B, T)
+    ok = np.isfinite(r) & np.isfinite(g)
+    # every drawn column has the same off-diagonal sources (the diagonal is the one NaN of a column)
+    rr = stats.rankdata(np.where(ok, r, np.inf), axis=0)
+    gr = stats.rankdata(np.where(ok, g, np.inf), axis=0)
+    rr, gr = np.where(ok, rr, np.nan), np.where(ok, gr, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rc = rr - np.nanmean(rr, axis=0)
+        gc = gr - np.nanmean(gr, axis=0)
+        rho = np.nansum(rc * gc, axis=0) / np.sqrt(np.nansum(rc**2, axis=0) * np.nansum(gc**2, axis=0))
+    n_ok = ok.sum(axis=0)
+    valid = (n_ok >= 3) & (np.nanstd(np.where(ok, r, np.nan), axis=0) > 0) & (np.nanstd(np.where(ok, g, np.nan), axis=0) > 0)
+    rho = np.where(valid, rho, np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.where(np.isfinite(rho), rho, np.nan), axis=1)
 
 
 def simulate_power(

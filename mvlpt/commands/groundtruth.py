@@ -22,7 +22,9 @@ def run_groundtruth(args) -> int:
         pairs = groundtruth.read_pairs(args.pairs)
         tables.append(groundtruth.recovery(pairs))
         # the second world's pre-registered statistic (docs/groundtruth.md): mean within-target Spearman, interval
-        tables.append(groundtruth.primary(pairs, n_boot=args.n_boot))
+        # its interval resamples the per-seed gains of the runs table beside the pair table (or --runs)
+        runs = groundtruth.read_runs(args.runs) if args.runs else groundtruth.runs_beside(args.pairs)
+        tables.append(groundtruth.primary(pairs, runs, n_boot=args.n_boot))
     if args.predictors:
         from mvlpt.tasks import designed
 
@@ -46,6 +48,12 @@ def add_parser(sub) -> None:
         "method, and against transferability estimators of the frozen model (docs/groundtruth.md).",
     )
     p.add_argument("--pairs", default=None, help="the study's pair table (results/groundtruth/tables/pairs.parquet or .csv)")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="the study's per-seed runs table for the primary statistic's interval (default: runs.parquet or "
+        "runs.csv beside --pairs; without one, no interval)",
+    )
     p.add_argument("--predictors", action="store_true", help="also score LEEP/NCE/LogME/H-score/GBC of the frozen model")
     p.add_argument(
         "--world",

@@ -133,6 +133,11 @@ def run_score(args) -> int:
         raise MvlptError("give the runs table (--runs results/tables/runs.parquet) or the pairs table (--pairs).")
     runs = tables.read_table(args.runs) if args.runs else None
     pairs = tables.read_table(args.pairs) if args.pairs else None
+    if args.against_design:  # a designed world: the predictors against its relatedness (docs/groundtruth.md)
+        from mvlpt.analysis import groundtruth
+
+        pairs = groundtruth.design_as_gains(pairs if pairs is not None else tables.pair_table(runs))
+        runs = None  # the design has no seeds: the interval is over targets only
     preds = {}
     for path in args.predictors:
         m, info = predictors.read_predictor(path)
@@ -260,6 +265,12 @@ def add_parser(subparsers) -> None:
         "and the intervals are over targets only",
     )
     q.add_argument("--predictors", nargs="+", required=True, help="matrices from `mvlpt predict compute`")
+    q.add_argument(
+        "--against-design",
+        action="store_true",
+        help="a designed world's study: score the predictors against the designed relatedness instead of the "
+        "measured gains (docs/groundtruth.md)",
+    )
     q.add_argument("--methods", nargs="+", help="methods to score (default: every method of the pairs table)")
     q.add_argument("--n-boot", type=int, default=A["n_boot"], help="bootstrap resamples of every confidence interval")
     q.add_argument("--n-perm", type=int, default=A["n_perm"], help="permutations of the within-target p-value")

@@ -35,6 +35,11 @@ def json_arg(text: str | None, what: str) -> dict:
     return value
 
 
+def _run_all(run):
+    """``run`` applied to each spec of a list, the results concatenated."""
+    return lambda specs: [r for one in specs for r in run(one)]
+
+
 def run_train(args) -> int:
     if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
@@ -48,6 +53,9 @@ def run_train(args) -> int:
     for key in ("epochs", "lr", "batch_size"):
         if getattr(args, key) is not None:
             train_opts[key] = getattr(args, key)
+    sources = args.source or []
+    if len(sources) > 1 and not args.zero_epoch:
+        raise MvlptError("give one --source (several only with --zero-epoch: one cell per source and target).")
     spec = RunSpec(
         method=args.method,
         tasks=list(args.task),
@@ -62,7 +70,7 @@ def run_train(args) -> int:
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
         init_from=args.init_from,
-        source=args.source,
+        source=sources[0] if len(sources) == 1 else None,
         outputs=pairs_arg(args.output, "--output"),
         save_prompts=pairs_arg(args.save_prompt, "--save-prompt"),
         save_group_prompt=args.save_group_prompt,
@@ -71,10 +79,13 @@ def run_train(args) -> int:
         hateful_memes_metric=args.hateful_memes_metric,
     )
     if args.zero_epoch:
-        from mvlpt.training.zero_epoch import ZeroEpochSpec, run
+        from mvlpt.training import zero_epoch
 
-        spec = ZeroEpochSpec.of(spec)
-    spec.validate()
+        several = len(spec.tasks) > 1 or len(sources) > 1  # several cells, one process
+        specs = zero_epoch.pair_specs(spec, sources) if several else [zero_epoch.ZeroEpochSpec.of(spec).validate()]
+        run = _run_all(zero_epoch.run)
+    else:
+        specs, run = [spec.validate()], _run_all(run)
     from mvlpt.tasks import get_task
 
     for name in spec.tasks:
@@ -84,9 +95,10 @@ def run_train(args) -> int:
     from mvlpt.training.checkpoints import source_prompts
 
     check_data_dir(spec.data_dir)
-    spec.check_paths()  # all of these fail now, not after training
-    if spec.init_from:
-        spec.source, _ = source_prompts(spec)
+    for one in specs:
+        one.check_paths()  # all of these fail now, not after training
+        if one.init_from:
+            one.source, _ = source_prompts(one)
     label = f"{args.method}:{'+'.join(args.task)}:seed{','.join(map(str, spec.seeds))}"
     with lease_device(args.device, label=label) as lease:
         if lease.index is not None:
@@ -94,8 +106,9 @@ def run_train(args) -> int:
 
             torch.cuda.set_device(lease.index)
         print(describe_lease(lease), file=sys.stderr)
-        spec.device = lease.device
-        results = run(spec)
+        for one in specs:
+            one.device = lease.device
+        results = run(specs)
     for r in results:
         print(
             f"{r['method']} {r['source']} -> {r['target']} seed {r['seed']}: test {r['metric']} {r['test']:.4f} "
@@ -140,8 +153,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--source",
+        action="append",
         default=None,
-        help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given",
+        help="sequential mode: the source task, optional: it is read from the --init-from file, and checked when given; "
+        "with --zero-epoch it may be repeated (and --task too): every (source, target) cell of them is evaluated in "
+        "this one process, with a {source} slot in --init-from and in each --output path",
     )
     p.add_argument(
         "--zero-epoch",

@@ -123,7 +123,7 @@ class StudyShape:
     tasks: tuple  # TaskCost, config order
     methods: tuple
     seeds: int
-    mode: str  # joint | sequential
+    mode: str  # joint | sequential | zero_epoch
     stack_seeds: bool
     epochs: int
     batch_size: int
@@ -198,6 +198,8 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
         for i, a in enumerate(tasks):
             add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
             jobs += copies
+            if shape.mode == "zero_epoch":
+                continue  # priced below: nothing trains
             others = tasks[i + 1 :] if shape.mode == "joint" else [b for b in tasks if b is not a]
             for b in others:
                 if shape.mode == "joint":
@@ -208,6 +210,12 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
                 else:  # sequential: a source prompt (the baseline's) fine-tuned on target b
                     add(_job(cal, method, [b], [b], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
                 jobs += copies
+        if shape.mode == "zero_epoch" and len(tasks) > 1:  # one job per method (seed copy) evaluates every cell
+            for b in tasks:  # each of b's n-1 cells: one validation and one test pass of b with a source's prompt
+                cell = _job(cal, method, [b], [b], shape.batch_size, K, 1, shape.eval_batch_size)
+                add({"validation": cell["validation"], "test": cell["test"]}, (len(tasks) - 1) * copies)
+            add({"setup": cal.job_setup_s}, copies)
+            jobs += copies
         if vocabulary.METHODS.get(method) and vocabulary.METHODS[method].caches_image_features and not features_priced:
             features_priced = True  # one frozen-feature job per task: test split + every seed's few-shot images
             for t in tasks:

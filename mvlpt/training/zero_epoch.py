@@ -68,6 +68,44 @@ class ZeroEpoch(Trainer):
         return self._finish(time.time() - t0)
 
 
+SOURCE_SLOT = "{source}"
+
+
+def pair_specs(spec: RunSpec, sources: list[str]) -> list[ZeroEpochSpec]:
+    """The zero-epoch cells of every target of ``spec.tasks`` from every other task of ``sources``, one
+    :class:`ZeroEpochSpec` each, evaluated in one process (one job of the ``zero_epoch`` mode per method:
+    the imports, the frozen model and the targets' data are paid once, not once per cell). ``spec.init_from``
+    and each target's output path hold a ``{source}`` slot the source's name fills (``{seed}`` stays for
+    :meth:`RunSpec.path`); with a single source and target the slot may be left out."""
+    targets, sources = list(spec.tasks), list(dict.fromkeys(sources))
+    if not sources:
+        raise MvlptError("a zero-epoch transfer needs the source task(s) (--source) whose prompts it evaluates.")
+    several = len(targets) * len(sources) > 1
+    templates = [spec.init_from or "", *spec.outputs.values()]
+    if several and not all(SOURCE_SLOT in t for t in templates):
+        raise MvlptError(
+            "zero-epoch transfers of several sources or targets need a {source} slot in --init-from and in every "
+            "--output path (e.g. --init-from 'prompts/{source}/seed{seed}.safetensors')."
+        )
+    if several and set(spec.outputs) != set(targets):
+        raise MvlptError("give one --output TARGET=PATH for every --task of a zero-epoch run of several cells.")
+    out = []
+    for target in targets:
+        for source in sources:
+            if source == target:
+                continue
+            one = ZeroEpochSpec.of(spec)
+            one.tasks = [target]
+            one.source = source
+            one.init_from = spec.init_from.replace(SOURCE_SLOT, source) if spec.init_from else None
+            one.split_files = {k: v for k, v in spec.split_files.items() if k == target}
+            one.outputs = {k: v.replace(SOURCE_SLOT, source) for k, v in spec.outputs.items() if k == target}
+            out.append(one.validate())
+    if not out:
+        raise MvlptError("no zero-epoch cell to evaluate: every --source is the --task itself (that is the baseline).")
+    return out
+
+
 def run(spec: RunSpec) -> list[dict]:
     """Evaluate ``spec.init_from``'s prompt on ``spec.tasks[0]``; writes and returns the results."""
     return ZeroEpoch(spec if isinstance(spec, ZeroEpochSpec) else ZeroEpochSpec.of(spec)).run()

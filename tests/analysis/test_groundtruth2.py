@@ -42,17 +42,74 @@ def _pairs(gain_of, tasks=W2, se=0.01):
     return pd.DataFrame(rows)
 
 
+def _runs(gain_of, tasks=W2, seeds=(1, 2, 3), noise=0.0, rng_seed=0):
+    """A runs table whose per-seed gains are ``gain_of(s, t)`` plus seed noise (baselines 0.5)."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for k in seeds:
+        for t in tasks:
+            rows.append({"method": "coop", "source": t, "target": t, "seed": k, "value": 0.5})
+            for s in tasks:
+                if s != t:
+                    v = 0.5 + gain_of(s, t) + noise * rng.standard_normal()
+                    rows.append({"method": "coop", "source": s, "target": t, "seed": k, "value": v})
+    return pd.DataFrame(rows)
+
+
 def test_primary_statistic_on_known_answers():
-    exact = groundtruth.primary(_pairs(designed.relatedness), n_boot=200)
+    exact = groundtruth.primary(_pairs(designed.relatedness), _runs(designed.relatedness), n_boot=200)
     assert exact.loc[0, "within_target"] == pytest.approx(1.0) and exact.loc[0, "met"]
-    # redrawn cells break the designed ties, so even an exact world's interval lies below 1 (a tied design
-    # cannot correlate perfectly with untied gains), but far above the threshold
-    assert groundtruth.THRESHOLD < exact.loc[0, "ci_low"] <= exact.loc[0, "ci_high"] <= 1.0
+    # noiseless seeds: every resample is the data itself, so the interval is the point
+    assert exact.loc[0, "ci_low"] == pytest.approx(1.0) and exact.loc[0, "ci_high"] == pytest.approx(1.0)
     reverse = groundtruth.primary(_pairs(lambda s, t: -designed.relatedness(s, t)), n_boot=200)
     assert reverse.loc[0, "within_target"] == pytest.approx(-1.0) and not reverse.loc[0, "met"]
+    assert np.isnan(reverse.loc[0, "ci_low"]) and reverse.loc[0, "interval"].startswith("none")
     # a pure source-quality world (the textures prompts bad everywhere) is not pair-specific
     quality = groundtruth.primary(_pairs(lambda s, t: -1.0 if "textures" in s else 0.0), n_boot=200)
     assert quality.loc[0, "within_target"] < groundtruth.THRESHOLD
+
+
+def test_primary_interval_resamples_seeds_and_brackets_the_estimate():
+    """The interval of noisy seeds contains the data's own statistic (the parametric redraw it replaced
+    did not: it added the noise twice) and the vectorised draws equal the statistic computed resample by
+    resample with :func:`within_target_mean`."""
+    from mvlpt.analysis.gainstats import seed_gains, two_level_resamples
+
+    effect = {1.0: 0.02, 0.5: -0.05, 0.0: -0.10}
+    runs = _runs(lambda s, t: effect[designed.relatedness(s, t)], noise=0.05, rng_seed=3)
+    per_seed, order, _ = seed_gains(runs, "coop", list(W2))
+    mean = per_seed.mean(axis=0)  # NaN on the diagonal only
+    pairs = pd.DataFrame(
+        [
+            {"method": "coop", "source": s, "target": t, "gain": mean[i, j]}
+            for i, s in enumerate(order)
+            for j, t in enumerate(order)
+            if i != j
+        ]
+    )
+    row = groundtruth.primary(pairs, runs, n_boot=400, seed=5).iloc[0]
+    assert row["ci_low"] <= row["within_target"] <= row["ci_high"] and row["ci_low"] < row["ci_high"]
+
+    draws = groundtruth._seed_target_draws(runs, "coop", list(W2), 50, np.random.default_rng(11))
+    targets, mats = two_level_resamples(per_seed, 50, np.random.default_rng(11))
+    for b in range(50):
+        rhos = []
+        for j, ti in enumerate(targets[b]):
+            col = pd.DataFrame({"x": mats[b, :, j]}, index=order).rename(columns={"x": order[ti]})
+            value, n = groundtruth.within_target_mean(col)
+            if n:
+                rhos.append(value)
+        assert draws[b] == pytest.approx(np.mean(rhos))
+
+
+def test_runs_table_is_found_beside_the_pairs(tmp_path):
+    runs = _runs(designed.relatedness)
+    assert groundtruth.runs_beside(tmp_path / "pairs.csv") is None
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    assert len(groundtruth.runs_beside(tmp_path / "pairs.parquet")) == len(runs)
+    runs.drop(columns="seed").to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(MvlptError, match="not a runs table"):
+        groundtruth.runs_beside(tmp_path / "pairs.csv")
 
 
 def test_power_simulation_responds_to_effect_and_noise():
@@ -103,3 +160,28 @@ def test_reduced_world_zero_epoch_orders_twin_above_textures(tmp_path):
     gain = pairs.set_index(["source", "target"])["gain"]
     assert gain["gw2-shapes-a2", "gw2-shapes-a1"] > gain["gw2-textures-1", "gw2-shapes-a1"]
     assert gain["gw2-shapes-a1", "gw2-shapes-a2"] > gain["gw2-textures-1", "gw2-shapes-a2"]
+
+
+def test_predictors_are_scored_against_the_design():
+    """``mvlpt predict score --against-design``: the measured gains are replaced by the designed relatedness, so
+    the design itself as a predictor scores a within-target Spearman of 1 whatever was measured, and a
+    predictor that tracked the (noise) measurement does not."""
+    from mvlpt.transfer import predictor_scores
+
+    rng = np.random.default_rng(0)
+    noise = _pairs(lambda s, t: rng.standard_normal())
+    base = pd.DataFrame([{"method": "coop", "source": t, "target": t, "gain": np.nan, "mean": 0.5} for t in W2])
+    pairs = pd.concat([noise, base], ignore_index=True)
+    design = groundtruth.design_as_gains(pairs)
+    off = design[design["source"] != design["target"]]
+    assert off["gain"].tolist() == [designed.relatedness(s, t) for s, t in zip(off["source"], off["target"])]
+    assert "gain_se" not in design.columns and design.loc[design["source"] == design["target"], "mean"].eq(0.5).all()
+    rel = pd.DataFrame([[designed.relatedness(s, t) for t in W2] for s in W2], index=W2, columns=W2)
+    measured = noise.pivot_table(index="source", columns="target", values="gain").reindex(index=W2, columns=W2)
+    preds = {"label_match": (rel, {"seconds": 0.0}), "visual_cosine": (measured, {"seconds": 0.0})}
+    scores = predictor_scores.score_predictors(design, preds, methods=["coop"], n_boot=50, n_perm=0)
+    wt = scores[(scores["against"] == "gain") & (scores["score"] == "within_target_spearman")].set_index("predictor")
+    assert wt.loc["label_match", "estimate"] == pytest.approx(1.0)
+    assert wt.loc["visual_cosine", "estimate"] < 0.6
+    with pytest.raises(MvlptError, match="not all of one designed world"):
+        groundtruth.design_as_gains(pairs.assign(source=pairs["source"].replace("gw2-shapes-a1", "gt-shapes")))

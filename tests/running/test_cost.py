@@ -253,3 +253,22 @@ def test_the_workflow_checks_the_multitask_study_only_when_asked(tmp_path, monke
     assert found == [
         "multitask: strategy gain ranks the other tasks, which needs at least 3 tasks (the config has 2); add tasks or drop it."
     ]
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_zero_epoch_mode_is_one_untrained_job_per_method(stacked):
+    """mode zero_epoch (workflow/rules/zero_epoch.smk): the baselines train, then one job per method (per seed
+    unstacked) evaluates every cell: no training time beyond the baselines', and far below sequential."""
+    import dataclasses
+
+    base = shape(n=5, stacked=stacked)
+    zero = cost.estimate(dataclasses.replace(base, mode="zero_epoch"), CAL)
+    seq = cost.estimate(dataclasses.replace(base, mode="sequential"), CAL)
+    copies = 1 if stacked else base.seeds
+    for method in base.methods:
+        z, s = zero["per_method"][method], seq["per_method"][method]
+        features = 5 if method == "coop" else 0  # coop's frozen-feature jobs, one per task
+        assert z["jobs"] == 5 * copies + copies + features
+        assert s["jobs"] == 5 * copies + 5 * 4 * copies + features
+        assert z["breakdown_h"]["train"] == pytest.approx(s["breakdown_h"]["train"] / 5)  # the 5 baselines only
+        assert 0 < z["gpu_hours"] < s["gpu_hours"]

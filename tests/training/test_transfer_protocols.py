@@ -95,6 +95,49 @@ def test_zero_epoch_on_the_command_line(tmp_path, source_prompt, capsys):
     assert rec["mode"] == "zero_epoch" and rec["source"] == A and rec["best_epoch"] == 0
 
 
+@pytest.fixture(scope="module")
+def both_prompts(tmp_path_factory):
+    """Baseline prompts of A and B, laid out as a study's: {task}/seed{seed}.safetensors."""
+    d = tmp_path_factory.mktemp("both")
+    for t in (A, B):
+        run(spec(d, "coop", (t,), seeds=[1, 2], save_prompts={t: str(d / t / "seed{seed}.safetensors")}, outputs={}))
+    return d
+
+
+def test_zero_epoch_of_every_cell_in_one_process_equals_one_job_per_cell(tmp_path, both_prompts):
+    """The zero_epoch mode's one job per method (workflow/rules/zero_epoch.smk): every (source, target) cell of
+    the given tasks, each result the number a one-cell run gives."""
+    opts = json.dumps({"epochs": 2, "lr": 0.01, "warmup_epochs": 0, "batch_size": 4, "batch_size_multitask": 8})
+    common = ["--method", "coop", "--seed", "1", "--seed", "2", "--shots", "5", "--pretrained", "synthetic"]
+    common += ["--device", "cpu", "--train-options", opts]
+    init = str(both_prompts / "{source}" / "seed{seed}.safetensors")
+    outs = [f"{t}={tmp_path / 'all' / ('{source}__' + t)}" + "_{seed}.json" for t in (A, B)]
+    argv = ["train", "--zero-epoch", "--task", A, "--task", B, "--source", A, "--source", B, "--init-from", init]
+    assert main(argv + [a for o in outs for a in ("--output", o)] + common) == 0
+    written = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert written == sorted(f"{s}__{t}_{k}.json" for s, t in ((A, B), (B, A)) for k in (1, 2))
+    for s, t in ((A, B), (B, A)):
+        one = tmp_path / "one" / f"{s}__{t}" / "r{seed}.json"
+        argv = ["train", "--zero-epoch", "--task", t, "--init-from", init.replace("{source}", s), "--output", f"{t}={one}"]
+        assert main(argv + common) == 0
+        for k in (1, 2):
+            a = json.loads((tmp_path / "all" / f"{s}__{t}_{k}.json").read_text())
+            b = json.loads((one.parent / f"r{k}.json").read_text())
+            assert (a["source"], a["target"], a["mode"]) == (s, t, "zero_epoch")
+            assert a["test"] == b["test"] and a["val"] == b["val"] and a["config_hash"] == b["config_hash"]
+
+
+def test_zero_epoch_of_several_cells_needs_source_slots(tmp_path, both_prompts, capsys):
+    init = str(both_prompts / A / "seed{seed}.safetensors")
+    argv = ["train", "--zero-epoch", "--method", "coop", "--task", B, "--source", A, "--source", B, "--init-from", init]
+    argv += ["--output", f"{B}={tmp_path / 'r{seed}.json'}", "--pretrained", "synthetic", "--device", "cpu"]
+    assert main(argv) != 0
+    assert "need a {source} slot in --init-from" in capsys.readouterr().err
+    assert main([a for a in argv if a != "--zero-epoch"]) != 0
+    assert "several only with --zero-epoch" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_joint_batch_default_leaves_hashes_unchanged_and_added_is_hashed():
     shared, added = TrainConfig(), TrainConfig(joint_batch="added")
     assert "joint_batch" not in shared.hashable() and added.hashable()["joint_batch"] == "added"

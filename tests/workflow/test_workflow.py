@@ -77,6 +77,8 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         jobs["frozen_features"] = n  # one feature cache per task, shared by every run of those methods
     if cfg.get("mode", "joint") == "joint":
         jobs["train_joint"] = m * n * (n - 1) // 2 * per_run
+    elif cfg["mode"] == "zero_epoch":  # one job per method (and seed) evaluates every cell, training nothing
+        jobs["transfer_zero_epoch"] = m * per_run
     else:
         jobs["train_sequential"] = m * n * (n - 1) * per_run
     return jobs
@@ -116,6 +118,37 @@ def test_demo_config_dag(tmp_path):
     res = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "config" / "config.yaml")
     assert res.returncode == 0, res.stderr + res.stdout
     assert job_counts(res.stdout + res.stderr) == expected_jobs(cfg)
+
+
+@pytest.mark.parametrize("variant", [{}, {"stack_seeds": False}])
+def test_zero_epoch_world_dag(tmp_path, variant):
+    """config/groundtruth2.yaml (mode zero_epoch): one transfer_zero_epoch job per method (per seed unstacked)
+    writes every off-diagonal cell's result."""
+    cfg = {**yaml.safe_load((REPO / "config" / "groundtruth2.yaml").read_text()), **variant}
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=configfile)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert job_counts(res.stdout + res.stderr) == expected_jobs(cfg)
+    res = snakemake(tmp_path, "-n", "--until", "transfer_zero_epoch", configfile=configfile)
+    blocks = [b for b in res.stdout.split("\nrule ") if b.startswith("transfer_zero_epoch:")]
+    outputs = [
+        p.strip()
+        for b in blocks
+        for line in b.splitlines()
+        if line.strip().startswith("output:")
+        for p in line.split(":", 1)[1].split(",")
+    ]
+    n, k = len(cfg["tasks"]), len(cfg["seeds"])
+    expected = {
+        f"results/groundtruth2/{m}/{s}__{t}/seed{seed}.json"
+        for m in cfg["methods"]
+        for s in cfg["tasks"]
+        for t in cfg["tasks"]
+        if s != t
+        for seed in cfg["seeds"]
+    }
+    assert len(outputs) == len(expected) == len(cfg["methods"]) * n * (n - 1) * k and set(outputs) == expected
 
 
 def test_every_ordered_pair_has_its_own_result_file(tmp_path):
