@@ -50,6 +50,7 @@ POINTS: tuple[Point, ...] = (
         "split_files",
         "trainers/mvlpt.py construct_multitask_dataset",
     ),
+    # (None: the key unset, ELEVATER's ROC-AUC)
     Point("hateful-memes metric", ("elevater", "hateful_memes_metric"), "accuracy", None, "commit 218e6a6"),
     Point("UPT token mixing", ("method_options", "upt", "mix"), "per_token", "all", "trainers/mvlpt.py (the UPT block)"),
     Point("precision", ("train", "precision"), "fp16", "auto", "configs/trainers/MVLPT/vit_b16.yaml PREC"),
