@@ -297,3 +297,20 @@ def test_collect_refuses_results_of_two_protocols(tmp_path):
     msg = str(e.value)
     assert "mix protocols, 1 under corrected" in msg and "3 under reference" in msg
     assert msg.endswith("give each protocol its own results_dir.")
+
+
+def test_mvlpt_train_protocol_reference_sets_the_points_under_the_options_given(tmp_path, run_mvlpt):
+    """`mvlpt train --protocol reference`: the preset's train options, an option given on the command line wins."""
+
+    def train(out, *extra):
+        args = ["train", "--method", "coop", "--task", A, "--task", B, "--epochs", 2, "--device", "cpu"]
+        args += ["--output", f"{A}={out}", "--protocol", "reference", *extra]
+        rc, errors, err = run_mvlpt(*args)
+        assert rc == 0 and not errors, err
+        return json.loads(out.read_text())
+
+    ref = train(tmp_path / "ref.json")
+    assert (ref["protocol"], ref["joint_checkpoint"], ref["joint_fewshot"]) == ("reference", "mean_val", "union")
+    mine = train(tmp_path / "mine.json", "--train-options", '{"joint_checkpoint": "per_task", "precision": "fp32"}')
+    assert mine["protocol"] == "reference" and "joint_checkpoint" not in mine and mine["joint_fewshot"] == "union"
+    assert mine["config_hash"] != ref["config_hash"]
