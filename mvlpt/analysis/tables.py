@@ -52,6 +52,7 @@ EXTRA_COLUMNS = (
     "n_test",
     "select",
     "val_loss",
+    "protocol",  # mvlpt.study.protocol's name (older records: corrected); one per table (results.check_protocols)
 )
 SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
 
@@ -73,6 +74,7 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
         }
         for k in EXTRA_COLUMNS:
             row[k] = rec.get(k)
+        row["protocol"] = results.protocol_of(rec)
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + list(EXTRA_COLUMNS))
     df["seed"] = df["seed"].astype("int64")
@@ -81,7 +83,7 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("float64")
     for k in ("shots", "best_epoch", "epochs", "n_train", "n_val", "n_test"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("Int64")
-    for k in ("mode", "device", "model", "pretrained", "config_hash", "select"):
+    for k in ("mode", "device", "model", "pretrained", "config_hash", "select", "protocol"):
         df[k] = df[k].astype("string")
     dup = df.duplicated(["method", "source", "target", "seed"], keep=False)
     if dup.any():

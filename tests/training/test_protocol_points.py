@@ -290,7 +290,8 @@ def test_collect_refuses_results_of_two_protocols(tmp_path):
     root = tmp_path / "results"
     for source, target in (("a", "a"), ("b", "b"), ("a", "b")):
         write_record(root, "coop", source, target, 1, protocol="reference")
-    assert len(tables.load_results(root)) == 3
+    runs = tables.load_results(root)
+    assert len(runs) == 3 and set(runs["protocol"]) == {"reference"}, "the runs table carries the protocol"
     write_record(root, "coop", "b", "a", 1)  # an older record: no protocol, i.e. corrected
     with pytest.raises(MvlptError) as e:
         tables.load_results(root, allow_mixed_settings=True)
