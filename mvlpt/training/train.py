@@ -2,7 +2,9 @@
 
 One process trains a method on one task (baseline), two or more tasks jointly (one training run
 serves every direction: the best-validation checkpoint is tracked *per task*), or one target task
-initialised from a source task's prompt (sequential). Each requested target gets a result JSON with
+initialised from a source task's prompt (sequential). The points of the reference protocol that concern a
+joint run (mvlpt.study.protocol: one mean-validation checkpoint, images sampled anew for the union, one batch
+order every epoch) and fp16 parameters are train options. Each requested target gets a result JSON with
 its test metric, evaluated with the checkpoint that was best on that task's validation set (ties: the
 lower validation loss, then the later epoch; :func:`better`), or with the last epoch's (train option
 ``select: last``).
@@ -660,7 +662,7 @@ class Trainer:
             "init_seed": spec.init_seed,
             "config_hash": spec.config_hash(m.seed),
             "splits": {td.task.name: td.split_hash for td in m.data},
-            "best_epoch": m.best[task]["epoch"] + 1,
+            "best_epoch": (m.best[task] if group else self.reported(m, task))["epoch"] + 1,
             "mvlpt_version": __version__,
         }
 
@@ -720,8 +722,8 @@ class Trainer:
 
 def union_seed(seed: int, tasks) -> int:
     """The seed of a joint run's few-shot sample with train option ``joint_fewshot: union``: one per seed and
-    set of tasks (the reference code samples the union's manifest anew), never the baseline's own seed's
-    stream (the baselines' split files)."""
+    set of tasks, the same in either task order (the reference code samples the union's manifest anew), a
+    stream other than the seed's own, which the baselines' split files come from."""
     from mvlpt.study.names import SEED_LIMIT
 
     digest = hashlib.sha256(json.dumps([seed, sorted(tasks)]).encode()).digest()

@@ -315,3 +315,26 @@ def test_mvlpt_train_protocol_reference_sets_the_points_under_the_options_given(
     mine = train(tmp_path / "mine.json", "--train-options", '{"joint_checkpoint": "per_task", "precision": "fp32"}')
     assert mine["protocol"] == "reference" and "joint_checkpoint" not in mine and mine["joint_fewshot"] == "union"
     assert mine["config_hash"] != ref["config_hash"]
+
+
+def test_a_resumed_mean_val_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    from fakes import kill_training_at
+
+    train = TrainConfig(epochs=4, lr=0.01, checkpoint_every=1, joint_checkpoint="mean_val", joint_order="fixed")
+    full = run(spec(tmp_path / "full", train=train, save_prompts={A: str(tmp_path / "full.safetensors")}))
+    s = spec(
+        tmp_path / "res",
+        train=train,
+        state_path=str(tmp_path / "state.safetensors"),
+        save_prompts={A: str(tmp_path / "r.safetensors")},
+    )
+    kill_training_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run(s)
+    monkeypatch.undo()
+    resumed = run(s)
+    for a, b in zip(full, resumed):
+        assert {k: a[k] for k in ("target", "test", "val", "val_loss", "best_epoch")} == {
+            k: b[k] for k in ("target", "test", "val", "val_loss", "best_epoch")
+        }
+    assert read_prompt_meta(tmp_path / "r.safetensors")[1]["best_epoch"] == full[0]["best_epoch"], "the prompt says its epoch"
