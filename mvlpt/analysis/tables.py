@@ -12,7 +12,8 @@ Conventions
 * Gain of a pair = target test metric minus the target's baseline. When the baseline exists for the
   same seed the gain is paired per seed (``value[seed] - baseline[seed]``) and then averaged;
   otherwise the baseline's mean over seeds is used. ``gain_rel`` = ``gain / baseline_mean``.
-  Seeds are averaged, and gains taken, only within one setting (:func:`mvlpt.study.results.check_settings`).
+  Seeds are averaged, and gains taken, only within one setting (:func:`mvlpt.study.results.check_settings`), and
+  results of two protocols are never read together (:func:`mvlpt.study.results.check_protocols`).
 * Matrices are ``source`` (rows) x ``target`` (columns).
 * Similarities are given as a long table ``task_a, task_b, measure, value``; :func:`oriented` turns
   distances (:func:`mvlpt.study.vocabulary.is_distance`) around so that larger always means more similar.
@@ -51,6 +52,7 @@ EXTRA_COLUMNS = (
     "n_test",
     "select",
     "val_loss",
+    "protocol",  # mvlpt.study.protocol's name (older records: corrected); one per table (results.check_protocols)
 )
 SIMILARITY_COLUMNS = ("task_a", "task_b", "measure", "value")
 
@@ -72,6 +74,7 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
         }
         for k in EXTRA_COLUMNS:
             row[k] = rec.get(k)
+        row["protocol"] = results.protocol_of(rec)
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + list(EXTRA_COLUMNS))
     df["seed"] = df["seed"].astype("int64")
@@ -80,7 +83,7 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("float64")
     for k in ("shots", "best_epoch", "epochs", "n_train", "n_val", "n_test"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype("Int64")
-    for k in ("mode", "device", "model", "pretrained", "config_hash", "select"):
+    for k in ("mode", "device", "model", "pretrained", "config_hash", "select", "protocol"):
         df[k] = df[k].astype("string")
     dup = df.duplicated(["method", "source", "target", "seed"], keep=False)
     if dup.any():
@@ -116,6 +119,7 @@ def load_study(
 ) -> tuple[pd.DataFrame, dict]:
     """:func:`load_results` and the runs' test-set replicates (:func:`replicates_of`)."""
     found = results.read_results(root, methods, tasks, seeds)
+    results.check_protocols(found)  # never two protocols in one table, mixed settings allowed or not
     results.check_settings(found, allow_mixed=allow_mixed_settings)
     results.check_splits(found)  # a gain pairs a run with the baseline of the same split
     records = [rec for _, rec in found]

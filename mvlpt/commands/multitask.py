@@ -96,6 +96,14 @@ def run_figure(args) -> int:
     return 0
 
 
+def run_average(args) -> int:
+    from mvlpt.training.checkpoints import average_prompts
+
+    prov = average_prompts(args.prompt, args.out)
+    _say(f"the {prov['task']} source prompts of seeds {', '.join(map(str, prov['averaged_seeds']))} averaged -> {args.out}")
+    return 0
+
+
 def add_parser(subparsers) -> None:
     from mvlpt.study.settings import ANALYSIS_DEFAULTS as A, MULTITASK_DEFAULTS as D
     from mvlpt.study.vocabulary import GROUPING_STRATEGIES, MULTITASK_MODES
@@ -182,3 +190,15 @@ def add_parser(subparsers) -> None:
     q.add_argument("--summary", required=True, help="multitask_summary.csv (or .parquet) of `mvlpt multitask table`")
     q.add_argument("--out", required=True)
     q.set_defaults(func=run_figure)
+
+    q = sub.add_parser(
+        "average",
+        help="the seeds' source prompts of a group averaged into one (multitask.source_prompt: averaged)",
+        formatter_class=fmt,
+        description="Average the source prompt files of several seeds of one group, tensor by tensor, into one prompt "
+        "file that initialises the target runs of every seed (the MVLPT reference code's scripts/avg_ckpt.py; "
+        "mvlpt.training.checkpoints.average_prompts).",
+    )
+    q.add_argument("--prompt", nargs="+", required=True, help="the seeds' prompt files (safetensors) of one source group")
+    q.add_argument("--out", required=True, help="the averaged prompt file")
+    q.set_defaults(func=run_average)

@@ -44,10 +44,12 @@ def run_train(args) -> int:
     if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
     from mvlpt.running.devices import describe_lease, lease_device
+    from mvlpt.study import protocol
     from mvlpt.training.config import RunSpec, TrainConfig
     from mvlpt.training.train import run
 
-    train_opts = {}
+    preset = protocol.run_defaults(protocol.check(args.protocol))  # the protocol's values, under the options given
+    train_opts = dict(preset["train"])
     for text in args.train_options or []:  # later keys win
         train_opts.update(json_arg(text, "--train-options"))
     for key in ("epochs", "lr", "batch_size"):
@@ -61,7 +63,7 @@ def run_train(args) -> int:
         tasks=list(args.task),
         seeds=args.seed or [1],
         shots=args.shots,
-        method_options=json_arg(args.method_options, "--method-options"),
+        method_options={**preset["method_options"].get(args.method, {}), **json_arg(args.method_options, "--method-options")},
         train=TrainConfig.from_dict(train_opts),
         model=args.model,
         pretrained=pretrained_arg(args.model, args.pretrained),
@@ -76,7 +78,8 @@ def run_train(args) -> int:
         save_group_prompt=args.save_group_prompt,
         state_path=args.state,
         device=args.device,
-        hateful_memes_metric=args.hateful_memes_metric,
+        hateful_memes_metric=args.hateful_memes_metric or preset["hateful_memes_metric"],
+        protocol=args.protocol,
     )
     if args.zero_epoch:
         from mvlpt.training import zero_epoch
@@ -182,6 +185,13 @@ def add_parser(sub) -> None:
         help="with train option compile: torch.compile's kernel cache, shared by the runs that name it "
         "(TORCHINDUCTOR_CACHE_DIR; a value set in the environment wins; default: torch's, under the "
         "machine's temporary directory)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="corrected",
+        help="corrected (ours, the default) or reference (the MVLPT reference code's): recorded in the results, and its "
+        "values of the options it sets (docs/protocol.md) under those given (--train-options, --method-options, "
+        "--hateful-memes-metric)",
     )
     add_metric_args(p)
     add_model_args(p)

@@ -11,7 +11,8 @@ The rules, in order (each problem is one clause; the callers make the sentence):
    mvlpt's registries (so a new method needs no schema edit), values listed twice in ``tasks``,
    ``methods`` or ``seeds``;
 3. the ``multitask`` section (:func:`mvlpt.running.multitask_check.multitask_problems`), when the run asks for it;
-4. the ``train`` section through :class:`mvlpt.training.config.TrainConfig` (what ``mvlpt train`` refuses).
+4. the ``train`` section through :class:`mvlpt.training.config.TrainConfig` (what ``mvlpt train`` refuses), and
+   ``multitask.task_conditioned_train`` over it.
 
 Cheap: no torch; the task registry needs numpy and Pillow.
 """
@@ -118,4 +119,9 @@ def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
         TrainConfig.from_dict(cfg.get("train"))  # the rules `mvlpt train` applies
     except MvlptError as e:
         return [f"train: {str(e).rstrip('.')} (see config/README.md)"]
+    conditioned = (cfg.get("multitask") or {}).get("task_conditioned_train")
+    try:
+        TrainConfig.from_dict({**(cfg.get("train") or {}), **(conditioned or {})})
+    except MvlptError as e:
+        return [f"multitask.task_conditioned_train: {str(e).rstrip('.')} (see config/README.md)"]
     return []

@@ -183,6 +183,10 @@ MULTITASK_JOINT = Entry("{results}/multitask/{method}/joint/{group}", "The folde
 GROUP_PROMPT = Entry(
     "{results}/multitask/prompts/{method}/{group}/seed{seed}.safetensors", "A group's source prompt (mode init)."
 )
+GROUP_PROMPT_AVERAGED = Entry(
+    "{results}/multitask/prompts/{method}/{group}/averaged.safetensors",
+    "A group's source prompt averaged over the seeds (multitask.source_prompt: averaged; mode init).",
+)
 
 # --------------------------------------------------------------------------------------------------
 # Caches (config `cache_dir`): deterministic, never outputs a finished run depends on for its identity

@@ -156,8 +156,8 @@ def check_splits(found: Iterable[Found]) -> None:
             base[(rec["method"], rec["target"], rec["seed"])] = (path, rec)
     for path, rec in found:
         hit = base.get((rec["method"], rec["target"], rec["seed"]))
-        if rec["source"] == rec["target"] or hit is None:
-            continue
+        if rec["source"] == rec["target"] or hit is None or rec.get("joint_fewshot") == "union":
+            continue  # (train option joint_fewshot: union samples a joint run's images anew, as the reference code)
         base_path, base_rec = hit
         mine, theirs = (rec.get("splits") or {}).get(rec["target"]), (base_rec.get("splits") or {}).get(rec["target"])
         if mine is not None and theirs is not None and mine != theirs:
@@ -166,6 +166,25 @@ def check_splits(found: Iterable[Found]) -> None:
                 f"few-shot split of {rec['target']} than its baseline ({base_path}: split {theirs[:12]}, this run: "
                 f"{mine[:12]}), so their difference is no gain; rerun the one whose split file is not the study's."
             )
+
+
+def protocol_of(rec: dict) -> str:
+    """The named protocol a result was made under (mvlpt.study.protocol); older records: ``corrected``."""
+    return rec.get("protocol") or "corrected"
+
+
+def check_protocols(found: Sequence[Found]) -> None:
+    """Refuse, in one sentence, results of two protocols (mvlpt.study.protocol): their differences would come
+    from the protocol, not from transfer. Never allowed mixed."""
+    by: dict[str, list[str]] = {}
+    for path, rec in found:
+        by.setdefault(protocol_of(rec), []).append(str(path))
+    if len(by) > 1:
+        parts = [f"{len(paths)} under {name} (e.g. {paths[0]})" for name, paths in sorted(by.items())]
+        raise MvlptError(
+            f"the results mix protocols, {' and '.join(parts)}; tables of one study take one protocol's results: "
+            f"give each protocol its own results_dir."
+        )
 
 
 def check_settings(found: Sequence[Found], *, allow_mixed: bool = False) -> None:

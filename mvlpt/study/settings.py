@@ -129,6 +129,7 @@ class StudyConfig:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     shots: int
+    protocol: str  # mvlpt.study.protocol.PROTOCOLS; its values are already in the other fields
     fewshot_policy: str
     preflight: bool
     mode: str
@@ -173,12 +174,15 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
     found = [] if checked else problems(cfg, multitask=multitask)
     if found:
         raise MvlptError(f"invalid config: {'; '.join(found)}.")
-    full = fill_defaults(copy.deepcopy(cfg))
+    from mvlpt.study import protocol
+
+    full = fill_defaults(protocol.apply(copy.deepcopy(cfg)))  # the protocol's values where the config sets none
     return StudyConfig(
         tasks=tuple(full["tasks"]),
         methods=tuple(full["methods"]),
         seeds=tuple(int(s) for s in full["seeds"]),
         shots=int(full["shots"]),
+        protocol=full["protocol"],
         fewshot_policy=full["fewshot_policy"],
         preflight=bool(full["preflight"]),
         mode=full["mode"],

@@ -672,6 +672,12 @@ RESULT_FIELDS: tuple[Field, ...] = (
     # validation loss of its epoch (mean cross-entropy; multi-label: mean binary cross-entropy), the
     # tie-break of "best" (mvlpt.training.train.better); null when it was not finite
     Field("select", lambda v: v in ("best", "last"), "best or last", required=False),
+    # the study's named protocol (mvlpt.study.protocol; absent in older records: corrected, the only one then), and
+    # the joint-run points of the reference protocol where a run used them: the one checkpoint best on the mean
+    # validation metric of its tasks, and few-shot images sampled anew from the union of its tasks
+    Field("protocol", lambda v: v in ("corrected", "reference"), "corrected or reference", required=False),
+    Field("joint_checkpoint", lambda v: v == "mean_val", "mean_val", required=False),
+    Field("joint_fewshot", lambda v: v == "union", "union", required=False),
     Field(
         "val_loss",
         lambda v: v is None or (_is_num(v) and math.isfinite(v) and v >= 0),

@@ -220,7 +220,9 @@ def source_prompts(spec) -> tuple[str, dict[int, dict]]:
                 f"prompt checkpoint {path} was trained on the target task {spec.tasks[0]!r} itself: "
                 f"that is the baseline cell, not a transfer."
             )
-        for key, want in (("seed", seed), ("shots", spec.shots)):
+        # an averaged prompt (average_prompts) starts every seed's run, as the reference code's avg_ckpt.py prompt
+        checked = (("shots", spec.shots),) if "averaged_seeds" in prov else (("seed", seed), ("shots", spec.shots))
+        for key, want in checked:
             if prov[key] != want:
                 raise MvlptError(
                     f"prompt checkpoint {path} was trained with {key} {prov[key]}, this run's {key} is "
@@ -231,6 +233,54 @@ def source_prompts(spec) -> tuple[str, dict[int, dict]]:
     if len(sources) > 1:
         raise MvlptError(f"the source prompt files of this run were trained on different tasks ({', '.join(sources)}).")
     return sources[0], out
+
+
+def average_prompts(paths, out) -> dict:
+    """The prompt files ``paths`` (one source prompt per seed, of one method, options, model, tasks and shots)
+    averaged, tensor by tensor, into one prompt file ``out``, as the reference code's scripts/avg_ckpt.py does
+    with the seeds' best checkpoints (multitask option ``source_prompt: averaged``). The mean is taken in
+    float32 and stored in the files' own dtype. Its provenance is the first file's with ``averaged_seeds``
+    (the seeds, in order), ``seed`` the first of them, and each seed's ``config_hash``, ``splits`` and
+    ``best_epoch`` as lists; a sequential run of any seed may start from it (:func:`source_prompts`).
+    Returns that provenance; files that do not belong together are one sentence."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise MvlptError(f"averaging source prompts needs the prompts of two or more seeds, got {len(paths)}.")
+    metas = [read_prompt_meta(p) for p in paths]
+    (meta0, prov0), first = metas[0], paths[0]
+    for path, (meta, prov) in zip(paths[1:], metas[1:]):
+        for what, mine, theirs in (
+            ("method", meta.get("method"), meta0.get("method")),
+            ("options", meta.get("options"), meta0.get("options")),
+            *((key, prov[key], prov0[key]) for key in ("tasks", "shots", "model", "pretrained", "init_seed")),
+        ):
+            if mine != theirs:
+                raise MvlptError(
+                    f"prompt checkpoints {first} and {path} differ in their {what} ({theirs!r} vs {mine!r}); "
+                    f"only the seeds' prompts of one source are averaged."
+                )
+    seeds = [prov["seed"] for _, prov in metas]
+    if len(set(seeds)) != len(seeds):
+        raise MvlptError(f"the prompt checkpoints to average repeat a seed ({seeds}); give each seed's prompt once.")
+    tensors = [_load_tensors(p, "prompt checkpoint") for p in paths]
+    for path, t in zip(paths[1:], tensors[1:]):
+        if t.keys() != tensors[0].keys() or any(t[k].shape != tensors[0][k].shape for k in t):
+            raise MvlptError(f"prompt checkpoints {first} and {path} hold different parameters; they cannot be averaged.")
+    mean = {k: torch.stack([t[k].float() for t in tensors]).mean(0).to(tensors[0][k].dtype).contiguous() for k in tensors[0]}
+    provenance = {
+        **prov0,
+        "seed": seeds[0],
+        "averaged_seeds": seeds,
+        "config_hash": content_hash([prov["config_hash"] for _, prov in metas]),
+        "seed_config_hashes": [prov["config_hash"] for _, prov in metas],
+        "splits": {t: [prov["splits"].get(t) for _, prov in metas] for t in prov0["splits"]},
+        "best_epoch": [prov["best_epoch"] for _, prov in metas],
+    }
+    meta = {k: meta0[k] for k in ("format", "kind", "method", "options")}
+    meta["provenance"] = json.dumps(provenance, sort_keys=True)
+    meta["provenance_hash"] = content_hash(provenance)
+    _save(mean, out, meta)
+    return provenance
 
 
 def save_state(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:

@@ -26,6 +26,22 @@ COMPILE_CACHE = "torch-compile"
 # train option `select`: the checkpoint a run reports per target, the best on validation or the final epoch's
 # (the reference code's TEST.FINAL_MODEL); best's tie-break: mvlpt.training.train.better
 SELECT_MODES = ("best", "last")
+# train option `joint_checkpoint`: the checkpoint each target of a joint run reports, the best on that target's own
+# validation metric ("per_task", ours: one run serves every direction) or the one checkpoint best on the mean
+# validation metric over the run's tasks ("mean_val", the reference code's: MULTITASK_EVALKEY average and Dassl's
+# single model-best, sIncerass/MVLPT train.py, trainers/mvlpt.py)
+JOINT_CHECKPOINTS = ("per_task", "mean_val")
+# train option `joint_order`: a joint run's batch order, a new seeded shuffle every epoch ("reshuffle", ours) or one
+# seeded order repeated every epoch ("fixed", the reference code's loader with shuffle=False, trainers/mvlpt.py)
+JOINT_ORDERS = ("reshuffle", "fixed")
+# train option `joint_fewshot`: a joint run's few-shot images, the baselines' split files ("split_files", ours: a
+# gain is a paired difference on the same images) or sampled anew from the union of the run's tasks ("union", the
+# reference code's construct_multitask_dataset, trainers/mvlpt.py)
+JOINT_FEWSHOTS = ("split_files", "union")
+# train option `precision`: "auto" (bf16 autocast on CUDA, fp32 on the CPU), "fp32", "bf16" (autocast, fp32
+# parameters) or "fp16": the reference code's PREC fp16, the frozen weights and the prompt parameters in float16,
+# plain SGD without loss scaling (configs/trainers/MVLPT/vit_b16.yaml)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # the largest learning rate accepted: what float32 parameters can take (torch's SGD step fails beyond it);
 # a large one below it ends in the training loss's NaN check (mvlpt.training.train), one sentence either way
 LR_MAX = 1e38
@@ -53,7 +69,7 @@ class TrainConfig:
     batch_size_multitask: int = 64  # joint runs
     eval_batch_size: int = 100
     head: str = "union"  # joint runs: one softmax over all classes, or a per-task head (other tasks masked)
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    precision: str = "auto"  # PRECISIONS: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16 (parameters too)
     cache_features: bool = True  # frozen image features (CoOp) / text features (VPT) computed once
     checkpoint_every: int = 10  # epochs between resumable state saves (0: never)
     workers: int = 0  # image decoding processes for test evaluation
@@ -66,9 +82,21 @@ class TrainConfig:
     # joint runs: JOINT_BATCHES; changes results, so it is hashed, but only when not "shared" (the hashes of
     # the runs made before the option existed stay what they were)
     joint_batch: str = "shared"
+    # joint runs, the points of the reference protocol (mvlpt.study.protocol): JOINT_CHECKPOINTS, JOINT_ORDERS,
+    # JOINT_FEWSHOTS; each changes results, so it is hashed, but only when not its default (hashes unchanged)
+    joint_checkpoint: str = "per_task"
+    joint_order: str = "reshuffle"
+    joint_fewshot: str = "split_files"
 
     # options that do not change results (beyond float tolerance), left out of the config hash
     RUNTIME = ("eval_batch_size", "checkpoint_every", "workers", "cache_features", "compile")
+    # options added after results existed: left out of the config hash at these values (what runs did before)
+    NEWER_DEFAULTS = {
+        "joint_batch": "shared",
+        "joint_checkpoint": "per_task",
+        "joint_order": "reshuffle",
+        "joint_fewshot": "split_files",
+    }
 
     def validate(self) -> TrainConfig:
         def finite(v) -> bool:  # NaN fails every comparison, inf passes "> 0": both are refused here
@@ -104,7 +132,7 @@ class TrainConfig:
             ),
             (self.batch_size >= 1 and self.batch_size_multitask >= 1, "batch sizes must be >= 1"),
             (self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}"),
-            (self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
@@ -119,6 +147,21 @@ class TrainConfig:
                 f"joint_batch must be {' or '.join(JOINT_BATCHES)} (a joint step's images "
                 f"shared by the tasks, or each task's batch with the others' added), "
                 f"got {self.joint_batch!r}",
+            ),
+            (
+                self.joint_checkpoint in JOINT_CHECKPOINTS,
+                f"joint_checkpoint must be {' or '.join(JOINT_CHECKPOINTS)} (each target's best checkpoint, or the one "
+                f"best on the mean validation metric of the run's tasks), got {self.joint_checkpoint!r}",
+            ),
+            (
+                self.joint_order in JOINT_ORDERS,
+                f"joint_order must be {' or '.join(JOINT_ORDERS)} (a new batch order every epoch, or one order "
+                f"repeated), got {self.joint_order!r}",
+            ),
+            (
+                self.joint_fewshot in JOINT_FEWSHOTS,
+                f"joint_fewshot must be {' or '.join(JOINT_FEWSHOTS)} (the baselines' split files, or images "
+                f"sampled anew from the union of the tasks), got {self.joint_fewshot!r}",
             ),
         ]
         for ok, msg in checks:
@@ -148,8 +191,9 @@ class TrainConfig:
 
     def hashable(self) -> dict:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME}
-        if out["joint_batch"] == "shared":  # the default before the option existed: hashes unchanged
-            del out["joint_batch"]
+        for key, default in self.NEWER_DEFAULTS.items():  # the default before the option existed: hashes unchanged
+            if out[key] == default:
+                del out[key]
         return out
 
 
@@ -180,6 +224,9 @@ class RunSpec:
     device: str = "auto"
     # ELEVATER's hateful-memes scored by roc_auc (None: the default) or accuracy (mvlpt.tasks.elevater.scored_task)
     hateful_memes_metric: str | None = None
+    # the named protocol of the study the run belongs to (mvlpt.study.protocol.PROTOCOLS): recorded in its results,
+    # not hashed (the options it sets are)
+    protocol: str = "corrected"
 
     def validate(self) -> RunSpec:
         if not self.tasks:
@@ -201,7 +248,8 @@ class RunSpec:
             check_name(self.source, "source task", max_bytes=JOINED_MAX)
         if len(self.seeds) > 1:
             templates = [*self.outputs.values(), *self.save_prompts.values(), *self.split_files.values()]
-            templates += [t for t in (self.init_from, self.save_group_prompt) if t]
+            # (an init prompt without one: the one prompt every seed starts from, an averaged source prompt)
+            templates += [t for t in (self.save_group_prompt,) if t]
             for t in templates:
                 if "{seed}" not in t:
                     raise MvlptError(
@@ -217,6 +265,9 @@ class RunSpec:
                 raise MvlptError(
                     f"hateful_memes_metric must be one of {', '.join(HATEFUL_MEMES_METRICS)}, not {self.hateful_memes_metric!r}."
                 )
+        from mvlpt.study import protocol
+
+        protocol.check(self.protocol)
         if self.pretrained in ("", "none", "None"):  # the spelling of "random init" on a command line
             self.pretrained = None
         if self.init_from and len(self.tasks) != 1:

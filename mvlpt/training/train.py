@@ -2,7 +2,9 @@
 
 One process trains a method on one task (baseline), two or more tasks jointly (one training run
 serves every direction: the best-validation checkpoint is tracked *per task*), or one target task
-initialised from a source task's prompt (sequential). Each requested target gets a result JSON with
+initialised from a source task's prompt (sequential). The points of the reference protocol that concern a
+joint run (mvlpt.study.protocol: one mean-validation checkpoint, images sampled anew for the union, one batch
+order every epoch) and fp16 parameters are train options. Each requested target gets a result JSON with
 its test metric, evaluated with the checkpoint that was best on that task's validation set (ties: the
 lower validation loss, then the later epoch; :func:`better`), or with the last epoch's (train option
 ``select: last``).
@@ -21,6 +23,8 @@ exactly what an uninterrupted one computes (tested on the CPU).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import sys
@@ -159,6 +163,9 @@ class Trainer:
         self.autocast_dtype = None
         if self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.startswith("cuda")):
             self.autocast_dtype = torch.bfloat16
+        if self.cfg.precision == "fp16":  # the reference's PREC fp16: float16 towers and float16 prompt parameters
+            self.autocast_dtype = torch.float16
+        self.joint = len(spec.tasks) > 1
         from mvlpt.tasks.elevater import scored_task
 
         self.tasks = [scored_task(get_task(n), spec.hateful_memes_metric) for n in spec.tasks]
@@ -177,6 +184,10 @@ class Trainer:
             )
             if spec.init_from:
                 load_prompt(learner, spec.path(spec.init_from, seed))
+            if self.cfg.precision == "fp16":  # learned in float16, plain SGD without loss scaling (as the reference)
+                for p in learner.parameters():
+                    if p.requires_grad:
+                        p.data = p.data.half()
             self.members.append(Member(seed, learner, []))
         # the frozen image tower's output does not depend on the prompts: features once per task (CoOp)
         self.cache_images = vocabulary.method(spec.method).caches_image_features and self.cfg.cache_features
@@ -203,7 +214,9 @@ class Trainer:
     def _load_task(self, task, offset: int, seed: int) -> TaskData:
         spec = self.spec
         train_split = self._train_splits[task.name]
-        if task.name in spec.split_files:
+        if self.joint and self.cfg.joint_fewshot == "union":  # the reference's: sampled anew for the union of the tasks
+            split = make_split(task, union_seed(seed, spec.tasks), spec.shots, spec.data_dir, split_data=train_split)
+        elif task.name in spec.split_files:
             path = spec.path(spec.split_files[task.name], seed)
             split = read_split(path, task.name)
             if split.get("shots") != spec.shots:
@@ -286,6 +299,7 @@ class Trainer:
             return self.added_plan(epoch)
         bs = self.cfg.batch_size if len(self.tasks) == 1 else self.cfg.batch_size_multitask
         plans = []
+        epoch = self.order_epoch(epoch)
         for m in self.members:
             owners, local = m.union()
             gen = torch.Generator().manual_seed(m.seed * 100_003 + epoch)
@@ -310,13 +324,18 @@ class Trainer:
         idx = iter(flat.split([len(p) for p in pieces]))
         return [[(m, [(td, next(idx)) for td in parts]) for m, parts in batch] for batch in layout]
 
+    def order_epoch(self, epoch: int) -> int:
+        """The epoch whose seeded order epoch ``epoch`` uses: its own, or the first's in a joint run with
+        train option ``joint_order: fixed`` (the reference code's loader, shuffle=False: one order every epoch)."""
+        return 0 if self.joint and self.cfg.joint_order == "fixed" else epoch
+
     def added_plan(self, epoch: int) -> list[list[tuple[Member, list[tuple[TaskData, torch.Tensor]]]]]:
         """The epoch's steps of a joint run with ``joint_batch: added``: every step holds ``batch_size``
         images of each task (its own seeded order; a task with fewer images than the longest starts its
         next shuffled pass within the epoch), as many steps as the largest task's baseline takes, so each
         task gets its baseline's batches and the other tasks' are added to them (the loss sums each
         task's mean, :meth:`train_step`)."""
-        bs = self.cfg.batch_size
+        bs, epoch = self.cfg.batch_size, self.order_epoch(epoch)
         n_steps = max(math.ceil(len(td.train_idx) / bs) for m in self.members for td in m.data)
         layout, pieces = [], []
         orders = []
@@ -485,7 +504,7 @@ class Trainer:
             spec.source, self.init_prompts = source_prompts(spec)
         for m in self.members:
             m.best = {t.name: {"metric": -math.inf, "loss": math.inf, "epoch": -1, "state": None} for t in self.tasks}
-            if spec.save_group_prompt:
+            if self.tracks_group:
                 m.best[GROUP] = {"metric": -math.inf, "loss": math.inf, "epoch": -1, "state": None}
         start = self._resume() if spec.state_path else 0
         if start:  # say so: a rerun that starts over and one that resumes look alike otherwise
@@ -507,10 +526,13 @@ class Trainer:
             with compile_errors(cfg.compile):  # also the backward graphs, compiled at the first backward
                 loss = self.train_epoch(epoch)
             for m, values in zip(self.members, self.validation()):
-                if spec.save_group_prompt:  # the group's checkpoint: best mean validation metric (then loss) over its tasks
+                own = dict(values)  # each task's (metric, loss) at this epoch
+                if self.tracks_group:  # the group's checkpoint: best mean validation metric (then loss) over its tasks
                     values = {**values, GROUP: tuple(sum(v) / len(values) for v in zip(*values.values()))}
                 for name, (value, val_loss) in values.items():
                     candidate = {"metric": value, "loss": val_loss, "epoch": epoch}
+                    if name == GROUP:
+                        candidate["tasks"] = {t: list(v) for t, v in own.items()}
                     if cfg.select == "last" or better(candidate, m.best[name]):
                         state = {k: v.detach().clone() for k, v in m.learner.state_dict().items()}
                         m.best[name] = {**candidate, "state": state}
@@ -528,6 +550,25 @@ class Trainer:
                 )
         return self._finish(time.time() - t0)
 
+    @property
+    def tracks_group(self) -> bool:
+        """Whether the run keeps the checkpoint best on the mean validation metric over its tasks: for a group
+        prompt, or as every target's checkpoint (a joint run with train option ``joint_checkpoint: mean_val``)."""
+        return bool(self.spec.save_group_prompt) or self.mean_val
+
+    @property
+    def mean_val(self) -> bool:
+        return self.joint and self.cfg.joint_checkpoint == "mean_val"
+
+    def reported(self, m: Member, name: str) -> dict:
+        """The checkpoint task ``name`` reports ({"metric", "loss", "epoch", "state"}: the task's own validation
+        metric and loss at its epoch): the task's best, or the run's one mean-validation checkpoint."""
+        if not self.mean_val:
+            return m.best[name]
+        group = m.best[GROUP]
+        metric, loss = (group.get("tasks") or {}).get(name, (group["metric"], group["loss"]))
+        return {**group, "metric": metric, "loss": loss}
+
     def _finish(self, elapsed: float) -> list[dict]:
         """Evaluate every requested target, then write all prompts and results together: a failure
         anywhere (a corrupt test image, a full disk) leaves none of them."""
@@ -537,8 +578,8 @@ class Trainer:
             name = task.name
             if name not in spec.outputs and name not in spec.save_prompts:
                 continue
-            for m in self.members:  # every member takes the checkpoint that was best on this task
-                m.learner.load_state_dict(m.best[name]["state"] or m.learner.state_dict())
+            for m in self.members:  # every member takes the checkpoint this task reports (best on it, or mean_val)
+                m.learner.load_state_dict(self.reported(m, name)["state"] or m.learner.state_dict())
                 if name in spec.save_prompts:
                     state = {key: v.detach().clone() for key, v in m.learner.state_dict().items()}
                     prompts.append((m, spec.path(spec.save_prompts[name], m.seed), self._provenance(m, name), state))
@@ -547,6 +588,7 @@ class Trainer:
             values, n_test, boots = self.test(k, replicates=True)
             others = [t for t in spec.tasks if t != name]
             for m, value, boot in zip(self.members, values, boots):
+                chosen = self.reported(m, name)
                 result = {
                     "method": spec.method,
                     "source": spec.source or ("+".join(others) if others else name),
@@ -556,10 +598,10 @@ class Trainer:
                     "shots": spec.shots,
                     "metric": task.metric,
                     "test": value,
-                    "val": m.best[name]["metric"],
-                    "val_loss": _finite_or_none(m.best[name].get("loss")),
+                    "val": chosen["metric"],
+                    "val_loss": _finite_or_none(chosen.get("loss")),
                     "select": self.cfg.select,
-                    "best_epoch": m.best[name]["epoch"] + 1,
+                    "best_epoch": chosen["epoch"] + 1,
                     "epochs": self.cfg.epochs,
                     "wall_time_s": round(elapsed, 3),
                     "seeds_in_process": len(self.members),
@@ -575,7 +617,12 @@ class Trainer:
                     "test_bootstrap": boot,
                     "method_options": m.learner.options(),
                     "splits": {td.task.name: td.split_hash for td in m.data},
+                    "protocol": spec.protocol,
                 }
+                if self.mean_val:  # the one checkpoint of the run, best on the mean validation metric of its tasks
+                    result["joint_checkpoint"] = "mean_val"
+                if self.joint and self.cfg.joint_fewshot == "union":  # not the baseline's split: no paired gain check
+                    result["joint_fewshot"] = "union"
                 if m.data[k].shots_taken:  # only when a class was short of `shots` (fewshot policy "available")
                     result["shots_taken"] = m.data[k].shots_taken
                 if m.seed in self.init_prompts:
@@ -615,7 +662,7 @@ class Trainer:
             "init_seed": spec.init_seed,
             "config_hash": spec.config_hash(m.seed),
             "splits": {td.task.name: td.split_hash for td in m.data},
-            "best_epoch": m.best[task]["epoch"] + 1,
+            "best_epoch": (m.best[task] if group else self.reported(m, task))["epoch"] + 1,
             "mvlpt_version": __version__,
         }
 
@@ -631,6 +678,8 @@ class Trainer:
             best_meta[str(m.seed)] = {}
             for task, entry in m.best.items():
                 best_meta[str(m.seed)][task] = {"metric": entry["metric"], "loss": entry["loss"], "epoch": entry["epoch"]}
+                if "tasks" in entry:
+                    best_meta[str(m.seed)][task]["tasks"] = entry["tasks"]
                 for k, v in (entry["state"] or {}).items():
                     tensors[f"{m.seed}/best/{task}/{k}"] = v
         meta = {"next_epoch": next_epoch, "config_hashes": [self.spec.config_hash(s) for s in self.spec.seeds], "best": best_meta}
@@ -644,10 +693,10 @@ class Trainer:
             raise MvlptError(
                 f"the saved training state {self.spec.state_path} belongs to another configuration; delete it to start over."
             )
-        if any((GROUP in best) != bool(self.spec.save_group_prompt) for best in meta["best"].values()):
+        if any((GROUP in best) != self.tracks_group for best in meta["best"].values()):
             raise MvlptError(
                 f"the saved training state {self.spec.state_path} was saved by a run that "
-                f"{'did not track' if self.spec.save_group_prompt else 'tracked'} a group prompt; delete it to start over."
+                f"{'did not track' if self.tracks_group else 'tracked'} a group prompt; delete it to start over."
             )
 
         def part(prefix):
@@ -666,8 +715,19 @@ class Trainer:
                     "loss": entry.get("loss", math.inf),
                     "epoch": entry["epoch"],
                     "state": state or None,
+                    **({"tasks": entry["tasks"]} if "tasks" in entry else {}),
                 }
         return int(meta["next_epoch"])
+
+
+def union_seed(seed: int, tasks) -> int:
+    """The seed of a joint run's few-shot sample with train option ``joint_fewshot: union``: one per seed and
+    set of tasks, the same in either task order (the reference code samples the union's manifest anew), a
+    stream other than the seed's own, which the baselines' split files come from."""
+    from mvlpt.study.names import SEED_LIMIT
+
+    digest = hashlib.sha256(json.dumps([seed, sorted(tasks)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % SEED_LIMIT
 
 
 def _finite_or_none(v) -> float | None:

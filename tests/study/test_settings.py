@@ -36,14 +36,20 @@ def test_the_schema_is_package_data():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_fill_defaults_is_snakemakes_validate(path):
-    """The workflow's config after settings.load is what Snakemake's validate would make of it."""
+    """The workflow's config after settings.load is what Snakemake's validate would make of it (once the config's
+    protocol has set its values, mvlpt.study.protocol.apply: nothing under `corrected`)."""
     from snakemake.utils import validate
+
+    from mvlpt.study import protocol
 
     cfg = read(path)
     expected = copy.deepcopy(cfg)
     validate(expected, str(settings.schema_path()))
     assert settings.fill_defaults(copy.deepcopy(cfg)) == expected
-    assert settings.load(cfg).as_dict() == expected
+    preset = protocol.apply(copy.deepcopy(cfg))
+    assert (preset == cfg) == (expected["protocol"] == "corrected")
+    validate(preset, str(settings.schema_path()))
+    assert settings.load(cfg).as_dict() == preset
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,21 @@ def test_misplaced_or_mixed_records_are_refused(small, caplog):
     assert "averaged anyway" in caplog.text
 
 
+def test_two_protocols_are_refused_and_softcpts_own_epochs_are_not(small):
+    """Issue 27: a multitask row never mixes protocols (mixed settings allowed or not); SoftCPT against CoOp's
+    baseline may train its own number of epochs (multitask.task_conditioned_train under the reference protocol)."""
+    root, groups, _ = small
+    soft = groups[(groups["method"] == "softcpt") & (groups["target"] == "a")].iloc[0]
+    for seed in (1, 2):
+        write_multitask_record(root, "softcpt", "joint", soft["group"], "a", seed, 0.6, ["b"], epochs=50)
+    assert len(multitask.collect(root, groups)) == len(groups)
+    row = groups[(groups["method"] == "coop") & (groups["mode"] == "init") & (groups["target"] == "a")].iloc[0]
+    write_multitask_record(root, "coop", "init", row["group"], "a", 1, 0.6, ["b"], protocol="reference")
+    for allow in (False, True):
+        with pytest.raises(MvlptError, match="the results mix protocols, 3 under corrected .* and 1 under reference"):
+            multitask.collect(root, groups, allow_mixed_settings=allow)
+
+
 def test_cli_table_and_figure_on_a_fabricated_study(tmp_path, capsys):
     root = tmp_path / "results"
     tasks = ("alpha", "beta", "gamma", "delta", "epsilon")

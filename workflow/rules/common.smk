@@ -232,10 +232,12 @@ def metric_args():
 
 
 def method_args(method, train_options):
-    """--method/--shots/--train-options (unless None)/--method-options/--cache-dir of a training command,
+    """--method/--shots/--protocol (unless corrected)/--train-options (unless None)/--method-options/--cache-dir of a training command,
     then the model's (a param: changing it reruns the jobs)."""
     method_opts = (config.get("method_options") or {}).get(method) or {}
     args = ["--method", method, "--shots", SHOTS]
+    if STUDY.protocol != "corrected":  # recorded in the results (the options it sets are in the config already)
+        args += ["--protocol", STUDY.protocol]
     if train_options is not None:
         args += ["--train-options", json.dumps(train_options, sort_keys=True)]
     if method_opts:

@@ -6,7 +6,8 @@
 #    transferability predictor; k random ones) from the pairwise tables, which exist only once the
 #    pairwise study has run: the jobs below are known only after it (Snakemake re-evaluates the DAG).
 # 2. mode init (the paper's (i)): `train_group_source` trains one prompt on the union of a group
-#    (chosen on the mean validation metric), `train_group_target` fine-tunes the target from it.
+#    (chosen on the mean validation metric), `train_group_target` fine-tunes the target from it (each seed from
+#    its own seed's prompt, or, with multitask.source_prompt: averaged, every seed from `average_group_source`'s).
 #    mode joint (the paper's (ii)): `train_group_joint` trains the target with its group, best checkpoint
 #    per task: one run serves every member (its output is a folder, one result per member and seed).
 #    SoftCPT trains once, jointly over all the configured tasks.
@@ -77,11 +78,30 @@ rule train_group_source:
         "mvlpt train {params.metric} {params.tasks} {params.io} {params.args} {params.runtime_opts} --state {params.state:q} > {log:q} 2>&1"
 
 
+# multitask.source_prompt: averaged (the reference's scripts/avg_ckpt.py): the seeds' source prompts of a group
+# averaged into the one prompt every seed's target run starts from
+rule average_group_source:
+    input:
+        lambda wildcards: [group_prompt(wildcards.method, wildcards.group, s) for s in SEEDS],
+    output:
+        layout.GROUP_PROMPT_AVERAGED.template(RESULTS),
+    log:
+        mt_log("source/{method}/{group}/averaged"),
+    wildcard_constraints:
+        method=alternation(MT_METHODS),
+        group=GROUP_RE,
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "mvlpt multitask average --prompt {input:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule train_group_target:
     input:
         unpack(lambda wildcards: {
             **train_inputs(wildcards.method, [wildcards.target], job_seeds(wildcards)),
-            "prompts": [group_prompt(wildcards.method, wildcards.group, s) for s in job_seeds(wildcards)],
+            "prompts": target_source_prompts(wildcards),
         }),
     output:
         seed_paths(layout.MULTITASK_RESULT.template(RESULTS, mode="init")),
@@ -96,7 +116,7 @@ rule train_group_target:
         io=lambda wildcards: " ".join([
             seed_args(job_seeds(wildcards)),
             split_args([wildcards.target], seed_slot(wildcards)),
-            q(["--init-from", group_prompt(wildcards.method, wildcards.group, seed_slot(wildcards))]),
+            q(["--init-from", target_init_prompt(wildcards)]),
             pair_args("--output", [(wildcards.target, mt_result(wildcards.method, "init", wildcards.group, wildcards.target,
                                                                   seed_slot(wildcards)))]),
         ]),

@@ -4,8 +4,10 @@
 MT = vocabulary.multitask_settings(config.get("multitask"), METHODS)
 MT_METHODS = list(MT["methods"])
 MT_GROUPS = layout.MULTITASK_GROUPS.template(RESULTS)
-# SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head
-MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task"} if vocabulary.METHODS[m].task_conditioned else TRAIN_RESULT) for m in MT_METHODS}
+# SoftCPT's loss is a softmax per task (its paper's); the other methods keep the study's head. Its own train options
+# (multitask.task_conditioned_train; protocol reference: SoftCPT's setting, mvlpt.study.protocol) go over the study's.
+MT_TRAIN = {m: ({**TRAIN_RESULT, "head": "per_task", **MT["task_conditioned_train"]} if vocabulary.METHODS[m].task_conditioned
+                else TRAIN_RESULT) for m in MT_METHODS}
 
 
 def multitask_plan_message():
@@ -60,7 +62,8 @@ def mt_train_args(wildcards):
 def mt_state(wildcards, kind, seeds=None):
     """Resumable-state file of a multitask training job (seeds: the job's, by default)."""
     seeds = job_seeds(wildcards) if seeds is None else seeds
-    tag = state_tag(mt_train_args(wildcards), metric_args(), seeds, kind)
+    averaged = ["averaged"] if kind == "init" and MT["source_prompt"] == "averaged" else []  # (older tags unchanged)
+    tag = state_tag(mt_train_args(wildcards), metric_args(), seeds, kind, *averaged)
     where = f"{wildcards.group}/{wildcards.target}" if hasattr(wildcards, "target") else wildcards.group
     stem = f"seeds{'-'.join(map(str, seeds))}"
     return layout.MULTITASK_STATE.template(CACHE, wildcards.method, kind, where, stem, tag)
@@ -68,6 +71,20 @@ def mt_state(wildcards, kind, seeds=None):
 
 def group_prompt(method, group, seed):
     return layout.GROUP_PROMPT.template(RESULTS, method, group, seed)
+
+
+def target_source_prompts(wildcards):
+    """The source prompt files a target run of mode init reads: its seeds' own, or the group's averaged one."""
+    if MT["source_prompt"] == "averaged":
+        return [layout.GROUP_PROMPT_AVERAGED.template(RESULTS, wildcards.method, wildcards.group)]
+    return [group_prompt(wildcards.method, wildcards.group, s) for s in job_seeds(wildcards)]
+
+
+def target_init_prompt(wildcards):
+    """--init-from of a target run of mode init (a path with mvlpt's {seed} slot when stacking, unless averaged)."""
+    if MT["source_prompt"] == "averaged":
+        return layout.GROUP_PROMPT_AVERAGED.template(RESULTS, wildcards.method, wildcards.group)
+    return group_prompt(wildcards.method, wildcards.group, seed_slot(wildcards))
 
 
 def mt_result(method, mode, group, target, seed):
