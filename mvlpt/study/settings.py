@@ -128,7 +128,7 @@ class StudyConfig:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
-    shots: int
+    shots: int | tuple[int, ...]  # a list in the config: shots is a study axis (shot_counts, shot_study)
     fewshot_policy: str
     preflight: bool
     mode: str
@@ -148,9 +148,43 @@ class StudyConfig:
     multitask: MultitaskSettings
     config: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
 
+    @property
+    def shot_counts(self) -> tuple[int, ...]:
+        """The study's shot counts (one, unless ``shots`` is a list)."""
+        return tuple(shot_counts(self.config))
+
     def as_dict(self) -> dict:
         """The config as a plain dict, the schema's defaults filled in (what the workflow reads)."""
         return copy.deepcopy(self.config)
+
+
+def shot_axis(cfg: dict) -> bool:
+    """Whether config ``cfg`` makes shots a study axis (``shots`` a list, even of one count): each count
+    is then a study of its own below ``shots{N}`` folders (:func:`shot_study`, docs/shots.md)."""
+    return isinstance(cfg.get("shots", DEFAULTS["shots"]), (list, tuple))
+
+
+def shot_counts(cfg: dict) -> list[int]:
+    """The shot counts of config ``cfg``, in its order (a scalar ``shots``: that one)."""
+    shots = cfg.get("shots", DEFAULTS["shots"])
+    return [int(s) for s in shots] if isinstance(shots, (list, tuple)) else [int(shots)]
+
+
+def shot_study(cfg: dict, shots: int) -> dict:
+    """The config of shot count ``shots`` of a study whose ``shots`` is a list: that count, its results and
+    cache folders below ``shots{N}`` (:data:`mvlpt.study.layout.SHOT_STUDY`); a study of its own, laid out as
+    a single-shot study is. A config with a scalar ``shots`` is returned as it is (its paths stay)."""
+    from mvlpt.study import layout
+
+    out = copy.deepcopy(cfg)
+    if not shot_axis(cfg):
+        return out
+    if int(shots) not in shot_counts(cfg):
+        raise MvlptError(f"shot count {shots} is not among the config's shots ({', '.join(map(str, shot_counts(cfg)))}).")
+    out["shots"] = int(shots)
+    for key in ("results_dir", "cache_dir"):
+        out[key] = layout.SHOT_STUDY.path(cfg.get(key, DEFAULTS[key]), int(shots)).as_posix()
+    return out
 
 
 def problems(cfg: dict, *, multitask: bool = False) -> list[str]:
@@ -178,7 +212,7 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         tasks=tuple(full["tasks"]),
         methods=tuple(full["methods"]),
         seeds=tuple(int(s) for s in full["seeds"]),
-        shots=int(full["shots"]),
+        shots=tuple(shot_counts(full)) if shot_axis(full) else int(full["shots"]),
         fewshot_policy=full["fewshot_policy"],
         preflight=bool(full["preflight"]),
         mode=full["mode"],

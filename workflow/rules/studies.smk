@@ -1,0 +1,101 @@
+# Studies inside the study (docs/shots.md, docs/multitask.md#the-papers-table-1), each the Snakefile as a
+# Snakemake module with a config of its own (mvlpt.study.settings), its rules prefixed with its name:
+#
+# * `shots: [1, 5, 20]`: one study per shot count, `shots1`, `shots5`, `shots20`, each laid out as a
+#   single-shot study below results/shots{N}/ (cache and logs likewise: mvlpt.study.layout.SHOT_STUDY), then
+#   the tables across them (results/tables/shots.csv) and, with several counts, the figure of gain,
+#   baseline and zero-shot against shots (results/figures/shots.png). `snakemake` builds every study and
+#   those; `snakemake analysis|predictors|multitask` asks each study for its own.
+# * `snakemake table1`: the paper's Table 1 setting (config section `table1`): source prompts trained on
+#   the 11 CoOp data sets transferred to each of the 12 ELEVATER tasks that do not overlap with them, at
+#   5 shots, below results/table1/ (mvlpt.study.layout.TABLE1_STUDY); the multitask tables and figure of
+#   that study, with the paper's averages beside the rows whose setting is the paper's.
+
+import os
+
+from mvlpt.study import layout
+
+
+include: "functions/studies.smk"
+
+
+if settings.shot_axis(config):
+    STUDY = check_config(config)
+    RESULTS = os.path.normpath(config["results_dir"])
+    LOGS = layout.LOGS
+    SHOT_COUNTS = list(STUDY.shot_counts)
+    SHOT_STUDIES = {n: layout.SHOT_STUDY.relative(shots=n) for n in SHOT_COUNTS}  # 5 -> "shots5"
+    for _n, _name in SHOT_STUDIES.items():
+        sub_study(_name, settings.shot_study(config, _n))
+    TABLES_DIR = layout.TABLES_DIR.template(RESULTS)
+    FIGURES_DIR = layout.FIGURES_DIR.template(RESULTS)
+    SHOTS_TABLE = layout.TABLE.template(TABLES_DIR, "shots", "csv")
+    SHOTS_FIGURE = [layout.FIGURE.template(FIGURES_DIR, "shots", ext) for ext in ("png", "pdf")]
+
+    def study_targets():
+        """Every study's own targets, then the tables across shot counts (and their figure, with several)."""
+        return [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "all")] + shots_targets()
+
+    def shots_targets():
+        return [SHOTS_TABLE, layout.TABLE.template(TABLES_DIR, "shots", "parquet")] + (
+            SHOTS_FIGURE if len(SHOT_COUNTS) > 1 else [])
+
+    # One row per shot count and method: mean gain (with its interval), baseline, zero-shot and linear probe
+    # over the study's targets, from each study's gain summary and baselines tables.
+    rule shots_table:
+        input:
+            summaries=[layout.TABLE.template(layout.TABLES_DIR.template(settings.shot_study(config, n)["results_dir"]),
+                                             "gain_summary", "parquet") for n in SHOT_COUNTS],
+            baselines=[layout.TABLE.template(layout.TABLES_DIR.template(settings.shot_study(config, n)["results_dir"]),
+                                             "baselines", "parquet") for n in SHOT_COUNTS],
+        output:
+            csv=report(SHOTS_TABLE, caption="../report/shots.rst", category="Shots"),
+            parquet=layout.TABLE.template(TABLES_DIR, "shots", "parquet"),
+        log:
+            layout.LOG.template(LOGS, "analysis/shots_table"),
+        params:
+            studies=lambda wildcards, input: " ".join(
+                f"--study {n}={os.path.dirname(p)}" for n, p in zip(SHOT_COUNTS, input.summaries)),
+        localrule: True
+        conda:
+            "../envs/mvlpt.yaml"
+        shell:
+            "mvlpt shots table {params.studies} --out {output.csv:q} > {log:q} 2>&1"
+
+    if len(SHOT_COUNTS) > 1:
+
+        rule shots_figure:
+            input:
+                layout.TABLE.template(TABLES_DIR, "shots", "parquet"),
+            output:
+                png=report(SHOTS_FIGURE[0], caption="../report/shots_figure.rst", category="Shots",
+                           labels={"figure": "gain against shots"}),
+                pdf=SHOTS_FIGURE[1],
+            log:
+                layout.LOG.template(LOGS, "analysis/shots_figure"),
+            localrule: True
+            conda:
+                "../envs/mvlpt.yaml"
+            shell:
+                "mvlpt shots figure --table {input:q} --out {output.png:q} > {log:q} 2>&1"
+
+    rule analysis:
+        input:
+            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "analysis")],
+            shots_targets(),
+
+    rule predictors:
+        input:
+            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "predictors")],
+
+    rule multitask:
+        input:
+            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "multitask")],
+
+
+if table1_requested():
+    sub_study(layout.TABLE1_STUDY.relative(), settings.table1_study(config))
+
+    rule table1:
+        input:
+            sub_inputs(layout.TABLE1_STUDY.relative(), "multitask"),
