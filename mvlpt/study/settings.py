@@ -97,6 +97,7 @@ PREDICTOR_DEFAULTS: dict[str, Any] = section_defaults("predictors")
 MULTITASK_DEFAULTS: dict[str, Any] = section_defaults("multitask")
 MODEL_DEFAULTS: dict[str, Any] = section_defaults("model")
 ELEVATER_DEFAULTS: dict[str, Any] = section_defaults("elevater")
+TABLE1_DEFAULTS: dict[str, Any] = section_defaults("table1")
 
 
 def _section_class(section: str, doc: str) -> type:
@@ -119,6 +120,7 @@ SimilaritySettings = _section_class("similarity", "Task-similarity options (None
 AnalysisSettings = _section_class("analysis", "Correlation, resampling and figure options.")
 PredictorSettings = _section_class("predictors", "Transferability predictors (names None: every one).")
 MultitaskSettings = _section_class("multitask", "The multitask study (methods None: the study's, and SoftCPT with CoOp).")
+Table1Settings = _section_class("table1", "The paper's Table 1 setting (methods None: the study's).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +148,7 @@ class StudyConfig:
     analysis: AnalysisSettings
     predictors: PredictorSettings
     multitask: MultitaskSettings
+    table1: Table1Settings
     config: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -184,6 +187,39 @@ def shot_study(cfg: dict, shots: int) -> dict:
     out["shots"] = int(shots)
     for key in ("results_dir", "cache_dir"):
         out[key] = layout.SHOT_STUDY.path(cfg.get(key, DEFAULTS[key]), int(shots)).as_posix()
+    return out
+
+
+def table1_study(cfg: dict) -> dict:
+    """The config of the paper's Table 1 setting (config section ``table1``, defaults the paper's): its tasks
+    the sources then the targets, its shots, its methods (default the study's), a multitask section of mode
+    init and strategy fixed (every target's group is the sources), its results and cache below
+    ``table1`` folders (:data:`mvlpt.study.layout.TABLE1_STUDY`). A study of its own, checked as one; one
+    sentence where sources and targets overlap."""
+    from mvlpt.study import layout
+
+    t1 = {**TABLE1_DEFAULTS, **(cfg.get("table1") or {})}
+    both = [t for t in t1["sources"] if t in set(t1["targets"])]
+    if both:
+        raise MvlptError(f"table1: {', '.join(both)} listed as source and as target; a target is never its own source.")
+    out = copy.deepcopy(cfg)
+    methods = list(t1["methods"] or cfg.get("methods") or DEFAULTS["methods"])
+    out.update(
+        tasks=[*t1["sources"], *t1["targets"]],
+        shots=int(t1["shots"]),
+        methods=methods,
+        results_dir=layout.TABLE1_STUDY.path(cfg.get("results_dir", DEFAULTS["results_dir"])).as_posix(),
+        cache_dir=layout.TABLE1_STUDY.path(cfg.get("cache_dir", DEFAULTS["cache_dir"])).as_posix(),
+    )
+    # the multitask section of the paper's setting; the 3-seed averaged source prompt (the reference's
+    # avg_ckpt.py) is the `multitask.source_prompt` option of the reference protocol (issue 27, part 1)
+    out["multitask"] = {
+        **(cfg.get("multitask") or {}),
+        "methods": methods,
+        "modes": ["init"],
+        "strategies": ["fixed"],
+        "sources": list(t1["sources"]),
+    }
     return out
 
 
@@ -230,5 +266,6 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         analysis=AnalysisSettings(**full["analysis"]),
         predictors=PredictorSettings(**full["predictors"]),
         multitask=MultitaskSettings(**full["multitask"]),
+        table1=Table1Settings(**full["table1"]),
         config=full,
     )
