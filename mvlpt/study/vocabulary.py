@@ -527,7 +527,9 @@ def multitask_job_counts(n_tasks: int, settings: dict, seeds: int = 1, stack_see
                 counts["joint"] += n_tasks
     counts["total"] = sum(counts.values())
     # with k >= n - 1 every strategy's group is every other task: the count is exact then too
-    counts["exact"] = all(s == "all" or k >= n_tasks - 1 for m in settings["methods"] for _, s in multitask_runs(m, settings))
+    counts["exact"] = all(
+        s in ("all", "fixed") or k >= n_tasks - 1 for m in settings["methods"] for _, s in multitask_runs(m, settings)
+    )
     return counts
 
 

@@ -173,6 +173,7 @@ def run_preflight():
 
     report_file = os.path.join("logs", "preflight.json")
     found = problems(config, report_path=report_file, multitask=multitask_requested(), profile=slurm_profile_used(),
+                     table1=table1_requested(),
                      gpu_rules=gpu_rules())
     if found:
         raise WorkflowError(
