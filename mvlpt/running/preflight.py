@@ -391,7 +391,7 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         lines.append("")
         lines.append(
             f"table1 (the paper's Table 1 setting, {t1['shots']} shots): {t1['gpu_hours']:.1f} GPU-hours ({t1['jobs']} jobs: "
-            f"{t1["baselines"]["jobs"]} target baseline and feature jobs, {t1['multitask']['jobs']['total']} source and target runs)"
+            f"{t1['baselines']['jobs']} target baseline and feature jobs, {t1['multitask']['jobs']['total']} source and target runs)"
         )
     if rep.power:
         pw = rep.power
