@@ -11,58 +11,45 @@
 #   5 shots, below results/table1/ (mvlpt.study.layout.TABLE1_STUDY); the multitask tables and figure of
 #   that study, with the paper's averages beside the rows whose setting is the paper's.
 
-import os
-
-from mvlpt.study import layout
-
-
 include: "functions/studies.smk"
+
+
+# Each study inside the study: the Snakefile as a module, its rules imported with its name as prefix.
+for _name, _cfg in sub_study_modules().items():
+    workflow.module(_name, snakefile=workflow.main_snakefile, config=_cfg)
+    workflow.userule(rules=("*",), from_module=_name, name_modifier=f"{_name}_*")(lambda: None)
 
 
 if settings.shot_axis(config):
     STUDY = check_config(config)
     RESULTS = os.path.normpath(config["results_dir"])
     LOGS = layout.LOGS
-    SHOT_COUNTS = list(STUDY.shot_counts)
-    SHOT_STUDIES = {n: layout.SHOT_STUDY.relative(shots=n) for n in SHOT_COUNTS}  # 5 -> "shots5"
-    for _n, _name in SHOT_STUDIES.items():
-        sub_study(_name, settings.shot_study(config, _n))
     TABLES_DIR = layout.TABLES_DIR.template(RESULTS)
     FIGURES_DIR = layout.FIGURES_DIR.template(RESULTS)
     SHOTS_TABLE = layout.TABLE.template(TABLES_DIR, "shots", "csv")
     SHOTS_FIGURE = [layout.FIGURE.template(FIGURES_DIR, "shots", ext) for ext in ("png", "pdf")]
-
-    def study_targets():
-        """Every study's own targets, then the tables across shot counts (and their figure, with several)."""
-        return [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "all")] + shots_targets()
-
-    def shots_targets():
-        return [SHOTS_TABLE, layout.TABLE.template(TABLES_DIR, "shots", "parquet")] + (
-            SHOTS_FIGURE if len(SHOT_COUNTS) > 1 else [])
+    study_targets = shot_axis_targets  # what `rule all` (the Snakefile) builds
 
     # One row per shot count and method: mean gain (with its interval), baseline, zero-shot and linear probe
     # over the study's targets, from each study's gain summary and baselines tables.
     rule shots_table:
         input:
-            summaries=[layout.TABLE.template(layout.TABLES_DIR.template(settings.shot_study(config, n)["results_dir"]),
-                                             "gain_summary", "parquet") for n in SHOT_COUNTS],
-            baselines=[layout.TABLE.template(layout.TABLES_DIR.template(settings.shot_study(config, n)["results_dir"]),
-                                             "baselines", "parquet") for n in SHOT_COUNTS],
+            summaries=shots_table_inputs("gain_summary"),
+            baselines=shots_table_inputs("baselines"),
         output:
             csv=report(SHOTS_TABLE, caption="../report/shots.rst", category="Shots"),
             parquet=layout.TABLE.template(TABLES_DIR, "shots", "parquet"),
         log:
             layout.LOG.template(LOGS, "analysis/shots_table"),
         params:
-            studies=lambda wildcards, input: " ".join(
-                f"--study {n}={os.path.dirname(p)}" for n, p in zip(SHOT_COUNTS, input.summaries)),
+            studies=shots_study_args,
         localrule: True
         conda:
             "../envs/mvlpt.yaml"
         shell:
             "mvlpt shots table {params.studies} --out {output.csv:q} > {log:q} 2>&1"
 
-    if len(SHOT_COUNTS) > 1:
+    if len(settings.shot_counts(config)) > 1:
 
         rule shots_figure:
             input:
@@ -81,20 +68,19 @@ if settings.shot_axis(config):
 
     rule analysis:
         input:
-            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "analysis")],
+            shot_study_inputs("analysis"),
             shots_targets(),
 
     rule predictors:
         input:
-            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "predictors")],
+            shot_study_inputs("predictors"),
 
     rule multitask:
         input:
-            [f for name in SHOT_STUDIES.values() for f in sub_inputs(name, "multitask")],
+            shot_study_inputs("multitask"),
 
 
 if table1_requested():
-    sub_study(layout.TABLE1_STUDY.relative(), settings.table1_study(config))
 
     rule table1:
         input:
