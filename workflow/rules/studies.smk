@@ -14,6 +14,10 @@
 include: "functions/studies.smk"
 
 
+if settings.shot_axis(config):  # the whole config checked before any study is made from it (common.smk otherwise)
+    STUDY = check_config(config)
+
+
 # Each study inside the study: the Snakefile as a module, its rules imported with its name as prefix.
 for _name, _cfg in sub_study_modules().items():
     workflow.module(_name, snakefile=workflow.main_snakefile, config=_cfg)
@@ -21,7 +25,6 @@ for _name, _cfg in sub_study_modules().items():
 
 
 if settings.shot_axis(config):
-    STUDY = check_config(config)
     RESULTS = os.path.normpath(config["results_dir"])
     LOGS = layout.LOGS
     TABLES_DIR = layout.TABLES_DIR.template(RESULTS)
