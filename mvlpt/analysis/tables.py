@@ -148,11 +148,12 @@ def replicates_of(records: Iterable[dict]) -> dict:
     return out
 
 
-def study_shots(runs: pd.DataFrame) -> int | None:
-    """The shot count of the runs of one study; None where no run records one, or where they mix several
+def study_shots(runs: pd.DataFrame | None) -> int | None:
+    """The shot count of the runs (or any table with a ``shots`` column) of one study; None where there is no
+    table, no run records one, or they mix several
     (which :func:`mvlpt.study.results.check_settings` refuses unless mixed settings are allowed). A study over
     several shot counts keeps each below its own ``shots{N}`` folder (docs/shots.md)."""
-    if "shots" not in runs.columns:
+    if runs is None or "shots" not in runs.columns:
         return None
     found = {int(s) for s in runs["shots"].dropna()}
     return found.pop() if len(found) == 1 else None

@@ -538,9 +538,11 @@ def multitask_plan_message(n_tasks: int, settings: dict, seeds: int = 1, stack_s
     `snakemake multitask` says first, since Snakemake's own job table lists them only once its groups exist."""
     c = multitask_job_counts(n_tasks, settings, seeds, stack_seeds)
     bound = "" if c["exact"] else "up to "
+    fixed = len(settings.get("sources") or ())
+    over = f"{n_tasks - fixed} targets of {fixed} fixed sources" if fixed else f"{n_tasks} tasks"
     return (
         f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
-        f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {n_tasks} tasks"
+        f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {over}"
         + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
         + "; GPU-hours: mvlpt preflight."
     )

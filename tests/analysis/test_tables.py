@@ -369,6 +369,9 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
     )
     corr = pd.read_csv(out / "correlations.csv")
     assert set(corr["method"]) == {"coop", "vpt"}
+    assert set(corr["shots"]) == {5}  # the study's shot count (the fake records' 5), from its pairs
+    assert run_mvlpt("power", "--tables", out, "--out", out / "power.csv").rc == 0
+    assert set(pd.read_csv(out / "power.csv")["shots"]) == {5}
     assert {"pearson", "spearman", "within_target_spearman", "linear_model_r2", "linear_model_coef"} <= set(corr["analysis"])
     assert (out / "correlations.parquet").exists()
 
