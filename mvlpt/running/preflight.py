@@ -176,14 +176,19 @@ def _run_one(cfg, ruled, *, config_path, deep, profile, multitask, noise_from, g
     problems.extend(ruled)
     problems.extend(multitask_problems(cfg))
     problems.extend(results_dir_problems(cfg.get("results_dir") or "results"))
-    if not ruled:  # the tasks are known, shots and the policy valid (settings.problems)
-        for name in cfg["tasks"]:
+    # the schema passed (shots and the policy valid): every task mvlpt knows is checked, so its data problems
+    # (with the fetch command) are named beside a config problem such as an unknown task
+    from mvlpt.tasks import list_tasks
+
+    known = set(list_tasks())
+    for name in dict.fromkeys(cfg["tasks"]):
+        if name in known:
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
     model = check_weights(cfg["model"], problems)
     devices = check_devices(cfg, problems, warnings, profile, gpu_rules)
     devices["compile"] = check_compile(cfg, devices, problems, warnings, on_slurm=bool(profile))
     disk, est = [], {}
-    if rows and model.get("name"):
+    if rows and model.get("name") and not ruled:  # a study the config rules refuse has no price
         try:  # the estimate first: the disk check counts the multitask study's outputs from its jobs
             est = study_cost(cfg, rows, warnings) if pairs else table1_cost(cfg, rows, warnings)
         except MvlptError as e:
@@ -195,7 +200,7 @@ def _run_one(cfg, ruled, *, config_path, deep, profile, multitask, noise_from, g
         except MvlptError as e:
             problems.append(str(e))
     power = {}
-    if rows:
+    if rows and not ruled:
         try:
             power = study_power(cfg, rows, noise_from)
         except MvlptError as e:

@@ -318,7 +318,7 @@ def test_paper_config_over_shots_lists_each_count_and_sums_its_price(tmp_path, m
     for task in paper["tasks"]:
         problem = f"task {task}: no data under {tmp_path / 'empty'}; run `mvlpt data fetch {task}`"
         assert sum(problem in p for p in rep["problems"]) == 1, task
-    flowers = {r["shots"]: r for r in rep["tasks"] if r["task"] == "oxford-flower-102"}
+    flowers = {r["shots"]: r for r in rep["tasks"] if r["task"] == "oxford-flower-102" and r["study"] != "table1"}
     assert set(flowers) == {5, 20} and {r["study"] for r in flowers.values()} == {"shots5", "shots20"}
     assert flowers[5]["short_classes"] == 0 and flowers[20]["short_classes"] == 102
     c = rep["cost"]
@@ -330,6 +330,10 @@ def test_paper_config_over_shots_lists_each_count_and_sums_its_price(tmp_path, m
     assert c["by_study"]["shots20"]["gpu_hours"] > c["by_study"]["shots5"]["gpu_hours"]
     assert "shots5: " in out and " at 20 shots" in out
     assert any(p.startswith("table1: config: unknown task(s) in `tasks`: imagenet, sun397, ucf101") for p in rep["problems"])
+    # the Table 1 study's tasks that mvlpt has are checked all the same, at its 5 shots: the ELEVATER ones
+    table1 = {r["task"]: r for r in rep["tasks"] if r["study"] == "table1"}
+    assert set(table1) == (set(paper["table1"]["sources"]) | set(paper["table1"]["targets"])) - {"imagenet", "sun397", "ucf101"}
+    assert {r["shots"] for r in table1.values()} == {5} and "table1" not in c  # refused: no price
 
 
 def test_table1_study_is_priced_as_baselines_one_source_prompt_and_its_targets(tmp_path, capsys):
