@@ -43,7 +43,7 @@ else:
     # `snakemake multitask` (a dry-run too) says first how many training jobs the multitask study adds: its
     # groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
     if workflow.is_main_process and multitask_requested():
-        print(multitask_plan_message(), file=sys.stderr)
+        print(f"{sub_study_name()}: " * in_sub_study() + multitask_plan_message(), file=sys.stderr)
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

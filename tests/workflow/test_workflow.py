@@ -212,7 +212,7 @@ def test_table1_target_trains_one_source_prompt_per_method_for_every_target(tmp_
         "table1": 1,
     }
     assert (
-        "multitask study: 4 training jobs (2 group source prompts, 2 targets fine-tuned from them, 0 joint group runs) "
+        "table1: multitask study: 4 training jobs (2 group source prompts, 2 targets fine-tuned from them, 0 joint group runs) "
         "for coop, vpt x 1 targets of 2 fixed sources" in out
     )
     groups = next(line for line in out.splitlines() if "mvlpt multitask groups" in line)
