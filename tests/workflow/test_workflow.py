@@ -221,6 +221,10 @@ def test_table1_target_trains_one_source_prompt_per_method_for_every_target(tmp_
     outputs = {f for files in _outputs(res.stdout).values() for f in files}
     assert "results/table1/coop/orientation__orientation/seed1.json" in outputs
     assert "results/table1/tables/multitask_summary.csv" in outputs
+    # a cluster job names its rule, not the target: the studies inside the study are made for it too
+    for job in ("table1_train_single:method=coop,task=orientation", "shots5_train_single:method=vpt,task=shapes"):
+        res = snakemake(tmp_path, "-n", "--target-jobs", job, configfile=configfile)
+        assert res.returncode == 0 and f"rule {job.split(':')[0]}:" in res.stdout, res.stdout + res.stderr
 
 
 def test_table1_on_the_paper_config_names_the_tasks_it_lacks(tmp_path):

@@ -39,9 +39,10 @@ def table1_config():
 
 
 def table1_requested():
-    """Whether this run asks for the paper's Table 1 setting (`snakemake table1`, or a file below a `table1/`
-    folder): its module is made only then, since its tasks need data most studies never fetch."""
-    return any(a == "table1" or "table1/" in a for a in sys.argv[1:])
+    """Whether this run asks for the paper's Table 1 setting: `snakemake table1`, a file below a `table1/`
+    folder, or one of its jobs (a cluster job names its rule, `--target-jobs table1_train_single:...`). Its
+    module is made only then, since its tasks need data most studies never fetch."""
+    return any(a == "table1" or "table1/" in a or a.startswith("table1_") for a in sys.argv[1:])
 
 
 # ------------------------------------------------------------------------------------------------
