@@ -18,20 +18,32 @@ include: "workflow/rules/recovery.smk"
 configfile: readable_config_file("config/config.yaml")
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/zero_epoch.smk"
-include: "workflow/rules/reference.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/predictors.smk"
-include: "workflow/rules/multitask.smk"
+# `shots: [1, 5, 20]`: one study per shot count, each a module of this Snakefile (docs/shots.md); the
+# tables and the figure across them, and the paper's Table 1 setting (`snakemake table1`), are
+# workflow/rules/studies.smk's.
+if shot_axis_study(config):
 
+    include: "workflow/rules/studies.smk"
 
-# `snakemake multitask` (a dry-run too) says first how many training jobs the multitask study adds: its
-# groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
-if workflow.is_main_process and multitask_requested():
-    print(multitask_plan_message(), file=sys.stderr)
+else:
+
+    include: "workflow/rules/common.smk"
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/zero_epoch.smk"
+    include: "workflow/rules/reference.smk"
+    include: "workflow/rules/analysis.smk"
+    include: "workflow/rules/predictors.smk"
+    include: "workflow/rules/multitask.smk"
+
+    if not in_sub_study():
+
+        include: "workflow/rules/studies.smk"
+
+    # `snakemake multitask` (a dry-run too) says first how many training jobs the multitask study adds: its
+    # groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
+    if workflow.is_main_process and multitask_requested():
+        print(f"{sub_study_name()}: " * in_sub_study() + multitask_plan_message(), file=sys.stderr)
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

@@ -102,6 +102,18 @@ def summary_figure(
     return plots.summary_panel(pairs, correlations, analysis=analysis, level=level)
 
 
+def shots_figure(table: pd.DataFrame):
+    """Gain, baseline and zero-shot against the shot count (:func:`mvlpt.analysis.plots.shots_lines`) from the
+    table across shot counts (:func:`mvlpt.analysis.tables.shots_table`); it needs at least two counts."""
+    counts = sorted({int(s) for s in table["shots"].dropna()}) if "shots" in table.columns else []
+    if len(counts) < 2:
+        raise MvlptError(
+            f"the shots figure needs a study over at least two shot counts (`shots: [1, 5, 20]`), got "
+            f"{', '.join(map(str, counts)) or 'none'}."
+        )
+    return plots.shots_lines(table)
+
+
 def make_all_figures(
     results_dir: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,

@@ -601,3 +601,40 @@ def predictor_ranking(scores: pd.DataFrame, order: Sequence[str], score_labels: 
     sns.despine(fig)
     fig.tight_layout()
     return fig
+
+
+def shots_lines(table: pd.DataFrame) -> plt.Figure:
+    """Two panels against the shot count (log scale, ticks at the study's counts), one line per method:
+    the mean gain over the single-task baseline (points), and the mean baseline with zero-shot CLIP (black,
+    dashed: it needs no shots) and the linear probe (grey, dotted) for scale. ``table``:
+    :func:`mvlpt.analysis.tables.shots_table`."""
+    set_style()
+    methods = vocabulary.method_order(table["method"].unique())
+    pal = method_palette(methods)
+    counts = sorted(int(s) for s in table["shots"].unique())
+    fig, (ax_gain, ax_base) = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    for m in methods:
+        d = table[table["method"] == m].sort_values("shots")
+        label = vocabulary.METHODS[m].label if m in vocabulary.METHODS else m
+        ax_gain.plot(d["shots"], 100 * d["mean_gain"], marker="o", color=pal[m], label=label)
+        ax_base.plot(d["shots"], 100 * d["baseline_mean"], marker="o", color=pal[m], label=f"{label} baseline")
+    per_shot = table.groupby("shots")[["zeroshot_mean", "linear_probe_mean"]].mean().sort_index()
+    if per_shot["zeroshot_mean"].notna().any():
+        ax_base.plot(per_shot.index, 100 * per_shot["zeroshot_mean"], color="k", ls="--", lw=1, label="zero-shot CLIP")
+    if per_shot["linear_probe_mean"].notna().any():
+        ax_base.plot(per_shot.index, 100 * per_shot["linear_probe_mean"], color="0.5", ls=":", marker=".", label="linear probe")
+    ax_gain.axhline(0, color="0.4", lw=0.8, ls="--")
+    for ax in (ax_gain, ax_base):
+        ax.set_xscale("log")
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.minorticks_off()
+        ax.set_xlabel("shots per class")
+    ax_gain.set_ylabel("mean gain over single-task (points)")
+    ax_gain.set_title("transfer gain (off-diagonal mean)")
+    ax_base.set_ylabel("mean test metric over targets (%)")
+    ax_base.set_title("single-task baseline")
+    ax_gain.legend(frameon=False, fontsize=8)
+    ax_base.legend(frameon=False, fontsize=7)
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig

@@ -152,6 +152,29 @@ def replicates_of(records: Iterable[dict]) -> dict:
     return out
 
 
+def study_shots(runs: pd.DataFrame | None) -> int | None:
+    """The shot count of the runs (or any table with a ``shots`` column) of one study; None where there is no
+    table, no run records one, or they mix several
+    (which :func:`mvlpt.study.results.check_settings` refuses unless mixed settings are allowed). A study over
+    several shot counts keeps each below its own ``shots{N}`` folder (docs/shots.md)."""
+    if runs is None or "shots" not in runs.columns:
+        return None
+    found = {int(s) for s in runs["shots"].dropna()}
+    return found.pop() if len(found) == 1 else None
+
+
+def with_shots(df: pd.DataFrame, shots: int | None) -> pd.DataFrame:
+    """``df`` with a ``shots`` column (the study's shot count, :func:`study_shots`) after ``method`` (first
+    when it has none); a table that has one keeps it. Every table of a study carries its shots, so tables of
+    several shot counts stack (``mvlpt shots table``)."""
+    if "shots" in df.columns:
+        return df
+    out = df.copy()
+    at = list(out.columns).index("method") + 1 if "method" in out.columns else 0
+    out.insert(at, "shots", pd.array([shots] * len(out), dtype="Int64"))
+    return out
+
+
 def expected_missing(runs: pd.DataFrame, methods: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> list[tuple]:
     """(method, source, target, seed) combinations of the full study that have no result."""
     have = set(zip(runs["method"], runs["source"], runs["target"], runs["seed"]))
@@ -543,6 +566,7 @@ def write_collected(
     table (:func:`mvlpt.analysis.reference.load_reference`, possibly empty), the pairs get its columns and
     ``reference`` and ``baselines`` tables are written too."""
     out_dir = Path(out_dir)
+    shots = study_shots(runs)  # every table carries the study's shot count (docs/shots.md)
     pairs = with_cell_statistics(pair_table(runs), runs, replicates, level=level, fdr=fdr, tasks=tasks)
     written = []
     if reference is not None:  # the reference rows (zero-shot, linear probe): their own tables, columns of pairs
@@ -550,18 +574,27 @@ def write_collected(
 
         written += write_table(reference, layout.TABLE.path(out_dir, "reference", "csv"))
         written += write_table(
-            baselines_table(pairs, reference, runs=runs, replicates=replicates, reference_reps=reference_replicates, level=level),
+            with_shots(
+                baselines_table(
+                    pairs, reference, runs=runs, replicates=replicates, reference_reps=reference_replicates, level=level
+                ),
+                shots,
+            ),
             layout.TABLE.path(out_dir, "baselines", "csv"),
         )
         pairs = with_reference(pairs, reference)
     written += write_table(runs, layout.TABLE.path(out_dir, "runs", "csv"))
-    written += write_table(pairs, layout.TABLE.path(out_dir, "pairs", "csv"))
-    written += write_table(best_source(pairs), layout.TABLE.path(out_dir, "best_source", "csv"))
-    written += write_table(source_gain(pairs), layout.TABLE.path(out_dir, "source_gain", "csv"))
-    written += write_table(target_gain(pairs), layout.TABLE.path(out_dir, "target_gain", "csv"))
-    written += write_table(gain_summary(pairs, level), layout.TABLE.path(out_dir, "gain_summary", "csv"))
-    written += write_table(decomposition_table(pairs, tasks), layout.TABLE.path(out_dir, "decomposition", "csv"))
-    written += write_table(selection_table(runs), layout.TABLE.path(out_dir, "selection", "csv"))
+    written += write_table(with_shots(pairs, shots), layout.TABLE.path(out_dir, "pairs", "csv"))
+    derived = {
+        "best_source": best_source(pairs),
+        "source_gain": source_gain(pairs),
+        "target_gain": target_gain(pairs),
+        "gain_summary": gain_summary(pairs, level),
+        "decomposition": decomposition_table(pairs, tasks),
+        "selection": selection_table(runs),
+    }
+    for name, df in derived.items():
+        written += write_table(with_shots(df, shots), layout.TABLE.path(out_dir, name, "csv"))
     methods = list(methods) if methods is not None else sorted(pairs["method"].unique())
     order = task_order(pairs, tasks)
     for m in methods:
@@ -572,6 +605,66 @@ def write_collected(
                 mat = pd.DataFrame(np.nan, index=pd.Index(order, name="source"), columns=pd.Index(order, name="target"))
             written += write_table(mat, layout.MATRIX.path(out_dir, m, stat, "csv"), index=True)
     return written
+
+
+# --------------------------------------------------------------------------------------------------
+# Across shot counts (a study whose config lists several, docs/shots.md)
+# --------------------------------------------------------------------------------------------------
+SHOTS_COLUMNS = (
+    "shots",
+    "method",
+    "n_targets",
+    "baseline_mean",
+    "zeroshot_mean",
+    "linear_probe_mean",
+    "n_cells",
+    "mean_gain",
+    "share_significant_positive",
+    "share_significant_negative",
+    "median_se",
+)
+
+
+def shots_table(studies: dict[int, str | os.PathLike]) -> pd.DataFrame:
+    """One row per shot count and method (:data:`SHOTS_COLUMNS`): over the study's targets the mean
+    single-task baseline, zero-shot and linear probe (its ``baselines`` table), and the off-diagonal gains'
+    mean, shares distinguishable from noise and median standard error (its ``gain_summary``). ``studies``:
+    shot count -> the tables folder of that count's study (``{results}/shots{N}/tables``). Fractions, as
+    the tables they come from."""
+    rows = []
+    for shots, folder in sorted(studies.items()):
+        summary = read_table(layout.TABLE.path(folder, "gain_summary", "parquet"))
+        base = read_table(layout.TABLE.path(folder, "baselines", "parquet"))
+        for df, name in ((summary, "gain_summary"), (base, "baselines")):
+            found = {int(v) for v in df["shots"].dropna()} if "shots" in df.columns else set()
+            if found and found != {int(shots)}:
+                raise MvlptError(
+                    f"{layout.TABLE.path(folder, name, 'parquet')} holds shots {', '.join(map(str, sorted(found)))}, "
+                    f"not {shots}; point --study {shots}=... at that shot count's tables."
+                )
+        for m in vocabulary.method_order(set(summary["method"]) | set(base["method"])):
+            b = base[base["method"] == m]
+            g = summary[summary["method"] == m]
+            first = g.iloc[0] if len(g) else None
+            rows.append(
+                {
+                    "shots": int(shots),
+                    "method": m,
+                    "n_targets": int(b["target"].nunique()),
+                    "baseline_mean": b["baseline_mean"].mean(),
+                    "zeroshot_mean": b["zeroshot"].mean() if "zeroshot" in b else np.nan,
+                    "linear_probe_mean": b["linear_probe"].mean() if "linear_probe" in b else np.nan,
+                    "n_cells": int(first["n_cells"]) if first is not None else 0,
+                    **{
+                        k: float(first[k]) if first is not None else np.nan
+                        for k in ("mean_gain", "share_significant_positive", "share_significant_negative", "median_se")
+                    },
+                }
+            )
+    out = pd.DataFrame(rows, columns=list(SHOTS_COLUMNS))
+    for k in ("shots", "n_targets", "n_cells"):
+        out[k] = out[k].astype("int64")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -210,6 +210,7 @@ def run_correlate(args) -> int:
         level=args.level,
         runs=runs,
     )
+    corr = tables.with_shots(corr, tables.study_shots(runs if runs is not None else pairs))  # the study's shot count
     written = tables.write_table(corr, args.out)
     _say(f"{len(corr)} correlation rows -> {', '.join(map(str, written))}")
     return 0
@@ -254,6 +255,8 @@ def run_power(args) -> int:
             f"{args.power:g} is {100 * r.min_detectable_gain:.1f} points ({100 * r.min_detectable_gain_any_seeds:.1f} "
             f"with unlimited seeds: the test set's error)"
         )
+    if runs is not None:  # a study's noise: its shot count
+        table = tables.with_shots(table, tables.study_shots(runs))
     if args.out:
         written = tables.write_table(table, args.out)
         _say(f"-> {', '.join(map(str, written))}")

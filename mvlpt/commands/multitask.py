@@ -63,6 +63,7 @@ def run_groups(args) -> int:
         measure=args.measure,
         predicted=predicted,
         predictor=args.predictor_name,
+        sources=args.sources,
     )
     grouping.write_groups(groups, args.out)
     _say(f"{len(groups)} (method, strategy, mode, target) rows in {groups['group'].nunique()} groups -> {args.out}")
@@ -81,7 +82,9 @@ def run_table(args) -> int:
     table = multitask.collect(
         args.results_dir, groups, seeds=args.seeds, tasks=args.tasks, allow_mixed_settings=args.allow_mixed_settings
     )
-    summary = multitask.summarize(table, n_boot=args.n_boot, seed=args.boot_seed, level=args.level)
+    summary = multitask.summarize(
+        table, n_boot=args.n_boot, seed=args.boot_seed, level=args.level, source_prompt=args.source_prompt
+    )
     written = multitask.write_tables(table, summary, args.out, args.summary_out)
     _say(f"{len(table)} targets, {len(summary)} (method, mode, strategy) rows -> {', '.join(map(str, written))}")
     return 0
@@ -144,6 +147,7 @@ def add_parser(subparsers) -> None:
         help="the predictor's matrix file(s): predictors/{name}.csv, or predictors/{method}/{name}.csv per method",
     )
     q.add_argument("--predictor-name", default=D["predictor"], help="the transferability predictor of strategy predictor")
+    q.add_argument("--sources", nargs="+", help="strategy fixed: every target's sources (the other tasks are the targets)")
     q.add_argument("--out", required=True, help="the groups CSV (results/multitask/groups.csv)")
     q.set_defaults(func=run_groups)
 
@@ -178,6 +182,11 @@ def add_parser(subparsers) -> None:
         "--allow-mixed-settings",
         action="store_true",
         help="average seeds, and compare with baselines, even when their settings differ",
+    )
+    q.add_argument(
+        "--source-prompt",
+        help="how the group source prompts were made (config multitask.source_prompt; the paper's Table 1 "
+        "numbers stand beside a row only for `averaged`, with the rest of its setting)",
     )
     q.set_defaults(func=run_table)
 

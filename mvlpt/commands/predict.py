@@ -154,6 +154,7 @@ def run_score(args) -> int:
     scores = predictor_scores.score_predictors(
         pairs, preds, runs=runs, methods=args.methods, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, level=args.level
     )
+    scores = tables.with_shots(scores, tables.study_shots(runs if runs is not None else pairs))  # the study's shot count
     written = tables.write_table(scores, args.out)
     _say(f"{len(scores)} predictor scores -> {', '.join(map(str, written))}")
     return 0

@@ -1,6 +1,6 @@
 """``mvlpt preflight``: will the study of a config run through, and what will it cost?
 
-    mvlpt preflight [--configfile FILE] [--deep] [--json OUT] [--profile DIR] [--calibrate]
+    mvlpt preflight [--configfile FILE] [--deep] [--json OUT] [--profile DIR] [--calibrate] [--table1]
 
 Prints a table per task and the study's checks (data, few-shot, weights, devices, disk, cost),
 writes the same as JSON, and exits with status 2 when the study cannot run through.
@@ -21,7 +21,14 @@ def run_preflight(args) -> int:
     if args.calibrate:
         path = measure_calibration(cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
         print(f"calibration stored in {path}; estimates now speak of this machine.", file=sys.stderr)
-    rep = run(cfg, config_path=str(args.configfile), deep=args.deep, profile=args.profile, noise_from=args.noise_from)
+    rep = run(
+        cfg,
+        config_path=str(args.configfile),
+        deep=args.deep,
+        profile=args.profile,
+        noise_from=args.noise_from,
+        table1=args.table1,
+    )
     full = with_defaults(cfg)
     print(format_report(rep, full["shots"], full[POLICY_KEY]))
     out = args.json
@@ -48,6 +55,11 @@ def add_parser(subparsers) -> None:
         metavar="TABLES",
         help="a collected study's tables folder (pairs and runs): its noise prices the power estimate "
         "(default: the noise mvlpt measured on its designed world)",
+    )
+    p.add_argument(
+        "--table1",
+        action="store_true",
+        help="check and price the paper's Table 1 study too (`snakemake table1`: config section table1, docs/multitask.md)",
     )
     p.add_argument("--deep", action="store_true", help="verify the data's sha256 too (reads every file), not only sizes")
     p.add_argument("--json", default=default_json_path(), metavar="OUT", help="report file (default: %(default)s)")

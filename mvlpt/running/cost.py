@@ -171,8 +171,10 @@ def _job(
     return {"train": train, "validation": validation, "test": test, "setup": setup}
 
 
-def estimate(shape: StudyShape, cal: Calibration) -> dict:
-    """GPU-hours per method and in total, with the job counts and a breakdown (hours)."""
+def estimate(shape: StudyShape, cal: Calibration, *, pairs: bool = True, baselines=None) -> dict:
+    """GPU-hours per method and in total, with the job counts and a breakdown (hours). ``pairs`` False: the
+    single-task baselines (and frozen features) only, no (source, target) pair (the Table 1 study's part);
+    ``baselines``: the tasks whose baseline is trained (None: every one)."""
     tasks = list(shape.tasks)
     K = shape.seeds if shape.stack_seeds else 1
     copies = 1 if shape.stack_seeds else shape.seeds  # jobs per (method, run) when seeds are not stacked
@@ -196,11 +198,12 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
                 acc[key] += n * v
 
         for i, a in enumerate(tasks):
-            add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
-            jobs += copies
+            if baselines is None or a.name in baselines:
+                add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
+                jobs += copies
             if shape.mode == "zero_epoch":
                 continue  # priced below: nothing trains
-            others = tasks[i + 1 :] if shape.mode == "joint" else [b for b in tasks if b is not a]
+            others = [] if not pairs else tasks[i + 1 :] if shape.mode == "joint" else [b for b in tasks if b is not a]
             for b in others:
                 if shape.mode == "joint":
                     add(
@@ -210,7 +213,7 @@ def estimate(shape: StudyShape, cal: Calibration) -> dict:
                 else:  # sequential: a source prompt (the baseline's) fine-tuned on target b
                     add(_job(cal, method, [b], [b], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
                 jobs += copies
-        if shape.mode == "zero_epoch" and len(tasks) > 1:  # one job per method (seed copy) evaluates every cell
+        if shape.mode == "zero_epoch" and pairs and len(tasks) > 1:  # one job per method (seed copy) evaluates every cell
             for b in tasks:  # each of b's n-1 cells: one validation and one test pass of b with a source's prompt
                 cell = _job(cal, method, [b], [b], shape.batch_size, K, 1, shape.eval_batch_size)
                 add({"validation": cell["validation"], "test": cell["test"]}, (len(tasks) - 1) * copies)
@@ -292,10 +295,24 @@ def estimate_multitask(shape: StudyShape, settings: dict, cal: Calibration) -> d
         jobs = dict.fromkeys(MULTITASK_KINDS, 0)
         gpu_h = dict.fromkeys(MULTITASK_KINDS, 0.0)
         by_run = {}
+        fixed = set(settings.get("sources") or ())  # strategy fixed: one source group, the other tasks its targets
+        sources = [t for t in tasks if t.name in fixed]
         for mode, strategy in vocabulary.multitask_runs(method, settings):
             size = n - 1 if strategy == "all" else k
             before = (sum(jobs.values()), sum(gpu_h.values()))
-            if mode == "init":
+            if strategy == "fixed":
+                targets = [t for t in tasks if t.name not in fixed]
+                if mode == "init":  # one source prompt, then every target fine-tuned from it
+                    gpu_h["source"] += copies * hours(method, sources, [], K)
+                    jobs["source"] += copies
+                    for target in targets:
+                        gpu_h["target"] += copies * hours(method, [target], [target], K)
+                        jobs["target"] += copies
+                else:  # every target trained with the sources
+                    for target in targets:
+                        gpu_h["joint"] += hours(method, [target, *sources], [target, *sources], shape.seeds)
+                        jobs["joint"] += 1
+            elif mode == "init":
                 for i, target in enumerate(tasks):
                     gpu_h["source"] += copies * hours(method, stand_in_sources(tasks, i, size), [], K)
                     gpu_h["target"] += copies * hours(method, [target], [target], K)

@@ -82,6 +82,20 @@ def multitask_problems(cfg: dict) -> list[str]:
     seed = s["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int):
         out.append(f"multitask: `seed` (of strategy random) must be an integer, got {seed!r}.")
+    fixed = s.get("sources")
+    if ("fixed" in strategies) != (fixed is not None):
+        out.append(
+            "multitask: strategy fixed takes every target's group from `sources`, and `sources` serves strategy fixed "
+            "only; give both or neither."
+        )
+    elif fixed is not None:
+        if strategies != ["fixed"]:
+            out.append(f"multitask: `sources` (strategy fixed) allows no other strategy, got {', '.join(strategies)}.")
+        missing = [t for t in fixed if t not in tasks]
+        if missing:
+            out.append(f"multitask: `sources` names {', '.join(map(str, missing))}, not among the study's `tasks`.")
+        elif not [t for t in tasks if t not in set(fixed)]:
+            out.append("multitask: `sources` lists every task; strategy fixed needs another task as its target.")
     ranked = [x for x in strategies if x in RANKED_STRATEGIES]
     pairwise = any(not vocabulary.METHODS[m].multitask_only for m in methods)
     if len(tasks) < 2:

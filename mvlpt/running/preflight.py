@@ -19,7 +19,12 @@ task and for the study (each check in its own module):
   :mod:`mvlpt.running.study_estimates`), naming the GPU it is for; and the **power** the seeds give;
 * **multitask** (when the config has a ``multitask`` section, even an empty one): its settings
   (:func:`mvlpt.running.multitask_check.multitask_problems`) and the jobs and GPU-hours it adds, by kind
-  (:func:`mvlpt.running.cost.estimate_multitask`).
+  (:func:`mvlpt.running.cost.estimate_multitask`);
+* **studies inside the study** (docs/shots.md): with ``shots`` a list, every shot count's study is checked
+  and priced as its own (:func:`mvlpt.study.settings.shot_study`; its tasks' few-shot images per shot
+  count) and the report sums them; ``table1``: the paper's Table 1 study too
+  (:func:`mvlpt.study.settings.table1_study`: its data, and its price by
+  :func:`mvlpt.running.study_estimates.table1_cost`).
 
 Every problem is one sentence naming the task (or the item) and what to do. :func:`problems` is the
 same check as a list of sentences, for the workflow to call before it schedules anything.
@@ -37,7 +42,7 @@ from mvlpt.running.device_check import check_compile, check_devices
 from mvlpt.running.disk_check import check_disk
 from mvlpt.running.model_check import check_weights, model_dims
 from mvlpt.running.multitask_check import multitask_problems
-from mvlpt.running.study_estimates import study_cost, study_power
+from mvlpt.running.study_estimates import study_cost, study_power, table1_cost
 from mvlpt.running.task_check import TaskRow, check_task
 from mvlpt.study import settings
 
@@ -126,17 +131,40 @@ def run(
     multitask: bool | None = None,
     noise_from: str | os.PathLike | None = None,
     gpu_rules=None,
+    table1: bool = False,
+    pairs: bool = True,
 ) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
     section, even an empty one; False: never). ``profile``: a SLURM profile (folder or config.yaml) to
-    read back, for ``gpu_rules`` (:func:`mvlpt.running.device_check.slurm_profile`)."""
+    read back, for ``gpu_rules`` (:func:`mvlpt.running.device_check.slurm_profile`). A list of ``shots``:
+    every shot count's study, summed (:func:`_studies_report`). ``table1``: the paper's Table 1 study too
+    (``pairs`` False: price a study that trains no pair, as the Table 1 study)."""
     t0 = time.perf_counter()
     # the workflow's own rules first (mvlpt.study.settings: one rule set), then what only preflight sees
     ruled = [f"config: {p}." for p in settings.problems(cfg)]
     if any(p.endswith("(see config/README.md).") and not p.startswith("config: train: ") for p in ruled):
         # the schema: nothing else is safe to read
         return Report(config_path, [], ruled, [], {}, {}, [], {}, seconds=round(time.perf_counter() - t0, 2))
+    kw = {"deep": deep, "profile": profile, "multitask": multitask, "noise_from": noise_from, "gpu_rules": gpu_rules}
+    if settings.shot_axis(cfg):
+        from mvlpt.study import layout
+
+        subs = {
+            layout.SHOT_STUDY.relative(shots=n): run(settings.shot_study(cfg, n), config_path=config_path, **kw)
+            for n in settings.shot_counts(cfg)
+        }
+        rep = _studies_report(config_path, subs)
+    else:
+        rep = _run_one(cfg, ruled, config_path=config_path, pairs=pairs, **kw)
+    if table1:
+        _add_table1(rep, cfg, config_path=config_path, **{**kw, "multitask": True})
+    rep.seconds = round(time.perf_counter() - t0, 2)
+    return rep
+
+
+def _run_one(cfg, ruled, *, config_path, deep, profile, multitask, noise_from, gpu_rules, pairs) -> Report:
+    """:func:`run` for one study (a scalar ``shots``)."""
     cfg = with_defaults(cfg)
     if multitask is False:
         cfg["multitask"] = None
@@ -148,16 +176,21 @@ def run(
     problems.extend(ruled)
     problems.extend(multitask_problems(cfg))
     problems.extend(results_dir_problems(cfg.get("results_dir") or "results"))
-    if not ruled:  # the tasks are known, shots and the policy valid (settings.problems)
-        for name in cfg["tasks"]:
+    # the schema passed (shots and the policy valid): every task mvlpt knows is checked, so its data problems
+    # (with the fetch command) are named beside a config problem such as an unknown task
+    from mvlpt.tasks import list_tasks
+
+    known = set(list_tasks())
+    for name in dict.fromkeys(cfg["tasks"]):
+        if name in known:
             rows.append(check_task(name, cfg, deep=deep, problems=problems, warnings=warnings))
     model = check_weights(cfg["model"], problems)
     devices = check_devices(cfg, problems, warnings, profile, gpu_rules)
     devices["compile"] = check_compile(cfg, devices, problems, warnings, on_slurm=bool(profile))
     disk, est = [], {}
-    if rows and model.get("name"):
+    if rows and model.get("name") and not ruled:  # a study the config rules refuse has no price
         try:  # the estimate first: the disk check counts the multitask study's outputs from its jobs
-            est = study_cost(cfg, rows, warnings)
+            est = study_cost(cfg, rows, warnings) if pairs else table1_cost(cfg, rows, warnings)
         except MvlptError as e:
             problems.append(str(e))
         try:
@@ -167,7 +200,7 @@ def run(
         except MvlptError as e:
             problems.append(str(e))
     power = {}
-    if rows:
+    if rows and not ruled:
         try:
             power = study_power(cfg, rows, noise_from)
         except MvlptError as e:
@@ -181,9 +214,73 @@ def run(
         devices,
         disk,
         est,
-        seconds=round(time.perf_counter() - t0, 2),
         power=power,
     )
+
+
+def _studies_report(config_path: str, subs: dict) -> Report:
+    """One report of the studies ``subs`` (name -> :class:`Report`, e.g. one per shot count): their task rows
+    (each naming its study and shots), problems and notes once each, the largest need of each disk
+    location, and their cost summed (per method and in total, and per study under ``by_study``)."""
+    reps = list(subs.values())
+    first = reps[0]
+    tasks = [{**r, "study": name} for name, rep in subs.items() for r in rep.tasks]
+    disk: dict = {}
+    for rep in reps:
+        for x in rep.disk:
+            key = (x["location"], x["path"])
+            if key not in disk or x["need_bytes"] > disk[key]["need_bytes"]:
+                disk[key] = x
+    cost: dict = {}
+    if all(rep.cost for rep in reps):
+        cost = {k: v for k, v in first.cost.items() if k not in ("per_method", "multitask", "with_multitask", "assumptions")}
+        cost["per_method"], cost["gpu_hours"], cost["jobs"] = {}, 0.0, 0
+        cost["by_study"] = {}
+        for name, rep in subs.items():
+            c = rep.cost
+            together = c.get("with_multitask") or {"gpu_hours": c["gpu_hours"], "jobs": c["jobs"]}
+            cost["by_study"][name] = {**together, "shots": rep.tasks[0]["shots"] if rep.tasks else None}
+            cost["gpu_hours"] += together["gpu_hours"]
+            cost["jobs"] += together["jobs"]
+            for method, v in c["per_method"].items():
+                m = cost["per_method"].setdefault(method, {"gpu_hours": 0.0, "jobs": 0})
+                m["gpu_hours"] += v["gpu_hours"]
+                m["jobs"] += v["jobs"]
+            if c.get("multitask"):
+                m = cost["per_method"].setdefault("multitask", {"gpu_hours": 0.0, "jobs": 0})
+                m["gpu_hours"] += c["multitask"]["gpu_hours"]["total"]
+                m["jobs"] += c["multitask"]["jobs"]["total"]
+    return Report(
+        config_path,
+        tasks,
+        list(dict.fromkeys(p for rep in reps for p in rep.problems)),
+        list(dict.fromkeys(w for rep in reps for w in rep.warnings)),
+        first.model,
+        first.devices,
+        list(disk.values()),
+        cost,
+        power=first.power,
+    )
+
+
+def _add_table1(rep: Report, cfg: dict, *, config_path: str, **kw) -> None:
+    """The paper's Table 1 study (:func:`mvlpt.study.settings.table1_study`) checked and priced into ``rep``:
+    its tasks' rows (study ``table1``), its problems and notes (``table1: ...``), its cost under
+    ``cost["table1"]``."""
+    from mvlpt.study import layout
+
+    name = layout.TABLE1_STUDY.relative()
+    try:
+        sub = settings.table1_study(with_defaults(cfg))
+    except MvlptError as e:
+        rep.problems.append(str(e))
+        return
+    t1 = run(sub, config_path=config_path, pairs=False, **kw)
+    rep.tasks.extend({**r, "study": name} for r in t1.tasks)
+    rep.problems.extend(f"{name}: {p}" for p in t1.problems if p not in rep.problems)
+    rep.warnings.extend(f"{name}: {w}" for w in t1.warnings if w not in rep.warnings)
+    if t1.cost:
+        rep.cost["table1"] = t1.cost
 
 
 def problems(
@@ -194,6 +291,7 @@ def problems(
     multitask: bool = False,
     profile: str | os.PathLike | None = None,
     gpu_rules=None,
+    table1: bool = False,
 ) -> list[str]:
     """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
     whole report written to ``report_path`` if given. Skipped (empty list) when the config says
@@ -203,7 +301,7 @@ def problems(
     workflow's GPU rules (:func:`mvlpt.running.device_check.slurm_profile`)."""
     if cfg.get(SKIP_KEY) is False:
         return []
-    rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules)
+    rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules, table1=table1)
     if report_path is not None:
         from mvlpt.io import write_json
 
@@ -217,7 +315,9 @@ def _gb(b: float) -> str:
 
 def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -> str:
     lines = []
+    studies = any(r.get("study") for r in rep.tasks)  # shot counts, or the Table 1 study: a column naming each
     head = ("task", "data", "route", "classes", "train", "img/class", "short", "fs train", "fs val", "test")
+    head = (*head, "study", "shots") if studies else head
     rows = [head]
     for r in rep.tasks:
         pc = (
@@ -243,6 +343,7 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
                 _n(r["fewshot_train"]),
                 _n(r["fewshot_val"]),
                 _n(r["test_images"]),
+                *((r.get("study") or "-", _n(r.get("shots"))) if studies else ()),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -250,9 +351,10 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         lines.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    at = " at the row's shots" if studies else f" at {cfg_shots} shots" if cfg_shots else ""
     lines.append(
         f"(img/class: training images per class, ~ = ELEVATER's manifest mean where the data are not here; "
-        f"fs train / fs val: few-shot images per seed{f' at {cfg_shots} shots' if cfg_shots else ''}"
+        f"fs train / fs val: few-shot images per seed{at}"
         f"{f', policy {policy}' if policy else ''})"
     )
     m = rep.model
@@ -285,8 +387,17 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         for method, v in c["per_method"].items():
             lines.append(f"  {method:5s} {v['gpu_hours']:9.1f} GPU-hours  ({v['jobs']} jobs)")
         lines.append(f"  total {c['gpu_hours']:9.1f} GPU-hours  ({c['jobs']} jobs; calibration {c['calibration_file']})")
+        for name, v in (c.get("by_study") or {}).items():
+            lines.append(f"  {name}: {v['gpu_hours']:.1f} GPU-hours ({v['jobs']} jobs) at {v['shots']} shots")
         if c.get("multitask"):
             lines.extend(_multitask_lines(c["multitask"], c["with_multitask"]))
+    t1 = (c or {}).get("table1")
+    if t1:
+        lines.append("")
+        lines.append(
+            f"table1 (the paper's Table 1 setting, {t1['shots']} shots): {t1['gpu_hours']:.1f} GPU-hours ({t1['jobs']} jobs: "
+            f"{t1['baselines']['jobs']} target baseline and feature jobs, {t1['multitask']['jobs']['total']} source and target runs)"
+        )
     if rep.power:
         pw = rep.power
         lines.append("")

@@ -11,7 +11,11 @@ from mvlpt.running.multitask_check import multitask_problems
 from mvlpt.study import vocabulary
 
 
-def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
+def study_cost(cfg: dict, rows: list, warnings: list, *, pairs: bool = True) -> dict:
+    """The study's GPU-hours (:func:`mvlpt.running.cost.estimate`) and, with a valid ``multitask`` section,
+    its multitask study's (:func:`mvlpt.running.cost.estimate_multitask`). ``pairs`` False: no (source,
+    target) pair, and baselines only of the multitask study's targets (the Table 1 study, which trains
+    no pair: :func:`table1_cost`)."""
     from mvlpt.running import cost
     from mvlpt.running.calibration import load_calibration
     from mvlpt.running.prompt_shapes import prompt_shapes, task_prompt_lengths
@@ -55,7 +59,8 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
         int(train["eval_batch_size"]),
         int(cfg["shots"]),
     )
-    est = cost.estimate(shape, cal)
+    fixed = set((mt or {}).get("sources") or ())
+    est = cost.estimate(shape, cal, pairs=pairs, baselines=None if pairs else [t.name for t in tasks if t.name not in fixed])
     warnings.extend(f"cost: {a}." for a in est["assumptions"])  # a method priced from another's figures says so
     if mt is not None and len(tasks) >= 2:
         est["multitask"] = m = cost.estimate_multitask(shape, mt, cal)
@@ -67,6 +72,22 @@ def study_cost(cfg: dict, rows: list, warnings: list) -> dict:
     est["calibration_describes"] = cal.describes()
     est["note"] = note
     return est
+
+
+def table1_cost(cfg: dict, rows: list, warnings: list) -> dict:
+    """GPU-hours of the paper's Table 1 study (``cfg``: :func:`mvlpt.study.settings.table1_study`'s config, its
+    tasks' rows): the targets' single-task baselines, the source prompt on the sources and every target
+    fine-tuned from it, per method and in total."""
+    est = study_cost(cfg, rows, warnings, pairs=False)
+    mt = est.get("multitask") or {"gpu_hours": {"total": 0.0}, "jobs": {"total": 0}}
+    return {
+        "baselines": {"gpu_hours": est["gpu_hours"], "jobs": est["jobs"]},
+        "multitask": mt,
+        "gpu_hours": est["gpu_hours"] + mt["gpu_hours"]["total"],
+        "jobs": est["jobs"] + mt["jobs"]["total"],
+        "shots": int(cfg["shots"]),
+        "calibration_describes": est["calibration_describes"],
+    }
 
 
 def study_power(cfg: dict, rows: list, noise_from: str | os.PathLike | None = None) -> dict:

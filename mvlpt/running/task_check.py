@@ -31,6 +31,8 @@ class TaskRow:
     fewshot_val: int | None = None
     test_images: int | None = None
     notes: list = dataclasses.field(default_factory=list)
+    shots: int | None = None  # the shot count fewshot_train / fewshot_val are for
+    study: str = ""  # a study inside the study (shots5, table1; mvlpt.study.settings), "" the study itself
 
 
 def _fetch_cmd(task: str, data_dir: Path, explicit: bool) -> str:
@@ -60,7 +62,7 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
 
     task = get_task(name)
     shots, policy = int(cfg["shots"]), cfg[POLICY_KEY]
-    row = TaskRow(name, task.source, task.num_classes)
+    row = TaskRow(name, task.source, task.num_classes, shots=shots)
     data_dir_cfg = cfg.get("data_dir")
     train = test = None
     if task.source == "elevater":

@@ -4,6 +4,8 @@ both call :func:`rule_problems`, so a config one of them accepts the other accep
 
 The rules, in order (each problem is one clause; the callers make the sentence):
 
+0. ``shots`` (:func:`shots_problem`): a count, or a list of distinct counts (a study axis, docs/shots.md),
+   named in one sentence rather than the schema's "not valid under any of the given schemas";
 1. the JSON schema ``mvlpt/study/config.schema.yaml`` (:func:`schema_problem`; :mod:`mvlpt.study.settings`): keys, types,
    ranges, ``seeds`` non-empty and non-negative, ``device`` one of auto/cpu/cuda[:N],
    unique multitask strategies and modes, ``analysis.n_boot``/``n_perm`` >= 10, ``level`` in (0, 1);
@@ -50,6 +52,24 @@ def schema_problem(cfg) -> str | None:
     if error.validator == "type" and "number" in expected and number is not None:  # `lr: 2e-3` is text to YAML 1.1
         message += f": YAML reads {error.instance} as text, write {number!r} instead"
     return f"{where}: {message}" if where else message
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def shots_problem(value) -> str | None:
+    """What is wrong with config key ``shots`` (None: nothing): an integer >= 1, or a non-empty list of
+    distinct ones (the shot counts of a study axis)."""
+    if _is_count(value):
+        return None
+    if isinstance(value, list) and value and all(_is_count(v) for v in value):
+        dups = _duplicates(value)
+        return f"shots: {', '.join(map(str, dups))} listed more than once (give each shot count once)" if dups else None
+    return (
+        f"shots: {value!r} is neither a number of images per class (an integer >= 1) nor a list of distinct "
+        "ones such as [1, 5, 20]"
+    )
 
 
 def _duplicates(values):
@@ -103,7 +123,8 @@ def config_problems(cfg) -> list[str]:
 def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
     """Every rule of the module docstring, in order; a schema violation stops there (the later rules
     assume its types). Clauses without a final period."""
-    problem = schema_problem(cfg)
+    problem = shots_problem(cfg["shots"]) if isinstance(cfg, dict) and "shots" in cfg else None
+    problem = problem or schema_problem(cfg)
     if problem:
         return [f"{problem} (see config/README.md)"]
     problems = config_problems(cfg)

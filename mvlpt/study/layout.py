@@ -137,6 +137,20 @@ class Entry:
 
 
 # --------------------------------------------------------------------------------------------------
+# Studies inside a study
+# --------------------------------------------------------------------------------------------------
+SHOT_STUDY = Entry(
+    "{study}/shots{shots}",
+    "The folder of one shot count of a study whose `shots` lists several (mvlpt.study.settings.shot_study): "
+    "its results, its cache and its logs each lie below one (`results/shots5/coop/...`); a scalar `shots` "
+    "has none, so a single-shot study keeps its paths.",
+)
+TABLE1_STUDY = Entry(
+    "{study}/table1",
+    "The folder of the paper's Table 1 setting (mvlpt.study.settings.table1_study): its results, cache and logs.",
+)
+
+# --------------------------------------------------------------------------------------------------
 # Results (config `results_dir`)
 # --------------------------------------------------------------------------------------------------
 RESULT = Entry(

@@ -97,6 +97,7 @@ PREDICTOR_DEFAULTS: dict[str, Any] = section_defaults("predictors")
 MULTITASK_DEFAULTS: dict[str, Any] = section_defaults("multitask")
 MODEL_DEFAULTS: dict[str, Any] = section_defaults("model")
 ELEVATER_DEFAULTS: dict[str, Any] = section_defaults("elevater")
+TABLE1_DEFAULTS: dict[str, Any] = section_defaults("table1")
 
 
 def _section_class(section: str, doc: str) -> type:
@@ -119,6 +120,7 @@ SimilaritySettings = _section_class("similarity", "Task-similarity options (None
 AnalysisSettings = _section_class("analysis", "Correlation, resampling and figure options.")
 PredictorSettings = _section_class("predictors", "Transferability predictors (names None: every one).")
 MultitaskSettings = _section_class("multitask", "The multitask study (methods None: the study's, and SoftCPT with CoOp).")
+Table1Settings = _section_class("table1", "The paper's Table 1 setting (methods None: the study's).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +130,7 @@ class StudyConfig:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
-    shots: int
+    shots: int | tuple[int, ...]  # a list in the config: shots is a study axis (shot_counts, shot_study)
     protocol: str  # mvlpt.study.protocol.PROTOCOLS; its values are already in the other fields
     fewshot_policy: str
     preflight: bool
@@ -147,11 +149,81 @@ class StudyConfig:
     analysis: AnalysisSettings
     predictors: PredictorSettings
     multitask: MultitaskSettings
+    table1: Table1Settings
     config: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def shot_counts(self) -> tuple[int, ...]:
+        """The study's shot counts (one, unless ``shots`` is a list)."""
+        return tuple(shot_counts(self.config))
 
     def as_dict(self) -> dict:
         """The config as a plain dict, the schema's defaults filled in (what the workflow reads)."""
         return copy.deepcopy(self.config)
+
+
+def shot_axis(cfg: dict) -> bool:
+    """Whether config ``cfg`` makes shots a study axis (``shots`` a list, even of one count): each count
+    is then a study of its own below ``shots{N}`` folders (:func:`shot_study`, docs/shots.md)."""
+    return isinstance(cfg.get("shots", DEFAULTS["shots"]), (list, tuple))
+
+
+def shot_counts(cfg: dict) -> list[int]:
+    """The shot counts of config ``cfg``, in its order (a scalar ``shots``: that one)."""
+    shots = cfg.get("shots", DEFAULTS["shots"])
+    return [int(s) for s in shots] if isinstance(shots, (list, tuple)) else [int(shots)]
+
+
+def shot_study(cfg: dict, shots: int) -> dict:
+    """The config of shot count ``shots`` of a study whose ``shots`` is a list: that count, its results and
+    cache folders below ``shots{N}`` (:data:`mvlpt.study.layout.SHOT_STUDY`); a study of its own, laid out as
+    a single-shot study is. A config with a scalar ``shots`` is returned as it is (its paths stay)."""
+    from mvlpt.study import layout
+
+    out = copy.deepcopy(cfg)
+    if not shot_axis(cfg):
+        return out
+    if int(shots) not in shot_counts(cfg):
+        raise MvlptError(f"shot count {shots} is not among the config's shots ({', '.join(map(str, shot_counts(cfg)))}).")
+    out["shots"] = int(shots)
+    for key in ("results_dir", "cache_dir"):
+        out[key] = layout.SHOT_STUDY.path(cfg.get(key, DEFAULTS[key]), int(shots)).as_posix()
+    return out
+
+
+def table1_study(cfg: dict) -> dict:
+    """The config of the paper's Table 1 setting (config section ``table1``, defaults the paper's): its tasks
+    the sources then the targets, its shots, its methods (default the study's), a multitask section of mode
+    init and strategy fixed (every target's group is the sources), its results and cache below
+    ``table1`` folders (:data:`mvlpt.study.layout.TABLE1_STUDY`). A study of its own, checked as one; one
+    sentence where sources and targets overlap."""
+    from mvlpt.study import layout
+
+    t1 = {**TABLE1_DEFAULTS, **(cfg.get("table1") or {})}
+    both = [t for t in t1["sources"] if t in set(t1["targets"])]
+    if both:
+        raise MvlptError(f"table1: {', '.join(both)} listed as source and as target; a target is never its own source.")
+    out = copy.deepcopy(cfg)
+    methods = list(t1["methods"] or cfg.get("methods") or DEFAULTS["methods"])
+    out.update(
+        tasks=[*t1["sources"], *t1["targets"]],
+        shots=int(t1["shots"]),
+        methods=methods,
+        results_dir=layout.TABLE1_STUDY.path(cfg.get("results_dir", DEFAULTS["results_dir"])).as_posix(),
+        cache_dir=layout.TABLE1_STUDY.path(cfg.get("cache_dir", DEFAULTS["cache_dir"])).as_posix(),
+    )
+    out["multitask"] = {
+        **(cfg.get("multitask") or {}),
+        "methods": methods,
+        "modes": ["init"],
+        "strategies": ["fixed"],
+        "sources": list(t1["sources"]),
+    }
+    # the paper's source prompt is the 3 seeds' prompts averaged into one (the reference's avg_ckpt.py): the
+    # option `multitask.source_prompt` of the reference protocol (issue 27, part 1), set where the schema has it
+    if "source_prompt" in MULTITASK_DEFAULTS:
+        out["multitask"]["source_prompt"] = "averaged"
+    return out
 
 
 def problems(cfg: dict, *, multitask: bool = False) -> list[str]:
@@ -181,7 +253,7 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         tasks=tuple(full["tasks"]),
         methods=tuple(full["methods"]),
         seeds=tuple(int(s) for s in full["seeds"]),
-        shots=int(full["shots"]),
+        shots=tuple(shot_counts(full)) if shot_axis(full) else int(full["shots"]),
         protocol=full["protocol"],
         fewshot_policy=full["fewshot_policy"],
         preflight=bool(full["preflight"]),
@@ -200,5 +272,6 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         analysis=AnalysisSettings(**full["analysis"]),
         predictors=PredictorSettings(**full["predictors"]),
         multitask=MultitaskSettings(**full["multitask"]),
+        table1=Table1Settings(**full["table1"]),
         config=full,
     )

@@ -477,7 +477,7 @@ def predictor_settings(cfg: dict | None) -> dict:
 MULTITASK_MODES = ("init", "joint")
 # how a target's source group is chosen: every other task; the top-k sources by measured pairwise gain
 # (of the same method); by a similarity measure; by a transferability predictor; k random sources
-GROUPING_STRATEGIES = ("all", "gain", "similarity", "predictor", "random")
+GROUPING_STRATEGIES = ("all", "gain", "similarity", "predictor", "random", "fixed")
 
 
 def multitask_settings(cfg: dict | None, study_methods: Iterable[str] = ()) -> dict:
@@ -508,9 +508,17 @@ def multitask_job_counts(n_tasks: int, settings: dict, seeds: int = 1, stack_see
     copies = 1 if stack_seeds else seeds
     k = min(int(settings["k"]), max(n_tasks - 1, 0))
     counts = {"source": 0, "target": 0, "joint": 0}
+    fixed = settings.get("sources") or []  # strategy fixed: one source group; the other tasks are the targets
+    n_targets = n_tasks - len(fixed)
     for method in settings["methods"]:
         for mode, strategy in multitask_runs(method, settings):
-            if mode == "init":
+            if strategy == "fixed":
+                if mode == "init":
+                    counts["source"] += copies
+                    counts["target"] += n_targets * copies
+                else:
+                    counts["joint"] += n_targets  # each target with the sources
+            elif mode == "init":
                 counts["source"] += n_tasks * copies  # one group per target (leave-one-out, or its k sources)
                 counts["target"] += n_tasks * copies
             elif strategy == "all" or k >= n_tasks - 1:
@@ -519,7 +527,9 @@ def multitask_job_counts(n_tasks: int, settings: dict, seeds: int = 1, stack_see
                 counts["joint"] += n_tasks
     counts["total"] = sum(counts.values())
     # with k >= n - 1 every strategy's group is every other task: the count is exact then too
-    counts["exact"] = all(s == "all" or k >= n_tasks - 1 for m in settings["methods"] for _, s in multitask_runs(m, settings))
+    counts["exact"] = all(
+        s in ("all", "fixed") or k >= n_tasks - 1 for m in settings["methods"] for _, s in multitask_runs(m, settings)
+    )
     return counts
 
 
@@ -528,9 +538,11 @@ def multitask_plan_message(n_tasks: int, settings: dict, seeds: int = 1, stack_s
     `snakemake multitask` says first, since Snakemake's own job table lists them only once its groups exist."""
     c = multitask_job_counts(n_tasks, settings, seeds, stack_seeds)
     bound = "" if c["exact"] else "up to "
+    fixed = len(settings.get("sources") or ())
+    over = f"{n_tasks - fixed} targets of {fixed} fixed sources" if fixed else f"{n_tasks} tasks"
     return (
         f"multitask study: {bound}{c['total']} training jobs ({c['source']} group source prompts, {c['target']} targets "
-        f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {n_tasks} tasks"
+        f"fine-tuned from them, {c['joint']} joint group runs) for {', '.join(settings['methods'])} x {over}"
         + ("" if c["exact"] else "; the groups are chosen from the pairwise tables, which the DAG shows once they exist")
         + "; GPU-hours: mvlpt preflight."
     )

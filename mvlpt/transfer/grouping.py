@@ -14,7 +14,9 @@ mode ``d`` (:data:`mvlpt.study.vocabulary.MULTITASK_MODES`) and target ``t`` of 
   per-method predictor, :attr:`mvlpt.study.vocabulary.Predictor.per_method`, method ``m``'s matrix);
 * ``random``: ``k`` sources drawn by a generator seeded from (config seed, target name) through
   :mod:`hashlib`: stable across processes and Python versions, different for each target, the same
-  for every method (the control).
+  for every method (the control);
+* ``fixed``: the given ``sources`` (config ``multitask.sources``), for every target; the targets are then
+  the other tasks only (the paper's Table 1 setting: the 11 CoOp data sets as sources).
 
 The target itself is never a source. Ties are broken by the config's task order; ``k`` at least the
 number of other tasks gives all of them. The *training group* is the sources in mode ``init`` (one
@@ -163,6 +165,7 @@ def choose_groups(
     measure: str = settings.MULTITASK_DEFAULTS["similarity"],
     predicted: Mapping[str | None, pd.DataFrame] | None = None,
     predictor: str = settings.MULTITASK_DEFAULTS["predictor"],
+    sources: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every (method, strategy, mode, target) the study trains, with its group (:data:`GROUP_COLUMNS`).
 
@@ -171,8 +174,18 @@ def choose_groups(
     matrix, keyed by method for a per-method predictor, else by ``None`` (strategy ``predictor``).
     ``tasks`` is the config's task order; ``tasks`` and ``sources`` are "+"-joined in that order.
     ``k`` is the number of sources (``k`` itself, or every other task when that is fewer, or for
-    ``all``). Combinations a method does not offer (:func:`offered`) are left out."""
+    ``all``). Combinations a method does not offer (:func:`offered`) are left out. ``sources`` (strategy
+    ``fixed``, and then the only one): every target's sources; the targets are the other tasks."""
     tasks = list(dict.fromkeys(tasks))
+    fixed = [t for t in tasks if t in set(sources)] if sources else []
+    if sources and (len(fixed) != len(set(sources)) or list(strategies) != ["fixed"]):
+        raise MvlptError(
+            f"strategy fixed takes its sources among the tasks and no other strategy beside it; got sources "
+            f"{', '.join(sources)} and strategies {', '.join(strategies)}."
+        )
+    if "fixed" in strategies and not fixed:
+        raise MvlptError("strategy fixed needs its source tasks (config `multitask.sources`, --sources).")
+    targets = [t for t in tasks if t not in set(fixed)]
     if len(tasks) < 2:
         raise MvlptError(f"the multitask study needs at least two tasks, got {len(tasks)}.")
     if int(k) < 1:
@@ -189,8 +202,12 @@ def choose_groups(
         for s in strategies:
             if not any(offered(m, s, d) for d in modes):
                 continue
-            for t in tasks:
-                sources = _sources(s, m, t, tasks, int(k), int(seed), gain, similarity, measure, predicted, predictor)
+            for t in targets:
+                sources = (
+                    fixed
+                    if s == "fixed"
+                    else _sources(s, m, t, tasks, int(k), int(seed), gain, similarity, measure, predicted, predictor)
+                )
                 for d in modes:
                     if not offered(m, s, d):
                         continue
@@ -351,6 +368,8 @@ def check_groups(df: pd.DataFrame, where: str = "the groups table") -> pd.DataFr
                 problem = f"method {r.method!r} has no strategy {r.strategy!r} in mode {r.mode!r}"
             elif r.strategy == "all" and set(sources) != block_targets[(r.method, r.strategy, r.mode)] - {r.target}:
                 problem = f"its sources {r.sources!r} are not all the other targets of strategy all"
+            elif r.strategy == "fixed" and set(sources) & block_targets[(r.method, r.strategy, r.mode)]:
+                problem = f"its sources {r.sources!r} include a target of strategy fixed"
             elif r.target in sources or len(set(sources)) != len(sources) or "" in sources:
                 problem = f"its sources {r.sources!r} repeat a task, hold an empty name or the target itself"
             elif set(tasks) != want or len(tasks) != len(want):

@@ -56,6 +56,8 @@ TABLE_COLUMNS = (
     "baseline_method",
     "metric",
     "n_seeds",
+    "shots",
+    "model",
     "test_mean",
     "test_std",
     "baseline_mean",
@@ -66,6 +68,7 @@ SUMMARY_COLUMNS = (
     "method",
     "mode",
     "strategy",
+    "shots",
     "n_targets",
     "test_mean_pts",
     "baseline_mean_pts",
@@ -80,15 +83,16 @@ MULTITASK_HINT = "run the multitask study first: snakemake multitask"
 PAIRWISE_HINT = "run the pairwise study first: snakemake analysis"
 
 # The published numbers a summary row corresponds to: (method, mode, strategy) -> (text, paper gain in
-# points or None). MVLPT (Shen et al., WACV 2024): 12-task ELEVATER averages at ViT-B/16, read off its
-# accuracy-vs-GFLOPs figure (+-0.5): the multitask source prompt trained on the other tasks initialises
-# the target's (mode init, strategy all); CLIP zero-shot 53.8. SoftCPT (Ding et al.): RN50, other
-# benchmarks, averages over 1-16 shots, SoftCPT vs CoOp.
-PAPER_MVLPT = "12-task ELEVATER avg, ViT-B/16; CLIP zero-shot 53.8"
+# points or None). MVLPT (Shen et al., WACV 2024), Table 1: 12-task ELEVATER averages at ViT-B/16, 5
+# shots, the source prompt trained on the 11 CoOp data sets (averaged over 3 seeds) initialising the
+# target's (mode init, strategy fixed: `snakemake table1`); CLIP zero-shot 53.8. They stand beside a row
+# only when its setting is that one (:func:`paper_setting`). SoftCPT (Ding et al.): RN50, other
+# benchmarks, averages over 1-16 shots, SoftCPT vs CoOp (a note, never a match).
+PAPER_MVLPT = "Table 1: 12-task ELEVATER avg, ViT-B/16, 5 shots; CLIP zero-shot 53.8"
 PAPER: dict[tuple[str, str, str], tuple[str, float | None]] = {
-    ("coop", "init", "all"): (f"MCoOp 61.5 (CoOp 55.5); {PAPER_MVLPT}", 61.5 - 55.5),
-    ("vpt", "init", "all"): (f"MVPT 65.9 (VPT 60.1); {PAPER_MVLPT}", 65.9 - 60.1),
-    ("upt", "init", "all"): (f"MUPT 65.8 (UPT 62.2); {PAPER_MVLPT}", 65.8 - 62.2),
+    ("coop", "init", "fixed"): (f"MCoOp 61.5 (CoOp 55.5); {PAPER_MVLPT}", 61.5 - 55.5),
+    ("vpt", "init", "fixed"): (f"MVPT 65.9 (VPT 60.1); {PAPER_MVLPT}", 65.9 - 60.1),
+    ("upt", "init", "fixed"): (f"MUPT 65.8 (UPT 62.2); {PAPER_MVLPT}", 65.8 - 62.2),
     ("softcpt", "joint", "all"): (
         "SoftCPT paper, RN50, other benchmarks: General-10 67.12 vs CoOp 66.39, Plant-6 67.68 "
         "vs 62.59, RS-8 76.86 vs 73.23, Fashion-20 62.75 vs 59.95",
@@ -102,8 +106,37 @@ def baseline_method(method: str) -> str:
     return vocabulary.method(method).baseline or method
 
 
-def paper_reference(method: str, mode: str, strategy: str) -> str:
-    return PAPER.get((method, mode, strategy), ("", None))[0]
+PAPER_MODELS = ("ViT-B-16/openai", "ViT-B-16-quickgelu/openai")  # the paper's CLIP (model/pretrained of the records)
+PAPER_SOURCE_PROMPT = "averaged"  # the seeds' source prompts averaged into one (the reference's avg_ckpt.py)
+
+
+def paper_setting(rows: pd.DataFrame, source_prompt: str | None = None) -> bool:
+    """Whether the multitask-table rows of one (method, mode, strategy) are the paper's Table 1 setting: strategy
+    fixed with the sources of config ``table1`` (the 11 CoOp data sets) on exactly its targets (the 12 ELEVATER
+    tasks that do not overlap with them), its shots (5), ViT-B/16 with OpenAI's weights, and the source prompt
+    averaged over the seeds (``source_prompt``, the config's ``multitask.source_prompt``)."""
+    t1 = settings.TABLE1_DEFAULTS
+    if rows.empty or set(rows["strategy"]) != {"fixed"} or source_prompt != PAPER_SOURCE_PROMPT:
+        return False
+    sources = {frozenset(str(s).split("+")) for s in rows["sources"]}
+    return (
+        sources == {frozenset(t1["sources"])}
+        and set(rows["target"]) == set(t1["targets"])
+        and len(rows) == len(t1["targets"])
+        and set(rows["shots"].astype("Int64")) == {int(t1["shots"])}
+        and set(rows["model"]) <= set(PAPER_MODELS)
+    )
+
+
+def paper_reference(
+    method: str, mode: str, strategy: str, rows: pd.DataFrame | None = None, source_prompt: str | None = None
+) -> str:
+    """The published averages of ``(method, mode, strategy)``: the Table 1 ones only where ``rows`` (its rows
+    of the multitask table) are the paper's setting (:func:`paper_setting`); the SoftCPT note always."""
+    text, gain = PAPER.get((method, mode, strategy), ("", None))
+    if gain is not None and (rows is None or not paper_setting(rows, source_prompt)):
+        return ""
+    return text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,6 +269,8 @@ def collect(
                 "baseline_method": bm,
                 "metric": cell[0][1]["metric"],
                 "n_seeds": len(test),
+                "shots": cell[0][1]["shots"],
+                "model": f"{cell[0][1]['model']}/{cell[0][1].get('pretrained') or 'none'}",
                 "test_mean": test.mean(),
                 "test_std": test.std(ddof=1) if len(test) > 1 else np.nan,
                 "baseline_mean": ref.mean(),
@@ -245,6 +280,7 @@ def collect(
         )
     out = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     out["n_seeds"] = out["n_seeds"].astype("int64")
+    out["shots"] = out["shots"].astype("Int64")
     return _ordered(out, tasks)
 
 
@@ -284,9 +320,11 @@ def summarize(
     n_boot: int = settings.ANALYSIS_DEFAULTS["n_boot"],
     seed: int = settings.ANALYSIS_DEFAULTS["seed"],
     level: float = settings.ANALYSIS_DEFAULTS["level"],
+    source_prompt: str | None = None,
 ) -> pd.DataFrame:
     """Per method, mode and strategy: means over targets in percentage points, the bootstrap CI of the
-    mean gain over targets, and the paper's reference (:data:`SUMMARY_COLUMNS`)."""
+    mean gain over targets, and the paper's reference where the rows are its setting (:data:`SUMMARY_COLUMNS`,
+    :func:`paper_reference`; ``source_prompt``: the config's ``multitask.source_prompt``)."""
     from mvlpt.study.domains import check_level
 
     check_level(level, "level")
@@ -305,18 +343,26 @@ def summarize(
                 "method": m,
                 "mode": d,
                 "strategy": s,
+                "shots": _one_shot_count(g),
                 "n_targets": int(g["target"].nunique()),
                 "test_mean_pts": 100 * g["test_mean"].mean(),
                 "baseline_mean_pts": 100 * g["baseline_mean"].mean(),
                 "gain_mean_pts": 100 * g["gain"].mean(),
                 "gain_ci_low_pts": 100 * lo,
                 "gain_ci_high_pts": 100 * hi,
-                "paper": paper_reference(m, d, s),
+                "paper": paper_reference(m, d, s, g, source_prompt),
             }
         )
     out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     out["n_targets"] = out["n_targets"].astype("int64")
+    out["shots"] = out["shots"].astype("Int64")
     return _ordered(out)
+
+
+def _one_shot_count(rows: pd.DataFrame):
+    """The shot count of a summary row's targets (NA where the table has none or they differ)."""
+    found = set(rows["shots"].dropna().astype(int)) if "shots" in rows.columns else set()
+    return found.pop() if len(found) == 1 else pd.NA
 
 
 def write_tables(
@@ -370,7 +416,12 @@ def gain_figure(summary: pd.DataFrame):
         if np.isfinite(err).any():
             ax.errorbar(x, est, yerr=np.where(np.isfinite(err), np.abs(err), 0), fmt="none", ecolor="0.15", lw=0.9, capsize=2.5)
         for i, r in s.iterrows():
-            paper = PAPER.get((r["method"], r["mode"], r["strategy"]), ("", None))[1]
+            # the paper's gain only where the summary row stands beside its numbers (its setting: paper_setting)
+            paper = (
+                PAPER.get((r["method"], r["mode"], r["strategy"]), ("", None))[1]
+                if isinstance(r.get("paper"), str) and r.get("paper")
+                else None
+            )
             if paper is not None:
                 ax.plot(i, paper, marker="*", color="k", ms=9, ls="none", label=None if starred else "paper (12 ELEVATER tasks)")
                 starred = True

@@ -286,7 +286,17 @@ def test_collect_adds_reference_tables_and_columns_and_flags_a_baseline_below_ze
         assert np.isnan(pairs.loc[(source, "b"), "linear_probe"])
         assert bool(pairs.loc[(source, "b"), "baseline_below_zeroshot"]) is False  # 0.70 > 0.60
     base = tables.read_table(root / "tables" / "baselines.csv").set_index("target")
-    assert list(base.reset_index().columns) == ["target", "method", *reference.BASELINE_COLUMNS[2:], *reference.INTERVAL_COLUMNS]
+    assert (
+        list(base.reset_index().columns)
+        == [
+            "target",
+            "method",
+            "shots",  # every table carries its study's shot count (docs/shots.md)
+            *reference.BASELINE_COLUMNS[2:],
+            *reference.INTERVAL_COLUMNS,
+        ]
+    )
+    assert set(base["shots"]) == {5}
     assert base.loc["a", "baseline_mean"] == pytest.approx(0.41)
     assert base.loc["a", "baseline_minus_zeroshot"] == pytest.approx(-0.07)
     assert base.loc["a", "baseline_minus_linear_probe"] == pytest.approx(0.09)

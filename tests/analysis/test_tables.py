@@ -369,6 +369,9 @@ def test_collect_and_correlate_verbs_write_csv_and_parquet(tmp_path, run_mvlpt):
     )
     corr = pd.read_csv(out / "correlations.csv")
     assert set(corr["method"]) == {"coop", "vpt"}
+    assert set(corr["shots"]) == {5}  # the study's shot count (the fake records' 5), from its pairs
+    assert run_mvlpt("power", "--tables", out, "--out", out / "power.csv").rc == 0
+    assert set(pd.read_csv(out / "power.csv")["shots"]) == {5}
     assert {"pearson", "spearman", "within_target_spearman", "linear_model_r2", "linear_model_coef"} <= set(corr["analysis"])
     assert (out / "correlations.parquet").exists()
 
@@ -456,3 +459,61 @@ def test_within_target_spearman_with_unequal_targets_finds_the_planted_relations
     )
     wt = _row(corr, "within_target_spearman", "visual_cosine")
     assert wt["estimate"] > 0.5 and wt["p_value"] < 0.01 and wt["ci_low"] < wt["estimate"] < wt["ci_high"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shots: every table carries its study's shot count; the table and figure across shot counts
+# --------------------------------------------------------------------------------------------------
+def _shot_study(root, shots: int, gain: float) -> None:
+    """Four tasks, CoOp and VPT, two seeds at ``shots``: baselines 0.45 to 0.75, every pair ``gain`` above its
+    target's baseline (seed 2 a point above seed 1, so the seeds vary)."""
+    tasks = {"a": 0.45, "b": 0.55, "c": 0.65, "d": 0.75}
+    for m in ("coop", "vpt"):
+        for t, base in tasks.items():
+            for seed in (1, 2):
+                write_record(root, m, t, t, seed, test=base + 0.01 * seed, shots=shots)
+                for s in tasks:
+                    if s != t:
+                        write_record(root, m, s, t, seed, test=base + 0.01 * seed + gain, shots=shots)
+
+
+def test_every_collected_table_carries_its_shots_and_the_shots_table_stacks_the_counts(tmp_path, run_mvlpt):
+    folders = {}
+    for shots, gain in ((1, 0.02), (5, 0.06)):
+        root = tmp_path / f"shots{shots}"
+        _shot_study(root, shots, gain)
+        assert run_mvlpt("collect", "--results-dir", root, "--out-dir", root / "tables").rc == 0
+        folders[shots] = root / "tables"
+        for name in (*vocabulary.TABLE_NAMES, "baselines"):
+            df = pd.read_parquet(folders[shots] / f"{name}.parquet")
+            assert "shots" in df.columns, name
+            assert len(df) and set(df["shots"]) == {shots}, name
+    out = tmp_path / "tables" / "shots.csv"
+    assert run_mvlpt("shots", "table", "--study", f"5={folders[5]}", "--study", f"1={folders[1]}", "--out", out).rc == 0
+    table = tables.read_table(out)
+    assert list(table.columns) == list(tables.SHOTS_COLUMNS) and len(table) == 4
+    assert list(zip(table["shots"], table["method"])) == [(1, "coop"), (1, "vpt"), (5, "coop"), (5, "vpt")]
+    for row in table.itertuples():
+        assert row.mean_gain == pytest.approx({1: 0.02, 5: 0.06}[row.shots])
+        assert row.baseline_mean == pytest.approx(0.615) and row.n_targets == 4 and row.n_cells == 12
+        assert np.isnan(row.zeroshot_mean)  # no reference rows in this study
+    png = tmp_path / "figures" / "shots.png"
+    assert run_mvlpt("shots", "figure", "--table", out, "--out", png).rc == 0
+    assert png.is_file() and png.with_suffix(".pdf").is_file()
+    # one shot count: no figure against shots; a folder of another count: refused; each in one sentence
+    one = tmp_path / "one.csv"
+    assert run_mvlpt("shots", "table", "--study", f"5={folders[5]}", "--out", one).rc == 0
+    rc, errors, _ = run_mvlpt("shots", "figure", "--table", one, "--out", tmp_path / "one.png")
+    assert rc == 2 and len(errors) == 1 and "at least two shot counts" in errors[0]
+    rc, errors, _ = run_mvlpt("shots", "table", "--study", f"5={folders[1]}", "--out", tmp_path / "x.csv")
+    assert rc == 2 and len(errors) == 1 and "holds shots 1, not 5" in errors[0]
+    rc, errors, _ = run_mvlpt("shots", "table", "--study", "five=x", "--out", tmp_path / "x.csv")
+    assert rc == 2 and len(errors) == 1 and "give a shot count and its tables folder" in errors[0]
+
+
+def test_runs_of_several_shot_counts_have_no_single_shots_value():
+    runs = tables.runs_table([make_record(shots=5), make_record(source="b", shots=5)])
+    assert tables.study_shots(runs) == 5
+    mixed = tables.runs_table([make_record(shots=5), make_record(source="b", shots=20)])
+    assert tables.study_shots(mixed) is None
+    assert tables.with_shots(pd.DataFrame({"method": ["coop"], "x": [1]}), 5).columns.tolist() == ["method", "shots", "x"]

@@ -68,7 +68,8 @@ WORKFLOW_CASES = {
     ),
     "shots of the wrong type": (
         {"shots": "five"},
-        r"invalid config: shots: 'five' is not of type 'integer' \(see config/README\.md\)\.",
+        r"invalid config: shots: 'five' is neither a number of images per class \(an integer >= 1\) nor a list of "
+        r"distinct ones such as \[1, 5, 20\] \(see config/README\.md\)\.",
     ),
     "unknown mode": (
         {"mode": "both"},

@@ -300,3 +300,62 @@ def test_calibrate_measures_this_machine_and_the_estimate_then_speaks_of_it(tmp_
     assert "(measured here)" in capsys.readouterr().out
     cal, note = calibration.load_calibration("ViT-B-16-quickgelu")  # another model: the shipped one, with a note
     assert cal.origin == "shipped" and "mvlpt-tiny" in note
+
+
+def test_paper_config_over_shots_lists_each_count_and_sums_its_price(tmp_path, monkeypatch, capsys):
+    """shots [5, 20] on the paper config: every task's data problem once, its few-shot plan per shot count
+    (oxford-flower-102 has about 10 training images per class: short at 20 shots, not at 5), and the cost of
+    each count's study with their sum. --table1: the Table 1 study's tasks ImageNet, SUN397 and UCF101 have no
+    route yet, which it says in one sentence."""
+    monkeypatch.setenv("MVLPT_DATA_DIR", str(tmp_path / "empty"))
+    paper = yaml.safe_load((REPO / "config" / "elevater.yaml").read_text())
+    cfg = {**paper, "shots": [5, 20], "results_dir": str(tmp_path / "results"), "cache_dir": str(tmp_path / "cache")}
+    out_json = tmp_path / "axis.json"
+    args = ["preflight", "--configfile", str(write_config(tmp_path, cfg)), "--json", str(out_json), "--table1"]
+    assert main(args) == 2
+    out = capsys.readouterr().out
+    rep = json.loads(out_json.read_text())
+    for task in paper["tasks"]:
+        problem = f"task {task}: no data under {tmp_path / 'empty'}; run `mvlpt data fetch {task}`"
+        assert sum(problem in p for p in rep["problems"]) == 1, task
+    flowers = {r["shots"]: r for r in rep["tasks"] if r["task"] == "oxford-flower-102" and r["study"] != "table1"}
+    assert set(flowers) == {5, 20} and {r["study"] for r in flowers.values()} == {"shots5", "shots20"}
+    assert flowers[5]["short_classes"] == 0 and flowers[20]["short_classes"] == 102
+    c = rep["cost"]
+    assert set(c["by_study"]) == {"shots5", "shots20"}
+    assert c["gpu_hours"] == pytest.approx(sum(v["gpu_hours"] for v in c["by_study"].values()))
+    assert c["jobs"] == sum(v["jobs"] for v in c["by_study"].values())
+    assert c["per_method"]["vpt"]["jobs"] == 2 * (20 + 190)
+    # more shots, more images per step: the 20-shot study costs more than the 5-shot one
+    assert c["by_study"]["shots20"]["gpu_hours"] > c["by_study"]["shots5"]["gpu_hours"]
+    assert "shots5: " in out and " at 20 shots" in out
+    assert any(p.startswith("table1: config: unknown task(s) in `tasks`: imagenet, sun397, ucf101") for p in rep["problems"])
+    # the Table 1 study's tasks that mvlpt has are checked all the same, at its 5 shots: the ELEVATER ones
+    table1 = {r["task"]: r for r in rep["tasks"] if r["study"] == "table1"}
+    assert set(table1) == (set(paper["table1"]["sources"]) | set(paper["table1"]["targets"])) - {"imagenet", "sun397", "ucf101"}
+    assert {r["shots"] for r in table1.values()} == {5} and "table1" not in c  # refused: no price
+
+
+def test_table1_study_is_priced_as_baselines_one_source_prompt_and_its_targets(tmp_path, capsys):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.update(
+        results_dir=str(tmp_path / "results"),
+        cache_dir=str(tmp_path / "cache"),
+        table1={
+            "sources": ["shapes", "shape-colours"],
+            "targets": ["glyph-digits", "sklearn-digits", "glyph-letters"],
+            "shots": 4,
+        },
+    )
+    rep = preflight.run(cfg, table1=True)
+    assert rep.ok, rep.problems
+    t1 = rep.cost["table1"]
+    rows = [r for r in rep.tasks if r.get("study") == "table1"]
+    assert {r["task"] for r in rows} == {"shapes", "shape-colours", "glyph-digits", "sklearn-digits", "glyph-letters"}
+    assert {r["shots"] for r in rows} == {4} and t1["shots"] == 4
+    # 3 methods x 3 target baselines, plus CoOp's frozen features of the 5 tasks; per method one source prompt
+    # (seeds stacked) and the 3 targets fine-tuned from it
+    assert t1["baselines"]["jobs"] == 3 * 3 + 5
+    assert t1["multitask"]["jobs"] == {"source": 3, "target": 9, "joint": 0, "total": 12}
+    assert t1["jobs"] == 14 + 12 and t1["gpu_hours"] > 0
+    assert "table1 (the paper's Table 1 setting, 4 shots)" in preflight.format_report(rep)

@@ -218,3 +218,18 @@ def test_rule_files_spell_no_paths_of_their_own():
             if section in ("output", "log", "benchmark") and re.search(r"(?<!_log\()(?<!_benchmark\()\bf\"[^\"]*/", line):
                 offenders.append(f"{smk.name}:{n}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_the_folders_of_the_studies_inside_a_study():
+    assert layout.SHOT_STUDY.path("results", 5).as_posix() == "results/shots5"
+    assert layout.SHOT_STUDY.relative(shots=20) == "shots20"
+    assert layout.SHOT_STUDY.parse("out/x/shots12") == {"shots": 12}
+    assert layout.SHOT_STUDY.parse("results/shotsfive") is None
+    assert layout.TABLE1_STUDY.path("resources/cache").as_posix() == "resources/cache/table1"
+    # a study below its folder lays its files out as any study does
+    assert layout.RESULT.parse("results/shots5/coop/a__b/seed1.json") == {
+        "method": "coop",
+        "source": "a",
+        "target": "b",
+        "seed": 1,
+    }

@@ -350,3 +350,47 @@ def test_the_benchmark_prices_the_paper_config_through_settings():
         assert paper["method_options"][m] == vocabulary.full_options(m, loaded.method_options.get(m))
     with pytest.raises(MvlptError):
         load_paper_config(REPO / "config" / "no-such.yaml")
+
+
+def test_a_shots_list_is_a_study_per_count_below_its_folder_and_a_scalar_keeps_its_paths():
+    scalar = settings.load({"tasks": ["shapes"], "shots": 5})
+    assert scalar.shots == 5 and scalar.shot_counts == (5,) and not settings.shot_axis(scalar.as_dict())
+    assert settings.shot_study(scalar.as_dict(), 5) == scalar.as_dict()  # a scalar study is its own, paths unchanged
+    axis = settings.load({"tasks": ["shapes"], "shots": [20, 1, 5], "results_dir": "out", "cache_dir": "c"})
+    assert axis.shots == (20, 1, 5) and axis.shot_counts == (20, 1, 5)
+    one = settings.shot_study(axis.as_dict(), 1)
+    assert (one["shots"], one["results_dir"], one["cache_dir"]) == (1, "out/shots1", "c/shots1")
+    assert settings.load(one).shots == 1  # a valid single-shot study
+    with pytest.raises(MvlptError, match="shot count 3 is not among the config's shots"):
+        settings.shot_study(axis.as_dict(), 3)
+
+
+@pytest.mark.parametrize(
+    "shots, needle",
+    [
+        ([5, 5], "shots: 5 listed more than once"),
+        ([1, 0], "shots: [1, 0] is neither a number of images per class"),
+        ("5", "shots: '5' is neither"),
+        ([], "shots: [] is neither"),
+        ({"a": 1}, "is neither"),
+    ],
+)
+def test_nonsense_shots_are_refused_in_one_sentence(shots, needle):
+    with pytest.raises(MvlptError) as e:
+        settings.load({"tasks": ["shapes"], "shots": shots})
+    msg = str(e.value)
+    assert needle in msg and msg.startswith("invalid config: ") and msg.count(". ") == 0 and msg.endswith(".")
+
+
+def test_table1_study_is_the_papers_setting_below_its_folder():
+    t1 = settings.table1_study({"tasks": ["shapes"], "methods": ["coop", "vpt"], "shots": [1, 5], "results_dir": "out"})
+    d = settings.TABLE1_DEFAULTS
+    assert len(d["sources"]) == 11 and len(d["targets"]) == 12 and d["shots"] == 5
+    assert "imagenet" in d["sources"] and "hateful-memes" in d["targets"] and not set(d["sources"]) & set(d["targets"])
+    assert t1["tasks"] == [*d["sources"], *d["targets"]] and t1["shots"] == 5 and t1["results_dir"] == "out/table1"
+    mt = {"methods": ["coop", "vpt"], "modes": ["init"], "strategies": ["fixed"], "sources": d["sources"]}
+    if "source_prompt" in settings.MULTITASK_DEFAULTS:  # the reference protocol's option (issue 27, part 1)
+        mt["source_prompt"] = "averaged"
+    assert t1["multitask"] == mt
+    with pytest.raises(MvlptError, match="table1: dtd listed as source and as target"):
+        settings.table1_study({"tasks": ["shapes"], "table1": {"targets": ["dtd"]}})

@@ -240,3 +240,47 @@ def test_cli_groups_reads_the_workflow_files_and_fails_in_one_sentence(tmp_path,
     assert "needs the pairwise gain matrix of vpt" in capsys.readouterr().err
     assert main([*argv, "--gain", *gain, "--predictor-name", "leep"]) == 2
     assert "is the matrix of predictor prompt_accuracy, not of leep" in capsys.readouterr().err
+
+
+def test_strategy_fixed_gives_every_target_the_same_sources_and_no_source_is_a_target():
+    from mvlpt.study import vocabulary
+    from mvlpt.transfer import grouping
+
+    tasks = ["a", "b", "c", "d", "e"]
+    groups = grouping.choose_groups(tasks, ["coop", "vpt"], ["fixed"], ["init", "joint"], sources=["d", "b"])
+    assert set(groups["target"]) == {"a", "c", "e"} and len(groups) == 2 * 2 * 3
+    init = groups[groups["mode"] == "init"]
+    assert set(init["sources"]) == {"b+d"} and set(init["group"]) == {vocabulary.group_id(["b", "d"])}
+    joint = groups[(groups["mode"] == "joint") & (groups["target"] == "c")]
+    assert set(joint["tasks"]) == {"b+c+d"}
+    grouping.check_groups(groups)  # consistent
+    bad = groups.copy()
+    bad.loc[bad.index[0], ["sources", "tasks", "group"]] = ["b+c", "b+c", vocabulary.group_id(["b", "c"])]
+    with pytest.raises(MvlptError, match="include a target of strategy fixed"):
+        grouping.check_groups(bad[bad["mode"] == "init"])
+    with pytest.raises(MvlptError, match="strategy fixed needs its source tasks"):
+        grouping.choose_groups(tasks, ["coop"], ["fixed"], ["init"])
+    with pytest.raises(MvlptError, match="no other strategy beside it"):
+        grouping.choose_groups(tasks, ["coop"], ["fixed", "all"], ["init"], sources=["a"])
+    # what the plan and the price count: one source prompt per method, each target fine-tuned from it
+    counts = vocabulary.multitask_job_counts(
+        5, {"methods": ["coop", "vpt"], "modes": ["init"], "strategies": ["fixed"], "k": 3, "sources": ["b", "d"]}
+    )
+    assert (counts["source"], counts["target"], counts["joint"], counts["exact"]) == (2, 6, 0, True)
+
+
+def test_the_multitask_section_refuses_fixed_without_sources_and_sources_outside_the_tasks():
+    from mvlpt.running.multitask_check import multitask_problems
+
+    base = {"tasks": ["shapes", "glyph-digits", "orientation"], "methods": ["coop"]}
+    ok = {**base, "multitask": {"strategies": ["fixed"], "modes": ["init"], "sources": ["shapes"]}}
+    assert multitask_problems(ok) == []
+    for section, needle in (
+        ({"strategies": ["fixed"]}, "give both or neither"),
+        ({"strategies": ["all"], "sources": ["shapes"]}, "give both or neither"),
+        ({"strategies": ["fixed", "gain"], "sources": ["shapes"]}, "allows no other strategy"),
+        ({"strategies": ["fixed"], "sources": ["mnist"]}, "names mnist, not among the study's `tasks`"),
+        ({"strategies": ["fixed"], "sources": ["shapes", "glyph-digits", "orientation"]}, "lists every task"),
+    ):
+        found = multitask_problems({**base, "multitask": section})
+        assert len(found) == 1 and needle in found[0], (section, found)

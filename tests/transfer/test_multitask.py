@@ -12,7 +12,7 @@ import pytest
 from fakes import write_fake_multitask_study, write_multitask_record, write_record
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
-from mvlpt.study import layout, vocabulary
+from mvlpt.study import layout, settings, vocabulary
 from mvlpt.transfer import grouping, multitask
 
 TASKS = ["a", "b"]
@@ -85,7 +85,8 @@ def test_summary_means_in_points_ci_and_paper_column(small):
     # two targets: every resampled mean is one of the gains or their mean
     lo, hi = coop_init["gain_ci_low_pts"], coop_init["gain_ci_high_pts"]
     assert 100 * min(gains) - 1e-9 <= lo <= coop_init["gain_mean_pts"] <= hi <= 100 * max(gains) + 1e-9
-    assert coop_init["paper"] == "MCoOp 61.5 (CoOp 55.5); 12-task ELEVATER avg, ViT-B/16; CLIP zero-shot 53.8"
+    # strategy all on two demo tasks is not the paper's Table 1 setting: its numbers are not beside the row
+    assert coop_init["paper"] == "" and coop_init["shots"] == 5
     soft = summary[summary["method"] == "softcpt"].iloc[0]
     assert soft["paper"].startswith("SoftCPT paper, RN50") and "Plant-6 67.68 vs 62.59" in soft["paper"]
     assert summary[(summary["method"] == "coop") & (summary["mode"] == "joint")].iloc[0]["paper"] == ""
@@ -193,5 +194,50 @@ def test_figure_bars_are_the_summary_gains(small):
     heights = [p.get_height() for ax in axes for p in ax.patches]
     assert heights == pytest.approx(summary["gain_mean_pts"].tolist())
     stars = [ln for ax in axes for ln in ax.lines if ln.get_marker() == "*"]
+    assert stars == []  # strategy all on demo tasks: not the paper's setting, no paper star
+    plt.close(fig)
+    # the paper's Table 1 setting: its gain starred
+    fig = multitask.gain_figure(multitask.summarize(_table1_rows(), n_boot=0, source_prompt="averaged"))
+    stars = [ln for ax in fig.axes for ln in ax.lines if ln.get_marker() == "*"]
     assert len(stars) == 1 and stars[0].get_ydata()[0] == pytest.approx(61.5 - 55.5)
     plt.close(fig)
+
+
+def _table1_rows(**change) -> pd.DataFrame:
+    """Multitask-table rows of CoOp, mode init, strategy fixed, in the paper's Table 1 setting (then ``change``)."""
+    t1 = settings.TABLE1_DEFAULTS
+    rows = pd.DataFrame(
+        {
+            "method": "coop",
+            "mode": "init",
+            "strategy": "fixed",
+            "target": list(t1["targets"]),
+            "sources": "+".join(reversed(t1["sources"])),  # order does not matter
+            "shots": 5,
+            "model": "ViT-B-16-quickgelu/openai",
+            "test_mean": 0.6,
+            "baseline_mean": 0.55,
+            "gain": 0.05,
+        }
+    )
+    for k, v in change.items():
+        rows[k] = v
+    return rows
+
+
+def test_the_papers_table1_numbers_stand_only_beside_its_setting():
+    rows = _table1_rows()
+    assert multitask.paper_setting(rows, "averaged")
+    assert multitask.paper_reference("coop", "init", "fixed", rows, "averaged").startswith("MCoOp 61.5 (CoOp 55.5)")
+    # each part of the setting, changed alone, takes the numbers away
+    assert not multitask.paper_setting(rows, None)  # one source prompt per seed, not their average
+    assert not multitask.paper_setting(rows, "per_seed")
+    assert not multitask.paper_setting(_table1_rows(shots=20), "averaged")
+    assert not multitask.paper_setting(_table1_rows(model="mvlpt-tiny/synthetic"), "averaged")
+    assert not multitask.paper_setting(_table1_rows(sources="caltech-101+dtd"), "averaged")
+    assert not multitask.paper_setting(_table1_rows(strategy="all"), "averaged")
+    assert not multitask.paper_setting(rows.iloc[:11], "averaged")  # a target missing
+    assert multitask.paper_reference("coop", "init", "fixed", rows.iloc[:11], "averaged") == ""
+    summary = multitask.summarize(rows.assign(test_std=np.nan, baseline_std=np.nan), n_boot=0, source_prompt="averaged")
+    assert summary["paper"].iloc[0].startswith("MCoOp 61.5") and summary["shots"].iloc[0] == 5
+    assert multitask.summarize(rows, n_boot=0)["paper"].iloc[0] == ""

@@ -33,7 +33,8 @@ MODEL = config["model"]
 TRAIN = dict(config["train"])
 RESULTS = os.path.normpath(config["results_dir"])
 CACHE = os.path.normpath(config["cache_dir"])
-LOGS = layout.LOGS
+# a study inside the study (a shot count of a shots axis, the Table 1 setting) logs below its own folder
+LOGS = os.path.join(layout.LOGS, sub_study_name()) if in_sub_study() else layout.LOGS
 
 # The training options as `mvlpt train` reads them (the config's `train` section over its defaults).
 TRAIN_CONFIG = STUDY.train

@@ -78,6 +78,27 @@ def coerce_command_line_config(cfg):
         update_config(cfg, _typed(dict(given)))
 
 
+def in_sub_study():
+    """Whether this copy of the workflow is a study inside the study: a Snakemake module of the Snakefile
+    (workflow/rules/studies.smk: one per shot count of a shots axis, and the Table 1 setting)."""
+    return not workflow.modifier.is_main_snakefile()
+
+
+def sub_study_name():
+    """The module's name of a study inside the study (``shots5``, ``table1``: its folder below the
+    results, cache and logs folders, mvlpt.study.layout.SHOT_STUDY / TABLE1_STUDY), else None."""
+    return workflow.modifier.namespace if in_sub_study() else None
+
+
+def shot_axis_study(cfg):
+    """Whether this (main) workflow is a study over several shot counts (`shots` a list): it then holds one
+    module of the Snakefile per count (workflow/rules/studies.smk) and the tables across them."""
+    if in_sub_study():
+        return False
+    coerce_command_line_config(cfg)
+    return settings.shot_axis(cfg)
+
+
 def multitask_requested():
     """Whether this run asks for the multitask study (`snakemake multitask`, or one of its files as the
     target: anything under a `multitask/` folder, or the `multitask*` tables and figures): its section
@@ -85,6 +106,8 @@ def multitask_requested():
     are known to Snakemake only after the Snakefile is read (`workflow.dag_settings.targets` is still
     None here): the command line tells."""
     outputs = (".csv", ".parquet", ".png", ".pdf", ".json", ".safetensors")
+    if sub_study_name() == "table1":  # the Table 1 setting is a multitask study (workflow/rules/studies.smk)
+        return True
     return any(a == "multitask" or "multitask/" in a or (os.path.basename(a).startswith("multitask") and a.endswith(outputs))
                for a in sys.argv[1:])
 
@@ -96,7 +119,8 @@ def check_config(cfg):
     """The study config (mvlpt.study.settings.StudyConfig); ``cfg`` gets the schema's defaults, in place.
     Checked by the main process; a cluster job, which parses the workflow again with the config the main
     process checked, only types it (no jsonschema, no task registry: a third of a second per job)."""
-    coerce_command_line_config(cfg)
+    if not in_sub_study():  # a module's config is made from the checked one (studies.smk), not the command line's
+        coerce_command_line_config(cfg)
     try:
         checked = settings.load(cfg, multitask=multitask_requested(), checked=not workflow.is_main_process)
     except MvlptError as e:
@@ -149,6 +173,7 @@ def run_preflight():
 
     report_file = os.path.join("logs", "preflight.json")
     found = problems(config, report_path=report_file, multitask=multitask_requested(), profile=slurm_profile_used(),
+                     table1=table1_requested(),
                      gpu_rules=gpu_rules())
     if found:
         raise WorkflowError(

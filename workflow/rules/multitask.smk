@@ -31,6 +31,7 @@ checkpoint multitask_groups:
         args=lambda wildcards, input: q(
             ["--tasks", *TASKS, "--methods", *MT_METHODS, "--modes", *MT["modes"], "--strategies", *MT["strategies"],
              "--k", MT["k"], "--seed", MT["seed"]]
+            + (["--sources", *MT["sources"]] if MT.get("sources") else [])
             + (["--gain", *input.gain] if "gain" in input.keys() else [])
             + (["--similarity", input.similarity, "--measure", MT["similarity"]] if "similarity" in input.keys() else [])
             + (["--predictor", *([input.predictor] if isinstance(input.predictor, str) else input.predictor),
@@ -186,7 +187,8 @@ rule multitask_table:
         mt_log("table"),
     params:
         args=lambda wildcards: q(["--results-dir", RESULTS, "--seeds", *SEEDS, "--n-boot", ANALYSIS["n_boot"],
-                                  "--level", ANALYSIS["level"], "--boot-seed", ANALYSIS["seed"]]),
+                                  "--level", ANALYSIS["level"], "--boot-seed", ANALYSIS["seed"]]
+                                 + (["--source-prompt", MT["source_prompt"]] if MT.get("source_prompt") else [])),
     localrule: True
     conda:
         CONDA_ENV

@@ -107,9 +107,11 @@ def multitask_results(wildcards=None):
 
 
 def multitask_baselines(wildcards=None):
-    """The single-task baselines the multitask results are compared with (study.Method.baseline)."""
+    """The single-task baselines the multitask results are compared with (study.Method.baseline): of every
+    target (with strategy fixed, the tasks other than its `sources`)."""
     methods = dict.fromkeys(vocabulary.METHODS[m].baseline or m for m in MT_METHODS)
-    return [result_path(m, t, t, s) for m in methods for t in TASKS for s in SEEDS]
+    targets = [t for t in TASKS if t not in set(MT.get("sources") or ())]
+    return [result_path(m, t, t, s) for m in methods for t in targets for s in SEEDS]
 
 
 def mt_log(job):
