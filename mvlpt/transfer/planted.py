@@ -29,6 +29,7 @@ INTERACTION_RANK = 2
 MEAN = 0.01
 SE = 0.015
 NOISE_SE = 0.05
+SIDE_QUALITY = 0.7  # correlation of the synthetic side information with the planted interaction
 
 
 def task_names(n_tasks: int) -> list[str]:
@@ -55,6 +56,29 @@ def planted_matrix(kind: str, n_tasks: int, *, seed: int = 0) -> pd.DataFrame:
     np.fill_diagonal(m, np.nan)
     names = task_names(n)
     return pd.DataFrame(m, index=pd.Index(names, name="source"), columns=pd.Index(names, name="target"))
+
+
+def planted_side(kind: str, n_tasks: int, *, seed: int = 0, quality: float = SIDE_QUALITY) -> dict[str, pd.DataFrame]:
+    """Side information for a planted matrix, as a study would have it before training: a task x task
+    "similarity" whose off-diagonal correlation with the planted pair-specific part (the interaction for
+    ``lowrank``) is about ``quality``; for ``effects`` and ``noise``, which have no pair-specific part, it
+    is unrelated noise (side information that does not help must not hurt)."""
+    truth = planted_matrix(kind, n_tasks, seed=seed).to_numpy()
+    rng = np.random.default_rng([seed, 2])
+    n = n_tasks
+    off = ~np.eye(n, dtype=bool)
+    noise = rng.normal(size=(n, n))
+    if kind == "lowrank":
+        rows = np.nanmean(truth, axis=1, keepdims=True) - np.nanmean(truth)
+        cols = np.nanmean(truth, axis=0, keepdims=True) - np.nanmean(truth)
+        inter = truth - np.nanmean(truth) - rows - cols  # the additive part taken out (exact up to the missing diagonal)
+        inter = (inter - np.nanmean(inter[off])) / np.nanstd(inter[off])
+        sim = quality * inter + np.sqrt(1 - quality**2) * noise
+    else:
+        sim = noise
+    np.fill_diagonal(sim, np.nan)
+    names = task_names(n)
+    return {"similarity": pd.DataFrame(sim, index=pd.Index(names, name="source"), columns=pd.Index(names, name="target"))}
 
 
 def planted_pairs(kind: str, n_tasks: int = 20, *, seed: int = 0, method: str = "synthetic") -> pd.DataFrame:
