@@ -21,8 +21,8 @@ factors estimated from the fit (empirical Bayes, EM-style). Every step is a smal
 (numpy), so a 20 x 20 matrix completes in a fraction of a second.
 
 The predictive variance of a cell is the parameters' posterior variance (each alternating block's
-Gaussian posterior), plus ``s2``, plus the measurement noise of a new measurement (the measured cells'
-mean squared ``gain_se``). Because the alternating posterior ignores the blocks' covariance and the rank
+Gaussian posterior), plus ``s2``, plus the measurement noise of a new measurement (the mean squared
+``gain_se`` of the target's measured cells, shrunk towards all cells': :func:`new_noise`). Because the alternating posterior ignores the blocks' covariance and the rank
 is chosen on the same data, that variance is then **calibrated** on the measured cells: the
 standardized residuals of a K-fold cross-validation give, conformal-style, the factor by which every
 predictive standard deviation is scaled so that the held-out cells are covered at ``level``. On a
@@ -52,7 +52,8 @@ TOL = 1e-4
 VAR_FLOOR = 1e-4
 S2_FLOOR = 1e-3
 MU_PRIOR_VAR = 100.0  # the grand mean: nearly flat
-BETA_PRIOR_VAR = 1.0  # a standardized side feature explains at most about the data's own spread
+BETA_PRIOR_VAR = 0.1  # the side coefficients' starting prior variance (standardized units; then estimated)
+NOISE_PRIOR_CELLS = 2.0  # a target's expected measurement noise: its cells' mean, shrunk as if 2 more cells had the overall mean
 RANK_TOLERANCE = 1.02  # a higher rank must lower the cross-validated error by more than 2 % to be taken
 COMPLETED_COLUMNS = ("source", "target", "gain", "sd", "lo", "hi", "measured")
 
@@ -234,7 +235,7 @@ def fit(
     se2 = se**2
     ones = np.ones((k, m, 1))
     xk = np.broadcast_to(x, (k, m, f))
-    side_prior = np.broadcast_to(np.r_[1 / MU_PRIOR_VAR, np.full(f, 1 / BETA_PRIOR_VAR)], (k, 1 + f))
+    tbeta2 = np.full(k, BETA_PRIOR_VAR)
     for sweep in range(SWEEPS):
         w = np.where(keep, 1.0 / (s2[:, None] + se2[None, :]), 0.0)
         old = np.concatenate([a, b, u.reshape(k, -1), v.reshape(k, -1), beta, mu[:, None]], axis=1)
@@ -254,6 +255,7 @@ def fit(
         # the grand mean and the side coefficients
         zb = np.concatenate([ones, xk], axis=2)
         inter = np.sum(u[:, i] * v[:, j], axis=2)
+        side_prior = np.column_stack([np.full(k, 1 / MU_PRIOR_VAR), np.repeat((1 / tbeta2)[:, None], f, axis=1)])
         theta, cov = _block_solve(np.zeros(m, dtype=int), 1, zb, y - a[:, i] - b[:, j] - inter, w, side_prior)
         mu, beta, cov_beta = theta[:, 0, 0], theta[:, 0, 1:], cov[:, 0]
         # empirical Bayes: the prior variances from the posterior moments, the residual variance from the residuals
@@ -263,6 +265,8 @@ def fit(
             fac_r = u**2 + np.diagonal(cov_row, axis1=2, axis2=3)[..., 1:]
             fac_c = v**2 + np.diagonal(cov_col, axis1=2, axis2=3)[..., 1:]
             tu2 = np.maximum((fac_r.sum(axis=(1, 2)) + fac_c.sum(axis=(1, 2))) / (2 * n * rank), VAR_FLOOR)
+        if f and sweep >= WARMUP:  # one prior variance for the side coefficients: useless features shrink together
+            tbeta2 = np.maximum(np.mean(beta**2 + np.diagonal(cov_beta, axis1=1, axis2=2)[:, 1:], axis=1), VAR_FLOOR)
         side = (xk @ beta[..., None])[..., 0] if f else np.zeros((k, m))
         resid = np.where(keep, y - (mu[:, None] + a[:, i] + b[:, j] + np.sum(u[:, i] * v[:, j], axis=2) + side), 0.0)
         # the effective number of parameters: the cells' leverages in the three blocks
@@ -296,36 +300,57 @@ def _folds(m: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return fold
 
 
-def _conformal_factor(z: np.ndarray, level: float) -> float:
-    """The factor that scales the predictive standard deviations so that the held-out cells' |z| are
-    covered at ``level``: the split-conformal quantile (rank ceil((m + 1) level)) over the normal one.
-    With too few cells for that rank the largest |z| stands in."""
-    z = np.sort(np.abs(z[np.isfinite(z)]))
+CALIBRATIONS = ("conformal", "quantile", "variance")
+
+
+def calibration_factor(z: np.ndarray, level: float, method: str = "conformal") -> float:
+    """The factor that scales the predictive standard deviations so that held-out cells with
+    standardized residuals ``z`` are covered at ``level``:
+
+    * ``conformal``: the split-conformal quantile of |z| (rank ceil((m + 1) level); the largest |z|
+      when there are too few cells for that rank) over the normal quantile: at least ``level``
+      coverage for exchangeable cells, conservative for few cells;
+    * ``quantile``: the empirical ``level`` quantile of |z| (interpolated) over the normal quantile;
+    * ``variance``: the root mean square of z (the normal intervals' scale if the residuals are normal)."""
+    z = np.abs(z[np.isfinite(z)])
     if not z.size:
         return 1.0
+    zq = scistats.norm.ppf(0.5 + level / 2)
+    if method == "variance":
+        return float(np.sqrt(np.mean(z**2)))
+    if method == "quantile":
+        return float(np.quantile(z, level) / zq)
+    if method != "conformal":
+        raise MvlptError(f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS)}.")
+    z = np.sort(z)
     k = math.ceil((z.size + 1) * level)
-    q = z[min(k, z.size) - 1]
-    return float(q / scistats.norm.ppf(0.5 + level / 2))
+    return float(z[min(k, z.size) - 1] / zq)
+
+
+def new_noise(n: int, j: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The measurement variance to expect of a new cell of each target: the mean squared ``se`` of the
+    target's measured cells, shrunk towards that of all cells (as if :data:`NOISE_PRIOR_CELLS` cells of
+    the overall mean were added). A target's test set and seeds make its cells' noise alike."""
+    total = float(np.mean(se**2)) if se.size else 0.0
+    return (np.bincount(j, weights=se**2, minlength=n) + NOISE_PRIOR_CELLS * total) / (
+        np.bincount(j, minlength=n) + NOISE_PRIOR_CELLS
+    )
 
 
 def cross_validate(
-    n: int, i, j, y, se, features, ranks, *, folds: int, rng: np.random.Generator
-) -> dict[int, tuple[float, np.ndarray]]:
-    """Per rank: the held-out mean squared error and the held-out standardized residuals (z: residual
-    over the predictive standard deviation, with the held-out cell's own ``se``) of a K-fold
-    cross-validation over the measured cells (the K fits run at once)."""
-    m = len(y)
-    k = min(folds, m)
-    fold = _folds(m, k, rng)
+    n: int, i, j, y, se, features, rank: int, fold: np.ndarray, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
+    """The held-out mean squared error and the held-out standardized residuals (z: the residual over
+    the predictive standard deviation of a new cell, :func:`new_noise` from the training cells) of a
+    cross-validation over the measured cells, ``fold`` giving each cell's fold (the folds' fits run at once)."""
+    k = int(fold.max()) + 1
     keep = fold[None, :] != np.arange(k)[:, None]
-    out = {}
-    for r in ranks:
-        ft = fit(n, i, j, y, se, features, r, rng, keep=keep)
-        pred = ft.mean[fold, i, j]
-        sd = np.sqrt(ft.var_mean[fold, i, j] + ft.s2[fold] + se**2)
-        resid = y - pred
-        out[r] = (float(np.mean(resid**2)), resid / sd)
-    return out
+    ft = fit(n, i, j, y, se, features, rank, rng, keep=keep)
+    pred = ft.mean[fold, i, j]
+    noise = np.stack([new_noise(n, j[fold != g], se[fold != g]) for g in range(k)])
+    sd = np.sqrt(ft.var_mean[fold, i, j] + ft.s2[fold] + noise[fold, j])
+    resid = y - pred
+    return float(np.mean(resid**2)), resid / sd
 
 
 def complete(
@@ -338,6 +363,7 @@ def complete(
     rank: int | None = None,
     max_rank: int = MAX_RANK,
     folds: int = FOLDS,
+    calibration: str = "conformal",
 ) -> pd.DataFrame:
     """Complete a method's gain matrix from its measured cells.
 
@@ -367,23 +393,33 @@ def complete(
     ys, ses = (y - center) / scale, se / scale
     features, feature_names = side_features(side, tasks)
 
-    # ranks that the cells can identify: a rank-r interaction has r (n_rows + n_cols - r) parameters
+    # the model by cross-validation: with or without the side information (at rank 0), then the rank
+    # among those the cells can identify (a rank-r interaction has r (n_rows + n_cols - r) parameters)
+    no_side = features[..., :0]
     rows, cols = len(set(i.tolist())), len(set(j.tolist()))
-    free = m - (rows + cols - 1) - len(feature_names)
-    ranks = [0] if rank is None else [int(rank)]
-    if rank is None:
-        ranks += [r for r in range(1, max_rank + 1) if r * (rows + cols - r) <= free]
-    cv = cross_validate(n, i, j, ys, ses, features, ranks, folds=folds, rng=rng) if m >= 3 else {}
-    if cv and rank is None:
-        best = min(e for e, _ in cv.values())
-        chosen = min(r for r in ranks if cv[r][0] <= best * RANK_TOLERANCE)
-    else:
-        chosen = ranks[0]
-    factor = _conformal_factor(cv[chosen][1], level) if cv else 1.0
+    cv: dict[tuple[int, bool], tuple[float, np.ndarray]] = {}
+    fold = _folds(m, min(folds, m), rng) if m >= 3 else None
+    first = 0 if rank is None else int(rank)
+    if fold is not None:
+        cv[(first, False)] = cross_validate(n, i, j, ys, ses, no_side, first, fold, rng)
+        if feature_names:
+            cv[(first, True)] = cross_validate(n, i, j, ys, ses, features, first, fold, rng)
+    use_side = bool(feature_names) and (fold is None or cv[(first, True)][0] < cv[(first, False)][0])
+    chosen = first
+    if rank is None and fold is not None:
+        free = m - (rows + cols - 1) - (len(feature_names) if use_side else 0)
+        for r in range(1, max_rank + 1):
+            if r * (rows + cols - r) <= free:
+                cv[(r, use_side)] = cross_validate(n, i, j, ys, ses, features if use_side else no_side, r, fold, rng)
+        tried = sorted(r for r, side_on in cv if side_on == use_side)
+        best = min(cv[(r, use_side)][0] for r in tried)
+        chosen = min(r for r in tried if cv[(r, use_side)][0] <= best * RANK_TOLERANCE)
+    factor = calibration_factor(cv[(chosen, use_side)][1], level, calibration) if cv else 1.0
+    if not use_side:
+        features, feature_names = no_side, []
 
     final = fit(n, i, j, ys, ses, features, chosen, rng)
-    se_new2 = float(np.mean(ses**2))
-    sd = factor * np.sqrt(final.var_mean + final.s2 + se_new2)
+    sd = factor * np.sqrt(final.var_mean + final.s2 + new_noise(n, j, ses)[None, :])
     gain = center + scale * final.mean
     sd = scale * sd
     is_measured = np.zeros((n, n), dtype=bool)

@@ -87,6 +87,7 @@ def planted_pairs(kind: str, n_tasks: int = 20, *, seed: int = 0, method: str = 
     truth = planted_matrix(kind, n_tasks, seed=seed)
     rng = np.random.default_rng([seed, 1])
     long = truth.stack().rename("planted").reset_index()
+    long = long[long["source"] != long["target"]].reset_index(drop=True)  # the diagonal is a baseline, never a cell
     typical = NOISE_SE if kind == "noise" else SE
     se = typical * rng.lognormal(0.0, 0.3, len(long))
     long["gain"] = long["planted"] + rng.normal(0.0, se)
