@@ -238,6 +238,7 @@ def fit(
     ones = np.ones((k, m, 1))
     xk = np.broadcast_to(x, (k, m, f))
     tbeta2 = np.full(k, BETA_PRIOR_VAR)
+    last, last_s2 = None, s2
     for sweep in range(SWEEPS):
         w = np.where(keep, 1.0 / (s2[:, None] + se2[None, :]), 0.0)
         side = (xk @ beta[..., None])[..., 0] if f else np.zeros((k, m))
@@ -282,7 +283,7 @@ def fit(
         mean = mu[:, None, None] + a[:, :, None] + b[:, None, :] + u @ np.swapaxes(v, 1, 2)
         if f:
             mean = mean + np.einsum("stf,kf->kst", features, beta)
-        if sweep and np.max(np.abs(mean - last)) < TOL and np.max(np.abs(s2 - last_s2) / s2) < TOL:
+        if last is not None and np.max(np.abs(mean - last)) < TOL and np.max(np.abs(s2 - last_s2) / s2) < TOL:
             break
         last, last_s2 = mean, s2
     # the variance of the mean: each block's posterior, the other blocks held at their means
