@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "groundtruth",
     "multitask",
     "reference",
+    "budget",
 )
 
 
