@@ -5,6 +5,7 @@
 #   snakemake --cores 8 --configfile config/elevater.yaml     the paper's study (see docs/workflow.md)
 #
 #   snakemake multitask --cores 2                              the multitask study (docs/multitask.md)
+#   snakemake budgeted --cores 2                               the budgeted, adaptive study (docs/budget.md)
 #
 # Rules live in workflow/rules/*.smk (each with its functions in workflow/rules/functions/), every path
 # in mvlpt/study/layout.py; config keys are documented in config/README.md. The profile
@@ -26,12 +27,15 @@ include: "workflow/rules/reference.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/predictors.smk"
 include: "workflow/rules/multitask.smk"
+include: "workflow/rules/budget.smk"
 
 
 # `snakemake multitask` (a dry-run too) says first how many training jobs the multitask study adds: its
 # groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
 if workflow.is_main_process and multitask_requested():
     print(multitask_plan_message(), file=sys.stderr)
+if workflow.is_main_process and budget_requested():
+    print(budget_plan_message(), file=sys.stderr)
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

@@ -17,7 +17,19 @@ from mvlpt import __version__
 from mvlpt.errors import MvlptError
 
 # Modules under mvlpt.commands that add verbs (each has add_parser(subparsers)), in help order.
-COMMAND_MODULES = ("tasks", "train", "info", "data", "analysis", "preflight", "predict", "groundtruth", "multitask", "reference")
+COMMAND_MODULES = (
+    "tasks",
+    "train",
+    "info",
+    "data",
+    "analysis",
+    "preflight",
+    "predict",
+    "groundtruth",
+    "multitask",
+    "reference",
+    "budgeted",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

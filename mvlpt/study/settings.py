@@ -3,7 +3,7 @@
 * **One schema**: ``mvlpt/study/config.schema.yaml`` (package data) states the keys, types, ranges and the
   defaults of the study config. Everything else reads them from it: :data:`DEFAULTS` (top level),
   :data:`ANALYSIS_DEFAULTS`, :data:`SIMILARITY_DEFAULTS`, :data:`PREDICTOR_DEFAULTS`,
-  :data:`MULTITASK_DEFAULTS` (a key the schema gives no default is None: "the study's own", see the
+  :data:`MULTITASK_DEFAULTS`, :data:`BUDGET_DEFAULTS` (a key the schema gives no default is None: "the study's own", see the
   schema's descriptions) and the section dataclasses below are derived from it on import. The one
   exception is ``train``: its defaults are :class:`mvlpt.training.config.TrainConfig`'s (what ``mvlpt train``
   uses without a config); the schema states only the types of its keys.
@@ -95,6 +95,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = section_defaults("analysis")
 SIMILARITY_DEFAULTS: dict[str, Any] = section_defaults("similarity")
 PREDICTOR_DEFAULTS: dict[str, Any] = section_defaults("predictors")
 MULTITASK_DEFAULTS: dict[str, Any] = section_defaults("multitask")
+BUDGET_DEFAULTS: dict[str, Any] = section_defaults("budget")
 MODEL_DEFAULTS: dict[str, Any] = section_defaults("model")
 ELEVATER_DEFAULTS: dict[str, Any] = section_defaults("elevater")
 
@@ -119,6 +120,7 @@ SimilaritySettings = _section_class("similarity", "Task-similarity options (None
 AnalysisSettings = _section_class("analysis", "Correlation, resampling and figure options.")
 PredictorSettings = _section_class("predictors", "Transferability predictors (names None: every one).")
 MultitaskSettings = _section_class("multitask", "The multitask study (methods None: the study's, and SoftCPT with CoOp).")
+BudgetSettings = _section_class("budget", "The budgeted study (mvlpt.study.budget: pairs and rounds; initial None: one round's).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +148,7 @@ class StudyConfig:
     analysis: AnalysisSettings
     predictors: PredictorSettings
     multitask: MultitaskSettings
+    budget: BudgetSettings
     config: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -153,16 +156,17 @@ class StudyConfig:
         return copy.deepcopy(self.config)
 
 
-def problems(cfg: dict, *, multitask: bool = False) -> list[str]:
+def problems(cfg: dict, *, multitask: bool = False, budget: bool = False) -> list[str]:
     """What is wrong with ``cfg`` (a config dict as read from YAML), one clause each, without a final
     period (empty: nothing): :func:`mvlpt.study.configcheck.rule_problems`, the one rule set."""
     from mvlpt.study.configcheck import rule_problems
 
-    return rule_problems(copy.deepcopy(cfg), multitask=multitask)
+    return rule_problems(copy.deepcopy(cfg), multitask=multitask, budget=budget)
 
 
-def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyConfig:
-    """The study config ``cfg`` checked (``multitask``: its ``multitask`` section too) and typed, with
+def load(cfg: dict, *, multitask: bool = False, budget: bool = False, checked: bool = False) -> StudyConfig:
+    """The study config ``cfg`` checked (``multitask``, ``budget``: its ``multitask`` or ``budget`` section
+    too, for a run that asks for that study) and typed, with
     the schema's defaults filled in; otherwise one sentence naming every problem (:class:`MvlptError`).
     ``checked``: the same config was checked already (the workflow's jobs on a cluster parse the workflow
     again, with the config its main process checked): typed only, without the schema and the registries."""
@@ -170,7 +174,7 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         raise MvlptError(
             f"invalid config: the config must be a mapping of settings (see config/README.md), got {type(cfg).__name__}."
         )
-    found = [] if checked else problems(cfg, multitask=multitask)
+    found = [] if checked else problems(cfg, multitask=multitask, budget=budget)
     if found:
         raise MvlptError(f"invalid config: {'; '.join(found)}.")
     full = fill_defaults(copy.deepcopy(cfg))
@@ -196,5 +200,6 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         analysis=AnalysisSettings(**full["analysis"]),
         predictors=PredictorSettings(**full["predictors"]),
         multitask=MultitaskSettings(**full["multitask"]),
+        budget=BudgetSettings(**full["budget"]),
         config=full,
     )
