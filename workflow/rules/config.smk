@@ -93,7 +93,7 @@ def budget_requested():
     """Whether this run asks for the budgeted study (`snakemake budgeted`, or one of its files: anything
     under the results' `budget/` folder): its section is checked, planned and priced only then (Snakemake
     fills it with defaults for every config). The command line tells, as for multitask_requested."""
-    return any(a == "budgeted" or "budget/" in a for a in sys.argv[1:])
+    return any(a == "budgeted" or ("budget/" in a and "=" not in a) for a in sys.argv[1:])
 
 
 # ------------------------------------------------------------------------------------------------
