@@ -31,6 +31,7 @@ from mvlpt.errors import MvlptError
 
 ROUND_COLUMNS = ("round", "rank", "source", "target")
 MIN_TASKS = 3  # a completion needs at least two sources per target
+MIN_CELLS = 2  # measured cells the completion needs (mvlpt.transfer.completion.complete)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +115,21 @@ def budget_problems(cfg: dict) -> list[str]:
         ]
     total = pair_count(len(tasks), mode)
     out = [p for key in ("pairs", "round_size", "initial") if (p := value_problem(key, section[key], total))]
+    if not out:  # the first round the completion reads: at least two measured cells
+        first = section["round_size"] if section["initial"] is None else section["initial"]
+        key = (
+            "pairs"
+            if as_pairs(section["pairs"], total) <= as_pairs(first, total)
+            else "initial"
+            if section["initial"] is not None
+            else "round_size"
+        )
+        cells = min(as_pairs(section["pairs"], total), as_pairs(first, total)) * (2 if mode == "joint" else 1)
+        if cells < MIN_CELLS:
+            out.append(
+                f"budget.{key} gives round 0 {cells} measured cell, and the completion needs at least {MIN_CELLS}: "
+                f"raise it to 2 pairs or more"
+            )
     return out
 
 

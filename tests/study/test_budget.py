@@ -85,11 +85,23 @@ def test_a_fraction_is_a_decimal_and_a_number_of_pairs_a_whole_number():
         ({"rule": "greedy"}, TASKS5, "budget.rule: 'greedy' is not one of ['uncertainty', 'improvement', 'random']"),
         ({"pair": 0.3}, TASKS5, "budget: Additional properties are not allowed ('pair' was unexpected)"),
         ({}, TASKS5[:2], "the budgeted study needs at least 3 tasks (the config has 2)"),
+        ({"pairs": 1}, TASKS5, None),  # joint: one pair is two cells
+        (
+            {"pairs": 1, "mode": "sequential"},
+            TASKS5,
+            "budget.pairs gives round 0 1 measured cell, and the completion needs at least 2",
+        ),
+        ({"initial": 1, "mode": "sequential"}, TASKS5, "budget.initial gives round 0 1 measured cell"),
     ],
 )
 def test_nonsense_is_refused_in_one_sentence(section, tasks, needle):
+    section = dict(section)
+    mode = section.pop("mode", "joint")
+    if needle is None:
+        assert settings.load(cfg(section, tasks=tasks, mode=mode), budget=True).budget.pairs == section["pairs"]
+        return
     with pytest.raises(MvlptError) as e:
-        settings.load(cfg(section, tasks=tasks), budget=True)
+        settings.load(cfg(section, tasks=tasks, mode=mode), budget=True)
     msg = str(e.value)
     assert needle in msg and msg.startswith("invalid config: ") and msg.endswith(".") and "\n" not in msg, msg
 
