@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "groundtruth",
     "multitask",
     "reference",
+    "budget",
     "budgeted",
 )
 
