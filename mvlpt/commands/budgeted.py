@@ -40,6 +40,7 @@ def run_select(args) -> int:
         rule=args.rule,
         seed=args.seed,
         level=args.level,
+        side=budget_rounds.parse_side(args.side or [budget.BASELINE]),
     )
     budget.write_round(pairs, args.round, args.out)
     _say(
@@ -49,6 +50,7 @@ def run_select(args) -> int:
 
 
 def run_complete(args) -> int:
+    from mvlpt.study import budget
     from mvlpt.transfer import budget_rounds
 
     out = budget_rounds.complete_rounds(
@@ -63,6 +65,7 @@ def run_complete(args) -> int:
         seed=args.seed,
         draws=args.draws,
         certain=args.certain,
+        side=budget_rounds.parse_side(args.side or [budget.BASELINE]),
     )
     written = budget_rounds.write_outputs(out, args.out_dir, args.method, args.tasks, args.level, args.certain)
     last = out["progress"].iloc[-1]
@@ -89,6 +92,13 @@ def _common(q) -> None:
     )
     q.add_argument("--level", type=float, default=0.9, help="level of the completed cells' intervals")
     q.add_argument("--seed", type=int, default=0, help="seed of the initial design, the random rule and the completion")
+    q.add_argument(
+        "--side",
+        action="append",
+        metavar="NAME[=FILE]",
+        help="side information of the completion, repeatable: baseline (the baselines), MEASURE=FILE (a similarity "
+        "table), PREDICTOR=FILE (a predictor matrix) (default: baseline)",
+    )
 
 
 def add_parser(subparsers) -> None:

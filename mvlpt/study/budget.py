@@ -32,6 +32,7 @@ from mvlpt.errors import MvlptError
 ROUND_COLUMNS = ("round", "rank", "source", "target")
 MIN_TASKS = 3  # a completion needs at least two sources per target
 MIN_CELLS = 2  # measured cells the completion needs (mvlpt.transfer.completion.complete)
+BASELINE = "baseline"  # side information: the baselines (a per-task series); else a measure's or a predictor's name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class BudgetPlan:
     sizes: tuple[int, ...]  # pairs each round trains (the last may take only the first of its list)
     rule: str
     seed: int
+    side: tuple[str, ...] = ("baseline",)  # side information of the completion (BASELINE, measures, predictors)
 
     @property
     def rounds(self) -> int:
@@ -115,6 +117,7 @@ def budget_problems(cfg: dict) -> list[str]:
         ]
     total = pair_count(len(tasks), mode)
     out = [p for key in ("pairs", "round_size", "initial") if (p := value_problem(key, section[key], total))]
+    out += side_problems(section["side"], cfg)
     if not out:  # the first round the completion reads: at least two measured cells
         first = section["round_size"] if section["initial"] is None else section["initial"]
         key = (
@@ -130,6 +133,32 @@ def budget_problems(cfg: dict) -> list[str]:
                 f"budget.{key} gives round 0 {cells} measured cell, and the completion needs at least {MIN_CELLS}: "
                 f"raise it to 2 pairs or more"
             )
+    return out
+
+
+def side_problems(side, cfg: dict) -> list[str]:
+    """What is wrong with ``budget.side``: each name the baselines, a similarity measure, or a predictor the
+    study computes (``predictors.names``)."""
+    from mvlpt.study import vocabulary
+
+    out = []
+    unknown = [s for s in side if s != BASELINE and s not in vocabulary.MEASURES and s not in vocabulary.PREDICTORS]
+    if unknown:
+        out.append(
+            f"unknown side information {', '.join(map(str, unknown))} in `budget.side`; give {BASELINE}, similarity measures "
+            f"({', '.join(vocabulary.MEASURES)}) or transferability predictors (docs/predictors.md)"
+        )
+    computed = (cfg.get("predictors") or {}).get("names")
+    missing = [
+        s
+        for s in side
+        if s in vocabulary.PREDICTORS and s not in vocabulary.MEASURES and computed is not None and s not in computed
+    ]
+    if missing:
+        out.append(
+            f"`budget.side` reads predictor(s) {', '.join(missing)}, which the study does not compute; add them to "
+            f"`predictors.names` or drop them"
+        )
     return out
 
 
@@ -155,7 +184,17 @@ def plan(cfg: dict) -> BudgetPlan:
         sizes.append(min(k, left))
         picked += k
         left -= sizes[-1]
-    return BudgetPlan(n, mode == "joint", total, budget, tuple(chosen), tuple(sizes), section["rule"], int(section["seed"]))
+    return BudgetPlan(
+        n,
+        mode == "joint",
+        total,
+        budget,
+        tuple(chosen),
+        tuple(sizes),
+        section["rule"],
+        int(section["seed"]),
+        tuple(section["side"]),
+    )
 
 
 def plan_message(p: BudgetPlan, methods: Sequence[str], seeds: int, stack_seeds: bool) -> str:

@@ -89,15 +89,56 @@ def measured_gains(
     return off[cols].reset_index(drop=True), base.rename("baseline")
 
 
-def completed_matrix(
-    measured: pd.DataFrame, baselines: pd.Series, tasks: Sequence[str], *, level: float, seed: int
-) -> pd.DataFrame:
-    """The completion of one method's gain matrix from ``measured`` (:func:`mvlpt.transfer.completion.complete`),
-    the baselines as side information."""
+def parse_side(specs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``--side`` values as (name, file): ``baseline`` alone, a similarity measure or a predictor as
+    ``NAME=FILE`` (its similarity table, its predictor matrix); one sentence if one is neither."""
+    from mvlpt.study import vocabulary
+
+    out = []
+    for spec in specs:
+        name, eq, path = str(spec).partition("=")
+        if name == budget.BASELINE and not eq:
+            out.append((name, None))
+        elif name in vocabulary.MEASURES or name in vocabulary.PREDICTORS:
+            if not path:
+                raise MvlptError(f"side information {name} needs its file: --side {name}=FILE.")
+            out.append((name, path))
+        else:
+            raise MvlptError(
+                f"unknown side information {spec!r}; give {budget.BASELINE}, or MEASURE=FILE or PREDICTOR=FILE "
+                f"(measures: {', '.join(vocabulary.MEASURES)})."
+            )
+    return out
+
+
+def read_side(specs: Sequence[tuple[str, str | None]], tasks: Sequence[str], baselines: pd.Series) -> dict:
+    """The completion's side information (:func:`mvlpt.transfer.completion.side_features`): the baselines as a
+    per-task series, a measure's similarity matrix, a predictor's matrix (a name that is both a measure and a
+    predictor is read as the measure's similarity table)."""
+    from mvlpt.study import vocabulary
+    from mvlpt.transfer import grouping, predictors
+
+    side = {}
+    for name, path in specs:
+        if name == budget.BASELINE:
+            if baselines.notna().all():
+                side[name] = baselines
+        elif name in vocabulary.MEASURES:
+            side[f"similarity:{name}"] = grouping.read_similarity_matrix(path, name, tasks)
+        else:
+            m, info = predictors.read_predictor(path)
+            if info["predictor"] != name:
+                raise MvlptError(f"{path} is the matrix of predictor {info['predictor']}, not of {name}; pass {name}'s.")
+            side[f"predictor:{name}"] = m
+    return side
+
+
+def completed_matrix(measured: pd.DataFrame, side: dict, tasks: Sequence[str], *, level: float, seed: int) -> pd.DataFrame:
+    """The completion of one method's gain matrix from ``measured`` (:func:`mvlpt.transfer.completion.complete`)
+    with the side information ``side`` (:func:`read_side`)."""
     from mvlpt.transfer import completion
 
-    side = {"baseline": baselines} if baselines.notna().all() else None
-    return completion.complete(measured, list(tasks), side=side, level=level, seed=seed)
+    return completion.complete(measured, list(tasks), side=side or None, level=level, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,16 +192,18 @@ def select_round(
     rule: str,
     seed: int,
     level: float,
+    side: Sequence[tuple[str, str | None]] = ((budget.BASELINE, None),),
 ) -> list[tuple[str, str]]:
     """Round ``r``'s pairs for ``method``: the completion of what the ``earlier`` rounds' files (rounds 0
-    .. r-1, every pair of each: only the last round of a budget trains part of its list) measured decides."""
+    .. r-1, every pair of each: only the last round of a budget trains part of its list) measured decides,
+    with the side information ``side`` (:func:`parse_side`)."""
     if len(earlier) != r:
         raise MvlptError(f"round {r} needs the files of the {r} round(s) before it, got {len(earlier)}.")
     completed = None
     if r > 0:
         cells = budget.cells_of([(s, t) for _, s, t in chosen_pairs(earlier)], symmetric)
         measured, base = measured_gains(results_dir, method, tasks, seeds, cells)
-        completed = completed_matrix(measured, base, tasks, level=level, seed=seed)
+        completed = completed_matrix(measured, read_side(side, tasks, base), tasks, level=level, seed=seed)
         left = int((~completed["measured"]).sum()) // (2 if symmetric else 1)
         k = min(k, left)
     return choose(r, k, tasks, symmetric=symmetric, rule=rule, seed=seed, completed=completed) if k > 0 else []
@@ -182,6 +225,7 @@ def complete_rounds(
     seed: int,
     draws: int = 2000,
     certain: float = CERTAIN,
+    side: Sequence[tuple[str, str | None]] = ((budget.BASELINE, None),),
 ) -> dict[str, pd.DataFrame]:
     """The completion after every round of ``round_files`` (each training its first ``sizes[r]`` pairs):
     ``completed`` (the last round's matrix: source, target, gain, sd, lo, hi, measured, round: the round
@@ -203,10 +247,11 @@ def complete_rounds(
             measured_in.setdefault(cell, r)
     key = list(zip(measured_all["source"], measured_all["target"]))
     measured_all["round"] = [measured_in[c] for c in key]
+    side_info = read_side(side, tasks, base)
     per_round = []
     for r in range(len(round_files)):
         m = measured_all[measured_all["round"] <= r].drop(columns="round")
-        done = completed_matrix(m, base, tasks, level=level, seed=seed)
+        done = completed_matrix(m, side_info, tasks, level=level, seed=seed)
         best = completion_best(done, draws=draws, seed=seed)
         per_round.append((r, m, done, best))
     final_best = per_round[-1][3].set_index("target")["best_source"]

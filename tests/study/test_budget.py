@@ -85,6 +85,9 @@ def test_a_fraction_is_a_decimal_and_a_number_of_pairs_a_whole_number():
         ({"rule": "greedy"}, TASKS5, "budget.rule: 'greedy' is not one of ['uncertainty', 'improvement', 'random']"),
         ({"pair": 0.3}, TASKS5, "budget: Additional properties are not allowed ('pair' was unexpected)"),
         ({}, TASKS5[:2], "the budgeted study needs at least 3 tasks (the config has 2)"),
+        ({"side": ["baseline", "oracle"]}, TASKS5, "unknown side information oracle in `budget.side`; give baseline, similarity"),
+        ({"side": ["leep"], "predictors": {"names": ["nce"]}}, TASKS5, "`budget.side` reads predictor(s) leep, which the study"),
+        ({"side": ["baseline", "baseline"]}, TASKS5, "budget.side: ['baseline', 'baseline'] has non-unique elements"),
         ({"pairs": 1}, TASKS5, None),  # joint: one pair is two cells
         (
             {"pairs": 1, "mode": "sequential"},
@@ -97,11 +100,12 @@ def test_a_fraction_is_a_decimal_and_a_number_of_pairs_a_whole_number():
 def test_nonsense_is_refused_in_one_sentence(section, tasks, needle):
     section = dict(section)
     mode = section.pop("mode", "joint")
+    top = {"predictors": section.pop("predictors")} if "predictors" in section else {}
     if needle is None:
-        assert settings.load(cfg(section, tasks=tasks, mode=mode), budget=True).budget.pairs == section["pairs"]
+        assert settings.load(cfg(section, tasks=tasks, mode=mode, **top), budget=True).budget.pairs == section["pairs"]
         return
     with pytest.raises(MvlptError) as e:
-        settings.load(cfg(section, tasks=tasks, mode=mode), budget=True)
+        settings.load(cfg(section, tasks=tasks, mode=mode, **top), budget=True)
     msg = str(e.value)
     assert needle in msg and msg.startswith("invalid config: ") and msg.endswith(".") and "\n" not in msg, msg
 
@@ -114,6 +118,11 @@ def test_the_section_is_checked_for_sense_only_when_the_run_asks_for_it():
         settings.load(two, budget=True)
     with pytest.raises(MvlptError, match="budget.pairs: 'a third' is not of type 'number'"):
         settings.load(cfg({"pairs": "a third"}))
+
+
+def test_the_plan_carries_the_side_information():
+    assert budget.plan(cfg({})).side == ("baseline",)
+    assert budget.plan(cfg({"side": ["label_match", "prompt_accuracy"]})).side == ("label_match", "prompt_accuracy")
 
 
 def test_the_schema_rules_are_the_selection_modules():

@@ -114,3 +114,32 @@ def test_complete_writes_the_tables_and_figures(full_study):
     layout.BUDGET_TABLE.path(bdir, "coop", "completed", "csv").unlink()
     assert main(args[:-6] + ["--sizes", "4", "2", "--out-dir", str(bdir)]) == 2
     assert not layout.BUDGET_TABLE.path(bdir, "coop", "completed", "csv").exists()
+
+
+def test_side_information_reaches_the_completion(tmp_path):
+    """--side baseline and MEASURE=FILE: the completion sees the baselines and the similarity matrix."""
+    from fakes import write_fake_study
+
+    tasks = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    write_fake_study(tmp_path, tasks=tasks, methods=("coop",), seeds=(1, 2))
+    sim = layout.SIMILARITY.path(tmp_path / "similarity", "visual_cosine", "csv")
+    specs = budget_rounds.parse_side(["baseline", f"visual_cosine={sim}"])
+    assert specs == [("baseline", None), ("visual_cosine", str(sim))]
+    _, base = budget_rounds.measured_gains(tmp_path, "coop", tasks, [1, 2], [])
+    side = budget_rounds.read_side(specs, tasks, base)
+    assert set(side) == {"baseline", "similarity:visual_cosine"}
+    assert list(side["similarity:visual_cosine"].index) == tasks
+    files = []
+    for r, k in enumerate((4, 2)):
+        pairs = budget_rounds.select_round(
+            tmp_path, "coop", tasks, [1, 2], r, k, files, symmetric=True, rule="improvement", seed=0, level=0.9, side=specs
+        )
+        files.append(budget.write_round(pairs, r, layout.BUDGET_ROUND.path(tmp_path / "budget", "coop", r)))
+    out = budget_rounds.complete_rounds(
+        tmp_path, "coop", tasks, [1, 2], files, [4, 2], symmetric=True, level=0.9, seed=0, side=specs
+    )
+    assert out["progress"]["pairs"].tolist() == [4, 6]
+    with pytest.raises(MvlptError, match="side information visual_cosine needs its file"):
+        budget_rounds.parse_side(["visual_cosine"])
+    with pytest.raises(MvlptError, match="unknown side information 'oracle=x.csv'"):
+        budget_rounds.parse_side(["oracle=x.csv"])

@@ -169,6 +169,12 @@ def test_a_larger_budget_keeps_every_round_and_finished_job(two_rounds):
     other_rule = {**STUDY, "budget": {**STUDY["budget"], "rule": "random"}}
     counts, jobs, out = dry_run(work, cfg=other_rule)
     assert [w["round"] for rule, w in jobs if rule == "budget_round"] == ["1"]
+    # side information: its jobs join round 1's inputs (which its command now names), round 0 stays
+    with_side = {**STUDY, "budget": {**STUDY["budget"], "side": ["baseline", "label_match"]}}
+    counts, jobs, out = dry_run(work, cfg=with_side)
+    assert [w["round"] for rule, w in jobs if rule == "budget_round"] == ["1"]
+    assert counts["similarity"] == 1 and counts["embed_task_labels"] == len(TASKS)
+    assert "--side label_match=results/similarity/label_match.csv" in smk(work, "-n", "-p", cfg=with_side).stdout
 
 
 def test_bad_budget_config_stops_the_budgeted_run_in_one_sentence(tmp_path):

@@ -44,6 +44,27 @@ def budget_baselines(method=None):
     return [result_path(m, t, t, seed) for m in methods for t in TASKS for seed in SEEDS]
 
 
+def budget_side_files(method):
+    """The files of the completion's side information (budget.side): a measure's similarity table, a
+    predictor's matrix (the method's own for a prompt predictor); the baselines need none."""
+    out = {}
+    for name in budget_plan().side:
+        if name == budget_arith.BASELINE:
+            continue
+        if name in vocabulary.MEASURES:
+            out[name] = layout.SIMILARITY.template(SIMILARITY_DIR, name, "csv")
+        elif vocabulary.PREDICTORS[name].per_method:
+            out[name] = layout.PROMPT_PREDICTOR.template(PREDICTORS_DIR, method, name, "csv")
+        else:
+            out[name] = layout.PREDICTOR.template(PREDICTORS_DIR, name, "csv")
+    return out
+
+
+def budget_side_args(method):
+    files = budget_side_files(method)
+    return [a for name in budget_plan().side for a in ("--side", f"{name}={files[name]}" if name in files else name)]
+
+
 def budget_round_inputs(wildcards):
     """What round r is chosen from: the files of the rounds before it and the results of every pair they
     list (all of a list: only a budget's last round trains part of it), and the baselines. Round 0, the
@@ -56,6 +77,8 @@ def budget_round_inputs(wildcards):
     return {
         "earlier": earlier,
         "results": budget_pair_results(wildcards.method, pairs) + budget_baselines(wildcards.method),
+        # deterministic given the config (whose changes are in the params): a remade file does not choose again
+        "side": [ancient(f) for f in budget_side_files(wildcards.method).values()],
     }
 
 
@@ -66,8 +89,8 @@ def budget_select_args(wildcards):
     p, r = budget_plan(), int(wildcards.round)
     args = ["--method", wildcards.method, "--tasks", *TASKS, "--mode", MODE, "--round", r, "--k", p.chosen[r], "--seed", p.seed]
     if r > 0:
-        args += ["--results-dir", RESULTS, "--seeds", *SEEDS, "--rule", p.rule, "--level", ANALYSIS["level"], "--earlier",
-                 *[budget_round_file(wildcards.method, i) for i in range(r)]]
+        args += ["--results-dir", RESULTS, "--seeds", *SEEDS, "--rule", p.rule, "--level", ANALYSIS["level"],
+                 *budget_side_args(wildcards.method), "--earlier", *[budget_round_file(wildcards.method, i) for i in range(r)]]
     else:
         args += ["--seeds", *SEEDS]
     return q(args)
@@ -79,14 +102,18 @@ def budget_complete_inputs(wildcards):
     p = budget_plan()
     rounds = budget_rounds_done(wildcards.method, p.rounds)
     pairs = [pair for path, size in zip(rounds, p.sizes) for pair in budget_arith.read_round(path)[:size]]
-    return {"rounds": rounds, "results": budget_pair_results(wildcards.method, pairs) + budget_baselines(wildcards.method)}
+    return {
+        "rounds": rounds,
+        "results": budget_pair_results(wildcards.method, pairs) + budget_baselines(wildcards.method),
+        "side": [ancient(f) for f in budget_side_files(wildcards.method).values()],
+    }
 
 
 def budget_complete_args(wildcards):
     p = budget_plan()
     return q(["--results-dir", RESULTS, "--method", wildcards.method, "--tasks", *TASKS, "--seeds", *SEEDS, "--mode", MODE,
               "--rounds", *[budget_round_file(wildcards.method, r) for r in range(p.rounds)], "--sizes", *p.sizes,
-              "--level", ANALYSIS["level"], "--seed", p.seed, "--out-dir", BUDGET_DIR])
+              "--level", ANALYSIS["level"], "--seed", p.seed, *budget_side_args(wildcards.method), "--out-dir", BUDGET_DIR])
 
 
 def budget_outputs(method="{method}"):
