@@ -37,7 +37,7 @@ rule budget_complete:
     input:
         unpack(budget_complete_inputs),
     output:
-        budget_outputs(),
+        budget_outputs(reported=True),
     log:
         job_log("budget/{method}/complete"),
     params:

@@ -116,11 +116,18 @@ def budget_complete_args(wildcards):
               "--level", ANALYSIS["level"], "--seed", p.seed, *budget_side_args(wildcards.method), "--out-dir", BUDGET_DIR])
 
 
-def budget_outputs(method="{method}"):
-    """The tables (CSV + parquet) and figures (PNG + PDF) of one method's budgeted study."""
+def budget_outputs(method="{method}", reported=False):
+    """The tables (CSV + parquet) and figures (PNG + PDF) of one method's budgeted study (``reported``: the
+    PNGs marked for `snakemake --report`, with their captions workflow/report/budget_*.rst)."""
+    def figure(name, ext):
+        path = layout.BUDGET_FIGURE.template(BUDGET_DIR, method=method, name=name, ext=ext)
+        if reported and ext == "png":
+            return report(path, caption=f"../report/budget_{name}.rst", category="Budget", labels={"figure": name, "method": method})
+        return path
+
     return (
         [layout.BUDGET_TABLE.template(BUDGET_DIR, method=method, name=n, ext=e) for n in BUDGET_TABLES for e in ("csv", "parquet")]
-        + [layout.BUDGET_FIGURE.template(BUDGET_DIR, method=method, name=n, ext=e) for n in BUDGET_FIGURES for e in ("png", "pdf")]
+        + [figure(n, e) for n in BUDGET_FIGURES for e in ("png", "pdf")]
     )
 
 
