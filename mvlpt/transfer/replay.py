@@ -279,6 +279,7 @@ def replay(
     for method in methods:
         truth = pairs[pairs["method"] == method].reset_index(drop=True)
         tasks = sorted(set(truth["source"]) | set(truth["target"]))
+        method_side = _aligned((side or {}).get(method), tasks)
         for model in models:
             for rule in rules:
                 for rep in range(reps):
@@ -290,7 +291,7 @@ def replay(
                         budgets=budgets,
                         round_size=round_size,
                         symmetric=symmetric,
-                        side=(side or {}).get(method),
+                        side=method_side,
                         level=level,
                         seed=seed + rep,
                     ):
@@ -298,6 +299,19 @@ def replay(
                     if progress:
                         progress(method, model, rule, rep)
     return pd.DataFrame(rows)
+
+
+def _aligned(side: dict | None, tasks: list[str]) -> dict | None:
+    """The side matrices in the task order, once (the completion then skips its reindexing)."""
+    if not side:
+        return side
+    out = {}
+    for name, value in side.items():
+        if isinstance(value, pd.DataFrame):
+            value = value.set_axis(value.index.astype(str), axis=0).set_axis(value.columns.astype(str), axis=1)
+            value = value.reindex(index=tasks, columns=tasks)
+        out[name] = value
+    return out
 
 
 def summary(reps: pd.DataFrame) -> pd.DataFrame:
