@@ -57,20 +57,20 @@ def test_a_later_round_needs_every_round_before_it(full_study):
         )
 
 
-def rounds_of(tmp_path, symmetric=True, sizes=(4, 2, 2)):
+def rounds_of(tmp_path, symmetric=True, sizes=(4, 2, 2), rule="uncertainty"):
     """Three rounds chosen the way the workflow chooses them (each from the completion of those before)."""
     files = []
     for r, k in enumerate(sizes):
         pairs = budget_rounds.select_round(
-            tmp_path, "coop", TASKS, SEEDS, r, k, files, symmetric=symmetric, rule="uncertainty", seed=0, level=0.9
+            tmp_path, "coop", TASKS, SEEDS, r, k, files, symmetric=symmetric, rule=rule, seed=0, level=0.9
         )
         files.append(budget.write_round(pairs, r, layout.BUDGET_ROUND.path(tmp_path / "budget", "coop", r)))
     return files
 
 
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_rounds_choose_new_pairs_and_the_outputs_say_which_round_measured_what(full_study, symmetric):
-    files = rounds_of(full_study, symmetric)
+@pytest.mark.parametrize("symmetric, rule", [(True, "uncertainty"), (False, "improvement"), (True, "random")])
+def test_rounds_choose_new_pairs_and_the_outputs_say_which_round_measured_what(full_study, symmetric, rule):
+    files = rounds_of(full_study, symmetric, rule=rule)
     lists = [budget.read_round(f) for f in files]
     assert [len(x) for x in lists] == [4, 2, 2]
     cells = [budget.cells_of(x, symmetric) for x in lists]
