@@ -5,8 +5,9 @@ A *pair* is what one training job of the configured mode trains: an unordered pa
 (one run writes both directions, a__b and b__a), an ordered (source, target) otherwise. The config's
 ``budget`` section (mvlpt/study/config.schema.yaml) states the budget and the round size each as a
 fraction of the study's pairs (a decimal in (0, 1]: ``0.33``) or as a number of pairs (a whole number:
-``60``). Round 0 chooses ``initial`` pairs before any result is known; every later round chooses
-``round_size`` more from the completion of the gains measured so far, until the budget is spent.
+``60``). Round 0 chooses ``initial`` pairs before any result is known (by default every task twice as a
+source and twice as a target: :func:`initial_size`); every later round chooses ``round_size`` more from the
+completion of the gains measured so far, until the budget is spent.
 
 Each round's file lists its choice ranked, best first, and always ``initial`` or ``round_size`` pairs
 (fewer only when fewer are left untrained); a round that would overrun the budget trains only the
@@ -87,6 +88,18 @@ def as_pairs(value, total: int) -> int:
     return int(value)
 
 
+def initial_size(value, n_tasks: int, mode: str) -> int:
+    """Round 0's pairs: ``budget.initial`` (a fraction or a number), or by default enough that every task is
+    measured twice as a source and twice as a target: one cyclic shift of the tasks in joint mode (n
+    unordered pairs), two otherwise (2n ordered pairs), so that the completion's source and target effects
+    are identified from round 0 on (mvlpt.transfer.selection.initial_pairs builds it so). Never more than
+    the study's pairs."""
+    total = pair_count(n_tasks, mode)
+    if value is None:
+        return min(n_tasks if mode == "joint" else 2 * n_tasks, total)
+    return min(as_pairs(value, total), total)
+
+
 def value_problem(key: str, value, total: int | None = None) -> str | None:
     """What is wrong with budget value ``key`` (a fraction in (0, 1] or a whole number of pairs >= 1, at
     most ``total``), one clause; None: nothing."""
@@ -119,16 +132,10 @@ def budget_problems(cfg: dict) -> list[str]:
     out = [p for key in ("pairs", "round_size", "initial") if (p := value_problem(key, section[key], total))]
     out += side_problems(section["side"], cfg)
     if not out:  # the first round the completion reads: at least two measured cells
-        first = section["round_size"] if section["initial"] is None else section["initial"]
-        key = (
-            "pairs"
-            if as_pairs(section["pairs"], total) <= as_pairs(first, total)
-            else "initial"
-            if section["initial"] is not None
-            else "round_size"
-        )
-        cells = min(as_pairs(section["pairs"], total), as_pairs(first, total)) * (2 if mode == "joint" else 1)
+        budget, first = as_pairs(section["pairs"], total), initial_size(section["initial"], len(tasks), mode)
+        cells = min(budget, first) * (2 if mode == "joint" else 1)
         if cells < MIN_CELLS:
+            key = "pairs" if budget <= first else "initial"
             out.append(
                 f"budget.{key} gives round 0 {cells} measured cell, and the completion needs at least {MIN_CELLS}: "
                 f"raise it to 2 pairs or more"
@@ -176,7 +183,7 @@ def plan(cfg: dict) -> BudgetPlan:
     total = pair_count(n, mode)
     budget = min(as_pairs(section["pairs"], total), total)
     step = min(as_pairs(section["round_size"], total), total)
-    first = step if section["initial"] is None else min(as_pairs(section["initial"], total), total)
+    first = initial_size(section["initial"], n, mode)
     chosen, sizes, left, picked = [], [], budget, 0
     while left > 0:
         k = min(first if not chosen else step, total - picked)  # a round lists at most what is left untrained

@@ -120,7 +120,9 @@ SimilaritySettings = _section_class("similarity", "Task-similarity options (None
 AnalysisSettings = _section_class("analysis", "Correlation, resampling and figure options.")
 PredictorSettings = _section_class("predictors", "Transferability predictors (names None: every one).")
 MultitaskSettings = _section_class("multitask", "The multitask study (methods None: the study's, and SoftCPT with CoOp).")
-BudgetSettings = _section_class("budget", "The budgeted study (mvlpt.study.budget: pairs and rounds; initial None: one round's).")
+BudgetSettings = _section_class(
+    "budget", "The budgeted study (mvlpt.study.budget: pairs and rounds; initial None: every task twice each way)."
+)
 
 
 @dataclasses.dataclass(frozen=True)

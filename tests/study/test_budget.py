@@ -37,10 +37,12 @@ def test_a_pair_is_what_one_training_job_trains(n, mode, total):
         ({"pairs": 0.5, "round_size": 1, "initial": 3}, "joint", 5, (3, 1, 1), (3, 1, 1)),
         # a number of pairs; the last round trains only the first of its list
         ({"pairs": 7, "round_size": 3, "initial": 3}, "joint", 7, (3, 3, 3), (3, 3, 1)),
-        # the schema's defaults: 0.33 and 0.1 of 20 ordered pairs -> 7 pairs in rounds of 2
-        ({}, "sequential", 7, (2, 2, 2, 2), (2, 2, 2, 1)),
-        # the whole study: the rounds list every pair once
-        ({"pairs": 1.0, "round_size": 4}, "joint", 10, (4, 4, 2), (4, 4, 2)),
+        # the schema's defaults: 0.33 of 20 ordered pairs -> 7, below the initial design's 2 x 5 (every task
+        # twice as source and target): round 0 alone, the first 7 of its list
+        ({}, "sequential", 7, (10,), (7,)),
+        ({"pairs": 0.9}, "sequential", 18, (10, 2, 2, 2, 2), (10, 2, 2, 2, 2)),
+        # the whole study: the rounds list every pair once (joint: the initial design is 5 unordered pairs)
+        ({"pairs": 1.0, "round_size": 4}, "joint", 10, (5, 4, 1), (5, 4, 1)),
         # a budget below the initial design trains part of it
         ({"pairs": 2, "initial": 4}, "joint", 2, (4,), (2,)),
     ],
@@ -61,6 +63,23 @@ def test_a_larger_budget_keeps_every_round_list_and_trains_more():
     assert large.chosen[: small.rounds] == small.chosen
     assert all(b >= a for a, b in zip(small.sizes, large.sizes))
     assert (small.pairs, large.pairs) == (5, 9)  # 0.3 x 15 = 4.5, half up; 0.6 x 15 = 9
+
+
+@pytest.mark.parametrize(
+    "n, mode, first", [(20, "joint", 20), (20, "sequential", 40), (6, "joint", 6), (3, "joint", 3), (3, "sequential", 6)]
+)
+def test_the_default_initial_design_measures_every_task_twice_each_way(n, mode, first):
+    """n unordered pairs (each task in two) or 2n ordered ones: the effects are identified from round 0 on."""
+    assert budget.initial_size(None, n, mode) == first
+    assert budget.initial_size(0.5, n, mode) == budget.as_pairs(0.5, budget.pair_count(n, mode))
+    tasks = [f"task{i}" for i in range(n)]
+    from mvlpt.transfer import selection
+
+    pairs = selection.initial_pairs(tasks, first, symmetric=mode == "joint", seed=0)
+    cells = budget.cells_of(pairs, mode == "joint")
+    if first == n * (1 if mode == "joint" else 2) and n > 3:
+        assert {t: sum(s == t for s, _ in cells) for t in tasks} == dict.fromkeys(tasks, 2)
+        assert {t: sum(u == t for _, u in cells) for t in tasks} == dict.fromkeys(tasks, 2)
 
 
 def test_a_fraction_is_a_decimal_and_a_number_of_pairs_a_whole_number():
