@@ -15,9 +15,9 @@ from mvlpt.analysis import plots
 from mvlpt.errors import MvlptError
 
 PANELS = {
-    "spearman": ("Spearman, all cells", (0.9, None)),
+    "spearman": ("Spearman (all cells)", (0.9, None)),
     "within_target": ("within-target Spearman", None),
-    "top3": ("top-3 recall of the best source", (0.8, None)),
+    "top3": ("top-3 recall", (0.8, None)),
     "regret": ("regret (points)", None),
     "coverage": ("interval coverage", "level"),
 }

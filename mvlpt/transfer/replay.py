@@ -182,6 +182,8 @@ def trajectory(
     available = set(zip(truth["source"], truth["target"]))
     units = {tuple(sorted(c)) for c in available} if symmetric else available
     n_units = len(units)
+    if round_size is not None and round_size < 1:
+        raise MvlptError(f"a round trains at least one pair, got a round size of {round_size}.")
     round_size = round_size or max(1, math.ceil(ROUND_SHARE * n_units))
     counts = budget_counts(n_units, budgets)
     trained: set = set()

@@ -91,13 +91,15 @@ def cell_scores(completed: pd.DataFrame, rule: str, rng: np.random.Generator) ->
     elif rule == "uncertainty":
         score = open_["sd"].to_numpy(dtype=float)
     else:
-        # the incumbent of each cell: the best gain among its target's other sources
-        best = np.empty(len(open_))
-        by_target = {t: g for t, g in df.groupby("target")}
-        for p, (s, t) in enumerate(zip(open_["source"], open_["target"])):
-            others = by_target[t]
-            others = others.loc[others["source"] != s, "gain"]
-            best[p] = others.max() if len(others) else -np.inf
+        # the incumbent of each cell: the best gain among its target's other sources (the target's best,
+        # or its second best for the cell that is the best)
+        ranked = df.sort_values(["target", "gain"], ascending=[True, False], kind="mergesort")
+        first = ranked.groupby("target").nth(0).set_index("target")
+        second = ranked.groupby("target").nth(1).set_index("target")["gain"]
+        top_gain = open_["target"].map(first["gain"]).to_numpy(dtype=float)
+        runner_up = open_["target"].map(second).to_numpy(dtype=float)
+        is_top = open_["source"].to_numpy() == open_["target"].map(first["source"]).to_numpy()
+        best = np.where(is_top, np.nan_to_num(runner_up, nan=-np.inf), top_gain)
         score = _expected_improvement(open_["gain"].to_numpy(dtype=float), open_["sd"].to_numpy(dtype=float), best)
     return pd.Series(np.nan_to_num(score, nan=0.0), index=pd.MultiIndex.from_arrays([open_["source"], open_["target"]]))
 

@@ -119,4 +119,6 @@ def test_cli_replay_errors_are_one_sentence(tmp_path, capsys):
     assert "no pair table" in capsys.readouterr().err
     assert main(["budget", "replay", "--synthetic", "noise", "--tasks", "5", "--budgets", "1.5", "--out", out]) == 2
     assert "share of the pairs" in capsys.readouterr().err
+    assert main(["budget", "replay", "--synthetic", "noise", "--tasks", "5", "--round-size", "0", "--out", out]) == 2
+    assert "at least one pair" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
