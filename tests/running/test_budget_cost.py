@@ -75,7 +75,7 @@ def test_preflight_reports_the_budgeted_study(tmp_path, monkeypatch, capsys):
     assert b["jobs"] == 2 * (5 + 5) + 5  # baselines and pairs per method, CoOp's feature jobs
     assert b["full_jobs"] == rep["cost"]["jobs"] and b["gpu_hours"] < rep["cost"]["gpu_hours"]
     assert (
-        "budgeted study (`snakemake budgeted`): 5 of 10 unordered pairs (50 %) in 3 round(s) of 3, 1, 1, rule uncertainty:" in out
+        "budgeted study (`snakemake budgeted`): 5 of 10 unordered pairs (50 %) in 3 round(s) of 3, 1, 1, rule improvement:" in out
     )
     assert f"  total {b['gpu_hours']:9.1f} GPU-hours  ({b['jobs']} jobs)" in out
     # without the section, or told to leave it out: no budgeted study; a section that cannot run is a problem

@@ -171,7 +171,7 @@ def test_the_plan_message_counts_the_training_jobs():
     p = budget.plan(cfg({"pairs": 0.5, "round_size": 1, "initial": 3}))
     msg = budget.plan_message(p, ["coop", "vpt"], seeds=3, stack_seeds=False)
     # (5 baselines + 5 pairs) x 2 methods x 3 seeds (one job per seed)
-    assert "5 of 10 unordered pairs (50 %) per method in 3 round(s) of 3, 1, 1 (rule uncertainty)" in msg
+    assert "5 of 10 unordered pairs (50 %) per method in 3 round(s) of 3, 1, 1 (rule improvement)" in msg
     assert ": 60 training jobs for coop, vpt;" in msg
 
 
