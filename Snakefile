@@ -5,6 +5,7 @@
 #   snakemake --cores 8 --configfile config/elevater.yaml     the paper's study (see docs/workflow.md)
 #
 #   snakemake multitask --cores 2                              the multitask study (docs/multitask.md)
+#   snakemake budgeted --cores 2                               the budgeted, adaptive study (docs/budget.md)
 #
 # Rules live in workflow/rules/*.smk (each with its functions in workflow/rules/functions/), every path
 # in mvlpt/study/layout.py; config keys are documented in config/README.md. The profile
@@ -35,6 +36,7 @@ else:
     include: "workflow/rules/analysis.smk"
     include: "workflow/rules/predictors.smk"
     include: "workflow/rules/multitask.smk"
+    include: "workflow/rules/budget.smk"
 
     if not in_sub_study():
 
@@ -44,6 +46,8 @@ else:
     # groups are chosen from the pairwise tables, so Snakemake's own job table lists them only once those exist.
     if workflow.is_main_process and multitask_requested():
         print(f"{sub_study_name()}: " * in_sub_study() + multitask_plan_message(), file=sys.stderr)
+    if workflow.is_main_process and budget_requested():
+        print(f"{sub_study_name()}: " * in_sub_study() + budget_plan_message(), file=sys.stderr)
 
 
 # Before the first job (not in a dry-run, not when there is nothing to do): the preflight checks

@@ -268,6 +268,74 @@ def gain_heatmap(
     return fig
 
 
+def completed_heatmap(completed: pd.DataFrame, method: str, tasks: Sequence[str], *, level: float = 0.9) -> plt.Figure:
+    """A budgeted study's completed gain matrix of one method (:mod:`mvlpt.transfer.budget_rounds`), in points:
+    every off-diagonal cell's gain, measured or predicted, the measured cells framed; each cell annotated with
+    its gain and, for a predicted cell, its interval's half-width (``±``), as :func:`gain_heatmap` draws a study."""
+    order = list(tasks)
+    gain = completed.pivot(index="source", columns="target", values="gain").reindex(index=order, columns=order)
+    half = ((completed["hi"] - completed["lo"]) / 2).to_numpy(float)
+    width = pd.DataFrame({"source": completed["source"], "target": completed["target"], "half": half})
+    width = width.pivot(index="source", columns="target", values="half").reindex(index=order, columns=order)
+    measured = completed.pivot(index="source", columns="target", values="measured").reindex(index=order, columns=order)
+    is_measured = measured.fillna(False).to_numpy(bool)
+    n = len(order)
+    n_measured = int(is_measured.sum())
+    title = (
+        f"{method}: completed transfer gain, {n_measured} of {n * (n - 1)} cells measured (framed)\n"
+        f"predicted cells: gain ± half its {100 * level:.0f} % interval"
+    )
+    annotate = n <= ANNOTATE_MAX
+    fig = heatmap(gain * 100.0, title=title, cbar_label=LABELS["gain"], diverging=True, annotate=False, mask_diagonal=True)
+    ax = fig.axes[0]
+    g, w = gain.to_numpy(float) * 100.0, width.to_numpy(float) * 100.0
+    size = max(4.0, min(7.0, 90.0 / max(n, 1)))
+    lim = float(np.nanmax(np.abs(g))) if np.isfinite(g).any() else 1.0
+    for r in range(n):
+        for c in range(n):
+            if r == c or not np.isfinite(g[r, c]):
+                continue
+            if is_measured[r, c]:
+                ax.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, edgecolor="black", lw=1.6))
+            if annotate:
+                text = f"{g[r, c]:.1f}" if is_measured[r, c] or not np.isfinite(w[r, c]) else f"{g[r, c]:.1f}\n±{w[r, c]:.1f}"
+                colour = "white" if abs(g[r, c]) > 0.6 * lim else "black"  # readable on the map's dark ends
+                ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=size, color=colour)
+    return fig
+
+
+@_quiet
+def budget_progress(progress: pd.DataFrame, method: str, certain: float = 0.9) -> plt.Figure:
+    """What a budgeted study's completion says after each round, against the share of pairs trained:
+    the mean width of the predicted cells' intervals (points, left), and the share of targets whose best
+    source is certain (probability >= ``certain``) and the share whose best source is the final round's
+    (right)."""
+    set_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    x = 100.0 * progress["share"].to_numpy(float)
+    left.plot(x, 100.0 * progress["mean_width"].to_numpy(float), marker="o", color="#2b6a99")
+    left.set_xlabel("pairs trained (% of the study's)")
+    left.set_ylabel("mean interval width, predicted cells (points)")
+    right.plot(
+        x,
+        100.0 * progress["certain"].to_numpy(float),
+        marker="o",
+        color="#2b6a99",
+        label=f"best source certain (p >= {certain:g})",
+    )
+    right.plot(x, 100.0 * progress["agree_final"].to_numpy(float), marker="s", color="0.45", label="best source = final round's")
+    right.set_ylim(-3, 103)
+    right.set_xlabel("pairs trained (% of the study's)")
+    right.set_ylabel("targets (%)")
+    right.legend(loc="best")
+    ticks = [f"{xx:.0f}\nround {int(r)}" for r, xx in zip(progress["round"], x)]
+    for ax in (left, right):
+        ax.set_xticks(x, ticks)
+    fig.suptitle(f"{method}: the budgeted study by round")
+    fig.tight_layout()
+    return fig
+
+
 REFERENCE_STYLE = {  # the reference strip's markers: (label, marker, colour)
     "baseline": ("prompt baseline", "o", "#2b6a99"),
     "below": ("baseline below zero-shot", "o", "#c0392b"),

@@ -97,12 +97,13 @@ def run_replay(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from mvlpt.transfer import completion, planted, replay, selection
+    from mvlpt.commands import budgeted
+    from mvlpt.study.budget import LEVEL, REPLAY_BUDGETS, REPLAY_MODELS, RULES, SYNTHETIC_KINDS
 
     fmt = DefaultsHelpFormatter
     p = subparsers.add_parser(
         "budget",
-        help="the budgeted, adaptive study: replay it on a measured one",
+        help="the budgeted, adaptive study: its rounds (select, complete) and its replay on a measured one",
         description="A study that trains a share of the pairs, chosen round by round, and completes the rest of the "
         "gain matrix with intervals (docs/budget.md).",
     )
@@ -120,19 +121,20 @@ def add_parser(subparsers) -> None:
     )
     q.add_argument("--pairs", default=None, help="a measured study's tables/pairs.parquet (or .csv)")
     q.add_argument(
-        "--synthetic", default=None, choices=planted.KINDS, help="replay a synthetic matrix of known structure instead"
+        "--synthetic", default=None, choices=SYNTHETIC_KINDS, help="replay a synthetic matrix of known structure instead"
     )
     q.add_argument("--tasks", type=int, default=20, help="tasks of the synthetic matrix")
     q.add_argument("--methods", nargs="+", default=None, help="methods of the pair table to replay (default: all)")
-    q.add_argument("--rules", nargs="+", default=list(selection.RULES), choices=selection.RULES, help="selection rules")
-    q.add_argument("--models", nargs="+", default=list(replay.MODELS), choices=list(replay.MODELS), help="completion models")
-    q.add_argument("--budgets", nargs="+", type=float, default=list(replay.BUDGETS), help="shares of the pairs trained")
+    q.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES, help="selection rules")
+    q.add_argument("--models", nargs="+", default=list(REPLAY_MODELS), choices=list(REPLAY_MODELS), help="completion models")
+    q.add_argument("--budgets", nargs="+", type=float, default=list(REPLAY_BUDGETS), help="shares of the pairs trained")
     q.add_argument("--reps", type=int, default=5, help="repetitions (seeds) of every trajectory")
     q.add_argument("--round-size", type=int, default=None, help="pairs per round (default: 5 %% of the pairs, at least 1)")
     q.add_argument("--symmetric", action="store_true", help="joint runs: a training is an unordered pair, both directions")
     q.add_argument("--no-side", action="store_true", help="leave out the side information (similarities, predictors, baselines)")
-    q.add_argument("--level", type=float, default=completion.LEVEL, help="level of the completed intervals")
+    q.add_argument("--level", type=float, default=LEVEL, help="level of the completed intervals")
     q.add_argument("--seed", type=int, default=0, help="first seed (repetition r uses seed + r; also the synthetic matrix's)")
     q.add_argument("--out", required=True, help="the summary table (CSV); the repetitions go to <stem>_reps.csv")
     q.add_argument("--figure", default=None, help="the accuracy-vs-budget figure (.png and .pdf)")
     q.set_defaults(func=run_replay)
+    budgeted.add_verbs(sub)  # select, complete: the rounds of `snakemake budgeted`

@@ -16,6 +16,7 @@ The model (the one cost model: ``mvlpt preflight`` prices a study with it, and t
 * per job: a fixed set-up (process start, imports, model load, few-shot data) and image decoding
   (test images of methods with image prompts), decoding overlapping the GPU work of the test;
 * CoOp: one frozen-feature job per task (test split + every seed's few-shot images).
+* the budgeted study (:func:`estimate_budget`): the baselines and feature jobs, and the pairs' share;
 * the multitask study (:func:`estimate_multitask`): its jobs by kind (group source prompts, targets
   fine-tuned from them, joint group runs), each group priced with stand-in tasks of its size.
 
@@ -41,10 +42,14 @@ import math
 from typing import TYPE_CHECKING
 
 from mvlpt.errors import MvlptError
-from mvlpt.study import vocabulary
+from mvlpt.study import budget, vocabulary
 
 if TYPE_CHECKING:
     from mvlpt.running.calibration import Calibration
+
+# the kinds of a pairwise study's jobs (estimate's ``by_kind``): the single-task baselines, the pairs' runs,
+# the frozen-feature jobs
+JOB_KINDS = ("baselines", "pairs", "features")
 
 # the text prompts' shared prefix (mvlpt.models.prompts.text) runs once per prompt set, but every class
 # still projects its keys and values: 2 of a text block's 12 W^2 matrix products per token (q, k, v,
@@ -192,14 +197,17 @@ def estimate(shape: StudyShape, cal: Calibration, *, pairs: bool = True, baselin
     for method in shape.methods:
         acc = {"train": 0.0, "validation": 0.0, "test": 0.0, "setup": 0.0, "features": 0.0}
         jobs = 0
+        kinds = {k: {"gpu_hours": 0.0, "jobs": 0} for k in JOB_KINDS}  # the same sums, by kind of job
 
-        def add(parts, n=1, acc=acc):  # this method's sums (bound now: the loop rebinds acc)
+        def add(parts, n=1, kind="pairs", acc=acc, kinds=kinds):  # this method's sums (bound now: the loop rebinds them)
             for key, v in parts.items():
                 acc[key] += n * v
+            kinds[kind]["gpu_hours"] += n * sum(parts.values()) / 3600
+            kinds[kind]["jobs"] += n
 
         for i, a in enumerate(tasks):
             if baselines is None or a.name in baselines:
-                add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies)
+                add(_job(cal, method, [a], [a], shape.batch_size, K, shape.epochs, shape.eval_batch_size), copies, "baselines")
                 jobs += copies
             if shape.mode == "zero_epoch":
                 continue  # priced below: nothing trains
@@ -224,16 +232,48 @@ def estimate(shape: StudyShape, cal: Calibration, *, pairs: bool = True, baselin
             for t in tasks:
                 n = t.test + shape.seeds * (t.train_per_seed + t.val_per_seed)
                 gpu = n * cal.features_ms_per_image / 1e3
-                acc["features"] += cal.job_setup_s + max(gpu, n / cal.decode_images_per_s)
+                add({"features": cal.job_setup_s + max(gpu, n / cal.decode_images_per_s)}, 1, "features")
             jobs += len(tasks)
         hours = {k: v / 3600 for k, v in acc.items()}
         total = sum(hours.values())
-        out["per_method"][method] = {"gpu_hours": total, "jobs": jobs, "breakdown_h": hours}
+        out["per_method"][method] = {"gpu_hours": total, "jobs": jobs, "breakdown_h": hours, "by_kind": kinds}
         out["gpu_hours"] += total
         out["jobs"] += jobs
         note = pricing_note(method, cal)
         if note:
             out["assumptions"].append(note)
+    return out
+
+
+def estimate_budget(est: dict, plan: budget.BudgetPlan) -> dict:
+    """GPU-hours and training jobs of the budgeted study (``plan``: :func:`mvlpt.study.budget.plan`) from the
+    full study's estimate ``est`` (:func:`estimate`): per method its baselines and frozen-feature jobs as in
+    the full study, and its pairs' part scaled by the share of pairs the budget trains. Which pairs the rounds
+    choose is known only as they run, so the pairs are priced at their mean cost. The rounds' choices are
+    local CPU jobs of seconds (one per method and round), not priced."""
+    share = plan.pairs / plan.total if plan.total else 0.0
+    out = {
+        "pairs": plan.pairs,
+        "total_pairs": plan.total,
+        "unit": plan.unit(),
+        "share": share,
+        "rounds": plan.rounds,
+        "sizes": list(plan.sizes),
+        "rule": plan.rule,
+        "per_method": {},
+        "gpu_hours": 0.0,
+        "jobs": 0,
+        "full_gpu_hours": est["gpu_hours"],
+        "full_jobs": est["jobs"],
+    }
+    for method, v in est["per_method"].items():
+        kinds = v["by_kind"]
+        pair_jobs = round(kinds["pairs"]["jobs"] * share)  # copies x pairs: whole jobs
+        hours = kinds["baselines"]["gpu_hours"] + kinds["features"]["gpu_hours"] + kinds["pairs"]["gpu_hours"] * share
+        jobs = kinds["baselines"]["jobs"] + kinds["features"]["jobs"] + pair_jobs
+        out["per_method"][method] = {"gpu_hours": hours, "jobs": jobs, "pair_jobs": pair_jobs}
+        out["gpu_hours"] += hours
+        out["jobs"] += jobs
     return out
 
 

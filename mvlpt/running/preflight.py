@@ -17,6 +17,9 @@ task and for the study (each check in its own module):
   space of each location;
 * **cost**: GPU-hours per method and in total (:mod:`mvlpt.running.cost`, priced by
   :mod:`mvlpt.running.study_estimates`), naming the GPU it is for; and the **power** the seeds give;
+* **budget** (when the config has a ``budget`` section, or the workflow's run asks for `snakemake budgeted`):
+  its settings (:func:`mvlpt.study.budget.budget_problems`) and the jobs and GPU-hours at the budget
+  (:func:`mvlpt.running.cost.estimate_budget`);
 * **multitask** (when the config has a ``multitask`` section, even an empty one): its settings
   (:func:`mvlpt.running.multitask_check.multitask_problems`) and the jobs and GPU-hours it adds, by kind
   (:func:`mvlpt.running.cost.estimate_multitask`);
@@ -71,11 +74,14 @@ def load_config(path: str | os.PathLike) -> dict:
 
 def with_defaults(cfg: dict) -> dict:
     """``cfg`` over the config schema's defaults (:func:`mvlpt.study.settings.fill_defaults`; a copy), but
-    ``multitask`` only where the config has the section (the schema's default {} is not one)."""
+    ``multitask`` and ``budget`` only where the config has the section (the schema's default {} is not one;
+    None otherwise)."""
     import copy
 
     out = settings.fill_defaults(copy.deepcopy(cfg))
     out["multitask"] = copy.deepcopy(cfg.get("multitask"))
+    if "budget" not in cfg:
+        out["budget"] = None
     return out
 
 
@@ -133,20 +139,24 @@ def run(
     gpu_rules=None,
     table1: bool = False,
     pairs: bool = True,
+    budget: bool | None = None,
 ) -> Report:
     """Check the study ``cfg`` (a config dict as the workflow reads it) and estimate its cost.
     ``multitask``: check and price its multitask study too (None: when ``cfg`` has a ``multitask``
-    section, even an empty one; False: never). ``profile``: a SLURM profile (folder or config.yaml) to
-    read back, for ``gpu_rules`` (:func:`mvlpt.running.device_check.slurm_profile`). A list of ``shots``:
-    every shot count's study, summed (:func:`_studies_report`). ``table1``: the paper's Table 1 study too
-    (``pairs`` False: price a study that trains no pair, as the Table 1 study)."""
+    section, even an empty one; False: never); ``budget`` likewise its budgeted study (``budget`` section).
+    ``profile``: a SLURM profile (folder or config.yaml) to read back, for ``gpu_rules``
+    (:func:`mvlpt.running.device_check.slurm_profile`). A list of ``shots``: every shot count's study, summed
+    (:func:`_studies_report`). ``table1``: the paper's Table 1 study too (``pairs`` False: price a study that
+    trains no pair, as the Table 1 study)."""
     t0 = time.perf_counter()
+    budget = "budget" in cfg if budget is None else budget
     # the workflow's own rules first (mvlpt.study.settings: one rule set), then what only preflight sees
-    ruled = [f"config: {p}." for p in settings.problems(cfg)]
+    ruled = [f"config: {p}." for p in settings.problems(cfg, budget=budget)]
     if any(p.endswith("(see config/README.md).") and not p.startswith("config: train: ") for p in ruled):
         # the schema: nothing else is safe to read
         return Report(config_path, [], ruled, [], {}, {}, [], {}, seconds=round(time.perf_counter() - t0, 2))
     kw = {"deep": deep, "profile": profile, "multitask": multitask, "noise_from": noise_from, "gpu_rules": gpu_rules}
+    kw["budget"] = budget
     if settings.shot_axis(cfg):
         from mvlpt.study import layout
 
@@ -158,18 +168,22 @@ def run(
     else:
         rep = _run_one(cfg, ruled, config_path=config_path, pairs=pairs, **kw)
     if table1:
-        _add_table1(rep, cfg, config_path=config_path, **{**kw, "multitask": True})
+        _add_table1(rep, cfg, config_path=config_path, **{**kw, "multitask": True, "budget": False})
     rep.seconds = round(time.perf_counter() - t0, 2)
     return rep
 
 
-def _run_one(cfg, ruled, *, config_path, deep, profile, multitask, noise_from, gpu_rules, pairs) -> Report:
+def _run_one(cfg, ruled, *, config_path, deep, profile, multitask, noise_from, gpu_rules, pairs, budget) -> Report:
     """:func:`run` for one study (a scalar ``shots``)."""
     cfg = with_defaults(cfg)
     if multitask is False:
         cfg["multitask"] = None
     elif multitask and cfg["multitask"] is None:
         cfg["multitask"] = {}
+    if not budget:
+        cfg["budget"] = None
+    elif cfg["budget"] is None:
+        cfg["budget"] = dict(settings.BUDGET_DEFAULTS)
     problems: list[str] = []
     warnings: list[str] = []
     rows: list[TaskRow] = []
@@ -292,16 +306,17 @@ def problems(
     profile: str | os.PathLike | None = None,
     gpu_rules=None,
     table1: bool = False,
+    budget: bool = False,
 ) -> list[str]:
     """For the workflow: the sentences that stop ``cfg``'s study (empty: it can run through), and the
     whole report written to ``report_path`` if given. Skipped (empty list) when the config says
     ``preflight: false``. ``multitask``: the run's targets include the multitask study, so check and
     price it too (a validated config always has a ``multitask`` section: the schema's default fills it
-    in, so its presence says nothing there). ``profile``, ``gpu_rules``: the run's SLURM profile and the
-    workflow's GPU rules (:func:`mvlpt.running.device_check.slurm_profile`)."""
+    in, so its presence says nothing there); ``budget`` likewise for the budgeted study. ``profile``,
+    ``gpu_rules``: the run's SLURM profile and the workflow's GPU rules (:func:`mvlpt.running.device_check.slurm_profile`)."""
     if cfg.get(SKIP_KEY) is False:
         return []
-    rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules, table1=table1)
+    rep = run(cfg, deep=deep, multitask=multitask, profile=profile, gpu_rules=gpu_rules, table1=table1, budget=budget)
     if report_path is not None:
         from mvlpt.io import write_json
 
@@ -389,6 +404,8 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
         lines.append(f"  total {c['gpu_hours']:9.1f} GPU-hours  ({c['jobs']} jobs; calibration {c['calibration_file']})")
         for name, v in (c.get("by_study") or {}).items():
             lines.append(f"  {name}: {v['gpu_hours']:.1f} GPU-hours ({v['jobs']} jobs) at {v['shots']} shots")
+        if c.get("budget"):
+            lines.extend(_budget_lines(c["budget"]))
         if c.get("multitask"):
             lines.extend(_multitask_lines(c["multitask"], c["with_multitask"]))
     t1 = (c or {}).get("table1")
@@ -427,6 +444,21 @@ def format_report(rep: Report, cfg_shots: int | None = None, policy: str = "") -
     )
     lines.append(f"{verdict} ({rep.seconds:.1f} s).")
     return "\n".join(lines)
+
+
+def _budget_lines(b: dict) -> list[str]:
+    lines = [
+        "",
+        f"budgeted study (`snakemake budgeted`): {b['pairs']} of {b['total_pairs']} {b['unit']} ({100 * b['share']:.0f} %) "
+        f"in {b['rounds']} round(s) of {', '.join(map(str, b['sizes']))}, rule {b['rule']}:",
+    ]
+    for method, v in [*b["per_method"].items(), ("total", b)]:
+        lines.append(f"  {method:5s} {v['gpu_hours']:9.1f} GPU-hours  ({v['jobs']} jobs)")
+    lines.append(
+        f"  (the full study: {b['full_gpu_hours']:.1f} GPU-hours, {b['full_jobs']} jobs; baselines and feature jobs as "
+        f"there, the pairs at their mean cost: the rounds choose them as results come in)"
+    )
+    return lines
 
 
 def _multitask_lines(mt: dict, together: dict) -> list[str]:

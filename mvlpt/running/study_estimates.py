@@ -1,6 +1,6 @@
 """Preflight, the estimates of a checked study (its tasks' :class:`~mvlpt.running.task_check.TaskRow` s): its
 GPU-hours (:func:`study_cost`: the study's shape priced by :mod:`mvlpt.running.cost` with the calibration
-of :mod:`mvlpt.running.calibration`) and the gains its seeds can resolve (:func:`study_power`)."""
+of :mod:`mvlpt.running.calibration`; with a ``budget`` section, the budgeted study's too) and the gains its seeds can resolve (:func:`study_power`)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def study_cost(cfg: dict, rows: list, warnings: list, *, pairs: bool = True) -> 
             "gpu_hours": est["gpu_hours"] + m["gpu_hours"]["total"],
             "jobs": est["jobs"] + m["jobs"]["total"],
         }
+    if isinstance(cfg.get("budget"), dict):
+        from mvlpt.study import budget
+
+        if not budget.budget_problems(cfg):  # a section that cannot run is a config problem already
+            est["budget"] = cost.estimate_budget(est, budget.plan(cfg))
     est["calibration_file"] = cal.path
     est["calibration_describes"] = cal.describes()
     est["note"] = note

@@ -12,7 +12,9 @@ The rules, in order (each problem is one clause; the callers make the sentence):
 2. what the schema cannot say well (:func:`config_problems`): task, method and measure names against
    mvlpt's registries (so a new method needs no schema edit), values listed twice in ``tasks``,
    ``methods`` or ``seeds``;
-3. the ``multitask`` section (:func:`mvlpt.running.multitask_check.multitask_problems`), when the run asks for it;
+3. the ``multitask`` section (:func:`mvlpt.running.multitask_check.multitask_problems`) and the ``budget``
+   section (:func:`mvlpt.study.budget.budget_problems`: fractions and numbers of pairs, enough tasks), when the
+   run asks for that study;
 4. the ``train`` section through :class:`mvlpt.training.config.TrainConfig` (what ``mvlpt train`` refuses), and
    ``multitask.task_conditioned_train`` over it.
 
@@ -120,7 +122,7 @@ def config_problems(cfg) -> list[str]:
     return problems
 
 
-def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
+def rule_problems(cfg, *, multitask: bool = False, budget: bool = False) -> list[str]:
     """Every rule of the module docstring, in order; a schema violation stops there (the later rules
     assume its types). Clauses without a final period."""
     problem = shots_problem(cfg["shots"]) if isinstance(cfg, dict) and "shots" in cfg else None
@@ -132,6 +134,10 @@ def rule_problems(cfg, *, multitask: bool = False) -> list[str]:
         from mvlpt.running.multitask_check import multitask_problems
 
         problems += [p.rstrip(".") for p in multitask_problems(cfg)]
+    if budget:
+        from mvlpt.study.budget import budget_problems
+
+        problems += budget_problems(cfg)
     if problems:
         return problems
     from mvlpt.training.config import TrainConfig

@@ -25,10 +25,10 @@ import re
 import string
 from pathlib import Path
 
-# what a field holds, where it is narrower than one path component: seeds and shots (read back as
-# integers), file extensions and embedding kinds (no dot)
-_FIELD_RE = {"seed": r"-?\d+", "shots": r"\d+", "ext": r"[^/.]+", "kind": r"[^/.]+"}
-_INT_FIELDS = frozenset({"seed", "shots"})
+# what a field holds, where it is narrower than one path component: seeds, shots and budget rounds (read
+# back as integers), file extensions and embedding kinds (no dot)
+_FIELD_RE = {"seed": r"-?\d+", "shots": r"\d+", "round": r"\d+", "ext": r"[^/.]+", "kind": r"[^/.]+"}
+_INT_FIELDS = frozenset({"seed", "shots", "round"})
 
 
 class _Others(dict):
@@ -200,6 +200,20 @@ GROUP_PROMPT = Entry(
 GROUP_PROMPT_AVERAGED = Entry(
     "{results}/multitask/prompts/{method}/{group}/averaged.safetensors",
     "A group's source prompt averaged over the seeds (multitask.source_prompt: averaged; mode init).",
+)
+
+BUDGET_DIR = Entry("{results}/budget")
+BUDGET_ROUND = Entry(
+    "{budget}/{method}/round{round}.csv",
+    "The pairs one round of the budgeted study chose for one method, ranked (mvlpt.study.budget.write_round).",
+)
+BUDGET_TABLE = Entry(
+    "{budget}/{method}/{name}.{ext}",
+    "A table of the budgeted study of one method (mvlpt.transfer.budget_rounds: completed, best_source, progress).",
+)
+BUDGET_FIGURE = Entry(
+    "{budget}/{method}/figures/{name}.{ext}",
+    "A figure of the budgeted study of one method (completed: the heatmap; progress: what the completion says by round).",
 )
 
 # --------------------------------------------------------------------------------------------------

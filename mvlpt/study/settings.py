@@ -3,7 +3,7 @@
 * **One schema**: ``mvlpt/study/config.schema.yaml`` (package data) states the keys, types, ranges and the
   defaults of the study config. Everything else reads them from it: :data:`DEFAULTS` (top level),
   :data:`ANALYSIS_DEFAULTS`, :data:`SIMILARITY_DEFAULTS`, :data:`PREDICTOR_DEFAULTS`,
-  :data:`MULTITASK_DEFAULTS` (a key the schema gives no default is None: "the study's own", see the
+  :data:`MULTITASK_DEFAULTS`, :data:`BUDGET_DEFAULTS` (a key the schema gives no default is None: "the study's own", see the
   schema's descriptions) and the section dataclasses below are derived from it on import. The one
   exception is ``train``: its defaults are :class:`mvlpt.training.config.TrainConfig`'s (what ``mvlpt train``
   uses without a config); the schema states only the types of its keys.
@@ -95,6 +95,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = section_defaults("analysis")
 SIMILARITY_DEFAULTS: dict[str, Any] = section_defaults("similarity")
 PREDICTOR_DEFAULTS: dict[str, Any] = section_defaults("predictors")
 MULTITASK_DEFAULTS: dict[str, Any] = section_defaults("multitask")
+BUDGET_DEFAULTS: dict[str, Any] = section_defaults("budget")
 MODEL_DEFAULTS: dict[str, Any] = section_defaults("model")
 ELEVATER_DEFAULTS: dict[str, Any] = section_defaults("elevater")
 TABLE1_DEFAULTS: dict[str, Any] = section_defaults("table1")
@@ -121,6 +122,9 @@ AnalysisSettings = _section_class("analysis", "Correlation, resampling and figur
 PredictorSettings = _section_class("predictors", "Transferability predictors (names None: every one).")
 MultitaskSettings = _section_class("multitask", "The multitask study (methods None: the study's, and SoftCPT with CoOp).")
 Table1Settings = _section_class("table1", "The paper's Table 1 setting (methods None: the study's).")
+BudgetSettings = _section_class(
+    "budget", "The budgeted study (mvlpt.study.budget: pairs and rounds; initial None: every task twice each way)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +154,7 @@ class StudyConfig:
     predictors: PredictorSettings
     multitask: MultitaskSettings
     table1: Table1Settings
+    budget: BudgetSettings
     config: dict = dataclasses.field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -226,16 +231,17 @@ def table1_study(cfg: dict) -> dict:
     return out
 
 
-def problems(cfg: dict, *, multitask: bool = False) -> list[str]:
+def problems(cfg: dict, *, multitask: bool = False, budget: bool = False) -> list[str]:
     """What is wrong with ``cfg`` (a config dict as read from YAML), one clause each, without a final
     period (empty: nothing): :func:`mvlpt.study.configcheck.rule_problems`, the one rule set."""
     from mvlpt.study.configcheck import rule_problems
 
-    return rule_problems(copy.deepcopy(cfg), multitask=multitask)
+    return rule_problems(copy.deepcopy(cfg), multitask=multitask, budget=budget)
 
 
-def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyConfig:
-    """The study config ``cfg`` checked (``multitask``: its ``multitask`` section too) and typed, with
+def load(cfg: dict, *, multitask: bool = False, budget: bool = False, checked: bool = False) -> StudyConfig:
+    """The study config ``cfg`` checked (``multitask``, ``budget``: its ``multitask`` or ``budget`` section
+    too, for a run that asks for that study) and typed, with
     the schema's defaults filled in; otherwise one sentence naming every problem (:class:`MvlptError`).
     ``checked``: the same config was checked already (the workflow's jobs on a cluster parse the workflow
     again, with the config its main process checked): typed only, without the schema and the registries."""
@@ -243,7 +249,7 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         raise MvlptError(
             f"invalid config: the config must be a mapping of settings (see config/README.md), got {type(cfg).__name__}."
         )
-    found = [] if checked else problems(cfg, multitask=multitask)
+    found = [] if checked else problems(cfg, multitask=multitask, budget=budget)
     if found:
         raise MvlptError(f"invalid config: {'; '.join(found)}.")
     from mvlpt.study import protocol
@@ -273,5 +279,6 @@ def load(cfg: dict, *, multitask: bool = False, checked: bool = False) -> StudyC
         predictors=PredictorSettings(**full["predictors"]),
         multitask=MultitaskSettings(**full["multitask"]),
         table1=Table1Settings(**full["table1"]),
+        budget=BudgetSettings(**full["budget"]),
         config=full,
     )

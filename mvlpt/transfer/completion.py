@@ -40,8 +40,9 @@ import pandas as pd
 from scipy import stats as scistats
 
 from mvlpt.errors import MvlptError
+from mvlpt.study.budget import LEVEL
 
-LEVEL = 0.9
+LEVEL = LEVEL
 MAX_RANK = 2
 FOLDS = 5
 SWEEPS = 60

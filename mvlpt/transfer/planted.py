@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from mvlpt.errors import MvlptError
+from mvlpt.study.budget import SYNTHETIC_KINDS
 
-KINDS = ("effects", "lowrank", "noise")
+KINDS = SYNTHETIC_KINDS
 EFFECT_SD = 0.04
 INTERACTION_SD = 0.03
 INTERACTION_RANK = 2

@@ -33,11 +33,12 @@ import pandas as pd
 from scipy import stats as scistats
 
 from mvlpt.errors import MvlptError
+from mvlpt.study.budget import REPLAY_BUDGETS, REPLAY_MODELS
 from mvlpt.transfer import completion, selection
 
-BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+BUDGETS = REPLAY_BUDGETS
 # the completion models a replay compares: the effects only (the simpler alternative) and the full model
-MODELS = {"effects": {"rank": 0, "side": False}, "completion": {"rank": None, "side": True}}
+MODELS = REPLAY_MODELS
 METRICS = ("spearman", "spearman_hidden", "within_target", "top1", "top3", "regret", "coverage", "width", "p_best")
 ROUND_SHARE = 0.05  # default round: 5 % of the trainable pairs
 TIE = 1e-12

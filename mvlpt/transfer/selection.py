@@ -29,8 +29,9 @@ import pandas as pd
 from scipy import stats as scistats
 
 from mvlpt.errors import MvlptError
+from mvlpt.study.budget import RULES
 
-RULES = ("uncertainty", "improvement", "random")
+RULES = RULES
 
 
 def _check_rule(rule: str) -> None:

@@ -27,6 +27,7 @@ def _values(entry: layout.Entry) -> dict:
     special = {
         "seed": 3,
         "shots": 16,
+        "round": 2,
         "ext": "csv",
         "job": "train_single/coop/a-b/seeds1-2",
         "where": "g0123456789/task-b",
@@ -163,6 +164,7 @@ def test_every_output_log_and_benchmark_of_the_dag_is_a_layout_entry(tmp_path):
             str(tmp_path),
             "all",
             "multitask",
+            "budgeted",
             "-n",
             "-p",
             "--configfile",

@@ -112,6 +112,13 @@ def multitask_requested():
                for a in sys.argv[1:])
 
 
+def budget_requested():
+    """Whether this run asks for the budgeted study (`snakemake budgeted`, or one of its files: anything
+    under the results' `budget/` folder): its section is checked, planned and priced only then (Snakemake
+    fills it with defaults for every config). The command line tells, as for multitask_requested."""
+    return any(a == "budgeted" or ("budget/" in a and "=" not in a) for a in sys.argv[1:])
+
+
 # ------------------------------------------------------------------------------------------------
 # All of it
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +129,8 @@ def check_config(cfg):
     if not in_sub_study():  # a module's config is made from the checked one (studies.smk), not the command line's
         coerce_command_line_config(cfg)
     try:
-        checked = settings.load(cfg, multitask=multitask_requested(), checked=not workflow.is_main_process)
+        checked = settings.load(cfg, multitask=multitask_requested(), budget=budget_requested(),
+                                checked=not workflow.is_main_process)
     except MvlptError as e:
         raise WorkflowError(str(e))
     cfg.update(checked.as_dict())
@@ -172,9 +180,8 @@ def run_preflight():
         logging.root.addHandler(logging.NullHandler())
 
     report_file = os.path.join("logs", "preflight.json")
-    found = problems(config, report_path=report_file, multitask=multitask_requested(), profile=slurm_profile_used(),
-                     table1=table1_requested(),
-                     gpu_rules=gpu_rules())
+    found = problems(config, report_path=report_file, multitask=multitask_requested(), budget=budget_requested(),
+                     profile=slurm_profile_used(), table1=table1_requested(), gpu_rules=gpu_rules())
     if found:
         raise WorkflowError(
             f"preflight: the study cannot run through, {len(found)} problem(s) (the full report: {report_file}, or "
