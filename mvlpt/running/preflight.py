@@ -286,6 +286,7 @@ def _add_table1(rep: Report, cfg: dict, *, config_path: str, **kw) -> None:
     name = layout.TABLE1_STUDY.relative()
     try:
         sub = settings.table1_study(with_defaults(cfg))
+        sub.pop("budget", None)  # the Table 1 study is never budgeted (with_defaults' None is not a section)
     except MvlptError as e:
         rep.problems.append(str(e))
         return
