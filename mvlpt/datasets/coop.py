@@ -170,6 +170,7 @@ def _images(task: str, root: Path, class_dirs: list[str]) -> list[tuple[str, int
 
 def _file_split(task: str, split: str, data_dir) -> FileSplit:
     root = image_root(task, data_dir)
+    classnames(task, data_dir)  # the data hold the task's classes, each once
     class_dirs = _class_folders(task, root)
     index = {d: i for i, d in enumerate(class_dirs)}
     split_file = root / _SPLIT_FILES[task]
