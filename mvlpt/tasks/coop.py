@@ -23,7 +23,8 @@ SOURCE = coop.SOURCE
 
 class DataClassNames(Sequence):
     """A task's class names read from its data: ``len()`` is known beforehand; reading them (index,
-    iteration) needs the data, in the folder the task's last load used (else ``$MVLPT_DATA_DIR``)."""
+    iteration) needs the data, in the folder the task's last load used (else ``$MVLPT_DATA_DIR``, else
+    ``~/.cache/mvlpt/data``): code that reads them from another data folder loads a split first, as training does."""
 
     from_data = True  # mvlpt.tasks.registry.Task checks such names when they are read
 
