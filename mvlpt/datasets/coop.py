@@ -127,7 +127,9 @@ def classnames(task: str, data_dir: str | Path | None = None) -> tuple[str, ...]
         names = tuple(n.replace("_", " ") for n in _class_folders(task, root))
     expected = int(spec(task)["num_classes"])
     if len(set(names)) != len(names):
-        raise MvlptError(f"task {task}: the class names read from {root} are not unique; delete {folder(task, data_dir)} and run {fetch_command(task)}.")
+        raise MvlptError(
+            f"task {task}: the class names read from {root} are not unique; delete {folder(task, data_dir)} and run {fetch_command(task)}."
+        )
     if len(names) != expected:
         raise MvlptError(
             f"task {task}: {root} names {len(names)} classes, not {expected}; the data are incomplete or another "
@@ -180,12 +182,16 @@ def _file_split(task: str, split: str, data_dir) -> FileSplit:
             wanted = ("train", "val") if split == "train" else ("test",)
             rels = [str(r[0]) for s in wanted for r in records[s]]
         except (ValueError, KeyError, TypeError, IndexError):
-            raise MvlptError(f"task {task}: {split_file} is not CoOp's split file; delete it or replace it with CoOp's.") from None
+            raise MvlptError(
+                f"task {task}: {split_file} is not CoOp's split file; delete it or replace it with CoOp's."
+            ) from None
         items = []
         for rel in rels:
             d = str(Path(rel).parent.as_posix())
             if d not in index:
-                raise MvlptError(f"task {task}: {split_file} names {rel}, whose class folder {d!r} is not one of the data's classes.")
+                raise MvlptError(
+                    f"task {task}: {split_file} names {rel}, whose class folder {d!r} is not one of the data's classes."
+                )
             items.append((rel, index[d]))
     else:
         items = [(rel, lab) for rel, lab in _images(task, root, class_dirs) if _in_test(task, rel) == (split == "test")]
@@ -199,7 +205,9 @@ def _imagenet_split(split: str, data_dir) -> FileSplit:
     try:
         ds = ImageNet(str(base), split="val" if split == "test" else "train")  # unpacks the archives on first use
     except RuntimeError as e:
-        raise MvlptError(f"task imagenet: torchvision's ImageNet cannot read {base} ({e}); run {fetch_command('imagenet')}.") from None
+        raise MvlptError(
+            f"task imagenet: torchvision's ImageNet cannot read {base} ({e}); run {fetch_command('imagenet')}."
+        ) from None
     ids = [Path(p).relative_to(base).as_posix() for p, _ in ds.samples]
     return FileSplit("imagenet", base, ids, np.asarray([int(t) for _, t in ds.samples], dtype=np.int64))
 
@@ -248,7 +256,9 @@ def fetch(task: str, data_dir: str | Path | None = None) -> dict:
                     f"another file: download it again."
                 )
         # ImageNet: its archives; the mid-frames: every file (no archive, no published checksum)
-        files = list(s["files"]) if "files" in s else sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        files = (
+            list(s["files"]) if "files" in s else sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        )
         source = "by hand"
     else:
         from mvlpt.datasets import routes

@@ -398,7 +398,9 @@ def fetch(
     data_dir = resolve_data_dir(data_dir)
     if coop.is_coop(task):
         if route not in ("auto", coop.route(task)):
-            raise MvlptError(f"task {task} has one route, {coop.route(task)}; use `--route {coop.route(task)}` or leave --route out.")
+            raise MvlptError(
+                f"task {task} has one route, {coop.route(task)}; use `--route {coop.route(task)}` or leave --route out."
+            )
         if source:
             raise MvlptError(f"task {task} takes no --source: {coop.instructions(task, data_dir)}.")
         return coop.fetch(task, data_dir)

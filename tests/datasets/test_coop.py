@@ -13,8 +13,7 @@ from fakes import colour, encode
 from mvlpt.cli import main
 from mvlpt.datasets import coop, lock, routes
 from mvlpt.errors import MvlptError
-from mvlpt.tasks import coop as coop_tasks
-from mvlpt.tasks import get_task, list_tasks
+from mvlpt.tasks import coop as coop_tasks, get_task, list_tasks
 
 SUN_CLASSES = ["/a/abbey", "/a/apartment_building/outdoor"] + [f"/z/zone_{i:03d}" for i in range(395)]
 

@@ -334,8 +334,13 @@ def test_paper_config_over_shots_lists_each_count_and_sums_its_price(tmp_path, m
     assert set(table1) == set(paper["table1"]["sources"]) | set(paper["table1"]["targets"])
     assert {r["shots"] for r in table1.values()} == {5}
     empty = tmp_path / "empty"
-    assert f"table1: task imagenet: no data under {empty}; run `mvlpt data fetch imagenet` (its licence must be accepted first" in out
-    assert f"table1: task ucf101: no data under {empty}; run `mvlpt data fetch ucf101` (CoOp's mid-frames are a Google Drive" in out
+    assert (
+        f"table1: task imagenet: no data under {empty}; run `mvlpt data fetch imagenet` (its licence must be accepted first"
+        in out
+    )
+    assert (
+        f"table1: task ucf101: no data under {empty}; run `mvlpt data fetch ucf101` (CoOp's mid-frames are a Google Drive" in out
+    )
     assert f"table1: task sun397: no data under {empty}; run `mvlpt data fetch sun397`." in out
     # planned from CoOp's split sizes before the data are there: 1,000 / 397 / 101 classes
     assert {t: (table1[t]["classes"], table1[t]["fewshot_train"]) for t in ("imagenet", "sun397", "ucf101")} == {
@@ -343,7 +348,9 @@ def test_paper_config_over_shots_lists_each_count_and_sums_its_price(tmp_path, m
         "sun397": (397, 1588),
         "ucf101": (101, 404),
     }
-    t1 = c["table1"]  # priced: 12 targets x 3 methods of baselines (and CoOp's features of all 23 tasks), one source prompt per method
+    t1 = c[
+        "table1"
+    ]  # priced: 12 targets x 3 methods of baselines (and CoOp's features of all 23 tasks), one source prompt per method
     assert t1["shots"] == 5 and t1["multitask"]["jobs"]["source"] == 3 and t1["multitask"]["jobs"]["target"] == 36
     assert t1["gpu_hours"] > 0 and "table1 (the paper's Table 1 setting, 5 shots): " in out
 
