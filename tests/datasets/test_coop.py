@@ -18,6 +18,14 @@ from mvlpt.tasks import coop as coop_tasks, get_task, list_tasks
 SUN_CLASSES = ["/a/abbey", "/a/apartment_building/outdoor"] + [f"/z/zone_{i:03d}" for i in range(395)]
 
 
+@pytest.fixture(autouse=True)
+def _names_forget_the_folder():
+    """A data-named task reads its names where its last load looked: no test leaves its folder behind."""
+    yield
+    for name in ("sun397", "ucf101"):
+        get_task(name).classnames.data_dir = None
+
+
 def one_sentence(msg: str) -> bool:
     return msg.endswith(".") and "\n" not in msg and msg.count(". ") == 0
 
