@@ -1,4 +1,5 @@
-"""CLI verbs for the ELEVATER data: ``mvlpt data fetch | check | routes``.
+"""CLI verbs for the ELEVATER data and the CoOp data sets of Table 1 (:mod:`mvlpt.datasets.coop`):
+``mvlpt data fetch | check | routes``.
 
 mvlpt data fetch TASK... [--data-dir DIR] [--route auto|local|hub|torchvision|manual] [--source S] [--revision R]
 mvlpt data fetch all                       (every ELEVATER task)
@@ -17,14 +18,15 @@ ROUTE_CHOICES = ("auto", "local", "hub", "torchvision", "manual")
 
 
 def _tasks(names: list[str] | None, *, default_all: bool) -> list[str]:
-    from mvlpt.datasets import catalog
+    from mvlpt.datasets import catalog, coop
 
     if not names or names == ["all"]:
         if names == ["all"] or default_all:
             return catalog.task_names()
         raise MvlptError("name at least one task (or `all`); `mvlpt data routes` lists them.")
     for n in names:
-        catalog.check_task(n)
+        if not coop.is_coop(n):
+            catalog.check_task(n)
     return list(dict.fromkeys(names))
 
 

@@ -73,7 +73,10 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("tasks", help="list the registered tasks", description="List the registered tasks.")
     p.add_argument(
-        "--source", choices=["synthetic", "elevater", "designed", "designed2"], default=None, help="only tasks of this suite"
+        "--source",
+        choices=["synthetic", "elevater", "coop", "designed", "designed2"],
+        default=None,
+        help="only tasks of this suite",
     )
     p.set_defaults(func=run_tasks)
 

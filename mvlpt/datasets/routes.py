@@ -25,7 +25,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from mvlpt.datasets import iris, lock, manual, wds
+from mvlpt.datasets import coop, iris, lock, manual, wds
 from mvlpt.datasets.catalog import manifest_entry, route_spec, routes_table
 from mvlpt.datasets.paths import elevater_dirs, resolve_data_dir, route_dir
 from mvlpt.errors import MvlptError
@@ -50,6 +50,8 @@ def hub_root(task: str, data_dir: Path) -> Path:
 def present_routes(task: str, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     """The routes whose data are on disk for ``task``, in order of preference: ``[(route, folder)]``."""
     data_dir = resolve_data_dir(data_dir)
+    if coop.is_coop(task):  # the CoOp data sets of Table 1: one route each (mvlpt.datasets.coop)
+        return [(coop.route(task), coop.folder(task, data_dir))] if coop.present(task, data_dir) else []
     spec = route_spec(task)
     out: list[tuple[str, Path]] = []
     root = elevater_root(task, data_dir)
@@ -394,6 +396,14 @@ def fetch(
     """Bring ``task``'s data onto disk by ``route`` (``auto``: what is there, else the preferred route)
     and record sha256 sums in the lock file; return the lock entry."""
     data_dir = resolve_data_dir(data_dir)
+    if coop.is_coop(task):
+        if route not in ("auto", coop.route(task)):
+            raise MvlptError(
+                f"task {task} has one route, {coop.route(task)}; use `--route {coop.route(task)}` or leave --route out."
+            )
+        if source:
+            raise MvlptError(f"task {task} takes no --source: {coop.instructions(task, data_dir)}.")
+        return coop.fetch(task, data_dir)
     spec = route_spec(task)
     if route == "auto":
         if source:
@@ -433,6 +443,20 @@ def route_rows() -> list[dict]:
                 "disk_source": first.get("disk_source", ""),
                 "split_note": first.get("split_note", ""),
                 "alt": {r: spec[r].get("split_note", "") for r in auto[1:]},
+            }
+        )
+    for task in coop.task_names():
+        s = coop.route_spec(task)
+        rows.append(
+            {
+                "task": task,
+                "routes": [coop.route(task)],
+                "default": coop.route(task),
+                "source": f"torchvision.datasets.{s['class']}" if "class" in s else "by hand",
+                "disk_gb": s.get("disk_gb"),
+                "disk_source": s.get("disk_source", ""),
+                "split_note": s.get("split_note", ""),
+                "alt": {},
             }
         )
     return rows

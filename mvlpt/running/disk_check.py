@@ -79,13 +79,15 @@ def check_disk(
     )
     cache_b += states_b * max(1, concurrent)  # resumable states of the jobs running at once
     need = [("results", Path(cfg["results_dir"]), results_b), ("cache", Path(cfg["cache_dir"]), cache_b)]
-    if any(r.suite == "elevater" for r in rows):
-        from mvlpt.datasets import routes
+    if any(r.suite in ("elevater", "coop") for r in rows):
+        from mvlpt.datasets import coop, routes
 
         data_dir = resolve_data_dir(cfg.get("data_dir"))
         to_fetch = 0.0
         for r in rows:
-            if r.suite == "elevater" and r.data == "missing":
+            if r.suite == "coop" and r.data == "missing":
+                to_fetch += float(coop.route_spec(r.task).get("disk_gb") or 0) * 1e9
+            elif r.suite == "elevater" and r.data == "missing":
                 spec = routes.route_spec(r.task)
                 first = spec.get(spec["routes"][0]) if spec.get("routes") else spec.get("manual")
                 to_fetch += float((first or {}).get("disk_gb") or 0) * 1e9

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from mvlpt.errors import MvlptError
 from mvlpt.running.multitask_check import multitask_problems
 from mvlpt.study import vocabulary
 
@@ -41,7 +42,15 @@ def study_cost(cfg: dict, rows: list, warnings: list, *, pairs: bool = True) -> 
         task_prompt = task_prompt_lengths([r.task for r in priced], model, int(opts["n_task_ctx"]), opts.get("descriptions"))
     tasks = []
     for r in priced:
-        lengths, prefix = prompt_shapes(get_task(r.task).classnames, model, text_options)
+        try:
+            names = tuple(get_task(r.task).classnames)
+        except MvlptError:  # names read from data that are not there yet (mvlpt.tasks.coop): priced at one token
+            names = ()
+            warnings.append(
+                f"cost: {r.task}'s class names come from its data, which are not there yet; its text prompts are priced "
+                f"at one token per name (a lower bound)."
+            )
+        lengths, prefix = prompt_shapes(names, model, text_options)
         tasks.append(
             cost.TaskCost(
                 r.task, r.classes, r.fewshot_train, r.fewshot_val, r.test_images or 0, lengths, task_prompt.get(r.task, 0), prefix

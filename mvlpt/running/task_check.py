@@ -65,8 +65,8 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
     row = TaskRow(name, task.source, task.num_classes, shots=shots)
     data_dir_cfg = cfg.get("data_dir")
     train = test = None
-    if task.source == "elevater":
-        from mvlpt.datasets import catalog, lock, routes
+    if task.source in ("elevater", "coop"):
+        from mvlpt.datasets import catalog, coop, lock, routes
         from mvlpt.datasets.paths import resolve_data_dir
 
         data_dir = resolve_data_dir(data_dir_cfg)
@@ -79,11 +79,9 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
             problems.append(f"task {name}: {e}")
         if not present:
             row.data = "missing"
-            how = (
-                " (its licence must be accepted first: the command says what to download and where to put it)"
-                if routes.default_route(name) == "manual"
-                else ""
-            )
+            manual = (coop.route(name) if task.source == "coop" else routes.default_route(name)) == "manual"
+            why = coop.route_spec(name).get("why", "") if task.source == "coop" else "its licence must be accepted first"
+            how = f" ({why}: the command says what to download and where to put it)" if manual else ""
             problems.append(f"task {name}: no data under {data_dir}; run {fetch}{how}.")
         elif verdict is not None and verdict.status in ("corrupt", "missing"):
             row.data, row.route = verdict.status, verdict.route
@@ -103,13 +101,16 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
                     f"`mvlpt data fetch {name} --route {route}` to record its checksums."
                 )
             row.route, row.folder = route, str(folder)
-        entry = catalog.manifest_entry(name)
-        if row.data != "present":
-            n = int(entry["train"]["num_images"])
+        if row.data != "present":  # planned from ELEVATER's manifest, or the CoOp split's sizes (coop_tasks.json)
+            if task.source == "coop":
+                n, n_test = (int(coop.spec(name)["planning"][s]) for s in ("train", "test"))
+            else:
+                entry = catalog.manifest_entry(name)
+                n, n_test = int(entry["train"]["num_images"]), int(entry["test"]["num_images"])
             per = n // task.num_classes
             row.train_images, row.per_class_min, row.per_class_max = n, per, per
             row.per_class_from = "manifest (mean)"
-            row.test_images = int(entry["test"]["num_images"])
+            row.test_images = n_test
             counts = [per] * task.num_classes if not task.multilabel else [n] * task.num_classes
         else:
             try:

@@ -10,6 +10,7 @@ from mvlpt.tasks.registry import ArraySplit, Task, TaskSplit, add_suite_loader, 
 
 def _load_builtin_suites() -> None:
     from mvlpt.tasks import (  # noqa: F401  (importing a suite registers its tasks)
+        coop,  # noqa: F401  (the CoOp data sets that are not ELEVATER tasks: the paper's Table 1)
         designed,  # noqa: F401  (the designed world, docs/groundtruth.md)
         elevater,
         synthetic,

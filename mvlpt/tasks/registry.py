@@ -83,12 +83,13 @@ class Task:
     splits: tuple[str, ...] = ("train", "test")
     domain: str = ""
     description: str = ""
-    source: str = "synthetic"  # "synthetic" (offline suite) or "elevater"
+    source: str = "synthetic"  # "synthetic" (offline suite), "elevater", "coop" (mvlpt.tasks.coop) or "designed"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"task {self.name!r}: unknown metric {self.metric!r}; expected one of {METRICS}")
-        if len(set(self.classnames)) != len(self.classnames):
+        # names read from the data (mvlpt.tasks.coop.DataClassNames) are checked when they are read
+        if not getattr(self.classnames, "from_data", False) and len(set(self.classnames)) != len(self.classnames):
             raise ValueError(f"task {self.name!r}: class names are not unique")
         if not self.templates or any("{}" not in t for t in self.templates):
             raise ValueError(f"task {self.name!r}: every template needs a '{{}}' for the class name")

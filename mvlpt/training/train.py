@@ -169,9 +169,9 @@ class Trainer:
         from mvlpt.tasks.elevater import scored_task
 
         self.tasks = [scored_task(get_task(n), spec.hateful_memes_metric) for n in spec.tasks]
-        classnames = [c for t in self.tasks for c in t.classnames]
-        self.n_classes = len(classnames)
         self._train_splits = {t.name: t.load("train", spec.data_dir) for t in self.tasks}
+        classnames = [c for t in self.tasks for c in t.classnames]  # after the load: some are read from the data
+        self.n_classes = len(classnames)
         self.members: list[Member] = []
         # a task-conditioned method (SoftCPT) is told which task each class belongs to
         tasks_of_classes = (
