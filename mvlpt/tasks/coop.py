@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mvlpt.datasets import coop
+from mvlpt.errors import MvlptError
 from mvlpt.tasks.registry import Task, register
 
 SOURCE = coop.SOURCE
@@ -71,6 +72,7 @@ def _read_names(task: str, folder: str) -> tuple[str, ...]:
 IMAGENET_RENAMED = {744: ("missile", "projectile"), 836: ("sunglasses", "sunglass")}
 
 
+@functools.cache
 def imagenet_metadata() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """ImageNet's class names and templates as open_clip ships them (its templates are functions of the
     name), the names repeated in open_clip's list told apart (:data:`IMAGENET_RENAMED`)."""
@@ -80,7 +82,45 @@ def imagenet_metadata() -> tuple[tuple[str, ...], tuple[str, ...]]:
     for i, (theirs, ours) in IMAGENET_RENAMED.items():
         if names[i] == theirs:
             names[i] = ours
-    return tuple(names), tuple(t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES)
+    templates = tuple(t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES)
+    if len(set(names)) != len(names) or any("{}" not in t for t in templates):
+        raise MvlptError("open_clip's ImageNet names repeat a name or a template lacks '{}'; check IMAGENET_RENAMED.")
+    return tuple(names), templates
+
+
+class OpenClipList(Sequence):
+    """One of open_clip's ImageNet lists (:func:`imagenet_metadata`: 0 the names, 1 the templates), read on
+    first use: importing open_clip takes seconds, which every workflow start and ``mvlpt`` command would pay
+    when the task registers. ``len()`` is known beforehand; the lists are checked when read."""
+
+    from_data = True  # mvlpt.tasks.registry.Task leaves the check to the reading (imagenet_metadata)
+
+    def __init__(self, part: int, count: int):
+        self.part, self.count = part, count
+
+    def values(self) -> tuple[str, ...]:
+        return imagenet_metadata()[self.part]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):
+        return self.values()[i]
+
+    def __iter__(self):
+        return iter(self.values())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash((self.part, self.count))
+
+    def __repr__(self) -> str:
+        return f"OpenClipList({self.part}, {self.count})"
+
+
+IMAGENET_COUNTS = (1000, 80)  # open_clip's IMAGENET_CLASSNAMES and OPENAI_IMAGENET_TEMPLATES (a test holds them)
 
 
 def _loader(task: str, names: DataClassNames | None):
@@ -96,7 +136,7 @@ def _loader(task: str, names: DataClassNames | None):
 def _make_task(name: str) -> Task:
     s = coop.spec(name)
     if s["classnames_from"] == "open_clip":
-        classnames, templates = imagenet_metadata()
+        classnames, templates = (OpenClipList(part, n) for part, n in enumerate(IMAGENET_COUNTS))
         names = None
     else:
         classnames = names = DataClassNames(name, s["num_classes"])

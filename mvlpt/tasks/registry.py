@@ -91,7 +91,8 @@ class Task:
         # names read from the data (mvlpt.tasks.coop.DataClassNames) are checked when they are read
         if not getattr(self.classnames, "from_data", False) and len(set(self.classnames)) != len(self.classnames):
             raise ValueError(f"task {self.name!r}: class names are not unique")
-        if not self.templates or any("{}" not in t for t in self.templates):
+        lazy = getattr(self.templates, "from_data", False)  # open_clip's ImageNet templates: checked when read
+        if not self.templates or (not lazy and any("{}" not in t for t in self.templates)):
             raise ValueError(f"task {self.name!r}: every template needs a '{{}}' for the class name")
 
     @property

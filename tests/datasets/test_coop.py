@@ -74,6 +74,18 @@ def test_imagenet_names_and_templates_are_open_clips():
     assert len(set(task.classnames)) == 1000 and task.classnames[0] == theirs[0] == "tench"
     assert task.templates == tuple(t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES) and len(task.templates) == 80
     assert "a photo of a {}." in task.templates  # CoOp's template for ImageNet
+    assert (len(meta.IMAGENET_CLASSNAMES), len(meta.OPENAI_IMAGENET_TEMPLATES)) == coop_tasks.IMAGENET_COUNTS
+
+
+def test_registering_the_tasks_does_not_import_open_clip():
+    """open_clip (and torch) cost seconds to import: every workflow start lists the tasks, so ImageNet's
+    names are read from open_clip only when used."""
+    import subprocess
+    import sys
+
+    code = "import sys; from mvlpt.tasks import list_tasks; list_tasks(); print('open_clip' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("name", ["sun397", "ucf101"])
