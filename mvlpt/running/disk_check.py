@@ -85,7 +85,7 @@ def check_disk(
         data_dir = resolve_data_dir(cfg.get("data_dir"))
         to_fetch = 0.0
         for r in rows:
-            if r.suite == "coop" and r.data == "missing":
+            if r.suite == coop.SOURCE and r.data == "missing":
                 to_fetch += float(coop.route_spec(r.task).get("disk_gb") or 0) * 1e9
             elif r.suite == "elevater" and r.data == "missing":
                 spec = routes.route_spec(r.task)

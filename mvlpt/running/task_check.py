@@ -79,8 +79,8 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
             problems.append(f"task {name}: {e}")
         if not present:
             row.data = "missing"
-            manual = (coop.route(name) if task.source == "coop" else routes.default_route(name)) == "manual"
-            why = coop.route_spec(name).get("why", "") if task.source == "coop" else "its licence must be accepted first"
+            manual = (coop.route(name) if task.source == coop.SOURCE else routes.default_route(name)) == "manual"
+            why = coop.route_spec(name).get("why", "") if task.source == coop.SOURCE else "its licence must be accepted first"
             how = f" ({why}: the command says what to download and where to put it)" if manual else ""
             problems.append(f"task {name}: no data under {data_dir}; run {fetch}{how}.")
         elif verdict is not None and verdict.status in ("corrupt", "missing"):
@@ -102,7 +102,7 @@ def check_task(name: str, cfg: dict, *, deep: bool, problems: list, warnings: li
                 )
             row.route, row.folder = route, str(folder)
         if row.data != "present":  # planned from ELEVATER's manifest, or the CoOp split's sizes (coop_tasks.json)
-            if task.source == "coop":
+            if task.source == coop.SOURCE:
                 n, n_test = (int(coop.spec(name)["planning"][s]) for s in ("train", "test"))
             else:
                 entry = catalog.manifest_entry(name)
