@@ -35,11 +35,6 @@ def json_arg(text: str | None, what: str) -> dict:
     return value
 
 
-def _run_all(run):
-    """``run`` applied to each spec of a list, the results concatenated."""
-    return lambda specs: [r for one in specs for r in run(one)]
-
-
 def run_train(args) -> int:
     if args.compile_cache and not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):  # before torch settles on its default
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(args.compile_cache)
@@ -86,9 +81,9 @@ def run_train(args) -> int:
 
         several = len(spec.tasks) > 1 or len(sources) > 1  # several cells, one process
         specs = zero_epoch.pair_specs(spec, sources) if several else [zero_epoch.ZeroEpochSpec.of(spec).validate()]
-        run = _run_all(zero_epoch.run)
+        run = zero_epoch.run
     else:
-        specs, run = [spec.validate()], _run_all(run)
+        specs = [spec.validate()]
     from mvlpt.tasks import get_task
 
     for name in spec.tasks:
@@ -111,7 +106,7 @@ def run_train(args) -> int:
         print(describe_lease(lease), file=sys.stderr)
         for one in specs:
             one.device = lease.device
-        results = run(specs)
+        results = [r for one in specs for r in run(one)]  # several only for zero-epoch cells
     for r in results:
         print(
             f"{r['method']} {r['source']} -> {r['target']} seed {r['seed']}: test {r['metric']} {r['test']:.4f} "
