@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import fakes
 from fakes import write_record
 from mvlpt.analysis import tables
 from mvlpt.errors import MvlptError
@@ -23,18 +24,8 @@ NAMES = ["circle", "square", "triangle"]
 
 
 def spec(tmp_path, tasks=(A, B), method="coop", **kw):
-    train = kw.pop("train", TrainConfig(epochs=3, lr=0.01, checkpoint_every=0))
-    outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    return RunSpec(
-        method=method,
-        tasks=list(tasks),
-        seeds=kw.pop("seeds", [1]),
-        shots=5,
-        train=train,
-        outputs=outputs,
-        pretrained="synthetic",
-        **kw,
-    )
+    kw.setdefault("train", TrainConfig(epochs=3, lr=0.01, checkpoint_every=0))
+    return fakes.spec(tmp_path, method, tasks, **kw)
 
 
 # --------------------------------------------------------------------------------------------------

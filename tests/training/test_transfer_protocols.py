@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import fakes
 from mvlpt.cli import main
 from mvlpt.errors import MvlptError
-from mvlpt.training.config import RunSpec, TrainConfig
+from mvlpt.training.config import TrainConfig
 from mvlpt.training.train import Trainer, run
 from mvlpt.training.zero_epoch import ZeroEpochSpec, run as zero_epoch
 
@@ -17,18 +18,8 @@ A, B = "shape-colours", "shapes"
 
 
 def spec(tmp_path, method="coop", tasks=(A,), **kw):
-    train = kw.pop("train", TrainConfig(epochs=2, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8))
-    outputs = kw.pop("outputs", {t: str(tmp_path / f"{t}.json") for t in tasks})
-    return RunSpec(
-        method=method,
-        tasks=list(tasks),
-        seeds=kw.pop("seeds", [1]),
-        shots=5,
-        train=train,
-        outputs=outputs,
-        pretrained="synthetic",
-        **kw,
-    )
+    kw.setdefault("train", TrainConfig(epochs=2, lr=0.01, warmup_epochs=0, batch_size=4, batch_size_multitask=8))
+    return fakes.spec(tmp_path, method, tasks, **kw)
 
 
 @pytest.fixture(scope="module")
